@@ -1,0 +1,30 @@
+"""kuberl: reinforcement learning at scale, Kubernetes-native.
+
+Heavy modules (torch, ray) load lazily, so `import kuberl` and `kuberl.spec` stay fast and light.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    from kuberl.algorithm import Algorithm, build_algorithm
+
+_LAZY = {
+    "Algorithm": ("kuberl.algorithm", "Algorithm"),
+    "build_algorithm": ("kuberl.algorithm", "build_algorithm"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        module, attr = _LAZY[name]
+        return getattr(importlib.import_module(module), attr)
+    raise AttributeError(f"module 'kuberl' has no attribute {name!r}")
+
+
+__all__ = ["Algorithm", "__version__", "build_algorithm"]

@@ -1,0 +1,83 @@
+"""Kubernetes-only fields: how the operator sizes and places the Ray cluster. `kuberl run` ignores them."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from pydantic import BeforeValidator, Field
+
+from kuberl.spec.base import WireModel
+
+_QUANTITY = re.compile(r"^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$")
+
+
+def _quantity(v: object) -> str:
+    """Kubernetes resource quantities: accept 2, 0.5, "500m", "4Gi"; keep them as strings."""
+    if isinstance(v, bool):
+        raise ValueError("a resource quantity must be a number or a string like '500m' or '4Gi'")
+    if isinstance(v, int | float):
+        v = str(v)
+    if not isinstance(v, str) or not _QUANTITY.match(v):
+        raise ValueError(f"{v!r} is not a Kubernetes quantity (examples: 2, '500m', '4Gi')")
+    return v
+
+
+Quantity = Annotated[str, BeforeValidator(_quantity)]
+
+
+class Toleration(WireModel):
+    """A pod toleration (core/v1 Toleration), e.g. for tainted GPU nodes."""
+
+    key: str | None = Field(None, description="Taint key the toleration applies to; empty means all keys.")
+    operator: Literal["Exists", "Equal"] = Field("Equal", description="Exists or Equal.")
+    value: str | None = Field(None, description="Taint value to match when operator is Equal.")
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = Field(
+        None, description="Taint effect to match; empty means all effects."
+    )
+    toleration_seconds: int | None = Field(None, description="For NoExecute: how long the pod stays bound.")
+
+
+class HeadGroupSpec(WireModel):
+    """The Ray head pod. It runs the trainer driver (and the learner when no GPU workers are used)."""
+
+    cpu: Quantity = Field("2", description="CPU request and limit of the head container.")
+    memory: Quantity = Field("4Gi", description="Memory request and limit of the head container.")
+    gpu: int = Field(0, ge=0, description="GPUs on the head pod (a learner on the head uses them).")
+
+
+class WorkerGroupSpec(WireModel):
+    """A Ray worker group. Replicas default to what `resources` needs."""
+
+    replicas: int | None = Field(
+        None, ge=0, description="Worker pods; default: enough for resources.envRunners (CPU) or learners (GPU)."
+    )
+    cpu: Quantity = Field("2", description="CPU request and limit per worker pod.")
+    memory: Quantity = Field("4Gi", description="Memory request and limit per worker pod.")
+    gpu: int = Field(0, ge=0, description="GPUs per worker pod (nvidia.com/gpu limit).")
+    node_selector: dict[str, str] = Field(default_factory=dict, description="Extra node selector for this group.")
+
+
+class ClusterSpec(WireModel):
+    """Placement and sizing of the Ray cluster the operator asks KubeRay for."""
+
+    image: str = Field("kuberl/trainer:0.1.0", min_length=1, description="Trainer image (CPU or CUDA variant).")
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = Field(
+        "IfNotPresent", description="Image pull policy of every Ray container."
+    )
+    ray_version: str = Field("2.60.0", pattern=r"^\d+\.\d+\.\d+$", description="Ray version inside the image.")
+    head: HeadGroupSpec = Field(default_factory=HeadGroupSpec, description="The head pod.")
+    cpu_workers: WorkerGroupSpec = Field(
+        default_factory=WorkerGroupSpec, description="CPU worker group hosting the EnvRunner actors."
+    )
+    gpu_workers: WorkerGroupSpec = Field(
+        default_factory=lambda: WorkerGroupSpec(gpu=1, cpu="4", memory="16Gi"),
+        description="GPU worker group hosting learners when resources.gpusPerLearner > 0.",
+    )
+    node_selector: dict[str, str] = Field(default_factory=dict, description="Node selector for every Ray pod.")
+    tolerations: list[Toleration] = Field(default_factory=list, description="Tolerations for every Ray pod.")
+    priority_class_name: str | None = Field(None, description="PriorityClass of every Ray pod.")
+    service_account: str | None = Field(
+        None, description="ServiceAccount of the Ray pods (it needs no Kubernetes API permissions)."
+    )
+    gpu_resource_name: str = Field("nvidia.com/gpu", description="Extended resource name used for GPU limits.")

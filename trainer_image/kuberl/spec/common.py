@@ -1,0 +1,122 @@
+"""Spec sections shared by every algorithm: stop criteria, resources, checkpoints, metrics, evaluation."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator
+
+from kuberl.spec.base import WireModel
+
+PositiveInt = Annotated[int, Field(ge=1)]
+
+
+class StopSpec(WireModel):
+    """When training ends. The first criterion reached stops the run; with none set, it runs until killed."""
+
+    episode_return_mean: float | None = Field(
+        None, description="Stop once the mean return of the last 100 episodes reaches this value."
+    )
+    timesteps: PositiveInt | None = Field(None, description="Stop after this many environment steps.")
+    iterations: PositiveInt | None = Field(None, description="Stop after this many training iterations.")
+    time_seconds: Annotated[float, Field(gt=0)] | None = Field(
+        None, description="Stop after this much wall-clock training time (seconds)."
+    )
+
+    def is_empty(self) -> bool:
+        return all(v is None for v in (self.episode_return_mean, self.timesteps, self.iterations, self.time_seconds))
+
+
+class ResourcesSpec(WireModel):
+    """How the run is spread over Ray. The same numbers size the Ray cluster on Kubernetes."""
+
+    env_runners: int = Field(
+        2,
+        ge=0,
+        description=(
+            "Number of EnvRunner actors sampling in parallel. 0 samples in the driver process and does "
+            "not start Ray at all (fastest start, easiest debugging)."
+        ),
+    )
+    envs_per_runner: PositiveInt = Field(
+        8, description="Sub-environments in each runner's vector env; inference is batched across them."
+    )
+    cpus_per_runner: Annotated[float, Field(gt=0)] = Field(1.0, description="CPUs reserved per EnvRunner actor.")
+    learners: PositiveInt = Field(
+        1, description="Learner processes; more than one trains data-parallel with torch DDP."
+    )
+    gpus_per_learner: Annotated[float, Field(ge=0)] = Field(
+        0.0, description="GPUs per learner. 0 trains on CPU; more than 0 requires CUDA."
+    )
+    cpus_per_learner: Annotated[float, Field(gt=0)] = Field(1.0, description="CPUs reserved per learner.")
+
+
+class SecretRef(WireModel):
+    """A Kubernetes Secret holding S3 credentials, exposed to the trainer as environment variables."""
+
+    secret_name: str = Field(..., min_length=1, description="Name of the Secret in the job's namespace.")
+    access_key_id_key: str = Field("AWS_ACCESS_KEY_ID", description="Key in the Secret holding the access key id.")
+    secret_access_key_key: str = Field(
+        "AWS_SECRET_ACCESS_KEY", description="Key in the Secret holding the secret access key."
+    )
+    endpoint_url_key: str | None = Field(
+        None, description="Optional key holding the S3 endpoint URL (S3-compatible stores such as MinIO)."
+    )
+    region_key: str | None = Field(None, description="Optional key holding the region.")
+
+
+class CheckpointSpec(WireModel):
+    """Where and how often checkpoints are written."""
+
+    uri: str | None = Field(
+        None,
+        description=(
+            "Checkpoint location: s3://bucket/prefix or a local directory. Default: <runDir>/checkpoints "
+            "locally. Required on Kubernetes for retries and suspend to resume."
+        ),
+    )
+    every_iterations: int = Field(10, ge=0, description="Checkpoint every N iterations (0: only at the end).")
+    keep: PositiveInt = Field(3, description="Complete checkpoints kept; older ones are deleted.")
+    at_end: bool = Field(True, description="Write a checkpoint when training stops (also on Ctrl-C / SIGTERM).")
+    credentials: SecretRef | None = Field(
+        None, description="Kubernetes Secret with S3 credentials (ignored by `kuberl run`, which uses the AWS chain)."
+    )
+
+    @field_validator("uri")
+    @classmethod
+    def _scheme(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        if "://" in v and not v.startswith(("s3://", "file://")):
+            raise ValueError(f"unsupported scheme in {v!r}: use s3://bucket/prefix, file:///path or a plain path")
+        if v.startswith("s3://") and not re.match(r"^s3://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9](/.*)?$", v):
+            raise ValueError(f"{v!r} is not a valid S3 URI: expected s3://bucket[/prefix] with a DNS-style bucket")
+        return v
+
+
+class MetricsSpec(WireModel):
+    """The trainer's HTTP endpoint: Prometheus `/metrics` and the JSON `/status` the operator reads."""
+
+    enabled: bool = Field(True, description="Serve /metrics and /status.")
+    port: int = Field(8080, ge=0, le=65535, description="Port for /metrics and /status (0 picks a free port).")
+
+
+class EvaluationSpec(WireModel):
+    """Periodic evaluation on separate environments, with the greedy (or sampling) policy."""
+
+    interval: int = Field(0, ge=0, description="Evaluate every N iterations (0: never during training).")
+    episodes: PositiveInt = Field(10, description="Episodes per evaluation.")
+    explore: bool = Field(False, description="Sample actions (True) or act greedily (False) during evaluation.")
+
+
+ResumeMode = Literal["auto", "never"]
+
+
+def validate_resume(v: str) -> str:
+    if v in ("auto", "never"):
+        return v
+    if v.startswith(("s3://", "file://", "/", "./", "../")) or "/" in v:
+        return v
+    raise ValueError(f"{v!r} is not 'auto', 'never' or a checkpoint URI (s3://… or a path)")
+

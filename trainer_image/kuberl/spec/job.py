@@ -1,0 +1,196 @@
+"""The RLTrainingJob document (kuberl.io/v1alpha1): metadata, spec and status.
+
+The same document runs locally (`kuberl run`) and on Kubernetes (`kubectl apply`). Fields under
+`cluster`, `suspend`, `backoffLimit`, `activeDeadlineSeconds` and `ttlSecondsAfterFinished` only
+matter to the operator.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from kuberl.spec.algorithms import ALGORITHMS, AlgorithmConfig, AlgorithmConfigBase
+from kuberl.spec.base import LenientModel, WireModel
+from kuberl.spec.cluster import ClusterSpec
+from kuberl.spec.common import (
+    CheckpointSpec,
+    EvaluationSpec,
+    MetricsSpec,
+    ResourcesSpec,
+    StopSpec,
+    validate_resume,
+)
+
+GROUP = "kuberl.io"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+KIND = "RLTrainingJob"
+PLURAL = "rltrainingjobs"
+SINGULAR = "rltrainingjob"
+SHORT_NAMES = ("rlj",)
+CATEGORIES = ("kuberl", "all")
+
+# Names become RayJob, RayCluster, Service and label values; KubeRay appends suffixes to the RayJob
+# name for its RayCluster and pods, so stay well under the 63-character label limit.
+MAX_NAME_LENGTH = 40
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+# A Gymnasium id ("CartPole-v1", "ALE/Pong-v5"), a PettingZoo env ("pettingzoo.mpe:simple_spread_v3"),
+# or an import path "module.sub:factory".
+_ENV_ID = re.compile(r"^(?:[\w.\-]+/)?[A-Za-z_][\w.\-]*$|^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+
+Phase = Literal["Pending", "Running", "Succeeded", "Failed", "Suspended"]
+PHASES: tuple[str, ...] = ("Pending", "Running", "Succeeded", "Failed", "Suspended")
+
+
+class ObjectMeta(LenientModel):
+    """The part of metav1.ObjectMeta kuberl reads; everything else Kubernetes adds is kept as is."""
+
+    name: str = Field(..., description="Job name: a DNS label of at most 40 characters.")
+    namespace: str | None = Field(None, description="Namespace (default: the current one).")
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _dns_label(cls, v: str) -> str:
+        if len(v) > MAX_NAME_LENGTH:
+            raise ValueError(
+                f"{v!r} is {len(v)} characters; at most {MAX_NAME_LENGTH} (it prefixes RayJob and pod names)"
+            )
+        if not _DNS_LABEL.match(v):
+            raise ValueError(
+                f"{v!r} is not a DNS label: lowercase letters, digits and '-', starting and ending alphanumeric"
+            )
+        return v
+
+
+class RLTrainingJobSpec(WireModel):
+    """What to train, for how long, on what resources, and where its checkpoints live."""
+
+    algorithm: str = Field(..., description=f"The algorithm: one of {', '.join(ALGORITHMS)}.")
+    env: str = Field(
+        ...,
+        description=(
+            "Environment: a Gymnasium id (CartPole-v1), or `module:factory` called with envConfig inside each "
+            "runner (so the env is never pickled)."
+        ),
+    )
+    env_config: dict[str, Any] = Field(
+        default_factory=dict, description="Keyword arguments for the env factory / gymnasium.make."
+    )
+    config: AlgorithmConfig = Field(
+        default=None,  # type: ignore[assignment]  # filled from `algorithm` by _inject_discriminator
+        description="The algorithm's hyperparameters, validated against that algorithm's own model.",
+    )
+    seed: int | None = Field(0, ge=0, description="Base random seed; each runner and sub-env derives its own.")
+    stop: StopSpec = Field(default_factory=StopSpec, description="Stop criteria; the first one reached ends training.")
+    resources: ResourcesSpec = Field(default_factory=ResourcesSpec, description="Runners, learners, CPUs and GPUs.")
+    checkpoint: CheckpointSpec = Field(default_factory=CheckpointSpec, description="Checkpoint location and policy.")
+    resume: str = Field(
+        "auto",
+        description=(
+            "auto: continue from the newest complete checkpoint if there is one; never: start fresh; or the URI "
+            "of a checkpoint to start from."
+        ),
+    )
+    metrics: MetricsSpec = Field(default_factory=MetricsSpec, description="Prometheus /metrics and JSON /status.")
+    evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec, description="Periodic evaluation.")
+    run_dir: str | None = Field(
+        None, description="Local run directory (default ./runs/<name>); on Kubernetes a path inside the head pod."
+    )
+    # Kubernetes-only.
+    cluster: ClusterSpec = Field(default_factory=ClusterSpec, description="Ray cluster placement (Kubernetes only).")
+    suspend: bool = Field(False, description="Stop the Ray cluster, keeping checkpoints; false again resumes.")
+    backoff_limit: int = Field(3, ge=0, description="Failed RayJobs are retried this many times, resuming.")
+    active_deadline_seconds: int | None = Field(
+        None, ge=1, description="Fail the job after this many seconds of running."
+    )
+    ttl_seconds_after_finished: int = Field(
+        3600, ge=0, description="Delete the finished Ray cluster's RayJob after this many seconds."
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _inject_discriminator(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        algorithm = data.get("algorithm")
+        if isinstance(algorithm, str) and algorithm not in ALGORITHMS:
+            upper = {a.upper(): a for a in ALGORITHMS}
+            if algorithm.upper() not in upper:
+                # Leave `config` out so the only error is the one on `algorithm` (_known_algorithm).
+                return {k: v for k, v in data.items() if k != "config"}
+            algorithm = upper[algorithm.upper()]  # "ppo" → "PPO", as RLlib's registry accepts
+        config = data.get("config")
+        if config is None:
+            config = {}
+        if isinstance(config, dict) and isinstance(algorithm, str):
+            config = {**config, "algorithm": algorithm}
+        return {**data, "algorithm": algorithm, "config": config}
+
+    @field_validator("algorithm")
+    @classmethod
+    def _known_algorithm(cls, v: str) -> str:
+        if v not in ALGORITHMS:
+            raise ValueError(f"unknown algorithm {v!r}; choose one of {', '.join(ALGORITHMS)}")
+        return v
+
+    @field_validator("env")
+    @classmethod
+    def _env_id(cls, v: str) -> str:
+        if not _ENV_ID.match(v):
+            raise ValueError(
+                f"{v!r} is neither a Gymnasium id like 'CartPole-v1' nor an import path like 'my_pkg.envs:make_env'"
+            )
+        return v
+
+    @field_validator("resume")
+    @classmethod
+    def _resume(cls, v: str) -> str:
+        return validate_resume(v)
+
+    @property
+    def algo_config(self) -> AlgorithmConfigBase:
+        return self.config
+
+
+class Condition(LenientModel):
+    """metav1.Condition."""
+
+    type: str
+    status: Literal["True", "False", "Unknown"]
+    reason: str = Field(..., pattern=r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$")
+    message: str = ""
+    last_transition_time: str | None = None
+    observed_generation: int | None = None
+
+
+class RLTrainingJobStatus(LenientModel):
+    """What the operator observed. Written by the operator only."""
+
+    phase: Phase | None = Field(None, description="Pending, Running, Succeeded, Failed or Suspended.")
+    conditions: list[Condition] = Field(default_factory=list, description="metav1.Condition list.")
+    observed_generation: int | None = Field(None, description="The spec generation this status describes.")
+    ray_job_name: str | None = Field(None, description="The current RayJob (saved before it is created).")
+    config_map_name: str | None = Field(None, description="The ConfigMap holding the job spec.")
+    attempt: int = Field(0, ge=0, description="Retries so far (0 on the first attempt).")
+    iteration: int | None = Field(None, description="Training iterations completed.")
+    timesteps: int | None = Field(None, description="Environment steps sampled.")
+    episode_return_mean: float | None = Field(None, description="Mean return of the last 100 episodes.")
+    last_checkpoint: str | None = Field(None, description="URI of the newest complete checkpoint.")
+    start_time: str | None = Field(None, description="When the first RayJob was created (RFC 3339).")
+    completion_time: str | None = Field(None, description="When the job succeeded or failed (RFC 3339).")
+    message: str | None = Field(None, description="Human-readable summary of the current phase.")
+
+
+class RLTrainingJob(WireModel):
+    """The whole custom resource."""
+
+    api_version: Literal["kuberl.io/v1alpha1"] = Field(API_VERSION, description="kuberl.io/v1alpha1")
+    kind: Literal["RLTrainingJob"] = Field(KIND, description="RLTrainingJob")
+    metadata: ObjectMeta
+    spec: RLTrainingJobSpec
+    status: RLTrainingJobStatus | None = None
