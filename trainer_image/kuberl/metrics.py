@@ -1,0 +1,444 @@
+"""Trainer metrics: Prometheus exposition on ``/metrics`` and the JSON progress on ``/status``.
+
+The trainer calls :meth:`TrainerMetrics.update` with each iteration's result dict,
+:meth:`TrainerMetrics.record_checkpoint` after each save and :meth:`TrainerMetrics.set_phase` on
+phase changes. :class:`MetricsServer` serves the metrics over HTTP from a daemon thread; the operator
+polls ``/status`` and Prometheus scrapes ``/metrics`` (through a PodMonitor).
+
+Conventions (see ``docs/metrics.md`` for the reference): prefix ``kuberl_``, base units, ``_total`` on
+counters, labels ``job``, ``namespace``, ``algorithm`` on every series, plus ``policy`` on per-policy
+series. Results carry lifetime totals; counters are advanced by the delta between results. A value that
+is None or NaN leaves its gauge unset (or at its last finite value) rather than exporting NaN.
+
+This module imports neither torch nor ray.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import threading
+import time
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import urlsplit
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+
+__all__ = ["PHASES", "MetricsServer", "TrainerMetrics", "rfc3339"]
+
+log = logging.getLogger(__name__)
+
+PHASES = ("Pending", "Running", "Succeeded", "Failed", "Stopped")
+DEFAULT_POLICY = "default_policy"
+
+_BASE_LABELS = ("job", "namespace", "algorithm")
+_POLICY_LABELS = (*_BASE_LABELS, "policy")
+
+ITERATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0)
+CHECKPOINT_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
+
+# Learner stat keys (besides "*_loss") exported as their own gauge; the first matching alias wins.
+_LEARNER_GAUGES: dict[str, tuple[str, ...]] = {
+    "entropy": ("entropy",),
+    "kl": ("kl", "mean_kl"),
+    "learning_rate": ("lr", "learning_rate", "cur_lr"),
+    "grad_norm": ("grad_norm", "gradient_norm", "global_grad_norm"),
+}
+
+# Episode statistics: result key -> gauge attribute.
+_EPISODE_KEYS = {
+    "episode_return_mean": "episode_return_mean",
+    "episode_return_min": "episode_return_min",
+    "episode_return_max": "episode_return_max",
+    "episode_len_mean": "episode_length_mean",
+}
+
+
+def _num(value: Any) -> float | None:
+    """``value`` as a finite float, or None (None, NaN, inf, bools, strings and containers)."""
+    if value is None or isinstance(value, bool | str | bytes):
+        return None
+    try:
+        f = float(value)
+    except (TypeError, ValueError):
+        return None
+    return f if math.isfinite(f) else None
+
+
+def rfc3339(ts: float | None) -> str | None:
+    """A UNIX timestamp as RFC 3339 UTC with second precision (the Kubernetes ``metav1.Time`` form)."""
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class TrainerMetrics:
+    """Prometheus metrics and ``/status`` progress of one training job, on its own registry."""
+
+    def __init__(
+        self,
+        *,
+        job: str,
+        namespace: str,
+        algorithm: str,
+        registry: CollectorRegistry | None = None,
+    ) -> None:
+        self.job = job
+        self.namespace = namespace
+        self.algorithm = algorithm
+        self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
+        self._labels = {"job": job, "namespace": namespace, "algorithm": algorithm}
+        self._lock = threading.Lock()
+
+        r = self.registry
+
+        def gauge(name: str, doc: str, labels: tuple[str, ...] = _BASE_LABELS) -> Gauge:
+            return Gauge(name, doc, labels, registry=r)
+
+        def counter(name: str, doc: str) -> Counter:
+            return Counter(name, doc, _BASE_LABELS, registry=r)
+
+        self.training_iteration = gauge("kuberl_training_iteration", "Training iterations completed.")
+        self.training_start = gauge(
+            "kuberl_training_start_timestamp_seconds", "UNIX time at which this trainer started training."
+        )
+        self.env_steps = counter("kuberl_env_steps_total", "Environment steps sampled by the env runners.")
+        self.env_steps_trained = counter(
+            "kuberl_env_steps_trained_total", "Environment steps the learners trained on."
+        )
+        self.episodes = counter("kuberl_episodes_total", "Episodes finished.")
+        self.episode_return_mean = gauge(
+            "kuberl_episode_return_mean", "Mean return of recent episodes.", _POLICY_LABELS
+        )
+        self.episode_return_min = gauge(
+            "kuberl_episode_return_min", "Minimum return of recent episodes.", _POLICY_LABELS
+        )
+        self.episode_return_max = gauge(
+            "kuberl_episode_return_max", "Maximum return of recent episodes.", _POLICY_LABELS
+        )
+        self.episode_length_mean = gauge(
+            "kuberl_episode_length_mean", "Mean length (env steps) of recent episodes.", _POLICY_LABELS
+        )
+        self.learner_loss = gauge(
+            "kuberl_learner_loss",
+            "Last learner update's loss, one series per loss term.",
+            (*_POLICY_LABELS, "term"),
+        )
+        self.learner_entropy = gauge(
+            "kuberl_learner_entropy", "Policy entropy at the last update.", _POLICY_LABELS
+        )
+        self.learner_kl = gauge(
+            "kuberl_learner_kl", "KL divergence old to new policy at the last update.", _POLICY_LABELS
+        )
+        self.learner_learning_rate = gauge(
+            "kuberl_learner_learning_rate", "Optimizer learning rate.", _POLICY_LABELS
+        )
+        self.learner_grad_norm = gauge(
+            "kuberl_learner_grad_norm", "Global gradient norm at the last update.", _POLICY_LABELS
+        )
+        self.iteration_duration = Histogram(
+            "kuberl_iteration_duration_seconds",
+            "Wall-clock duration of a training iteration.",
+            _BASE_LABELS,
+            buckets=ITERATION_BUCKETS,
+            registry=r,
+        )
+        self.timer = gauge(
+            "kuberl_timer_seconds", "Last iteration's time spent per phase.", (*_BASE_LABELS, "phase")
+        )
+        self.checkpoint_duration = Histogram(
+            "kuberl_checkpoint_duration_seconds",
+            "Duration of successful checkpoint saves.",
+            _BASE_LABELS,
+            buckets=CHECKPOINT_BUCKETS,
+            registry=r,
+        )
+        self.checkpoint_last_success = gauge(
+            "kuberl_checkpoint_last_success_timestamp_seconds", "UNIX time of the last successful checkpoint."
+        )
+        self.checkpoints = counter("kuberl_checkpoints_total", "Checkpoints saved successfully.")
+        self.checkpoint_failures = counter(
+            "kuberl_checkpoint_failures_total", "Checkpoint saves that failed."
+        )
+        self.env_runner_restarts = counter(
+            "kuberl_env_runner_restarts_total", "Env runner actors recreated after dying."
+        )
+        self.env_runners_healthy = gauge("kuberl_env_runners_healthy", "Env runner actors currently healthy.")
+        self.env_restarts = counter(
+            "kuberl_env_restarts_total", "Crashed sub-environments restarted inside env runners."
+        )
+        self.evaluation_return_mean = gauge(
+            "kuberl_evaluation_return_mean", "Mean episode return of the last evaluation."
+        )
+
+        # Counters start at 0 so that rate() and increase() work from the first scrape.
+        for c in (
+            self.env_steps,
+            self.env_steps_trained,
+            self.episodes,
+            self.checkpoints,
+            self.checkpoint_failures,
+            self.env_runner_restarts,
+            self.env_restarts,
+        ):
+            c.labels(**self._labels)
+
+        self._last_totals: dict[str, float] = {}
+        self._last_iteration: float | None = None
+        self._started = False
+        self._status: dict[str, Any] = {
+            "phase": "Pending",
+            "iteration": None,
+            "timesteps": None,
+            "episodeReturnMean": None,
+            "lastCheckpoint": None,
+            "lastCheckpointTime": None,
+            "updatedAt": time.time(),
+        }
+
+    # -- helpers --------------------------------------------------------------------------------------
+
+    def _advance(self, counter: Counter, key: str, total: Any) -> None:
+        """Advance ``counter`` to follow the lifetime total ``total`` (keyed by ``key``)."""
+        value = _num(total)
+        if value is None:
+            return
+        last = self._last_totals.get(key, 0.0)
+        # A total that went down means its source restarted from zero: count it from there.
+        delta = value - last if value >= last else value
+        self._last_totals[key] = value
+        if delta > 0:
+            counter.labels(**self._labels).inc(delta)
+
+    def _set(self, gauge: Gauge, value: Any, **extra: str) -> None:
+        v = _num(value)
+        if v is not None:
+            gauge.labels(**self._labels, **extra).set(v)
+
+    def _mark_started(self) -> None:
+        if not self._started:
+            self._started = True
+            self.training_start.labels(**self._labels).set(time.time())
+
+    # -- the trainer's calls --------------------------------------------------------------------------
+
+    def update(self, result: Mapping[str, Any]) -> None:
+        """Record one training iteration's result dict (see the module docs for its keys)."""
+        with self._lock:
+            self._mark_started()
+            if self._status["phase"] == "Pending":
+                self._status["phase"] = "Running"
+            iteration = _num(result.get("training_iteration"))
+            new_iteration = iteration is None or iteration != self._last_iteration
+            self._last_iteration = iteration
+
+            self._set(self.training_iteration, iteration)
+            timesteps = result.get("timesteps_total", result.get("num_env_steps_sampled_lifetime"))
+            self._advance(self.env_steps, "env_steps", timesteps)
+            self._advance(
+                self.env_steps_trained, "env_steps_trained", result.get("num_env_steps_trained_lifetime")
+            )
+            self._advance(self.episodes, "episodes", result.get("episodes_total"))
+
+            learner = result.get("learner")
+            policies = list(learner) if isinstance(learner, Mapping) and learner else []
+            main_policy = policies[0] if len(policies) == 1 else DEFAULT_POLICY
+            for key, attr in _EPISODE_KEYS.items():
+                self._set(getattr(self, attr), result.get(key), policy=main_policy)
+            # Multi-agent: optional per-policy episode stats, {"policies": {pid: {episode_return_mean, ...}}}.
+            per_policy = result.get("policies")
+            if isinstance(per_policy, Mapping):
+                for pid, stats in per_policy.items():
+                    if isinstance(stats, Mapping):
+                        for key, attr in _EPISODE_KEYS.items():
+                            self._set(getattr(self, attr), stats.get(key), policy=str(pid))
+
+            if isinstance(learner, Mapping):
+                for pid, stats in learner.items():
+                    if isinstance(stats, Mapping):
+                        self._update_learner(str(pid), stats)
+
+            duration = _num(result.get("time_this_iter_s"))
+            if duration is not None and new_iteration:
+                self.iteration_duration.labels(**self._labels).observe(duration)
+            timers = result.get("timers")
+            if isinstance(timers, Mapping):
+                for phase, seconds in timers.items():
+                    self._set(self.timer, seconds, phase=str(phase))
+
+            runners = result.get("env_runners")
+            if isinstance(runners, Mapping):
+                self._set(self.env_runners_healthy, runners.get("num_healthy"))
+                self._advance(self.env_runner_restarts, "env_runner_restarts", runners.get("restarts_total"))
+                self._advance(self.env_restarts, "env_restarts", runners.get("env_restarts_total"))
+
+            evaluation = result.get("evaluation")
+            if isinstance(evaluation, Mapping):
+                self._set(self.evaluation_return_mean, evaluation.get("episode_return_mean"))
+
+            if iteration is not None:
+                self._status["iteration"] = int(iteration)
+            ts = _num(timesteps)
+            if ts is not None:
+                self._status["timesteps"] = int(ts)
+            ret = _num(result.get("episode_return_mean"))
+            if ret is not None:
+                self._status["episodeReturnMean"] = ret
+            self._status["updatedAt"] = time.time()
+
+    def _update_learner(self, policy: str, stats: Mapping[str, Any]) -> None:
+        for key, value in stats.items():
+            if isinstance(key, str) and key.endswith("_loss") and len(key) > len("_loss"):
+                self._set(self.learner_loss, value, policy=policy, term=key[: -len("_loss")])
+        for name, aliases in _LEARNER_GAUGES.items():
+            for alias in aliases:
+                if _num(stats.get(alias)) is not None:
+                    self._set(getattr(self, f"learner_{name}"), stats[alias], policy=policy)
+                    break
+
+    def record_checkpoint(self, *, duration_s: float, success: bool, uri: str | None = None) -> None:
+        """Record one checkpoint save: its duration, whether it succeeded, and where it went."""
+        with self._lock:
+            if success:
+                now = time.time()
+                self.checkpoints.labels(**self._labels).inc()
+                d = _num(duration_s)
+                if d is not None and d >= 0:
+                    self.checkpoint_duration.labels(**self._labels).observe(d)
+                self.checkpoint_last_success.labels(**self._labels).set(now)
+                if uri is not None:
+                    self._status["lastCheckpoint"] = str(uri)
+                self._status["lastCheckpointTime"] = now
+                self._status["updatedAt"] = now
+            else:
+                self.checkpoint_failures.labels(**self._labels).inc()
+
+    def set_phase(self, phase: str) -> None:
+        """Set the trainer's phase: one of ``PHASES``."""
+        if phase not in PHASES:
+            raise ValueError(f"unknown phase {phase!r}; expected one of {', '.join(PHASES)}")
+        with self._lock:
+            if phase == "Running":
+                self._mark_started()
+            self._status["phase"] = phase
+            self._status["updatedAt"] = time.time()
+
+    def status(self) -> dict[str, Any]:
+        """The ``/status`` JSON object (camelCase keys; null where unknown; RFC 3339 UTC timestamps)."""
+        with self._lock:
+            s = dict(self._status)
+        return {
+            "phase": s["phase"],
+            "iteration": s["iteration"],
+            "timesteps": s["timesteps"],
+            "episodeReturnMean": s["episodeReturnMean"],
+            "lastCheckpoint": s["lastCheckpoint"],
+            "lastCheckpointTime": rfc3339(s["lastCheckpointTime"]),
+            "algorithm": self.algorithm,
+            "job": self.job,
+            "namespace": self.namespace,
+            "updatedAt": rfc3339(s["updatedAt"]),
+        }
+
+    def exposition(self) -> bytes:
+        """The Prometheus text exposition of this job's registry."""
+        return generate_latest(self.registry)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    metrics: TrainerMetrics  # set on the per-server subclass
+    server_version = "kuberl-metrics"
+    protocol_version = "HTTP/1.1"
+    timeout = 30  # seconds an idle keep-alive connection may hold its thread
+
+    def _send(self, code: int, body: bytes, content_type: str, *, head: bool = False) -> None:
+        self.send_response(code)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")
+        self.end_headers()
+        if not head:
+            self.wfile.write(body)
+
+    def _route(self, *, head: bool) -> None:
+        try:
+            path = urlsplit(self.path).path.rstrip("/") or "/"
+            if path == "/metrics":
+                self._send(200, self.metrics.exposition(), CONTENT_TYPE_LATEST, head=head)
+            elif path == "/status":
+                body = json.dumps(self.metrics.status(), allow_nan=False).encode()
+                self._send(200, body, "application/json", head=head)
+            elif path == "/healthz":
+                self._send(200, b"ok", "text/plain; charset=utf-8", head=head)
+            else:
+                self._send(404, b"not found\n", "text/plain; charset=utf-8", head=head)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        except Exception:
+            log.exception("metrics server: error serving %s", self.path)
+            with contextlib.suppress(OSError):
+                self._send(500, b"internal error\n", "text/plain; charset=utf-8", head=head)
+
+    def do_GET(self) -> None:
+        self._route(head=False)
+
+    def do_HEAD(self) -> None:
+        self._route(head=True)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("metrics server: " + format, *args)
+
+
+class MetricsServer:
+    """Serves ``/metrics``, ``/status`` and ``/healthz`` for one :class:`TrainerMetrics` from a daemon
+    thread. ``port=0`` binds an ephemeral port; :attr:`port` is the bound one after :meth:`start`."""
+
+    def __init__(self, metrics: TrainerMetrics, *, host: str = "0.0.0.0", port: int = 8080) -> None:
+        self.metrics = metrics
+        self.host = host
+        self.port = port
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self._server is not None:
+            return
+        handler = type("MetricsHandler", (_Handler,), {"metrics": self.metrics})
+        server = ThreadingHTTPServer((self.host, self.port), handler)
+        server.daemon_threads = True
+        self._server = server
+        self.port = int(server.server_address[1])
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.2}, name="kuberl-metrics", daemon=True
+        )
+        self._thread.start()
+        log.info("metrics server listening on %s:%d", self.host, self.port)
+
+    def stop(self) -> None:
+        server, thread = self._server, self._thread
+        self._server = self._thread = None
+        if server is None:
+            return
+        server.shutdown()
+        server.server_close()
+        if thread is not None:
+            thread.join(timeout=5)
+
+    def __enter__(self) -> MetricsServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
