@@ -1,0 +1,192 @@
+"""Per-run result logs: ``params.json``, ``result.json`` (one JSON object per line) and TensorBoard scalars.
+
+A run directory (default ``./runs/<name>/``) holds::
+
+    params.json   the run's configuration (pretty JSON)
+    result.json   one line per training iteration, flushed as written; NaN and infinities become null
+    events.out.tfevents.*   TensorBoard scalars: every numeric leaf, nested keys joined by "/",
+                            step = timesteps_total
+
+tensorboardX is imported lazily, so ``import kuberl.results`` stays light (no torch, no ray).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+__all__ = ["PARAMS_FILE", "RESULT_FILE", "ResultLogger", "flatten_numeric", "read_results", "to_jsonable"]
+
+log = logging.getLogger(__name__)
+
+RESULT_FILE = "result.json"
+PARAMS_FILE = "params.json"
+
+
+def to_jsonable(value: Any) -> Any:
+    """``value`` as plain JSON data: non-finite floats → None, numpy scalars/arrays → Python values,
+    pydantic models → dicts, paths and other objects → strings."""
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [to_jsonable(v) for v in value]
+    if hasattr(value, "model_dump"):  # pydantic
+        return to_jsonable(value.model_dump(mode="json"))
+    if hasattr(value, "tolist"):  # numpy scalars and arrays, torch tensors
+        try:
+            return to_jsonable(value.tolist())
+        except (TypeError, ValueError):
+            pass
+    if hasattr(value, "item"):
+        try:
+            return to_jsonable(value.item())
+        except (TypeError, ValueError):
+            pass
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    return str(value)
+
+
+def flatten_numeric(value: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, float]]:
+    """Every finite numeric leaf of a nested mapping as ``("a/b/c", value)`` (bools excluded)."""
+    for key, v in value.items():
+        name = f"{prefix}{key}"
+        if isinstance(v, Mapping):
+            yield from flatten_numeric(v, prefix=f"{name}/")
+        elif isinstance(v, bool) or v is None or isinstance(v, str | bytes):
+            continue
+        else:
+            try:
+                f = float(v)
+            except (TypeError, ValueError):
+                continue
+            if math.isfinite(f):
+                yield name, f
+
+
+def _trim_partial_line(path: Path) -> None:
+    """Drop a truncated last line (a crash mid-write) so appended lines start on a line of their own."""
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        return
+    if size == 0:
+        return
+    with path.open("rb+") as f:
+        f.seek(-1, os.SEEK_END)
+        if f.read(1) == b"\n":
+            return
+        # Find the last newline; everything after it is the partial line.
+        pos = size
+        chunk = 4096
+        keep = 0
+        while pos > 0:
+            start = max(0, pos - chunk)
+            f.seek(start)
+            data = f.read(pos - start)
+            idx = data.rfind(b"\n")
+            if idx != -1:
+                keep = start + idx + 1
+                break
+            pos = start
+        log.warning("%s: dropping a truncated last line (%d bytes)", path, size - keep)
+        f.truncate(keep)
+
+
+class ResultLogger:
+    """Writes a run's ``params.json``, ``result.json`` lines and TensorBoard scalars into ``run_dir``."""
+
+    def __init__(self, run_dir: Path, *, tensorboard: bool = True) -> None:
+        self.run_dir = Path(run_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.result_path = self.run_dir / RESULT_FILE
+        _trim_partial_line(self.result_path)  # a resumed run appends to the same file
+        self._file = self.result_path.open("a", encoding="utf-8")
+        self._writer: Any = None
+        if tensorboard:
+            from tensorboardX import SummaryWriter
+
+            self._writer = SummaryWriter(str(self.run_dir), flush_secs=10)
+
+    def write_params(self, params: Mapping[str, Any]) -> None:
+        """Write ``run_dir/params.json`` (pretty JSON, keys sorted)."""
+        text = json.dumps(to_jsonable(params), indent=2, sort_keys=True, allow_nan=False)
+        tmp = self.run_dir / f".{PARAMS_FILE}.tmp"
+        tmp.write_text(text + "\n", encoding="utf-8")
+        tmp.replace(self.run_dir / PARAMS_FILE)
+
+    def log(self, result: Mapping[str, Any]) -> None:
+        """Append ``result`` as one JSON line (flushed) and its numeric leaves as TensorBoard scalars."""
+        if self._file.closed:
+            raise ValueError("ResultLogger is closed")
+        line = json.dumps(to_jsonable(result), allow_nan=False)
+        self._file.write(line + "\n")
+        self._file.flush()
+        if self._writer is not None:
+            step_value = result.get("timesteps_total", result.get("training_iteration"))
+            try:
+                step = int(step_value) if step_value is not None else None
+            except (TypeError, ValueError):
+                step = None
+            for tag, v in flatten_numeric(result):
+                self._writer.add_scalar(tag, v, global_step=step)
+
+    def flush(self) -> None:
+        if not self._file.closed:
+            self._file.flush()
+        if self._writer is not None:
+            self._writer.flush()
+
+    def close(self) -> None:
+        if not self._file.closed:
+            self._file.close()
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+    def __enter__(self) -> ResultLogger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def read_results(path: Path) -> list[dict[str, Any]]:
+    """The results of a run: ``path`` is the run directory or its ``result.json``.
+
+    A truncated last line (the trainer died mid-write) is skipped; so is any other line that is not a
+    JSON object, with a warning. A missing file reads as no results."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / RESULT_FILE
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        return []
+    lines = text.split("\n")
+    results: list[dict[str, Any]] = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError:
+            if number == len(lines):  # no newline after it: a write cut short
+                log.debug("%s: skipping a truncated last line", path)
+            else:
+                log.warning("%s:%d: skipping a line that is not valid JSON", path, number)
+            continue
+        if isinstance(obj, dict):
+            results.append(obj)
+        else:
+            log.warning("%s:%d: skipping a line that is not a JSON object", path, number)
+    return results
