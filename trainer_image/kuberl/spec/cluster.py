@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal
 
-from pydantic import BeforeValidator, Field
+from pydantic import BeforeValidator, Field, WithJsonSchema
 
 from kuberl.spec.base import WireModel
 
@@ -23,7 +23,18 @@ def _quantity(v: object) -> str:
     return v
 
 
-Quantity = Annotated[str, BeforeValidator(_quantity)]
+# In the CRD a quantity is int-or-string, as in core/v1 (a float such as 0.5 must be quoted there).
+Quantity = Annotated[
+    str,
+    BeforeValidator(_quantity),
+    WithJsonSchema(
+        {
+            "anyOf": [{"type": "integer"}, {"type": "string"}],
+            "x-kubernetes-int-or-string": True,
+            "pattern": _QUANTITY.pattern,
+        }
+    ),
+]
 
 
 class Toleration(WireModel):
@@ -50,22 +61,30 @@ class WorkerGroupSpec(WireModel):
     """A Ray worker group. Replicas default to what `resources` needs."""
 
     replicas: int | None = Field(
-        None, ge=0, description="Worker pods; default: enough for resources.envRunners (CPU) or learners (GPU)."
+        None,
+        ge=0,
+        description="Worker pods; default: enough for resources.envRunners (CPU) or learners (GPU).",
     )
     cpu: Quantity = Field("2", description="CPU request and limit per worker pod.")
     memory: Quantity = Field("4Gi", description="Memory request and limit per worker pod.")
     gpu: int = Field(0, ge=0, description="GPUs per worker pod (nvidia.com/gpu limit).")
-    node_selector: dict[str, str] = Field(default_factory=dict, description="Extra node selector for this group.")
+    node_selector: dict[str, str] = Field(
+        default_factory=dict, description="Extra node selector for this group."
+    )
 
 
 class ClusterSpec(WireModel):
     """Placement and sizing of the Ray cluster the operator asks KubeRay for."""
 
-    image: str = Field("kuberl/trainer:0.1.0", min_length=1, description="Trainer image (CPU or CUDA variant).")
+    image: str = Field(
+        "kuberl/trainer:0.1.0", min_length=1, description="Trainer image (CPU or CUDA variant)."
+    )
     image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = Field(
         "IfNotPresent", description="Image pull policy of every Ray container."
     )
-    ray_version: str = Field("2.60.0", pattern=r"^\d+\.\d+\.\d+$", description="Ray version inside the image.")
+    ray_version: str = Field(
+        "2.60.0", pattern=r"^\d+\.\d+\.\d+$", description="Ray version inside the image."
+    )
     head: HeadGroupSpec = Field(default_factory=HeadGroupSpec, description="The head pod.")
     cpu_workers: WorkerGroupSpec = Field(
         default_factory=WorkerGroupSpec, description="CPU worker group hosting the EnvRunner actors."
@@ -74,10 +93,14 @@ class ClusterSpec(WireModel):
         default_factory=lambda: WorkerGroupSpec(gpu=1, cpu="4", memory="16Gi"),
         description="GPU worker group hosting learners when resources.gpusPerLearner > 0.",
     )
-    node_selector: dict[str, str] = Field(default_factory=dict, description="Node selector for every Ray pod.")
+    node_selector: dict[str, str] = Field(
+        default_factory=dict, description="Node selector for every Ray pod."
+    )
     tolerations: list[Toleration] = Field(default_factory=list, description="Tolerations for every Ray pod.")
     priority_class_name: str | None = Field(None, description="PriorityClass of every Ray pod.")
     service_account: str | None = Field(
         None, description="ServiceAccount of the Ray pods (it needs no Kubernetes API permissions)."
     )
-    gpu_resource_name: str = Field("nvidia.com/gpu", description="Extended resource name used for GPU limits.")
+    gpu_resource_name: str = Field(
+        "nvidia.com/gpu", description="Extended resource name used for GPU limits."
+    )

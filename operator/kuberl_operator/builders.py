@@ -1,0 +1,335 @@
+"""Pure builders: RLTrainingJob -> the ConfigMap and the KubeRay RayJob (ray.io/v1) that run it.
+
+No environment variables, clock or API calls in here (as KubeRay's `controllers/ray/common`): the same
+input always gives the same manifests, which is what `kuberl render` prints and what the golden tests pin.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import yaml
+from kuberl.spec import API_VERSION, KIND, RLTrainingJob
+from kuberl.spec.cluster import WorkerGroupSpec
+
+from kuberl_operator.labels import (
+    LABEL_ATTEMPT,
+    LABEL_JOB,
+    LABEL_MANAGED_BY,
+    MANAGED_BY,
+    POLICY_SERVER_PORT,
+    SPEC_FILE,
+    SPEC_MOUNT_DIR,
+)
+
+Manifest = dict[str, Any]
+
+RAY_API_VERSION = "ray.io/v1"
+# The trainer serves /metrics and /status on spec.metrics.port. Ray's own metrics exporter would also
+# default to 8080 on the head, so it gets a port of its own (set explicitly in rayStartParams).
+DEFAULT_TRAINER_PORT = 8080
+RAY_METRICS_PORTS = (8079, 8078)
+HEAD_CONTAINER = "ray-head"
+WORKER_CONTAINER = "ray-worker"
+
+
+@dataclass(frozen=True)
+class ChildNames:
+    """Deterministic names of one attempt's children, saved in status before anything is created."""
+
+    ray_job: str
+    config_map: str
+
+
+def child_names(job: RLTrainingJob, attempt: int) -> ChildNames:
+    """`<job>-r<attempt>`: a new attempt is a new RayJob, so a retry never races the old one's deletion."""
+    return names_for(job.metadata.name, attempt)
+
+
+def names_for(job_name: str, attempt: int) -> ChildNames:
+    base = f"{job_name}-r{attempt}"
+    return ChildNames(ray_job=base, config_map=f"{base}-spec")
+
+
+def labels(job: RLTrainingJob, attempt: int) -> dict[str, str]:
+    return {LABEL_JOB: job.metadata.name, LABEL_ATTEMPT: str(attempt), LABEL_MANAGED_BY: MANAGED_BY}
+
+
+def owner_references(job: RLTrainingJob) -> list[Manifest]:
+    """The controller reference; empty when the job has no uid yet (a dry run of a file)."""
+    uid = (job.metadata.model_extra or {}).get("uid")
+    if not uid:
+        return []
+    return [
+        {
+            "apiVersion": API_VERSION,
+            "kind": KIND,
+            "name": job.metadata.name,
+            "uid": str(uid),
+            "controller": True,
+            "blockOwnerDeletion": True,
+        }
+    ]
+
+
+def _metadata(job: RLTrainingJob, name: str, attempt: int) -> Manifest:
+    meta: Manifest = {"name": name, "labels": labels(job, attempt)}
+    if job.metadata.namespace:
+        meta["namespace"] = job.metadata.namespace
+    refs = owner_references(job)
+    if refs:
+        meta["ownerReferences"] = refs
+    return meta
+
+
+def trainer_port(job: RLTrainingJob) -> int:
+    """Port 0 ("pick a free one") is fine on a laptop; a Service needs a fixed port."""
+    return job.spec.metrics.port or DEFAULT_TRAINER_PORT
+
+
+def job_document(job: RLTrainingJob) -> Manifest:
+    """What the trainer reads from the mounted ConfigMap: the spec as the user wrote it, normalized."""
+    meta: Manifest = {"name": job.metadata.name}
+    if job.metadata.namespace:
+        meta["namespace"] = job.metadata.namespace
+    spec: Manifest = job.spec.to_wire()
+    # The discriminator lives in spec.algorithm; the trainer re-injects it when it parses the document.
+    if isinstance(spec.get("config"), dict):
+        spec["config"].pop("algorithm", None)
+    spec["metrics"] = {**spec.get("metrics", {}), "port": trainer_port(job)}
+    return {"apiVersion": API_VERSION, "kind": KIND, "metadata": meta, "spec": spec}
+
+
+def build_config_map(job: RLTrainingJob, *, attempt: int = 0) -> Manifest:
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": _metadata(job, child_names(job, attempt).config_map, attempt),
+        "data": {SPEC_FILE: yaml.safe_dump(job_document(job), sort_keys=False)},
+    }
+
+
+_SUFFIX: dict[str, Decimal | int] = {
+    "": 1,
+    "m": Decimal("0.001"),
+    "k": 1000,
+    "K": 1000,
+    "M": 10**6,
+    "G": 10**9,
+}
+
+
+def cpu_count(quantity: str) -> float:
+    """A CPU quantity as a number of cores ("500m" -> 0.5, "2" -> 2)."""
+    match = re.fullmatch(r"([0-9.]+)([mkKMG]?)", quantity.strip())
+    if not match:
+        raise ValueError(f"unsupported CPU quantity {quantity!r}")
+    return float(Decimal(match.group(1)) * Decimal(_SUFFIX[match.group(2)]))
+
+
+def _resources(cpu: str, memory: str, gpus: int, gpu_name: str) -> Manifest:
+    # Requests equal limits: Ray sizes itself from the limits, and a Guaranteed pod is not evicted first.
+    limits: Manifest = {"cpu": cpu, "memory": memory}
+    if gpus > 0:
+        limits[gpu_name] = gpus
+    return {"requests": dict(limits), "limits": limits}
+
+
+def _credential_env(job: RLTrainingJob) -> list[Manifest]:
+    """S3 credentials as secretKeyRef env vars: the Secret's values never appear in any manifest."""
+    creds = job.spec.checkpoint.credentials
+    if creds is None:
+        return []
+    pairs = [
+        ("AWS_ACCESS_KEY_ID", creds.access_key_id_key),
+        ("AWS_SECRET_ACCESS_KEY", creds.secret_access_key_key),
+    ]
+    optional = [("AWS_ENDPOINT_URL", creds.endpoint_url_key), ("AWS_DEFAULT_REGION", creds.region_key)]
+    env = [
+        {"name": n, "valueFrom": {"secretKeyRef": {"name": creds.secret_name, "key": k}}} for n, k in pairs
+    ]
+    env += [
+        {"name": n, "valueFrom": {"secretKeyRef": {"name": creds.secret_name, "key": k}}}
+        for n, k in optional
+        if k is not None
+    ]
+    return env
+
+
+def _pod_spec(job: RLTrainingJob, container: Manifest, *, extra_selector: dict[str, str]) -> Manifest:
+    cluster = job.spec.cluster
+    spec: Manifest = {"containers": [container]}
+    selector = {**cluster.node_selector, **extra_selector}
+    if selector:
+        spec["nodeSelector"] = selector
+    if cluster.tolerations:
+        spec["tolerations"] = [t.to_wire() for t in cluster.tolerations]
+    if cluster.priority_class_name:
+        spec["priorityClassName"] = cluster.priority_class_name
+    if cluster.service_account:
+        spec["serviceAccountName"] = cluster.service_account
+    # The trainer pods need no Kubernetes credentials (DESIGN: the operator reads /status instead).
+    spec["automountServiceAccountToken"] = False
+    return spec
+
+
+def _ray_metrics_port(job: RLTrainingJob) -> int:
+    return next(p for p in RAY_METRICS_PORTS if p != trainer_port(job))
+
+
+def _head_group(job: RLTrainingJob, *, attempt: int, config_map: str) -> Manifest:
+    cluster = job.spec.cluster
+    head = cluster.head
+    env = [
+        {"name": "KUBERL_JOB_NAME", "value": job.metadata.name},
+        {"name": "KUBERL_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+        {"name": "KUBERL_ATTEMPT", "value": str(attempt)},
+        *_credential_env(job),
+    ]
+    container: Manifest = {
+        "name": HEAD_CONTAINER,
+        "image": cluster.image,
+        "imagePullPolicy": cluster.image_pull_policy,
+        "resources": _resources(head.cpu, head.memory, head.gpu, cluster.gpu_resource_name),
+        "ports": [
+            {"name": "gcs-server", "containerPort": 6379},
+            {"name": "dashboard", "containerPort": 8265},
+            {"name": "client", "containerPort": 10001},
+            {"name": "ray-metrics", "containerPort": _ray_metrics_port(job)},
+            # KubeRay copies the head container's ports into the head Service: /status is read there.
+            {"name": "metrics", "containerPort": trainer_port(job)},
+            {"name": "policy-server", "containerPort": POLICY_SERVER_PORT},
+        ],
+        "env": env,
+        "volumeMounts": [{"name": "kuberl-spec", "mountPath": SPEC_MOUNT_DIR, "readOnly": True}],
+    }
+    pod = _pod_spec(job, container, extra_selector={})
+    pod["volumes"] = [{"name": "kuberl-spec", "configMap": {"name": config_map}}]
+    start: dict[str, str] = {"dashboard-host": "0.0.0.0", "metrics-export-port": str(_ray_metrics_port(job))}
+    if head.gpu > 0:
+        start["num-gpus"] = str(head.gpu)
+    return {
+        "rayStartParams": start,
+        "template": {"metadata": {"labels": labels(job, attempt)}, "spec": pod},
+    }
+
+
+def _worker_group(
+    job: RLTrainingJob, *, name: str, group: WorkerGroupSpec, replicas: int, gpus: int, attempt: int
+) -> Manifest:
+    cluster = job.spec.cluster
+    container: Manifest = {
+        "name": WORKER_CONTAINER,
+        "image": cluster.image,
+        "imagePullPolicy": cluster.image_pull_policy,
+        "resources": _resources(group.cpu, group.memory, gpus, cluster.gpu_resource_name),
+        "env": [{"name": "KUBERL_JOB_NAME", "value": job.metadata.name}, *_credential_env(job)],
+    }
+    start = {"metrics-export-port": str(_ray_metrics_port(job))}
+    if gpus > 0:
+        start["num-gpus"] = str(gpus)
+    else:
+        # Ray would otherwise detect GPUs it may see on the node and schedule learners there.
+        start["num-gpus"] = "0"
+    return {
+        "groupName": name,
+        "replicas": replicas,
+        "minReplicas": replicas,
+        "maxReplicas": replicas,
+        "rayStartParams": start,
+        "template": {
+            "metadata": {"labels": labels(job, attempt)},
+            "spec": _pod_spec(job, container, extra_selector=group.node_selector),
+        },
+    }
+
+
+def cpu_worker_replicas(job: RLTrainingJob) -> int:
+    """Enough pods for every EnvRunner actor at cpusPerRunner each (explicit replicas win)."""
+    group = job.spec.cluster.cpu_workers
+    if group.replicas is not None:
+        return group.replicas
+    res = job.spec.resources
+    per_pod = max(1, math.floor(cpu_count(group.cpu) / res.cpus_per_runner))
+    return math.ceil(res.env_runners / per_pod)
+
+
+def gpu_worker_layout(job: RLTrainingJob) -> tuple[int, int]:
+    """(replicas, GPUs per pod) of the learner group; (0, 0) when the learners train on CPU."""
+    res = job.spec.resources
+    if res.gpus_per_learner <= 0:
+        return 0, 0
+    group = job.spec.cluster.gpu_workers
+    per_pod = group.gpu or math.ceil(res.gpus_per_learner)
+    if group.replicas is not None:
+        return group.replicas, per_pod
+    return math.ceil(res.learners * res.gpus_per_learner / per_pod), per_pod
+
+
+def entrypoint(resume: str) -> str:
+    # `resume` is validated by the spec model (auto, never, or a URI without spaces); quote it anyway.
+    return f"kuberl run {SPEC_MOUNT_DIR}/{SPEC_FILE} --set resume={_shell_quote(resume)}"
+
+
+def _shell_quote(value: str) -> str:
+    return value if re.fullmatch(r"[\w@%+=:,./-]+", value) else "'" + value.replace("'", "'\"'\"'") + "'"
+
+
+def build_ray_job(job: RLTrainingJob, *, attempt: int, resume: str) -> Manifest:
+    """The RayJob of one attempt. KubeRay retries nothing (`backoffLimit: 0`): kuberl retries, resuming."""
+    names = child_names(job, attempt)
+    spec = job.spec
+    workers: list[Manifest] = []
+    cpu_replicas = cpu_worker_replicas(job)
+    if cpu_replicas > 0:
+        workers.append(
+            _worker_group(
+                job,
+                name="env-runners",
+                group=spec.cluster.cpu_workers,
+                replicas=cpu_replicas,
+                gpus=0,
+                attempt=attempt,
+            )
+        )
+    gpu_replicas, gpus = gpu_worker_layout(job)
+    if gpu_replicas > 0:
+        workers.append(
+            _worker_group(
+                job,
+                name="learners",
+                group=spec.cluster.gpu_workers,
+                replicas=gpu_replicas,
+                gpus=gpus,
+                attempt=attempt,
+            )
+        )
+    ray_spec: Manifest = {
+        "entrypoint": entrypoint(resume),
+        "shutdownAfterJobFinishes": True,
+        "ttlSecondsAfterFinished": spec.ttl_seconds_after_finished,
+        "backoffLimit": 0,
+        "suspend": spec.suspend,
+        "rayClusterSpec": {
+            "rayVersion": spec.cluster.ray_version,
+            "headGroupSpec": _head_group(job, attempt=attempt, config_map=names.config_map),
+            "workerGroupSpecs": workers,
+        },
+    }
+    if spec.active_deadline_seconds is not None:
+        ray_spec["activeDeadlineSeconds"] = spec.active_deadline_seconds
+    return {
+        "apiVersion": RAY_API_VERSION,
+        "kind": "RayJob",
+        "metadata": _metadata(job, names.ray_job, attempt),
+        "spec": ray_spec,
+    }
+
+
+def render_job(job: RLTrainingJob) -> list[Manifest]:
+    """What the operator creates for a new job: the ConfigMap, then the RayJob of attempt 0."""
+    return [build_config_map(job, attempt=0), build_ray_job(job, attempt=0, resume=job.spec.resume)]

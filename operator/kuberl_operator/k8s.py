@@ -1,0 +1,173 @@
+"""Kubernetes API calls of the operator (the official client, run in threads), nothing else.
+
+Errors are translated once here: a transient failure (5xx, 429, connection) becomes
+`kopf.TemporaryError`, so kopf retries the handler; a 409 on create means a previous pass (or a
+previous operator process) already created the child, which is then read back instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any, Protocol, TypeVar
+
+import kopf
+import kubernetes
+from kuberl.spec import GROUP, PLURAL, VERSION
+from kubernetes.client.exceptions import ApiException
+
+Manifest = dict[str, Any]
+T = TypeVar("T")
+
+RAY_GROUP, RAY_VERSION, RAY_PLURAL = "ray.io", "v1", "rayjobs"
+RETRY_DELAY_S = 5.0
+
+
+class Api(Protocol):
+    """What the reconciler needs from Kubernetes (a fake implements it in the unit tests)."""
+
+    async def get_ray_job(self, namespace: str, name: str) -> Manifest | None: ...
+    async def create(self, manifest: Manifest) -> Manifest: ...
+    async def patch_ray_job(self, namespace: str, name: str, patch: Manifest) -> None: ...
+    async def patch_config_map(self, namespace: str, name: str, patch: Manifest) -> None: ...
+    async def delete(self, kind: str, namespace: str, name: str) -> None: ...
+    async def patch_job_status(self, namespace: str, name: str, status: Manifest) -> None: ...
+
+
+def load_config() -> None:
+    """In-cluster credentials when running in a pod, else the kubeconfig (tests, laptops)."""
+    try:
+        kubernetes.config.load_incluster_config()
+    except kubernetes.config.ConfigException:
+        kubernetes.config.load_kube_config()
+
+
+def _translate(exc: Exception, what: str) -> Exception:
+    if isinstance(exc, ApiException):
+        if exc.status in (429,) or (exc.status or 0) >= 500:
+            return kopf.TemporaryError(f"{what}: HTTP {exc.status} {exc.reason}", delay=RETRY_DELAY_S)
+        # 403 (RBAC), 422 (rejected by a schema): retrying soon will not help, but a fixed RBAC will.
+        return kopf.TemporaryError(f"{what}: HTTP {exc.status} {exc.reason}: {exc.body!r:.300}", delay=60)
+    if isinstance(exc, OSError | kubernetes.client.exceptions.OpenApiException):
+        return kopf.TemporaryError(f"{what}: {exc}", delay=RETRY_DELAY_S)
+    return exc
+
+
+class KubernetesApi:
+    """`Api` over the kubernetes client. Blocking calls run in the default thread pool."""
+
+    def __init__(self, client: kubernetes.client.ApiClient | None = None) -> None:
+        self._client = client or kubernetes.client.ApiClient()
+        self._custom = kubernetes.client.CustomObjectsApi(self._client)
+        self._core = kubernetes.client.CoreV1Api(self._client)
+
+    async def _call(self, what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        try:
+            return await asyncio.to_thread(fn, *args, **kwargs)
+        except ApiException:
+            raise
+        except Exception as exc:
+            raise _translate(exc, what) from exc
+
+    async def get_ray_job(self, namespace: str, name: str) -> Manifest | None:
+        try:
+            obj: Manifest = await self._call(
+                f"get RayJob {namespace}/{name}",
+                self._custom.get_namespaced_custom_object,
+                RAY_GROUP,
+                RAY_VERSION,
+                namespace,
+                RAY_PLURAL,
+                name,
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise _translate(exc, f"get RayJob {namespace}/{name}") from exc
+        return obj
+
+    async def create(self, manifest: Manifest) -> Manifest:
+        kind = manifest["kind"]
+        ns = manifest["metadata"]["namespace"]
+        name = manifest["metadata"]["name"]
+        what = f"create {kind} {ns}/{name}"
+        try:
+            if kind == "ConfigMap":
+                await self._call(what, self._core.create_namespaced_config_map, ns, manifest)
+            elif kind == "RayJob":
+                await self._call(
+                    what,
+                    self._custom.create_namespaced_custom_object,
+                    RAY_GROUP,
+                    RAY_VERSION,
+                    ns,
+                    RAY_PLURAL,
+                    manifest,
+                )
+            else:
+                raise ValueError(f"unexpected kind {kind}")
+        except ApiException as exc:
+            if exc.status != 409:
+                raise _translate(exc, what) from exc
+            # Already there (an earlier pass or process created it): the deterministic name makes it ours.
+        return manifest
+
+    async def patch_ray_job(self, namespace: str, name: str, patch: Manifest) -> None:
+        what = f"patch RayJob {namespace}/{name}"
+        try:
+            await self._call(
+                what,
+                self._custom.patch_namespaced_custom_object,
+                RAY_GROUP,
+                RAY_VERSION,
+                namespace,
+                RAY_PLURAL,
+                name,
+                patch,
+            )
+        except ApiException as exc:
+            raise _translate(exc, what) from exc
+
+    async def patch_config_map(self, namespace: str, name: str, patch: Manifest) -> None:
+        what = f"patch ConfigMap {namespace}/{name}"
+        try:
+            await self._call(what, self._core.patch_namespaced_config_map, name, namespace, patch)
+        except ApiException as exc:
+            raise _translate(exc, what) from exc
+
+    async def delete(self, kind: str, namespace: str, name: str) -> None:
+        what = f"delete {kind} {namespace}/{name}"
+        try:
+            if kind == "ConfigMap":
+                await self._call(what, self._core.delete_namespaced_config_map, name, namespace)
+            else:
+                await self._call(
+                    what,
+                    self._custom.delete_namespaced_custom_object,
+                    RAY_GROUP,
+                    RAY_VERSION,
+                    namespace,
+                    RAY_PLURAL,
+                    name,
+                )
+        except ApiException as exc:
+            if exc.status != 404:
+                raise _translate(exc, what) from exc
+
+    async def patch_job_status(self, namespace: str, name: str, status: Manifest) -> None:
+        what = f"patch RLTrainingJob {namespace}/{name} status"
+        try:
+            await self._call(
+                what,
+                self._custom.patch_namespaced_custom_object_status,
+                GROUP,
+                VERSION,
+                namespace,
+                PLURAL,
+                name,
+                {"status": status},
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return  # deleted meanwhile: nothing left to describe
+            raise _translate(exc, what) from exc

@@ -1,0 +1,260 @@
+"""What each handler does, against the `Api` protocol (kopf decorators live in handlers.py).
+
+Order of operations follows KubeRay: child names are derived deterministically and saved in status
+before anything is created, and creation tolerates "already exists", so a crash or restart at any
+point converges to exactly one RayJob per attempt.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import kopf
+from kuberl.spec import RLTrainingJob, RLTrainingJobStatus, SpecError, parse_job
+
+from kuberl_operator.builders import build_config_map, build_ray_job, names_for
+from kuberl_operator.k8s import Api
+from kuberl_operator.metrics import OperatorMetrics
+from kuberl_operator.status import (
+    COND_SPEC_CHANGE_PENDING,
+    TERMINAL_PHASES,
+    derive_status,
+    initial_status,
+    invalid_status,
+    outcome_of,
+    set_condition,
+)
+
+Body = Mapping[str, Any]
+EventSink = Callable[[Body, str, str, str], None]
+ProgressReader = Callable[[RLTrainingJob, Mapping[str, Any] | None], Awaitable[dict[str, Any] | None]]
+
+log = logging.getLogger(__name__)
+
+# Fields a running job takes only on its next attempt (see docs/operator.md, "Spec edits").
+SPEC_CHANGE_MESSAGE = (
+    "spec changed while running: applied on the next attempt (a retry, or resume after suspend)"
+)
+
+
+@dataclass
+class Context:
+    api: Api
+    metrics: OperatorMetrics
+    now: Callable[[], datetime]
+    event: EventSink
+    progress: ProgressReader
+    default_image: str | None = None
+
+
+def _job_document(body: Body, *, default_image: str | None) -> dict[str, Any]:
+    meta = body.get("metadata") or {}
+    spec = body.get("spec")
+    if isinstance(spec, Mapping) and default_image:
+        cluster = spec.get("cluster")
+        # The operator's default image applies only where the user named none.
+        if cluster is None or (isinstance(cluster, Mapping) and "image" not in cluster):
+            spec = {**spec, "cluster": {**(cluster or {}), "image": default_image}}
+    return {
+        "apiVersion": body.get("apiVersion", "kuberl.io/v1alpha1"),
+        "kind": body.get("kind", "RLTrainingJob"),
+        "metadata": {
+            k: meta[k]
+            for k in ("name", "namespace", "uid", "generation", "labels", "annotations")
+            if k in meta
+        },
+        "spec": spec if spec is not None else {},
+    }
+
+
+def parse_body(body: Body, *, default_image: str | None = None) -> RLTrainingJob:
+    """The custom resource as a validated model. Raises SpecError; a malformed status is ignored."""
+    job = parse_job(_job_document(body, default_image=default_image))
+    job.status = current_status(body)
+    return job
+
+
+def current_status(body: Body) -> RLTrainingJobStatus | None:
+    raw = body.get("status")
+    if not isinstance(raw, Mapping):
+        return None
+    try:
+        return RLTrainingJobStatus.model_validate(dict(raw))
+    except ValueError:
+        return None  # written by someone else: derive a fresh one rather than crash
+
+
+def _generation(body: Body) -> int | None:
+    gen = (body.get("metadata") or {}).get("generation")
+    return gen if isinstance(gen, int) else None
+
+
+def _where(body: Body) -> tuple[str, str]:
+    meta = body.get("metadata") or {}
+    return str(meta.get("namespace") or "default"), str(meta.get("name") or "")
+
+
+async def _write_status(ctx: Context, body: Body, status: RLTrainingJobStatus) -> None:
+    ns, name = _where(body)
+    await ctx.api.patch_job_status(ns, name, status.to_wire())
+    ctx.metrics.set_phase(ns, name, status.phase)
+
+
+async def reject_invalid(ctx: Context, body: Body, error: SpecError) -> None:
+    """Failed + Valid=False naming the field; no children; PermanentError so kopf stops retrying."""
+    status = invalid_status(current_status(body), error, generation=_generation(body), now=ctx.now())
+    await _write_status(ctx, body, status)
+    ctx.event(body, "Warning", "InvalidSpec", status.message or "invalid spec")
+    raise kopf.PermanentError(str(error))
+
+
+async def ensure_children(ctx: Context, job: RLTrainingJob, *, attempt: int, resume: str) -> None:
+    """Create the ConfigMap, then the RayJob, of one attempt; both idempotent."""
+    await ctx.api.create(build_config_map(job, attempt=attempt))
+    await ctx.api.create(build_ray_job(job, attempt=attempt, resume=resume))
+
+
+def _resume_for(job: RLTrainingJob, attempt: int) -> str:
+    # Attempt 0 starts as the user asked; any later one continues from the newest checkpoint.
+    return job.spec.resume if attempt == 0 else "auto"
+
+
+async def create(ctx: Context, body: Body) -> None:
+    try:
+        job = parse_body(body, default_image=ctx.default_image)
+    except SpecError as error:
+        await reject_invalid(ctx, body, error)
+        return
+    status = job.status
+    if status is None or status.ray_job_name is None:
+        status = initial_status(job, now=ctx.now())
+        await _write_status(ctx, body, status)  # names first: a crash after this cannot duplicate
+        ctx.event(body, "Normal", "Pending", f"creating RayJob {status.ray_job_name}")
+    job.status = status
+    await ensure_children(ctx, job, attempt=status.attempt, resume=_resume_for(job, status.attempt))
+
+
+async def set_suspended(ctx: Context, job: RLTrainingJob) -> None:
+    """Mirror spec.suspend into the current RayJob. Resuming re-renders it from the current spec with
+    `resume: auto`, so pending spec edits apply and training continues from the newest checkpoint."""
+    status = job.status
+    if status is None or status.ray_job_name is None or status.phase in TERMINAL_PHASES:
+        return
+    ns = job.metadata.namespace or "default"
+    if job.spec.suspend:
+        await ctx.api.patch_ray_job(ns, status.ray_job_name, {"spec": {"suspend": True}})
+        return
+    ray_job = build_ray_job(job, attempt=status.attempt, resume="auto")
+    config_map = build_config_map(job, attempt=status.attempt)
+    await ctx.api.patch_config_map(ns, config_map["metadata"]["name"], {"data": config_map["data"]})
+    await ctx.api.patch_ray_job(ns, status.ray_job_name, {"spec": ray_job["spec"]})
+
+
+def changed_spec_fields(diff: Iterable[Any]) -> set[str]:
+    """Top-level spec fields in a kopf diff ((op, field path, old, new) tuples)."""
+    fields: set[str] = set()
+    for item in diff:
+        path = tuple(item[1])
+        if len(path) >= 2 and path[0] == "spec":
+            fields.add(str(path[1]))
+        elif path == ("spec",):
+            fields.add("*")
+    return fields
+
+
+async def update(ctx: Context, body: Body, diff: Iterable[Any]) -> None:
+    try:
+        job = parse_body(body, default_image=ctx.default_image)
+    except SpecError as error:
+        await reject_invalid(ctx, body, error)
+        return
+    if job.status is None or job.status.ray_job_name is None:
+        await create(ctx, body)  # it was invalid before (no children): a fixed spec starts it now
+        return
+    fields = changed_spec_fields(diff)
+    status = job.status
+    if "suspend" in fields:
+        await set_suspended(ctx, job)
+        if not job.spec.suspend:
+            status = status.model_copy(
+                update={"conditions": [c for c in status.conditions if c.type != COND_SPEC_CHANGE_PENDING]}
+            )
+    elif fields and status.phase not in TERMINAL_PHASES:
+        status = status.model_copy(
+            update={
+                "conditions": set_condition(
+                    list(status.conditions),
+                    COND_SPEC_CHANGE_PENDING,
+                    "True",
+                    reason="AppliedOnNextAttempt",
+                    message=SPEC_CHANGE_MESSAGE + f" ({', '.join(sorted(fields))})",
+                    now=ctx.now(),
+                    generation=_generation(body),
+                )
+            }
+        )
+    job.status = status
+    await sync(ctx, body, job=job)
+
+
+async def sync(ctx: Context, body: Body, *, job: RLTrainingJob | None = None) -> None:
+    """One pass of the status loop: read the RayJob and the trainer, write the derived status."""
+    if job is None:
+        try:
+            job = parse_body(body, default_image=ctx.default_image)
+        except SpecError:
+            return  # already Failed with Valid=False by create/update
+    status = job.status
+    if status is None or status.ray_job_name is None:
+        return  # the create handler has not saved the names yet
+    ns = job.metadata.namespace or "default"
+    if status.phase in TERMINAL_PHASES:
+        ctx.metrics.set_phase(ns, job.metadata.name, status.phase)
+        return
+    rayjob = await ctx.api.get_ray_job(ns, status.ray_job_name)
+    if rayjob is None:
+        # Names saved but the operator stopped before creating (or a retry was interrupted): finish it.
+        await ensure_children(ctx, job, attempt=status.attempt, resume=_resume_for(job, status.attempt))
+        rayjob_status: Mapping[str, Any] | None = None
+    else:
+        rayjob_status = rayjob.get("status") or {}
+        if bool((rayjob.get("spec") or {}).get("suspend")) != job.spec.suspend:
+            await set_suspended(ctx, job)  # the update handler's toggle was lost (crash): converge
+    progress = None
+    if rayjob_status is not None and outcome_of(
+        str(rayjob_status.get("jobDeploymentStatus") or ""), str(rayjob_status.get("jobStatus") or "")
+    ) in ("running", "succeeded", "failed"):
+        progress = await ctx.progress(job, rayjob_status)
+    transition = derive_status(job, rayjob_status, progress, now=ctx.now())
+    new = transition.status
+    if transition.retry:
+        new = new.model_copy(
+            update={"conditions": [c for c in new.conditions if c.type != COND_SPEC_CHANGE_PENDING]}
+        )
+        await _write_status(ctx, body, new)  # the new attempt's names first, as on create
+        ctx.metrics.retries.labels(namespace=ns).inc()
+        job.status = new
+        await ensure_children(ctx, job, attempt=new.attempt, resume="auto")
+    elif new.to_wire() != (current_status(body) or RLTrainingJobStatus()).to_wire():
+        await _write_status(ctx, body, new)
+    else:
+        ctx.metrics.set_phase(ns, job.metadata.name, new.phase)
+    if transition.phase_changed:
+        kind = "Warning" if new.phase == "Failed" or transition.retry else "Normal"
+        ctx.event(body, kind, str(new.phase), new.message or "")
+
+
+async def delete(ctx: Context, body: Body) -> None:
+    """Delete every attempt's children explicitly: garbage collection may be absent or slow."""
+    ns, name = _where(body)
+    status = current_status(body)
+    # From the name alone: a job edited into an invalid spec still has the children of its attempts.
+    for attempt in range((status.attempt if status else 0) + 1):
+        names = names_for(name, attempt)
+        await ctx.api.delete("RayJob", ns, names.ray_job)
+        await ctx.api.delete("ConfigMap", ns, names.config_map)
+    ctx.metrics.set_phase(ns, name, None)

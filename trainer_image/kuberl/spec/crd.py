@@ -1,0 +1,193 @@
+"""The RLTrainingJob CustomResourceDefinition, generated from the pydantic models.
+
+The models are the single source of truth; this module turns their JSON Schema into a *structural*
+OpenAPI v3 schema as Kubernetes requires
+(https://kubernetes.io/docs/tasks/extend-kubernetes/custom-resources/custom-resource-definitions/#specifying-a-structural-schema):
+every `$ref` inlined, `Optional[X]` as `X` + `nullable`, no `anyOf`/`oneOf` type unions, OpenAPI 3.0's
+boolean `exclusiveMinimum`. `spec.config` is the per-algorithm discriminated union, which is not
+structural: the CRD keeps it as a free object and the operator validates it against the algorithm's model.
+
+    python -m kuberl.spec.crd > crds/kuberl.io_rltrainingjobs.yaml
+"""
+
+from __future__ import annotations
+
+import copy
+import sys
+from typing import Any
+
+import yaml
+
+from kuberl.spec.algorithms import ALGORITHMS, CONFIG_MODELS
+from kuberl.spec.job import (
+    CATEGORIES,
+    GROUP,
+    KIND,
+    PLURAL,
+    SHORT_NAMES,
+    SINGULAR,
+    VERSION,
+    RLTrainingJobSpec,
+    RLTrainingJobStatus,
+)
+
+Schema = dict[str, Any]
+
+# JSON Schema keywords Kubernetes' structural schemas do not accept (or that pydantic adds for humans).
+_DROPPED = {"title", "default", "discriminator", "$defs"}
+_PRESERVE = "x-kubernetes-preserve-unknown-fields"
+
+
+def _config_description() -> str:
+    lines = [
+        "The algorithm's hyperparameters. Validated by the operator against the model of spec.algorithm "
+        "(the Failed phase and the Valid condition name the bad field). Algorithms:"
+    ]
+    for name, model in CONFIG_MODELS.items():
+        doc = (model.__doc__ or "").strip().splitlines()[0] if model.__doc__ else ""
+        lines.append(f"- {name}: {doc}")
+    return "\n".join(lines)
+
+
+def _convert(node: Any, defs: dict[str, Schema]) -> Any:
+    """Recursively turn one pydantic JSON Schema node into a structural OpenAPI v3 node."""
+    if isinstance(node, list):
+        return [_convert(n, defs) for n in node]
+    if not isinstance(node, dict):
+        return node
+    node = dict(node)
+    if "$ref" in node:
+        # Inline the definition; the property's own description wins over the model's docstring.
+        target = copy.deepcopy(defs[node.pop("$ref").rsplit("/", 1)[-1]])
+        node = {**target, **node}
+    out: Schema = {}
+    any_of = node.pop("anyOf", None)
+    if any_of is not None and node.get("x-kubernetes-int-or-string"):
+        # The one union structural schemas allow (resource quantities), kept verbatim.
+        out["anyOf"] = any_of
+    elif any_of is not None:
+        non_null = [s for s in any_of if s.get("type") != "null"]
+        if len(non_null) != 1:
+            raise ValueError(f"union {any_of!r} is not structural; give it its own schema")
+        merged = {**_convert(non_null[0], defs), **{k: v for k, v in node.items() if k not in _DROPPED}}
+        if len(non_null) != len(any_of):
+            merged["nullable"] = True
+        return _convert(merged, defs)
+    for key, value in node.items():
+        if key in _DROPPED:
+            continue
+        if key == "properties":
+            out[key] = {name: _convert(sub, defs) for name, sub in value.items()}
+        elif key in ("items", "additionalProperties") and isinstance(value, dict):
+            out[key] = _convert(value, defs)
+        elif key == "additionalProperties" and value is True:
+            # A free-form mapping (envConfig, LenientModel extras): structural schemas say it this way.
+            out[_PRESERVE] = True
+        elif key == "const":
+            out["enum"] = [value]
+        elif key == "exclusiveMinimum" or key == "exclusiveMaximum":
+            # JSON Schema 2020 has a number here; OpenAPI 3.0 (Kubernetes) a boolean beside minimum.
+            out["minimum" if key == "exclusiveMinimum" else "maximum"] = value
+            out[key] = True
+        elif key == "prefixItems":
+            raise ValueError("tuples are not structural; keep them inside a preserve-unknown-fields object")
+        else:
+            out[key] = value
+    if "properties" in out and "type" not in out:
+        out["type"] = "object"
+    return out
+
+
+def spec_schema() -> Schema:
+    raw = RLTrainingJobSpec.model_json_schema(by_alias=True)
+    defs = raw.get("$defs", {})
+    raw["properties"]["config"] = {
+        "type": "object",
+        _PRESERVE: True,
+        "description": _config_description(),
+    }
+    return _convert(raw, defs)
+
+
+def status_schema() -> Schema:
+    raw = RLTrainingJobStatus.model_json_schema(by_alias=True)
+    schema = _convert(raw, raw.get("$defs", {}))
+    # The operator may add fields before the models learn them; never let the API server prune them.
+    schema[_PRESERVE] = True
+    return schema
+
+
+def open_api_schema() -> Schema:
+    return {
+        "type": "object",
+        "description": "An RL training run: kuberl reconciles it into a KubeRay RayJob running the trainer.",
+        "required": ["spec"],
+        "properties": {
+            "apiVersion": {"type": "string", "description": "kuberl.io/v1alpha1"},
+            "kind": {"type": "string", "description": "RLTrainingJob"},
+            "metadata": {"type": "object"},
+            "spec": spec_schema(),
+            "status": status_schema(),
+        },
+    }
+
+
+PRINTER_COLUMNS: list[Schema] = [
+    {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
+    {"name": "Algorithm", "type": "string", "jsonPath": ".spec.algorithm"},
+    {"name": "Env", "type": "string", "jsonPath": ".spec.env"},
+    {"name": "Iteration", "type": "integer", "jsonPath": ".status.iteration"},
+    {"name": "Return", "type": "number", "jsonPath": ".status.episodeReturnMean"},
+    {"name": "Attempt", "type": "integer", "jsonPath": ".status.attempt", "priority": 1},
+    {"name": "RayJob", "type": "string", "jsonPath": ".status.rayJobName", "priority": 1},
+    {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+]
+
+
+def build_crd() -> Schema:
+    """The apiextensions.k8s.io/v1 CustomResourceDefinition of RLTrainingJob."""
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {
+            "name": f"{PLURAL}.{GROUP}",
+            "labels": {"app.kubernetes.io/name": "kuberl", "app.kubernetes.io/component": "crd"},
+        },
+        "spec": {
+            "group": GROUP,
+            "scope": "Namespaced",
+            "names": {
+                "kind": KIND,
+                "listKind": f"{KIND}List",
+                "plural": PLURAL,
+                "singular": SINGULAR,
+                "shortNames": list(SHORT_NAMES),
+                "categories": list(CATEGORIES),
+            },
+            "versions": [
+                {
+                    "name": VERSION,
+                    "served": True,
+                    "storage": True,
+                    "subresources": {"status": {}},
+                    "additionalPrinterColumns": PRINTER_COLUMNS,
+                    "schema": {"openAPIV3Schema": open_api_schema()},
+                }
+            ],
+        },
+    }
+
+
+HEADER = (
+    "# Generated by `python -m kuberl.spec.crd` from the pydantic models in kuberl.spec. Do not edit.\n"
+    f"# Algorithms: {', '.join(ALGORITHMS)}\n"
+)
+
+
+def crd_yaml() -> str:
+    """The CRD as a YAML document (what `kuberl crd` prints and crds/ holds)."""
+    return HEADER + yaml.safe_dump(build_crd(), sort_keys=False, width=110, allow_unicode=True)
+
+
+if __name__ == "__main__":
+    sys.stdout.write(crd_yaml())
