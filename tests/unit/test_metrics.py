@@ -162,6 +162,7 @@ def test_gauges_names_and_labels(metrics: TrainerMetrics, server: MetricsServer)
     # Every kuberl_ series carries job, namespace and algorithm; no NaN anywhere.
     for name, series in s.items():
         assert name.startswith("kuberl_"), name
+        assert not name.endswith("_created"), name
         for lbl, v in series:
             assert {k: lbl[k] for k in LABELS} == LABELS, (name, lbl)
             assert not math.isnan(v), name
@@ -214,6 +215,7 @@ def test_multi_policy_learner_stats(metrics: TrainerMetrics, server: MetricsServ
     assert value(s, "kuberl_learner_entropy", policy="defender") == 0.25
     assert value(s, "kuberl_episode_return_mean", policy="attacker") == 3.0
     assert value(s, "kuberl_episode_return_mean", policy="defender") == -3.0
+    assert value(s, "kuberl_episode_return_mean", policy="__all__") == 20.0  # summed over agents
 
 
 def test_checkpoint_metrics_and_status(metrics: TrainerMetrics, server: MetricsServer) -> None:

@@ -21,7 +21,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -35,6 +35,7 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from prometheus_client.metrics_core import Metric
 
 __all__ = ["PHASES", "MetricsServer", "TrainerMetrics", "rfc3339"]
 
@@ -42,6 +43,7 @@ log = logging.getLogger(__name__)
 
 PHASES = ("Pending", "Running", "Succeeded", "Failed", "Stopped")
 DEFAULT_POLICY = "default_policy"
+ALL_POLICIES = "__all__"  # policy label of a multi-agent result's top-level (summed over agents) stats
 
 _BASE_LABELS = ("job", "namespace", "algorithm")
 _POLICY_LABELS = (*_BASE_LABELS, "policy")
@@ -64,6 +66,23 @@ _EPISODE_KEYS = {
     "episode_return_max": "episode_return_max",
     "episode_len_mean": "episode_length_mean",
 }
+
+
+class _Registry(CollectorRegistry):
+    """A registry that leaves out prometheus_client's ``*_created`` samples.
+
+    In the text format they appear as extra gauge families (``kuberl_checkpoints_created``) that read like
+    metrics of their own; Prometheus does not need them (it detects counter resets itself)."""
+
+    def collect(self) -> Iterator[Metric]:
+        for metric in super().collect():
+            created = f"{metric.name}_created"
+            if not any(s.name == created for s in metric.samples):
+                yield metric
+                continue
+            trimmed = Metric(metric.name, metric.documentation, metric.type, metric.unit)
+            trimmed.samples = [s for s in metric.samples if s.name != created]
+            yield trimmed
 
 
 def _num(value: Any) -> float | None:
@@ -98,7 +117,7 @@ class TrainerMetrics:
         self.job = job
         self.namespace = namespace
         self.algorithm = algorithm
-        self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
+        self.registry = registry if registry is not None else _Registry(auto_describe=True)
         self._labels = {"job": job, "namespace": namespace, "algorithm": algorithm}
         self._lock = threading.Lock()
 
@@ -254,7 +273,9 @@ class TrainerMetrics:
 
             learner = result.get("learner")
             policies = list(learner) if isinstance(learner, Mapping) and learner else []
-            main_policy = policies[0] if len(policies) == 1 else DEFAULT_POLICY
+            main_policy = (
+                str(policies[0]) if len(policies) == 1 else ALL_POLICIES if policies else DEFAULT_POLICY
+            )
             for key, attr in _EPISODE_KEYS.items():
                 self._set(getattr(self, attr), result.get(key), policy=main_policy)
             # Multi-agent: optional per-policy episode stats, {"policies": {pid: {episode_return_mean, ...}}}.
