@@ -346,6 +346,13 @@ class TrainerMetrics:
             else:
                 self.checkpoint_failures.labels(**self._labels).inc()
 
+    def note_resumed(self, uri: str, *, created: float | None = None) -> None:
+        """Show the checkpoint a run resumed from as its last one, without counting a save."""
+        with self._lock:
+            self._status["lastCheckpoint"] = str(uri)
+            self._status["lastCheckpointTime"] = created
+            self._status["updatedAt"] = time.time()
+
     def set_phase(self, phase: str) -> None:
         """Set the trainer's phase: one of ``PHASES``."""
         if phase not in PHASES:

@@ -83,13 +83,13 @@ class PPOConfig(AlgorithmConfigBase):
         ),
     )
     minibatch_size: int = Field(
-        128,
+        256,
         ge=1,
         validation_alias=AliasChoices("minibatchSize", "minibatch_size", "sgd_minibatch_size", "sgdMinibatchSize"),
         description="Samples per gradient step.",
     )
     num_epochs: int = Field(
-        30,
+        10,
         ge=1,
         validation_alias=AliasChoices("numEpochs", "num_epochs", "num_sgd_iter", "numSgdIter"),
         description="Passes over the batch per iteration.",

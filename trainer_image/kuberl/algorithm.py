@@ -1,0 +1,364 @@
+"""The Algorithm API RLlib users know: build from a spec, `train()`, `save()`, `restore()`,
+`compute_actions()`, `evaluate()`.
+
+This base class owns what every algorithm shares: the env runners, counters, the episode window,
+result assembly, observation-filter sync, checkpoint state and evaluation. An algorithm subclass
+adds its learner and `training_step()`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import io
+import json
+import logging
+import math
+import random
+import time
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from kuberl.core.env_factory import make_vector_env, seeds_for
+from kuberl.core.env_runner import Rollout, RunnerConfig
+from kuberl.core.models import action_distribution, flatten_obs
+from kuberl.core.normalizer import RunningStats
+from kuberl.core.runner_group import EnvRunnerGroup
+from kuberl.spec import RLTrainingJob, RLTrainingJobSpec, load_job, parse_job
+from kuberl.spec.algorithms import AlgorithmConfigBase
+
+log = logging.getLogger(__name__)
+
+STATE_FILE = "algorithm_state.pt"
+SPEC_FILE = "job.json"
+EPISODE_WINDOW = 100  # episodes in episode_return_mean, as RLlib's metrics window and SB3's ep_info_buffer
+
+# Algorithm name → "module:Class". Imported lazily so one algorithm's dependencies never load for another.
+REGISTRY: dict[str, str] = {
+    "PPO": "kuberl.algorithms.ppo:PPO",
+}
+
+
+@dataclass
+class StepOutcome:
+    """What a training step reports back to the base class."""
+
+    rollouts: list[Rollout]
+    env_steps_trained: int
+    learner_stats: dict[str, float]
+    timers: dict[str, float] = field(default_factory=dict)
+
+
+class Algorithm:
+    """Base class. Subclasses set `config_cls`, build their learner in `setup()` and implement `training_step()`."""
+
+    name: ClassVar[str] = "base"
+
+    def __init__(self, job: RLTrainingJob, *, run_dir: Path | None = None) -> None:
+        self.job = job
+        self.spec: RLTrainingJobSpec = job.spec
+        self.config: AlgorithmConfigBase = job.spec.config
+        self.run_dir = Path(run_dir or self.spec.run_dir or Path("runs") / job.metadata.name)
+        seed = self.spec.seed
+        self.np_rng = np.random.default_rng(seed)
+        if seed is not None:
+            random.seed(seed)
+            np.random.seed(seed % 2**32)
+            torch.manual_seed(seed)
+        res = self.spec.resources
+        if res.learners > 1:
+            raise NotImplementedError(
+                "resources.learners > 1 (data-parallel DDP learners) is not available yet; use learners: 1"
+            )
+        if res.env_runners > 0:
+            from kuberl.core.ray_init import ensure_ray
+
+            ensure_ray(res.env_runners * res.cpus_per_runner)
+        self.runner_config = RunnerConfig(
+            env=self.spec.env,
+            env_config=dict(self.spec.env_config),
+            num_envs=res.envs_per_runner,
+            rollout_length=self.rollout_length(),
+            model=self.config.model,
+            seed=seed,
+            use_filter=self.config.observation_filter == "MeanStdFilter",
+        )
+        self.runners = EnvRunnerGroup(self.runner_config, num_runners=res.env_runners, cpus_per_runner=res.cpus_per_runner)
+        self.obs_space, self.action_space = self.runners.spaces()
+        self.obs_filter: RunningStats | None = (
+            RunningStats(shape=(gym.spaces.flatdim(self.obs_space),)) if self.runner_config.use_filter else None
+        )
+        self.iteration = 0
+        self.timesteps = 0
+        self.timesteps_trained = 0
+        self.episodes_total = 0
+        self.time_total = 0.0
+        self.env_restarts = 0
+        self.returns: deque[float] = deque(maxlen=EPISODE_WINDOW)
+        self.lengths: deque[int] = deque(maxlen=EPISODE_WINDOW)
+        self.last_checkpoint: str | None = None
+        self.setup()
+        self.sync_weights()
+
+    # -- to implement ------------------------------------------------------------------------------
+    def rollout_length(self) -> int:
+        """Vector steps per runner per sample() call."""
+        return 1
+
+    def setup(self) -> None:
+        raise NotImplementedError
+
+    def training_step(self) -> StepOutcome:
+        raise NotImplementedError
+
+    def policy_module(self) -> torch.nn.Module:
+        raise NotImplementedError
+
+    def get_weights(self) -> dict[str, np.ndarray]:
+        raise NotImplementedError
+
+    def algorithm_state(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def set_algorithm_state(self, state: Mapping[str, Any]) -> None:
+        raise NotImplementedError
+
+    # -- shared machinery --------------------------------------------------------------------------
+    def sync_weights(self) -> None:
+        self.runners.sync(self.get_weights(), self.obs_filter.state() if self.obs_filter is not None else None)
+
+    def sample(self) -> list[Rollout]:
+        rollouts = self.runners.sample()
+        for r in rollouts:
+            self.returns.extend(r.episode_returns)
+            self.lengths.extend(r.episode_lengths)
+            self.episodes_total += len(r.episode_returns)
+            self.env_restarts += r.env_restarts
+            self.timesteps += r.batch.env_steps
+            if self.obs_filter is not None and r.filter_delta is not None:
+                self.obs_filter.merge(r.filter_delta)
+        return rollouts
+
+    def train(self) -> dict[str, Any]:
+        """Run one training iteration and return its result dict."""
+        start = time.perf_counter()
+        steps_before, episodes_before = self.timesteps, self.episodes_total
+        outcome = self.training_step()
+        self.timesteps_trained += outcome.env_steps_trained
+        self.iteration += 1
+        elapsed = time.perf_counter() - start
+        self.time_total += elapsed
+        result = self._result(outcome, elapsed, self.timesteps - steps_before, self.episodes_total - episodes_before)
+        if self.spec.evaluation.interval and self.iteration % self.spec.evaluation.interval == 0:
+            result["evaluation"] = self.evaluate()
+        return result
+
+    def _result(self, outcome: StepOutcome, elapsed: float, sampled: int, episodes: int) -> dict[str, Any]:
+        returns = list(self.returns)
+        return {
+            "training_iteration": self.iteration,
+            "timesteps_total": self.timesteps,
+            "num_env_steps_sampled": sampled,
+            "num_env_steps_sampled_lifetime": self.timesteps,
+            "num_env_steps_trained": outcome.env_steps_trained,
+            "num_env_steps_trained_lifetime": self.timesteps_trained,
+            "episodes_total": self.episodes_total,
+            "episodes_this_iter": episodes,
+            "episode_return_mean": float(np.mean(returns)) if returns else None,
+            "episode_return_min": float(np.min(returns)) if returns else None,
+            "episode_return_max": float(np.max(returns)) if returns else None,
+            "episode_len_mean": float(np.mean(self.lengths)) if returns else None,
+            "time_this_iter_s": elapsed,
+            "time_total_s": self.time_total,
+            "env_steps_per_s": sampled / max(outcome.timers.get("sample", elapsed), 1e-9),
+            "timers": outcome.timers,
+            "learner": {"default_policy": outcome.learner_stats},
+            "env_runners": {
+                "num_healthy": self.runners.num_healthy,
+                "restarts_total": self.runners.restarts,
+                "env_restarts_total": self.env_restarts,
+            },
+        }
+
+    # -- inference ---------------------------------------------------------------------------------
+    def compute_actions(self, obs: np.ndarray, *, explore: bool = False) -> np.ndarray:
+        """Actions for a batch of raw observations [B, ...] (or one observation)."""
+        raw = np.asarray(obs)
+        single = raw.shape == (self.obs_space.shape or ())
+        if single:
+            raw = raw[None]
+        flat = flatten_obs(self.obs_space, raw)
+        if self.obs_filter is not None:
+            flat = self.obs_filter.normalize(flat)
+        module = self.policy_module()
+        dist = action_distribution(self.action_space)
+        device = next(module.parameters()).device
+        with torch.inference_mode():
+            dist_in, _ = module(torch.as_tensor(flat, device=device))
+            actions = dist.sample(dist_in) if explore else dist.deterministic(dist_in)
+        out = actions.cpu().numpy()
+        if isinstance(self.action_space, gym.spaces.Box):
+            out = np.clip(out, self.action_space.low, self.action_space.high)
+        return out[0] if single else out
+
+    def evaluate(self, episodes: int | None = None, *, explore: bool | None = None) -> dict[str, Any]:
+        """Play full episodes on fresh environments in the driver; returns return/length statistics."""
+        n = episodes or self.spec.evaluation.episodes
+        explore = self.spec.evaluation.explore if explore is None else explore
+        num_envs = min(n, 8)
+        env = make_vector_env(self.spec.env, self.spec.env_config, num_envs)
+        base_seed = None if self.spec.seed is None else self.spec.seed + 1_000_003
+        obs, _ = env.reset(seed=seeds_for(base_seed, 0, num_envs))
+        ep_ret = np.zeros(num_envs)
+        ep_len = np.zeros(num_envs, dtype=np.int64)
+        returns: list[float] = []
+        lengths: list[int] = []
+        # Only count episodes that started before we had enough, so short episodes do not bias the mean.
+        started = num_envs
+        active = np.ones(num_envs, dtype=bool)
+        try:
+            while active.any():
+                obs, reward, terminated, truncated, _ = env.step(self.compute_actions(obs, explore=explore))
+                ep_ret += reward
+                ep_len += 1
+                for i in np.flatnonzero(np.logical_or(terminated, truncated)):
+                    if active[i]:
+                        returns.append(float(ep_ret[i]))
+                        lengths.append(int(ep_len[i]))
+                        if started < n:
+                            started += 1
+                        else:
+                            active[i] = False
+                    ep_ret[i] = 0.0
+                    ep_len[i] = 0
+        finally:
+            env.close()
+        return {
+            "episode_return_mean": float(np.mean(returns)),
+            "episode_return_min": float(np.min(returns)),
+            "episode_return_max": float(np.max(returns)),
+            "episode_len_mean": float(np.mean(lengths)),
+            "episodes": len(returns),
+        }
+
+    # -- checkpoints -------------------------------------------------------------------------------
+    def get_state(self) -> dict[str, Any]:
+        return {
+            "algorithm": self.name,
+            "counters": {
+                "iteration": self.iteration,
+                "timesteps": self.timesteps,
+                "timesteps_trained": self.timesteps_trained,
+                "episodes_total": self.episodes_total,
+                "time_total": self.time_total,
+                "env_restarts": self.env_restarts,
+                "runner_restarts": self.runners.restarts,
+            },
+            "episodes": {"returns": list(self.returns), "lengths": list(self.lengths)},
+            "filter": self.obs_filter.state() if self.obs_filter is not None else None,
+            "rng": {
+                "numpy": self.np_rng.bit_generator.state,
+                "numpy_global": np.random.get_state(),
+                "python": random.getstate(),
+                "torch": torch.get_rng_state(),
+            },
+            "algo": self.algorithm_state(),
+        }
+
+    def set_state(self, state: Mapping[str, Any]) -> None:
+        if state.get("algorithm") != self.name:
+            raise ValueError(f"checkpoint is for algorithm {state.get('algorithm')!r}, not {self.name!r}")
+        c = state["counters"]
+        self.iteration = int(c["iteration"])
+        self.timesteps = int(c["timesteps"])
+        self.timesteps_trained = int(c["timesteps_trained"])
+        self.episodes_total = int(c["episodes_total"])
+        self.time_total = float(c["time_total"])
+        self.env_restarts = int(c.get("env_restarts", 0))
+        self.runners.restarts = int(c.get("runner_restarts", 0))
+        self.returns.clear()
+        self.returns.extend(state["episodes"]["returns"])
+        self.lengths.clear()
+        self.lengths.extend(state["episodes"]["lengths"])
+        if state.get("filter") is not None:
+            self.obs_filter = RunningStats.from_state(state["filter"])
+        rng = state["rng"]
+        self.np_rng.bit_generator.state = rng["numpy"]
+        np.random.set_state(rng["numpy_global"])
+        random.setstate(rng["python"])
+        torch.set_rng_state(rng["torch"])
+        self.set_algorithm_state(state["algo"])
+        self.sync_weights()
+
+    def checkpoint_files(self) -> dict[str, bytes]:
+        buf = io.BytesIO()
+        torch.save(self.get_state(), buf)
+        spec = json.dumps(self.job.to_wire(), indent=2).encode()
+        return {STATE_FILE: buf.getvalue(), SPEC_FILE: spec}
+
+    def load_checkpoint_files(self, files: Mapping[str, bytes]) -> None:
+        # weights_only=False: the state holds RNG states and plain containers written by this class
+        # from a checkpoint whose sha256 manifest was verified before we got here.
+        state = torch.load(io.BytesIO(files[STATE_FILE]), map_location="cpu", weights_only=False)
+        self.set_state(state)
+
+    def default_checkpoint_uri(self) -> str:
+        return self.spec.checkpoint.uri or str(self.run_dir / "checkpoints")
+
+    def save(self, uri: str | None = None) -> str:
+        """Write a complete checkpoint (manifest last) to `uri` or the spec's checkpoint location."""
+        from kuberl.checkpoint import open_store
+
+        store = open_store(uri or self.default_checkpoint_uri())
+        info = store.save(
+            f"checkpoint_{self.iteration:06d}",
+            self.checkpoint_files(),
+            metadata={
+                "iteration": self.iteration,
+                "timesteps": self.timesteps,
+                "algorithm": self.name,
+                "episode_return_mean": float(np.mean(self.returns)) if self.returns else None,
+            },
+        )
+        store.prune(self.spec.checkpoint.keep)
+        self.last_checkpoint = info.uri
+        return info.uri
+
+    def restore(self, uri: str) -> None:
+        """Load a checkpoint URI (one checkpoint, or a store root → its newest complete checkpoint)."""
+        from kuberl.checkpoint import load_checkpoint
+
+        loaded = load_checkpoint(uri)
+        self.load_checkpoint_files(loaded.files)
+        self.last_checkpoint = loaded.info.uri
+
+    def stop(self) -> None:
+        self.runners.stop()
+
+
+def algorithm_class(name: str) -> type[Algorithm]:
+    module, _, attr = REGISTRY[name].partition(":")
+    cls = getattr(importlib.import_module(module), attr)
+    assert issubclass(cls, Algorithm)
+    return cls
+
+
+def build_algorithm(
+    job: RLTrainingJob | Mapping[str, Any] | str | Path, *, run_dir: Path | None = None
+) -> Algorithm:
+    """Build an algorithm from a job object, a raw document, or a YAML path."""
+    if isinstance(job, str | Path):
+        job = load_job(job)
+    elif not isinstance(job, RLTrainingJob):
+        job = parse_job(job)
+    return algorithm_class(job.spec.algorithm)(job, run_dir=run_dir)
+
+
+def is_finite(x: float | None) -> bool:
+    return x is not None and math.isfinite(x)

@@ -1,0 +1,206 @@
+"""Proximal Policy Optimization (Schulman et al. 2017, https://arxiv.org/abs/1707.06347).
+
+Reads top to bottom like the paper's Algorithm 1:
+  config  → `PPOConfig` (kuberl.spec.algorithms; every field documented there, RLlib names accepted)
+  network → `ActorCritic` (kuberl.core.models): MLP policy and value heads, shared or separate
+  loss    → `ppo_loss`: clipped surrogate + (optionally clipped) value loss − entropy bonus + KL penalty
+  step    → `PPO.training_step`: sample in parallel → GAE → epochs of shuffled minibatches → broadcast weights
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import torch
+
+from kuberl.algorithm import Algorithm, StepOutcome
+from kuberl.core.distributions import ActionDistribution
+from kuberl.core.learner import Learner, select_device
+from kuberl.core.models import action_distribution, build_model
+from kuberl.core.returns import gae
+from kuberl.core.sample_batch import Columns, SampleBatch
+from kuberl.spec.algorithms import PPOConfig
+
+# ---------------------------------------------------------------------------------------------------
+# Loss
+# ---------------------------------------------------------------------------------------------------
+
+
+def ppo_loss(
+    module: torch.nn.Module,
+    dist: ActionDistribution,
+    mb: Mapping[str, torch.Tensor],
+    *,
+    config: PPOConfig,
+    kl_coeff: float,
+) -> dict[str, torch.Tensor]:
+    """The PPO objective on one minibatch, as named terms; `total_loss` is what gets minimised."""
+    dist_in, values = module(mb[Columns.OBS])
+    logp = dist.logp(dist_in, mb[Columns.ACTIONS])
+    ratio = torch.exp(logp - mb[Columns.ACTION_LOGP])
+
+    adv = mb[Columns.ADVANTAGES]
+    if config.normalize_advantages and adv.numel() > 1:
+        adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+    surrogate = torch.min(ratio * adv, torch.clamp(ratio, 1.0 - config.clip_param, 1.0 + config.clip_param) * adv)
+    policy_loss = -surrogate.mean()
+
+    targets = mb[Columns.VALUE_TARGETS]
+    vf_err = (values - targets).pow(2)
+    if config.vf_clip_param is not None:
+        old = mb[Columns.VF_PREDS]
+        clipped = old + torch.clamp(values - old, -config.vf_clip_param, config.vf_clip_param)
+        vf_err = torch.max(vf_err, (clipped - targets).pow(2))
+    vf_loss = 0.5 * vf_err.mean()
+
+    entropy = dist.entropy(dist_in).mean()
+    kl = dist.kl(mb[Columns.ACTION_DIST_INPUTS], dist_in).mean()
+    total = policy_loss + config.vf_loss_coeff * vf_loss - config.entropy_coeff * entropy
+    if kl_coeff > 0.0:
+        total = total + kl_coeff * kl
+    with torch.no_grad():
+        clip_frac = ((ratio - 1.0).abs() > config.clip_param).float().mean()
+    return {
+        "total_loss": total,
+        "policy_loss": policy_loss,
+        "vf_loss": vf_loss,
+        "entropy": entropy,
+        "kl": kl,
+        "clip_frac": clip_frac,
+    }
+
+
+# ---------------------------------------------------------------------------------------------------
+# Learner: epochs of shuffled minibatches over one batch
+# ---------------------------------------------------------------------------------------------------
+
+
+class PPOLearner(Learner):
+    def __init__(self, module: torch.nn.Module, dist: ActionDistribution, config: PPOConfig, device: torch.device):
+        super().__init__(module, lr=config.lr, grad_clip=config.grad_clip, device=device, lr_schedule=config.lr_schedule)
+        self.config = config
+        self.dist = dist
+        self.kl_coeff = config.kl_coeff
+
+    def update(self, batch: SampleBatch, *, timesteps: int, generator: torch.Generator) -> dict[str, float]:
+        cfg = self.config
+        lr = self.update_lr(timesteps)
+        data = self.to_tensors(batch)
+        n = len(data[Columns.REWARDS])
+        size = min(cfg.minibatch_size, n)
+        sums: dict[str, float] = {}
+        steps = 0
+        grad_norm = 0.0
+        epochs_done = 0
+        for _ in range(cfg.num_epochs):
+            perm = torch.randperm(n, generator=generator).to(self.device)
+            epoch_kl = 0.0
+            epoch_steps = 0
+            for start in range(0, n - size + 1, size):
+                idx = perm[start : start + size]
+                mb = {k: v[idx] for k, v in data.items()}
+                terms = ppo_loss(self.module, self.dist, mb, config=cfg, kl_coeff=self.kl_coeff)
+                grad_norm += self.apply_gradients(terms["total_loss"])
+                for k, v in terms.items():
+                    sums[k] = sums.get(k, 0.0) + float(v.detach())
+                epoch_kl += float(terms["kl"].detach())
+                epoch_steps += 1
+                steps += 1
+            epochs_done += 1
+            if cfg.kl_early_stop and epoch_kl / max(epoch_steps, 1) > 1.5 * cfg.kl_target:
+                break
+        stats = {k: v / max(steps, 1) for k, v in sums.items()}
+        stats["grad_norm"] = grad_norm / max(steps, 1)
+        stats["lr"] = lr
+        stats["epochs"] = float(epochs_done)
+        stats["explained_variance"] = explained_variance(batch[Columns.VF_PREDS], batch[Columns.VALUE_TARGETS])
+        if self.kl_coeff > 0.0:  # adaptive KL penalty, as in the paper's section 4 and RLlib
+            if stats["kl"] > 2.0 * cfg.kl_target:
+                self.kl_coeff *= 1.5
+            elif stats["kl"] < 0.5 * cfg.kl_target:
+                self.kl_coeff *= 0.5
+            stats["kl_coeff"] = self.kl_coeff
+        return stats
+
+    def get_state(self) -> dict[str, Any]:
+        return {**super().get_state(), "kl_coeff": self.kl_coeff}
+
+    def set_state(self, state: Mapping[str, Any]) -> None:
+        super().set_state(state)
+        self.kl_coeff = float(state.get("kl_coeff", self.kl_coeff))
+
+
+def explained_variance(pred: np.ndarray, target: np.ndarray) -> float:
+    var = float(np.var(target))
+    return float("nan") if var == 0.0 else 1.0 - float(np.var(target - pred)) / var
+
+
+# ---------------------------------------------------------------------------------------------------
+# Training step
+# ---------------------------------------------------------------------------------------------------
+
+
+class PPO(Algorithm):
+    name = "PPO"
+    config: PPOConfig
+
+    def rollout_length(self) -> int:
+        res = self.spec.resources
+        total_envs = max(res.env_runners, 1) * res.envs_per_runner
+        return max(1, math.ceil(self.config.train_batch_size / total_envs))
+
+    def setup(self) -> None:
+        module = build_model(self.obs_space, self.action_space, self.config.model)
+        res = self.spec.resources
+        device = select_device(res.gpus_per_learner, cpus_per_learner=res.cpus_per_learner)
+        self.learner = PPOLearner(module, action_distribution(self.action_space), self.config, device)
+        self.torch_gen = torch.Generator().manual_seed(self.spec.seed or 0)
+
+    def training_step(self) -> StepOutcome:
+        cfg = self.config
+        t0 = time.perf_counter()
+        rollouts = self.sample()
+        t1 = time.perf_counter()
+        batch = SampleBatch.concat_envs([r.batch for r in rollouts])
+        adv, targets = gae(
+            batch[Columns.REWARDS],
+            batch[Columns.VF_PREDS],
+            batch[Columns.NEXT_VF_PREDS],
+            batch[Columns.TERMINATEDS],
+            batch[Columns.TRUNCATEDS],
+            gamma=cfg.gamma,
+            lambda_=cfg.lambda_,
+        )
+        batch[Columns.ADVANTAGES] = adv
+        batch[Columns.VALUE_TARGETS] = targets
+        flat = batch.flatten()
+        for col in (Columns.TERMINATEDS, Columns.TRUNCATEDS, Columns.NEXT_VF_PREDS):
+            flat.pop(col)
+        t2 = time.perf_counter()
+        stats = self.learner.update(flat, timesteps=self.timesteps, generator=self.torch_gen)
+        t3 = time.perf_counter()
+        self.sync_weights()
+        t4 = time.perf_counter()
+        return StepOutcome(
+            rollouts=rollouts,
+            env_steps_trained=batch.env_steps,
+            learner_stats=stats,
+            timers={"sample": t1 - t0, "gae": t2 - t1, "learn": t3 - t2, "sync_weights": t4 - t3},
+        )
+
+    def policy_module(self) -> torch.nn.Module:
+        return self.learner.module
+
+    def get_weights(self) -> dict[str, np.ndarray]:
+        return self.learner.get_weights()
+
+    def algorithm_state(self) -> dict[str, Any]:
+        return {"learner": self.learner.get_state(), "torch_gen": self.torch_gen.get_state()}
+
+    def set_algorithm_state(self, state: Mapping[str, Any]) -> None:
+        self.learner.set_state(state["learner"])
+        self.torch_gen.set_state(state["torch_gen"])

@@ -1,0 +1,251 @@
+"""The `kuberl` command line.
+
+  kuberl run JOB.yaml [--set key=value …]     train as the job says (same file as `kubectl apply`)
+  kuberl train --algo PPO --env CartPole-v1   quick start without a YAML file
+  kuberl evaluate CHECKPOINT [--episodes N] [--video DIR]
+  kuberl plot RUN_DIR                          learning-curve PNG
+  kuberl render JOB.yaml                       what the operator would create (dry run)
+  kuberl crd                                   the CustomResourceDefinition
+
+Every user error prints one message naming the field and the reason, and exits with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+class UserError(Exception):
+    """An error in what the user asked for; printed without a traceback."""
+
+
+def _console(stderr: bool = False) -> Any:
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False)
+
+
+# -- run / train -----------------------------------------------------------------------------------
+def _fmt(x: float | None, spec: str = ".1f") -> str:
+    return "—" if x is None else format(x, spec)
+
+
+def _train(job: Any, *, progress: bool) -> int:
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from kuberl.trainer import run_dir_for, run_job
+
+    out = _console()
+    stop = job.spec.stop
+    out.print(f"[bold]kuberl[/] {job.spec.algorithm} on {job.spec.env} — run dir [cyan]{run_dir_for(job)}[/]")
+    total = stop.timesteps
+    columns = [
+        TextColumn("iter {task.fields[it]:>4}"),
+        BarColumn() if total else TextColumn(""),
+        TextColumn("{task.completed:>10,.0f} steps"),
+        TextColumn("return {task.fields[ret]:>7}"),
+        TextColumn("{task.fields[sps]:>8} steps/s"),
+        TimeElapsedColumn(),
+    ]
+    with Progress(*columns, console=out, disable=not progress, transient=False) as bar:
+        task = bar.add_task("train", total=total, it=0, ret="—", sps="—")
+
+        def on_start(algo: Any) -> None:
+            bar.update(task, completed=algo.timesteps, it=algo.iteration)
+
+        def on_result(r: dict[str, Any]) -> None:
+            sps = r["num_env_steps_sampled"] / max(r["time_this_iter_s"], 1e-9)
+            bar.update(
+                task,
+                completed=r["timesteps_total"],
+                it=r["training_iteration"],
+                ret=_fmt(r["episode_return_mean"]),
+                sps=f"{sps:,.0f}",
+            )
+            if not progress:
+                out.print(
+                    f"iter {r['training_iteration']:>4}  steps {r['timesteps_total']:>10,}  "
+                    f"return {_fmt(r['episode_return_mean']):>7}  {sps:,.0f} steps/s"
+                )
+
+        outcome = run_job(job, on_result=on_result, on_start=on_start)
+    if outcome.resumed_from:
+        out.print(f"resumed from {outcome.resumed_from}")
+    r = outcome.result or {}
+    out.print(
+        f"[bold]{'interrupted' if outcome.interrupted else 'done'}[/]: {outcome.stopped_by or 'no iterations'} — "
+        f"return {_fmt(r.get('episode_return_mean'))}, {r.get('timesteps_total', 0):,} steps, "
+        f"{r.get('time_total_s', 0.0):.1f} s training"
+    )
+    if outcome.last_checkpoint:
+        out.print(f"checkpoint: {outcome.last_checkpoint}")
+    out.print(f"run dir: [cyan]{outcome.run_dir}[/]")
+    return EXIT_INTERRUPTED if outcome.interrupted else 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from kuberl.spec import load_job
+
+    overrides = list(args.set or [])
+    if args.run_dir:
+        overrides.append(f"runDir={args.run_dir}")
+    job = load_job(args.job, overrides)
+    return _train(job, progress=not args.no_progress and sys.stdout.isatty())
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from kuberl.spec import apply_overrides, parse_job
+
+    try:
+        config = json.loads(args.config) if args.config else {}
+    except json.JSONDecodeError as exc:
+        raise UserError(f"--config: not valid JSON ({exc.msg} at column {exc.colno})") from None
+    stop: dict[str, Any] = {}
+    if args.stop_return is not None:
+        stop["episodeReturnMean"] = args.stop_return
+    if args.stop_timesteps is not None:
+        stop["timesteps"] = args.stop_timesteps
+    if args.stop_iters is not None:
+        stop["iterations"] = args.stop_iters
+    doc = {
+        "apiVersion": "kuberl.io/v1alpha1",
+        "kind": "RLTrainingJob",
+        "metadata": {"name": args.name or f"{args.algo.lower()}-{args.env.lower().replace('/', '-')}"[:40].strip("-")},
+        "spec": {
+            "algorithm": args.algo,
+            "env": args.env,
+            "config": config,
+            "stop": stop,
+            "resources": {"envRunners": args.env_runners},
+            "resume": "never",
+            "metrics": {"port": args.metrics_port},
+        },
+    }
+    job = parse_job(apply_overrides(doc, args.set or []), source="kuberl train")
+    return _train(job, progress=not args.no_progress and sys.stdout.isatty())
+
+
+# -- evaluate / plot -------------------------------------------------------------------------------
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from kuberl.evaluate import evaluate_checkpoint
+
+    stats = evaluate_checkpoint(args.checkpoint, episodes=args.episodes, video_dir=args.video, explore=args.explore)
+    _console().print_json(json.dumps(stats))
+    return 0
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from kuberl.plot import plot_run
+
+    try:
+        path = plot_run(Path(args.run_dir), Path(args.out) if args.out else None)
+    except (FileNotFoundError, ValueError) as exc:
+        raise UserError(f"plot {args.run_dir}: {exc}") from None
+    _console().print(f"wrote {path}")
+    return 0
+
+
+# -- Kubernetes ------------------------------------------------------------------------------------
+def cmd_render(args: argparse.Namespace) -> int:
+    import yaml
+
+    from kuberl.spec import load_job
+    from kuberl_operator.builders import render_job
+
+    job = load_job(args.job, list(args.set or []))
+    sys.stdout.write(yaml.safe_dump_all(render_job(job), sort_keys=False))
+    return 0
+
+
+def cmd_crd(args: argparse.Namespace) -> int:
+    from kuberl.spec.crd import crd_yaml
+
+    sys.stdout.write(crd_yaml())
+    return 0
+
+
+# -- entry -----------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="kuberl", description="Reinforcement learning at scale, Kubernetes-native.")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="train as an RLTrainingJob YAML file says")
+    run.add_argument("job", help="RLTrainingJob YAML file")
+    run.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a field, e.g. config.lr=0.001")
+    run.add_argument("--run-dir", help="run directory (default ./runs/<name>)")
+    run.add_argument("--no-progress", action="store_true", help="print a line per iteration instead of a bar")
+    run.set_defaults(func=cmd_run)
+
+    train = sub.add_parser("train", help="quick start without a YAML file")
+    train.add_argument("--algo", required=True, help="algorithm, e.g. PPO")
+    train.add_argument("--env", required=True, help="Gymnasium id or module:factory")
+    train.add_argument("--config", help="algorithm config as JSON, e.g. '{\"lr\": 0.001}'")
+    train.add_argument("--name", help="run name (default <algo>-<env>)")
+    train.add_argument("--env-runners", type=int, default=0, help="EnvRunner actors (0: no Ray)")
+    train.add_argument("--stop-return", type=float, help="stop at this mean episode return")
+    train.add_argument("--stop-timesteps", type=int, help="stop after this many env steps")
+    train.add_argument("--stop-iters", type=int, help="stop after this many iterations")
+    train.add_argument("--metrics-port", type=int, default=0, help="port for /metrics and /status (0: any free)")
+    train.add_argument("--set", action="append", metavar="KEY=VALUE", help="override any spec field")
+    train.add_argument("--no-progress", action="store_true")
+    train.set_defaults(func=cmd_train)
+
+    ev = sub.add_parser("evaluate", help="play episodes with a checkpoint's policy")
+    ev.add_argument("checkpoint", help="checkpoint URI: a checkpoint directory, a store root, or s3://…")
+    ev.add_argument("--episodes", type=int, default=10)
+    ev.add_argument("--video", metavar="DIR", help="record videos of the episodes into DIR")
+    ev.add_argument("--explore", action="store_true", help="sample actions instead of acting greedily")
+    ev.set_defaults(func=cmd_evaluate)
+
+    pl = sub.add_parser("plot", help="learning-curve PNG of a run")
+    pl.add_argument("run_dir")
+    pl.add_argument("--out", help="output PNG (default RUN_DIR/learning_curve.png)")
+    pl.set_defaults(func=cmd_plot)
+
+    rd = sub.add_parser("render", help="print the RayJob and ConfigMap the operator would create")
+    rd.add_argument("job")
+    rd.add_argument("--set", action="append", metavar="KEY=VALUE")
+    rd.set_defaults(func=cmd_render)
+
+    crd = sub.add_parser("crd", help="print the RLTrainingJob CustomResourceDefinition")
+    crd.set_defaults(func=cmd_crd)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
+    from kuberl.spec import SpecError
+
+    errors: tuple[type[BaseException], ...] = (SpecError, UserError)
+    try:
+        from kuberl.checkpoint import CheckpointError
+
+        errors = (*errors, CheckpointError)
+    except ImportError:
+        pass
+    try:
+        rc: int = args.func(args)
+        return rc
+    except errors as exc:
+        _console(stderr=True).print(f"[bold red]error:[/] {exc}", markup=True, highlight=False, soft_wrap=True)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        _console(stderr=True).print("aborted")
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

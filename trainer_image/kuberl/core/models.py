@@ -1,0 +1,122 @@
+"""Policy/value networks: an MLP actor-critic, or a user's torch module named by import path.
+
+A model maps a batch of flat observations to (action distribution inputs, value estimate).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import nn
+
+from kuberl.core.distributions import ActionDistribution, Categorical, DiagGaussian
+from kuberl.core.env_factory import import_object
+from kuberl.spec.algorithms import ModelConfig
+
+_ACTIVATIONS: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU, "silu": nn.SiLU}
+
+
+def obs_dim(space: gym.Space[Any]) -> int:
+    """Size of the flattened observation (Box flattened, Discrete one-hot)."""
+    return int(gym.spaces.flatdim(space))
+
+
+def flatten_obs(space: gym.Space[Any], obs: np.ndarray) -> np.ndarray:
+    """A batch [B, ...] of observations → float32 [B, obs_dim]."""
+    if isinstance(space, gym.spaces.Discrete):
+        return np.eye(int(space.n), dtype=np.float32)[np.asarray(obs, dtype=np.int64) - int(space.start)]
+    if isinstance(space, gym.spaces.Box):
+        arr = np.asarray(obs, dtype=np.float32)
+        return arr.reshape(arr.shape[0], -1)
+    raise TypeError(f"observation space {space} is not supported yet (Box and Discrete are)")
+
+
+def action_distribution(space: gym.Space[Any]) -> ActionDistribution:
+    if isinstance(space, gym.spaces.Discrete):
+        return Categorical()
+    if isinstance(space, gym.spaces.Box):
+        return DiagGaussian()
+    raise TypeError(f"action space {space} is not supported (Discrete and Box are)")
+
+
+def dist_input_dim(space: gym.Space[Any]) -> int:
+    if isinstance(space, gym.spaces.Discrete):
+        return int(space.n)
+    if isinstance(space, gym.spaces.Box):
+        return 2 * int(np.prod(space.shape))
+    raise TypeError(f"action space {space} is not supported (Discrete and Box are)")
+
+
+def mlp(sizes: list[int], activation: str, *, out: int | None = None, out_gain: float = 1.0) -> nn.Sequential:
+    """Orthogonal init (√2 hidden gain) as in the PPO implementation-details study (Huang et al. 2022)."""
+    layers: list[nn.Module] = []
+    act = _ACTIVATIONS[activation]
+    for a, b in zip(sizes[:-1], sizes[1:], strict=True):
+        lin = nn.Linear(a, b)
+        nn.init.orthogonal_(lin.weight, gain=float(np.sqrt(2.0)))
+        nn.init.zeros_(lin.bias)
+        layers += [lin, act()]
+    if out is not None:
+        head = nn.Linear(sizes[-1], out)
+        nn.init.orthogonal_(head.weight, gain=out_gain)
+        nn.init.zeros_(head.bias)
+        layers.append(head)
+    return nn.Sequential(*layers)
+
+
+class ActorCritic(nn.Module):
+    """MLP policy and value heads, shared trunk or two separate MLPs (``vf_share_layers``)."""
+
+    def __init__(self, obs_space: gym.Space[Any], action_space: gym.Space[Any], config: ModelConfig) -> None:
+        super().__init__()
+        n_in = obs_dim(obs_space)
+        hidden = list(config.fcnet_hiddens)
+        n_out = dist_input_dim(action_space)
+        self.continuous = isinstance(action_space, gym.spaces.Box)
+        self.free_log_std = self.continuous and config.free_log_std
+        pi_out = n_out // 2 if self.free_log_std else n_out
+        self.shared = config.vf_share_layers
+        if self.shared:
+            self.trunk = mlp([n_in, *hidden], config.fcnet_activation)
+            self.pi_head = mlp([hidden[-1]], config.fcnet_activation, out=pi_out, out_gain=0.01)
+            self.vf_head = mlp([hidden[-1]], config.fcnet_activation, out=1, out_gain=1.0)
+        else:
+            self.pi = mlp([n_in, *hidden], config.fcnet_activation, out=pi_out, out_gain=0.01)
+            self.vf = mlp([n_in, *hidden], config.fcnet_activation, out=1, out_gain=1.0)
+        if self.free_log_std:
+            self.log_std = nn.Parameter(torch.zeros(n_out // 2))
+
+    def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.shared:
+            h = self.trunk(obs)
+            dist_in, value = self.pi_head(h), self.vf_head(h)
+        else:
+            dist_in, value = self.pi(obs), self.vf(obs)
+        if self.free_log_std:
+            dist_in = torch.cat([dist_in, self.log_std.expand_as(dist_in)], dim=-1)
+        return dist_in, value.squeeze(-1)
+
+
+def build_model(obs_space: gym.Space[Any], action_space: gym.Space[Any], config: ModelConfig) -> nn.Module:
+    """The configured model. A custom one is `Class(obs_space, action_space, custom_model_config)` and must
+    return (distribution inputs, values) from forward(obs) like ActorCritic."""
+    if config.custom_model:
+        cls = import_object(config.custom_model)
+        model = cls(obs_space, action_space, dict(config.custom_model_config))
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"custom_model {config.custom_model!r} did not build a torch.nn.Module")
+        return model
+    return ActorCritic(obs_space, action_space, config)
+
+
+def weights_to_numpy(module: nn.Module) -> dict[str, np.ndarray]:
+    """CPU numpy copies of the state dict: cheap to ship through Ray's object store (zero-copy reads)."""
+    return {k: v.detach().cpu().numpy() for k, v in module.state_dict().items()}
+
+
+def load_numpy_weights(module: nn.Module, weights: dict[str, np.ndarray]) -> None:
+    # Copy: arrays from Ray's object store are read-only views.
+    module.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in weights.items()})

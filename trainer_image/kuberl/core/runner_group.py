@@ -1,0 +1,118 @@
+"""A set of EnvRunners: in the driver (envRunners: 0) or as Ray actors, recreated when they die."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import numpy as np
+
+from kuberl.core.env_runner import EnvRunner, Rollout, RunnerConfig
+
+log = logging.getLogger(__name__)
+
+
+class EnvRunnerGroup:
+    """Samples from every runner in parallel. A runner actor that dies (node loss, OOM kill, crash)
+    is recreated with the same index and seed stream, given the current weights, and sampled again,
+    so one lost process costs one rollout's time instead of the run."""
+
+    def __init__(self, base: RunnerConfig, *, num_runners: int, cpus_per_runner: float = 1.0) -> None:
+        self.base = base
+        self.num_runners = num_runners
+        self.cpus_per_runner = cpus_per_runner
+        self.restarts = 0
+        self._state: tuple[Any, dict[str, Any] | None] | None = None
+        self.local: EnvRunner | None = None
+        self.actors: list[Any] = []
+        if num_runners == 0:
+            self.local = EnvRunner(base)
+        else:
+            self.actors = [self._make_actor(i + 1) for i in range(num_runners)]
+            self._ray().get([a.ping.remote() for a in self.actors])
+
+    @staticmethod
+    def _ray() -> Any:
+        import ray
+
+        return ray
+
+    def _config(self, index: int) -> RunnerConfig:
+        return RunnerConfig(**{**self.base.__dict__, "worker_index": index})
+
+    def _make_actor(self, index: int) -> Any:
+        ray = self._ray()
+        remote_cls = ray.remote(num_cpus=self.cpus_per_runner, max_restarts=0)(EnvRunner)
+        return remote_cls.remote(self._config(index))
+
+    def spaces(self) -> Any:
+        if self.local is not None:
+            return self.local.spaces()
+        return self._ray().get(self.actors[0].spaces.remote())
+
+    def sync(self, weights: dict[str, np.ndarray], filter_state: dict[str, Any] | None) -> None:
+        self._state = (weights, filter_state)
+        if self.local is not None:
+            self.local.set_state(weights, filter_state)
+            return
+        ray = self._ray()
+        ref = ray.put(weights)  # one copy in the object store, read zero-copy by every actor
+        futures = [a.set_state.remote(ref, filter_state) for a in self.actors]
+        self._wait_all(futures, lambda i: self.actors[i].set_state.remote(ref, filter_state))
+
+    def sample(self) -> list[Rollout]:
+        if self.local is not None:
+            return [self.local.sample()]
+        futures = [a.sample.remote() for a in self.actors]
+        return self._wait_all(futures, lambda i: self.actors[i].sample.remote())
+
+    def _wait_all(self, futures: list[Any], retry: Any) -> list[Any]:
+        ray = self._ray()
+        results: list[Any] = [None] * len(futures)
+        for i, fut in enumerate(futures):
+            for attempt in range(3):
+                try:
+                    results[i] = ray.get(fut)
+                    break
+                except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError) as exc:
+                    if attempt == 2:
+                        raise
+                    log.warning("env runner %d died (%s); recreating it", i + 1, type(exc).__name__)
+                    self._replace(i)
+                    fut = retry(i)
+        return results
+
+    def _replace(self, i: int) -> None:
+        ray = self._ray()
+        try:
+            ray.kill(self.actors[i])
+        except Exception:
+            log.debug("killing dead actor failed", exc_info=True)
+        self.restarts += 1
+        actor = self._make_actor(i + 1)
+        if self._state is not None:
+            weights, filter_state = self._state
+            ray.get(actor.set_state.remote(weights, filter_state))
+        self.actors[i] = actor
+
+    @property
+    def num_healthy(self) -> int:
+        return 1 if self.local is not None else len(self.actors)
+
+    def kill_runner_for_test(self, i: int) -> None:
+        """Kill one actor abruptly (fault-tolerance tests and chaos drills)."""
+        self._ray().kill(self.actors[i], no_restart=True)
+        time.sleep(0.1)
+
+    def stop(self) -> None:
+        if self.local is not None:
+            self.local.close()
+            return
+        ray = self._ray()
+        for a in self.actors:
+            try:
+                ray.kill(a)
+            except Exception:
+                log.debug("stopping actor failed", exc_info=True)
+        self.actors = []

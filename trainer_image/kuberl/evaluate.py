@@ -1,0 +1,54 @@
+"""`kuberl evaluate`: rebuild an algorithm from a checkpoint and play episodes, optionally recording video."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from kuberl.spec import parse_job
+
+
+def evaluate_checkpoint(
+    uri: str, *, episodes: int = 10, video_dir: str | None = None, explore: bool = False
+) -> dict[str, Any]:
+    from kuberl.algorithm import SPEC_FILE, build_algorithm
+    from kuberl.checkpoint import load_checkpoint
+
+    loaded = load_checkpoint(uri)
+    doc = json.loads(loaded.files[SPEC_FILE])
+    # Evaluate in this process: no runners, no Ray, no metrics server, no resume.
+    doc["spec"]["resources"] = {**doc["spec"].get("resources", {}), "envRunners": 0, "gpusPerLearner": 0}
+    job = parse_job(doc, source=uri)
+    algo = build_algorithm(job, run_dir=Path("runs") / job.metadata.name)
+    try:
+        algo.load_checkpoint_files(loaded.files)
+        stats = algo.evaluate(episodes, explore=explore)
+        if video_dir:
+            stats["videos"] = record_videos(algo, Path(video_dir), episodes=min(episodes, 3), explore=explore)
+        stats["checkpoint"] = loaded.info.uri
+        stats["iteration"] = algo.iteration
+        return stats
+    finally:
+        algo.stop()
+
+
+def record_videos(algo: Any, out: Path, *, episodes: int, explore: bool) -> list[str]:
+    """Play `episodes` episodes in one rgb_array env wrapped in Gymnasium's RecordVideo."""
+    from gymnasium.wrappers import RecordVideo
+
+    from kuberl.core.env_factory import env_creator
+
+    spec = algo.spec
+    env = env_creator(spec.env, {**spec.env_config, "render_mode": "rgb_array"})()
+    env = RecordVideo(env, str(out), episode_trigger=lambda _: True, name_prefix=algo.job.metadata.name)
+    try:
+        for ep in range(episodes):
+            obs, _ = env.reset(seed=(spec.seed or 0) + ep)
+            done = False
+            while not done:
+                obs, _, terminated, truncated, _ = env.step(algo.compute_actions(obs, explore=explore))
+                done = terminated or truncated
+    finally:
+        env.close()
+    return sorted(str(p) for p in out.glob("*.mp4"))

@@ -1,0 +1,202 @@
+"""The training driver behind `kuberl run`: preflight, resume, the iteration loop, stop criteria,
+checkpoints, metrics and graceful shutdown.
+
+Preflight checks everything a user can get wrong (env, checkpoint store, resume URI) before the run
+directory is created, so a bad job writes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from kuberl.spec import RLTrainingJob, SpecError, StopSpec
+
+log = logging.getLogger(__name__)
+
+
+def stop_reason(stop: StopSpec, result: dict[str, Any]) -> str | None:
+    """The first stop criterion `result` meets, or None."""
+    ret = result.get("episode_return_mean")
+    if stop.episode_return_mean is not None and ret is not None and math.isfinite(ret):
+        if ret >= stop.episode_return_mean:
+            return f"episodeReturnMean {ret:.1f} ≥ {stop.episode_return_mean:g}"
+    if stop.timesteps is not None and result["timesteps_total"] >= stop.timesteps:
+        return f"timesteps {result['timesteps_total']} ≥ {stop.timesteps}"
+    if stop.iterations is not None and result["training_iteration"] >= stop.iterations:
+        return f"iterations {result['training_iteration']} ≥ {stop.iterations}"
+    if stop.time_seconds is not None and result["time_total_s"] >= stop.time_seconds:
+        return f"timeSeconds {result['time_total_s']:.0f} ≥ {stop.time_seconds:g}"
+    return None
+
+
+@dataclass
+class RunOutcome:
+    run_dir: Path
+    result: dict[str, Any] | None
+    stopped_by: str
+    last_checkpoint: str | None
+    interrupted: bool = False
+    resumed_from: str | None = None
+
+
+class GracefulStop:
+    """First SIGINT/SIGTERM: finish the iteration, checkpoint, exit. A second SIGINT aborts at once."""
+
+    def __init__(self) -> None:
+        self.signal: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> GracefulStop:
+        try:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        except ValueError:  # not the main thread (e.g. inside Ray Tune): no signal handling
+            self._previous.clear()
+        return self
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.signal is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.signal = signum
+        log.warning("received %s: finishing this iteration, then checkpointing", signal.Signals(signum).name)
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+    @property
+    def requested(self) -> bool:
+        return self.signal is not None
+
+
+def preflight(job: RLTrainingJob) -> tuple[Any, Any]:
+    """Validate what the schema cannot: the env builds, the checkpoint store is reachable, an explicit
+    resume URI holds a checkpoint. Returns (store, checkpoint to resume from or None)."""
+    from kuberl.checkpoint import CheckpointError, load_checkpoint, open_store
+    from kuberl.core.env_factory import EnvError, check_env
+
+    spec = job.spec
+    try:
+        check_env(spec.env, spec.env_config)
+    except EnvError as exc:
+        raise SpecError([("spec.env", str(exc))]) from None
+    uri = spec.checkpoint.uri or str(run_dir_for(job) / "checkpoints")
+    try:
+        store = open_store(uri)
+        store.check_access()
+    except CheckpointError as exc:
+        raise SpecError([("spec.checkpoint.uri", str(exc))]) from None
+    resume_from = None
+    if spec.resume not in ("auto", "never"):
+        try:
+            resume_from = load_checkpoint(spec.resume)
+        except CheckpointError as exc:
+            raise SpecError([("spec.resume", str(exc))]) from None
+    return store, resume_from
+
+
+def run_dir_for(job: RLTrainingJob) -> Path:
+    return Path(job.spec.run_dir or Path("runs") / job.metadata.name)
+
+
+def run_job(
+    job: RLTrainingJob,
+    *,
+    on_result: Callable[[dict[str, Any]], None] | None = None,
+    on_start: Callable[[Any], None] | None = None,
+) -> RunOutcome:
+    """Train `job` until a stop criterion or a signal. `on_result` sees every iteration's result."""
+    from kuberl.algorithm import build_algorithm
+    from kuberl.metrics import MetricsServer, TrainerMetrics
+    from kuberl.results import ResultLogger
+
+    spec = job.spec
+    store, resume_from = preflight(job)
+    run_dir = run_dir_for(job)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    logger = ResultLogger(run_dir)
+    logger.write_params(job.to_wire())
+    metrics = TrainerMetrics(
+        job=os.environ.get("KUBERL_JOB_NAME", job.metadata.name),
+        namespace=os.environ.get("KUBERL_NAMESPACE", job.metadata.namespace or "default"),
+        algorithm=spec.algorithm,
+    )
+    server = MetricsServer(metrics, port=spec.metrics.port) if spec.metrics.enabled else None
+    if server is not None:
+        server.start()
+    metrics.set_phase("Pending")
+    algo = None
+    outcome = RunOutcome(run_dir=run_dir, result=None, stopped_by="", last_checkpoint=None)
+    try:
+        algo = build_algorithm(job, run_dir=run_dir)
+        loaded = store.load_latest() if spec.resume == "auto" else resume_from
+        if loaded is not None:
+            algo.load_checkpoint_files(loaded.files)
+            outcome.resumed_from = algo.last_checkpoint = loaded.info.uri
+            metrics.note_resumed(loaded.info.uri, created=loaded.info.created)
+            log.info("resumed from %s at iteration %d", loaded.info.uri, algo.iteration)
+        if on_start is not None:
+            on_start(algo)
+        metrics.set_phase("Running")
+        saved_at = {"iteration": algo.iteration if outcome.resumed_from else -1}
+
+        def checkpoint() -> None:
+            assert algo is not None
+            t = time.perf_counter()
+            try:
+                uri = algo.save(store.uri)
+            except Exception:
+                log.exception("checkpoint at iteration %d failed", algo.iteration)
+                metrics.record_checkpoint(duration_s=time.perf_counter() - t, success=False)
+                return
+            metrics.record_checkpoint(duration_s=time.perf_counter() - t, success=True, uri=uri)
+            outcome.last_checkpoint = uri
+            saved_at["iteration"] = algo.iteration
+
+        with GracefulStop() as stopper:
+            while True:
+                reason = stop_reason(spec.stop, outcome.result) if outcome.result else None
+                if reason or stopper.requested:
+                    break
+                try:
+                    result = algo.train()
+                except Exception:
+                    if not stopper.requested:
+                        raise
+                    log.warning("iteration interrupted by the stop signal", exc_info=True)
+                    break
+                outcome.result = result
+                logger.log(result)
+                metrics.update(result)
+                if on_result is not None:
+                    on_result(result)
+                every = spec.checkpoint.every_iterations
+                if every and algo.iteration % every == 0 and not stop_reason(spec.stop, result):
+                    checkpoint()
+            outcome.interrupted = stopper.requested
+            outcome.stopped_by = (
+                f"signal {signal.Signals(stopper.signal).name}" if stopper.signal is not None else (reason or "")
+            )
+            if spec.checkpoint.at_end and algo.iteration > 0 and saved_at["iteration"] != algo.iteration:
+                checkpoint()
+        outcome.last_checkpoint = outcome.last_checkpoint or algo.last_checkpoint
+        metrics.set_phase("Stopped" if outcome.interrupted else "Succeeded")
+        return outcome
+    except BaseException:
+        metrics.set_phase("Failed")
+        raise
+    finally:
+        logger.close()
+        if algo is not None:
+            algo.stop()
+        if server is not None:
+            server.stop()
