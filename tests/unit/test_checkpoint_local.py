@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -108,7 +109,7 @@ def test_manifest_is_written_last_and_latest_after_it(
     store: CheckpointStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     written: list[str] = []
-    real_write = store._write  # type: ignore[attr-defined]
+    real_write = store._write
 
     def recording_write(key: str, data: bytes) -> None:
         written.append(key)
@@ -124,7 +125,7 @@ def test_save_crashing_before_manifest_is_invisible(
     store: CheckpointStore, root: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     first = save(store, 1)
-    real_write = store._write  # type: ignore[attr-defined]
+    real_write = store._write
 
     def crash_at_manifest(key: str, data: bytes) -> None:
         if key.endswith("manifest.json"):
@@ -158,11 +159,15 @@ def test_save_crashing_before_manifest_is_invisible(
     ids=["flipped-bytes", "truncated", "file-missing"],
 )
 def test_corrupt_newest_is_skipped_with_warning(
-    store: CheckpointStore, root: Path, caplog: pytest.LogCaptureFixture, damage: object, reason: str
+    store: CheckpointStore,
+    root: Path,
+    caplog: pytest.LogCaptureFixture,
+    damage: Callable[[Path], object],
+    reason: str,
 ) -> None:
     for i in (1, 2, 3):
         save(store, i)
-    damage(root / name(3))  # type: ignore[operator]
+    damage(root / name(3))
 
     with pytest.raises(CorruptCheckpointError, match=reason) as exc:
         store.load(name(3))
