@@ -143,7 +143,7 @@ class CheckpointStore(abc.ABC):
 
     def prune(self, keep: int) -> builtins.list[str]:
         """Delete complete checkpoints beyond the newest `keep`, and stray partial directories older
-        than the newest complete one. Returns the deleted names, oldest first.
+        than the newest complete one. Returns the deleted names (complete ones oldest first, then partials).
 
         Only checkpoints whose files are all present with the manifest's sizes (a cheap check from the
         listing, no download) count towards `keep`, so a damaged newest checkpoint cannot push the last
