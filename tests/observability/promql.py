@@ -26,6 +26,7 @@ class Query:
     where: str  # "dashboard / panel / refId" or "alert NAME"
     expr: str
     panel: str = ""
+    dashboard: str = ""
 
 
 def load_dashboard(path: Any) -> dict[str, Any]:
@@ -39,7 +40,7 @@ def panel_queries() -> list[Query]:
         for panel in dash["panels"]:
             for target in panel["targets"]:
                 out.append(Query(f"{dash['title']} / {panel['title']} / {target['refId']}", target["expr"],
-                                 panel["title"]))  # fmt: skip
+                                 panel["title"], dash["title"]))  # fmt: skip
     return out
 
 
