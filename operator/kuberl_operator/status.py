@@ -268,7 +268,7 @@ def derive_status(
             previous_phase=previous,
         )
     if outcome == "failed":
-        reason = str(ray.get("reason") or "RayJobFailed")
+        reason = str(ray.get("reason") or "")  # KubeRay: AppFailed, DeadlineExceeded, …
         detail = f"RayJob {status.ray_job_name} failed ({deployment or '-'}/{job_status or '-'})" + (
             f": {ray_message}" if ray_message else ""
         )

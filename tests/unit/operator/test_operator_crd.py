@@ -1,0 +1,83 @@
+"""The generated CRD: structural, in sync with crds/, and accepting what the models accept."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+from kuberl.spec import parse_job
+from kuberl.spec.crd import build_crd, crd_yaml
+
+from tests.fixtures.k8s import crd_validator
+
+ROOT = Path(__file__).resolve().parents[3]
+CRD_FILE = ROOT / "crds" / "kuberl.io_rltrainingjobs.yaml"
+
+
+def test_crds_dir_is_not_stale() -> None:
+    assert CRD_FILE.read_text() == crd_yaml(), "crds/ is stale: python -m kuberl.spec.crd > " + str(
+        CRD_FILE.relative_to(ROOT)
+    )
+
+
+def _walk(node: Any, path: str = "") -> list[tuple[str, dict[str, Any]]]:
+    out: list[tuple[str, dict[str, Any]]] = []
+    if isinstance(node, dict):
+        out.append((path, node))
+        for key, value in node.get("properties", {}).items():
+            out += _walk(value, f"{path}.{key}")
+        if isinstance(node.get("items"), dict):
+            out += _walk(node["items"], f"{path}[]")
+        if isinstance(node.get("additionalProperties"), dict):
+            out += _walk(node["additionalProperties"], f"{path}{{}}")
+    return out
+
+
+def test_schema_is_structural() -> None:
+    version = build_crd()["spec"]["versions"][0]
+    schema = version["schema"]["openAPIV3Schema"]
+    for path, node in _walk(schema):
+        assert "$ref" not in node and "oneOf" not in node and "allOf" not in node, path
+        assert "title" not in node and "default" not in node, path
+        if "anyOf" in node:
+            assert node.get("x-kubernetes-int-or-string"), path
+        else:
+            assert "type" in node, f"{path} has no type"
+        if "exclusiveMinimum" in node:
+            assert node["exclusiveMinimum"] is True, path
+    config = schema["properties"]["spec"]["properties"]["config"]
+    assert config["x-kubernetes-preserve-unknown-fields"] is True
+    assert "PPO" in config["description"]
+    assert version["subresources"] == {"status": {}}
+    columns = [c["name"] for c in version["additionalPrinterColumns"]]
+    assert [c for c in columns if c in ("Phase", "Algorithm", "Env", "Iteration", "Return", "Age")] == [
+        "Phase",
+        "Algorithm",
+        "Env",
+        "Iteration",
+        "Return",
+        "Age",
+    ]
+    names = build_crd()["spec"]["names"]
+    assert names["shortNames"] == ["rlj"] and "kuberl" in names["categories"]
+    assert schema["properties"]["spec"]["properties"]["seed"]["nullable"] is True
+
+
+def test_example_validates_against_the_crd_and_nulls_are_allowed() -> None:
+    validator = crd_validator(build_crd(), "v1alpha1")
+    example = yaml.safe_load((ROOT / "examples" / "ppo-job.yaml").read_text())
+    assert not list(validator.iter_errors(example))
+    full = parse_job(example).to_wire()
+    assert not [e.message for e in validator.iter_errors(full)]
+    bad = {**example, "spec": {**example["spec"], "resources": {"envRunners": "two"}}}
+    assert list(validator.iter_errors(bad))
+
+
+def test_module_entry_prints_the_crd() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "kuberl.spec.crd"], capture_output=True, text=True, check=True
+    )
+    assert yaml.safe_load(out.stdout)["kind"] == "CustomResourceDefinition"

@@ -1,0 +1,112 @@
+"""reconcile.py against a fake API: idempotent create, retries, suspend, delete, spec-edit policy."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from kuberl_operator import reconcile
+
+sys.path.insert(0, str(Path(__file__).parent))
+from fakes import FakeApi, make_context
+
+BODY: dict[str, Any] = {
+    "apiVersion": "kuberl.io/v1alpha1",
+    "kind": "RLTrainingJob",
+    "metadata": {"name": "job", "namespace": "ns", "uid": "u-1", "generation": 1},
+    "spec": {"algorithm": "PPO", "env": "CartPole-v1", "backoffLimit": 1},
+}
+
+
+def _with_status(body: dict[str, Any], api: FakeApi) -> dict[str, Any]:
+    out = copy.deepcopy(body)
+    out["status"] = api.statuses[-1]
+    return out
+
+
+def test_create_is_idempotent_and_saves_names_first() -> None:
+    api, events = FakeApi(), []
+    ctx = make_context(api, events)
+    asyncio.run(reconcile.create(ctx, BODY))
+    assert api.statuses[0]["rayJobName"] == "job-r0"
+    # A restarted operator runs create again with the saved status: no second set of children.
+    asyncio.run(reconcile.create(ctx, _with_status(BODY, api)))
+    assert sorted(k for k in api.objects) == [("ConfigMap", "ns", "job-r0-spec"), ("RayJob", "ns", "job-r0")]
+    owner = api.objects[("RayJob", "ns", "job-r0")]["metadata"]["ownerReferences"][0]
+    assert owner["uid"] == "u-1"
+
+
+def test_retry_then_give_up() -> None:
+    api, events = FakeApi(), []
+    ctx = make_context(api, events)
+    asyncio.run(reconcile.create(ctx, BODY))
+    api.objects[("RayJob", "ns", "job-r0")]["status"] = {
+        "jobDeploymentStatus": "Failed",
+        "jobStatus": "FAILED",
+    }
+    asyncio.run(reconcile.sync(ctx, _with_status(BODY, api)))
+    assert api.statuses[-1]["attempt"] == 1
+    new = api.objects[("RayJob", "ns", "job-r1")]
+    assert new["spec"]["entrypoint"].endswith("--set resume=auto")
+    assert ctx.metrics.retries.labels(namespace="ns")._value.get() == 1
+    new["status"] = {"jobDeploymentStatus": "Failed", "jobStatus": "FAILED"}
+    asyncio.run(reconcile.sync(ctx, _with_status(BODY, api)))
+    assert api.statuses[-1]["phase"] == "Failed"
+    assert ("RayJob", "ns", "job-r2") not in api.objects
+    assert [e[1] for e in events][-1] == "Failed"
+
+
+def test_sync_recreates_children_whose_names_were_saved() -> None:
+    api, events = FakeApi(), []
+    ctx = make_context(api, events)
+    asyncio.run(reconcile.create(ctx, BODY))
+    api.objects.clear()  # as if the operator died between saving names and creating
+    asyncio.run(reconcile.sync(ctx, _with_status(BODY, api)))
+    assert ("RayJob", "ns", "job-r0") in api.objects
+
+
+def test_suspend_resume_and_spec_edit_policy() -> None:
+    api, events = FakeApi(), []
+    ctx = make_context(api, events)
+    asyncio.run(reconcile.create(ctx, BODY))
+    edited = _with_status(BODY, api)
+    edited["spec"]["stop"] = {"iterations": 5}
+    asyncio.run(reconcile.update(ctx, edited, [("add", ("spec", "stop"), None, {"iterations": 5})]))
+    pending = next(c for c in api.statuses[-1]["conditions"] if c["type"] == "SpecChangePending")
+    assert pending["status"] == "True" and "stop" in pending["message"]
+
+    suspended = _with_status(edited, api)
+    suspended["spec"]["suspend"] = True
+    asyncio.run(reconcile.update(ctx, suspended, [("change", ("spec", "suspend"), False, True)]))
+    assert api.objects[("RayJob", "ns", "job-r0")]["spec"]["suspend"] is True
+    assert api.statuses[-1]["phase"] == "Suspended"
+
+    resumed = _with_status(suspended, api)
+    resumed["spec"]["suspend"] = False
+    asyncio.run(reconcile.update(ctx, resumed, [("change", ("spec", "suspend"), True, False)]))
+    ray = api.objects[("RayJob", "ns", "job-r0")]["spec"]
+    assert ray["suspend"] is False
+    assert ray["entrypoint"].endswith("--set resume=auto")
+    assert not [c for c in api.statuses[-1]["conditions"] if c["type"] == "SpecChangePending"]
+
+
+def test_delete_removes_every_attempt() -> None:
+    api, events = FakeApi(), []
+    ctx = make_context(api, events)
+    body = copy.deepcopy(BODY)
+    body["status"] = {"attempt": 2, "rayJobName": "job-r2"}
+    asyncio.run(reconcile.delete(ctx, body))
+    deleted = {c[3] for c in api.calls if c[0] == "delete"}
+    assert deleted == {f"job-r{i}" for i in range(3)} | {f"job-r{i}-spec" for i in range(3)}
+
+
+def test_operator_never_imports_torch_or_ray() -> None:
+    code = (
+        "import sys, kuberl_operator.handlers, kuberl_operator.__main__, kuberl_operator.builders;"
+        "bad = [m for m in ('torch', 'ray') if m in sys.modules]; assert not bad, bad"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

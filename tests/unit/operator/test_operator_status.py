@@ -1,0 +1,156 @@
+"""The status transition table: RayJob states (+ suspend, retries) -> phase and conditions."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from kuberl.spec import RLTrainingJobStatus, SpecError, parse_job
+from kuberl_operator.status import derive_status, initial_status, invalid_status, outcome_of, set_condition
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def _job(*, suspend: bool = False, backoff: int = 2, status: RLTrainingJobStatus | None = None) -> Any:
+    job = parse_job(
+        {
+            "metadata": {"name": "j", "namespace": "ns", "generation": 4},
+            "spec": {"algorithm": "PPO", "env": "CartPole-v1", "suspend": suspend, "backoffLimit": backoff},
+        }
+    )
+    job.status = status or initial_status(job, now=T0)
+    return job
+
+
+# (jobDeploymentStatus, jobStatus, suspend, attempt, backoffLimit) -> (phase, retry, reason)
+TABLE = [
+    (None, None, False, 0, 2, "Pending", False, "Starting"),
+    ("", "", False, 0, 2, "Pending", False, "Starting"),
+    ("New", "", False, 0, 2, "Pending", False, "Starting"),
+    ("Initializing", "", False, 0, 2, "Pending", False, "Starting"),
+    ("Waiting", "", False, 0, 2, "Pending", False, "Starting"),
+    ("Retrying", "", False, 0, 2, "Pending", False, "Starting"),
+    ("Running", "PENDING", False, 0, 2, "Pending", False, "Starting"),
+    ("Running", "RUNNING", False, 0, 2, "Running", False, "RayJobRunning"),
+    ("Running", "SUCCEEDED", False, 0, 2, "Succeeded", False, "RayJobSucceeded"),
+    ("Complete", "SUCCEEDED", False, 0, 2, "Succeeded", False, "RayJobSucceeded"),
+    ("Complete", "FAILED", False, 0, 2, "Pending", True, "Retrying"),
+    ("Complete", "STOPPED", False, 1, 2, "Pending", True, "Retrying"),
+    ("Failed", "FAILED", False, 0, 2, "Pending", True, "Retrying"),
+    ("Failed", "", False, 1, 2, "Pending", True, "Retrying"),
+    ("Failed", "FAILED", False, 2, 2, "Failed", False, "BackoffLimitExceeded"),
+    ("Failed", "FAILED", False, 0, 0, "Failed", False, "BackoffLimitExceeded"),
+    ("ValidationFailed", "", False, 0, 0, "Failed", False, "BackoffLimitExceeded"),
+    ("Running", "RUNNING", True, 0, 2, "Suspended", False, "Suspended"),
+    ("Suspending", "", True, 0, 2, "Suspended", False, "Suspended"),
+    ("Suspended", "", True, 0, 2, "Suspended", False, "Suspended"),
+    ("Suspended", "", False, 0, 2, "Pending", False, "Starting"),  # resuming
+    ("SomethingNew", "", False, 0, 2, "Pending", False, "Starting"),  # unknown states never fail a job
+]
+
+
+@pytest.mark.parametrize(
+    ("deployment", "job_status", "suspend", "attempt", "backoff", "phase", "retry", "reason"), TABLE
+)
+def test_transition_table(
+    deployment: str | None,
+    job_status: str | None,
+    suspend: bool,
+    attempt: int,
+    backoff: int,
+    phase: str,
+    retry: bool,
+    reason: str,
+) -> None:
+    job = _job(suspend=suspend, backoff=backoff)
+    job.status = job.status.model_copy(update={"attempt": attempt, "ray_job_name": f"j-r{attempt}"})
+    ray = None if deployment is None else {"jobDeploymentStatus": deployment, "jobStatus": job_status}
+    t = derive_status(job, ray, None, now=T0 + timedelta(seconds=5))
+    assert t.status.phase == phase
+    assert t.retry is retry
+    conditions = {c.type: c for c in t.status.conditions}
+    if phase in ("Running", "Suspended", "Succeeded", "Failed"):
+        assert conditions[phase].status == "True"
+        assert conditions[phase].reason == reason
+    assert sum(conditions[c].status == "True" for c in ("Running", "Suspended", "Succeeded", "Failed")) <= 1
+    if retry:
+        assert t.status.attempt == attempt + 1
+        assert t.status.ray_job_name == f"j-r{attempt + 1}"
+        assert "resumes from the newest checkpoint" in (t.status.message or "")
+    else:
+        assert t.status.attempt == attempt
+    if phase in ("Succeeded", "Failed"):
+        assert t.status.completion_time is not None
+
+
+def test_terminal_phases_are_final() -> None:
+    job = _job()
+    done = derive_status(
+        job, {"jobDeploymentStatus": "Complete", "jobStatus": "SUCCEEDED"}, None, now=T0
+    ).status
+    job.status = done
+    again = derive_status(
+        job, {"jobDeploymentStatus": "Failed", "jobStatus": "FAILED"}, {"iteration": 9}, now=T0
+    )
+    assert again.status.phase == "Succeeded"
+    assert not again.retry and not again.phase_changed
+    assert again.status.iteration == 9
+
+
+def test_last_transition_time_moves_only_on_status_change() -> None:
+    conds = set_condition([], "Running", "False", reason="A", message="", now=T0, generation=1)
+    same = set_condition(
+        conds, "Running", "False", reason="B", message="m", now=T0 + timedelta(hours=1), generation=2
+    )
+    assert same[0].last_transition_time == conds[0].last_transition_time
+    assert same[0].reason == "B"
+    flipped = set_condition(
+        same, "Running", "True", reason="C", message="", now=T0 + timedelta(hours=2), generation=2
+    )
+    assert flipped[0].last_transition_time == "2026-01-01T02:00:00Z"
+
+
+def test_progress_is_mirrored_and_kept_when_unreachable() -> None:
+    job = _job()
+    running = {"jobDeploymentStatus": "Running", "jobStatus": "RUNNING"}
+    progress = {
+        "iteration": 7,
+        "timesteps": 28000,
+        "episodeReturnMean": 123.5,
+        "lastCheckpoint": "s3://b/c/7",
+    }
+    s = derive_status(job, running, progress, now=T0).status
+    assert (s.iteration, s.timesteps, s.episode_return_mean, s.last_checkpoint) == (
+        7,
+        28000,
+        123.5,
+        "s3://b/c/7",
+    )
+    job.status = s
+    s2 = derive_status(job, running, None, now=T0).status
+    assert s2.iteration == 7
+    s3 = derive_status(job, running, {"iteration": "garbage", "episode_return_mean": 1}, now=T0).status
+    assert s3.iteration == 7 and s3.episode_return_mean == 1.0
+
+
+def test_outcome_unknown_is_pending() -> None:
+    assert outcome_of("Whatever", "") == "pending"
+
+
+def test_invalid_status_names_the_field() -> None:
+    err = SpecError([("spec.resources.envRunners", "must be >= 0"), ("spec.env", "bad")])
+    s = invalid_status(None, err, generation=3, now=T0)
+    assert s.phase == "Failed"
+    valid = next(c for c in s.conditions if c.type == "Valid")
+    assert valid.status == "False"
+    assert "spec.resources.envRunners: must be >= 0" in valid.message
+    assert "spec.env" in valid.message
+    assert s.observed_generation == 3
+
+
+def test_initial_status_saves_names_first() -> None:
+    job = _job()
+    s = initial_status(job, now=T0)
+    assert (s.ray_job_name, s.config_map_name, s.attempt, s.phase) == ("j-r0", "j-r0-spec", 0, "Pending")
+    assert s.observed_generation == 4
