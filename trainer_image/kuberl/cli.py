@@ -31,7 +31,7 @@ class UserError(Exception):
 def _console(stderr: bool = False) -> Any:
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False)
+    return Console(stderr=stderr, highlight=False, soft_wrap=True)  # never split a URI across lines
 
 
 # -- run / train -----------------------------------------------------------------------------------

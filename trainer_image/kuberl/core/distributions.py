@@ -17,7 +17,7 @@ _LOG_2PI = math.log(2.0 * math.pi)
 
 
 class ActionDistribution(Protocol):
-    def sample(self, inputs: torch.Tensor) -> torch.Tensor: ...
+    def sample(self, inputs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor: ...
     def deterministic(self, inputs: torch.Tensor) -> torch.Tensor: ...
     def logp(self, inputs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor: ...
     def entropy(self, inputs: torch.Tensor) -> torch.Tensor: ...
@@ -27,9 +27,9 @@ class ActionDistribution(Protocol):
 class Categorical:
     """Inputs are logits [B, n]."""
 
-    def sample(self, inputs: torch.Tensor) -> torch.Tensor:
+    def sample(self, inputs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         # Gumbel-max: one uniform draw per logit, no normalisation needed.
-        u = torch.rand_like(inputs).clamp_(1e-10, 1.0)
+        u = torch.rand(inputs.shape, generator=generator, device=inputs.device).clamp_(1e-10, 1.0)
         return torch.argmax(inputs - torch.log(-torch.log(u)), dim=-1)
 
     def deterministic(self, inputs: torch.Tensor) -> torch.Tensor:
@@ -55,9 +55,9 @@ class DiagGaussian:
         mean, log_std = torch.chunk(inputs, 2, dim=-1)
         return mean, log_std.clamp(-20.0, 2.0)
 
-    def sample(self, inputs: torch.Tensor) -> torch.Tensor:
+    def sample(self, inputs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         mean, log_std = self._split(inputs)
-        return mean + torch.randn_like(mean) * log_std.exp()
+        return mean + torch.randn(mean.shape, generator=generator, device=mean.device) * log_std.exp()
 
     def deterministic(self, inputs: torch.Tensor) -> torch.Tensor:
         return self._split(inputs)[0]

@@ -55,8 +55,12 @@ class EnvRunner:
         self.env = make_vector_env(config.env, config.env_config, config.num_envs)
         self.obs_space: gym.Space[Any] = self.env.single_observation_space
         self.action_space: gym.Space[Any] = self.env.single_action_space
+        # Each runner owns its action-sampling stream, so runners sharing a process stay reproducible.
+        self.gen = torch.Generator()
         if config.seed is not None:
-            torch.manual_seed(config.seed * 7919 + config.worker_index)
+            self.gen.manual_seed(config.seed * 7919 + config.worker_index)
+        else:
+            self.gen.seed()
         self.module = build_model(self.obs_space, self.action_space, config.model)
         self.module.eval()
         self.dist = action_distribution(self.action_space)
@@ -112,7 +116,7 @@ class EnvRunner:
             obs_buf[t] = obs
             with torch.inference_mode():
                 dist_in, value = self.module(torch.from_numpy(obs))
-                action = self.dist.sample(dist_in) if explore else self.dist.deterministic(dist_in)
+                action = self.dist.sample(dist_in, self.gen) if explore else self.dist.deterministic(dist_in)
                 logp = self.dist.logp(dist_in, action)
             if dist_buf is None:
                 dist_buf = np.empty((T, N, dist_in.shape[-1]), dtype=np.float32)

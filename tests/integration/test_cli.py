@@ -1,0 +1,104 @@
+"""The `kuberl` CLI as a user runs it: every bad input gives one clear message, exit 2, nothing written."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+GOOD = """apiVersion: kuberl.io/v1alpha1
+kind: RLTrainingJob
+metadata: {name: cli-test}
+spec:
+  algorithm: PPO
+  env: CartPole-v1
+  config: {train_batch_size: 512, minibatch_size: 128, num_epochs: 2}
+  stop: {iterations: 2}
+  resources: {envRunners: 0, envsPerRunner: 4}
+  metrics: {port: 0}
+"""
+
+
+def kuberl(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "kuberl.cli", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
+    )
+
+
+@pytest.mark.parametrize(
+    ("edit", "words"),
+    [
+        (["--set", "algorithm=NotAnAlgo"], "spec.algorithm: unknown algorithm 'NotAnAlgo'"),
+        (["--set", "env=NoSuchEnv-v0"], "spec.env: 'NoSuchEnv-v0' is not a registered Gymnasium environment"),
+        (["--set", "config.lr=fast"], "spec.config.lr: Input should be a valid number"),
+        (["--set", "config.not_a_field=1"], "spec.config.not_a_field: unknown field"),
+        (["--set", "resources.envRunners=many"], "spec.resources.envRunners"),
+        (["--set", "env=tests.envs:no_such_factory"], "has no attribute 'no_such_factory'"),
+    ],
+)
+def test_bad_spec_fields(tmp_path: Path, edit: list[str], words: str) -> None:
+    (tmp_path / "job.yaml").write_text(GOOD)
+    res = kuberl("run", "job.yaml", *edit, cwd=tmp_path, env={"PYTHONPATH": str(ROOT)})
+    assert res.returncode == 2, res.stderr
+    assert words in " ".join(res.stderr.split()), res.stderr
+    assert "Traceback" not in res.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+def test_malformed_yaml(tmp_path: Path) -> None:
+    (tmp_path / "job.yaml").write_text("spec: {algorithm: PPO\n")
+    res = kuberl("run", "job.yaml", cwd=tmp_path)
+    assert res.returncode == 2
+    assert "malformed YAML" in res.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    res = kuberl("run", "nope.yaml", cwd=tmp_path)
+    assert res.returncode == 2
+    assert "cannot read nope.yaml" in res.stderr
+
+
+def test_unreachable_s3_bucket(tmp_path: Path) -> None:
+    (tmp_path / "job.yaml").write_text(GOOD)
+    env = {"AWS_ENDPOINT_URL": "http://127.0.0.1:9", "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "y",
+           "AWS_DEFAULT_REGION": "us-east-1"}
+    res = kuberl("run", "job.yaml", "--set", "checkpoint.uri=s3://no-such-bucket/ckpt", cwd=tmp_path, env=env)
+    assert res.returncode == 2, res.stderr
+    assert "spec.checkpoint.uri" in res.stderr and "s3://no-such-bucket" in res.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+def test_train_quick_start_bad_json(tmp_path: Path) -> None:
+    res = kuberl("train", "--algo", "PPO", "--env", "CartPole-v1", "--config", "{lr: 1", cwd=tmp_path)
+    assert res.returncode == 2
+    assert "--config: not valid JSON" in res.stderr
+
+
+def test_run_then_evaluate_then_plot(tmp_path: Path) -> None:
+    (tmp_path / "job.yaml").write_text(GOOD)
+    res = kuberl("run", "job.yaml", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    run = tmp_path / "runs" / "cli-test"
+    lines = (run / "result.json").read_text().splitlines()
+    assert [json.loads(x)["training_iteration"] for x in lines] == [1, 2]
+    assert json.loads((run / "params.json").read_text())["spec"]["algorithm"] == "PPO"
+    assert list(run.glob("events.out.tfevents.*"))
+    ckpt = run / "checkpoints"
+    ev = kuberl("evaluate", str(ckpt), "--episodes", "3", cwd=tmp_path)
+    assert ev.returncode == 0, ev.stderr
+    stats = json.loads(ev.stdout)
+    assert stats["episodes"] == 3 and stats["iteration"] == 2
+    pl = kuberl("plot", str(run), cwd=tmp_path)
+    assert pl.returncode == 0, pl.stderr
+    assert (run / "learning_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -1,0 +1,71 @@
+"""EnvRunner in-process: batch layout, truncation bootstrap values, seeding, crashed sub-env restart."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from kuberl.core.env_runner import EnvRunner, RunnerConfig
+from kuberl.core.models import weights_to_numpy
+from kuberl.core.sample_batch import Columns
+from kuberl.spec import ModelConfig
+
+
+def runner(env: str = "CartPole-v1", env_config: dict | None = None, **kw: object) -> EnvRunner:
+    cfg = RunnerConfig(env=env, env_config=env_config or {}, num_envs=4, rollout_length=50, model=ModelConfig(),
+                       seed=3, **kw)  # type: ignore[arg-type]
+    return EnvRunner(cfg)
+
+
+def test_sample_shapes_and_episode_accounting() -> None:
+    r = runner()
+    out = r.sample()
+    b = out.batch
+    assert b[Columns.OBS].shape == (50, 4, 4)
+    assert b[Columns.ACTIONS].shape == (50, 4)
+    assert b.env_steps == 200
+    assert len(out.episode_returns) == int(np.logical_or(b[Columns.TERMINATEDS], b[Columns.TRUNCATEDS]).sum())
+    # CartPole gives +1 per step, so an episode's return equals its length
+    assert out.episode_returns == [float(x) for x in out.episode_lengths]
+
+
+def test_next_values_bootstrap_from_final_obs_on_truncation() -> None:
+    r = runner("tests.envs:make_chain", {"length": 50, "max_steps": 7})
+    out = r.sample()
+    b = out.batch
+    trunc = b[Columns.TRUNCATEDS]
+    assert trunc.any() and not b[Columns.TERMINATEDS].any()
+    # For non-final steps, V(s') is the next step's prediction unless the episode was cut there.
+    t, i = np.argwhere(trunc)[0]
+    assert b[Columns.NEXT_VF_PREDS][t, i] != b[Columns.VF_PREDS][t + 1, i]  # next step is a fresh episode
+    ok = ~trunc[:-1]
+    np.testing.assert_array_equal(b[Columns.NEXT_VF_PREDS][:-1][ok], b[Columns.VF_PREDS][1:][ok])
+    # V(final_obs): the chain after 7 steps from the start sits at a position the reset obs never shows.
+    with torch.inference_mode():
+        assert torch.isfinite(torch.tensor(b[Columns.NEXT_VF_PREDS])).all()
+
+
+def test_same_seed_same_rollout_and_distinct_runner_streams() -> None:
+    a, b = runner(), runner()
+    np.testing.assert_array_equal(a.sample().batch[Columns.OBS], b.sample().batch[Columns.OBS])
+    c = EnvRunner(RunnerConfig(env="CartPole-v1", env_config={}, num_envs=4, rollout_length=50, model=ModelConfig(),
+                               seed=3, worker_index=1))
+    assert not np.array_equal(runner().sample().batch[Columns.OBS][0], c.sample().batch[Columns.OBS][0])
+
+
+def test_set_state_changes_the_policy() -> None:
+    a, b = runner(), runner()
+    w = weights_to_numpy(b.module)
+    w = {k: v + 1.0 for k, v in w.items()}
+    a.set_state(w)
+    for k, v in weights_to_numpy(a.module).items():
+        np.testing.assert_allclose(v, w[k])
+
+
+def test_crashing_sub_environment_is_restarted_and_episode_truncated() -> None:
+    r = runner("tests.envs:make_chain", {"length": 50, "max_steps": 1000, "crash_every": 30})
+    out = r.sample()  # 50 steps per sub-env: each crashes once at its 30th step
+    assert out.env_restarts == 4
+    assert out.batch[Columns.TRUNCATEDS][29].all()
+    assert not out.batch[Columns.TERMINATEDS].any()
+    assert r.sample().batch.env_steps == 200  # and it keeps sampling
