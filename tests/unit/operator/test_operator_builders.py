@@ -115,7 +115,8 @@ def test_identity_owner_labels_and_policy() -> None:
     assert spec["entrypoint"] == "kuberl run /etc/kuberl/job.yaml --set resume=auto"
     head = spec["rayClusterSpec"]["headGroupSpec"]["template"]["spec"]["containers"][0]
     ports = {p["name"]: p["containerPort"] for p in head["ports"]}
-    assert ports["metrics"] == 8080 and ports["policy-server"] == 8900
+    assert ports["metrics"] == 8080
+    assert ports["policy-server"] == 8900
     assert ports["ray-metrics"] != ports["metrics"]
     assert {"KUBERL_JOB_NAME", "KUBERL_NAMESPACE"} <= {e["name"] for e in head["env"]}
 

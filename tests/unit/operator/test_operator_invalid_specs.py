@@ -114,16 +114,19 @@ def test_invalid_specs_fail_with_a_field_path(doc: dict[str, Any]) -> None:
         problems = err.problems
     else:
         assume(False)  # a mutation that happened to be valid: draw another, so 1,200 invalid ones run
-    assert problems and all(path for path, _ in problems), problems
+    assert problems
+    assert all(path for path, _ in problems), problems
     api, events = _run_create(doc)
     assert not [c for c in api.calls if c[0] == "create"], "no children for an invalid spec"
     status = api.statuses[-1]
     assert status["phase"] == "Failed"
     valid = next(c for c in status["conditions"] if c["type"] == "Valid")
-    assert valid["status"] == "False" and valid["reason"] == "InvalidSpec"
+    assert valid["status"] == "False"
+    assert valid["reason"] == "InvalidSpec"
     assert any(path in valid["message"] for path, _ in problems)
     assert valid["message"].split(":", 1)[0].startswith(("spec", "metadata"))
-    assert events and events[-1][1] == "InvalidSpec"
+    assert events
+    assert events[-1][1] == "InvalidSpec"
 
 
 def test_known_example_names_the_field() -> None:

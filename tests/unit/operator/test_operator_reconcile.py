@@ -77,7 +77,8 @@ def test_suspend_resume_and_spec_edit_policy() -> None:
     edited["spec"]["stop"] = {"iterations": 5}
     asyncio.run(reconcile.update(ctx, edited, [("add", ("spec", "stop"), None, {"iterations": 5})]))
     pending = next(c for c in api.statuses[-1]["conditions"] if c["type"] == "SpecChangePending")
-    assert pending["status"] == "True" and "stop" in pending["message"]
+    assert pending["status"] == "True"
+    assert "stop" in pending["message"]
 
     suspended = _with_status(edited, api)
     suspended["spec"]["suspend"] = True

@@ -94,7 +94,8 @@ def test_terminal_phases_are_final() -> None:
         job, {"jobDeploymentStatus": "Failed", "jobStatus": "FAILED"}, {"iteration": 9}, now=T0
     )
     assert again.status.phase == "Succeeded"
-    assert not again.retry and not again.phase_changed
+    assert not again.retry
+    assert not again.phase_changed
     assert again.status.iteration == 9
 
 
@@ -131,7 +132,8 @@ def test_progress_is_mirrored_and_kept_when_unreachable() -> None:
     s2 = derive_status(job, running, None, now=T0).status
     assert s2.iteration == 7
     s3 = derive_status(job, running, {"iteration": "garbage", "episode_return_mean": 1}, now=T0).status
-    assert s3.iteration == 7 and s3.episode_return_mean == 1.0
+    assert s3.iteration == 7
+    assert s3.episode_return_mean == 1.0
 
 
 def test_outcome_unknown_is_pending() -> None:
