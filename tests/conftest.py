@@ -16,5 +16,7 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 pytest_plugins = sorted(
-    f"tests.fixtures.{p.stem}" for p in (Path(__file__).parent / "fixtures").glob("*.py") if p.stem != "__init__"
+    f"tests.fixtures.{p.stem}"
+    for p in (Path(__file__).parent / "fixtures").glob("*.py")
+    if p.stem != "__init__"
 )

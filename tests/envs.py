@@ -27,7 +27,9 @@ class ChainEnv(gym.Env[np.ndarray, np.int64]):
         o[self.pos] = 1.0
         return o
 
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
         super().reset(seed=seed)
         self.pos, self.t = 0, 0
         return self._obs(), {}

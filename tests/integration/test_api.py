@@ -8,7 +8,6 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import pytest
-
 from kuberl.algorithm import build_algorithm
 
 
@@ -21,7 +20,9 @@ class GoRight(gym.Env[np.ndarray, np.int64]):
         self.action_space = gym.spaces.Discrete(2)
         self.x = 0
 
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
         super().reset(seed=seed)
         self.x = 0
         return self._obs(), {}
@@ -50,8 +51,13 @@ def job(tmp_path: Path, runners: int) -> dict[str, Any]:
             "env": "tests.integration.test_api:make_env",
             "envConfig": {"size": 4},
             "seed": 1,
-            "config": {"train_batch_size": 1024, "minibatch_size": 256, "num_epochs": 4, "lr": 0.003,
-                       "observation_filter": "MeanStdFilter"},
+            "config": {
+                "train_batch_size": 1024,
+                "minibatch_size": 256,
+                "num_epochs": 4,
+                "lr": 0.003,
+                "observation_filter": "MeanStdFilter",
+            },
             "resources": {"envRunners": runners, "envsPerRunner": 4},
             "checkpoint": {"uri": str(tmp_path / "ckpt")},
             "runDir": str(tmp_path / "run"),
@@ -78,7 +84,8 @@ def test_custom_env_trains_through_ray_runners_and_restores_identically(tmp_path
         np.testing.assert_array_equal(fresh.compute_actions(obs), before)
         assert fresh.iteration == 15
         assert fresh.timesteps == result["timesteps_total"]
-        assert fresh.obs_filter is not None and fresh.obs_filter.count > 0
+        assert fresh.obs_filter is not None
+        assert fresh.obs_filter.count > 0
         assert fresh.evaluate(5) == before_eval
     finally:
         fresh.stop()
@@ -88,7 +95,8 @@ def test_single_observation_and_stochastic_actions(tmp_path: Path) -> None:
     algo = build_algorithm(job(tmp_path, runners=0))
     try:
         a = algo.compute_actions(np.array([0.0, 1.0], dtype=np.float32))
-        assert a.shape == () and int(a) in (0, 1)
+        assert a.shape == ()
+        assert int(a) in (0, 1)
         many = algo.compute_actions(np.zeros((500, 2), dtype=np.float32), explore=True)
         assert set(np.unique(many).tolist()) == {0, 1}  # an untrained policy explores both actions
     finally:

@@ -71,11 +71,16 @@ def test_missing_file(tmp_path: Path) -> None:
 
 def test_unreachable_s3_bucket(tmp_path: Path) -> None:
     (tmp_path / "job.yaml").write_text(GOOD)
-    env = {"AWS_ENDPOINT_URL": "http://127.0.0.1:9", "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "y",
-           "AWS_DEFAULT_REGION": "us-east-1"}
+    env = {
+        "AWS_ENDPOINT_URL": "http://127.0.0.1:9",
+        "AWS_ACCESS_KEY_ID": "x",
+        "AWS_SECRET_ACCESS_KEY": "y",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
     res = kuberl("run", "job.yaml", "--set", "checkpoint.uri=s3://no-such-bucket/ckpt", cwd=tmp_path, env=env)
     assert res.returncode == 2, res.stderr
-    assert "spec.checkpoint.uri" in res.stderr and "s3://no-such-bucket" in res.stderr
+    assert "spec.checkpoint.uri" in res.stderr
+    assert "s3://no-such-bucket" in res.stderr
     assert not (tmp_path / "runs").exists()
 
 
@@ -98,7 +103,8 @@ def test_run_then_evaluate_then_plot(tmp_path: Path) -> None:
     ev = kuberl("evaluate", str(ckpt), "--episodes", "3", cwd=tmp_path)
     assert ev.returncode == 0, ev.stderr
     stats = json.loads(ev.stdout)
-    assert stats["episodes"] == 3 and stats["iteration"] == 2
+    assert stats["episodes"] == 3
+    assert stats["iteration"] == 2
     pl = kuberl("plot", str(run), cwd=tmp_path)
     assert pl.returncode == 0, pl.stderr
     assert (run / "learning_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -13,7 +13,6 @@ from typing import Any
 
 import pytest
 import yaml
-
 from kuberl.algorithm import build_algorithm
 from kuberl.checkpoint import open_store
 
@@ -69,14 +68,31 @@ def kill_then_resume(tmp_path: Path, uri: str) -> None:
     done_iters = latest.iteration
     # Continue from that checkpoint: two more iterations, not from zero.
     res = subprocess.run(
-        [sys.executable, "-m", "kuberl.cli", "run", "job.yaml", "--no-progress", "--set",
-         f"stop.iterations={done_iters + 2}", "--set", "checkpoint.everyIterations=0"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=240, env={**os.environ, "PYTHONPATH": str(ROOT)},
+        [
+            sys.executable,
+            "-m",
+            "kuberl.cli",
+            "run",
+            "job.yaml",
+            "--no-progress",
+            "--set",
+            f"stop.iterations={done_iters + 2}",
+            "--set",
+            "checkpoint.everyIterations=0",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     assert res.returncode == 0, res.stderr
     assert f"resumed from {latest.uri}" in " ".join(res.stdout.split())
-    results = [json.loads(x) for x in (tmp_path / "runs" / "resume-test" / "result.json").read_text().splitlines()
-               if x.strip()]
+    results = [
+        json.loads(x)
+        for x in (tmp_path / "runs" / "resume-test" / "result.json").read_text().splitlines()
+        if x.strip()
+    ]
     after = [r for r in results if r["training_iteration"] > done_iters]
     assert [r["training_iteration"] for r in after][-2:] == [done_iters + 1, done_iters + 2]
     # timesteps continue from the checkpoint's count
@@ -101,7 +117,8 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path: Path) -> None:
     deadline = time.time() + 120
     results = tmp_path / "runs" / "resume-test" / "result.json"
     while not (results.exists() and results.read_text().count("\n") >= 2):
-        assert time.time() < deadline and proc.poll() is None
+        assert time.time() < deadline
+        assert proc.poll() is None
         time.sleep(0.1)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=120)
@@ -109,7 +126,8 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path: Path) -> None:
     assert "Traceback" not in err
     assert "interrupted" in out
     infos = open_store(uri).list()
-    assert len(infos) == 1 and infos[0].iteration >= 2
+    assert len(infos) == 1
+    assert infos[0].iteration >= 2
 
 
 @pytest.mark.usefixtures("ray_session")

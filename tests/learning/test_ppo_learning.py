@@ -9,7 +9,6 @@ import os
 from pathlib import Path
 
 import pytest
-
 from kuberl.algorithm import build_algorithm
 from kuberl.spec import apply_overrides, read_document
 
@@ -18,10 +17,13 @@ SEED = int(os.environ.get("KUBERL_TEST_SEED", "0"))
 
 
 def train_example(name: str, tmp_path: Path, *overrides: str) -> tuple[float, int]:
-    doc = apply_overrides(read_document(ROOT / "examples" / name), [f"seed={SEED}", f"runDir={tmp_path}", *overrides])
+    doc = apply_overrides(
+        read_document(ROOT / "examples" / name), [f"seed={SEED}", f"runDir={tmp_path}", *overrides]
+    )
     algo = build_algorithm(doc)
     stop = algo.spec.stop
-    assert stop.timesteps is not None and stop.episode_return_mean is not None
+    assert stop.timesteps is not None
+    assert stop.episode_return_mean is not None
     try:
         best = float("-inf")
         while algo.timesteps < stop.timesteps:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-
 from kuberl.core.env_runner import EnvRunner, RunnerConfig
 from kuberl.core.models import weights_to_numpy
 from kuberl.core.sample_batch import Columns
@@ -12,8 +11,9 @@ from kuberl.spec import ModelConfig
 
 
 def runner(env: str = "CartPole-v1", env_config: dict | None = None, **kw: object) -> EnvRunner:
-    cfg = RunnerConfig(env=env, env_config=env_config or {}, num_envs=4, rollout_length=50, model=ModelConfig(),
-                       seed=3, **kw)  # type: ignore[arg-type]
+    cfg = RunnerConfig(
+        env=env, env_config=env_config or {}, num_envs=4, rollout_length=50, model=ModelConfig(), seed=3, **kw
+    )  # type: ignore[arg-type]
     return EnvRunner(cfg)
 
 
@@ -34,7 +34,8 @@ def test_next_values_bootstrap_from_final_obs_on_truncation() -> None:
     out = r.sample()
     b = out.batch
     trunc = b[Columns.TRUNCATEDS]
-    assert trunc.any() and not b[Columns.TERMINATEDS].any()
+    assert trunc.any()
+    assert not b[Columns.TERMINATEDS].any()
     # For non-final steps, V(s') is the next step's prediction unless the episode was cut there.
     t, i = np.argwhere(trunc)[0]
     assert b[Columns.NEXT_VF_PREDS][t, i] != b[Columns.VF_PREDS][t + 1, i]  # next step is a fresh episode
@@ -48,8 +49,17 @@ def test_next_values_bootstrap_from_final_obs_on_truncation() -> None:
 def test_same_seed_same_rollout_and_distinct_runner_streams() -> None:
     a, b = runner(), runner()
     np.testing.assert_array_equal(a.sample().batch[Columns.OBS], b.sample().batch[Columns.OBS])
-    c = EnvRunner(RunnerConfig(env="CartPole-v1", env_config={}, num_envs=4, rollout_length=50, model=ModelConfig(),
-                               seed=3, worker_index=1))
+    c = EnvRunner(
+        RunnerConfig(
+            env="CartPole-v1",
+            env_config={},
+            num_envs=4,
+            rollout_length=50,
+            model=ModelConfig(),
+            seed=3,
+            worker_index=1,
+        )
+    )
     assert not np.array_equal(runner().sample().batch[Columns.OBS][0], c.sample().batch[Columns.OBS][0])
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from kuberl.core.returns import discounted_returns, gae
 
 
@@ -50,8 +49,15 @@ def test_envs_are_independent_columns() -> None:
     trunc = rng.random((5, 3)) < 0.2
     adv, _ = gae(r, v, nv, term, trunc, gamma=0.99, lambda_=0.9)
     for j in range(3):
-        a_j, _ = gae(r[:, j : j + 1], v[:, j : j + 1], nv[:, j : j + 1], term[:, j : j + 1], trunc[:, j : j + 1],
-                     gamma=0.99, lambda_=0.9)
+        a_j, _ = gae(
+            r[:, j : j + 1],
+            v[:, j : j + 1],
+            nv[:, j : j + 1],
+            term[:, j : j + 1],
+            trunc[:, j : j + 1],
+            gamma=0.99,
+            lambda_=0.9,
+        )
         np.testing.assert_allclose(adv[:, j], a_j[:, 0], rtol=1e-6)
 
 
@@ -59,4 +65,6 @@ def test_discounted_returns_is_lambda_one_monte_carlo() -> None:
     r, nv = col(1, 1, 1), col(0, 0, 4)
     f = np.zeros((3, 1), dtype=bool)
     ret = discounted_returns(r, nv, f, f, gamma=0.5)
-    np.testing.assert_allclose(ret[:, 0], [1 + 0.5 * (1 + 0.5 * (1 + 0.5 * 4)), 1 + 0.5 * (1 + 0.5 * 4), 1 + 0.5 * 4])
+    np.testing.assert_allclose(
+        ret[:, 0], [1 + 0.5 * (1 + 0.5 * (1 + 0.5 * 4)), 1 + 0.5 * (1 + 0.5 * 4), 1 + 0.5 * 4]
+    )

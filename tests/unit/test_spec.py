@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from kuberl.spec import PPOConfig, SpecError, apply_overrides, load_job, parse_job
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -17,7 +16,12 @@ ROOT = Path(__file__).resolve().parents[2]
 def doc(**spec: Any) -> dict[str, Any]:
     base: dict[str, Any] = {"algorithm": "PPO", "env": "CartPole-v1"}
     base.update(spec)
-    return {"apiVersion": "kuberl.io/v1alpha1", "kind": "RLTrainingJob", "metadata": {"name": "t"}, "spec": base}
+    return {
+        "apiVersion": "kuberl.io/v1alpha1",
+        "kind": "RLTrainingJob",
+        "metadata": {"name": "t"},
+        "spec": base,
+    }
 
 
 def problems(d: dict[str, Any]) -> dict[str, str]:
@@ -33,7 +37,9 @@ def test_examples_validate() -> None:
 
 
 def test_snake_and_camel_case_and_rllib_names_are_equivalent() -> None:
-    a = parse_job(doc(config={"train_batch_size": 512, "sgd_minibatch_size": 64, "num_sgd_iter": 3, "lambda": 0.9}))
+    a = parse_job(
+        doc(config={"train_batch_size": 512, "sgd_minibatch_size": 64, "num_sgd_iter": 3, "lambda": 0.9})
+    )
     b = parse_job(doc(config={"trainBatchSize": 512, "minibatchSize": 64, "numEpochs": 3, "lambda_": 0.9}))
     assert a.spec.config == b.spec.config
     cfg = a.spec.config
@@ -60,7 +66,11 @@ def test_snake_and_camel_case_and_rllib_names_are_equivalent() -> None:
         ({"resume": "sometimes"}, "spec.resume", "not 'auto'"),
         ({"cluster": {"head": {"memory": "lots"}}}, "spec.cluster.head.memory", "Kubernetes quantity"),
         ({"unknownTopLevel": True}, "spec.unknownTopLevel", "unknown field"),
-        ({"config": {"model": {"fcnet_activation": "sigmoid"}}}, "spec.config.model.fcnet_activation", "tanh"),
+        (
+            {"config": {"model": {"fcnet_activation": "sigmoid"}}},
+            "spec.config.model.fcnet_activation",
+            "tanh",
+        ),
     ],
 )
 def test_invalid_fields_are_named_with_the_reason(spec: dict[str, Any], path: str, words: str) -> None:
@@ -76,8 +86,15 @@ def test_bad_metadata_name() -> None:
 
 
 def test_overrides_apply_relative_to_spec_and_parse_yaml_values() -> None:
-    d = apply_overrides(doc(), ["config.lr=0.01", "resources.envRunners=0", "config.model.fcnet_hiddens=[32, 32]",
-                                "metadata.name=other"])
+    d = apply_overrides(
+        doc(),
+        [
+            "config.lr=0.01",
+            "resources.envRunners=0",
+            "config.model.fcnet_hiddens=[32, 32]",
+            "metadata.name=other",
+        ],
+    )
     job = parse_job(d)
     assert job.spec.config.lr == 0.01
     assert job.spec.resources.env_runners == 0
@@ -98,3 +115,10 @@ def test_importing_the_spec_loads_neither_torch_nor_ray() -> None:
     code = "import sys, kuberl.spec; print(any(m in sys.modules for m in ('torch', 'ray')))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_field_reference_is_fresh() -> None:
+    from kuberl.spec.reference import render
+
+    current = (ROOT / "docs" / "spec.md").read_text()
+    assert current == render(), "docs/spec.md is stale: run `python -m kuberl.spec.reference > docs/spec.md`"

@@ -88,11 +88,16 @@ class Algorithm:
             model=self.config.model,
             seed=seed,
             use_filter=self.config.observation_filter == "MeanStdFilter",
+            **self.runner_overrides(),
         )
-        self.runners = EnvRunnerGroup(self.runner_config, num_runners=res.env_runners, cpus_per_runner=res.cpus_per_runner)
+        self.runners = EnvRunnerGroup(
+            self.runner_config, num_runners=res.env_runners, cpus_per_runner=res.cpus_per_runner
+        )
         self.obs_space, self.action_space = self.runners.spaces()
         self.obs_filter: RunningStats | None = (
-            RunningStats(shape=(gym.spaces.flatdim(self.obs_space),)) if self.runner_config.use_filter else None
+            RunningStats(shape=(gym.spaces.flatdim(self.obs_space),))
+            if self.runner_config.use_filter
+            else None
         )
         self.iteration = 0
         self.timesteps = 0
@@ -110,6 +115,15 @@ class Algorithm:
     def rollout_length(self) -> int:
         """Vector steps per runner per sample() call."""
         return 1
+
+    def runner_overrides(self) -> dict[str, Any]:
+        """RunnerConfig fields this algorithm sets: `policy` (import path of its RunnerPolicy),
+        `policy_options`, `store_next_obs`. Default: the actor-critic policy."""
+        return {}
+
+    def runner_options(self) -> dict[str, Any] | None:
+        """Options sent to the runner policies with every weight sync (e.g. the current epsilon)."""
+        return None
 
     def setup(self) -> None:
         raise NotImplementedError
@@ -131,7 +145,11 @@ class Algorithm:
 
     # -- shared machinery --------------------------------------------------------------------------
     def sync_weights(self) -> None:
-        self.runners.sync(self.get_weights(), self.obs_filter.state() if self.obs_filter is not None else None)
+        self.runners.sync(
+            self.get_weights(),
+            self.obs_filter.state() if self.obs_filter is not None else None,
+            self.runner_options(),
+        )
 
     def sample(self) -> list[Rollout]:
         rollouts = self.runners.sample()
@@ -154,7 +172,9 @@ class Algorithm:
         self.iteration += 1
         elapsed = time.perf_counter() - start
         self.time_total += elapsed
-        result = self._result(outcome, elapsed, self.timesteps - steps_before, self.episodes_total - episodes_before)
+        result = self._result(
+            outcome, elapsed, self.timesteps - steps_before, self.episodes_total - episodes_before
+        )
         if self.spec.evaluation.interval and self.iteration % self.spec.evaluation.interval == 0:
             result["evaluation"] = self.evaluate()
         return result

@@ -119,7 +119,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     doc = {
         "apiVersion": "kuberl.io/v1alpha1",
         "kind": "RLTrainingJob",
-        "metadata": {"name": args.name or f"{args.algo.lower()}-{args.env.lower().replace('/', '-')}"[:40].strip("-")},
+        "metadata": {
+            "name": args.name or f"{args.algo.lower()}-{args.env.lower().replace('/', '-')}"[:40].strip("-")
+        },
         "spec": {
             "algorithm": args.algo,
             "env": args.env,
@@ -138,7 +140,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from kuberl.evaluate import evaluate_checkpoint
 
-    stats = evaluate_checkpoint(args.checkpoint, episodes=args.episodes, video_dir=args.video, explore=args.explore)
+    stats = evaluate_checkpoint(
+        args.checkpoint, episodes=args.episodes, video_dir=args.video, explore=args.explore
+    )
     _console().print_json(json.dumps(stats))
     return 0
 
@@ -157,9 +161,9 @@ def cmd_plot(args: argparse.Namespace) -> int:
 # -- Kubernetes ------------------------------------------------------------------------------------
 def cmd_render(args: argparse.Namespace) -> int:
     import yaml
+    from kuberl_operator.builders import render_job
 
     from kuberl.spec import load_job
-    from kuberl_operator.builders import render_job
 
     job = load_job(args.job, list(args.set or []))
     sys.stdout.write(yaml.safe_dump_all(render_job(job), sort_keys=False))
@@ -175,13 +179,17 @@ def cmd_crd(args: argparse.Namespace) -> int:
 
 # -- entry -----------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="kuberl", description="Reinforcement learning at scale, Kubernetes-native.")
+    p = argparse.ArgumentParser(
+        prog="kuberl", description="Reinforcement learning at scale, Kubernetes-native."
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = sub.add_parser("run", help="train as an RLTrainingJob YAML file says")
     run.add_argument("job", help="RLTrainingJob YAML file")
-    run.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a field, e.g. config.lr=0.001")
+    run.add_argument(
+        "--set", action="append", metavar="KEY=VALUE", help="override a field, e.g. config.lr=0.001"
+    )
     run.add_argument("--run-dir", help="run directory (default ./runs/<name>)")
     run.add_argument("--no-progress", action="store_true", help="print a line per iteration instead of a bar")
     run.set_defaults(func=cmd_run)
@@ -195,7 +203,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--stop-return", type=float, help="stop at this mean episode return")
     train.add_argument("--stop-timesteps", type=int, help="stop after this many env steps")
     train.add_argument("--stop-iters", type=int, help="stop after this many iterations")
-    train.add_argument("--metrics-port", type=int, default=0, help="port for /metrics and /status (0: any free)")
+    train.add_argument(
+        "--metrics-port", type=int, default=0, help="port for /metrics and /status (0: any free)"
+    )
     train.add_argument("--set", action="append", metavar="KEY=VALUE", help="override any spec field")
     train.add_argument("--no-progress", action="store_true")
     train.set_defaults(func=cmd_train)
@@ -240,7 +250,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         rc: int = args.func(args)
         return rc
     except errors as exc:
-        _console(stderr=True).print(f"[bold red]error:[/] {exc}", markup=True, highlight=False, soft_wrap=True)
+        _console(stderr=True).print(
+            f"[bold red]error:[/] {exc}", markup=True, highlight=False, soft_wrap=True
+        )
         return EXIT_USAGE
     except KeyboardInterrupt:
         _console(stderr=True).print("aborted")

@@ -26,9 +26,13 @@ log = logging.getLogger(__name__)
 def stop_reason(stop: StopSpec, result: dict[str, Any]) -> str | None:
     """The first stop criterion `result` meets, or None."""
     ret = result.get("episode_return_mean")
-    if stop.episode_return_mean is not None and ret is not None and math.isfinite(ret):
-        if ret >= stop.episode_return_mean:
-            return f"episodeReturnMean {ret:.1f} ≥ {stop.episode_return_mean:g}"
+    if (
+        stop.episode_return_mean is not None
+        and ret is not None
+        and math.isfinite(ret)
+        and ret >= stop.episode_return_mean
+    ):
+        return f"episodeReturnMean {ret:.1f} ≥ {stop.episode_return_mean:g}"
     if stop.timesteps is not None and result["timesteps_total"] >= stop.timesteps:
         return f"timesteps {result['timesteps_total']} ≥ {stop.timesteps}"
     if stop.iterations is not None and result["training_iteration"] >= stop.iterations:
@@ -184,7 +188,9 @@ def run_job(
                     checkpoint()
             outcome.interrupted = stopper.requested
             outcome.stopped_by = (
-                f"signal {signal.Signals(stopper.signal).name}" if stopper.signal is not None else (reason or "")
+                f"signal {signal.Signals(stopper.signal).name}"
+                if stopper.signal is not None
+                else (reason or "")
             )
             if spec.checkpoint.at_end and algo.iteration > 0 and saved_at["iteration"] != algo.iteration:
                 checkpoint()

@@ -46,7 +46,9 @@ def ppo_loss(
     adv = mb[Columns.ADVANTAGES]
     if config.normalize_advantages and adv.numel() > 1:
         adv = (adv - adv.mean()) / (adv.std() + 1e-8)
-    surrogate = torch.min(ratio * adv, torch.clamp(ratio, 1.0 - config.clip_param, 1.0 + config.clip_param) * adv)
+    surrogate = torch.min(
+        ratio * adv, torch.clamp(ratio, 1.0 - config.clip_param, 1.0 + config.clip_param) * adv
+    )
     policy_loss = -surrogate.mean()
 
     targets = mb[Columns.VALUE_TARGETS]
@@ -80,8 +82,12 @@ def ppo_loss(
 
 
 class PPOLearner(Learner):
-    def __init__(self, module: torch.nn.Module, dist: ActionDistribution, config: PPOConfig, device: torch.device):
-        super().__init__(module, lr=config.lr, grad_clip=config.grad_clip, device=device, lr_schedule=config.lr_schedule)
+    def __init__(
+        self, module: torch.nn.Module, dist: ActionDistribution, config: PPOConfig, device: torch.device
+    ):
+        super().__init__(
+            module, lr=config.lr, grad_clip=config.grad_clip, device=device, lr_schedule=config.lr_schedule
+        )
         self.config = config
         self.dist = dist
         self.kl_coeff = config.kl_coeff
@@ -117,7 +123,9 @@ class PPOLearner(Learner):
         stats["grad_norm"] = grad_norm / max(steps, 1)
         stats["lr"] = lr
         stats["epochs"] = float(epochs_done)
-        stats["explained_variance"] = explained_variance(batch[Columns.VF_PREDS], batch[Columns.VALUE_TARGETS])
+        stats["explained_variance"] = explained_variance(
+            batch[Columns.VF_PREDS], batch[Columns.VALUE_TARGETS]
+        )
         if self.kl_coeff > 0.0:  # adaptive KL penalty, as in the paper's section 4 and RLlib
             if stats["kl"] > 2.0 * cfg.kl_target:
                 self.kl_coeff *= 1.5

@@ -56,7 +56,7 @@ def _import_registering_module(env: str) -> None:
     """Namespaced ids such as ALE/Pong-v5 register on import of their package."""
     if env.startswith("ALE/"):
         try:
-            import ale_py
+            import ale_py  # type: ignore[import-not-found]  # optional: Atari extra
 
             gym.register_envs(ale_py)
         except ImportError:
@@ -95,7 +95,9 @@ class RestartOnCrash(gym.Wrapper[Any, Any, Any, Any]):
         self.restarts = 0
         self.max_restarts = max_restarts
 
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[Any, dict[str, Any]]:
         try:
             obs, info = self.env.reset(seed=seed, options=options)
         except Exception:
@@ -117,7 +119,9 @@ class RestartOnCrash(gym.Wrapper[Any, Any, Any, Any]):
         self.restarts += 1
         if self.restarts > self.max_restarts:
             raise RuntimeError(f"sub-environment crashed {self.restarts} times; giving up")
-        log.warning("sub-environment crashed in %s; restarting it (restart %d)", where, self.restarts, exc_info=True)
+        log.warning(
+            "sub-environment crashed in %s; restarting it (restart %d)", where, self.restarts, exc_info=True
+        )
         try:
             self.env.close()
         except Exception:
@@ -139,8 +143,11 @@ def sub_env_restarts(vec: SyncVectorEnv) -> int:
     return int(sum(getattr(e, "restarts", 0) for e in vec.envs))
 
 
-def seeds_for(base_seed: int | None, worker_index: int, num_envs: int) -> list[int] | None:
+def seeds_for(base_seed: int | None, worker_index: int, num_envs: int) -> list[int | None] | None:
     """Distinct, reproducible seeds per runner and sub-env (RLlib's per-worker seeding)."""
     if base_seed is None:
         return None
-    return [int(s) for s in np.random.SeedSequence([base_seed, worker_index]).generate_state(num_envs)]
+    seeds: list[int | None] = [
+        int(s) for s in np.random.SeedSequence([base_seed, worker_index]).generate_state(num_envs)
+    ]
+    return seeds

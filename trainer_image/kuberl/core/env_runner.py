@@ -14,9 +14,10 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from kuberl.core.env_factory import make_vector_env, seeds_for, sub_env_restarts
-from kuberl.core.models import action_distribution, build_model, flatten_obs, load_numpy_weights
+from kuberl.core.env_factory import import_object, make_vector_env, seeds_for, sub_env_restarts
+from kuberl.core.models import flatten_obs, load_numpy_weights
 from kuberl.core.normalizer import RunningStats
+from kuberl.core.policy import RunnerPolicy
 from kuberl.core.sample_batch import Columns, SampleBatch
 from kuberl.spec.algorithms import ModelConfig
 
@@ -35,6 +36,11 @@ class RunnerConfig:
     seed: int | None = None
     worker_index: int = 0
     use_filter: bool = False
+    # `module:Class` of the RunnerPolicy, and its options (see kuberl.core.policy).
+    policy: str = "kuberl.core.policy:ActorCriticPolicy"
+    policy_options: dict[str, Any] = field(default_factory=dict)
+    # Off-policy learners need s' per transition (the final observation where an episode ended).
+    store_next_obs: bool = False
 
 
 @dataclass
@@ -61,9 +67,11 @@ class EnvRunner:
             self.gen.manual_seed(config.seed * 7919 + config.worker_index)
         else:
             self.gen.seed()
-        self.module = build_model(self.obs_space, self.action_space, config.model)
-        self.module.eval()
-        self.dist = action_distribution(self.action_space)
+        policy_cls = import_object(config.policy)
+        self.policy: RunnerPolicy = policy_cls(
+            self.obs_space, self.action_space, config.model, dict(config.policy_options)
+        )
+        self.module = self.policy.module
         self.continuous = isinstance(self.action_space, gym.spaces.Box)
         self.filter: RunningStats | None = None
         obs, _ = self.env.reset(seed=seeds_for(config.seed, config.worker_index, config.num_envs))
@@ -75,9 +83,16 @@ class EnvRunner:
     def spaces(self) -> tuple[gym.Space[Any], gym.Space[Any]]:
         return self.obs_space, self.action_space
 
-    def set_state(self, weights: dict[str, np.ndarray], filter_state: dict[str, Any] | None = None) -> None:
+    def set_state(
+        self,
+        weights: dict[str, np.ndarray],
+        filter_state: dict[str, Any] | None = None,
+        options: dict[str, Any] | None = None,
+    ) -> None:
         load_numpy_weights(self.module, weights)
         self.filter = RunningStats.from_state(filter_state) if filter_state is not None else None
+        if options:
+            self.policy.set_options(options)
 
     def ping(self) -> int:
         return self.config.worker_index
@@ -88,19 +103,17 @@ class EnvRunner:
 
     # -- sampling --------------------------------------------------------------------------------
     def sample(self, *, explore: bool = True) -> Rollout:
-        """One rollout of `rollout_length` vector steps, with V(s') for every step (bootstrap-ready)."""
+        """One rollout of `rollout_length` vector steps. Actor-critic policies also get V(s') for every
+        step (bootstrap-ready); `store_next_obs` adds s' (the final observation at episode ends)."""
         T, N = self.config.rollout_length, self.config.num_envs
         first = self._prep(self._obs)
         obs_buf = np.empty((T, N, first.shape[-1]), dtype=np.float32)
-        raw_buf = np.empty((T, N, first.shape[-1]), dtype=np.float32) if self.config.use_filter else None
-        act_shape = self.action_space.shape or ()
-        act_buf = np.empty((T, N, *act_shape), dtype=np.float32 if self.continuous else np.int64)
+        next_obs_buf = np.empty_like(obs_buf) if self.config.store_next_obs else None
+        raw_buf = np.empty_like(obs_buf) if self.config.use_filter else None
         rew_buf = np.empty((T, N), dtype=np.float32)
         term_buf = np.empty((T, N), dtype=bool)
         trunc_buf = np.empty((T, N), dtype=bool)
-        logp_buf = np.empty((T, N), dtype=np.float32)
-        vf_buf = np.empty((T, N), dtype=np.float32)
-        dist_buf: np.ndarray | None = None
+        extra: dict[str, np.ndarray] = {}
         pending_final: list[tuple[int, int, np.ndarray]] = []
         rollout = Rollout(batch=SampleBatch(), worker_index=self.config.worker_index)
         restarts_before = sub_env_restarts(self.env)
@@ -115,16 +128,13 @@ class EnvRunner:
                 raw_buf[t] = flatten_obs(self.obs_space, self._obs)
             obs_buf[t] = obs
             with torch.inference_mode():
-                dist_in, value = self.module(torch.from_numpy(obs))
-                action = self.dist.sample(dist_in, self.gen) if explore else self.dist.deterministic(dist_in)
-                logp = self.dist.logp(dist_in, action)
-            if dist_buf is None:
-                dist_buf = np.empty((T, N, dist_in.shape[-1]), dtype=np.float32)
-            dist_buf[t] = dist_in.numpy()
-            a = action.numpy()
-            act_buf[t] = a
-            logp_buf[t] = logp.numpy()
-            vf_buf[t] = value.numpy()
+                out = self.policy.act(torch.from_numpy(obs), explore=explore, generator=self.gen)
+            for key, value in out.items():
+                arr = value.numpy()
+                if key not in extra:
+                    extra[key] = np.empty((T, *arr.shape), dtype=arr.dtype)
+                extra[key][t] = arr
+            a = extra[Columns.ACTIONS][t]
             env_action = np.clip(a, low, high) if self.continuous else a
             next_obs, reward, terminated, truncated, info = self.env.step(env_action)
             rew_buf[t] = reward
@@ -132,6 +142,10 @@ class EnvRunner:
             trunc_buf[t] = truncated
             self._ep_return += reward
             self._ep_len += 1
+            self._obs = next_obs
+            obs = self._prep(next_obs)
+            if next_obs_buf is not None:
+                next_obs_buf[t] = obs
             done = np.logical_or(terminated, truncated)
             if done.any():
                 for i in np.flatnonzero(done):
@@ -139,43 +153,49 @@ class EnvRunner:
                     rollout.episode_lengths.append(int(self._ep_len[i]))
                 self._ep_return[done] = 0.0
                 self._ep_len[done] = 0
-                cut = np.logical_and(truncated, np.logical_not(terminated))
-                if cut.any():
-                    final_obs = info["final_obs"]
-                    for i in np.flatnonzero(cut):
-                        pending_final.append((t, int(i), np.asarray(final_obs[i])[None]))
-            self._obs = next_obs
-            obs = self._prep(next_obs)
+                final_obs = info["final_obs"]
+                for i in np.flatnonzero(done):
+                    final = self._prep(np.asarray(final_obs[i])[None])
+                    if next_obs_buf is not None:
+                        next_obs_buf[t, i] = final[0]
+                    if truncated[i] and not terminated[i]:
+                        pending_final.append((t, int(i), final))
 
-        # V(s') in one batched pass: the state after the last step plus every truncation's final obs.
-        tail = [obs] + [self._prep(o) for _, _, o in pending_final]
-        with torch.inference_mode():
-            _, boot = self.module(torch.from_numpy(np.concatenate(tail, axis=0)))
-        boot_np = boot.numpy()
-        next_vf = np.empty_like(vf_buf)
-        next_vf[:-1] = vf_buf[1:]
-        next_vf[-1] = boot_np[:N]
-        for k, (t, i, _) in enumerate(pending_final):
-            next_vf[t, i] = boot_np[N + k]
-
-        assert dist_buf is not None
-        rollout.batch = SampleBatch(
+        batch = SampleBatch(
             {
                 Columns.OBS: obs_buf,
-                Columns.ACTIONS: act_buf,
                 Columns.REWARDS: rew_buf,
                 Columns.TERMINATEDS: term_buf,
                 Columns.TRUNCATEDS: trunc_buf,
-                Columns.ACTION_LOGP: logp_buf,
-                Columns.ACTION_DIST_INPUTS: dist_buf,
-                Columns.VF_PREDS: vf_buf,
-                Columns.NEXT_VF_PREDS: next_vf,
             }
         )
+        batch.update(extra)
+        if next_obs_buf is not None:
+            batch[Columns.NEXT_OBS] = next_obs_buf
+        if Columns.VF_PREDS in extra:
+            batch[Columns.NEXT_VF_PREDS] = self._next_values(extra[Columns.VF_PREDS], obs, pending_final)
+        rollout.batch = batch
         if raw_buf is not None:
             rollout.filter_delta = RunningStats.from_batch(raw_buf)
         rollout.env_restarts = sub_env_restarts(self.env) - restarts_before
         return rollout
+
+    def _next_values(
+        self, vf: np.ndarray, last_obs: np.ndarray, pending_final: list[tuple[int, int, np.ndarray]]
+    ) -> np.ndarray:
+        """V(s') in one batched pass: the state after the last step plus every truncation's final obs."""
+        N = vf.shape[1]
+        tail = [last_obs] + [o for _, _, o in pending_final]
+        with torch.inference_mode():
+            boot = self.policy.value(torch.from_numpy(np.concatenate(tail, axis=0)))
+        assert boot is not None, "a policy that records vf_preds must implement value()"
+        boot_np = boot.numpy()
+        next_vf = np.empty_like(vf)
+        next_vf[:-1] = vf[1:]
+        next_vf[-1] = boot_np[:N]
+        for k, (t, i, _) in enumerate(pending_final):
+            next_vf[t, i] = boot_np[N + k]
+        return next_vf
 
     def close(self) -> None:
         self.env.close()

@@ -66,7 +66,9 @@ class Learner:
         if self.grad_clip is not None:
             norm = nn.utils.clip_grad_norm_(params, self.grad_clip)
         else:
-            norm = torch.linalg.vector_norm(torch.stack([p.grad.detach().norm() for p in params if p.grad is not None]))
+            norm = torch.linalg.vector_norm(
+                torch.stack([p.grad.detach().norm() for p in params if p.grad is not None])
+            )
         self.optimizer.step()
         return float(norm)
 

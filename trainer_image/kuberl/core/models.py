@@ -5,6 +5,7 @@ A model maps a batch of flat observations to (action distribution inputs, value 
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import gymnasium as gym
@@ -54,7 +55,7 @@ def mlp(sizes: list[int], activation: str, *, out: int | None = None, out_gain: 
     """Orthogonal init (√2 hidden gain) as in the PPO implementation-details study (Huang et al. 2022)."""
     layers: list[nn.Module] = []
     act = _ACTIVATIONS[activation]
-    for a, b in zip(sizes[:-1], sizes[1:], strict=True):
+    for a, b in itertools.pairwise(sizes):
         lin = nn.Linear(a, b)
         nn.init.orthogonal_(lin.weight, gain=float(np.sqrt(2.0)))
         nn.init.zeros_(lin.bias)

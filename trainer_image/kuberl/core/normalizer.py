@@ -8,6 +8,7 @@ so every runner normalizes identically and the state is checkpointed once.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -16,13 +17,13 @@ import numpy as np
 class RunningStats:
     shape: tuple[int, ...]
     count: float = 0.0
-    mean: np.ndarray = field(default=None)  # type: ignore[assignment]  # set in __post_init__
-    m2: np.ndarray = field(default=None)  # type: ignore[assignment]
+    mean: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    m2: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
     def __post_init__(self) -> None:
-        if self.mean is None:
+        if self.mean.shape != self.shape:
             self.mean = np.zeros(self.shape, dtype=np.float64)
-        if self.m2 is None:
+        if self.m2.shape != self.shape:
             self.m2 = np.zeros(self.shape, dtype=np.float64)
 
     @classmethod
@@ -50,13 +51,14 @@ class RunningStats:
             return x.astype(np.float32)
         return np.clip((x - self.mean) / self.std, -clip, clip).astype(np.float32)
 
-    def state(self) -> dict[str, object]:
+    def state(self) -> dict[str, Any]:
         return {"count": self.count, "mean": self.mean.tolist(), "m2": self.m2.tolist()}
 
     @classmethod
-    def from_state(cls, state: dict[str, object]) -> RunningStats:
+    def from_state(cls, state: dict[str, Any]) -> RunningStats:
         mean = np.asarray(state["mean"], dtype=np.float64)
-        return cls(shape=mean.shape, count=float(state["count"]), mean=mean, m2=np.asarray(state["m2"], dtype=np.float64))  # type: ignore[arg-type]
+        m2 = np.asarray(state["m2"], dtype=np.float64)
+        return cls(shape=mean.shape, count=float(state["count"]), mean=mean, m2=m2)
 
     def copy(self) -> RunningStats:
         return RunningStats(shape=self.shape, count=self.count, mean=self.mean.copy(), m2=self.m2.copy())

@@ -23,7 +23,7 @@ class EnvRunnerGroup:
         self.num_runners = num_runners
         self.cpus_per_runner = cpus_per_runner
         self.restarts = 0
-        self._state: tuple[Any, dict[str, Any] | None] | None = None
+        self._state: tuple[Any, dict[str, Any] | None, dict[str, Any] | None] | None = None
         self.local: EnvRunner | None = None
         self.actors: list[Any] = []
         if num_runners == 0:
@@ -51,15 +51,20 @@ class EnvRunnerGroup:
             return self.local.spaces()
         return self._ray().get(self.actors[0].spaces.remote())
 
-    def sync(self, weights: dict[str, np.ndarray], filter_state: dict[str, Any] | None) -> None:
-        self._state = (weights, filter_state)
+    def sync(
+        self,
+        weights: dict[str, np.ndarray],
+        filter_state: dict[str, Any] | None,
+        options: dict[str, Any] | None = None,
+    ) -> None:
+        self._state = (weights, filter_state, options)
         if self.local is not None:
-            self.local.set_state(weights, filter_state)
+            self.local.set_state(weights, filter_state, options)
             return
         ray = self._ray()
         ref = ray.put(weights)  # one copy in the object store, read zero-copy by every actor
-        futures = [a.set_state.remote(ref, filter_state) for a in self.actors]
-        self._wait_all(futures, lambda i: self.actors[i].set_state.remote(ref, filter_state))
+        futures = [a.set_state.remote(ref, filter_state, options) for a in self.actors]
+        self._wait_all(futures, lambda i: self.actors[i].set_state.remote(ref, filter_state, options))
 
     def sample(self) -> list[Rollout]:
         if self.local is not None:
@@ -92,8 +97,7 @@ class EnvRunnerGroup:
         self.restarts += 1
         actor = self._make_actor(i + 1)
         if self._state is not None:
-            weights, filter_state = self._state
-            ray.get(actor.set_state.remote(weights, filter_state))
+            ray.get(actor.set_state.remote(*self._state))
         self.actors[i] = actor
 
     @property

@@ -16,6 +16,7 @@ class Columns:
     """Column names, as constants so a typo is an AttributeError, not a silent new key."""
 
     OBS: Final = "obs"
+    NEXT_OBS: Final = "next_obs"
     ACTIONS: Final = "actions"
     REWARDS: Final = "rewards"
     TERMINATEDS: Final = "terminateds"

@@ -58,9 +58,12 @@ class AlgorithmConfigBase(WireModel):
         None,
         description="Piecewise-linear learning rate as [[timestep, lr], …]; held constant after the last point.",
     )
-    grad_clip: float | None = Field(0.5, gt=0.0, description="Clip the global gradient norm to this (null: off).")
+    grad_clip: float | None = Field(
+        0.5, gt=0.0, description="Clip the global gradient norm to this (null: off)."
+    )
     observation_filter: Literal["NoFilter", "MeanStdFilter"] = Field(
-        "NoFilter", description="MeanStdFilter normalizes observations with running statistics shared by all runners."
+        "NoFilter",
+        description="MeanStdFilter normalizes observations with running statistics shared by all runners.",
     )
     model: ModelConfig = Field(default_factory=ModelConfig, description="Policy and value networks.")
 
@@ -73,7 +76,9 @@ class AlgorithmConfigBase(WireModel):
 class PPOConfig(AlgorithmConfigBase):
     """Proximal Policy Optimization (Schulman et al. 2017, https://arxiv.org/abs/1707.06347)."""
 
-    algorithm: Literal["PPO"] = Field("PPO", exclude=True, description="Discriminator; set from spec.algorithm.")
+    algorithm: Literal["PPO"] = Field(
+        "PPO", exclude=True, description="Discriminator; set from spec.algorithm."
+    )
     train_batch_size: int = Field(
         4000,
         ge=1,
@@ -85,7 +90,9 @@ class PPOConfig(AlgorithmConfigBase):
     minibatch_size: int = Field(
         256,
         ge=1,
-        validation_alias=AliasChoices("minibatchSize", "minibatch_size", "sgd_minibatch_size", "sgdMinibatchSize"),
+        validation_alias=AliasChoices(
+            "minibatchSize", "minibatch_size", "sgd_minibatch_size", "sgdMinibatchSize"
+        ),
         description="Samples per gradient step.",
     )
     num_epochs: int = Field(
@@ -111,7 +118,9 @@ class PPOConfig(AlgorithmConfigBase):
     kl_coeff: float = Field(
         0.0, ge=0.0, description="Initial weight of a KL penalty (adapted towards klTarget). 0 disables it."
     )
-    kl_target: float = Field(0.01, gt=0.0, description="Target KL per iteration for the penalty and early stop.")
+    kl_target: float = Field(
+        0.01, gt=0.0, description="Target KL per iteration for the penalty and early stop."
+    )
     kl_early_stop: bool = Field(
         False, description="Stop the epochs of an iteration once the approximate KL exceeds 1.5 × klTarget."
     )

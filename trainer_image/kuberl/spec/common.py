@@ -25,7 +25,9 @@ class StopSpec(WireModel):
     )
 
     def is_empty(self) -> bool:
-        return all(v is None for v in (self.episode_return_mean, self.timesteps, self.iterations, self.time_seconds))
+        return all(
+            v is None for v in (self.episode_return_mean, self.timesteps, self.iterations, self.time_seconds)
+        )
 
 
 class ResourcesSpec(WireModel):
@@ -42,7 +44,9 @@ class ResourcesSpec(WireModel):
     envs_per_runner: PositiveInt = Field(
         8, description="Sub-environments in each runner's vector env; inference is batched across them."
     )
-    cpus_per_runner: Annotated[float, Field(gt=0)] = Field(1.0, description="CPUs reserved per EnvRunner actor.")
+    cpus_per_runner: Annotated[float, Field(gt=0)] = Field(
+        1.0, description="CPUs reserved per EnvRunner actor."
+    )
     learners: PositiveInt = Field(
         1, description="Learner processes; more than one trains data-parallel with torch DDP."
     )
@@ -56,7 +60,9 @@ class SecretRef(WireModel):
     """A Kubernetes Secret holding S3 credentials, exposed to the trainer as environment variables."""
 
     secret_name: str = Field(..., min_length=1, description="Name of the Secret in the job's namespace.")
-    access_key_id_key: str = Field("AWS_ACCESS_KEY_ID", description="Key in the Secret holding the access key id.")
+    access_key_id_key: str = Field(
+        "AWS_ACCESS_KEY_ID", description="Key in the Secret holding the access key id."
+    )
     secret_access_key_key: str = Field(
         "AWS_SECRET_ACCESS_KEY", description="Key in the Secret holding the secret access key."
     )
@@ -78,9 +84,12 @@ class CheckpointSpec(WireModel):
     )
     every_iterations: int = Field(10, ge=0, description="Checkpoint every N iterations (0: only at the end).")
     keep: PositiveInt = Field(3, description="Complete checkpoints kept; older ones are deleted.")
-    at_end: bool = Field(True, description="Write a checkpoint when training stops (also on Ctrl-C / SIGTERM).")
+    at_end: bool = Field(
+        True, description="Write a checkpoint when training stops (also on Ctrl-C / SIGTERM)."
+    )
     credentials: SecretRef | None = Field(
-        None, description="Kubernetes Secret with S3 credentials (ignored by `kuberl run`, which uses the AWS chain)."
+        None,
+        description="Kubernetes Secret with S3 credentials (ignored by `kuberl run`, which uses the AWS chain).",
     )
 
     @field_validator("uri")
@@ -89,9 +98,13 @@ class CheckpointSpec(WireModel):
         if v is None:
             return v
         if "://" in v and not v.startswith(("s3://", "file://")):
-            raise ValueError(f"unsupported scheme in {v!r}: use s3://bucket/prefix, file:///path or a plain path")
+            raise ValueError(
+                f"unsupported scheme in {v!r}: use s3://bucket/prefix, file:///path or a plain path"
+            )
         if v.startswith("s3://") and not re.match(r"^s3://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9](/.*)?$", v):
-            raise ValueError(f"{v!r} is not a valid S3 URI: expected s3://bucket[/prefix] with a DNS-style bucket")
+            raise ValueError(
+                f"{v!r} is not a valid S3 URI: expected s3://bucket[/prefix] with a DNS-style bucket"
+            )
         return v
 
 
@@ -99,7 +112,9 @@ class MetricsSpec(WireModel):
     """The trainer's HTTP endpoint: Prometheus `/metrics` and the JSON `/status` the operator reads."""
 
     enabled: bool = Field(True, description="Serve /metrics and /status.")
-    port: int = Field(8080, ge=0, le=65535, description="Port for /metrics and /status (0 picks a free port).")
+    port: int = Field(
+        8080, ge=0, le=65535, description="Port for /metrics and /status (0 picks a free port)."
+    )
 
 
 class EvaluationSpec(WireModel):
@@ -107,7 +122,9 @@ class EvaluationSpec(WireModel):
 
     interval: int = Field(0, ge=0, description="Evaluate every N iterations (0: never during training).")
     episodes: PositiveInt = Field(10, description="Episodes per evaluation.")
-    explore: bool = Field(False, description="Sample actions (True) or act greedily (False) during evaluation.")
+    explore: bool = Field(
+        False, description="Sample actions (True) or act greedily (False) during evaluation."
+    )
 
 
 ResumeMode = Literal["auto", "never"]
@@ -119,4 +136,3 @@ def validate_resume(v: str) -> str:
     if v.startswith(("s3://", "file://", "/", "./", "../")) or "/" in v:
         return v
     raise ValueError(f"{v!r} is not 'auto', 'never' or a checkpoint URI (s3://… or a path)")
-

@@ -85,10 +85,18 @@ class RLTrainingJobSpec(WireModel):
         default=None,  # type: ignore[assignment]  # filled from `algorithm` by _inject_discriminator
         description="The algorithm's hyperparameters, validated against that algorithm's own model.",
     )
-    seed: int | None = Field(0, ge=0, description="Base random seed; each runner and sub-env derives its own.")
-    stop: StopSpec = Field(default_factory=StopSpec, description="Stop criteria; the first one reached ends training.")
-    resources: ResourcesSpec = Field(default_factory=ResourcesSpec, description="Runners, learners, CPUs and GPUs.")
-    checkpoint: CheckpointSpec = Field(default_factory=CheckpointSpec, description="Checkpoint location and policy.")
+    seed: int | None = Field(
+        0, ge=0, description="Base random seed; each runner and sub-env derives its own."
+    )
+    stop: StopSpec = Field(
+        default_factory=StopSpec, description="Stop criteria; the first one reached ends training."
+    )
+    resources: ResourcesSpec = Field(
+        default_factory=ResourcesSpec, description="Runners, learners, CPUs and GPUs."
+    )
+    checkpoint: CheckpointSpec = Field(
+        default_factory=CheckpointSpec, description="Checkpoint location and policy."
+    )
     resume: str = Field(
         "auto",
         description=(
@@ -96,14 +104,21 @@ class RLTrainingJobSpec(WireModel):
             "of a checkpoint to start from."
         ),
     )
-    metrics: MetricsSpec = Field(default_factory=MetricsSpec, description="Prometheus /metrics and JSON /status.")
+    metrics: MetricsSpec = Field(
+        default_factory=MetricsSpec, description="Prometheus /metrics and JSON /status."
+    )
     evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec, description="Periodic evaluation.")
     run_dir: str | None = Field(
-        None, description="Local run directory (default ./runs/<name>); on Kubernetes a path inside the head pod."
+        None,
+        description="Local run directory (default ./runs/<name>); on Kubernetes a path inside the head pod.",
     )
     # Kubernetes-only.
-    cluster: ClusterSpec = Field(default_factory=ClusterSpec, description="Ray cluster placement (Kubernetes only).")
-    suspend: bool = Field(False, description="Stop the Ray cluster, keeping checkpoints; false again resumes.")
+    cluster: ClusterSpec = Field(
+        default_factory=ClusterSpec, description="Ray cluster placement (Kubernetes only)."
+    )
+    suspend: bool = Field(
+        False, description="Stop the Ray cluster, keeping checkpoints; false again resumes."
+    )
     backoff_limit: int = Field(3, ge=0, description="Failed RayJobs are retried this many times, resuming.")
     active_deadline_seconds: int | None = Field(
         None, ge=1, description="Fail the job after this many seconds of running."
@@ -189,8 +204,8 @@ class RLTrainingJobStatus(LenientModel):
 class RLTrainingJob(WireModel):
     """The whole custom resource."""
 
-    api_version: Literal["kuberl.io/v1alpha1"] = Field(API_VERSION, description="kuberl.io/v1alpha1")
-    kind: Literal["RLTrainingJob"] = Field(KIND, description="RLTrainingJob")
+    api_version: Literal["kuberl.io/v1alpha1"] = Field("kuberl.io/v1alpha1", description="kuberl.io/v1alpha1")
+    kind: Literal["RLTrainingJob"] = Field("RLTrainingJob", description="RLTrainingJob")
     metadata: ObjectMeta
     spec: RLTrainingJobSpec
     status: RLTrainingJobStatus | None = None

@@ -17,7 +17,10 @@ from kuberl.spec.job import RLTrainingJob, RLTrainingJobSpec
 def parse_job(data: Mapping[str, Any], *, source: str | None = None) -> RLTrainingJob:
     """Validate a whole document. Raises SpecError naming every bad field."""
     if not isinstance(data, Mapping):
-        raise SpecError([("", f"expected a mapping (an RLTrainingJob document), got {type(data).__name__}")], source=source)
+        raise SpecError(
+            [("", f"expected a mapping (an RLTrainingJob document), got {type(data).__name__}")],
+            source=source,
+        )
     try:
         return RLTrainingJob.model_validate(dict(data))
     except ValidationError as exc:
@@ -59,7 +62,9 @@ def apply_overrides(data: dict[str, Any], overrides: Iterable[str]) -> dict[str,
             if nxt is None:
                 nxt = node[p] = {}
             if not isinstance(nxt, dict):
-                raise SpecError([(".".join(parts), f"cannot set a field inside {p!r}, which is not a mapping")])
+                raise SpecError(
+                    [(".".join(parts), f"cannot set a field inside {p!r}, which is not a mapping")]
+                )
             node = nxt
         node[parts[-1]] = _parse_value(value)
     return out

@@ -1,0 +1,68 @@
+"""Runner-side policies: what an EnvRunner calls once per vector step.
+
+An algorithm names its runner policy by import path in RunnerConfig, so the runner never imports
+algorithm code, and algorithms never import each other. A policy returns the action plus any extra
+columns its learner needs (log-probs, value predictions, …); those land in the SampleBatch as is.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import gymnasium as gym
+import torch
+from torch import nn
+
+from kuberl.core.models import action_distribution, build_model
+from kuberl.core.sample_batch import Columns
+from kuberl.spec.algorithms import ModelConfig
+
+
+class RunnerPolicy(Protocol):
+    """Built in the runner as Policy(obs_space, action_space, model_config, options)."""
+
+    module: nn.Module
+
+    def act(self, obs: torch.Tensor, *, explore: bool, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        """Columns for one vector step; must include Columns.ACTIONS."""
+        ...
+
+    def value(self, obs: torch.Tensor) -> torch.Tensor | None:
+        """V(obs) for bootstrapping, or None when the algorithm bootstraps in its learner instead."""
+        ...
+
+    def set_options(self, options: dict[str, Any]) -> None:
+        """Per-iteration knobs from the driver (e.g. DQN's epsilon)."""
+        ...
+
+
+class ActorCriticPolicy:
+    """A stochastic policy with a value head (PPO, A2C, PG, IMPALA): samples, and records log-probs,
+    distribution inputs and value predictions."""
+
+    def __init__(
+        self,
+        obs_space: gym.Space[Any],
+        action_space: gym.Space[Any],
+        model: ModelConfig,
+        options: dict[str, Any],
+    ) -> None:
+        self.module = build_model(obs_space, action_space, model)
+        self.module.eval()
+        self.dist = action_distribution(action_space)
+
+    def act(self, obs: torch.Tensor, *, explore: bool, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        dist_in, value = self.module(obs)
+        action = self.dist.sample(dist_in, generator) if explore else self.dist.deterministic(dist_in)
+        return {
+            Columns.ACTIONS: action,
+            Columns.ACTION_LOGP: self.dist.logp(dist_in, action),
+            Columns.ACTION_DIST_INPUTS: dist_in,
+            Columns.VF_PREDS: value,
+        }
+
+    def value(self, obs: torch.Tensor) -> torch.Tensor | None:
+        return self.module(obs)[1]
+
+    def set_options(self, options: dict[str, Any]) -> None:
+        return None

@@ -1,0 +1,86 @@
+"""Generate the field reference (docs/spec.md) from the models' descriptions: one source of truth.
+
+python -m kuberl.spec.reference > docs/spec.md
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, get_args, get_origin
+
+from pydantic import BaseModel
+from pydantic.alias_generators import to_camel
+from pydantic_core import PydanticUndefined
+
+from kuberl.spec.algorithms import CONFIG_MODELS
+from kuberl.spec.job import RLTrainingJobSpec, RLTrainingJobStatus
+
+
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    out: list[type[BaseModel]] = []
+    for arg in get_args(annotation) if get_origin(annotation) is not None else ():
+        out += _models_in(arg)
+    return out
+
+
+def _type_name(annotation: Any) -> str:
+    text = getattr(annotation, "__name__", None) if get_origin(annotation) is None else None
+    text = text or str(annotation).replace("typing.", "").replace("kuberl.spec.", "")
+    return text.replace(" | ", " or ")  # a bare "|" would split the markdown table cell
+
+
+def _default(field: Any) -> str:
+    if field.default is not PydanticUndefined and field.default is not None:
+        return f"`{field.default!r}`" if not isinstance(field.default, BaseModel) else ""
+    if field.default_factory is not None:
+        try:
+            value = field.default_factory()
+        except TypeError:
+            return ""
+        return "" if isinstance(value, BaseModel) else f"`{value!r}`"
+    return "required" if field.is_required() else ""
+
+
+def table(model: type[BaseModel], prefix: str, lines: list[str], *, skip: tuple[str, ...] = ()) -> None:
+    nested: list[tuple[str, type[BaseModel]]] = []
+    rows = []
+    for name, field in model.model_fields.items():
+        if name in skip or field.exclude:
+            continue
+        wire = field.alias or to_camel(name)
+        rows.append(
+            f"| `{prefix}{wire}` | {_type_name(field.annotation)} | {_default(field)} | "
+            f"{(field.description or '').replace('|', '/')} |"
+        )
+        for sub in _models_in(field.annotation):
+            if sub.__module__.startswith("kuberl.spec"):
+                nested.append((f"{prefix}{wire}.", sub))
+    lines += ["| field | type | default | description |", "|---|---|---|---|", *rows, ""]
+    for sub_prefix, sub in nested:
+        lines.append(f"### `{sub_prefix.rstrip('.')}`\n")
+        table(sub, sub_prefix, lines)
+
+
+def render() -> str:
+    lines = [
+        "# RLTrainingJob field reference",
+        "",
+        "Generated from the pydantic models by `python -m kuberl.spec.reference` (do not edit by hand).",
+        "Fields are camelCase; snake_case spellings (and RLlib's names) are accepted on input.",
+        "",
+        "## `spec`",
+        "",
+    ]
+    table(RLTrainingJobSpec, "spec.", lines, skip=("config",))
+    for name, model in CONFIG_MODELS.items():
+        lines += [f"## `spec.config` for `algorithm: {name}`", "", (model.__doc__ or "").strip(), ""]
+        table(model, "spec.config.", lines)
+    lines += ["## `status` (written by the operator)", ""]
+    table(RLTrainingJobStatus, "status.", lines)
+    return "\n".join(lines).rstrip() + "\n"
+
+
+if __name__ == "__main__":
+    sys.stdout.write(render())
