@@ -101,3 +101,16 @@ def test_single_observation_and_stochastic_actions(tmp_path: Path) -> None:
         assert set(np.unique(many).tolist()) == {0, 1}  # an untrained policy explores both actions
     finally:
         algo.stop()
+
+
+def test_custom_env_example_script_runs() -> None:
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    res = subprocess.run(
+        [sys.executable, "-m", "examples.custom_env"], cwd=root, capture_output=True, text=True, timeout=300
+    )
+    assert res.returncode == 0, res.stderr
+    last_iter = [line for line in res.stdout.splitlines() if line.startswith("iter")][-1]
+    assert float(last_iter.split()[-1]) > 0.5  # walks to the end of the corridor

@@ -85,7 +85,9 @@ def _convert(node: Any, defs: dict[str, Schema]) -> Any:
             out[_PRESERVE] = True
         elif key == "const":
             out["enum"] = [value]
-        elif key == "exclusiveMinimum" or key == "exclusiveMaximum":
+        elif key in ("exclusiveMinimum", "exclusiveMaximum") and isinstance(value, bool):
+            out[key] = value  # already converted (nullable fields pass through here twice)
+        elif key in ("exclusiveMinimum", "exclusiveMaximum"):
             # JSON Schema 2020 has a number here; OpenAPI 3.0 (Kubernetes) a boolean beside minimum.
             out["minimum" if key == "exclusiveMinimum" else "maximum"] = value
             out[key] = True
