@@ -12,6 +12,7 @@ hits all of them alike.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -35,10 +36,8 @@ RUNNERS = {
 def tree_rss(proc: psutil.Process) -> int:
     total = 0
     for p in [proc, *proc.children(recursive=True)]:
-        try:
+        with contextlib.suppress(psutil.Error):
             total += p.memory_info().rss
-        except psutil.Error:
-            pass
     return total
 
 
@@ -55,10 +54,8 @@ def run_one(name: str, seed: int) -> dict[str, object]:
     proc = psutil.Process(child.pid)
     peak = 0
     while child.poll() is None:
-        try:
+        with contextlib.suppress(psutil.Error):
             peak = max(peak, tree_rss(proc))
-        except psutil.Error:
-            pass
         time.sleep(0.05)
     out = child.stdout.read() if child.stdout else ""
     lines = [line for line in out.splitlines() if line.startswith("{")]
@@ -121,15 +118,21 @@ def main() -> None:
     def f(x: float | None, spec: str = ".1f") -> str:
         return "—" if x is None else format(x, spec)
 
-    print(f"CartPole-v1 to mean return ≥ 475 — {platform.node()}, {psutil.cpu_count()} CPUs, "
-          f"{time.strftime('%Y-%m-%d')}, seeds 0..{args.seeds - 1} (medians)\n")
-    print("| framework | solved | from process start (s) | from training start (s) | start-up (s) | env steps | "
-          "peak RSS (MB) | kuberl speed-up (process / training) |")
+    print(
+        f"CartPole-v1 to mean return ≥ 475 — {platform.node()}, {psutil.cpu_count()} CPUs, "
+        f"{time.strftime('%Y-%m-%d')}, seeds 0..{args.seeds - 1} (medians)\n"
+    )
+    print(
+        "| framework | solved | from process start (s) | from training start (s) | start-up (s) | env steps | "
+        "peak RSS (MB) | kuberl speed-up (process / training) |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for n in names:
         s = summary[n]
-        print(f"| {n} | {s['solved']} | {f(s['proc'])} | {f(s['train'])} | {f(s['startup'])} | {f(s['steps'], ',.0f')} "
-              f"| {f(s['mem'], '.0f')} | {ratio(s['proc'], base['proc'])} / {ratio(s['train'], base['train'])} |")
+        print(
+            f"| {n} | {s['solved']} | {f(s['proc'])} | {f(s['train'])} | {f(s['startup'])} | {f(s['steps'], ',.0f')} "
+            f"| {f(s['mem'], '.0f')} | {ratio(s['proc'], base['proc'])} / {ratio(s['train'], base['train'])} |"
+        )
 
 
 if __name__ == "__main__":

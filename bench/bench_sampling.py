@@ -42,8 +42,11 @@ def ceiling(env_id: str, num_envs: int, steps: int) -> float:
 
 def kuberl_rate(env_id: str, num_envs: int, steps: int) -> float:
     length = 256
-    runner = EnvRunner(RunnerConfig(env=env_id, env_config={}, num_envs=num_envs, rollout_length=length,
-                                    model=ModelConfig(), seed=0))
+    runner = EnvRunner(
+        RunnerConfig(
+            env=env_id, env_config={}, num_envs=num_envs, rollout_length=length, model=ModelConfig(), seed=0
+        )
+    )
     runner.sample()  # warm-up
     n = 0
     t = time.perf_counter()
@@ -62,8 +65,10 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
     torch.set_num_threads(1)
-    print(f"Sampling throughput, one process, 1 torch thread — {platform.node()}, {psutil.cpu_count()} CPUs, "
-          f"{time.strftime('%Y-%m-%d')} (median of {args.repeats})\n")
+    print(
+        f"Sampling throughput, one process, 1 torch thread — {platform.node()}, {psutil.cpu_count()} CPUs, "
+        f"{time.strftime('%Y-%m-%d')} (median of {args.repeats})\n"
+    )
     print("| env | sub-envs | ceiling (steps/s) | kuberl EnvRunner (steps/s) | fraction of ceiling |")
     print("|---|---|---|---|---|")
     for env_id in args.env:

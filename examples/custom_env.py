@@ -23,7 +23,9 @@ class Corridor(gym.Env[np.ndarray, np.int64]):
         self.action_space = gym.spaces.Discrete(2)
         self.pos = 0
 
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
         super().reset(seed=seed)
         self.pos = 0
         return np.array([0.0], dtype=np.float32), {}

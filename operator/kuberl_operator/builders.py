@@ -13,9 +13,9 @@ from decimal import Decimal
 from typing import Any
 
 import yaml
+
 from kuberl.spec import API_VERSION, KIND, RLTrainingJob
 from kuberl.spec.cluster import WorkerGroupSpec
-
 from kuberl_operator.labels import (
     LABEL_ATTEMPT,
     LABEL_JOB,

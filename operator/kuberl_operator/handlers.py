@@ -13,8 +13,8 @@ from typing import Any, cast
 
 import aiohttp
 import kopf
-from kuberl.spec import GROUP, PLURAL, VERSION, RLTrainingJob
 
+from kuberl.spec import GROUP, PLURAL, VERSION, RLTrainingJob
 from kuberl_operator import k8s, reconcile
 from kuberl_operator.labels import FINALIZER, PEERING_NAME, PROGRESS_PREFIX
 from kuberl_operator.metrics import OperatorMetrics

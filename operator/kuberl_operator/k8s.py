@@ -13,8 +13,9 @@ from typing import Any, Protocol, TypeVar
 
 import kopf
 import kubernetes
-from kuberl.spec import GROUP, PLURAL, VERSION
 from kubernetes.client.exceptions import ApiException
+
+from kuberl.spec import GROUP, PLURAL, VERSION
 
 Manifest = dict[str, Any]
 T = TypeVar("T")

@@ -7,8 +7,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import kopf
-from kuberl.spec import PHASES
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+from kuberl.spec import PHASES
 
 
 class OperatorMetrics:

@@ -7,8 +7,8 @@ from collections.abc import Mapping
 from typing import Any
 
 import aiohttp
-from kuberl.spec import RLTrainingJob
 
+from kuberl.spec import RLTrainingJob
 from kuberl_operator.builders import trainer_port
 from kuberl_operator.labels import ANNOTATION_STATUS_URL
 

@@ -14,8 +14,8 @@ from datetime import datetime
 from typing import Any
 
 import kopf
-from kuberl.spec import RLTrainingJob, RLTrainingJobStatus, SpecError, parse_job
 
+from kuberl.spec import RLTrainingJob, RLTrainingJobStatus, SpecError, parse_job
 from kuberl_operator.builders import build_config_map, build_ray_job, names_for
 from kuberl_operator.k8s import Api
 from kuberl_operator.metrics import OperatorMetrics

@@ -14,7 +14,6 @@ from datetime import datetime
 from typing import Any, Literal
 
 from kuberl.spec import Condition, RLTrainingJob, RLTrainingJobStatus, SpecError
-
 from kuberl_operator.builders import child_names
 
 Phase = Literal["Pending", "Running", "Succeeded", "Failed", "Suspended"]

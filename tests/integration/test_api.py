@@ -8,6 +8,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import pytest
+
 from kuberl.algorithm import build_algorithm
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import boto3
 import pytest
+
 from kuberl.checkpoint import (
     CheckpointError,
     CheckpointStore,
@@ -19,7 +20,6 @@ from kuberl.checkpoint import (
 )
 from kuberl.checkpoint.s3 import S3CheckpointStore
 from kuberl.checkpoint.uri import parse_uri
-
 from tests.fixtures.s3 import free_port
 
 pytestmark = pytest.mark.integration

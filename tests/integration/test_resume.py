@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 import yaml
+
 from kuberl.algorithm import build_algorithm
 from kuberl.checkpoint import open_store
 

@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 
 import pytest
+
 from kuberl.algorithm import build_algorithm
 from kuberl.spec import apply_overrides, read_document
 

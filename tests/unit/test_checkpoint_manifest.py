@@ -6,6 +6,7 @@ import hashlib
 import json
 
 import pytest
+
 from kuberl.checkpoint import CorruptCheckpointError
 from kuberl.checkpoint.manifest import (
     FORMAT_VERSION,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+
 from kuberl.core.distributions import Categorical, DiagGaussian
 from kuberl.core.normalizer import RunningStats
 from kuberl.core.sample_batch import Columns, SampleBatch

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+
 from kuberl.core.env_runner import EnvRunner, RunnerConfig
 from kuberl.core.models import weights_to_numpy
 from kuberl.core.sample_batch import Columns

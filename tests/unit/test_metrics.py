@@ -14,9 +14,10 @@ from typing import Any
 
 import pytest
 import requests
-from kuberl.metrics import MetricsServer, TrainerMetrics
 from prometheus_client import CONTENT_TYPE_LATEST
 from prometheus_client.parser import text_string_to_metric_families
+
+from kuberl.metrics import MetricsServer, TrainerMetrics
 
 LABELS = {"job": "cartpole", "namespace": "rl", "algorithm": "PPO"}
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from kuberl.plot import plot_run
 from kuberl.results import ResultLogger
 

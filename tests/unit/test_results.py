@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from kuberl.results import ResultLogger, flatten_numeric, read_results
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from kuberl.spec import PPOConfig, SpecError, apply_overrides, load_job, parse_job
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -161,9 +161,9 @@ def cmd_plot(args: argparse.Namespace) -> int:
 # -- Kubernetes ------------------------------------------------------------------------------------
 def cmd_render(args: argparse.Namespace) -> int:
     import yaml
-    from kuberl_operator.builders import render_job
 
     from kuberl.spec import load_job
+    from kuberl_operator.builders import render_job
 
     job = load_job(args.job, list(args.set or []))
     sys.stdout.write(yaml.safe_dump_all(render_job(job), sort_keys=False))

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 import yaml
+
 from kuberl.spec import parse_job
 from kuberl_operator.builders import build_config_map, build_ray_job, child_names, render_job
 

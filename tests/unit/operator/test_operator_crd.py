@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
 from kuberl.spec import parse_job
 from kuberl.spec.crd import build_crd, crd_yaml
-
 from tests.fixtures.k8s import crd_validator
 
 ROOT = Path(__file__).resolve().parents[3]

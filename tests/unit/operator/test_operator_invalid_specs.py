@@ -13,6 +13,7 @@ import kopf
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
+
 from kuberl.spec import SpecError, parse_job
 from kuberl_operator import reconcile
 

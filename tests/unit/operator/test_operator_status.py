@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+
 from kuberl.spec import RLTrainingJobStatus, SpecError, parse_job
 from kuberl_operator.status import derive_status, initial_status, invalid_status, outcome_of, set_condition
 
