@@ -39,11 +39,6 @@ STATE_FILE = "algorithm_state.pt"
 SPEC_FILE = "job.json"
 EPISODE_WINDOW = 100  # episodes in episode_return_mean, as RLlib's metrics window and SB3's ep_info_buffer
 
-# Algorithm name → "module:Class". Imported lazily so one algorithm's dependencies never load for another.
-REGISTRY: dict[str, str] = {
-    "PPO": "kuberl.algorithms.ppo:PPO",
-}
-
 
 @dataclass
 class StepOutcome:
@@ -363,7 +358,11 @@ class Algorithm:
 
 
 def algorithm_class(name: str) -> type[Algorithm]:
-    module, _, attr = REGISTRY[name].partition(":")
+    """The Algorithm named by the config model's `implementation`, imported lazily so one algorithm's
+    dependencies never load for another."""
+    from kuberl.spec.algorithms import CONFIG_MODELS
+
+    module, _, attr = CONFIG_MODELS[name].implementation.partition(":")
     cls = getattr(importlib.import_module(module), attr)
     assert issubclass(cls, Algorithm)
     return cls
