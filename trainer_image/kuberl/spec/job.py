@@ -82,7 +82,7 @@ class RLTrainingJobSpec(WireModel):
         default_factory=dict, description="Keyword arguments for the env factory / gymnasium.make."
     )
     config: AlgorithmConfig = Field(
-        default=None,  # type: ignore[assignment]  # filled from `algorithm` by _inject_discriminator
+        default=None,  # filled from `algorithm` by _inject_discriminator
         description="The algorithm's hyperparameters, validated against that algorithm's own model.",
     )
     seed: int | None = Field(
