@@ -85,9 +85,7 @@ class Algorithm:
             use_filter=self.config.observation_filter == "MeanStdFilter",
             **self.runner_overrides(),
         )
-        self.runners = EnvRunnerGroup(
-            self.runner_config, num_runners=res.env_runners, cpus_per_runner=res.cpus_per_runner
-        )
+        self.runners = self.make_runner_group()
         self.obs_space, self.action_space = self.runners.spaces()
         self.obs_filter: RunningStats | None = (
             RunningStats(shape=(gym.spaces.flatdim(self.obs_space),))
@@ -115,6 +113,14 @@ class Algorithm:
         """RunnerConfig fields this algorithm sets: `policy` (import path of its RunnerPolicy),
         `policy_options`, `store_next_obs`. Default: the actor-critic policy."""
         return {}
+
+    def make_runner_group(self) -> EnvRunnerGroup:
+        """The env runners. Default: EnvRunner actors; an algorithm whose runners do more than sample
+        (A3C's runners also compute gradients) returns a subclass."""
+        res = self.spec.resources
+        return EnvRunnerGroup(
+            self.runner_config, num_runners=res.env_runners, cpus_per_runner=res.cpus_per_runner
+        )
 
     def runner_options(self) -> dict[str, Any] | None:
         """Options sent to the runner policies with every weight sync (e.g. the current epsilon)."""
