@@ -9,11 +9,11 @@ from torch import nn
 from kuberl.core.target import hard_update, polyak_update
 
 
-def pair() -> tuple[nn.Module, nn.Module]:
+def pair() -> tuple[nn.Sequential, nn.Sequential]:
     torch.manual_seed(0)
     src = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4), nn.Linear(4, 2))
     tgt = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4), nn.Linear(4, 2))
-    src[1].running_mean.fill_(2.0)
+    src.get_buffer("1.running_mean").fill_(2.0)
     return tgt, src
 
 
@@ -24,7 +24,9 @@ def test_polyak_update_moves_tau_of_the_way() -> None:
     for b, t, s in zip(before, tgt.parameters(), src.parameters(), strict=True):
         torch.testing.assert_close(t, 0.1 * s + 0.9 * b)
         assert t.grad is None
-    torch.testing.assert_close(tgt[1].running_mean, src[1].running_mean)  # buffers copied
+    torch.testing.assert_close(
+        tgt.get_buffer("1.running_mean"), src.get_buffer("1.running_mean")
+    )  # buffers copied
 
 
 def test_polyak_extremes() -> None:
