@@ -59,9 +59,14 @@ def ppo_loss(
         vf_err = torch.max(vf_err, (clipped - targets).pow(2))
     vf_loss = 0.5 * vf_err.mean()
 
-    entropy = dist.entropy(dist_in).mean()
-    kl = dist.kl(mb[Columns.ACTION_DIST_INPUTS], dist_in).mean()
-    total = policy_loss + config.vf_loss_coeff * vf_loss - config.entropy_coeff * entropy
+    # Entropy and KL enter the graph only when weighted; otherwise they are statistics (no backward cost).
+    with torch.set_grad_enabled(config.entropy_coeff > 0.0 and torch.is_grad_enabled()):
+        entropy = dist.entropy(dist_in).mean()
+    with torch.set_grad_enabled(kl_coeff > 0.0 and torch.is_grad_enabled()):
+        kl = dist.kl(mb[Columns.ACTION_DIST_INPUTS], dist_in).mean()
+    total = policy_loss + config.vf_loss_coeff * vf_loss
+    if config.entropy_coeff > 0.0:
+        total = total - config.entropy_coeff * entropy
     if kl_coeff > 0.0:
         total = total + kl_coeff * kl
     with torch.no_grad():
@@ -98,29 +103,24 @@ class PPOLearner(Learner):
         data = self.to_tensors(batch)
         n = len(data[Columns.REWARDS])
         size = min(cfg.minibatch_size, n)
-        sums: dict[str, float] = {}
-        steps = 0
-        grad_norm = 0.0
+        history: list[dict[str, torch.Tensor]] = []
         epochs_done = 0
         for _ in range(cfg.num_epochs):
+            # One gather per column per epoch; minibatches are then cheap contiguous slices.
             perm = torch.randperm(n, generator=generator).to(self.device)
-            epoch_kl = 0.0
-            epoch_steps = 0
+            shuffled = {k: v[perm] for k, v in data.items()}
+            epoch_start = len(history)
             for start in range(0, n - size + 1, size):
-                idx = perm[start : start + size]
-                mb = {k: v[idx] for k, v in data.items()}
+                mb = {k: v[start : start + size] for k, v in shuffled.items()}
                 terms = ppo_loss(self.module, self.dist, mb, config=cfg, kl_coeff=self.kl_coeff)
-                grad_norm += self.apply_gradients(terms["total_loss"])
-                for k, v in terms.items():
-                    sums[k] = sums.get(k, 0.0) + float(v.detach())
-                epoch_kl += float(terms["kl"].detach())
-                epoch_steps += 1
-                steps += 1
+                grad_norm = self.step(terms["total_loss"])
+                history.append({**{k: v.detach() for k, v in terms.items()}, "grad_norm": grad_norm})
             epochs_done += 1
-            if cfg.kl_early_stop and epoch_kl / max(epoch_steps, 1) > 1.5 * cfg.kl_target:
-                break
-        stats = {k: v / max(steps, 1) for k, v in sums.items()}
-        stats["grad_norm"] = grad_norm / max(steps, 1)
+            if cfg.kl_early_stop:
+                epoch_kl = float(torch.stack([h["kl"] for h in history[epoch_start:]]).mean())
+                if epoch_kl > 1.5 * cfg.kl_target:
+                    break
+        stats = {k: float(torch.stack([h[k] for h in history]).mean()) for k in history[0]} if history else {}
         stats["lr"] = lr
         stats["epochs"] = float(epochs_done)
         stats["explained_variance"] = explained_variance(

@@ -30,6 +30,16 @@ def select_device(gpus_per_learner: float, *, cpus_per_learner: float = 1.0) -> 
     return torch.device("cuda")
 
 
+def make_adam(params: Any, *, lr: float, eps: float = 1e-8) -> torch.optim.Adam:
+    """Adam with the fused kernel where torch has one for the device. On CPU torch otherwise takes its
+    per-tensor loop; fused is ~20% faster per step for the small networks RL uses."""
+    params = list(params)
+    try:
+        return torch.optim.Adam(params, lr=lr, eps=eps, fused=True)
+    except (RuntimeError, TypeError):
+        return torch.optim.Adam(params, lr=lr, eps=eps, foreach=True)
+
+
 class Learner:
     def __init__(
         self,
@@ -45,7 +55,7 @@ class Learner:
         self.grad_clip = grad_clip
         self.lr_schedule = lr_schedule
         # eps=1e-5 rather than Adam's 1e-8: the PPO implementation-details study found it more stable.
-        self.optimizer = torch.optim.Adam(self.module.parameters(), lr=lr, eps=1e-5)
+        self.optimizer = make_adam(self.module.parameters(), lr=lr, eps=1e-5)
         self.lr = lr
 
     def update_lr(self, timesteps: int) -> float:
@@ -58,8 +68,9 @@ class Learner:
     def to_tensors(self, batch: Mapping[str, np.ndarray]) -> dict[str, torch.Tensor]:
         return {k: torch.as_tensor(v, device=self.device) for k, v in batch.items()}
 
-    def apply_gradients(self, loss: torch.Tensor) -> float:
-        """Backward, clip, step. Returns the global gradient norm before clipping."""
+    def step(self, loss: torch.Tensor) -> torch.Tensor:
+        """Backward, clip, optimizer step. Returns the global gradient norm before clipping as a
+        tensor, so hot loops avoid a host sync per step."""
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         params = [p for p in self.module.parameters() if p.grad is not None]
@@ -67,10 +78,14 @@ class Learner:
             norm = nn.utils.clip_grad_norm_(params, self.grad_clip)
         else:
             norm = torch.linalg.vector_norm(
-                torch.stack([p.grad.detach().norm() for p in params if p.grad is not None])
+                torch.stack([torch.linalg.vector_norm(p.grad.detach()) for p in params])
             )
         self.optimizer.step()
-        return float(norm)
+        return norm.detach()
+
+    def apply_gradients(self, loss: torch.Tensor) -> float:
+        """`step()` returning the gradient norm as a float."""
+        return float(self.step(loss))
 
     def get_weights(self) -> dict[str, np.ndarray]:
         return weights_to_numpy(self.module)
