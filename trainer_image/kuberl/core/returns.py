@@ -42,7 +42,15 @@ def discounted_returns(
     *,
     gamma: float,
 ) -> np.ndarray:
-    """Monte-Carlo returns with bootstrapping at truncation and at the end of the fragment (GAE with λ=1)."""
-    zeros = np.zeros_like(rewards, dtype=np.float32)
-    advantages, _ = gae(rewards, zeros, next_values, terminateds, truncateds, gamma=gamma, lambda_=1.0)
-    return advantages
+    """Monte-Carlo returns G_t = r_t + γ·G_{t+1} inside an episode, bootstrapped with `next_values`
+    only where the recursion is cut: at a truncation (V(final observation)) and after the fragment's
+    last step. A terminated step's future is worth 0. (The λ = 1 case of GAE, without a baseline.)"""
+    not_terminal = 1.0 - terminateds.astype(np.float32)
+    done = np.logical_or(terminateds, truncateds)
+    returns = np.zeros_like(rewards, dtype=np.float32)
+    running = next_values[-1].astype(np.float32)
+    for t in range(rewards.shape[0] - 1, -1, -1):
+        tail = np.where(done[t], next_values[t] * not_terminal[t], running)
+        running = (rewards[t] + gamma * tail).astype(np.float32)
+        returns[t] = running
+    return returns
