@@ -1,0 +1,99 @@
+"""Advantage Actor-Critic, synchronous (A2C; Mnih et al. 2016, https://arxiv.org/abs/1602.01783).
+
+The synchronous form of A3C that OpenAI Baselines and SB3 popularised: every runner samples a fixed
+fragment with the same weights, and one gradient step is taken on the joined batch.
+
+  config  → `A2CConfig` (kuberl.spec.algorithms.a2c; every field documented there, RLlib names accepted)
+  network → `ActorCritic` (kuberl.core.models): MLP policy and value heads
+  loss    → `actor_critic_loss` (kuberl.core.actor_critic): −log π·A + c_v·½(V − R)² − c_e·H
+  step    → `A2C.training_step`: sample T steps on every sub-env → GAE or n-step returns →
+            one gradient step (or one pass of minibatches) → broadcast weights
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import torch
+
+from kuberl.algorithm import Algorithm, StepOutcome
+from kuberl.core.actor_critic import ActorCriticLearner, loss_batch
+from kuberl.core.learner import select_device
+from kuberl.core.models import action_distribution, build_model
+from kuberl.core.sample_batch import SampleBatch
+from kuberl.spec.algorithms.a2c import A2CConfig
+
+
+class A2C(Algorithm):
+    name = "A2C"
+    config: A2CConfig
+
+    def rollout_length(self) -> int:
+        """T: steps per sub-environment per update."""
+        cfg = self.config
+        if cfg.rollout_fragment_length is not None:
+            return cfg.rollout_fragment_length
+        res = self.spec.resources
+        total_envs = max(res.env_runners, 1) * res.envs_per_runner
+        return max(1, math.ceil((cfg.train_batch_size or 500) / total_envs))
+
+    def setup(self) -> None:
+        cfg = self.config
+        res = self.spec.resources
+        self.learner = ActorCriticLearner(
+            build_model(self.obs_space, self.action_space, cfg.model),
+            action_distribution(self.action_space),
+            lr=cfg.lr,
+            lr_schedule=cfg.lr_schedule,
+            grad_clip=cfg.grad_clip,
+            device=select_device(res.gpus_per_learner, cpus_per_learner=res.cpus_per_learner),
+            optimizer=cfg.optimizer,
+            optimizer_eps=cfg.optimizer_eps,
+            rmsprop_alpha=cfg.rmsprop_alpha,
+            vf_loss_coeff=cfg.vf_loss_coeff,
+            entropy_coeff=cfg.entropy_coeff,
+            normalize_advantages=cfg.normalize_advantages,
+        )
+        self.torch_gen = torch.Generator().manual_seed(self.spec.seed or 0)
+
+    def training_step(self) -> StepOutcome:
+        cfg = self.config
+        t0 = time.perf_counter()
+        rollouts = self.sample()
+        t1 = time.perf_counter()
+        batch = SampleBatch.concat_envs([r.batch for r in rollouts])
+        flat = loss_batch(batch, gamma=cfg.gamma, lambda_=cfg.lambda_, use_gae=cfg.use_gae)
+        t2 = time.perf_counter()
+        stats = self.learner.update(
+            flat,
+            timesteps=self.timesteps,
+            minibatch_size=cfg.minibatch_size,
+            microbatch_size=cfg.microbatch_size,
+            generator=self.torch_gen,
+        )
+        t3 = time.perf_counter()
+        self.sync_weights()
+        t4 = time.perf_counter()
+        return StepOutcome(
+            rollouts=rollouts,
+            env_steps_trained=batch.env_steps,
+            learner_stats=stats,
+            timers={"sample": t1 - t0, "advantages": t2 - t1, "learn": t3 - t2, "sync_weights": t4 - t3},
+        )
+
+    def policy_module(self) -> torch.nn.Module:
+        return self.learner.module
+
+    def get_weights(self) -> dict[str, np.ndarray]:
+        return self.learner.get_weights()
+
+    def algorithm_state(self) -> dict[str, Any]:
+        return {"learner": self.learner.get_state(), "torch_gen": self.torch_gen.get_state()}
+
+    def set_algorithm_state(self, state: Mapping[str, Any]) -> None:
+        self.learner.set_state(state["learner"])
+        self.torch_gen.set_state(state["torch_gen"])

@@ -1,0 +1,60 @@
+"""PG's hyperparameters (the algorithm itself is kuberl.algorithms.pg)."""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+from pydantic import Field, model_validator
+
+from kuberl.spec.algorithms.base import AlgorithmConfigBase
+
+
+class PGConfig(AlgorithmConfigBase):
+    """REINFORCE with a learned value baseline (Williams 1992, https://doi.org/10.1007/BF00992696)."""
+
+    implementation: ClassVar[str] = "kuberl.algorithms.pg:PG"
+    algorithm: Literal["PG"] = Field(
+        "PG", exclude=True, description="Discriminator; set from spec.algorithm."
+    )
+    lr: float = Field(4e-4, gt=0.0, description="Learning rate (the start value when lrSchedule is set).")
+    train_batch_size: int | None = Field(
+        None,
+        ge=1,
+        description=(
+            "Environment steps per gradient update, split evenly across all sub-environments (rounded up "
+            "to a multiple of envRunners × envsPerRunner). null: 2000, or rolloutFragmentLength × "
+            "envRunners × envsPerRunner when that is set (then this must stay unset)."
+        ),
+    )
+    rollout_fragment_length: int | None = Field(
+        None,
+        ge=1,
+        description=(
+            "Steps per sub-environment per update. Returns are Monte-Carlo inside a fragment and "
+            "bootstrapped with V only where it ends mid-episode, so longer is closer to pure REINFORCE. "
+            "null: derived from trainBatchSize."
+        ),
+    )
+    vf_loss_coeff: float = Field(
+        0.5, ge=0.0, description="Weight of the baseline's regression loss ½·(V(s) − G)²."
+    )
+    entropy_coeff: float = Field(0.0, ge=0.0, description="Weight of the entropy bonus.")
+    optimizer: Literal["adam", "rmsprop"] = Field("adam", description="Adam or RMSprop.")
+    optimizer_eps: float = Field(1e-5, gt=0.0, description="ε of the optimizer's denominator.")
+    rmsprop_alpha: float = Field(
+        0.99, gt=0.0, lt=1.0, description="RMSprop's squared-gradient decay. Only with optimizer rmsprop."
+    )
+    normalize_advantages: bool = Field(
+        True, description="Normalize the advantages G − V(s) over each batch (variance reduction)."
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> PGConfig:
+        if self.rollout_fragment_length is not None and self.train_batch_size is not None:
+            raise ValueError(
+                "set trainBatchSize or rolloutFragmentLength, not both: the batch is rolloutFragmentLength "
+                "× envRunners × envsPerRunner when the fragment length is given"
+            )
+        if self.optimizer != "rmsprop" and self.rmsprop_alpha != 0.99:
+            raise ValueError("rmspropAlpha only applies with optimizer: rmsprop")
+        return self
