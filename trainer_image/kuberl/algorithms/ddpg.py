@@ -1,0 +1,232 @@
+"""Deep Deterministic Policy Gradient (Lillicrap et al. 2016, https://arxiv.org/abs/1509.02971),
+continuous actions. TD3 (kuberl.algorithms.td3) without its three changes: one critic, no target
+policy smoothing, the actor and targets updated with every critic step.
+
+Reads top to bottom like the paper's Algorithm 1:
+  config  → `DDPGConfig` (kuberl.spec.algorithms.ddpg; every field documented there, RLlib names accepted)
+  network → deterministic tanh actor, one critic, target copies of both (kuberl.core.continuous), in
+            the actor's [-1, 1] action space
+  loss    → `ddpg_target` (r + γ Q'(s', μ'(s'))), `critic_loss`, `actor_loss` (−Q(s, μ(s)))
+  step    → `DDPG.training_step`: sample (Gaussian or Ornstein-Uhlenbeck noise in the runners) → n-step
+            transitions into replay → k steps of critic, actor and Polyak targets → broadcast the actor
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from kuberl.algorithm import Algorithm, StepOutcome
+from kuberl.core.continuous import (
+    ActionScaler,
+    DeterministicActor,
+    QEnsemble,
+    UpdateBudget,
+    action_dims,
+    clip_grads,
+    make_adam,
+    make_replay,
+    obs_tensor,
+    replay_batches,
+)
+from kuberl.core.learner import select_device
+from kuberl.core.models import obs_dim, weights_to_numpy
+from kuberl.core.nstep import DISCOUNTS, nstep_transitions
+from kuberl.core.replay import INDICES, WEIGHTS, PrioritizedReplayBuffer
+from kuberl.core.sample_batch import Columns, SampleBatch
+from kuberl.core.target import polyak_update
+from kuberl.spec.algorithms.ddpg import DDPGConfig
+
+# ---------------------------------------------------------------------------------------------------
+# Losses
+# ---------------------------------------------------------------------------------------------------
+
+
+def ddpg_target(mb: Mapping[str, torch.Tensor], next_q: torch.Tensor) -> torch.Tensor:
+    """y = r + γ^k (1 − terminated) Q'(s', μ'(s')); next_q: [1, B]."""
+    return mb[Columns.REWARDS] + mb[DISCOUNTS] * (~mb[Columns.TERMINATEDS]).float() * next_q[0]
+
+
+def critic_loss(q: torch.Tensor, target: torch.Tensor, weights: torch.Tensor) -> dict[str, torch.Tensor]:
+    """E[w (Q(s,a) − y)²] (q: [1, B]); w are replay importance weights."""
+    td = q - target.unsqueeze(0)
+    return {"critic_loss": (weights * td.pow(2)).mean(-1).sum(), "td_error": td.detach().abs().mean(0)}
+
+
+def actor_loss(q1_pi: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Deterministic policy gradient: maximise Q(s, μ(s))."""
+    return {"actor_loss": -q1_pi.mean()}
+
+
+# ---------------------------------------------------------------------------------------------------
+# Learner
+# ---------------------------------------------------------------------------------------------------
+
+
+class DDPGLearner:
+    def __init__(
+        self,
+        obs_space: gym.Space[Any],
+        action_space: gym.Space[Any],
+        config: DDPGConfig,
+        device: torch.device,
+    ) -> None:
+        if not isinstance(action_space, gym.spaces.Box):
+            raise ValueError(f"DDPG needs continuous (Box) actions, got {action_space}; use SAC or DQN")
+        self.config = config
+        self.device = device
+        n_obs = obs_dim(obs_space)
+        n_act, _ = action_dims(action_space)
+        self.scaler = ActionScaler(action_space).to(device)
+        self.actor = DeterministicActor(n_obs, n_act, config.model).to(device)
+        self.critic = QEnsemble(n_obs, n_act, config.model, members=1, discrete=False).to(device)
+        self.target_actor = copy.deepcopy(self.actor).requires_grad_(False)
+        self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
+        self.actor_opt = make_adam(self.actor.parameters(), config.actor_lr or config.lr)
+        self.critic_opt = make_adam(self.critic.parameters(), config.critic_lr or config.lr)
+        self.num_updates = 0
+
+    def update(self, mb: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        cfg = self.config
+        obs, next_obs = mb[Columns.OBS], mb[Columns.NEXT_OBS]
+        with torch.no_grad():
+            target = ddpg_target(mb, self.target_critic(next_obs, self.target_actor(next_obs)))
+        q = self.critic(obs, self.scaler.from_env(mb[Columns.ACTIONS]))
+        terms = critic_loss(q, target, mb[WEIGHTS])
+        self.critic_opt.zero_grad(set_to_none=True)
+        terms["critic_loss"].backward()
+        clip_grads(self.critic.parameters(), cfg.grad_clip)
+        self.critic_opt.step()
+        self.num_updates += 1
+
+        terms |= actor_loss(self.critic(obs, self.actor(obs))[0])
+        self.actor_opt.zero_grad(set_to_none=True)
+        terms["actor_loss"].backward()
+        clip_grads(self.actor.parameters(), cfg.grad_clip)
+        self.actor_opt.step()
+        polyak_update(self.target_critic, self.critic, cfg.tau)
+        polyak_update(self.target_actor, self.actor, cfg.tau)
+        out = {k: v.detach() for k, v in terms.items()}
+        out["q_mean"] = q.detach().mean()
+        out["target_q_mean"] = target.mean()
+        return out
+
+    def get_state(self) -> dict[str, Any]:
+        return {
+            "actor": self.actor.state_dict(),
+            "critic": self.critic.state_dict(),
+            "target_actor": self.target_actor.state_dict(),
+            "target_critic": self.target_critic.state_dict(),
+            "actor_opt": self.actor_opt.state_dict(),
+            "critic_opt": self.critic_opt.state_dict(),
+            "num_updates": self.num_updates,
+        }
+
+    def set_state(self, state: Mapping[str, Any]) -> None:
+        for name in ("actor", "critic", "target_actor", "target_critic", "actor_opt", "critic_opt"):
+            getattr(self, name).load_state_dict(state[name])
+        self.num_updates = int(state["num_updates"])
+
+
+# ---------------------------------------------------------------------------------------------------
+# Training step
+# ---------------------------------------------------------------------------------------------------
+
+
+class DDPG(Algorithm):
+    name = "DDPG"
+    config: DDPGConfig
+
+    def rollout_length(self) -> int:
+        return self.config.rollout_fragment_length
+
+    def runner_overrides(self) -> dict[str, Any]:
+        return {
+            "store_next_obs": True,
+            "policy": "kuberl.core.continuous:DeterministicActorPolicy",
+            "policy_options": {"exploration": self.config.exploration_config.model_dump()},
+        }
+
+    def runner_options(self) -> dict[str, Any]:
+        cfg = self.config
+        start = cfg.num_steps_sampled_before_learning_starts
+        expl = cfg.exploration_config
+        frac = min(max(self.timesteps - start, 0) / expl.scale_timesteps, 1.0)
+        return {
+            "random_actions": cfg.random_warmup and self.timesteps < start,
+            "noise_scale": expl.initial_scale + frac * (expl.final_scale - expl.initial_scale),
+        }
+
+    def setup(self) -> None:
+        res = self.spec.resources
+        device = select_device(res.gpus_per_learner, cpus_per_learner=res.cpus_per_learner)
+        self.learner = DDPGLearner(self.obs_space, self.action_space, self.config, device)
+        self.buffer = make_replay(self.config.replay_buffer_config, seed=self.spec.seed)
+        self.budget = UpdateBudget(self.config.gradient_steps_per_env_step())
+
+    def training_step(self) -> StepOutcome:
+        cfg = self.config
+        t0 = time.perf_counter()
+        rollouts = self.sample()
+        t1 = time.perf_counter()
+        batch = SampleBatch.concat_envs([r.batch for r in rollouts])
+        self.buffer.add(nstep_transitions(batch, n=cfg.n_step, gamma=cfg.gamma))
+        learning = self.timesteps >= cfg.num_steps_sampled_before_learning_starts
+        k = self.budget.take(batch.env_steps) if learning else 0
+        t2 = time.perf_counter()
+        sums: dict[str, torch.Tensor] = {}
+        for mb in replay_batches(self.buffer, count=k, size=cfg.train_batch_size, device=self.learner.device):
+            terms = self.learner.update(mb)
+            td = terms.pop("td_error")
+            if isinstance(self.buffer, PrioritizedReplayBuffer):
+                self.buffer.update_priorities(mb[INDICES].cpu().numpy(), td.cpu().numpy())
+            for key, v in terms.items():
+                sums[key] = sums[key] + v if key in sums else v
+        stats = {key: float(v) / k for key, v in sums.items()}  # one host sync per iteration
+        stats["num_updates"] = float(self.learner.num_updates)
+        stats["replay_size"] = float(len(self.buffer))
+        t3 = time.perf_counter()
+        self.sync_weights()
+        t4 = time.perf_counter()
+        return StepOutcome(
+            rollouts=rollouts,
+            env_steps_trained=k * cfg.train_batch_size,
+            learner_stats=stats,
+            timers={"sample": t1 - t0, "replay_add": t2 - t1, "learn": t3 - t2, "sync_weights": t4 - t3},
+        )
+
+    # -- inference and state ------------------------------------------------------------------------
+    def compute_actions(self, obs: np.ndarray, *, explore: bool = False) -> np.ndarray:
+        """μ(s) scaled to the bounds; with explore, plus the configured Gaussian noise (OU needs state
+        and stays in the runners)."""
+        x, single = obs_tensor(self.obs_space, obs, self.learner.device)
+        with torch.inference_mode():
+            a = self.learner.actor(x)
+            if explore:
+                a = (a + self.config.exploration_config.stddev * torch.randn_like(a)).clamp(-1.0, 1.0)
+            out = self.learner.scaler.to_env(a).cpu().numpy()
+        return out[0] if single else out
+
+    def policy_module(self) -> torch.nn.Module:
+        return self.learner.actor
+
+    def get_weights(self) -> dict[str, np.ndarray]:
+        return weights_to_numpy(self.learner.actor)
+
+    def algorithm_state(self) -> dict[str, Any]:
+        state: dict[str, Any] = {"learner": self.learner.get_state(), "update_credit": self.budget.credit}
+        if self.config.store_buffer_in_checkpoints:
+            state["replay"] = self.buffer.state()
+        return state
+
+    def set_algorithm_state(self, state: Mapping[str, Any]) -> None:
+        self.learner.set_state(state["learner"])
+        self.budget.credit = float(state["update_credit"])
+        if "replay" in state:
+            self.buffer.set_state(state["replay"])

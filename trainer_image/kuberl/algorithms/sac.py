@@ -1,0 +1,332 @@
+"""Soft Actor-Critic (Haarnoja et al. 2018, https://arxiv.org/abs/1812.05905), continuous actions, and
+its discrete-action variant (Christodoulou 2019, https://arxiv.org/abs/1910.07207).
+
+Reads top to bottom like Algorithm 1 of "SAC: Algorithms and Applications":
+  config  → `SACConfig` (kuberl.spec.algorithms.sac; every field documented there, RLlib names accepted)
+  network → tanh-squashed Gaussian actor (or a categorical one), twin critics as one batched ensemble,
+            target critics, log α (kuberl.core.continuous)
+  loss    → `critic_loss` (soft Bellman residual against the clipped double-Q target), `actor_loss`
+            (E[α log π − Q]), `alpha_loss` (−log α · (log π + H̄)); discrete: exact expectations over actions
+  step    → `SAC.training_step`: sample → n-step transitions into replay → k gradient steps (critic,
+            actor, α, Polyak targets) → broadcast the actor
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from kuberl.algorithm import Algorithm, StepOutcome
+from kuberl.core.continuous import (
+    ActionScaler,
+    CategoricalActor,
+    CategoricalPolicy,
+    QEnsemble,
+    SquashedGaussianActor,
+    SquashedGaussianPolicy,
+    UpdateBudget,
+    action_dims,
+    clip_grads,
+    make_adam,
+    make_replay,
+    obs_tensor,
+    replay_batches,
+)
+from kuberl.core.learner import select_device
+from kuberl.core.models import obs_dim, weights_to_numpy
+from kuberl.core.nstep import DISCOUNTS, nstep_transitions
+from kuberl.core.policy import RunnerPolicy
+from kuberl.core.replay import INDICES, WEIGHTS, PrioritizedReplayBuffer
+from kuberl.core.sample_batch import Columns, SampleBatch
+from kuberl.core.target import polyak_update
+from kuberl.spec.algorithms import ModelConfig
+from kuberl.spec.algorithms.sac import SACConfig
+
+# ---------------------------------------------------------------------------------------------------
+# Losses (each returns named terms; the first is the one minimised)
+# ---------------------------------------------------------------------------------------------------
+
+
+def soft_q_target(mb: Mapping[str, torch.Tensor], next_v: torch.Tensor) -> torch.Tensor:
+    """y = r + γ^k (1 − terminated) V(s'), with V(s') = min_i Q'_i(s', a') − α log π(a'|s')."""
+    return mb[Columns.REWARDS] + mb[DISCOUNTS] * (~mb[Columns.TERMINATEDS]).float() * next_v
+
+
+def critic_loss(q: torch.Tensor, target: torch.Tensor, weights: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Σ_i ½ E[w (Q_i(s,a) − y)²] over the critics i (q: [E, B]); importance weights w from replay."""
+    td = q - target.unsqueeze(0)
+    loss = 0.5 * (weights * td.pow(2)).mean(-1).sum()
+    return {"critic_loss": loss, "td_error": td.detach().abs().mean(0)}
+
+
+def actor_loss(logp: torch.Tensor, q_pi: torch.Tensor, alpha: torch.Tensor) -> dict[str, torch.Tensor]:
+    """E_s E_{a~π}[α log π(a|s) − min_i Q_i(s, a)] (the reparameterised KL to the Boltzmann policy)."""
+    return {"actor_loss": (alpha * logp - q_pi).mean()}
+
+
+def alpha_loss(
+    log_alpha: torch.Tensor, entropy: torch.Tensor, target_entropy: float
+) -> dict[str, torch.Tensor]:
+    """J(α) = E[−α (log π + H̄)] = E[α (H − H̄)], on log α: α falls while the entropy H is above the
+    target H̄ and rises below it. `entropy` is −log π(a|s) of sampled actions (continuous) or the exact
+    entropy of the categorical policy (discrete)."""
+    return {"alpha_loss": (log_alpha * (entropy.detach() - target_entropy)).mean()}
+
+
+def discrete_expectations(
+    logits: torch.Tensor, q: torch.Tensor, alpha: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Discrete SAC: with the full distribution π(·|s) at hand, expectations are sums, not samples.
+    Returns (V(s) = Σ_a π(a|s) [Q(s,a) − α log π(a|s)], H(π(·|s))); q: [B, n] (already min over critics)."""
+    logp = F.log_softmax(logits, dim=-1)
+    p = logp.exp()
+    v = (p * (q - alpha * logp)).sum(-1)
+    entropy = -(p * logp).sum(-1)
+    return v, entropy
+
+
+# ---------------------------------------------------------------------------------------------------
+# Learner: one gradient step of critic, actor and temperature
+# ---------------------------------------------------------------------------------------------------
+
+
+class SACLearner:
+    def __init__(
+        self,
+        obs_space: gym.Space[Any],
+        action_space: gym.Space[Any],
+        config: SACConfig,
+        device: torch.device,
+    ) -> None:
+        self.config = config
+        self.device = device
+        n_obs = obs_dim(obs_space)
+        n_act, self.discrete = action_dims(action_space)
+        self.action_start = int(action_space.start) if isinstance(action_space, gym.spaces.Discrete) else 0
+        self.scaler = (
+            ActionScaler(action_space).to(device) if isinstance(action_space, gym.spaces.Box) else None
+        )
+        self.actor: torch.nn.Module = (
+            CategoricalActor(n_obs, n_act, config.model)
+            if self.discrete
+            else SquashedGaussianActor(n_obs, n_act, config.model)
+        ).to(device)
+        members = 2 if config.twin_q else 1
+        self.critic = QEnsemble(n_obs, n_act, config.model, members=members, discrete=self.discrete).to(
+            device
+        )
+        self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
+        self.log_alpha = torch.tensor(math.log(config.initial_alpha), device=device, requires_grad=True)
+        if config.target_entropy != "auto":
+            self.target_entropy = float(config.target_entropy)
+        else:
+            self.target_entropy = 0.98 * math.log(n_act) if self.discrete else -float(n_act)
+        lr = config.lr
+        self.actor_opt = make_adam(self.actor.parameters(), config.actor_lr or lr)
+        self.critic_opt = make_adam(self.critic.parameters(), config.critic_lr or lr)
+        self.alpha_opt = make_adam([self.log_alpha], config.alpha_lr or lr)
+        self.num_updates = 0
+
+    def _continuous_terms(
+        self, mb: Mapping[str, torch.Tensor], alpha: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        assert isinstance(self.actor, SquashedGaussianActor)
+        assert self.scaler is not None
+        obs, next_obs = mb[Columns.OBS], mb[Columns.NEXT_OBS]
+        with torch.no_grad():
+            next_a, next_logp = self.actor.sample(next_obs)
+            next_v = self.target_critic(next_obs, next_a).min(0).values - alpha * next_logp
+            target = soft_q_target(mb, next_v)
+        q = self.critic(obs, self.scaler.from_env(mb[Columns.ACTIONS]))
+        terms = critic_loss(q, target, mb[WEIGHTS])
+        self._step(self.critic_opt, terms["critic_loss"], self.critic.parameters())
+
+        a_pi, logp = self.actor.sample(obs)
+        q_pi = self.critic(obs, a_pi).min(0).values
+        terms |= actor_loss(logp, q_pi, alpha)
+        self._step(self.actor_opt, terms["actor_loss"], self.actor.parameters())
+        entropy = -logp.detach()
+        return terms | {"q_mean": q.detach().mean(), "target_q_mean": target.mean(), "entropy": entropy}
+
+    def _discrete_terms(self, mb: Mapping[str, torch.Tensor], alpha: torch.Tensor) -> dict[str, torch.Tensor]:
+        obs, next_obs = mb[Columns.OBS], mb[Columns.NEXT_OBS]
+        with torch.no_grad():
+            next_v, _ = discrete_expectations(
+                self.actor(next_obs), self.target_critic(next_obs).min(0).values, alpha
+            )
+            target = soft_q_target(mb, next_v)
+        actions = (mb[Columns.ACTIONS].long() - self.action_start).view(1, -1, 1)
+        q_all = self.critic(obs)  # [E, B, n]
+        q = q_all.gather(-1, actions.expand(q_all.shape[0], -1, 1)).squeeze(-1)
+        terms = critic_loss(q, target, mb[WEIGHTS])
+        self._step(self.critic_opt, terms["critic_loss"], self.critic.parameters())
+
+        # The policy improves against the critic without moving it: Q enters as a constant.
+        v_pi, entropy = discrete_expectations(self.actor(obs), q_all.detach().min(0).values, alpha)
+        terms["actor_loss"] = -v_pi.mean()
+        self._step(self.actor_opt, terms["actor_loss"], self.actor.parameters())
+        return terms | {
+            "q_mean": q.detach().mean(),
+            "target_q_mean": target.mean(),
+            "entropy": entropy.detach(),
+        }
+
+    def _step(self, opt: torch.optim.Optimizer, loss: torch.Tensor, params: Any) -> None:
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        clip_grads(params, self.config.grad_clip)
+        opt.step()
+
+    def update(self, mb: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """One SAC gradient step on a replay minibatch; returns detached tensors (no host sync)."""
+        alpha = self.log_alpha.detach().exp()
+        terms = self._discrete_terms(mb, alpha) if self.discrete else self._continuous_terms(mb, alpha)
+        entropy = terms.pop("entropy")
+        if self.config.tune_alpha:
+            terms |= alpha_loss(self.log_alpha, entropy, self.target_entropy)
+            self._step(self.alpha_opt, terms["alpha_loss"], [self.log_alpha])
+        polyak_update(self.target_critic, self.critic, self.config.tau)
+        self.num_updates += 1
+        out = {k: v.detach() for k, v in terms.items() if k != "td_error"}
+        out["alpha"] = alpha
+        out["entropy"] = entropy.mean()
+        out["td_error"] = terms["td_error"]  # [B], for prioritized replay
+        return out
+
+    def get_state(self) -> dict[str, Any]:
+        return {
+            "actor": self.actor.state_dict(),
+            "critic": self.critic.state_dict(),
+            "target_critic": self.target_critic.state_dict(),
+            "log_alpha": self.log_alpha.detach().clone(),
+            "actor_opt": self.actor_opt.state_dict(),
+            "critic_opt": self.critic_opt.state_dict(),
+            "alpha_opt": self.alpha_opt.state_dict(),
+            "num_updates": self.num_updates,
+        }
+
+    def set_state(self, state: Mapping[str, Any]) -> None:
+        self.actor.load_state_dict(state["actor"])
+        self.critic.load_state_dict(state["critic"])
+        self.target_critic.load_state_dict(state["target_critic"])
+        with torch.no_grad():
+            self.log_alpha.copy_(state["log_alpha"])
+        self.actor_opt.load_state_dict(state["actor_opt"])
+        self.critic_opt.load_state_dict(state["critic_opt"])
+        self.alpha_opt.load_state_dict(state["alpha_opt"])
+        self.num_updates = int(state["num_updates"])
+
+
+# ---------------------------------------------------------------------------------------------------
+# Training step
+# ---------------------------------------------------------------------------------------------------
+
+
+class SAC(Algorithm):
+    name = "SAC"
+    config: SACConfig
+
+    def rollout_length(self) -> int:
+        return self.config.rollout_fragment_length
+
+    def runner_overrides(self) -> dict[str, Any]:
+        # The runner builds its policy before the driver knows the spaces; the factory picks by action space.
+        return {"store_next_obs": True, "policy": "kuberl.algorithms.sac:sac_runner_policy"}
+
+    def runner_options(self) -> dict[str, Any]:
+        cfg = self.config
+        return {
+            "random_actions": cfg.random_warmup
+            and self.timesteps < cfg.num_steps_sampled_before_learning_starts
+        }
+
+    def setup(self) -> None:
+        res = self.spec.resources
+        device = select_device(res.gpus_per_learner, cpus_per_learner=res.cpus_per_learner)
+        self.learner = SACLearner(self.obs_space, self.action_space, self.config, device)
+        self.buffer = make_replay(self.config.replay_buffer_config, seed=self.spec.seed)
+        self.budget = UpdateBudget(self.config.gradient_steps_per_env_step())
+
+    def training_step(self) -> StepOutcome:
+        cfg = self.config
+        t0 = time.perf_counter()
+        rollouts = self.sample()
+        t1 = time.perf_counter()
+        batch = SampleBatch.concat_envs([r.batch for r in rollouts])
+        self.buffer.add(nstep_transitions(batch, n=cfg.n_step, gamma=cfg.gamma))
+        learning = self.timesteps >= cfg.num_steps_sampled_before_learning_starts
+        k = self.budget.take(batch.env_steps) if learning else 0
+        t2 = time.perf_counter()
+        sums: dict[str, torch.Tensor] = {}
+        for mb in replay_batches(self.buffer, count=k, size=cfg.train_batch_size, device=self.learner.device):
+            terms = self.learner.update(mb)
+            td = terms.pop("td_error")
+            if isinstance(self.buffer, PrioritizedReplayBuffer):
+                self.buffer.update_priorities(mb[INDICES].cpu().numpy(), td.cpu().numpy())
+            for key, v in terms.items():
+                sums[key] = sums[key] + v if key in sums else v
+        stats = {key: float(v) / k for key, v in sums.items()}  # one host sync per iteration
+        stats["num_updates"] = float(self.learner.num_updates)
+        stats["replay_size"] = float(len(self.buffer))
+        t3 = time.perf_counter()
+        self.sync_weights()
+        t4 = time.perf_counter()
+        return StepOutcome(
+            rollouts=rollouts,
+            env_steps_trained=k * cfg.train_batch_size,
+            learner_stats=stats,
+            timers={"sample": t1 - t0, "replay_add": t2 - t1, "learn": t3 - t2, "sync_weights": t4 - t3},
+        )
+
+    # -- inference and state ------------------------------------------------------------------------
+    def compute_actions(self, obs: np.ndarray, *, explore: bool = False) -> np.ndarray:
+        """The mean action tanh(μ(s)) scaled to the bounds (or the argmax), or a sample when exploring."""
+        x, single = obs_tensor(self.obs_space, obs, self.learner.device)
+        actor = self.learner.actor
+        with torch.inference_mode():
+            if isinstance(actor, SquashedGaussianActor):
+                assert self.learner.scaler is not None
+                a = actor.sample(x)[0] if explore else actor.deterministic(x)
+                out = self.learner.scaler.to_env(a).cpu().numpy()
+            else:
+                logits = actor(x)
+                if explore:
+                    logits = logits - torch.log(-torch.log(torch.rand_like(logits).clamp_(1e-10, 1.0)))
+                out = (logits.argmax(-1) + self.learner.action_start).cpu().numpy()
+        return out[0] if single else out
+
+    def policy_module(self) -> torch.nn.Module:
+        return self.learner.actor
+
+    def get_weights(self) -> dict[str, np.ndarray]:
+        return weights_to_numpy(self.learner.actor)
+
+    def algorithm_state(self) -> dict[str, Any]:
+        state: dict[str, Any] = {"learner": self.learner.get_state(), "update_credit": self.budget.credit}
+        if self.config.store_buffer_in_checkpoints:
+            state["replay"] = self.buffer.state()
+        return state
+
+    def set_algorithm_state(self, state: Mapping[str, Any]) -> None:
+        self.learner.set_state(state["learner"])
+        self.budget.credit = float(state["update_credit"])
+        if "replay" in state:
+            self.buffer.set_state(state["replay"])
+
+
+def sac_runner_policy(
+    obs_space: gym.Space[Any], action_space: gym.Space[Any], model: ModelConfig, options: dict[str, Any]
+) -> RunnerPolicy:
+    """The runner side (named in `runner_overrides`): a squashed-Gaussian policy for Box actions, a
+    categorical one for Discrete ones."""
+    if isinstance(action_space, gym.spaces.Discrete):
+        return CategoricalPolicy(obs_space, action_space, model, options)
+    return SquashedGaussianPolicy(obs_space, action_space, model, options)
