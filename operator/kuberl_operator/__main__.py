@@ -16,13 +16,7 @@ import os
 import kopf
 
 from kuberl_operator import handlers  # noqa: F401  (importing registers the kopf handlers)
-
-
-def namespaces_from_env(value: str | None) -> list[str] | None:
-    """None means cluster-wide."""
-    if not value or value.strip() in ("all", "*"):
-        return None
-    return [ns.strip() for ns in value.split(",") if ns.strip()]
+from kuberl_operator.settings import namespaces_from_env
 
 
 def main() -> None:

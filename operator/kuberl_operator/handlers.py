@@ -19,6 +19,7 @@ from kuberl_operator import k8s, reconcile
 from kuberl_operator.labels import FINALIZER, PEERING_NAME, PROGRESS_PREFIX
 from kuberl_operator.metrics import OperatorMetrics
 from kuberl_operator.progress import fetch_progress, status_url
+from kuberl_operator.settings import namespaces_from_env
 
 # How often the status loop reads each RayJob and trainer (seconds). Read once, at import, because
 # kopf fixes a timer's interval when the decorator runs.
@@ -43,11 +44,14 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix=PROGRESS_PREFIX, key="last-handled-configuration"
     )
-    # Several replicas coordinate through a KopfPeering object; one replica needs none.
+    k8s.load_config()
+    # Several replicas coordinate through a KopfPeering object (one is active); one replica needs none.
     if os.environ.get("KUBERL_PEERING"):
         settings.peering.name = PEERING_NAME
         settings.peering.standalone = False
         settings.peering.mandatory = True
+        settings.peering.clusterwide = namespaces_from_env(os.environ.get("KUBERL_NAMESPACES")) is None
+        k8s.ensure_peering(PEERING_NAME, namespaces_from_env(os.environ.get("KUBERL_NAMESPACES")))
     else:
         settings.peering.standalone = True
     # kuberl posts its own Events on phase changes; kopf's per-log-line Events would drown them.
@@ -55,7 +59,6 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     settings.watching.server_timeout = 300
     settings.watching.reconnect_backoff = 1.0
 
-    k8s.load_config()
     metrics = OperatorMetrics()
     metrics.serve(int(os.environ.get("KUBERL_OPERATOR_METRICS_PORT", DEFAULT_METRICS_PORT)))
     session = aiohttp.ClientSession()

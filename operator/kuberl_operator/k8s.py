@@ -35,6 +35,26 @@ class Api(Protocol):
     async def patch_job_status(self, namespace: str, name: str, status: Manifest) -> None: ...
 
 
+def ensure_peering(name: str, namespaces: list[str] | None) -> None:
+    """Create kopf's peering object(s) if missing, so `peering.mandatory` finds them: one
+    ClusterKopfPeering when watching the whole cluster, else a KopfPeering per watched namespace.
+    Runs once at start-up (blocking is fine there); an existing object (409) is left as it is."""
+    custom = kubernetes.client.CustomObjectsApi()
+    body_of = {"apiVersion": "kopf.dev/v1", "metadata": {"name": name}}
+    try:
+        if namespaces is None:
+            custom.create_cluster_custom_object(
+                "kopf.dev", "v1", "clusterkopfpeerings", {**body_of, "kind": "ClusterKopfPeering"}
+            )
+        for ns in namespaces or ():
+            custom.create_namespaced_custom_object(
+                "kopf.dev", "v1", ns, "kopfpeerings", {**body_of, "kind": "KopfPeering"}
+            )
+    except ApiException as exc:
+        if exc.status != 409:
+            raise
+
+
 def load_config() -> None:
     """In-cluster credentials when running in a pod, else the kubeconfig (tests, laptops)."""
     try:

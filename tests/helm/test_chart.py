@@ -270,9 +270,10 @@ def test_chart_crds_match_generated_crds() -> None:
     )
 
 
-def test_crd_is_installed_with_the_chart(render: Render) -> None:
-    (crd,) = by_kind(render(), "CustomResourceDefinition")
-    assert crd["metadata"]["name"] == "rltrainingjobs.kuberl.io"
+def test_crds_are_installed_with_the_chart(render: Render) -> None:
+    names = sorted(c["metadata"]["name"] for c in by_kind(render(), "CustomResourceDefinition"))
+    # Ours, and kopf's peering CRDs (used when replicaCount > 1).
+    assert names == ["clusterkopfpeerings.kopf.dev", "kopfpeerings.kopf.dev", "rltrainingjobs.kuberl.io"]
 
 
 def test_kuberay_subchart_follows_its_condition(render: Render) -> None:

@@ -35,8 +35,9 @@ def _free_port() -> int:
 
 
 class Operator:
-    def __init__(self, emulator: Emulator, workdir: Path) -> None:
+    def __init__(self, emulator: Emulator, workdir: Path, extra_env: dict[str, str] | None = None) -> None:
         self.emulator, self.workdir = emulator, workdir
+        self.extra_env = extra_env or {}
         self.proc: subprocess.Popen[bytes] | None = None
         self.metrics_port = _free_port()
         self.runs = 0
@@ -52,6 +53,7 @@ class Operator:
             "KUBERL_LIVENESS": f"http://127.0.0.1:{health}/healthz",
             "KUBERL_NAMESPACES": "all",
             "PYTHONPATH": str(REPO),
+            **self.extra_env,
         }
         log = (self.workdir / f"operator-{self.runs}.log").open("wb")
         self.proc = subprocess.Popen(
@@ -304,3 +306,20 @@ def test_restart_mid_reconcile_keeps_one_rayjob(cluster: tuple[Emulator, Operato
     rayjobs = [r["metadata"]["name"] for r in em.list("rayjobs", NS)]
     for name in names:
         assert [r for r in rayjobs if r.startswith(f"{name}-r")] == [f"{name}-r0"]
+
+
+def test_peering_mode_creates_its_peering_object_and_reconciles(tmp_path: Path) -> None:
+    """Several replicas: the operator creates the ClusterKopfPeering it needs, kopf heartbeats into it,
+    and jobs are still reconciled."""
+    em = start_emulator(tmp_path)
+    op = Operator(em, tmp_path, extra_env={"KUBERL_PEERING": "1"})
+    try:
+        op.start()
+        path = "/apis/kopf.dev/v1/clusterkopfpeerings/kuberl"
+        wait_for(lambda: em.request("GET", path)[0] == 200, what="peering object", timeout=30)
+        wait_for(lambda: (em.request("GET", path)[1] or {}).get("status"), what="kopf heartbeat", timeout=30)
+        em.create("rltrainingjobs", NS, job("peered"))
+        wait_for(lambda: em.list("rayjobs", NS), what="RayJob", timeout=30)
+    finally:
+        op.stop()
+        em.stop()

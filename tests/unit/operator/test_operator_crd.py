@@ -81,3 +81,10 @@ def test_module_entry_prints_the_crd() -> None:
         [sys.executable, "-m", "kuberl.spec.crd"], capture_output=True, text=True, check=True
     )
     assert yaml.safe_load(out.stdout)["kind"] == "CustomResourceDefinition"
+
+
+def test_peering_crds_are_not_stale() -> None:
+    from kuberl.spec.crd import peering_crds_yaml
+
+    path = ROOT / "crds" / "kopf.dev_peerings.yaml"
+    assert path.read_text() == peering_crds_yaml(), "run: python -m kuberl.spec.crd --peering > " + str(path)
