@@ -78,7 +78,7 @@ class Learner:
             norm = nn.utils.clip_grad_norm_(params, self.grad_clip)
         else:
             norm = torch.linalg.vector_norm(
-                torch.stack([torch.linalg.vector_norm(p.grad.detach()) for p in params])
+                torch.stack([torch.linalg.vector_norm(p.grad.detach()) for p in params if p.grad is not None])
             )
         self.optimizer.step()
         return norm.detach()
