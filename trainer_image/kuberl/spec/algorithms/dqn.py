@@ -1,0 +1,161 @@
+"""DQN's hyperparameters (the algorithm itself is kuberl.algorithms.dqn)."""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+from pydantic import AliasChoices, Field, model_validator
+
+from kuberl.spec.algorithms.base import AlgorithmConfigBase, ModelConfig, ScheduleType, _check_schedule
+
+
+def _dqn_model() -> ModelConfig:
+    return ModelConfig(fcnet_hiddens=[256, 256], fcnet_activation="relu")
+
+
+class DQNConfig(AlgorithmConfigBase):
+    """Deep Q-Network (Mnih et al. 2015) with Rainbow's parts (Hessel et al. 2018,
+    https://arxiv.org/abs/1710.02298): double Q, dueling heads, prioritized replay, n-step returns."""
+
+    implementation: ClassVar[str] = "kuberl.algorithms.dqn:DQN"
+    algorithm: Literal["DQN"] = Field(
+        "DQN", exclude=True, description="Discriminator; set from spec.algorithm."
+    )
+
+    lr: float = Field(
+        5e-4, gt=0.0, description="Adam learning rate (the start value when lrSchedule is set)."
+    )
+    grad_clip: float | None = Field(
+        40.0, gt=0.0, description="Clip the global gradient norm to this (null: off)."
+    )
+    model: ModelConfig = Field(
+        default_factory=_dqn_model,
+        description=(
+            "The Q-network: an MLP (default 256-256 ReLU). A custom model is built as "
+            "Class(obs_space, action_space, customModelConfig) and must return Q-values [B, actions]."
+        ),
+    )
+    train_batch_size: int = Field(
+        32, ge=1, description="Transitions sampled from the replay buffer per gradient step (RLlib's name)."
+    )
+    rollout_fragment_length: int = Field(
+        4,
+        ge=1,
+        description=(
+            "Vector steps each env runner takes per iteration; an iteration samples "
+            "rolloutFragmentLength × envRunners × envsPerRunner env steps."
+        ),
+    )
+    buffer_size: int = Field(
+        50_000,
+        ge=1,
+        validation_alias=AliasChoices("bufferSize", "buffer_size", "capacity", "replay_buffer_capacity"),
+        description="Replay buffer capacity in transitions; the oldest are overwritten first.",
+    )
+    prioritized_replay: bool = Field(
+        False, description="Prioritized experience replay (Schaul et al. 2016, proportional variant)."
+    )
+    prioritized_replay_alpha: float = Field(
+        0.6, ge=0.0, description="Priority exponent α: 0 is uniform, 1 fully proportional to |TD error|."
+    )
+    prioritized_replay_beta: float = Field(
+        0.4, ge=0.0, le=1.0, description="Importance-weight exponent β at the start of training."
+    )
+    prioritized_replay_beta_annealing_timesteps: int | None = Field(
+        None,
+        ge=1,
+        description="Anneal β linearly to 1 over this many env steps (the paper's schedule); null keeps it fixed.",
+    )
+    prioritized_replay_eps: float = Field(
+        1e-6, gt=0.0, description="Added to |TD error| so no transition's priority is ever zero."
+    )
+    n_step: int = Field(
+        1, ge=1, description="n-step returns: bootstrap after n rewards (cut at episode and fragment ends)."
+    )
+    double_q: bool = Field(
+        True,
+        description="Double DQN: the online network picks the next action, the target network values it.",
+    )
+    dueling: bool = Field(
+        True, description="Dueling heads: Q = V + A − mean(A) on the shared MLP trunk (built-in model only)."
+    )
+    td_error_loss_fn: Literal["huber", "mse"] = Field(
+        "huber", description="Loss on the TD error: Huber (δ=1, as in the DQN paper) or squared error."
+    )
+    target_network_update_freq: int = Field(
+        500,
+        ge=1,
+        description=(
+            "Env steps between target-network updates (checked once per iteration, so at most one "
+            "update per iteration)."
+        ),
+    )
+    tau: float = Field(
+        1.0,
+        gt=0.0,
+        le=1.0,
+        description="Each target update sets target ← τ·online + (1−τ)·target; 1 is DQN's hard copy.",
+    )
+    num_steps_sampled_before_learning_starts: int = Field(
+        1000,
+        ge=0,
+        validation_alias=AliasChoices(
+            "numStepsSampledBeforeLearningStarts",
+            "num_steps_sampled_before_learning_starts",
+            "learning_starts",
+            "learningStarts",
+        ),
+        description="Env steps collected (with the epsilon schedule) before the first gradient step.",
+    )
+    epsilon: ScheduleType = Field(
+        default_factory=lambda: [(0, 1.0), (10_000, 0.05)],
+        description=(
+            "Epsilon-greedy exploration as a piecewise-linear schedule [[timestep, epsilon], …] "
+            "(RLlib's `epsilon`); constant after the last point."
+        ),
+    )
+    training_intensity: float | None = Field(
+        None,
+        gt=0.0,
+        description=(
+            "Replay ratio: transitions trained on per env step sampled. Each iteration makes "
+            "round(trainingIntensity × sampled / trainBatchSize) gradient steps (fractions carry over). "
+            "Null: numUpdatesPerIteration."
+        ),
+    )
+    num_updates_per_iteration: int = Field(
+        1, ge=1, description="Gradient steps per iteration when trainingIntensity is null."
+    )
+    store_buffer_in_checkpoints: bool = Field(
+        False,
+        description="Include the replay buffer in checkpoints, so a resumed run continues with the same data.",
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> DQNConfig:
+        _check_schedule("epsilon", self.epsilon)
+        bad = [e for _, e in self.epsilon if not 0.0 <= e <= 1.0]
+        if bad:
+            raise ValueError(f"epsilon values must lie in [0, 1], got {bad}")
+        if self.num_steps_sampled_before_learning_starts > self.buffer_size:
+            raise ValueError(
+                f"num_steps_sampled_before_learning_starts ({self.num_steps_sampled_before_learning_starts}) "
+                f"must not exceed buffer_size ({self.buffer_size}): the buffer would overwrite "
+                "transitions before learning starts"
+            )
+        if self.train_batch_size > self.buffer_size:
+            raise ValueError(
+                f"train_batch_size ({self.train_batch_size}) must not exceed buffer_size "
+                f"({self.buffer_size}): a batch would repeat transitions"
+            )
+        if self.n_step > self.rollout_fragment_length:
+            raise ValueError(
+                f"n_step ({self.n_step}) must not exceed rollout_fragment_length "
+                f"({self.rollout_fragment_length}): n-step returns are cut at the end of each fragment"
+            )
+        if self.observation_filter != "NoFilter":
+            raise ValueError(
+                "observation_filter must be NoFilter for DQN: replayed observations would stay "
+                "normalised with the statistics of when they were collected"
+            )
+        return self
