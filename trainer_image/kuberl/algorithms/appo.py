@@ -1,0 +1,296 @@
+"""APPO: asynchronous PPO (RLlib's APPO; IMPALA, Espeholt et al. 2018, https://arxiv.org/abs/1802.01561,
+with PPO's clipped surrogate, Schulman et al. 2017, https://arxiv.org/abs/1707.06347).
+
+Reads top to bottom:
+  config  → `APPOConfig` (kuberl.spec.algorithms.appo; every field documented there, RLlib names)
+  network → `ActorCritic` (kuberl.core.models), plus a target copy: the "old" policy π_target
+  loss    → `appo_loss`: V-trace (μ → π_target) advantages in PPO's clipped surrogate of π / π_target,
+            value regression to v_s, entropy bonus, optional adaptive KL(π_target ‖ π)
+  step    → `APPO.training_step`: env runners sample continuously (kuberl.core.async_sampling); the
+            learner trains on fragments as they arrive, refreshes π_target every
+            `target_network_update_freq` train batches and broadcasts weights every `broadcast_interval`.
+            The policy lag is reported as `policy_lag_mean` / `policy_lag_max`.
+
+As RLlib does, the ratio is taken against the target network rather than the behaviour policy μ: the
+behaviour policy of an asynchronous fragment is several versions old, and clipping π/μ would freeze
+learning on stale data. Written as RLlib writes it, π/π_target = clip(μ/π_target, 0, 2) · π/μ.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import torch
+
+from kuberl.algorithm import Algorithm, StepOutcome
+from kuberl.core.async_sampling import AsyncSampler, FragmentQueue, ReplaySlots, sequence_minibatches
+from kuberl.core.distributions import ActionDistribution
+from kuberl.core.env_runner import Rollout
+from kuberl.core.learner import Learner, select_device
+from kuberl.core.models import action_distribution, build_model
+from kuberl.core.sample_batch import Columns, SampleBatch
+from kuberl.core.vtrace import vtrace
+from kuberl.spec.algorithms.appo import APPOConfig
+
+# What the loss reads from a fragment; the runner also records values and distribution inputs.
+LOSS_COLUMNS = (
+    Columns.OBS,
+    Columns.NEXT_OBS,
+    Columns.ACTIONS,
+    Columns.REWARDS,
+    Columns.TERMINATEDS,
+    Columns.TRUNCATEDS,
+    Columns.ACTION_LOGP,
+)
+
+# ---------------------------------------------------------------------------------------------------
+# Loss
+# ---------------------------------------------------------------------------------------------------
+
+
+def appo_loss(
+    module: torch.nn.Module,
+    target: torch.nn.Module,
+    dist: ActionDistribution,
+    seq: Mapping[str, torch.Tensor],
+    *,
+    config: APPOConfig,
+    kl_coeff: float,
+) -> dict[str, torch.Tensor]:
+    """The APPO objective on time-major sequences [T, n], as named terms (`total_loss` is minimised)."""
+    T, n = seq[Columns.REWARDS].shape
+    obs = seq[Columns.OBS].reshape(T * n, -1)
+    next_obs = seq[Columns.NEXT_OBS].reshape(T * n, -1)
+    # One forward pass over s and s'; V(s') only bootstraps the targets, so it carries no gradient.
+    dist_in_all, values_all = module(torch.cat([obs, next_obs]))
+    dist_in = dist_in_all[: T * n]
+    values = values_all[: T * n].reshape(T, n)
+    next_values = values_all[T * n :].detach().reshape(T, n)
+    actions = seq[Columns.ACTIONS].reshape(T * n, *seq[Columns.ACTIONS].shape[2:])
+    logp = dist.logp(dist_in, actions).reshape(T, n)
+    with torch.no_grad():
+        old_dist_in, _ = target(obs)
+        old_logp = dist.logp(old_dist_in, actions).reshape(T, n)
+    behaviour_logp = seq[Columns.ACTION_LOGP]
+
+    vt = vtrace(
+        behaviour_logp,
+        old_logp,
+        seq[Columns.REWARDS],
+        values.detach(),
+        next_values,
+        seq[Columns.TERMINATEDS],
+        seq[Columns.TRUNCATEDS],
+        gamma=config.gamma,
+        clip_rho_threshold=config.vtrace_clip_rho_threshold,
+        clip_pg_rho_threshold=config.vtrace_clip_pg_rho_threshold,
+    )
+    adv = vt.pg_advantages
+    # π / π_target, as RLlib writes it: clip(μ / π_target, 0, 2) · π / μ.
+    is_ratio = torch.clamp(torch.exp(behaviour_logp - old_logp), 0.0, 2.0)
+    ratio = is_ratio * torch.exp(logp - behaviour_logp)
+    surrogate = torch.min(
+        ratio * adv, torch.clamp(ratio, 1.0 - config.clip_param, 1.0 + config.clip_param) * adv
+    )
+    policy_loss = -surrogate.mean()
+    vf_loss = 0.5 * (values - vt.vs).pow(2).mean()
+    entropy = dist.entropy(dist_in).mean()
+    kl = dist.kl(old_dist_in, dist_in).mean()
+    total = policy_loss + config.vf_loss_coeff * vf_loss - config.entropy_coeff * entropy
+    if config.use_kl_loss:
+        total = total + kl_coeff * kl
+    with torch.no_grad():
+        clip_frac = ((ratio - 1.0).abs() > config.clip_param).float().mean()
+    return {
+        "total_loss": total,
+        "policy_loss": policy_loss,
+        "vf_loss": vf_loss,
+        "entropy": entropy,
+        "kl": kl,
+        "clip_frac": clip_frac,
+        "mean_rho": vt.rhos.mean(),
+        "vtrace_target_mean": vt.vs.mean(),
+    }
+
+
+# ---------------------------------------------------------------------------------------------------
+# Learner: `num_epochs` passes over a train batch in minibatches of whole sequences; π_target refresh
+# ---------------------------------------------------------------------------------------------------
+
+
+class APPOLearner(Learner):
+    def __init__(
+        self, module: torch.nn.Module, dist: ActionDistribution, config: APPOConfig, device: torch.device
+    ) -> None:
+        super().__init__(
+            module, lr=config.lr, grad_clip=config.grad_clip, device=device, lr_schedule=config.lr_schedule
+        )
+        self.config = config
+        self.dist = dist
+        self.target = copy.deepcopy(self.module).requires_grad_(False)
+        self.kl_coeff = config.kl_coeff
+        self.version = 0  # learner updates so far: the weights version runners sample with
+
+    def update(self, batch: SampleBatch, *, timesteps: int, generator: torch.Generator) -> dict[str, float]:
+        cfg = self.config
+        lr = self.update_lr(timesteps)
+        data = self.to_tensors({k: batch[k] for k in LOSS_COLUMNS})
+        sums: dict[str, float] = {}
+        steps = 0
+        grad_norm = 0.0
+        for _ in range(cfg.num_epochs):
+            for mb in sequence_minibatches(data, minibatch_size=cfg.minibatch_size, generator=generator):
+                terms = appo_loss(self.module, self.target, self.dist, mb, config=cfg, kl_coeff=self.kl_coeff)
+                grad_norm += self.apply_gradients(terms["total_loss"])
+                for k, v in terms.items():
+                    sums[k] = sums.get(k, 0.0) + float(v.detach())
+                steps += 1
+        self.version += 1
+        if self.version % cfg.target_network_update_freq == 0:
+            self.target.load_state_dict(self.module.state_dict())
+        stats = {k: v / max(steps, 1) for k, v in sums.items()}
+        stats["grad_norm"] = grad_norm / max(steps, 1)
+        stats["lr"] = lr
+        if cfg.use_kl_loss:  # adaptive KL weight, as PPO's paper (section 4) and RLlib
+            if stats["kl"] > 2.0 * cfg.kl_target:
+                self.kl_coeff *= 1.5
+            elif stats["kl"] < 0.5 * cfg.kl_target:
+                self.kl_coeff *= 0.5
+            stats["kl_coeff"] = self.kl_coeff
+        return stats
+
+    def get_state(self) -> dict[str, Any]:
+        return {
+            **super().get_state(),
+            "target": self.target.state_dict(),
+            "kl_coeff": self.kl_coeff,
+            "version": self.version,
+        }
+
+    def set_state(self, state: Mapping[str, Any]) -> None:
+        super().set_state(state)
+        self.target.load_state_dict(state["target"])
+        self.kl_coeff = float(state["kl_coeff"])
+        self.version = int(state["version"])
+
+
+# ---------------------------------------------------------------------------------------------------
+# Training step: poll the runners → train on each full batch → broadcast every `broadcast_interval`
+# ---------------------------------------------------------------------------------------------------
+
+
+class APPO(Algorithm):
+    name = "APPO"
+    config: APPOConfig
+
+    def rollout_length(self) -> int:
+        return self.config.rollout_fragment_length
+
+    def runner_overrides(self) -> dict[str, Any]:
+        # s' for every step: V-trace bootstraps with the learner's current V(s') at truncations and
+        # fragment ends (the runner's V(s') is the behaviour network's).
+        return {"store_next_obs": True}
+
+    def setup(self) -> None:
+        cfg = self.config
+        res = self.spec.resources
+        module = build_model(self.obs_space, self.action_space, cfg.model)
+        device = select_device(res.gpus_per_learner, cpus_per_learner=res.cpus_per_learner)
+        self.learner = APPOLearner(module, action_distribution(self.action_space), cfg, device)
+        self.torch_gen = torch.Generator().manual_seed(self.spec.seed or 0)
+        fragment_steps = cfg.rollout_fragment_length * res.envs_per_runner
+        self.queue = FragmentQueue(max(1, math.ceil(cfg.train_batch_size / fragment_steps)))
+        self.replay = ReplaySlots(cfg.replay_buffer_num_slots, cfg.replay_proportion)
+        self.sampler = AsyncSampler(
+            self.runners, requests_per_runner=cfg.max_requests_in_flight_per_env_runner
+        )
+
+    def training_step(self) -> StepOutcome:
+        cfg = self.config
+        start_steps = self.timesteps
+        rollouts: list[Rollout] = []
+        stats_sum: dict[str, float] = {}
+        lags: list[int] = []
+        trained = updates = 0
+        timers = {"sample_wait": 0.0, "learn": 0.0, "broadcast": 0.0}
+        while updates == 0 or self.timesteps - start_steps < cfg.min_sample_timesteps_per_iteration:
+            t0 = time.perf_counter()
+            for item in self.sampler.poll():
+                self._record(item.rollout)
+                rollouts.append(item.rollout)
+                self.queue.put(item)
+            timers["sample_wait"] += time.perf_counter() - t0
+            while self.queue.ready():
+                t1 = time.perf_counter()
+                batch, batch_lags = self.queue.take(self.learner.version)
+                lags += batch_lags
+                for b in [batch, *self.replay.add_and_sample(batch, self.np_rng)]:
+                    stats = self.learner.update(b, timesteps=self.timesteps, generator=self.torch_gen)
+                    for k, v in stats.items():
+                        stats_sum[k] = stats_sum.get(k, 0.0) + v
+                    trained += b.env_steps
+                    updates += 1
+                t2 = time.perf_counter()
+                if self.learner.version - self.broadcast_version >= cfg.broadcast_interval:
+                    self.broadcast()
+                timers["learn"] += t2 - t1
+                timers["broadcast"] += time.perf_counter() - t2
+        learner_stats = {k: v / updates for k, v in stats_sum.items()}
+        learner_stats.update(
+            policy_lag_mean=float(np.mean(lags)),
+            policy_lag_max=float(np.max(lags)),
+            num_updates=float(updates),
+            weights_version=float(self.learner.version),
+            learner_queue_size=float(len(self.queue)),
+        )
+        return StepOutcome(
+            rollouts=rollouts, env_steps_trained=trained, learner_stats=learner_stats, timers=timers
+        )
+
+    def _record(self, r: Rollout) -> None:
+        """Episode and step bookkeeping for one arrived fragment (Algorithm.sample() does this for
+        synchronous algorithms)."""
+        self.returns.extend(r.episode_returns)
+        self.lengths.extend(r.episode_lengths)
+        self.episodes_total += len(r.episode_returns)
+        self.env_restarts += r.env_restarts
+        self.timesteps += r.batch.env_steps
+        if self.obs_filter is not None and r.filter_delta is not None:
+            self.obs_filter.merge(r.filter_delta)
+
+    def broadcast(self) -> None:
+        """New weights for each runner's next request (non-blocking)."""
+        self.sampler.set_weights(
+            self.get_weights(),
+            self.obs_filter.state() if self.obs_filter is not None else None,
+            self.runner_options(),
+            version=self.learner.version,
+        )
+        self.broadcast_version = self.learner.version
+
+    def sync_weights(self) -> None:
+        # Blocking sync of every runner (at start and after a restore); fragments still in flight
+        # were sampled with other weights and are dropped.
+        super().sync_weights()
+        self.sampler.mark_synced(self.learner.version)
+        self.broadcast_version = self.learner.version
+        self.queue.clear()
+
+    def policy_module(self) -> torch.nn.Module:
+        return self.learner.module
+
+    def get_weights(self) -> dict[str, np.ndarray]:
+        return self.learner.get_weights()
+
+    def algorithm_state(self) -> dict[str, Any]:
+        return {"learner": self.learner.get_state(), "torch_gen": self.torch_gen.get_state()}
+
+    def set_algorithm_state(self, state: Mapping[str, Any]) -> None:
+        self.learner.set_state(state["learner"])
+        self.torch_gen.set_state(state["torch_gen"])
+        self.replay.clear()
