@@ -194,7 +194,7 @@ def _head_group(job: RLTrainingJob, *, attempt: int, config_map: str) -> Manifes
         "name": HEAD_CONTAINER,
         "image": cluster.image,
         "imagePullPolicy": cluster.image_pull_policy,
-        "resources": _resources(head.cpu, head.memory, head.gpu, cluster.gpu_resource_name),
+        "resources": _resources(head.cpu, head.memory, head_gpus(job), cluster.gpu_resource_name),
         "ports": [
             {"name": "gcs-server", "containerPort": 6379},
             {"name": "dashboard", "containerPort": 8265},
@@ -210,8 +210,7 @@ def _head_group(job: RLTrainingJob, *, attempt: int, config_map: str) -> Manifes
     pod = _pod_spec(job, container, extra_selector={})
     pod["volumes"] = [{"name": "kuberl-spec", "configMap": {"name": config_map}}]
     start: dict[str, str] = {"dashboard-host": "0.0.0.0", "metrics-export-port": str(_ray_metrics_port(job))}
-    if head.gpu > 0:
-        start["num-gpus"] = str(head.gpu)
+    start["num-gpus"] = str(head_gpus(job))  # explicit: Ray must not count GPUs the pod does not own
     return {
         "rayStartParams": start,
         "template": {"metadata": {"labels": labels(job, attempt)}, "spec": pod},
@@ -258,16 +257,10 @@ def cpu_worker_replicas(job: RLTrainingJob) -> int:
     return math.ceil(res.env_runners / per_pod)
 
 
-def gpu_worker_layout(job: RLTrainingJob) -> tuple[int, int]:
-    """(replicas, GPUs per pod) of the learner group; (0, 0) when the learners train on CPU."""
-    res = job.spec.resources
-    if res.gpus_per_learner <= 0:
-        return 0, 0
-    group = job.spec.cluster.gpu_workers
-    per_pod = group.gpu or math.ceil(res.gpus_per_learner)
-    if group.replicas is not None:
-        return group.replicas, per_pod
-    return math.ceil(res.learners * res.gpus_per_learner / per_pod), per_pod
+def head_gpus(job: RLTrainingJob) -> int:
+    """GPUs of the head pod. The learner trains in the driver process, which KubeRay runs on the head,
+    so a GPU learner's GPUs must be there (data-parallel learners on GPU workers are not built yet)."""
+    return max(job.spec.cluster.head.gpu, math.ceil(job.spec.resources.gpus_per_learner))
 
 
 def entrypoint(resume: str) -> str:
@@ -293,18 +286,6 @@ def build_ray_job(job: RLTrainingJob, *, attempt: int, resume: str) -> Manifest:
                 group=spec.cluster.cpu_workers,
                 replicas=cpu_replicas,
                 gpus=0,
-                attempt=attempt,
-            )
-        )
-    gpu_replicas, gpus = gpu_worker_layout(job)
-    if gpu_replicas > 0:
-        workers.append(
-            _worker_group(
-                job,
-                name="learners",
-                group=spec.cluster.gpu_workers,
-                replicas=gpu_replicas,
-                gpus=gpus,
                 attempt=attempt,
             )
         )

@@ -31,14 +31,14 @@ def _job(**spec: Any) -> Any:
 CASES: dict[str, dict[str, Any]] = {
     "cpu_only": {},
     "gpu_learner": {
-        "resources": {"envRunners": 8, "learners": 2, "gpusPerLearner": 1},
+        "resources": {"envRunners": 8, "gpusPerLearner": 1},
         "cluster": {
             "image": "kuberl/trainer:0.1.0-cuda",
             "nodeSelector": {"pool": "rl"},
             "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
             "priorityClassName": "training",
             "serviceAccount": "kuberl-trainer",
-            "gpuWorkers": {"gpu": 1, "cpu": "8", "memory": "32Gi", "nodeSelector": {"gpu": "a100"}},
+            "head": {"cpu": "8", "memory": "32Gi"},
         },
     },
     "s3_secret": {
@@ -74,18 +74,25 @@ def test_ray_job_validates_against_kuberay(case: str, attempt: int, rayjob_valid
     assert not errors, "\n".join(f"{list(e.path)}: {e.message}" for e in errors)
 
 
-def test_gpu_workers_only_with_gpus() -> None:
+def test_gpu_learner_gets_its_gpus_on_the_head() -> None:
+    """The learner trains in the driver, which KubeRay runs on the head pod."""
     cpu = build_ray_job(_job(), attempt=0, resume="auto")
     groups = cpu["spec"]["rayClusterSpec"]["workerGroupSpecs"]
     assert [g["groupName"] for g in groups] == ["env-runners"]
     assert "nvidia.com/gpu" not in str(cpu)
+    assert cpu["spec"]["rayClusterSpec"]["headGroupSpec"]["rayStartParams"]["num-gpus"] == "0"
     gpu = build_ray_job(_job(**CASES["gpu_learner"]), attempt=0, resume="auto")
-    learners = gpu["spec"]["rayClusterSpec"]["workerGroupSpecs"][1]
-    assert learners["replicas"] == 2
-    assert learners["rayStartParams"]["num-gpus"] == "1"
-    container = learners["template"]["spec"]["containers"][0]
+    head = gpu["spec"]["rayClusterSpec"]["headGroupSpec"]
+    assert head["rayStartParams"]["num-gpus"] == "1"
+    container = head["template"]["spec"]["containers"][0]
     assert container["resources"]["limits"]["nvidia.com/gpu"] == 1
-    assert learners["template"]["spec"]["nodeSelector"] == {"pool": "rl", "gpu": "a100"}
+    assert head["template"]["spec"]["nodeSelector"] == {"pool": "rl"}
+    assert head["template"]["spec"]["tolerations"][0]["key"] == "nvidia.com/gpu"
+    workers = gpu["spec"]["rayClusterSpec"]["workerGroupSpecs"]
+    for w in workers:
+        limits = w["template"]["spec"]["containers"][0]["resources"]["limits"]
+        assert "nvidia.com/gpu" not in limits
+    assert all(w["rayStartParams"]["num-gpus"] == "0" for w in workers)
 
 
 def test_secret_values_never_inlined() -> None:

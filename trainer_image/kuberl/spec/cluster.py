@@ -50,11 +50,15 @@ class Toleration(WireModel):
 
 
 class HeadGroupSpec(WireModel):
-    """The Ray head pod. It runs the trainer driver (and the learner when no GPU workers are used)."""
+    """The Ray head pod. It runs the trainer driver and the learner, so a GPU learner's GPUs are here."""
 
     cpu: Quantity = Field("2", description="CPU request and limit of the head container.")
     memory: Quantity = Field("4Gi", description="Memory request and limit of the head container.")
-    gpu: int = Field(0, ge=0, description="GPUs on the head pod (a learner on the head uses them).")
+    gpu: int = Field(
+        0,
+        ge=0,
+        description="GPUs on the head pod; at least ceil(resources.gpusPerLearner) are given whatever this says.",
+    )
 
 
 class WorkerGroupSpec(WireModel):
@@ -63,7 +67,7 @@ class WorkerGroupSpec(WireModel):
     replicas: int | None = Field(
         None,
         ge=0,
-        description="Worker pods; default: enough for resources.envRunners (CPU) or learners (GPU).",
+        description="Worker pods; default: enough for resources.envRunners at resources.cpusPerRunner each.",
     )
     cpu: Quantity = Field("2", description="CPU request and limit per worker pod.")
     memory: Quantity = Field("4Gi", description="Memory request and limit per worker pod.")
@@ -87,11 +91,7 @@ class ClusterSpec(WireModel):
     )
     head: HeadGroupSpec = Field(default_factory=HeadGroupSpec, description="The head pod.")
     cpu_workers: WorkerGroupSpec = Field(
-        default_factory=WorkerGroupSpec, description="CPU worker group hosting the EnvRunner actors."
-    )
-    gpu_workers: WorkerGroupSpec = Field(
-        default_factory=lambda: WorkerGroupSpec(gpu=1, cpu="4", memory="16Gi"),
-        description="GPU worker group hosting learners when resources.gpusPerLearner > 0.",
+        default_factory=WorkerGroupSpec, description="Worker group hosting the EnvRunner actors."
     )
     node_selector: dict[str, str] = Field(
         default_factory=dict, description="Node selector for every Ray pod."

@@ -48,12 +48,26 @@ class ResourcesSpec(WireModel):
         1.0, description="CPUs reserved per EnvRunner actor."
     )
     learners: PositiveInt = Field(
-        1, description="Learner processes; more than one trains data-parallel with torch DDP."
+        1,
+        description=(
+            "Learner processes. Only 1 for now: the learner runs in the driver (on the Ray head on Kubernetes); "
+            "data-parallel learners are planned."
+        ),
     )
     gpus_per_learner: Annotated[float, Field(ge=0)] = Field(
         0.0, description="GPUs per learner. 0 trains on CPU; more than 0 requires CUDA."
     )
     cpus_per_learner: Annotated[float, Field(gt=0)] = Field(1.0, description="CPUs reserved per learner.")
+
+    @field_validator("learners")
+    @classmethod
+    def _one_learner(cls, v: int) -> int:
+        if v > 1:
+            raise ValueError(
+                f"{v} learners: data-parallel learners are not available yet; use learners: 1 "
+                "(with gpusPerLearner for a GPU)"
+            )
+        return v
 
 
 class SecretRef(WireModel):
