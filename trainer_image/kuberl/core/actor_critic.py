@@ -212,5 +212,7 @@ class ActorCriticLearner(Learner):
         """Apply gradients computed elsewhere (an A3C runner); returns their global norm before clipping."""
         self.update_lr(timesteps)
         for name, p in self.module.named_parameters():
-            p.grad = torch.as_tensor(np.asarray(grads[name]), device=self.device).clone()
+            p.grad = torch.from_numpy(np.array(grads[name], dtype=np.float32)).to(
+                self.device
+            )  # copy: Ray's arrays are read-only
         return self._clip_and_step()
