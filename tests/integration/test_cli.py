@@ -108,3 +108,35 @@ def test_run_then_evaluate_then_plot(tmp_path: Path) -> None:
     pl = kuberl("plot", str(run), cwd=tmp_path)
     assert pl.returncode == 0, pl.stderr
     assert (run / "learning_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_no_ray_without_env_runners_and_video(tmp_path: Path) -> None:
+    """envRunners: 0 trains without importing Ray at all; evaluate --video writes MP4s."""
+    (tmp_path / "job.yaml").write_text(GOOD)
+    code = (
+        "import sys; from kuberl.cli import main; rc = main(['run', 'job.yaml', '--no-progress']);"
+        "print('RAY_LOADED' if 'ray' in sys.modules else 'NO_RAY'); sys.exit(rc)"
+    )
+    res = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert res.returncode == 0, res.stderr
+    assert "NO_RAY" in res.stdout
+    ev = kuberl(
+        "evaluate",
+        str(tmp_path / "runs" / "cli-test" / "checkpoints"),
+        "--episodes",
+        "1",
+        "--video",
+        str(tmp_path / "videos"),
+        cwd=tmp_path,
+    )
+    assert ev.returncode == 0, ev.stderr
+    videos = list((tmp_path / "videos").glob("*.mp4"))
+    assert videos
+    assert videos[0].stat().st_size > 1000

@@ -320,7 +320,10 @@ class Algorithm:
     def checkpoint_files(self) -> dict[str, bytes]:
         buf = io.BytesIO()
         torch.save(self.get_state(), buf)
-        spec = json.dumps(self.job.to_wire(), indent=2).encode()
+        # Only the fields the user set: defaults may change between versions, and a checkpoint must
+        # stay loadable when they do.
+        doc = self.job.model_dump(mode="json", by_alias=True, exclude_unset=True)
+        spec = json.dumps(doc, indent=2).encode()
         return {STATE_FILE: buf.getvalue(), SPEC_FILE: spec}
 
     def load_checkpoint_files(self, files: Mapping[str, bytes]) -> None:
