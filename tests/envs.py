@@ -46,3 +46,77 @@ class ChainEnv(gym.Env[np.ndarray, np.int64]):
 
 def make_chain(config: dict[str, Any]) -> ChainEnv:
     return ChainEnv(config)
+
+
+class BrightSide(gym.Env[np.ndarray, np.int64]):
+    """A small image task: a bright block sits in the left or right half; the action must name the side.
+
+    Random play earns half the reward; an agent must read the pixels to do better.
+    """
+
+    def __init__(self, config: dict[str, Any] | None = None) -> None:
+        self.size = int((config or {}).get("size", 12))
+        self.observation_space = gym.spaces.Box(0, 255, shape=(self.size, self.size, 1), dtype=np.uint8)
+        self.action_space = gym.spaces.Discrete(2)
+        self.side = 0
+        self.t = 0
+
+    def _obs(self) -> np.ndarray:
+        img = np.zeros((self.size, self.size, 1), dtype=np.uint8)
+        row = int(self.np_random.integers(0, self.size - 2))
+        half = self.size // 2
+        col = int(self.np_random.integers(0, half - 2)) + (half if self.side else 0)
+        img[row : row + 2, col : col + 2] = 255
+        return img
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        super().reset(seed=seed)
+        self.t = 0
+        self.side = int(self.np_random.integers(0, 2))
+        return self._obs(), {}
+
+    def step(self, action: np.int64) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        reward = 1.0 if int(action) == self.side else 0.0
+        self.t += 1
+        self.side = int(self.np_random.integers(0, 2))
+        return self._obs(), reward, False, self.t >= 8, {}
+
+
+class MatchTarget(gym.Env[dict[str, Any], np.int64]):
+    """Dict observations: choose the action equal to obs["target"] (a Discrete) while obs["noise"] (a Box)
+    carries nothing. Random play earns a third of the reward."""
+
+    def __init__(self, config: dict[str, Any] | None = None) -> None:
+        self.observation_space = gym.spaces.Dict(
+            {"noise": gym.spaces.Box(-1, 1, shape=(2,), dtype=np.float32), "target": gym.spaces.Discrete(3)}
+        )
+        self.action_space = gym.spaces.Discrete(3)
+        self.target = 0
+        self.t = 0
+
+    def _obs(self) -> dict[str, Any]:
+        self.target = int(self.np_random.integers(0, 3))
+        noise = self.np_random.uniform(-1, 1, size=2).astype(np.float32)
+        return {"noise": noise, "target": self.target}
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        super().reset(seed=seed)
+        self.t = 0
+        return self._obs(), {}
+
+    def step(self, action: np.int64) -> tuple[dict[str, Any], float, bool, bool, dict[str, Any]]:
+        reward = 1.0 if int(action) == self.target else 0.0
+        self.t += 1
+        return self._obs(), reward, False, self.t >= 6, {}
+
+
+def make_bright_side(config: dict[str, Any]) -> BrightSide:
+    return BrightSide(config)
+
+
+def make_match_target(config: dict[str, Any]) -> MatchTarget:
+    return MatchTarget(config)

@@ -29,6 +29,7 @@ from kuberl.core.env_factory import make_vector_env, seeds_for
 from kuberl.core.env_runner import Rollout, RunnerConfig
 from kuberl.core.models import action_distribution, flatten_obs
 from kuberl.core.normalizer import RunningStats
+from kuberl.core.preprocess import batch_of_one, is_single
 from kuberl.core.runner_group import EnvRunnerGroup
 from kuberl.spec import RLTrainingJob, RLTrainingJobSpec, load_job, parse_job
 from kuberl.spec.algorithms import AlgorithmConfigBase
@@ -210,11 +211,8 @@ class Algorithm:
     # -- inference ---------------------------------------------------------------------------------
     def compute_actions(self, obs: np.ndarray, *, explore: bool = False) -> np.ndarray:
         """Actions for a batch of raw observations [B, ...] (or one observation)."""
-        raw = np.asarray(obs)
-        single = raw.shape == (self.obs_space.shape or ())
-        if single:
-            raw = raw[None]
-        flat = flatten_obs(self.obs_space, raw)
+        single = is_single(self.obs_space, obs)
+        flat = flatten_obs(self.obs_space, batch_of_one(self.obs_space, obs) if single else obs)
         if self.obs_filter is not None:
             flat = self.obs_filter.normalize(flat)
         module = self.policy_module()

@@ -18,6 +18,7 @@ from kuberl.core.env_factory import import_object, make_vector_env, seeds_for, s
 from kuberl.core.models import flatten_obs, load_numpy_weights
 from kuberl.core.normalizer import RunningStats
 from kuberl.core.policy import RunnerPolicy
+from kuberl.core.preprocess import batch_of_one
 from kuberl.core.sample_batch import Columns, SampleBatch
 from kuberl.spec.algorithms import ModelConfig
 
@@ -155,7 +156,7 @@ class EnvRunner:
                 self._ep_len[done] = 0
                 final_obs = info["final_obs"]
                 for i in np.flatnonzero(done):
-                    final = self._prep(np.asarray(final_obs[i])[None])
+                    final = self._prep(batch_of_one(self.obs_space, final_obs[i]))
                     if next_obs_buf is not None:
                         next_obs_buf[t, i] = final[0]
                     if truncated[i] and not terminated[i]:

@@ -14,25 +14,22 @@ import torch
 from torch import nn
 
 from kuberl.core.distributions import ActionDistribution, Categorical, DiagGaussian
+from kuberl.core.encoders import CNNEncoder
 from kuberl.core.env_factory import import_object
+from kuberl.core.preprocess import flat_dim, flatten_batch, image_layout
 from kuberl.spec.algorithms import ModelConfig
 
 _ACTIVATIONS: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU, "silu": nn.SiLU}
 
 
 def obs_dim(space: gym.Space[Any]) -> int:
-    """Size of the flattened observation (Box flattened, Discrete one-hot)."""
-    return int(gym.spaces.flatdim(space))
+    """Size of the flattened observation (see kuberl.core.preprocess)."""
+    return flat_dim(space)
 
 
-def flatten_obs(space: gym.Space[Any], obs: np.ndarray) -> np.ndarray:
-    """A batch [B, ...] of observations → float32 [B, obs_dim]."""
-    if isinstance(space, gym.spaces.Discrete):
-        return np.eye(int(space.n), dtype=np.float32)[np.asarray(obs, dtype=np.int64) - int(space.start)]
-    if isinstance(space, gym.spaces.Box):
-        arr = np.asarray(obs, dtype=np.float32)
-        return arr.reshape(arr.shape[0], -1)
-    raise TypeError(f"observation space {space} is not supported yet (Box and Discrete are)")
+def flatten_obs(space: gym.Space[Any], obs: Any) -> np.ndarray:
+    """A batch [B, ...] of observations of any supported space → float32 [B, obs_dim]."""
+    return flatten_batch(space, obs)
 
 
 def action_distribution(space: gym.Space[Any]) -> ActionDistribution:
@@ -69,11 +66,19 @@ def mlp(sizes: list[int], activation: str, *, out: int | None = None, out_gain: 
 
 
 class ActorCritic(nn.Module):
-    """MLP policy and value heads, shared trunk or two separate MLPs (``vf_share_layers``)."""
+    """Policy and value heads on an MLP, shared or separate (``vf_share_layers``). Image observations
+    first pass a CNN encoder shared by both heads (``conv_filters``; a default by image size)."""
 
     def __init__(self, obs_space: gym.Space[Any], action_space: gym.Space[Any], config: ModelConfig) -> None:
         super().__init__()
-        n_in = obs_dim(obs_space)
+        use_cnn = config.conv_filters is not None or image_layout(obs_space) is not None
+        self.encoder: nn.Module | None = None
+        if use_cnn:
+            filters = [tuple(f) for f in config.conv_filters] if config.conv_filters else None
+            self.encoder = CNNEncoder(obs_space, filters, config.conv_activation)  # type: ignore[arg-type]
+            n_in = self.encoder.out_dim
+        else:
+            n_in = obs_dim(obs_space)
         hidden = list(config.fcnet_hiddens)
         n_out = dist_input_dim(action_space)
         self.continuous = isinstance(action_space, gym.spaces.Box)
@@ -91,6 +96,8 @@ class ActorCritic(nn.Module):
             self.log_std = nn.Parameter(torch.zeros(n_out // 2))
 
     def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.encoder is not None:
+            obs = self.encoder(obs)
         if self.shared:
             h = self.trunk(obs)
             dist_in, value = self.pi_head(h), self.vf_head(h)

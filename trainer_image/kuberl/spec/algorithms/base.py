@@ -19,6 +19,17 @@ class ModelConfig(WireModel):
     vf_share_layers: bool = Field(
         False, description="Share the hidden layers between policy and value heads (else two separate MLPs)."
     )
+    conv_filters: (
+        list[tuple[Annotated[int, Field(ge=1)], Annotated[int, Field(ge=1)], Annotated[int, Field(ge=1)]]]
+        | None
+    ) = Field(
+        None,
+        description=(
+            "CNN for image observations as [[out_channels, kernel, stride], …]. Default for image spaces: "
+            "the Nature CNN (≥ 36 px a side) or two small layers."
+        ),
+    )
+    conv_activation: Literal["relu", "elu", "silu", "tanh"] = Field("relu", description="CNN activation.")
     free_log_std: bool = Field(
         True, description="Continuous actions: a state-independent learned log-std (else the net outputs it)."
     )
