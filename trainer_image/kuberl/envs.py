@@ -42,7 +42,8 @@ def make(config: dict[str, Any]) -> gym.Env[Any, Any]:
     if grayscale:
         env = gym.wrappers.GrayscaleObservation(env, keep_dim=True)
     if resize is not None:
-        env = gym.wrappers.ResizeObservation(env, tuple(int(x) for x in resize))
+        height, width = (int(x) for x in resize)
+        env = gym.wrappers.ResizeObservation(env, (height, width))
     if frame_stack > 1:
         env = gym.wrappers.FrameStackObservation(env, frame_stack)
     return env
