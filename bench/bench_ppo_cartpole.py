@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import run_interleaved, run_one, table  # noqa: E402
+from harness import run_interleaved, run_one, table
 
 HERE = Path(__file__).resolve().parent
 RUNNERS = {
