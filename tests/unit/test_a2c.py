@@ -240,3 +240,25 @@ def test_save_restore_gives_identical_actions(tmp_path: Path) -> None:
             torch.testing.assert_close(restored["optimizer"]["state"][k]["square_avg"], s["square_avg"])
     finally:
         fresh.stop()
+
+
+@pytest.mark.parametrize(
+    ("algorithm", "config"),
+    [
+        ("A2C", {"trainBatchSize": 64}),
+        ("A3C", {"minSampleTimestepsPerIteration": 80}),
+        ("PG", {"trainBatchSize": 200}),
+    ],
+)
+def test_continuous_actions_train(tmp_path: Path, algorithm: str, config: dict[str, Any]) -> None:
+    doc = job(tmp_path, config, algorithm)
+    doc["spec"]["env"] = "Pendulum-v1"
+    algo = build_algorithm(doc)
+    try:
+        result = algo.train()
+        actions = algo.compute_actions(np.zeros((3, 3), dtype=np.float32))
+    finally:
+        algo.stop()
+    stats = result["learner"]["default_policy"]
+    assert all(np.isfinite(stats[k]) for k in ("total_loss", "policy_loss", "vf_loss", "entropy"))
+    assert actions.shape == (3, 1)
