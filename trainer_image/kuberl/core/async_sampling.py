@@ -107,7 +107,9 @@ class AsyncSampler:
             ready = list(dict.fromkeys([*ready, *more]))
         out: list[VersionedRollout] = []
         for ref in ready:
-            req = self._pending.pop(ref)
+            req = self._pending.pop(ref, None)
+            if req is None:  # a request of a runner recreated earlier in this loop
+                continue
             try:
                 rollout = ray.get(ref)
             except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError) as exc:
@@ -178,7 +180,10 @@ class FragmentQueue:
     def take(self, learner_version: int) -> tuple[SampleBatch, list[int]]:
         items = self._items[: self.fragments_per_batch]
         del self._items[: self.fragments_per_batch]
-        batch = SampleBatch.concat_envs([i.rollout.batch for i in items])
+        if len(items) == 1:  # own the arrays: those from Ray's object store are read-only views
+            batch = SampleBatch({k: np.array(v) for k, v in items[0].rollout.batch.items()})
+        else:
+            batch = SampleBatch.concat_envs([i.rollout.batch for i in items])
         return batch, [learner_version - i.weights_version for i in items]
 
     def clear(self) -> None:
