@@ -49,3 +49,36 @@ def test_sac_pendulum_reaches_200_within_20k_steps(tmp_path: Path) -> None:
     steps, ret = history[-1]
     assert ret >= THRESHOLD, f"evaluation returns by env step: {[(s, round(r)) for s, r in history]}"
     assert steps <= BUDGET
+
+
+@pytest.mark.learning
+@pytest.mark.usefixtures("ray_session")
+def test_discrete_sac_cartpole_reaches_400_within_30k_steps(tmp_path: Path) -> None:
+    """The discrete-action variant (Christodoulou 2019) on CartPole-v1, from the Pendulum example's
+    settings with a lower target entropy (the paper's 0.98·log 2 keeps the policy nearly uniform)."""
+    doc = apply_overrides(
+        read_document(ROOT / "examples" / "sac-pendulum.yaml"),
+        [
+            f"seed={SEED}",
+            f"runDir={tmp_path}",
+            "env=CartPole-v1",
+            "config.target_entropy=0.35",
+            "resources.envRunners=1",
+            "evaluation.interval=0",
+        ],
+    )
+    algo = build_algorithm(doc)
+    history: list[tuple[int, float]] = []
+    next_eval = 1000 + EVAL_EVERY
+    try:
+        while algo.timesteps < 30_000:
+            algo.train()
+            if algo.timesteps >= next_eval:
+                next_eval += 2 * EVAL_EVERY
+                history.append((algo.timesteps, algo.evaluate(10, explore=False)["episode_return_mean"]))
+                if history[-1][1] >= 400:
+                    break
+    finally:
+        algo.stop()
+    assert history, "no evaluation ran"
+    assert history[-1][1] >= 400, f"evaluation returns by env step: {[(s, round(r)) for s, r in history]}"
