@@ -174,3 +174,18 @@ def test_replay_left_out_of_checkpoints_by_default(tmp_path: Path) -> None:
         assert "replay" not in algo.algorithm_state()
     finally:
         algo.stop()
+
+
+def test_prioritized_replay_and_n_step_train_and_write_priorities(tmp_path: Path) -> None:
+    algo = build_algorithm(
+        job(tmp_path, replay_buffer_config={"type": "PrioritizedReplayBuffer", "capacity": 1000}, n_step=3)
+    )
+    assert isinstance(algo, SAC)
+    try:
+        for _ in range(3):
+            stats = algo.train()["learner"]["default_policy"]
+        assert math.isfinite(stats["critic_loss"])
+        priorities = algo.buffer.priorities(np.arange(len(algo.buffer)))  # type: ignore[attr-defined]
+        assert len(np.unique(np.round(priorities, 6))) > 10  # TD errors were written back
+    finally:
+        algo.stop()
