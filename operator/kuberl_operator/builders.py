@@ -92,11 +92,14 @@ def trainer_port(job: RLTrainingJob) -> int:
 
 
 def job_document(job: RLTrainingJob) -> Manifest:
-    """What the trainer reads from the mounted ConfigMap: the spec as the user wrote it, normalized."""
+    """What the trainer reads from the mounted ConfigMap: the fields the user set, in camelCase.
+
+    Defaults are left out on purpose: the trainer image may run another kuberl version than the operator,
+    and it should apply its own defaults rather than fail on a field it no longer has."""
     meta: Manifest = {"name": job.metadata.name}
     if job.metadata.namespace:
         meta["namespace"] = job.metadata.namespace
-    spec: Manifest = job.spec.to_wire()
+    spec: Manifest = job.spec.model_dump(mode="json", by_alias=True, exclude_unset=True)
     # The discriminator lives in spec.algorithm; the trainer re-injects it when it parses the document.
     if isinstance(spec.get("config"), dict):
         spec["config"].pop("algorithm", None)

@@ -69,3 +69,12 @@ def test_discounted_returns_is_lambda_one_monte_carlo() -> None:
     np.testing.assert_allclose(
         ret[:, 0], [1 + 0.5 * (1 + 0.5 * (1 + 0.5 * 4)), 1 + 0.5 * (1 + 0.5 * 4), 1 + 0.5 * 4]
     )
+
+
+def test_discounted_returns_ignore_next_values_inside_an_episode() -> None:
+    # V(s1) = 7 sits in next_values[0]; it must not leak into the return of step 0.
+    r = col(1, 1)
+    nv = col(7, 3)
+    f = np.zeros((2, 1), dtype=bool)
+    ret = discounted_returns(r, nv, f, f, gamma=0.5)
+    np.testing.assert_allclose(ret[:, 0], [1 + 0.5 * (1 + 0.5 * 3), 1 + 0.5 * 3])
