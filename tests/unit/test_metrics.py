@@ -320,3 +320,26 @@ def test_import_is_light() -> None:
     code = f"{imports}; print(sorted({heavy} & set(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_policy_lag_of_asynchronous_algorithms_is_exported() -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from kuberl.metrics import TrainerMetrics
+
+    m = TrainerMetrics(job="j", namespace="n", algorithm="APPO")
+    m.update(
+        {
+            "training_iteration": 1,
+            "timesteps_total": 10,
+            "learner": {"default_policy": {"policy_lag_mean": 3.5}},
+        }
+    )
+    text = m.exposition().decode()
+    samples = {
+        s.name: s.value
+        for f in text_string_to_metric_families(text)
+        for s in f.samples
+        if s.name.endswith("lag")
+    }
+    assert samples == {"kuberl_learner_policy_lag": 3.5}

@@ -57,6 +57,7 @@ _LEARNER_GAUGES: dict[str, tuple[str, ...]] = {
     "kl": ("kl", "mean_kl"),
     "learning_rate": ("lr", "learning_rate", "cur_lr"),
     "grad_norm": ("grad_norm", "gradient_norm", "global_grad_norm"),
+    "policy_lag": ("policy_lag_mean", "policy_lag"),
 }
 
 # Episode statistics: result key -> gauge attribute.
@@ -163,6 +164,11 @@ class TrainerMetrics:
         )
         self.learner_learning_rate = gauge(
             "kuberl_learner_learning_rate", "Optimizer learning rate.", _POLICY_LABELS
+        )
+        self.learner_policy_lag = gauge(
+            "kuberl_learner_policy_lag",
+            "Mean policy lag of the last iteration's batches, in learner updates (asynchronous algorithms).",
+            _POLICY_LABELS,
         )
         self.learner_grad_norm = gauge(
             "kuberl_learner_grad_norm", "Global gradient norm at the last update.", _POLICY_LABELS
