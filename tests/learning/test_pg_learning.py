@@ -1,7 +1,7 @@
 """PG (REINFORCE with a baseline) learns CartPole-v1: fixed seed (KUBERL_TEST_SEED, default 0), a Ray
 env runner, bounded budget.
 
-Over seeds 0–2 (one Ray runner) the example reached a 100-episode mean of 300 in 163k–212k steps (see
+Over seeds 0–4 (one Ray runner) the example reached a 100-episode mean of 300 in 163k–241k steps (see
 docs/algorithms/pg.md), well inside the 500k budget.
 """
 
