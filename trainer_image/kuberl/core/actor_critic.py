@@ -54,7 +54,8 @@ def advantages_and_targets(
 def loss_batch(batch: SampleBatch, *, gamma: float, lambda_: float, use_gae: bool) -> SampleBatch:
     """A sampled [T, N] batch → the flat [T*N] columns the loss needs, advantages added."""
     adv, targets = advantages_and_targets(batch, gamma=gamma, lambda_=lambda_, use_gae=use_gae)
-    with_adv = SampleBatch({k: batch[k] for k in LOSS_COLUMNS if k in batch})
+    # Copies: arrays from Ray's object store are read-only, which torch warns about when wrapping them.
+    with_adv = SampleBatch({k: np.array(batch[k]) for k in LOSS_COLUMNS if k in batch})
     with_adv[Columns.ADVANTAGES] = adv
     with_adv[Columns.VALUE_TARGETS] = targets
     return with_adv.flatten()
