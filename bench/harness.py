@@ -32,8 +32,13 @@ def tree_rss(proc: psutil.Process) -> int:
     return total
 
 
-def run_one(name: str, argv: Sequence[str], seed: int, *, extra: Sequence[str] = ()) -> dict[str, Any]:
-    """One child run; peak memory sampled every 50 ms."""
+def run_one(
+    name: str, argv: Sequence[str], seed: int, *, extra: Sequence[str] = (), timeout_s: float | None = None
+) -> dict[str, Any]:
+    """One child run; peak memory sampled every 50 ms; killed (counted unsolved) after `timeout_s`.
+
+    A child may also report `eval_s` (time spent evaluating inside training) and `history`; then
+    `train_excl_eval_s` is the training time without the evaluations."""
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled", "PYTHONUNBUFFERED": "1"}
     t0 = time.time()
     child = subprocess.Popen(
@@ -48,6 +53,8 @@ def run_one(name: str, argv: Sequence[str], seed: int, *, extra: Sequence[str] =
     while child.poll() is None:
         with contextlib.suppress(psutil.Error):
             peak = max(peak, tree_rss(proc))
+        if timeout_s is not None and time.time() - t0 > timeout_s:
+            child.kill()
         time.sleep(0.05)
     out = child.stdout.read() if child.stdout else ""
     lines = [line for line in out.splitlines() if line.startswith("{")]
@@ -55,7 +62,13 @@ def run_one(name: str, argv: Sequence[str], seed: int, *, extra: Sequence[str] =
         return {"framework": name, "seed": seed, "solved": False, "peak_mb": peak / 2**20}
     r = json.loads(lines[-1])
     solved = r["solved"] is not None
+    optional: dict[str, Any] = {}
+    if "eval_s" in r:
+        optional["train_excl_eval_s"] = (r["solved"] - r["train_start"] - r["eval_s"]) if solved else None
+    if "history" in r:
+        optional["history"] = r["history"]
     return {
+        **optional,
         "framework": name,
         "seed": seed,
         "solved": solved,
@@ -80,13 +93,17 @@ def run_interleaved(
     return runs
 
 
-def _median(xs: list[Any]) -> float | None:
+def median(xs: list[Any]) -> float | None:
     vals = [x for x in xs if x is not None]
     return statistics.median(vals) if vals else None
 
 
-def _fmt(x: float | None, spec: str = ".1f") -> str:
+def fmt(x: float | None, spec: str = ".1f") -> str:
     return "—" if x is None else format(x, spec)
+
+
+def ratio(a: float | None, b: float | None) -> str:
+    return f"{a / b:.1f}×" if a and b else "—"
 
 
 def table(runs: list[dict[str, Any]], *, title: str, baseline: str = "kuberl") -> str:
@@ -97,16 +114,13 @@ def table(runs: list[dict[str, Any]], *, title: str, baseline: str = "kuberl") -
         rs = [r for r in runs if r["framework"] == n]
         summary[n] = {
             "solved": f"{sum(bool(r['solved']) for r in rs)}/{len(rs)}",
-            "proc": _median([r.get("from_process_s") for r in rs]),
-            "train": _median([r.get("from_train_s") for r in rs]),
-            "startup": _median([r.get("startup_s") for r in rs]),
-            "steps": _median([r["steps"] for r in rs if r.get("solved")]),
-            "mem": _median([r["peak_mb"] for r in rs]),
+            "proc": median([r.get("from_process_s") for r in rs]),
+            "train": median([r.get("from_train_s") for r in rs]),
+            "startup": median([r.get("startup_s") for r in rs]),
+            "steps": median([r["steps"] for r in rs if r.get("solved")]),
+            "mem": median([r["peak_mb"] for r in rs]),
         }
     base = summary.get(baseline, {})
-
-    def ratio(a: float | None, b: float | None) -> str:
-        return f"{a / b:.1f}×" if a and b else "—"
 
     seeds = sorted({r["seed"] for r in runs})
     lines = [
@@ -120,8 +134,8 @@ def table(runs: list[dict[str, Any]], *, title: str, baseline: str = "kuberl") -
     for n in names:
         s = summary[n]
         lines.append(
-            f"| {n} | {s['solved']} | {_fmt(s['proc'])} | {_fmt(s['train'])} | {_fmt(s['startup'])} "
-            f"| {_fmt(s['steps'], ',.0f')} | {_fmt(s['mem'], '.0f')} "
+            f"| {n} | {s['solved']} | {fmt(s['proc'])} | {fmt(s['train'])} | {fmt(s['startup'])} "
+            f"| {fmt(s['steps'], ',.0f')} | {fmt(s['mem'], '.0f')} "
             f"| {ratio(s['proc'], base.get('proc'))} / {ratio(s['train'], base.get('train'))} |"
         )
     return "\n".join(lines)
