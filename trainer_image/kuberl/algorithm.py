@@ -156,14 +156,35 @@ class Algorithm:
     def sample(self) -> list[Rollout]:
         rollouts = self.runners.sample()
         for r in rollouts:
-            self.returns.extend(r.episode_returns)
-            self.lengths.extend(r.episode_lengths)
-            self.episodes_total += len(r.episode_returns)
-            self.env_restarts += r.env_restarts
-            self.timesteps += r.batch.env_steps
-            if self.obs_filter is not None and r.filter_delta is not None:
-                self.obs_filter.merge(r.filter_delta)
+            self.record_rollout(r)
         return rollouts
+
+    def record_rollout(self, r: Rollout) -> None:
+        """Episode, step and observation-filter bookkeeping for experience that arrived from a runner."""
+        self.record_experience(
+            episode_returns=r.episode_returns,
+            episode_lengths=r.episode_lengths,
+            env_steps=r.batch.env_steps,
+            env_restarts=r.env_restarts,
+            filter_delta=r.filter_delta,
+        )
+
+    def record_experience(
+        self,
+        *,
+        episode_returns: list[float],
+        episode_lengths: list[int],
+        env_steps: int,
+        env_restarts: int,
+        filter_delta: RunningStats | None,
+    ) -> None:
+        self.returns.extend(episode_returns)
+        self.lengths.extend(episode_lengths)
+        self.episodes_total += len(episode_returns)
+        self.env_restarts += env_restarts
+        self.timesteps += env_steps
+        if self.obs_filter is not None and filter_delta is not None:
+            self.obs_filter.merge(filter_delta)
 
     def train(self) -> dict[str, Any]:
         """Run one training iteration and return its result dict."""

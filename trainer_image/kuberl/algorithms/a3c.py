@@ -248,14 +248,13 @@ class A3C(Algorithm):
         self.pool.submit(i, self.get_weights(), filter_state, self.version)
 
     def _count(self, g: Gradient) -> None:
-        """The episode and step counters the base class keeps for synchronous sampling."""
-        self.returns.extend(g.episode_returns)
-        self.lengths.extend(g.episode_lengths)
-        self.episodes_total += len(g.episode_returns)
-        self.env_restarts += g.env_restarts
-        self.timesteps += g.env_steps
-        if self.obs_filter is not None and g.filter_delta is not None:
-            self.obs_filter.merge(g.filter_delta)
+        self.record_experience(
+            episode_returns=g.episode_returns,
+            episode_lengths=g.episode_lengths,
+            env_steps=g.env_steps,
+            env_restarts=g.env_restarts,
+            filter_delta=g.filter_delta,
+        )
 
     def training_step(self) -> StepOutcome:
         cfg = self.config

@@ -13,20 +13,15 @@ Reads top to bottom like the paper:
 
 from __future__ import annotations
 
-import math
-import time
 from collections.abc import Mapping
 from typing import Any
 
-import numpy as np
 import torch
 
-from kuberl.algorithm import Algorithm, StepOutcome
-from kuberl.core.async_sampling import AsyncSampler, FragmentQueue, ReplaySlots, sequence_minibatches
+from kuberl.core.async_algorithm import AsyncVTraceAlgorithm
+from kuberl.core.async_sampling import sequence_minibatches
 from kuberl.core.distributions import ActionDistribution
-from kuberl.core.env_runner import Rollout
-from kuberl.core.learner import Learner, select_device
-from kuberl.core.models import action_distribution, build_model
+from kuberl.core.learner import Learner
 from kuberl.core.sample_batch import Columns, SampleBatch
 from kuberl.core.vtrace import vtrace
 from kuberl.spec.algorithms.impala import IMPALAConfig
@@ -141,113 +136,13 @@ class IMPALALearner(Learner):
 # ---------------------------------------------------------------------------------------------------
 
 
-class IMPALA(Algorithm):
+class IMPALA(AsyncVTraceAlgorithm):
+    """Asynchronous sampling, queueing and broadcasting: kuberl.core.async_algorithm."""
+
     name = "IMPALA"
     config: IMPALAConfig
 
-    def rollout_length(self) -> int:
-        return self.config.rollout_fragment_length
-
-    def runner_overrides(self) -> dict[str, Any]:
-        # s' for every step: V-trace bootstraps with the learner's current V(s') at truncations and
-        # fragment ends (the runner's V(s') is the behaviour network's).
-        return {"store_next_obs": True}
-
-    def setup(self) -> None:
-        cfg = self.config
-        res = self.spec.resources
-        module = build_model(self.obs_space, self.action_space, cfg.model)
-        device = select_device(res.gpus_per_learner, cpus_per_learner=res.cpus_per_learner)
-        self.learner = IMPALALearner(module, action_distribution(self.action_space), cfg, device)
-        self.torch_gen = torch.Generator().manual_seed(self.spec.seed or 0)
-        fragment_steps = cfg.rollout_fragment_length * res.envs_per_runner
-        self.queue = FragmentQueue(max(1, math.ceil(cfg.train_batch_size / fragment_steps)))
-        self.replay = ReplaySlots(cfg.replay_buffer_num_slots, cfg.replay_proportion)
-        self.sampler = AsyncSampler(
-            self.runners, requests_per_runner=cfg.max_requests_in_flight_per_env_runner
-        )
-
-    def training_step(self) -> StepOutcome:
-        cfg = self.config
-        start_steps = self.timesteps
-        rollouts: list[Rollout] = []
-        stats_sum: dict[str, float] = {}
-        lags: list[int] = []
-        trained = updates = 0
-        timers = {"sample_wait": 0.0, "learn": 0.0, "broadcast": 0.0}
-        while updates == 0 or self.timesteps - start_steps < cfg.min_sample_timesteps_per_iteration:
-            t0 = time.perf_counter()
-            for item in self.sampler.poll():
-                self._record(item.rollout)
-                rollouts.append(item.rollout)
-                self.queue.put(item)
-            timers["sample_wait"] += time.perf_counter() - t0
-            while self.queue.ready():
-                t1 = time.perf_counter()
-                batch, batch_lags = self.queue.take(self.learner.version)
-                lags += batch_lags
-                for b in [batch, *self.replay.add_and_sample(batch, self.np_rng)]:
-                    stats = self.learner.update(b, timesteps=self.timesteps, generator=self.torch_gen)
-                    for k, v in stats.items():
-                        stats_sum[k] = stats_sum.get(k, 0.0) + v
-                    trained += b.env_steps
-                    updates += 1
-                t2 = time.perf_counter()
-                if self.learner.version - self.broadcast_version >= cfg.broadcast_interval:
-                    self.broadcast()
-                timers["learn"] += t2 - t1
-                timers["broadcast"] += time.perf_counter() - t2
-        learner_stats = {k: v / updates for k, v in stats_sum.items()}
-        learner_stats.update(
-            policy_lag_mean=float(np.mean(lags)),
-            policy_lag_max=float(np.max(lags)),
-            num_updates=float(updates),
-            weights_version=float(self.learner.version),
-            learner_queue_size=float(len(self.queue)),
-        )
-        return StepOutcome(
-            rollouts=rollouts, env_steps_trained=trained, learner_stats=learner_stats, timers=timers
-        )
-
-    def _record(self, r: Rollout) -> None:
-        """Episode and step bookkeeping for one arrived fragment (Algorithm.sample() does this for
-        synchronous algorithms)."""
-        self.returns.extend(r.episode_returns)
-        self.lengths.extend(r.episode_lengths)
-        self.episodes_total += len(r.episode_returns)
-        self.env_restarts += r.env_restarts
-        self.timesteps += r.batch.env_steps
-        if self.obs_filter is not None and r.filter_delta is not None:
-            self.obs_filter.merge(r.filter_delta)
-
-    def broadcast(self) -> None:
-        """New weights for each runner's next request (non-blocking)."""
-        self.sampler.set_weights(
-            self.get_weights(),
-            self.obs_filter.state() if self.obs_filter is not None else None,
-            self.runner_options(),
-            version=self.learner.version,
-        )
-        self.broadcast_version = self.learner.version
-
-    def sync_weights(self) -> None:
-        # Blocking sync of every runner (at start and after a restore); fragments still in flight
-        # were sampled with other weights and are dropped.
-        super().sync_weights()
-        self.sampler.mark_synced(self.learner.version)
-        self.broadcast_version = self.learner.version
-        self.queue.clear()
-
-    def policy_module(self) -> torch.nn.Module:
-        return self.learner.module
-
-    def get_weights(self) -> dict[str, np.ndarray]:
-        return self.learner.get_weights()
-
-    def algorithm_state(self) -> dict[str, Any]:
-        return {"learner": self.learner.get_state(), "torch_gen": self.torch_gen.get_state()}
-
-    def set_algorithm_state(self, state: Mapping[str, Any]) -> None:
-        self.learner.set_state(state["learner"])
-        self.torch_gen.set_state(state["torch_gen"])
-        self.replay.clear()
+    def make_learner(
+        self, module: torch.nn.Module, dist: ActionDistribution, device: torch.device
+    ) -> IMPALALearner:
+        return IMPALALearner(module, dist, self.config, device)

@@ -1,0 +1,132 @@
+"""The driver side of IMPALA-style training (Espeholt et al. 2018), shared by IMPALA and APPO.
+
+Env runners keep sample requests in flight (kuberl.core.async_sampling); arriving fragments are queued,
+trained on as soon as a batch is full (plus optional replay), and new weights go out every
+`broadcast_interval` learner updates. The policy lag of every batch (learner version − the version the
+fragment was sampled with) is reported. The losses stay in each algorithm's own file.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import torch
+
+from kuberl.algorithm import Algorithm, StepOutcome
+from kuberl.core.async_sampling import AsyncSampler, FragmentQueue, ReplaySlots
+from kuberl.core.distributions import ActionDistribution
+from kuberl.core.env_runner import Rollout
+from kuberl.core.learner import select_device
+from kuberl.core.models import action_distribution, build_model
+
+
+class AsyncVTraceAlgorithm(Algorithm):
+    """Runners sample continuously; the learner trains on fragments as they arrive and broadcasts new
+    weights every `broadcast_interval` updates. Subclasses supply the learner (`make_learner`), whose
+    `update(batch, timesteps=, generator=)` returns stats and whose `version` counts its updates."""
+
+    config: Any
+    learner: Any
+
+    def make_learner(self, module: torch.nn.Module, dist: ActionDistribution, device: torch.device) -> Any:
+        raise NotImplementedError
+
+    def rollout_length(self) -> int:
+        return self.config.rollout_fragment_length
+
+    def runner_overrides(self) -> dict[str, Any]:
+        # s' for every step: V-trace bootstraps with the learner's current V(s') at truncations and
+        # fragment ends (the runner's V(s') is the behaviour network's).
+        return {"store_next_obs": True}
+
+    def setup(self) -> None:
+        cfg = self.config
+        res = self.spec.resources
+        module = build_model(self.obs_space, self.action_space, cfg.model)
+        device = select_device(res.gpus_per_learner, cpus_per_learner=res.cpus_per_learner)
+        self.learner = self.make_learner(module, action_distribution(self.action_space), device)
+        self.torch_gen = torch.Generator().manual_seed(self.spec.seed or 0)
+        fragment_steps = cfg.rollout_fragment_length * res.envs_per_runner
+        self.queue = FragmentQueue(max(1, math.ceil(cfg.train_batch_size / fragment_steps)))
+        self.replay = ReplaySlots(cfg.replay_buffer_num_slots, cfg.replay_proportion)
+        self.sampler = AsyncSampler(
+            self.runners, requests_per_runner=cfg.max_requests_in_flight_per_env_runner
+        )
+
+    def training_step(self) -> StepOutcome:
+        cfg = self.config
+        start_steps = self.timesteps
+        rollouts: list[Rollout] = []
+        stats_sum: dict[str, float] = {}
+        lags: list[int] = []
+        trained = updates = 0
+        timers = {"sample_wait": 0.0, "learn": 0.0, "broadcast": 0.0}
+        while updates == 0 or self.timesteps - start_steps < cfg.min_sample_timesteps_per_iteration:
+            t0 = time.perf_counter()
+            for item in self.sampler.poll():
+                self.record_rollout(item.rollout)
+                rollouts.append(item.rollout)
+                self.queue.put(item)
+            timers["sample_wait"] += time.perf_counter() - t0
+            while self.queue.ready():
+                t1 = time.perf_counter()
+                batch, batch_lags = self.queue.take(self.learner.version)
+                lags += batch_lags
+                for b in [batch, *self.replay.add_and_sample(batch, self.np_rng)]:
+                    stats = self.learner.update(b, timesteps=self.timesteps, generator=self.torch_gen)
+                    for k, v in stats.items():
+                        stats_sum[k] = stats_sum.get(k, 0.0) + v
+                    trained += b.env_steps
+                    updates += 1
+                t2 = time.perf_counter()
+                if self.learner.version - self.broadcast_version >= cfg.broadcast_interval:
+                    self.broadcast()
+                timers["learn"] += t2 - t1
+                timers["broadcast"] += time.perf_counter() - t2
+        learner_stats = {k: v / updates for k, v in stats_sum.items()}
+        learner_stats.update(
+            policy_lag_mean=float(np.mean(lags)),
+            policy_lag_max=float(np.max(lags)),
+            num_updates=float(updates),
+            weights_version=float(self.learner.version),
+            learner_queue_size=float(len(self.queue)),
+        )
+        return StepOutcome(
+            rollouts=rollouts, env_steps_trained=trained, learner_stats=learner_stats, timers=timers
+        )
+
+    def broadcast(self) -> None:
+        """New weights for each runner's next request (non-blocking)."""
+        self.sampler.set_weights(
+            self.get_weights(),
+            self.obs_filter.state() if self.obs_filter is not None else None,
+            self.runner_options(),
+            version=self.learner.version,
+        )
+        self.broadcast_version = self.learner.version
+
+    def sync_weights(self) -> None:
+        # Blocking sync of every runner (at start and after a restore); fragments still in flight
+        # were sampled with other weights and are dropped.
+        super().sync_weights()
+        self.sampler.mark_synced(self.learner.version)
+        self.broadcast_version = self.learner.version
+        self.queue.clear()
+
+    def policy_module(self) -> torch.nn.Module:
+        return self.learner.module
+
+    def get_weights(self) -> dict[str, np.ndarray]:
+        return self.learner.get_weights()
+
+    def algorithm_state(self) -> dict[str, Any]:
+        return {"learner": self.learner.get_state(), "torch_gen": self.torch_gen.get_state()}
+
+    def set_algorithm_state(self, state: Mapping[str, Any]) -> None:
+        self.learner.set_state(state["learner"])
+        self.torch_gen.set_state(state["torch_gen"])
+        self.replay.clear()
