@@ -30,11 +30,17 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--rllib-seeds", type=int, default=0, help="RLlib takes half a minute or more per seed")
+    ap.add_argument(
+        "--rllib-default-seeds", type=int, default=0, help="RLlib with its default hyperparameters"
+    )
     ap.add_argument("--json", type=Path, help="also write raw runs as JSON")
     args = ap.parse_args()
     runs = run_interleaved(RUNNERS, args.seeds)
     for seed in range(args.rllib_seeds):
         runs.append(run_one("rllib", RLLIB, seed))
+        print(json.dumps(runs[-1]), file=sys.stderr, flush=True)
+    for seed in range(args.rllib_default_seeds):
+        runs.append(run_one("rllib (defaults)", [*RLLIB, "--defaults"], seed))
         print(json.dumps(runs[-1]), file=sys.stderr, flush=True)
     if args.json:
         args.json.write_text(json.dumps(runs, indent=2))

@@ -14,18 +14,18 @@ ap = argparse.ArgumentParser()
 ap.add_argument("--seed", type=int, default=0)
 ap.add_argument("--threshold", type=float, default=475.0)
 ap.add_argument("--max-seconds", type=float, default=900.0)
+ap.add_argument(
+    "--defaults", action="store_true", help="RLlib's default PPO hyperparameters, not its tuned example"
+)
 args = ap.parse_args()
 
 import ray  # noqa: E402
 from ray.rllib.algorithms.ppo import PPOConfig  # noqa: E402
 
 ray.init(include_dashboard=False, log_to_driver=False)
-config = (
-    PPOConfig()
-    .environment("CartPole-v1")
-    .training(lr=0.0003, num_epochs=6, vf_loss_coeff=0.01)
-    .debugging(seed=args.seed)
-)
+config = PPOConfig().environment("CartPole-v1").debugging(seed=args.seed)
+if not args.defaults:
+    config = config.training(lr=0.0003, num_epochs=6, vf_loss_coeff=0.01)
 algo = config.build_algo()
 t_train = time.time()
 ret = None
