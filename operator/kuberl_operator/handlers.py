@@ -28,6 +28,13 @@ DEFAULT_METRICS_PORT = 8081
 RESOURCE = (GROUP, VERSION, PLURAL)
 
 
+class _QuietSyncTimer(logging.Filter):
+    """kopf logs every successful timer run at INFO: one line per job every few seconds drowns the log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Timer 'sync_status' succeeded" not in record.getMessage()
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -54,6 +61,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
         k8s.ensure_peering(PEERING_NAME, namespaces_from_env(os.environ.get("KUBERL_NAMESPACES")))
     else:
         settings.peering.standalone = True
+    logging.getLogger("kopf.objects").addFilter(_QuietSyncTimer())
     # kuberl posts its own Events on phase changes; kopf's per-log-line Events would drown them.
     settings.posting.level = logging.WARNING
     settings.watching.server_timeout = 300
