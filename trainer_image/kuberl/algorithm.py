@@ -55,6 +55,8 @@ class Algorithm:
     """Base class. Subclasses set `config_cls`, build their learner in `setup()` and implement `training_step()`."""
 
     name: ClassVar[str] = "base"
+    learner: Any  # set by setup() in algorithms with one learner (see the defaults below)
+    torch_gen: torch.Generator  # optional: a learner-side minibatch generator, checkpointed when present
 
     def __init__(self, job: RLTrainingJob, *, run_dir: Path | None = None) -> None:
         self.job = job
@@ -133,17 +135,26 @@ class Algorithm:
     def training_step(self) -> StepOutcome:
         raise NotImplementedError
 
+    # Defaults for algorithms with one `self.learner` (a kuberl.core.learner.Learner) and optionally a
+    # `self.torch_gen` minibatch generator; algorithms with other state override them.
     def policy_module(self) -> torch.nn.Module:
-        raise NotImplementedError
+        module: torch.nn.Module = self.learner.module
+        return module
 
     def get_weights(self) -> dict[str, np.ndarray]:
-        raise NotImplementedError
+        weights: dict[str, np.ndarray] = self.learner.get_weights()
+        return weights
 
     def algorithm_state(self) -> dict[str, Any]:
-        raise NotImplementedError
+        state: dict[str, Any] = {"learner": self.learner.get_state()}
+        if hasattr(self, "torch_gen"):
+            state["torch_gen"] = self.torch_gen.get_state()
+        return state
 
     def set_algorithm_state(self, state: Mapping[str, Any]) -> None:
-        raise NotImplementedError
+        self.learner.set_state(state["learner"])
+        if "torch_gen" in state:
+            self.torch_gen.set_state(state["torch_gen"])
 
     # -- shared machinery --------------------------------------------------------------------------
     def sync_weights(self) -> None:

@@ -14,10 +14,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Mapping
-from typing import Any
 
-import numpy as np
 import torch
 
 from kuberl.algorithm import Algorithm, StepOutcome
@@ -84,16 +81,3 @@ class A2C(Algorithm):
             learner_stats=stats,
             timers={"sample": t1 - t0, "advantages": t2 - t1, "learn": t3 - t2, "sync_weights": t4 - t3},
         )
-
-    def policy_module(self) -> torch.nn.Module:
-        return self.learner.module
-
-    def get_weights(self) -> dict[str, np.ndarray]:
-        return self.learner.get_weights()
-
-    def algorithm_state(self) -> dict[str, Any]:
-        return {"learner": self.learner.get_state(), "torch_gen": self.torch_gen.get_state()}
-
-    def set_algorithm_state(self, state: Mapping[str, Any]) -> None:
-        self.learner.set_state(state["learner"])
-        self.torch_gen.set_state(state["torch_gen"])

@@ -346,12 +346,6 @@ class DQN(Algorithm):
             actions = np.where(take_random, random_actions, actions)
         return actions[0] if single else actions
 
-    def policy_module(self) -> torch.nn.Module:
-        return self.learner.module
-
-    def get_weights(self) -> dict[str, np.ndarray]:
-        return self.learner.get_weights()
-
     # -- checkpoints -----------------------------------------------------------------------------
     def algorithm_state(self) -> dict[str, Any]:
         return {

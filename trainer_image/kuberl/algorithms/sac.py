@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from kuberl.algorithm import Algorithm, StepOutcome
+from kuberl.algorithm import StepOutcome
 from kuberl.core.continuous import (
     ActionScaler,
     CategoricalActor,
@@ -41,8 +41,9 @@ from kuberl.core.continuous import (
     replay_batches,
 )
 from kuberl.core.learner import select_device
-from kuberl.core.models import obs_dim, weights_to_numpy
+from kuberl.core.models import obs_dim
 from kuberl.core.nstep import DISCOUNTS, nstep_transitions
+from kuberl.core.offpolicy_algorithm import OffPolicyActorAlgorithm
 from kuberl.core.policy import RunnerPolicy
 from kuberl.core.replay import INDICES, WEIGHTS, PrioritizedReplayBuffer
 from kuberl.core.sample_batch import Columns, SampleBatch
@@ -230,7 +231,7 @@ class SACLearner:
 # ---------------------------------------------------------------------------------------------------
 
 
-class SAC(Algorithm):
+class SAC(OffPolicyActorAlgorithm):
     name = "SAC"
     config: SACConfig
 
@@ -302,24 +303,6 @@ class SAC(Algorithm):
                     logits = logits - torch.log(-torch.log(torch.rand_like(logits).clamp_(1e-10, 1.0)))
                 out = (logits.argmax(-1) + self.learner.action_start).cpu().numpy()
         return out[0] if single else out
-
-    def policy_module(self) -> torch.nn.Module:
-        return self.learner.actor
-
-    def get_weights(self) -> dict[str, np.ndarray]:
-        return weights_to_numpy(self.learner.actor)
-
-    def algorithm_state(self) -> dict[str, Any]:
-        state: dict[str, Any] = {"learner": self.learner.get_state(), "update_credit": self.budget.credit}
-        if self.config.store_buffer_in_checkpoints:
-            state["replay"] = self.buffer.state()
-        return state
-
-    def set_algorithm_state(self, state: Mapping[str, Any]) -> None:
-        self.learner.set_state(state["learner"])
-        self.budget.credit = float(state["update_credit"])
-        if "replay" in state:
-            self.buffer.set_state(state["replay"])
 
 
 def sac_runner_policy(

@@ -21,7 +21,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from kuberl.algorithm import Algorithm, StepOutcome
+from kuberl.algorithm import StepOutcome
 from kuberl.core.continuous import (
     ActionScaler,
     DeterministicActor,
@@ -35,8 +35,9 @@ from kuberl.core.continuous import (
     replay_batches,
 )
 from kuberl.core.learner import select_device
-from kuberl.core.models import obs_dim, weights_to_numpy
+from kuberl.core.models import obs_dim
 from kuberl.core.nstep import DISCOUNTS, nstep_transitions
+from kuberl.core.offpolicy_algorithm import OffPolicyActorAlgorithm
 from kuberl.core.replay import INDICES, WEIGHTS, PrioritizedReplayBuffer
 from kuberl.core.sample_batch import Columns, SampleBatch
 from kuberl.core.target import polyak_update
@@ -156,7 +157,7 @@ class TD3Learner:
 # ---------------------------------------------------------------------------------------------------
 
 
-class TD3(Algorithm):
+class TD3(OffPolicyActorAlgorithm):
     name = "TD3"
     config: TD3Config
 
@@ -232,21 +233,3 @@ class TD3(Algorithm):
                 a = (a + self.config.exploration_config.stddev * torch.randn_like(a)).clamp(-1.0, 1.0)
             out = self.learner.scaler.to_env(a).cpu().numpy()
         return out[0] if single else out
-
-    def policy_module(self) -> torch.nn.Module:
-        return self.learner.actor
-
-    def get_weights(self) -> dict[str, np.ndarray]:
-        return weights_to_numpy(self.learner.actor)
-
-    def algorithm_state(self) -> dict[str, Any]:
-        state: dict[str, Any] = {"learner": self.learner.get_state(), "update_credit": self.budget.credit}
-        if self.config.store_buffer_in_checkpoints:
-            state["replay"] = self.buffer.state()
-        return state
-
-    def set_algorithm_state(self, state: Mapping[str, Any]) -> None:
-        self.learner.set_state(state["learner"])
-        self.budget.credit = float(state["update_credit"])
-        if "replay" in state:
-            self.buffer.set_state(state["replay"])

@@ -117,16 +117,6 @@ class AsyncVTraceAlgorithm(Algorithm):
         self.broadcast_version = self.learner.version
         self.queue.clear()
 
-    def policy_module(self) -> torch.nn.Module:
-        return self.learner.module
-
-    def get_weights(self) -> dict[str, np.ndarray]:
-        return self.learner.get_weights()
-
-    def algorithm_state(self) -> dict[str, Any]:
-        return {"learner": self.learner.get_state(), "torch_gen": self.torch_gen.get_state()}
-
     def set_algorithm_state(self, state: Mapping[str, Any]) -> None:
-        self.learner.set_state(state["learner"])
-        self.torch_gen.set_state(state["torch_gen"])
+        super().set_algorithm_state(state)
         self.replay.clear()
