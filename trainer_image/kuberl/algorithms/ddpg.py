@@ -14,7 +14,6 @@ Reads top to bottom like the paper's Algorithm 1:
 from __future__ import annotations
 
 import copy
-import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -22,7 +21,6 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from kuberl.algorithm import StepOutcome
 from kuberl.core.continuous import (
     ActionScaler,
     DeterministicActor,
@@ -33,14 +31,13 @@ from kuberl.core.continuous import (
     make_adam,
     make_replay,
     obs_tensor,
-    replay_batches,
 )
 from kuberl.core.learner import select_device
 from kuberl.core.models import obs_dim
-from kuberl.core.nstep import DISCOUNTS, nstep_transitions
+from kuberl.core.nstep import DISCOUNTS
 from kuberl.core.offpolicy_algorithm import OffPolicyActorAlgorithm
-from kuberl.core.replay import INDICES, WEIGHTS, PrioritizedReplayBuffer
-from kuberl.core.sample_batch import Columns, SampleBatch
+from kuberl.core.replay import WEIGHTS
+from kuberl.core.sample_batch import Columns
 from kuberl.core.target import polyak_update
 from kuberl.spec.algorithms.ddpg import DDPGConfig
 
@@ -144,9 +141,6 @@ class DDPG(OffPolicyActorAlgorithm):
     name = "DDPG"
     config: DDPGConfig
 
-    def rollout_length(self) -> int:
-        return self.config.rollout_fragment_length
-
     def runner_overrides(self) -> dict[str, Any]:
         return {
             "store_next_obs": True,
@@ -170,37 +164,6 @@ class DDPG(OffPolicyActorAlgorithm):
         self.learner = DDPGLearner(self.obs_space, self.action_space, self.config, device)
         self.buffer = make_replay(self.config.replay_buffer_config, seed=self.spec.seed)
         self.budget = UpdateBudget(self.config.gradient_steps_per_env_step())
-
-    def training_step(self) -> StepOutcome:
-        cfg = self.config
-        t0 = time.perf_counter()
-        rollouts = self.sample()
-        t1 = time.perf_counter()
-        batch = SampleBatch.concat_envs([r.batch for r in rollouts])
-        self.buffer.add(nstep_transitions(batch, n=cfg.n_step, gamma=cfg.gamma))
-        learning = self.timesteps >= cfg.num_steps_sampled_before_learning_starts
-        k = self.budget.take(batch.env_steps) if learning else 0
-        t2 = time.perf_counter()
-        sums: dict[str, torch.Tensor] = {}
-        for mb in replay_batches(self.buffer, count=k, size=cfg.train_batch_size, device=self.learner.device):
-            terms = self.learner.update(mb)
-            td = terms.pop("td_error")
-            if isinstance(self.buffer, PrioritizedReplayBuffer):
-                self.buffer.update_priorities(mb[INDICES].cpu().numpy(), td.cpu().numpy())
-            for key, v in terms.items():
-                sums[key] = sums[key] + v if key in sums else v
-        stats = {key: float(v) / k for key, v in sums.items()}  # one host sync per iteration
-        stats["num_updates"] = float(self.learner.num_updates)
-        stats["replay_size"] = float(len(self.buffer))
-        t3 = time.perf_counter()
-        self.sync_weights()
-        t4 = time.perf_counter()
-        return StepOutcome(
-            rollouts=rollouts,
-            env_steps_trained=k * cfg.train_batch_size,
-            learner_stats=stats,
-            timers={"sample": t1 - t0, "replay_add": t2 - t1, "learn": t3 - t2, "sync_weights": t4 - t3},
-        )
 
     # -- inference and state ------------------------------------------------------------------------
     def compute_actions(self, obs: np.ndarray, *, explore: bool = False) -> np.ndarray:
