@@ -18,11 +18,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import run_interleaved, table
 
 HERE = Path(__file__).resolve().parent
+KUBERL = [str(HERE / "runners" / "kuberl_example.py"), "--example", "a2c-cartpole.yaml"]
 RUNNERS = {
-    "kuberl": [str(HERE / "runners" / "kuberl_a2c.py")],
+    "kuberl": KUBERL,
     "sb3": [str(HERE / "runners" / "sb3_a2c.py")],
 }
-RAY = {"kuberl (1 Ray runner)": [str(HERE / "runners" / "kuberl_a2c.py"), "--env-runners", "1"]}
+RAY = {"kuberl (1 Ray runner)": [*KUBERL, "--env-runners", "1"]}
 
 
 def main() -> None:

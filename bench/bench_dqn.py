@@ -19,11 +19,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import run_interleaved, table
 
 HERE = Path(__file__).resolve().parent
+KUBERL = [
+    str(HERE / "runners" / "kuberl_example.py"),
+    *("--example", "dqn-cartpole.yaml", "--threshold", "400", "--max-steps", "200000"),
+]
 RUNNERS = {
-    "kuberl": [str(HERE / "runners" / "kuberl_dqn.py")],
+    "kuberl": KUBERL,
     "sb3": [str(HERE / "runners" / "sb3_dqn.py")],
 }
-RAY = {"kuberl (1 Ray runner)": [str(HERE / "runners" / "kuberl_dqn.py"), "--env-runners", "1"]}
+RAY = {"kuberl (1 Ray runner)": [*KUBERL, "--env-runners", "1"]}
 
 
 def main() -> None:

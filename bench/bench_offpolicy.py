@@ -30,10 +30,9 @@ from harness import fmt, median, ratio, run_one
 
 HERE = Path(__file__).resolve().parent
 RUNNERS = {
-    ("sac", "kuberl"): [str(HERE / "runners" / "kuberl_sac.py")],
-    ("sac", "sb3"): [str(HERE / "runners" / "sb3_sac.py")],
-    ("td3", "kuberl"): [str(HERE / "runners" / "kuberl_td3.py")],
-    ("td3", "sb3"): [str(HERE / "runners" / "sb3_td3.py")],
+    (algo, fw): [str(HERE / "runners" / f"{fw}_offpolicy.py"), "--algo", algo]
+    for algo in ("sac", "td3")
+    for fw in ("kuberl", "sb3")
 }
 THRESHOLDS = {"sac": -200.0, "td3": -250.0}
 

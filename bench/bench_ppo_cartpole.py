@@ -18,10 +18,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import run_interleaved, run_one, table
 
 HERE = Path(__file__).resolve().parent
+KUBERL = [str(HERE / "runners" / "kuberl_example.py"), "--example", "ppo-job.yaml"]
 RUNNERS = {
-    "kuberl": [str(HERE / "runners" / "kuberl_ppo.py")],
+    "kuberl": KUBERL,
     "sb3": [str(HERE / "runners" / "sb3_ppo.py")],
-    "kuberl (2 Ray runners)": [str(HERE / "runners" / "kuberl_ppo.py"), "--env-runners", "2"],
+    "kuberl (2 Ray runners)": [*KUBERL, "--env-runners", "2"],
 }
 RLLIB = [str(HERE / "runners" / "rllib_ppo.py")]
 

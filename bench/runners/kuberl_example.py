@@ -1,4 +1,5 @@
-"""kuberl PPO on CartPole-v1 from examples/ppo-job.yaml until mean return ≥ 475 (one seed)."""
+"""kuberl on one of examples/*.yaml until the mean return of the last 100 training episodes reaches the
+threshold (one seed). Used by bench_ppo_cartpole (ppo-job.yaml), bench_a2c and bench_dqn."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 from common import report  # type: ignore[import-not-found]
 
 ap = argparse.ArgumentParser()
+ap.add_argument("--example", required=True, help="file name under examples/, e.g. ppo-job.yaml")
 ap.add_argument("--seed", type=int, default=0)
 ap.add_argument("--env-runners", type=int, default=0)
 ap.add_argument("--threshold", type=float, default=475.0)
@@ -20,7 +22,7 @@ from kuberl.spec import apply_overrides, read_document  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 doc = apply_overrides(
-    read_document(ROOT / "examples" / "ppo-job.yaml"),
+    read_document(ROOT / "examples" / args.example),
     [f"seed={args.seed}", f"resources.envRunners={args.env_runners}", "runDir=/tmp/kuberl-bench"],
 )
 algo = build_algorithm(doc)

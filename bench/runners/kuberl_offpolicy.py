@@ -1,5 +1,5 @@
-"""kuberl TD3 on Pendulum-v1 from examples/td3-pendulum.yaml until the deterministic policy's evaluation
-mean reaches the threshold (one seed). The same script as kuberl_sac.py with --algo td3 as default."""
+"""kuberl SAC or TD3 (--algo) on Pendulum-v1 from examples/{sac,td3}-pendulum.yaml until the
+deterministic policy's evaluation mean reaches the threshold (one seed)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from common import report  # type: ignore[import-not-found]
 from offpolicy_eval import Evaluator  # type: ignore[import-not-found]
 
 ap = argparse.ArgumentParser()
-ap.add_argument("--algo", default="td3", choices=["sac", "td3"])
+ap.add_argument("--algo", default="sac", choices=["sac", "td3"])
 ap.add_argument("--seed", type=int, default=0)
 ap.add_argument("--env-runners", type=int, default=1)
 ap.add_argument("--threshold", type=float, default=None, help="default: -200 (SAC), -250 (TD3)")

@@ -1,4 +1,4 @@
-"""Stable-Baselines3 SAC (or TD3 with --algo td3) on Pendulum-v1 with the rl-baselines3-zoo
+"""Stable-Baselines3 SAC or TD3 (--algo) on Pendulum-v1 with the rl-baselines3-zoo
 hyperparameters, until the deterministic policy's evaluation mean reaches the threshold (one seed).
 
 Zoo hyperparams/sac.yml, Pendulum-v1: n_timesteps 20000, learning_rate 1e-3, SB3 defaults otherwise
