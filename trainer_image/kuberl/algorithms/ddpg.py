@@ -18,7 +18,6 @@ from collections.abc import Mapping
 from typing import Any
 
 import gymnasium as gym
-import numpy as np
 import torch
 
 from kuberl.core.continuous import (
@@ -30,12 +29,11 @@ from kuberl.core.continuous import (
     clip_grads,
     make_adam,
     make_replay,
-    obs_tensor,
 )
 from kuberl.core.learner import select_device
 from kuberl.core.models import obs_dim
 from kuberl.core.nstep import DISCOUNTS
-from kuberl.core.offpolicy_algorithm import OffPolicyActorAlgorithm
+from kuberl.core.offpolicy_algorithm import DeterministicActorAlgorithm
 from kuberl.core.replay import WEIGHTS
 from kuberl.core.sample_batch import Columns
 from kuberl.core.target import polyak_update
@@ -137,26 +135,9 @@ class DDPGLearner:
 # ---------------------------------------------------------------------------------------------------
 
 
-class DDPG(OffPolicyActorAlgorithm):
+class DDPG(DeterministicActorAlgorithm):
     name = "DDPG"
     config: DDPGConfig
-
-    def runner_overrides(self) -> dict[str, Any]:
-        return {
-            "store_next_obs": True,
-            "policy": "kuberl.core.continuous:DeterministicActorPolicy",
-            "policy_options": {"exploration": self.config.exploration_config.model_dump()},
-        }
-
-    def runner_options(self) -> dict[str, Any]:
-        cfg = self.config
-        start = cfg.num_steps_sampled_before_learning_starts
-        expl = cfg.exploration_config
-        frac = min(max(self.timesteps - start, 0) / expl.scale_timesteps, 1.0)
-        return {
-            "random_actions": cfg.random_warmup and self.timesteps < start,
-            "noise_scale": expl.initial_scale + frac * (expl.final_scale - expl.initial_scale),
-        }
 
     def setup(self) -> None:
         res = self.spec.resources
@@ -164,15 +145,3 @@ class DDPG(OffPolicyActorAlgorithm):
         self.learner = DDPGLearner(self.obs_space, self.action_space, self.config, device)
         self.buffer = make_replay(self.config.replay_buffer_config, seed=self.spec.seed)
         self.budget = UpdateBudget(self.config.gradient_steps_per_env_step())
-
-    # -- inference and state ------------------------------------------------------------------------
-    def compute_actions(self, obs: np.ndarray, *, explore: bool = False) -> np.ndarray:
-        """μ(s) scaled to the bounds; with explore, plus the configured Gaussian noise (OU needs state
-        and stays in the runners)."""
-        x, single = obs_tensor(self.obs_space, obs, self.learner.device)
-        with torch.inference_mode():
-            a = self.learner.actor(x)
-            if explore:
-                a = (a + self.config.exploration_config.stddev * torch.randn_like(a)).clamp(-1.0, 1.0)
-            out = self.learner.scaler.to_env(a).cpu().numpy()
-        return out[0] if single else out

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from kuberl.algorithm import Algorithm, StepOutcome
-from kuberl.core.continuous import replay_batches
+from kuberl.core.continuous import obs_tensor, replay_batches
 from kuberl.core.models import weights_to_numpy
 from kuberl.core.nstep import nstep_transitions
 from kuberl.core.replay import INDICES, PrioritizedReplayBuffer
@@ -83,3 +83,36 @@ class OffPolicyActorAlgorithm(Algorithm):
         self.budget.credit = float(state["update_credit"])
         if "replay" in state:
             self.buffer.set_state(state["replay"])
+
+
+class DeterministicActorAlgorithm(OffPolicyActorAlgorithm):
+    """TD3 and DDPG: a deterministic actor explores with annealed action noise in the runners (after
+    random warm-up actions) and acts greedily, or with Gaussian noise, in `compute_actions`."""
+
+    def runner_overrides(self) -> dict[str, Any]:
+        return {
+            "store_next_obs": True,
+            "policy": "kuberl.core.continuous:DeterministicActorPolicy",
+            "policy_options": {"exploration": self.config.exploration_config.model_dump()},
+        }
+
+    def runner_options(self) -> dict[str, Any]:
+        cfg = self.config
+        start = cfg.num_steps_sampled_before_learning_starts
+        expl = cfg.exploration_config
+        frac = min(max(self.timesteps - start, 0) / expl.scale_timesteps, 1.0)
+        return {
+            "random_actions": cfg.random_warmup and self.timesteps < start,
+            "noise_scale": expl.initial_scale + frac * (expl.final_scale - expl.initial_scale),
+        }
+
+    def compute_actions(self, obs: np.ndarray, *, explore: bool = False) -> np.ndarray:
+        """μ(s) scaled to the bounds; with explore, plus the configured Gaussian noise (OU needs state
+        and stays in the runners)."""
+        x, single = obs_tensor(self.obs_space, obs, self.learner.device)
+        with torch.inference_mode():
+            a = self.learner.actor(x)
+            if explore:
+                a = (a + self.config.exploration_config.stddev * torch.randn_like(a)).clamp(-1.0, 1.0)
+            out = self.learner.scaler.to_env(a).cpu().numpy()
+        return out[0] if single else out
