@@ -19,8 +19,6 @@ import torch
 
 from kuberl.algorithm import Algorithm, StepOutcome
 from kuberl.core.actor_critic import ActorCriticLearner, loss_batch
-from kuberl.core.learner import select_device
-from kuberl.core.models import action_distribution, build_model
 from kuberl.core.sample_batch import SampleBatch
 from kuberl.spec.algorithms.a2c import A2CConfig
 
@@ -41,20 +39,7 @@ class A2C(Algorithm):
     def setup(self) -> None:
         cfg = self.config
         res = self.spec.resources
-        self.learner = ActorCriticLearner(
-            build_model(self.obs_space, self.action_space, cfg.model),
-            action_distribution(self.action_space),
-            lr=cfg.lr,
-            lr_schedule=cfg.lr_schedule,
-            grad_clip=cfg.grad_clip,
-            device=select_device(res.gpus_per_learner, cpus_per_learner=res.cpus_per_learner),
-            optimizer=cfg.optimizer,
-            optimizer_eps=cfg.optimizer_eps,
-            rmsprop_alpha=cfg.rmsprop_alpha,
-            vf_loss_coeff=cfg.vf_loss_coeff,
-            entropy_coeff=cfg.entropy_coeff,
-            normalize_advantages=cfg.normalize_advantages,
-        )
+        self.learner = ActorCriticLearner.from_config(self.obs_space, self.action_space, cfg, res)
         self.torch_gen = torch.Generator().manual_seed(self.spec.seed or 0)
 
     def training_step(self) -> StepOutcome:

@@ -10,16 +10,19 @@ algorithm's file.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Literal
+from typing import Any, Literal
 
+import gymnasium as gym
 import numpy as np
 import torch
 from torch import nn
 
 from kuberl.core.distributions import ActionDistribution
-from kuberl.core.learner import Learner
+from kuberl.core.learner import Learner, select_device
+from kuberl.core.models import action_distribution, build_model
 from kuberl.core.returns import discounted_returns, gae
 from kuberl.core.sample_batch import Columns, SampleBatch
+from kuberl.spec.common import ResourcesSpec
 
 OptimizerName = Literal["adam", "rmsprop"]
 
@@ -149,6 +152,26 @@ class ActorCriticLearner(Learner):
         self.vf_loss_coeff = vf_loss_coeff
         self.entropy_coeff = entropy_coeff
         self.normalize_advantages = normalize_advantages
+
+    @classmethod
+    def from_config(
+        cls, obs_space: gym.Space[Any], action_space: gym.Space[Any], config: Any, resources: ResourcesSpec
+    ) -> ActorCriticLearner:
+        """The learner A2C, A3C and PG build from their (same-named) config fields."""
+        return cls(
+            build_model(obs_space, action_space, config.model),
+            action_distribution(action_space),
+            lr=config.lr,
+            lr_schedule=config.lr_schedule,
+            grad_clip=config.grad_clip,
+            device=select_device(resources.gpus_per_learner, cpus_per_learner=resources.cpus_per_learner),
+            optimizer=config.optimizer,
+            optimizer_eps=config.optimizer_eps,
+            rmsprop_alpha=config.rmsprop_alpha,
+            vf_loss_coeff=config.vf_loss_coeff,
+            entropy_coeff=config.entropy_coeff,
+            normalize_advantages=config.normalize_advantages,
+        )
 
     def loss(self, mb: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return actor_critic_loss(
