@@ -166,3 +166,23 @@ def test_train_then_save_restore_gives_identical_actions(tmp_path: Path) -> None
         fresh.train()
     finally:
         fresh.stop()
+
+
+def test_runner_policy_takes_warmup_and_noise_scale_from_the_driver() -> None:
+    import gymnasium as gym
+
+    from kuberl.core.continuous import DeterministicActorPolicy
+    from kuberl.spec import ModelConfig
+    from kuberl.spec.algorithms.td3 import TD3Config
+
+    env = gym.make("Pendulum-v1")
+    policy = DeterministicActorPolicy(
+        env.observation_space,
+        env.action_space,
+        ModelConfig(),
+        {"exploration": TD3Config().exploration_config.model_dump()},
+    )
+    policy.set_options({"random_actions": False, "noise_scale": 0.25})
+    assert policy.random_actions is False
+    assert policy.noise_scale == 0.25
+    assert policy.value(None) is None  # type: ignore[arg-type]

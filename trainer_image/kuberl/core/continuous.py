@@ -273,6 +273,12 @@ class _WarmupMixin:
         high = torch.as_tensor(space.high, dtype=torch.float32)
         return low + torch.rand((batch, *low.shape), generator=generator) * (high - low)
 
+    def value(self, obs: torch.Tensor) -> torch.Tensor | None:
+        return None  # off-policy learners bootstrap from their own critics
+
+    def set_options(self, options: dict[str, Any]) -> None:
+        self.random_actions = bool(options.get("random_actions", self.random_actions))
+
 
 class DeterministicActorPolicy(_WarmupMixin):
     """μ(s) plus Gaussian or Ornstein-Uhlenbeck noise in the [-1, 1] space, clipped, then scaled to the
@@ -317,11 +323,8 @@ class DeterministicActorPolicy(_WarmupMixin):
             a = (a + self.noise_scale * noise).clamp(-1.0, 1.0)
         return {Columns.ACTIONS: self.scaler.to_env(a)}
 
-    def value(self, obs: torch.Tensor) -> torch.Tensor | None:
-        return None
-
     def set_options(self, options: dict[str, Any]) -> None:
-        self.random_actions = bool(options.get("random_actions", self.random_actions))
+        super().set_options(options)
         self.noise_scale = float(options.get("noise_scale", self.noise_scale))
 
 
@@ -348,12 +351,6 @@ class SquashedGaussianPolicy(_WarmupMixin):
         a = self.actor.sample(obs, generator)[0] if explore else self.actor.deterministic(obs)
         return {Columns.ACTIONS: self.scaler.to_env(a)}
 
-    def value(self, obs: torch.Tensor) -> torch.Tensor | None:
-        return None
-
-    def set_options(self, options: dict[str, Any]) -> None:
-        self.random_actions = bool(options.get("random_actions", self.random_actions))
-
 
 class CategoricalPolicy(_WarmupMixin):
     """Discrete SAC's runner side: samples the softmax policy (Gumbel-max) or takes its argmax."""
@@ -378,9 +375,3 @@ class CategoricalPolicy(_WarmupMixin):
             u = torch.rand(logits.shape, generator=generator).clamp_(1e-10, 1.0)
             logits = logits - torch.log(-torch.log(u))
         return {Columns.ACTIONS: torch.argmax(logits, dim=-1) + int(self.action_space.start)}
-
-    def value(self, obs: torch.Tensor) -> torch.Tensor | None:
-        return None
-
-    def set_options(self, options: dict[str, Any]) -> None:
-        self.random_actions = bool(options.get("random_actions", self.random_actions))
