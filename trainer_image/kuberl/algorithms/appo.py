@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from kuberl.core.async_algorithm import AsyncVTraceAlgorithm
+from kuberl.core.async_algorithm import AsyncVTraceAlgorithm, forward_sequences
 from kuberl.core.async_sampling import sequence_minibatches
 from kuberl.core.distributions import ActionDistribution
 from kuberl.core.learner import Learner
@@ -58,16 +58,8 @@ def appo_loss(
     kl_coeff: float,
 ) -> dict[str, torch.Tensor]:
     """The APPO objective on time-major sequences [T, n], as named terms (`total_loss` is minimised)."""
-    T, n = seq[Columns.REWARDS].shape
-    obs = seq[Columns.OBS].reshape(T * n, -1)
-    next_obs = seq[Columns.NEXT_OBS].reshape(T * n, -1)
-    # One forward pass over s and s'; V(s') only bootstraps the targets, so it carries no gradient.
-    dist_in_all, values_all = module(torch.cat([obs, next_obs]))
-    dist_in = dist_in_all[: T * n]
-    values = values_all[: T * n].reshape(T, n)
-    next_values = values_all[T * n :].detach().reshape(T, n)
-    actions = seq[Columns.ACTIONS].reshape(T * n, *seq[Columns.ACTIONS].shape[2:])
-    logp = dist.logp(dist_in, actions).reshape(T, n)
+    obs, actions, dist_in, values, next_values, logp = forward_sequences(module, dist, seq)
+    T, n = values.shape
     with torch.no_grad():
         old_dist_in, _ = target(obs)
         old_logp = dist.logp(old_dist_in, actions).reshape(T, n)

@@ -22,6 +22,26 @@ from kuberl.core.distributions import ActionDistribution
 from kuberl.core.env_runner import Rollout
 from kuberl.core.learner import select_device
 from kuberl.core.models import action_distribution, build_model
+from kuberl.core.sample_batch import Columns
+
+
+def forward_sequences(
+    module: torch.nn.Module, dist: ActionDistribution, seq: Mapping[str, torch.Tensor]
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The current network on time-major sequences [T, n]: (obs and actions flattened to [T·n, …],
+    distribution inputs [T·n, …], V(s) [T, n], V(s') [T, n] without gradient, log π(a|s) [T, n]).
+
+    One forward pass covers s and s'; V(s') only bootstraps the V-trace targets."""
+    T, n = seq[Columns.REWARDS].shape
+    obs = seq[Columns.OBS].reshape(T * n, -1)
+    next_obs = seq[Columns.NEXT_OBS].reshape(T * n, -1)
+    dist_in_all, values_all = module(torch.cat([obs, next_obs]))
+    dist_in = dist_in_all[: T * n]
+    values = values_all[: T * n].reshape(T, n)
+    next_values = values_all[T * n :].detach().reshape(T, n)
+    actions = seq[Columns.ACTIONS].reshape(T * n, *seq[Columns.ACTIONS].shape[2:])
+    logp = dist.logp(dist_in, actions).reshape(T, n)
+    return obs, actions, dist_in, values, next_values, logp
 
 
 class AsyncVTraceAlgorithm(Algorithm):
