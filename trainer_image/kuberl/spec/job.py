@@ -23,6 +23,7 @@ from kuberl.spec.common import (
     StopSpec,
     validate_resume,
 )
+from kuberl.spec.external import ExternalSpec
 
 GROUP = "kuberl.io"
 VERSION = "v1alpha1"
@@ -108,6 +109,9 @@ class RLTrainingJobSpec(WireModel):
         default_factory=MetricsSpec, description="Prometheus /metrics and JSON /status."
     )
     evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec, description="Periodic evaluation.")
+    external: ExternalSpec = Field(
+        default_factory=ExternalSpec, description="Policy server for external simulators (docs/external.md)."
+    )
     run_dir: str | None = Field(
         None,
         description="Local run directory (default ./runs/<name>); on Kubernetes a path inside the head pod.",
