@@ -1,5 +1,7 @@
 """kuberl on one of examples/*.yaml until the mean return of the last 100 training episodes reaches the
-threshold (one seed). Used by bench_ppo_cartpole (ppo-job.yaml), bench_a2c and bench_dqn."""
+threshold (one seed), or with --eval-every N until the greedy policy's 10-episode evaluation
+(offpolicy_eval.py, every N env steps) does. Used by bench_ppo_cartpole (ppo-job.yaml), bench_a2c and
+bench_dqn."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import time
 from pathlib import Path
 
 from common import report  # type: ignore[import-not-found]
+from offpolicy_eval import Evaluator  # type: ignore[import-not-found]
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--example", required=True, help="file name under examples/, e.g. ppo-job.yaml")
@@ -15,6 +18,7 @@ ap.add_argument("--seed", type=int, default=0)
 ap.add_argument("--env-runners", type=int, default=0)
 ap.add_argument("--threshold", type=float, default=475.0)
 ap.add_argument("--max-steps", type=int, default=500_000)
+ap.add_argument("--eval-every", type=int, default=0, help="0: stop on the training mean instead")
 args = ap.parse_args()
 
 from kuberl.algorithm import build_algorithm  # noqa: E402
@@ -23,16 +27,29 @@ from kuberl.spec import apply_overrides, read_document  # noqa: E402
 ROOT = Path(__file__).resolve().parents[2]
 doc = apply_overrides(
     read_document(ROOT / "examples" / args.example),
-    [f"seed={args.seed}", f"resources.envRunners={args.env_runners}", "runDir=/tmp/kuberl-bench"],
+    [
+        f"seed={args.seed}",
+        f"resources.envRunners={args.env_runners}",
+        "runDir=/tmp/kuberl-bench",
+        "evaluation.interval=0",  # the bench's own evaluator, identical for every framework, decides
+    ],
 )
 algo = build_algorithm(doc)
+evaluate = Evaluator(doc["spec"]["env"], seed=args.seed) if args.eval_every else None
+next_eval = args.eval_every
 t_train = time.time()
 ret = None
 while algo.timesteps < args.max_steps:
     ret = algo.train()["episode_return_mean"]
+    if evaluate is not None:
+        if algo.timesteps < next_eval:
+            continue
+        next_eval += args.eval_every
+        ret = evaluate(algo.timesteps, lambda obs: algo.compute_actions(obs))
     if ret is not None and ret >= args.threshold:
         break
 t_end = time.time()
 solved = ret is not None and ret >= args.threshold
-report(train_start=t_train, solved=t_end if solved else None, steps=algo.timesteps, ret=ret)
+extra = {"eval_s": evaluate.seconds, "history": evaluate.history} if evaluate is not None else {}
+report(train_start=t_train, solved=t_end if solved else None, steps=algo.timesteps, ret=ret, **extra)
 algo.stop()

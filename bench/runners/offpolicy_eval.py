@@ -1,7 +1,7 @@
 """Shared by the off-policy benchmark children: the threshold test both frameworks are held to.
 
-Every `every` env steps, 10 episodes of the deterministic policy on a separate Pendulum-v1 vector env
-(the same criterion as tests/learning/test_{sac,td3}_learning.py). The time spent evaluating is
+Every `every` env steps, 10 episodes of the deterministic policy on a separate vector env, one episode per
+sub-env (the same criterion as tests/learning/test_{sac,td3,dqn}_learning.py). The time spent evaluating is
 measured and reported apart, so it can be subtracted from the training time of either framework.
 """
 
@@ -27,7 +27,8 @@ class Evaluator:
         obs, _ = self.env.reset(seed=self.seed + 1_000_003)
         total = np.zeros(self.episodes)
         done = np.zeros(self.episodes, dtype=bool)
-        while not done.all():  # Pendulum: every episode is 200 steps, all end together
+        # Each sub-env plays one episode; steps after a sub-env's end (autoreset) are masked out.
+        while not done.all():
             obs, rew, term, trunc, _ = self.env.step(act(obs))
             total += np.where(done, 0.0, rew)
             done |= term | trunc

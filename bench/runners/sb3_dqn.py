@@ -4,7 +4,8 @@ Zoo (hyperparams/dqn.yml, CartPole-v1): n_timesteps 5e4, learning_rate 2.3e-3, b
 buffer_size 100000, learning_starts 1000, gamma 0.99, target_update_interval 10, train_freq 256,
 gradient_steps 128, exploration_fraction 0.16, exploration_final_eps 0.04, net_arch [256, 256].
 Stops when the mean return of the last 100 training episodes reaches the threshold (SB3's
-ep_info_buffer, the same 100-episode window kuberl reports). The exploration schedule is laid out
+ep_info_buffer, the same 100-episode window kuberl reports), or with --eval-every N when the greedy
+policy's 10-episode evaluation (offpolicy_eval.py, every N steps) does. The exploration schedule is laid out
 over the zoo's 5e4 steps; training may run on past them (epsilon then stays at its final value).
 """
 
@@ -14,11 +15,13 @@ import argparse
 import time
 
 from common import report  # type: ignore[import-not-found]
+from offpolicy_eval import Evaluator  # type: ignore[import-not-found]
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--seed", type=int, default=0)
 ap.add_argument("--threshold", type=float, default=400.0)
 ap.add_argument("--max-steps", type=int, default=200_000)
+ap.add_argument("--eval-every", type=int, default=0, help="0: stop on the training mean instead")
 args = ap.parse_args()
 
 import numpy as np  # noqa: E402
@@ -28,12 +31,22 @@ from stable_baselines3.common.env_util import make_vec_env  # noqa: E402
 
 
 class StopAt(BaseCallback):
-    def __init__(self, threshold: float) -> None:
+    def __init__(self, threshold: float, evaluate: Evaluator | None) -> None:
         super().__init__()
         self.threshold = threshold
+        self.evaluate = evaluate
+        self.next = args.eval_every
         self.ret: float | None = None
 
     def _on_step(self) -> bool:
+        if self.evaluate is not None:
+            if self.num_timesteps < self.next:
+                return True
+            self.next += args.eval_every
+            self.ret = self.evaluate(
+                self.num_timesteps, lambda obs: self.model.predict(obs, deterministic=True)[0]
+            )
+            return self.ret < self.threshold
         buf = self.model.ep_info_buffer
         if buf and len(buf) > 0:
             self.ret = float(np.mean([e["r"] for e in buf]))
@@ -63,9 +76,13 @@ model = DQN(
     device="cpu",
     verbose=0,
 )
-cb = StopAt(args.threshold)
+evaluate = Evaluator("CartPole-v1", seed=args.seed) if args.eval_every else None
+cb = StopAt(args.threshold, evaluate)
 t_train = time.time()
 model.learn(total_timesteps=args.max_steps, callback=cb)
 t_end = time.time()
 solved = cb.ret is not None and cb.ret >= args.threshold
-report(train_start=t_train, solved=t_end if solved else None, steps=int(model.num_timesteps), ret=cb.ret)
+extra = {"eval_s": evaluate.seconds, "history": evaluate.history} if evaluate is not None else {}
+report(
+    train_start=t_train, solved=t_end if solved else None, steps=int(model.num_timesteps), ret=cb.ret, **extra
+)
