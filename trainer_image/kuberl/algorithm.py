@@ -30,6 +30,7 @@ from kuberl.core.env_runner import Rollout, RunnerConfig
 from kuberl.core.models import action_distribution, flatten_obs
 from kuberl.core.normalizer import RunningStats
 from kuberl.core.preprocess import batch_of_one, is_single
+from kuberl.core.recurrent import RecurrentActorCritic, RecurrentState, is_recurrent
 from kuberl.core.runner_group import EnvRunnerGroup
 from kuberl.spec import RLTrainingJob, RLTrainingJobSpec, load_job, parse_job
 from kuberl.spec.algorithms import AlgorithmConfigBase
@@ -74,7 +75,7 @@ class Algorithm:
             raise NotImplementedError(
                 "resources.learners > 1 (data-parallel DDP learners) is not available yet; use learners: 1"
             )
-        if res.env_runners > 0:
+        if res.env_runners > 0 and not self.spec.external.enabled:
             from kuberl.core.ray_init import ensure_ray
 
             ensure_ray(res.env_runners * res.cpus_per_runner)
@@ -86,8 +87,13 @@ class Algorithm:
             model=self.config.model,
             seed=seed,
             use_filter=self.config.observation_filter == "MeanStdFilter",
-            **self.runner_overrides(),
+            # spec.output records s' for every transition, whatever the algorithm needs itself.
+            **{**self.runner_overrides(), **({"store_next_obs": True} if self.spec.output else {})},
         )
+        if self.spec.external.enabled:  # clients step the env through the policy server (docs/external.md)
+            from kuberl.external.runner_group import check_external_support
+
+            check_external_support(self)
         self.runners = self.make_runner_group()
         self.obs_space, self.action_space = self.runners.spaces()
         self.obs_filter: RunningStats | None = (
@@ -105,6 +111,7 @@ class Algorithm:
         self.lengths: deque[int] = deque(maxlen=EPISODE_WINDOW)
         self.last_checkpoint: str | None = None
         self.setup()
+        self.writer = self.make_writer()
         self.sync_weights()
 
     # -- to implement ------------------------------------------------------------------------------
@@ -120,6 +127,10 @@ class Algorithm:
     def make_runner_group(self) -> EnvRunnerGroup:
         """The env runners. Default: EnvRunner actors; an algorithm whose runners do more than sample
         (A3C's runners also compute gradients) returns a subclass."""
+        if self.spec.external.enabled:
+            from kuberl.external.runner_group import external_runner_group
+
+            return external_runner_group(self)
         res = self.spec.resources
         return EnvRunnerGroup(
             self.runner_config, num_runners=res.env_runners, cpus_per_runner=res.cpus_per_runner
@@ -170,8 +181,20 @@ class Algorithm:
             self.record_rollout(r)
         return rollouts
 
+    def make_writer(self) -> Any:
+        """The spec.output Parquet writer (kuberl.core.offline.writer), or None."""
+        if self.spec.output is None:
+            return None
+        from kuberl.core.offline.writer import ExperienceWriter
+
+        return ExperienceWriter(
+            self.spec.output, self.obs_space, self.action_space, filtered=self.obs_filter is not None
+        )
+
     def record_rollout(self, r: Rollout) -> None:
         """Episode, step and observation-filter bookkeeping for experience that arrived from a runner."""
+        if self.writer is not None:
+            self.writer.add(r)
         self.record_experience(
             episode_returns=r.episode_returns,
             episode_lengths=r.episode_lengths,
@@ -243,20 +266,56 @@ class Algorithm:
     # -- inference ---------------------------------------------------------------------------------
     def compute_actions(self, obs: np.ndarray, *, explore: bool = False) -> np.ndarray:
         """Actions for a batch of raw observations [B, ...] (or one observation)."""
-        single = is_single(self.obs_space, obs)
-        flat = flatten_obs(self.obs_space, batch_of_one(self.obs_space, obs) if single else obs)
-        if self.obs_filter is not None:
-            flat = self.obs_filter.normalize(flat)
         module = self.policy_module()
+        if is_recurrent(module):
+            raise ValueError(
+                "this policy is recurrent (model.use_lstm): use compute_actions_with_state(obs, state) "
+                "with state = initial_state(batch_size)"
+            )
+        single, flat = self._policy_input(obs)
         dist = action_distribution(self.action_space)
         device = next(module.parameters()).device
         with torch.inference_mode():
             dist_in, _ = module(torch.as_tensor(flat, device=device))
             actions = dist.sample(dist_in) if explore else dist.deterministic(dist_in)
+        return self._policy_output(actions, single)
+
+    def _policy_input(self, obs: Any) -> tuple[bool, np.ndarray]:
+        single = is_single(self.obs_space, obs)
+        flat = flatten_obs(self.obs_space, batch_of_one(self.obs_space, obs) if single else obs)
+        if self.obs_filter is not None:
+            flat = self.obs_filter.normalize(flat)
+        return single, flat
+
+    def _policy_output(self, actions: torch.Tensor, single: bool) -> np.ndarray:
         out = actions.cpu().numpy()
         if isinstance(self.action_space, gym.spaces.Box):
             out = np.clip(out, self.action_space.low, self.action_space.high)
         return out[0] if single else out
+
+    def initial_state(self, batch_size: int = 1) -> RecurrentState | None:
+        """A recurrent policy's state at the start of `batch_size` episodes; None for feed-forward ones."""
+        module = self.policy_module()
+        return module.initial_state(batch_size) if isinstance(module, RecurrentActorCritic) else None
+
+    def compute_actions_with_state(
+        self, obs: Any, state: RecurrentState, *, explore: bool = False
+    ) -> tuple[np.ndarray, RecurrentState]:
+        """A recurrent policy's actions and next state (RLlib's compute_single_action(obs, state)).
+
+        `state` holds one row per observation (one row for a single observation). After stepping the
+        env, call `state.after_step(rewards, dones)` on the returned state: it records the rewards (for
+        lstm_use_prev_reward) and resets the rows whose episode ended."""
+        module = self.policy_module()
+        if not isinstance(module, RecurrentActorCritic):
+            raise ValueError("this policy is not recurrent: use compute_actions(obs)")
+        single, flat = self._policy_input(obs)
+        dist = action_distribution(self.action_space)
+        device = next(module.parameters()).device
+        with torch.inference_mode():
+            dist_in, _, h, c = module.step(torch.as_tensor(flat, device=device), state)
+            actions = dist.sample(dist_in) if explore else dist.deterministic(dist_in)
+        return self._policy_output(actions, single), RecurrentState(h, c, actions, state.prev_rewards)
 
     def evaluate(self, episodes: int | None = None, *, explore: bool | None = None) -> dict[str, Any]:
         """Play full episodes on fresh environments in the driver; returns return/length statistics."""
@@ -273,9 +332,16 @@ class Algorithm:
         # Only count episodes that started before we had enough, so short episodes do not bias the mean.
         started = num_envs
         active = np.ones(num_envs, dtype=bool)
+        state = self.initial_state(num_envs)  # recurrent policies: one LSTM state per sub-env
         try:
             while active.any():
-                obs, reward, terminated, truncated, _ = env.step(self.compute_actions(obs, explore=explore))
+                if state is None:
+                    actions = self.compute_actions(obs, explore=explore)
+                else:
+                    actions, state = self.compute_actions_with_state(obs, state, explore=explore)
+                obs, reward, terminated, truncated, _ = env.step(actions)
+                if state is not None:
+                    state = state.after_step(reward, np.logical_or(terminated, truncated))
                 ep_ret += reward
                 ep_len += 1
                 for i in np.flatnonzero(np.logical_or(terminated, truncated)):
@@ -393,6 +459,8 @@ class Algorithm:
         self.last_checkpoint = loaded.info.uri
 
     def stop(self) -> None:
+        if getattr(self, "writer", None) is not None:
+            self.writer.close()
         self.runners.stop()
 
 
@@ -415,6 +483,10 @@ def build_algorithm(
         job = load_job(job)
     elif not isinstance(job, RLTrainingJob):
         job = parse_job(job)
+    if job.spec.multi_agent is not None:
+        from kuberl.multi_agent.algorithm import MultiAgentAlgorithm
+
+        return MultiAgentAlgorithm(job, run_dir=run_dir)
     return algorithm_class(job.spec.algorithm)(job, run_dir=run_dir)
 
 

@@ -45,9 +45,16 @@ def record_videos(algo: Any, out: Path, *, episodes: int, explore: bool) -> list
     try:
         for ep in range(episodes):
             obs, _ = env.reset(seed=(spec.seed or 0) + ep)
+            state = algo.initial_state(1)  # a recurrent policy's state, fresh each episode
             done = False
             while not done:
-                obs, _, terminated, truncated, _ = env.step(algo.compute_actions(obs, explore=explore))
+                if state is None:
+                    action = algo.compute_actions(obs, explore=explore)
+                else:
+                    action, state = algo.compute_actions_with_state(obs, state, explore=explore)
+                obs, reward, terminated, truncated, _ = env.step(action)
+                if state is not None:
+                    state = state.with_rewards([reward])
                 done = terminated or truncated
     finally:
         env.close()

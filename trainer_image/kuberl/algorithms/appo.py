@@ -4,6 +4,7 @@ with PPO's clipped surrogate, Schulman et al. 2017, https://arxiv.org/abs/1707.0
 Reads top to bottom:
   config  → `APPOConfig` (kuberl.spec.algorithms.appo; every field documented there, RLlib names)
   network → `ActorCritic` (kuberl.core.models), plus a target copy: the "old" policy π_target
+            (with `model.use_lstm` a `RecurrentActorCritic`, both unrolled over each fragment)
   loss    → `appo_loss`: V-trace (μ → π_target) advantages in PPO's clipped surrogate of π / π_target,
             value regression to v_s, entropy bonus, optional adaptive KL(π_target ‖ π)
   step    → `APPO.training_step`: env runners sample continuously (kuberl.core.async_sampling); the
@@ -24,7 +25,12 @@ from typing import Any
 
 import torch
 
-from kuberl.core.async_algorithm import AsyncVTraceAlgorithm, forward_sequences
+from kuberl.core.async_algorithm import (
+    RECURRENT_COLUMNS,
+    AsyncVTraceAlgorithm,
+    forward_sequences,
+    policy_dist_inputs,
+)
 from kuberl.core.async_sampling import sequence_minibatches
 from kuberl.core.distributions import ActionDistribution
 from kuberl.core.learner import Learner
@@ -58,10 +64,10 @@ def appo_loss(
     kl_coeff: float,
 ) -> dict[str, torch.Tensor]:
     """The APPO objective on time-major sequences [T, n], as named terms (`total_loss` is minimised)."""
-    obs, actions, dist_in, values, next_values, logp = forward_sequences(module, dist, seq)
+    _, actions, dist_in, values, next_values, logp = forward_sequences(module, dist, seq)
     T, n = values.shape
     with torch.no_grad():
-        old_dist_in, _ = target(obs)
+        old_dist_in = policy_dist_inputs(target, seq)
         old_logp = dist.logp(old_dist_in, actions).reshape(T, n)
     behaviour_logp = seq[Columns.ACTION_LOGP]
 
@@ -126,7 +132,7 @@ class APPOLearner(Learner):
     def update(self, batch: SampleBatch, *, timesteps: int, generator: torch.Generator) -> dict[str, float]:
         cfg = self.config
         lr = self.update_lr(timesteps)
-        data = self.to_tensors({k: batch[k] for k in LOSS_COLUMNS})
+        data = self.to_tensors({k: batch[k] for k in (*LOSS_COLUMNS, *RECURRENT_COLUMNS) if k in batch})
         sums: dict[str, float] = {}
         steps = 0
         grad_norm = 0.0

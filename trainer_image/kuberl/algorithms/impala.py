@@ -3,7 +3,8 @@ https://arxiv.org/abs/1802.01561).
 
 Reads top to bottom like the paper:
   config  → `IMPALAConfig` (kuberl.spec.algorithms.impala; every field documented there, RLlib names)
-  network → `ActorCritic` (kuberl.core.models): MLP policy and value heads
+  network → `ActorCritic` (kuberl.core.models): MLP policy and value heads; with `model.use_lstm`
+            a `RecurrentActorCritic` (kuberl.core.recurrent) unrolled over each fragment
   loss    → `impala_loss`: V-trace policy gradient + value regression to v_s − entropy bonus
   step    → `IMPALA.training_step`: env runners sample continuously (kuberl.core.async_sampling);
             the learner trains on fragments as they arrive and broadcasts weights every
@@ -18,7 +19,7 @@ from typing import Any
 
 import torch
 
-from kuberl.core.async_algorithm import AsyncVTraceAlgorithm, forward_sequences
+from kuberl.core.async_algorithm import RECURRENT_COLUMNS, AsyncVTraceAlgorithm, forward_sequences
 from kuberl.core.async_sampling import sequence_minibatches
 from kuberl.core.distributions import ActionDistribution
 from kuberl.core.learner import Learner
@@ -97,7 +98,7 @@ class IMPALALearner(Learner):
     def update(self, batch: SampleBatch, *, timesteps: int, generator: torch.Generator) -> dict[str, float]:
         cfg = self.config
         lr = self.update_lr(timesteps)
-        data = self.to_tensors({k: batch[k] for k in LOSS_COLUMNS})
+        data = self.to_tensors({k: batch[k] for k in (*LOSS_COLUMNS, *RECURRENT_COLUMNS) if k in batch})
         sums: dict[str, float] = {}
         steps = 0
         grad_norm = 0.0

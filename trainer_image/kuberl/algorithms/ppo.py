@@ -2,9 +2,14 @@
 
 Reads top to bottom like the paper's Algorithm 1:
   config  → `PPOConfig` (kuberl.spec.algorithms; every field documented there, RLlib names accepted)
-  network → `ActorCritic` (kuberl.core.models): MLP policy and value heads, shared or separate
+  network → `ActorCritic` (kuberl.core.models): MLP policy and value heads, shared or separate;
+            with `model.use_lstm` a `RecurrentActorCritic` (kuberl.core.recurrent)
   loss    → `ppo_loss`: clipped surrogate + (optionally clipped) value loss − entropy bonus + KL penalty
   step    → `PPO.training_step`: sample in parallel → GAE → epochs of shuffled minibatches → broadcast weights
+
+Recurrent policies train on minibatches of whole sequences: each rollout is cut into chunks of
+`max_seq_len` steps that start from the LSTM state the runner recorded there, and the chunks (not
+single steps) are shuffled. GAE is computed on the full rollouts first, exactly as without the LSTM.
 """
 
 from __future__ import annotations
@@ -21,6 +26,15 @@ from kuberl.algorithm import Algorithm, StepOutcome
 from kuberl.core.distributions import ActionDistribution
 from kuberl.core.learner import Learner, select_device
 from kuberl.core.models import action_distribution, build_model
+from kuberl.core.recurrent import (
+    RecurrentColumns,
+    chunk_sequences,
+    episode_starts,
+    is_recurrent,
+    runner_overrides,
+    sequence_forward,
+    sequence_length,
+)
 from kuberl.core.returns import gae
 from kuberl.core.sample_batch import Columns, SampleBatch
 from kuberl.spec.algorithms import PPOConfig
@@ -38,8 +52,16 @@ def ppo_loss(
     config: PPOConfig,
     kl_coeff: float,
 ) -> dict[str, torch.Tensor]:
-    """The PPO objective on one minibatch, as named terms; `total_loss` is what gets minimised."""
-    dist_in, values = module(mb[Columns.OBS])
+    """The PPO objective on one minibatch, as named terms; `total_loss` is what gets minimised.
+
+    A recurrent module gets time-major sequences [L, S, …] (see PPO.training_step) and is unrolled
+    over them; the loss then treats their L·S steps like a flat minibatch."""
+    if is_recurrent(module):
+        dist_in, values, _, _ = sequence_forward(module, mb)  # type: ignore[arg-type]
+        dist_in, values = dist_in.flatten(0, 1), values.flatten(0, 1)
+        mb = {k: v.flatten(0, 1) for k, v in mb.items() if k not in RecurrentColumns.ALL}
+    else:
+        dist_in, values = module(mb[Columns.OBS])
     logp = dist.logp(dist_in, mb[Columns.ACTIONS])
     ratio = torch.exp(logp - mb[Columns.ACTION_LOGP])
 
@@ -87,6 +109,9 @@ def ppo_loss(
 
 
 class PPOLearner(Learner):
+    """Epochs of shuffled minibatches. A flat batch [B] is shuffled by step; a recurrent module's batch
+    of sequences [L, S] by sequence (axis 1), `minibatch_size // L` sequences per minibatch."""
+
     def __init__(
         self, module: torch.nn.Module, dist: ActionDistribution, config: PPOConfig, device: torch.device
     ):
@@ -96,22 +121,25 @@ class PPOLearner(Learner):
         self.config = config
         self.dist = dist
         self.kl_coeff = config.kl_coeff
+        self.recurrent = is_recurrent(module)
 
     def update(self, batch: SampleBatch, *, timesteps: int, generator: torch.Generator) -> dict[str, float]:
         cfg = self.config
         lr = self.update_lr(timesteps)
         data = self.to_tensors(batch)
-        n = len(data[Columns.REWARDS])
-        size = min(cfg.minibatch_size, n)
+        axis = 1 if self.recurrent else 0
+        seq_len = data[Columns.REWARDS].shape[0] if self.recurrent else 1
+        n = data[Columns.REWARDS].shape[axis]
+        size = min(max(1, cfg.minibatch_size // seq_len), n)
         history: list[dict[str, torch.Tensor]] = []
         epochs_done = 0
         for _ in range(cfg.num_epochs):
             # One gather per column per epoch; minibatches are then cheap contiguous slices.
             perm = torch.randperm(n, generator=generator).to(self.device)
-            shuffled = {k: v[perm] for k, v in data.items()}
+            shuffled = {k: v.index_select(axis, perm) for k, v in data.items()}
             epoch_start = len(history)
             for start in range(0, n - size + 1, size):
-                mb = {k: v[start : start + size] for k, v in shuffled.items()}
+                mb = {k: v.narrow(axis, start, size) for k, v in shuffled.items()}
                 terms = ppo_loss(self.module, self.dist, mb, config=cfg, kl_coeff=self.kl_coeff)
                 grad_norm = self.step(terms["total_loss"])
                 history.append({**{k: v.detach() for k, v in terms.items()}, "grad_norm": grad_norm})
@@ -159,7 +187,15 @@ class PPO(Algorithm):
     def rollout_length(self) -> int:
         res = self.spec.resources
         total_envs = max(res.env_runners, 1) * res.envs_per_runner
-        return max(1, math.ceil(self.config.train_batch_size / total_envs))
+        length = max(1, math.ceil(self.config.train_batch_size / total_envs))
+        model = self.config.model
+        if model.use_lstm:  # whole sequences: round up to a multiple of the sequence length
+            seq = sequence_length(length, model.max_seq_len)
+            length = math.ceil(length / seq) * seq
+        return length
+
+    def runner_overrides(self) -> dict[str, Any]:
+        return runner_overrides(self.config.model)
 
     def setup(self) -> None:
         module = build_model(self.obs_space, self.action_space, self.config.model)
@@ -185,11 +221,19 @@ class PPO(Algorithm):
         )
         batch[Columns.ADVANTAGES] = adv
         batch[Columns.VALUE_TARGETS] = targets
-        flat = batch.flatten()
+        if self.learner.recurrent:
+            batch[RecurrentColumns.RESETS] = episode_starts(
+                batch[Columns.TERMINATEDS], batch[Columns.TRUNCATEDS]
+            )
         for col in (Columns.TERMINATEDS, Columns.TRUNCATEDS, Columns.NEXT_VF_PREDS):
-            flat.pop(col)
+            batch.pop(col)
+        if self.learner.recurrent:
+            T = batch.shape[0]
+            train = SampleBatch(chunk_sequences(batch, sequence_length(T, cfg.model.max_seq_len)))
+        else:
+            train = batch.flatten()
         t2 = time.perf_counter()
-        stats = self.learner.update(flat, timesteps=self.timesteps, generator=self.torch_gen)
+        stats = self.learner.update(train, timesteps=self.timesteps, generator=self.torch_gen)
         t3 = time.perf_counter()
         self.sync_weights()
         t4 = time.perf_counter()

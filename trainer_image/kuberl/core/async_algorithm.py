@@ -22,7 +22,35 @@ from kuberl.core.distributions import ActionDistribution
 from kuberl.core.env_runner import Rollout
 from kuberl.core.learner import select_device
 from kuberl.core.models import action_distribution, build_model
+from kuberl.core.recurrent import (
+    RecurrentColumns,
+    bootstrap_values,
+    is_recurrent,
+    runner_overrides,
+    sequence_forward,
+)
 from kuberl.core.sample_batch import Columns
+
+# Columns a recurrent policy records that the losses need too (initial state, previous action/reward).
+RECURRENT_COLUMNS = RecurrentColumns.ALL
+
+
+def with_resets(seq: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """`seq` plus the recurrent reset mask: zero the LSTM state after every episode end in the fragment
+    (the fragment's first step starts from its recorded state)."""
+    done = torch.logical_or(seq[Columns.TERMINATEDS].bool(), seq[Columns.TRUNCATEDS].bool())
+    resets = torch.zeros_like(done)
+    resets[1:] = done[:-1]
+    return {**seq, RecurrentColumns.RESETS: resets}
+
+
+def policy_dist_inputs(module: torch.nn.Module, seq: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    """Distribution inputs [T·n, …] of `module` (e.g. APPO's target network) on sequences [T, n]."""
+    if is_recurrent(module):
+        return sequence_forward(module, with_resets(seq))[0].flatten(0, 1)  # type: ignore[arg-type]
+    T, n = seq[Columns.REWARDS].shape
+    dist_in: torch.Tensor = module(seq[Columns.OBS].reshape(T * n, -1))[0]
+    return dist_in
 
 
 def forward_sequences(
@@ -31,14 +59,22 @@ def forward_sequences(
     """The current network on time-major sequences [T, n]: (obs and actions flattened to [T·n, …],
     distribution inputs [T·n, …], V(s) [T, n], V(s') [T, n] without gradient, log π(a|s) [T, n]).
 
-    One forward pass covers s and s'; V(s') only bootstraps the V-trace targets."""
+    Feed-forward: one forward pass covers s and s'; V(s') only bootstraps the V-trace targets.
+    Recurrent: the LSTM is unrolled over the fragment from the state the runner recorded at its first
+    step, and V(s') is one more LSTM step from each step's output state (kuberl.core.recurrent)."""
     T, n = seq[Columns.REWARDS].shape
     obs = seq[Columns.OBS].reshape(T * n, -1)
-    next_obs = seq[Columns.NEXT_OBS].reshape(T * n, -1)
-    dist_in_all, values_all = module(torch.cat([obs, next_obs]))
-    dist_in = dist_in_all[: T * n]
-    values = values_all[: T * n].reshape(T, n)
-    next_values = values_all[T * n :].detach().reshape(T, n)
+    if is_recurrent(module):
+        dist_in_seq, values, hs, cs = sequence_forward(module, with_resets(seq))  # type: ignore[arg-type]
+        dist_in = dist_in_seq.flatten(0, 1)
+        with torch.no_grad():
+            next_values = bootstrap_values(module, seq, hs.detach(), cs.detach())  # type: ignore[arg-type]
+    else:
+        next_obs = seq[Columns.NEXT_OBS].reshape(T * n, -1)
+        dist_in_all, values_all = module(torch.cat([obs, next_obs]))
+        dist_in = dist_in_all[: T * n]
+        values = values_all[: T * n].reshape(T, n)
+        next_values = values_all[T * n :].detach().reshape(T, n)
     actions = seq[Columns.ACTIONS].reshape(T * n, *seq[Columns.ACTIONS].shape[2:])
     logp = dist.logp(dist_in, actions).reshape(T, n)
     return obs, actions, dist_in, values, next_values, logp
@@ -61,7 +97,7 @@ class AsyncVTraceAlgorithm(Algorithm):
     def runner_overrides(self) -> dict[str, Any]:
         # s' for every step: V-trace bootstraps with the learner's current V(s') at truncations and
         # fragment ends (the runner's V(s') is the behaviour network's).
-        return {"store_next_obs": True}
+        return {"store_next_obs": True, **runner_overrides(self.config.model)}
 
     def setup(self) -> None:
         cfg = self.config

@@ -19,6 +19,7 @@ from kuberl.core.models import flatten_obs, load_numpy_weights
 from kuberl.core.normalizer import RunningStats
 from kuberl.core.policy import RunnerPolicy
 from kuberl.core.preprocess import batch_of_one
+from kuberl.core.recurrent import RecurrentState
 from kuberl.core.sample_batch import Columns, SampleBatch
 from kuberl.spec.algorithms import ModelConfig
 
@@ -73,6 +74,9 @@ class EnvRunner:
             self.obs_space, self.action_space, config.model, dict(config.policy_options)
         )
         self.module = self.policy.module
+        # Recurrent policies (kuberl.core.recurrent) keep a state per sub-env; the runner tells them
+        # about every step's end. Feed-forward policies never see the hook, so their path is unchanged.
+        self.recurrent = bool(getattr(self.policy, "recurrent", False))
         self.continuous = isinstance(self.action_space, gym.spaces.Box)
         self.filter: RunningStats | None = None
         obs, _ = self.env.reset(seed=seeds_for(config.seed, config.worker_index, config.num_envs))
@@ -116,6 +120,9 @@ class EnvRunner:
         trunc_buf = np.empty((T, N), dtype=bool)
         extra: dict[str, np.ndarray] = {}
         pending_final: list[tuple[int, int, np.ndarray]] = []
+        pending_states: list[
+            RecurrentState
+        ] = []  # recurrent: the state each pending_final bootstrap continues
         rollout = Rollout(batch=SampleBatch(), worker_index=self.config.worker_index)
         restarts_before = sub_env_restarts(self.env)
         low = high = None
@@ -148,6 +155,13 @@ class EnvRunner:
             if next_obs_buf is not None:
                 next_obs_buf[t] = obs
             done = np.logical_or(terminated, truncated)
+            if self.recurrent:
+                with torch.inference_mode():
+                    kept = self.policy.after_step(  # type: ignore[attr-defined]
+                        reward, done, np.logical_and(truncated, np.logical_not(terminated))
+                    )
+                if kept is not None:
+                    pending_states.append(kept)
             if done.any():
                 for i in np.flatnonzero(done):
                     rollout.episode_returns.append(float(self._ep_return[i]))
@@ -174,7 +188,9 @@ class EnvRunner:
         if next_obs_buf is not None:
             batch[Columns.NEXT_OBS] = next_obs_buf
         if Columns.VF_PREDS in extra:
-            batch[Columns.NEXT_VF_PREDS] = self._next_values(extra[Columns.VF_PREDS], obs, pending_final)
+            batch[Columns.NEXT_VF_PREDS] = self._next_values(
+                extra[Columns.VF_PREDS], obs, pending_final, pending_states
+            )
         rollout.batch = batch
         if raw_buf is not None:
             rollout.filter_delta = RunningStats.from_batch(raw_buf)
@@ -182,13 +198,25 @@ class EnvRunner:
         return rollout
 
     def _next_values(
-        self, vf: np.ndarray, last_obs: np.ndarray, pending_final: list[tuple[int, int, np.ndarray]]
+        self,
+        vf: np.ndarray,
+        last_obs: np.ndarray,
+        pending_final: list[tuple[int, int, np.ndarray]],
+        pending_states: list[RecurrentState],
     ) -> np.ndarray:
-        """V(s') in one batched pass: the state after the last step plus every truncation's final obs."""
+        """V(s') in one batched pass: the state after the last step plus every truncation's final obs
+        (a recurrent policy continues each from its own LSTM state: the current one, or the ended
+        episode's)."""
         N = vf.shape[1]
         tail = [last_obs] + [o for _, _, o in pending_final]
+        tail_obs = torch.from_numpy(np.concatenate(tail, axis=0))
         with torch.inference_mode():
-            boot = self.policy.value(torch.from_numpy(np.concatenate(tail, axis=0)))
+            if self.recurrent:
+                policy: Any = self.policy
+                state = RecurrentState.cat([policy.current_state(N), *pending_states])
+                boot = policy.value_from(tail_obs, state)
+            else:
+                boot = self.policy.value(tail_obs)
         assert boot is not None, "a policy that records vf_preds must implement value()"
         boot_np = boot.numpy()
         next_vf = np.empty_like(vf)

@@ -110,13 +110,18 @@ class ActorCritic(nn.Module):
 
 def build_model(obs_space: gym.Space[Any], action_space: gym.Space[Any], config: ModelConfig) -> nn.Module:
     """The configured model. A custom one is `Class(obs_space, action_space, custom_model_config)` and must
-    return (distribution inputs, values) from forward(obs) like ActorCritic."""
+    return (distribution inputs, values) from forward(obs) like ActorCritic. `use_lstm` builds a
+    kuberl.core.recurrent.RecurrentActorCritic, whose forward also takes and returns a state."""
     if config.custom_model:
         cls = import_object(config.custom_model)
         model = cls(obs_space, action_space, dict(config.custom_model_config))
         if not isinstance(model, nn.Module):
             raise TypeError(f"custom_model {config.custom_model!r} did not build a torch.nn.Module")
         return model
+    if config.use_lstm:
+        from kuberl.core.recurrent import RecurrentActorCritic  # imports this module: late
+
+        return RecurrentActorCritic(obs_space, action_space, config)
     return ActorCritic(obs_space, action_space, config)
 
 

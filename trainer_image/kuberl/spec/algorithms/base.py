@@ -41,6 +41,38 @@ class ModelConfig(WireModel):
     custom_model_config: dict[str, Any] = Field(
         default_factory=dict, description="Keyword arguments passed to the custom model."
     )
+    use_lstm: bool = Field(
+        False,
+        description=(
+            "Recurrent policy: an LSTM between the encoder (MLP, or CNN + MLP) and the policy and value "
+            "heads, which it feeds both. PPO, IMPALA and APPO support it."
+        ),
+    )
+    lstm_cell_size: int = Field(256, ge=1, description="Size of the LSTM's hidden and cell state.")
+    max_seq_len: int = Field(
+        20,
+        ge=1,
+        description=(
+            "PPO: training sequences are chunks of this many time steps (backpropagation through time is "
+            "truncated there); each chunk starts from the LSTM state the env runner had at that step. "
+            "IMPALA/APPO unroll whole rollout fragments instead."
+        ),
+    )
+    lstm_use_prev_action: bool = Field(
+        False, description="Feed the previous action (one-hot when discrete) into the LSTM with the observation."
+    )
+    lstm_use_prev_reward: bool = Field(
+        False, description="Feed the previous reward into the LSTM with the observation."
+    )
+
+    @model_validator(mode="after")
+    def _recurrent(self) -> ModelConfig:
+        if self.use_lstm and self.custom_model:
+            raise ValueError(
+                "use_lstm wraps the built-in encoder and cannot be combined with custom_model "
+                f"({self.custom_model!r})"
+            )
+        return self
 
 
 ScheduleType = list[tuple[Annotated[int, Field(ge=0)], float]]
@@ -80,7 +112,16 @@ class AlgorithmConfigBase(WireModel):
     )
     model: ModelConfig = Field(default_factory=ModelConfig, description="Policy and value networks.")
 
+    # Whether the algorithm trains recurrent policies (model.use_lstm); those that do set it to True.
+    supports_recurrent: ClassVar[bool] = False
+
     @model_validator(mode="after")
     def _schedules(self) -> AlgorithmConfigBase:
         _check_schedule("lr_schedule", self.lr_schedule)
+        if self.model.use_lstm and not self.supports_recurrent:
+            name = getattr(self, "algorithm", type(self).__name__)
+            raise ValueError(
+                f"model.use_lstm: {name} cannot train a recurrent policy (PPO, IMPALA and APPO can); "
+                "remove use_lstm or pick one of those algorithms"
+            )
         return self

@@ -16,6 +16,8 @@ from kuberl.spec.algorithms.base import AlgorithmConfigBase
 class VTraceConfig(AlgorithmConfigBase):
     """Asynchronous actor-learner training with V-trace targets (shared by IMPALA and APPO)."""
 
+    supports_recurrent: ClassVar[bool] = True
+
     train_batch_size: int = Field(
         500,
         ge=1,

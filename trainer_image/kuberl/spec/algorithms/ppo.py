@@ -13,6 +13,7 @@ class PPOConfig(AlgorithmConfigBase):
     """Proximal Policy Optimization (Schulman et al. 2017, https://arxiv.org/abs/1707.06347)."""
 
     implementation: ClassVar[str] = "kuberl.algorithms.ppo:PPO"
+    supports_recurrent: ClassVar[bool] = True
     algorithm: Literal["PPO"] = Field(
         "PPO", exclude=True, description="Discriminator; set from spec.algorithm."
     )
