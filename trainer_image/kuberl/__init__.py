@@ -11,10 +11,12 @@ __version__ = "0.1.0"
 
 if TYPE_CHECKING:
     from kuberl.algorithm import Algorithm, build_algorithm
+    from kuberl.external.client import PolicyClient
 
 _LAZY = {
     "Algorithm": ("kuberl.algorithm", "Algorithm"),
     "build_algorithm": ("kuberl.algorithm", "build_algorithm"),
+    "PolicyClient": ("kuberl.external.client", "PolicyClient"),
 }
 
 
@@ -27,4 +29,4 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'kuberl' has no attribute {name!r}")
 
 
-__all__ = ["Algorithm", "__version__", "build_algorithm"]
+__all__ = ["Algorithm", "PolicyClient", "__version__", "build_algorithm"]

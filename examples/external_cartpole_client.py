@@ -1,0 +1,57 @@
+"""An external simulator: CartPole-v1 stepped in this process, driven by a kuberl policy server.
+
+    KUBERL_POLICY_SERVER_TOKEN=secret kuberl serve examples/ppo-external.yaml     # terminal 1
+    KUBERL_POLICY_SERVER_TOKEN=secret python examples/external_cartpole_client.py # terminal 2 (and 3, 4…)
+
+Options: --address (default http://127.0.0.1:8900), --mode remote|local, --seed, --max-steps.
+It exits quietly when the server goes away (training finished).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import gymnasium as gym
+import httpx
+
+from kuberl import PolicyClient
+
+
+def run(address: str, *, mode: str, seed: int, max_steps: int | None, token: str | None = None) -> int:
+    env = gym.make("CartPole-v1")
+    client = PolicyClient(address, token=token, inference_mode=mode, seed=seed)  # type: ignore[arg-type]
+    steps = 0
+    obs, _ = env.reset(seed=seed)
+    try:
+        while max_steps is None or steps < max_steps:
+            eid = client.start_episode()
+            while True:
+                action = client.get_action(eid, obs)
+                obs, reward, terminated, truncated, _ = env.step(action)
+                client.log_returns(eid, float(reward))
+                steps += 1
+                if terminated or truncated:
+                    # The episode's last observation; a time limit is a truncation (bootstrapped).
+                    client.end_episode(eid, obs, truncated=truncated and not terminated)
+                    obs, _ = env.reset()
+                    break
+    except httpx.TransportError:
+        pass  # the server stopped (training reached its stop criterion)
+    finally:
+        env.close()
+    return steps
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--address", default="http://127.0.0.1:8900")
+    p.add_argument("--mode", choices=["remote", "local"], default="remote")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-steps", type=int)
+    args = p.parse_args()
+    steps = run(args.address, mode=args.mode, seed=args.seed, max_steps=args.max_steps)
+    print(f"stepped {steps} env steps")
+
+
+if __name__ == "__main__":
+    main()

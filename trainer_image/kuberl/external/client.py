@@ -1,0 +1,203 @@
+"""`kuberl.PolicyClient`: connect an external simulator to a kuberl policy server.
+
+Two modes, as RLlib's PolicyClient:
+- remote: every `get_action` is an HTTP request; the server's current policy acts. The reward logged
+  since the last action rides along with the next request (one request per step instead of two).
+- local: the client pulls the weights (`/v1/policy`), acts with its own CPU copy of the policy, and
+  uploads the episode events in batches (`/v1/experience`), refreshing the weights when the server's
+  version moved and `update_interval` seconds have passed. Needs torch; remote mode does not.
+
+    client = PolicyClient("http://127.0.0.1:8900", token=..., inference_mode="remote")
+    eid = client.start_episode()
+    action = client.get_action(eid, obs)
+    client.log_returns(eid, reward)
+    client.end_episode(eid, obs, truncated=False)
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from typing import Any, Literal
+
+import httpx
+import numpy as np
+
+from kuberl.spec.external import TOKEN_ENV
+
+
+class PolicyServerError(RuntimeError):
+    """The server refused a request; `status` is the HTTP status and the message its reason."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"{status}: {message}")
+        self.status = status
+
+
+def _jsonable(x: Any) -> Any:
+    return np.asarray(x).tolist() if isinstance(x, np.ndarray | np.generic | list | tuple) else x
+
+
+class PolicyClient:
+    def __init__(
+        self,
+        address: str,
+        *,
+        token: str | None = None,
+        inference_mode: Literal["remote", "local"] = "remote",
+        update_interval: float = 5.0,
+        max_buffered_steps: int = 256,
+        timeout: float = 60.0,
+        seed: int | None = None,
+    ) -> None:
+        """token: the job's bearer token (default: the KUBERL_POLICY_SERVER_TOKEN environment variable).
+        update_interval: local mode, seconds between weight refreshes at most.
+        max_buffered_steps: local mode, events are uploaded once this many actions are buffered (and at
+        every episode end)."""
+        if inference_mode not in ("remote", "local"):
+            raise ValueError(f"inference_mode must be 'remote' or 'local', not {inference_mode!r}")
+        token = token if token is not None else os.environ.get(TOKEN_ENV)
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.http = httpx.Client(base_url=address.rstrip("/"), headers=headers, timeout=timeout)
+        self.mode = inference_mode
+        self.update_interval = update_interval
+        self.max_buffered_steps = max_buffered_steps
+        self._rewards: dict[str, float] = {}  # remote mode: reward not yet sent, per episode
+        self._events: list[dict[str, Any]] = []
+        self._buffered_steps = 0
+        self._local: Any = None
+        self._version = -1
+        self._last_update = 0.0
+        self._seed = seed
+        if self.mode == "local":
+            self.update_policy_weights()
+
+    # -- HTTP --------------------------------------------------------------------------------------
+    def _call(self, method: str, path: str, body: Any = None) -> Any:
+        r = self.http.request(method, path, json=body)
+        if r.status_code >= 400:
+            try:
+                detail = r.json().get("detail", r.text)
+            except ValueError:
+                detail = r.text
+            raise PolicyServerError(r.status_code, str(detail))
+        return r.json() if r.content else None
+
+    # -- the verbs ---------------------------------------------------------------------------------
+    def start_episode(self, episode_id: str | None = None, training_enabled: bool = True) -> str:
+        if self.mode == "local":
+            eid = episode_id or uuid.uuid4().hex
+            self._events.append({"type": "start", "episode_id": eid, "training_enabled": training_enabled})
+            return eid
+        body = {"episode_id": episode_id, "training_enabled": training_enabled}
+        new_id: str = self._call("POST", "/v1/episodes", body)["episode_id"]
+        self._rewards[new_id] = 0.0
+        return new_id
+
+    def get_action(self, episode_id: str, observation: Any, *, explore: bool = True) -> Any:
+        if self.mode == "local":
+            action, logp, dist_inputs = self._local.act(np.asarray(observation), explore=explore)
+            self._log_local(episode_id, observation, action, logp, dist_inputs)
+            return action
+        body: dict[str, Any] = {"observation": _jsonable(observation), "explore": explore}
+        reward = self._rewards.get(episode_id, 0.0)
+        if reward:
+            body["reward"] = reward
+        action = self._call("POST", f"/v1/episodes/{episode_id}/action", body)["action"]
+        self._rewards[episode_id] = 0.0
+        return action
+
+    def log_action(self, episode_id: str, observation: Any, action: Any) -> None:
+        """An action the simulator chose itself (a human, a scripted controller): trained on off-policy."""
+        if self.mode == "local":
+            self._log_local(episode_id, observation, action, None, None)
+            return
+        body: dict[str, Any] = {"observation": _jsonable(observation), "action": _jsonable(action)}
+        reward = self._rewards.get(episode_id, 0.0)
+        if reward:
+            body["reward"] = reward
+        self._call("POST", f"/v1/episodes/{episode_id}/logged-action", body)
+        self._rewards[episode_id] = 0.0
+
+    def log_returns(self, episode_id: str, reward: float, info: dict[str, Any] | None = None) -> None:
+        if self.mode == "local":
+            self._events.append({"type": "returns", "episode_id": episode_id, "reward": float(reward)})
+        elif info is not None:
+            self._call("POST", f"/v1/episodes/{episode_id}/returns", {"reward": float(reward), "info": info})
+        else:  # sent with the next request of this episode
+            self._rewards[episode_id] = self._rewards.get(episode_id, 0.0) + float(reward)
+
+    def end_episode(self, episode_id: str, observation: Any, *, truncated: bool = False) -> None:
+        if self.mode == "local":
+            self._events.append(
+                {
+                    "type": "end",
+                    "episode_id": episode_id,
+                    "observation": _jsonable(observation),
+                    "truncated": truncated,
+                }
+            )
+            self.flush()
+            return
+        body: dict[str, Any] = {"observation": _jsonable(observation), "truncated": truncated}
+        reward = self._rewards.pop(episode_id, 0.0)
+        if reward:
+            body["reward"] = reward
+        self._call("POST", f"/v1/episodes/{episode_id}/end", body)
+
+    # -- local mode --------------------------------------------------------------------------------
+    def _log_local(
+        self, episode_id: str, observation: Any, action: Any, logp: float | None, dist_inputs: Any
+    ) -> None:
+        event: dict[str, Any] = {
+            "type": "action",
+            "episode_id": episode_id,
+            "observation": _jsonable(observation),
+            "action": _jsonable(action),
+        }
+        if logp is not None:
+            event["action_logp"] = logp
+            event["action_dist_inputs"] = _jsonable(dist_inputs)
+        self._events.append(event)
+        self._buffered_steps += 1
+        if self._buffered_steps >= self.max_buffered_steps:
+            self.flush()
+
+    def flush(self) -> None:
+        """Upload buffered events (local mode), then refresh the weights if they are due."""
+        if self._events:
+            events, self._events, self._buffered_steps = self._events, [], 0
+            reply = self._call("POST", "/v1/experience", {"events": events})
+            if (
+                reply["policy_version"] != self._version
+                and time.monotonic() - self._last_update >= self.update_interval
+            ):
+                self.update_policy_weights()
+
+    def update_policy_weights(self) -> None:
+        """Pull the server's current weights (local mode)."""
+        from kuberl.external.local_policy import LocalPolicy
+
+        doc = self._call("GET", "/v1/policy")
+        if self._local is None:
+            self._local = LocalPolicy.from_document(doc, seed=self._seed)
+        else:
+            self._local.load(doc)
+        self._version = int(doc["version"])
+        self._last_update = time.monotonic()
+
+    @property
+    def policy_version(self) -> int:
+        return self._version
+
+    def close(self) -> None:
+        if self.mode == "local":
+            self.flush()
+        self.http.close()
+
+    def __enter__(self) -> PolicyClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

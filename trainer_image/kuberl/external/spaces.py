@@ -1,0 +1,134 @@
+"""Gymnasium spaces as JSON (so a local-mode client can rebuild the policy), and validation of the
+observations and actions clients send (a wrong shape is the client's error: a 4xx, never a 500)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+
+class InvalidValueError(ValueError):
+    """An observation or action that does not fit the env's space; the message says why."""
+
+
+def space_to_json(space: gym.Space[Any]) -> dict[str, Any]:
+    """Box, Discrete and MultiDiscrete: the spaces an MLP policy over a flat vector handles."""
+    if isinstance(space, gym.spaces.Box):
+        return {
+            "type": "Box",
+            "shape": list(space.shape),
+            "low": _finite_or_none(space.low).tolist(),
+            "high": _finite_or_none(space.high).tolist(),
+            "dtype": str(space.dtype),
+        }
+    if isinstance(space, gym.spaces.Discrete):
+        return {"type": "Discrete", "n": int(space.n), "start": int(space.start)}
+    if isinstance(space, gym.spaces.MultiDiscrete):
+        return {"type": "MultiDiscrete", "nvec": np.asarray(space.nvec).tolist()}
+    raise NotImplementedError(
+        f"external simulators support Box, Discrete and MultiDiscrete spaces, not {space}"
+    )
+
+
+def space_from_json(doc: dict[str, Any]) -> gym.Space[Any]:
+    kind = doc["type"]
+    if kind == "Box":
+        shape = tuple(doc["shape"])
+        low = np.array(doc["low"], dtype=np.float64)
+        high = np.array(doc["high"], dtype=np.float64)
+        # JSON has no infinity: unbounded dimensions travel as null.
+        low = np.where(np.isnan(low), -np.inf, low) if low.dtype.kind == "f" else low
+        high = np.where(np.isnan(high), np.inf, high) if high.dtype.kind == "f" else high
+        return gym.spaces.Box(low=low.reshape(shape), high=high.reshape(shape), dtype=np.dtype(doc["dtype"]))
+    if kind == "Discrete":
+        return gym.spaces.Discrete(int(doc["n"]), start=int(doc.get("start", 0)))
+    if kind == "MultiDiscrete":
+        return gym.spaces.MultiDiscrete(doc["nvec"])
+    raise ValueError(f"unknown space type {kind!r}")
+
+
+def _finite_or_none(a: np.ndarray) -> np.ndarray:
+    out = np.asarray(a, dtype=np.float64).astype(object)
+    out[~np.isfinite(np.asarray(a, dtype=np.float64))] = None
+    return out
+
+
+def _numeric_array(value: Any, what: str) -> np.ndarray:
+    if isinstance(value, bool) or value is None or isinstance(value, str | dict):
+        raise InvalidValueError(
+            f"{what} must be a number or a (nested) list of numbers, got {type(value).__name__}"
+        )
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise InvalidValueError(
+            f"{what} must be a number or a rectangular (nested) list of numbers ({exc})"
+        ) from None
+    if not np.all(np.isfinite(arr)):
+        raise InvalidValueError(f"{what} contains a non-finite number")
+    return arr
+
+
+def validate_observation(space: gym.Space[Any], value: Any) -> np.ndarray:
+    """The observation as an array of the space's shape; InvalidValueError says what is wrong."""
+    arr = _numeric_array(value, "observation")
+    if isinstance(space, gym.spaces.Box):
+        if arr.shape != space.shape:
+            raise InvalidValueError(
+                f"observation has shape {list(arr.shape)}, the env's space has {list(space.shape)}"
+            )
+        return arr.astype(space.dtype)
+    if isinstance(space, gym.spaces.Discrete):
+        return np.asarray(_integer_in(arr, space.start, space.start + space.n, "observation"), dtype=np.int64)
+    if isinstance(space, gym.spaces.MultiDiscrete):
+        return _multi_discrete(arr, space, "observation")
+    raise InvalidValueError(f"observation space {space} is not supported")
+
+
+def validate_action(space: gym.Space[Any], value: Any) -> np.ndarray:
+    """The action as the policy's action array: an int64 scalar (Discrete), int64 vector
+    (MultiDiscrete) or float32 array of the space's shape (Box, clipped later where it is applied)."""
+    arr = _numeric_array(value, "action")
+    if isinstance(space, gym.spaces.Discrete):
+        return np.asarray(_integer_in(arr, space.start, space.start + space.n, "action") - space.start)
+    if isinstance(space, gym.spaces.MultiDiscrete):
+        return _multi_discrete(arr, space, "action")
+    if isinstance(space, gym.spaces.Box):
+        if arr.shape != space.shape:
+            raise InvalidValueError(
+                f"action has shape {list(arr.shape)}, the env's action space has {list(space.shape)}"
+            )
+        return arr.astype(np.float32)
+    raise InvalidValueError(f"action space {space} is not supported")
+
+
+def _integer_in(arr: np.ndarray, low: int, high: int, what: str) -> int:
+    if arr.shape != ():
+        raise InvalidValueError(f"{what} must be a single integer, got shape {list(arr.shape)}")
+    x = float(arr)
+    if x != math.floor(x):
+        raise InvalidValueError(f"{what} must be an integer, got {x}")
+    if not low <= x < high:
+        raise InvalidValueError(f"{what} {int(x)} is outside [{low}, {high - 1}]")
+    return int(x)
+
+
+def _multi_discrete(arr: np.ndarray, space: gym.spaces.MultiDiscrete, what: str) -> np.ndarray:
+    nvec = np.asarray(space.nvec)
+    if arr.shape != nvec.shape:
+        raise InvalidValueError(f"{what} has shape {list(arr.shape)}, the env's space has {list(nvec.shape)}")
+    if np.any(arr != np.floor(arr)) or np.any(arr < 0) or np.any(arr >= nvec):
+        raise InvalidValueError(f"{what} must hold integers in [0, nvec) = {nvec.tolist()}")
+    return arr.astype(np.int64)
+
+
+def action_to_json(space: gym.Space[Any], action: np.ndarray) -> Any:
+    """The policy's action as the client sends it to its env (Discrete shifted by `start`)."""
+    if isinstance(space, gym.spaces.Discrete):
+        return int(action) + int(space.start)
+    if isinstance(space, gym.spaces.Box):
+        return np.clip(action, space.low, space.high).tolist()
+    return np.asarray(action).tolist()
