@@ -207,6 +207,23 @@ class TrainerMetrics:
         self.evaluation_return_mean = gauge(
             "kuberl_evaluation_return_mean", "Mean episode return of the last evaluation."
         )
+        # Self-play (multi-agent): rates over the learning policy's last 100 games (docs/multi-agent.md).
+        self.selfplay_rates = {
+            outcome: gauge(
+                f"kuberl_selfplay_{outcome}_rate",
+                f"Fraction of the learning policy's recent self-play games that were a {outcome}.",
+                _POLICY_LABELS,
+            )
+            for outcome in ("win", "draw", "loss")
+        }
+        self.selfplay_pool_size = gauge(
+            "kuberl_selfplay_pool_size", "Opponent snapshots in the self-play pool.", _POLICY_LABELS
+        )
+        self.selfplay_random_win_rate = gauge(
+            "kuberl_selfplay_random_win_rate",
+            "Win rate of the learning policy against a uniformly random opponent at the last snapshot.",
+            _POLICY_LABELS,
+        )
 
         # Counters start at 0 so that rate() and increase() work from the first scrape.
         for c in (
@@ -282,6 +299,8 @@ class TrainerMetrics:
             main_policy = (
                 str(policies[0]) if len(policies) == 1 else ALL_POLICIES if policies else DEFAULT_POLICY
             )
+            if isinstance(result.get("policies"), Mapping):  # multi-agent: top level is over whole env episodes
+                main_policy = ALL_POLICIES
             for key, attr in _EPISODE_KEYS.items():
                 self._set(getattr(self, attr), result.get(key), policy=main_policy)
             # Multi-agent: optional per-policy episode stats, {"policies": {pid: {episode_return_mean, ...}}}.
@@ -314,6 +333,15 @@ class TrainerMetrics:
             evaluation = result.get("evaluation")
             if isinstance(evaluation, Mapping):
                 self._set(self.evaluation_return_mean, evaluation.get("episode_return_mean"))
+            self_play = result.get("self_play")
+            if isinstance(self_play, Mapping):
+                learning = str(self_play.get("policy", DEFAULT_POLICY))
+                for outcome, g in self.selfplay_rates.items():
+                    self._set(g, self_play.get(f"{outcome}_rate"), policy=learning)
+                self._set(self.selfplay_pool_size, self_play.get("pool_size"), policy=learning)
+                vs_random = self_play.get("vs_random")
+                if isinstance(vs_random, Mapping):
+                    self._set(self.selfplay_random_win_rate, vs_random.get("win_rate"), policy=learning)
 
             if iteration is not None:
                 self._status["iteration"] = int(iteration)

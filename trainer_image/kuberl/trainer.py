@@ -90,7 +90,12 @@ def preflight(job: RLTrainingJob) -> tuple[Any, Any]:
 
     spec = job.spec
     try:
-        check_env(spec.env, spec.env_config)
+        if spec.multi_agent is not None:  # a PettingZoo env (docs/multi-agent.md)
+            from kuberl.core.multi_agent.env import probe_spaces
+
+            probe_spaces(spec.env, spec.env_config)
+        else:
+            check_env(spec.env, spec.env_config)
     except EnvError as exc:
         raise SpecError([("spec.env", str(exc))]) from None
     uri = spec.checkpoint.uri or str(run_dir_for(job) / "checkpoints")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import AliasChoices, Field, field_validator, model_validator
 
 from kuberl.spec.algorithms import ALGORITHMS, AlgorithmConfig, AlgorithmConfigBase
 from kuberl.spec.base import LenientModel, WireModel
@@ -24,6 +24,8 @@ from kuberl.spec.common import (
     validate_resume,
 )
 from kuberl.spec.external import ExternalSpec
+from kuberl.spec.multi_agent import MultiAgentSpec
+from kuberl.spec.offline import InputSpec, OutputSpec
 
 GROUP = "kuberl.io"
 VERSION = "v1alpha1"
@@ -109,6 +111,18 @@ class RLTrainingJobSpec(WireModel):
         default_factory=MetricsSpec, description="Prometheus /metrics and JSON /status."
     )
     evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec, description="Periodic evaluation.")
+    multi_agent: MultiAgentSpec | None = Field(
+        None, description="Multi-agent training on a PettingZoo env: policies, agent mapping, self-play."
+    )
+    output: OutputSpec | None = Field(
+        None, description="Record sampled experience as Parquet for offline RL (docs/offline.md)."
+    )
+    input_: InputSpec | None = Field(
+        None,
+        alias="input",
+        validation_alias=AliasChoices("input", "input_"),
+        description="Recorded experience the offline algorithms (BC, MARWIL, CQL) train on.",
+    )
     external: ExternalSpec = Field(
         default_factory=ExternalSpec, description="Policy server for external simulators (docs/external.md)."
     )

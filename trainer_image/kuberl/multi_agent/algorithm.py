@@ -1,0 +1,501 @@
+"""MultiAgentAlgorithm: one unmodified single-agent algorithm per trained policy, fed by shared
+multi-agent env runners (RLlib's multi-agent setup, without a multi-agent learner API).
+
+`build_algorithm` picks this class when `spec.multiAgent` is set. Each iteration every trained
+policy's algorithm runs its own `train()` (its `sample()` is served by the ExperienceHub), then
+self-play snapshots are taken. The result has the usual top-level keys, computed over whole env
+episodes (returns summed over agents), plus `policies` (per-policy agent-episode statistics),
+`learner` (per-policy learner stats) and `self_play` (win/draw/loss rates of the learning policy).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections import deque
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from kuberl.algorithm import EPISODE_WINDOW, Algorithm, StepOutcome, algorithm_class
+from kuberl.core.multi_agent.env import probe_spaces
+from kuberl.core.multi_agent.group import MultiAgentRunnerGroup
+from kuberl.core.multi_agent.mapping import PolicyMapper, SelfPlaySeats, policy_spaces
+from kuberl.core.multi_agent.masking import mask_slice, masked_model_config
+from kuberl.core.multi_agent.runner import (
+    RANDOM_POLICY,
+    MultiAgentEnvRunner,
+    MultiAgentRunnerConfig,
+    PolicySlot,
+)
+from kuberl.multi_agent.hub import ExperienceHub, FeedRunnerGroup
+from kuberl.multi_agent.self_play import OUTCOME_WINDOW, OpponentPool, play_vs_random, rates
+from kuberl.spec import RLTrainingJob, SpecError
+from kuberl.spec.common import EvaluationSpec
+from kuberl.spec.multi_agent import MULTI_AGENT_ALGORITHMS, MultiAgentSpec
+
+log = logging.getLogger(__name__)
+
+# Algorithms whose networks are kuberl.core.models.ActorCritic: an action mask in the observation is
+# applied inside the model automatically (see kuberl.core.multi_agent.masking).
+_ACTOR_CRITIC = ("PPO", "A2C", "PG")
+
+
+def fed_algorithm(cls: type[Algorithm], feed: FeedRunnerGroup) -> type[Algorithm]:
+    """`cls` with its runners replaced by `feed` (and nothing else changed)."""
+
+    def make_runner_group(self: Algorithm) -> Any:
+        feed.runner_config = self.runner_config  # read back when building the runner slots
+        return feed
+
+    sub: type[Algorithm] = type(f"MultiAgent{cls.__name__}", (cls,), {"make_runner_group": make_runner_group})
+    return sub
+
+
+def _stats(values: list[float] | deque[float]) -> dict[str, float | None]:
+    if not values:
+        return {"episode_return_mean": None, "episode_return_min": None, "episode_return_max": None}
+    return {
+        "episode_return_mean": float(np.mean(values)),
+        "episode_return_min": float(np.min(values)),
+        "episode_return_max": float(np.max(values)),
+    }
+
+
+class MultiAgentAlgorithm(Algorithm):
+    """Shares the single-agent Algorithm API (train, save, restore, evaluate, compute_actions)."""
+
+    def __init__(self, job: RLTrainingJob, *, run_dir: Path | None = None) -> None:
+        # The base __init__ builds single-agent runners; everything it would set up is done here instead.
+        self.job = job
+        self.spec = job.spec
+        self.config = job.spec.config
+        # `name` is a ClassVar for single-agent algorithms; here it follows the spec (checkpoints record it).
+        self.__dict__["name"] = job.spec.algorithm
+        ma = job.spec.multi_agent
+        if ma is None:
+            raise SpecError([("spec.multiAgent", "required for a multi-agent algorithm")])
+        self.ma: MultiAgentSpec = ma
+        check_supported(job)
+        self.run_dir = Path(run_dir or self.spec.run_dir or Path("runs") / job.metadata.name)
+        seed = self.spec.seed
+        self.np_rng = np.random.default_rng(seed)
+        if seed is not None:
+            random.seed(seed)
+            np.random.seed(seed % 2**32)
+            torch.manual_seed(seed)
+        res = self.spec.resources
+        if res.env_runners > 0:
+            from kuberl.core.ray_init import ensure_ray
+
+            ensure_ray(res.env_runners * res.cpus_per_runner)
+
+        sp = ma.self_play
+        seats = (
+            SelfPlaySeats(sp.policy, sp.opponent_policy, sp.latest_probability) if sp is not None else None
+        )
+        rules = tuple((r.agent_pattern, r.policy) for r in ma.policy_mapping)
+        mapper = PolicyMapper(
+            list(ma.policies), rules=rules, function=ma.policy_mapping_function, self_play=seats
+        )
+        try:
+            spaces = policy_spaces(probe_spaces(self.spec.env, self.spec.env_config), mapper)
+        except ValueError as exc:
+            raise SpecError([("spec.multiAgent", str(exc))]) from None
+        self.policy_spaces = spaces
+
+        self.hub = ExperienceHub()
+        self.trained = ma.trained_policies()
+        self.subs: dict[str, Algorithm] = {}
+        slots: dict[str, PolicySlot] = {}
+        for index, (pid, pspec) in enumerate(ma.policies.items()):
+            obs_space, action_space = spaces[pid]
+            if pspec.random:
+                slots[pid] = PolicySlot(
+                    obs_space, action_space, RANDOM_POLICY, self.config.model, trained=False
+                )
+                continue
+            feed = FeedRunnerGroup(self.hub, pid, spaces[pid])
+            self.subs[pid] = self._build_sub(pid, index, feed)
+            if pspec.checkpoint:
+                self._load_frozen(pid, pspec.checkpoint, pspec.checkpoint_policy or pid)
+            rc = feed.runner_config
+            assert rc is not None, "the policy's algorithm did not build its runner group"
+            slots[pid] = PolicySlot(
+                obs_space,
+                action_space,
+                rc.policy,
+                rc.model,
+                dict(rc.policy_options),
+                rc.store_next_obs,
+                trained=pid in self.trained,
+            )
+            if pid in self.trained:
+                self.hub.wanted[pid] = rc.rollout_length * rc.num_envs * max(res.env_runners, 1)
+        if sp is not None:
+            # Opponents are snapshots of the learner: the same network class and options.
+            learner_slot = slots[sp.policy]
+            slots[sp.opponent_policy] = PolicySlot(
+                learner_slot.obs_space,
+                learner_slot.action_space,
+                learner_slot.policy,
+                learner_slot.model,
+                dict(learner_slot.options),
+                trained=False,
+            )
+        self.ma_config = MultiAgentRunnerConfig(
+            env=self.spec.env,
+            env_config=dict(self.spec.env_config),
+            num_envs=res.envs_per_runner,
+            policies=slots,
+            rules=rules,
+            mapping_function=ma.policy_mapping_function,
+            self_play=seats,
+            seed=seed,
+        )
+        self.group = MultiAgentRunnerGroup(
+            self.ma_config, num_runners=res.env_runners, cpus_per_runner=res.cpus_per_runner
+        )
+        self.hub.group = self.group
+        self.pool = OpponentPool(sp.pool_size) if sp is not None else None
+        if self.pool is not None and sp is not None:
+            self.pool.add(self.subs[sp.policy].get_weights())
+            self.hub.set_pool(self.pool.as_list())
+        self.hub.push()
+
+        self.obs_filter = None
+        self.iteration = 0
+        self.timesteps = 0
+        self.timesteps_trained = 0
+        self.episodes_total = 0
+        self.time_total = 0.0
+        self.env_restarts = 0
+        self.returns: deque[float] = deque(maxlen=EPISODE_WINDOW)
+        self.lengths: deque[int] = deque(maxlen=EPISODE_WINDOW)
+        self.policy_returns: dict[str, deque[tuple[float, int]]] = {
+            pid: deque(maxlen=EPISODE_WINDOW) for pid in ma.policies
+        }
+        self.policy_episodes: dict[str, int] = dict.fromkeys(ma.policies, 0)
+        self.policy_steps: dict[str, int] = dict.fromkeys(ma.policies, 0)
+        self.outcomes: deque[int] = deque(maxlen=OUTCOME_WINDOW)
+        self.games_total = 0
+        self.last_checkpoint: str | None = None
+
+    def _build_sub(self, pid: str, index: int, feed: FeedRunnerGroup) -> Algorithm:
+        """The single-agent algorithm of one policy, with runners that are the hub's feed."""
+        spec = self.spec
+        config = spec.config
+        if mask_slice(feed.spaces()[0]) is not None and config.model.custom_model is None:
+            if spec.algorithm in _ACTOR_CRITIC:
+                config = config.model_copy(update={"model": masked_model_config(config.model)})
+            else:
+                log.warning(
+                    "policy %r observes an action mask, but %s does not apply it (only %s do); illegal actions "
+                    "are possible",
+                    pid,
+                    spec.algorithm,
+                    ", ".join(_ACTOR_CRITIC),
+                )
+        sub_spec = spec.model_copy(
+            update={
+                "multi_agent": None,
+                "evaluation": EvaluationSpec(),
+                "config": config,
+                # Distinct initial weights and sampling streams per policy.
+                "seed": None if spec.seed is None else spec.seed + index,
+            }
+        )
+        sub_job = self.job.model_copy(update={"spec": sub_spec})
+        cls = fed_algorithm(algorithm_class(spec.algorithm), feed)
+        return cls(sub_job, run_dir=self.run_dir / "policies" / pid)
+
+    def _load_frozen(self, pid: str, uri: str, source_policy: str) -> None:
+        """Weights for `pid` from a single-agent checkpoint, or from `source_policy` in a multi-agent one."""
+        import io
+
+        from kuberl.algorithm import STATE_FILE
+        from kuberl.checkpoint import CheckpointError, load_checkpoint
+
+        try:
+            loaded = load_checkpoint(uri)
+        except CheckpointError as exc:
+            raise SpecError([(f"spec.multiAgent.policies.{pid}.checkpoint", str(exc))]) from None
+        state = torch.load(io.BytesIO(loaded.files[STATE_FILE]), map_location="cpu", weights_only=False)
+        if state.get("multi_agent"):
+            if source_policy not in state["policies"]:
+                known = ", ".join(state["policies"])
+                raise SpecError(
+                    [
+                        (
+                            f"spec.multiAgent.policies.{pid}.checkpointPolicy",
+                            f"{source_policy!r} not in {uri} ({known})",
+                        )
+                    ]
+                )
+            state = state["policies"][source_policy]
+        if state.get("algorithm") != self.name:
+            raise SpecError(
+                [
+                    (
+                        f"spec.multiAgent.policies.{pid}.checkpoint",
+                        f"is a {state.get('algorithm')} checkpoint, not {self.name}",
+                    )
+                ]
+            )
+        self.subs[pid].set_algorithm_state(state["algo"])
+        self.subs[pid].sync_weights()
+
+    # -- training --------------------------------------------------------------------------------
+    def train(self) -> dict[str, Any]:
+        start = time.perf_counter()
+        results = {pid: self.subs[pid].train() for pid in self.trained}
+        stats = self.hub.drain()
+        self.iteration += 1
+        self.timesteps += stats.env_steps
+        self.returns.extend(stats.episode_returns)
+        self.lengths.extend(stats.episode_lengths)
+        self.episodes_total += len(stats.episode_returns)
+        for pid, eps in stats.policy_episodes.items():
+            self.policy_returns[pid].extend(eps)
+            self.policy_episodes[pid] += len(eps)
+        for pid, n in stats.agent_steps.items():
+            self.policy_steps[pid] += n
+        self.outcomes.extend(stats.outcomes)
+        self.games_total += len(stats.outcomes)
+        trained_steps = sum(int(r["num_env_steps_trained"]) for r in results.values())
+        self.timesteps_trained += trained_steps
+
+        self_play: dict[str, Any] | None = None
+        sp = self.ma.self_play
+        if sp is not None and self.pool is not None:
+            snapshot = self.iteration % sp.snapshot_every_iterations == 0
+            if snapshot:
+                self.pool.add(self.subs[sp.policy].get_weights())
+                self.hub.set_pool(self.pool.as_list())
+            self_play = {
+                "policy": sp.policy,
+                **rates(self.outcomes),
+                "games_total": self.games_total,
+                "games_this_iter": len(stats.outcomes),
+                "pool_size": len(self.pool.snapshots),
+                "snapshots_total": self.pool.taken,
+            }
+            if snapshot and sp.evaluation_games:
+                self_play["vs_random"] = self.evaluate_vs_random(sp.evaluation_games)
+        elapsed = time.perf_counter() - start
+        self.time_total += elapsed
+        sample_time = sum(r["timers"].get("sample", 0.0) for r in results.values())
+        result = self._ma_result(results, elapsed, stats.env_steps, len(stats.episode_returns), trained_steps)
+        result["env_steps_per_s"] = stats.env_steps / max(sample_time, 1e-9)
+        if self_play is not None:
+            result["self_play"] = self_play
+        if self.spec.evaluation.interval and self.iteration % self.spec.evaluation.interval == 0:
+            result["evaluation"] = self.evaluate()
+        return result
+
+    def _ma_result(
+        self, results: Mapping[str, dict[str, Any]], elapsed: float, sampled: int, episodes: int, trained: int
+    ) -> dict[str, Any]:
+        returns = list(self.returns)
+        policies: dict[str, Any] = {}
+        for pid in self.ma.policies:
+            window = self.policy_returns[pid]
+            policies[pid] = {
+                **_stats([r for r, _ in window]),
+                "episode_len_mean": float(np.mean([n for _, n in window])) if window else None,
+                "episodes_total": self.policy_episodes[pid],
+                "agent_steps_total": self.policy_steps[pid],
+                "trained": pid in self.trained,
+            }
+        return {
+            "training_iteration": self.iteration,
+            "timesteps_total": self.timesteps,
+            "num_env_steps_sampled": sampled,
+            "num_env_steps_sampled_lifetime": self.timesteps,
+            "num_env_steps_trained": trained,
+            "num_env_steps_trained_lifetime": self.timesteps_trained,
+            "episodes_total": self.episodes_total,
+            "episodes_this_iter": episodes,
+            **_stats(returns),
+            "episode_len_mean": float(np.mean(self.lengths)) if returns else None,
+            "time_this_iter_s": elapsed,
+            "time_total_s": self.time_total,
+            "timers": {f"{pid}/{k}": v for pid, r in results.items() for k, v in r["timers"].items()},
+            "learner": {pid: r["learner"]["default_policy"] for pid, r in results.items()},
+            "policies": policies,
+            "env_runners": {
+                "num_healthy": self.group.num_healthy,
+                "restarts_total": self.group.restarts,
+                "env_restarts_total": self.env_restarts,
+            },
+        }
+
+    def training_step(self) -> StepOutcome:
+        raise NotImplementedError("MultiAgentAlgorithm.train() drives one algorithm per policy")
+
+    # -- inference and evaluation ------------------------------------------------------------------
+    def default_policy(self) -> str:
+        return self.ma.self_play.policy if self.ma.self_play is not None else self.trained[0]
+
+    def policy_module(self) -> torch.nn.Module:
+        return self.subs[self.default_policy()].policy_module()
+
+    def get_weights(self) -> dict[str, np.ndarray]:
+        return self.subs[self.default_policy()].get_weights()
+
+    def compute_actions(
+        self, obs: np.ndarray, *, explore: bool = False, policy_id: str | None = None
+    ) -> np.ndarray:
+        """Actions of one policy (default: the learning one) for a batch of its agents' observations."""
+        return self.subs[policy_id or self.default_policy()].compute_actions(obs, explore=explore)
+
+    def evaluate(self, episodes: int | None = None, *, explore: bool | None = None) -> dict[str, Any]:
+        """Self-play: games against a random opponent. Otherwise: whole episodes with the current policies
+        (one per fresh env copy, so short episodes are not over-represented)."""
+        n = episodes or self.spec.evaluation.episodes
+        explore = self.spec.evaluation.explore if explore is None else explore
+        if self.ma.self_play is not None:
+            return self.evaluate_vs_random(n, explore=explore)
+        from dataclasses import replace
+
+        runner = MultiAgentEnvRunner(
+            replace(
+                self.ma_config,
+                num_envs=n,
+                seed=None if self.spec.seed is None else self.spec.seed + 1_000_003,
+            )
+        )
+        try:
+            runner.set_state({"weights": {pid: sub.get_weights() for pid, sub in self.subs.items()}})
+            found: dict[int, tuple[float, int]] = {}
+            for _ in range(100_000):
+                s = runner.sample(1, explore=explore)
+                for ep_id, ret, length in zip(
+                    s.episode_ids, s.episode_returns, s.episode_lengths, strict=True
+                ):
+                    if ep_id <= n:
+                        found.setdefault(ep_id, (ret, length))
+                if len(found) >= n:
+                    break
+        finally:
+            runner.close()
+        rets = [r for r, _ in found.values()]
+        return {
+            **_stats(rets),
+            "episode_len_mean": float(np.mean([n for _, n in found.values()])) if found else None,
+            "episodes": len(found),
+        }
+
+    def evaluate_vs_random(self, games: int, *, explore: bool = False) -> dict[str, Any]:
+        learning = self.default_policy()
+        return play_vs_random(
+            self.ma_config, learning, self.subs[learning].get_weights(), games=games, explore=explore
+        )
+
+    # -- checkpoints -------------------------------------------------------------------------------
+    def get_state(self) -> dict[str, Any]:
+        return {
+            "algorithm": self.name,
+            "multi_agent": True,
+            "counters": {
+                "iteration": self.iteration,
+                "timesteps": self.timesteps,
+                "timesteps_trained": self.timesteps_trained,
+                "episodes_total": self.episodes_total,
+                "time_total": self.time_total,
+                "runner_restarts": self.group.restarts,
+                "games_total": self.games_total,
+            },
+            "episodes": {"returns": list(self.returns), "lengths": list(self.lengths)},
+            "policy_episodes": {
+                pid: {"window": list(w), "total": self.policy_episodes[pid], "steps": self.policy_steps[pid]}
+                for pid, w in self.policy_returns.items()
+            },
+            "policies": {pid: sub.get_state() for pid, sub in self.subs.items()},
+            "self_play": (
+                {"pool": self.pool.state(), "outcomes": list(self.outcomes)}
+                if self.pool is not None
+                else None
+            ),
+            "rng": {
+                "numpy": self.np_rng.bit_generator.state,
+                "numpy_global": np.random.get_state(),
+                "python": random.getstate(),
+                "torch": torch.get_rng_state(),
+            },
+        }
+
+    def set_state(self, state: Mapping[str, Any]) -> None:
+        if not state.get("multi_agent"):
+            raise ValueError("checkpoint is from a single-agent run, not a multi-agent one")
+        if state.get("algorithm") != self.name:
+            raise ValueError(f"checkpoint is for algorithm {state.get('algorithm')!r}, not {self.name!r}")
+        missing = set(self.subs) - set(state["policies"])
+        if missing:
+            raise ValueError(f"checkpoint lacks policies {sorted(missing)}")
+        c = state["counters"]
+        self.iteration = int(c["iteration"])
+        self.timesteps = int(c["timesteps"])
+        self.timesteps_trained = int(c["timesteps_trained"])
+        self.episodes_total = int(c["episodes_total"])
+        self.time_total = float(c["time_total"])
+        self.group.restarts = int(c["runner_restarts"])
+        self.games_total = int(c["games_total"])
+        self.returns.clear()
+        self.returns.extend(state["episodes"]["returns"])
+        self.lengths.clear()
+        self.lengths.extend(state["episodes"]["lengths"])
+        for pid, pe in state["policy_episodes"].items():
+            if pid in self.policy_returns:
+                self.policy_returns[pid].clear()
+                self.policy_returns[pid].extend(tuple(x) for x in pe["window"])
+                self.policy_episodes[pid] = int(pe["total"])
+                self.policy_steps[pid] = int(pe["steps"])
+        for pid, sub in self.subs.items():
+            sub.set_state(state["policies"][pid])  # also hands the weights to the hub
+        sp_state = state.get("self_play")
+        if self.pool is not None and sp_state is not None:
+            self.pool.set_state(sp_state["pool"])
+            self.outcomes.clear()
+            self.outcomes.extend(sp_state["outcomes"])
+            self.hub.set_pool(self.pool.as_list())
+        rng = state["rng"]
+        self.np_rng.bit_generator.state = rng["numpy"]
+        np.random.set_state(rng["numpy_global"])
+        random.setstate(rng["python"])
+        torch.set_rng_state(rng["torch"])
+        self.hub.push()
+
+    def stop(self) -> None:
+        self.group.stop()
+
+
+def check_supported(job: RLTrainingJob) -> None:
+    """What the schema cannot say: the algorithm and options a multi-agent job can use."""
+    spec = job.spec
+    if spec.algorithm not in MULTI_AGENT_ALGORITHMS:
+        raise SpecError(
+            [
+                (
+                    "spec.multiAgent",
+                    f"{spec.algorithm} does not run multi-agent yet; use one of {', '.join(MULTI_AGENT_ALGORITHMS)}",
+                )
+            ]
+        )
+    if spec.config.observation_filter != "NoFilter":
+        raise SpecError(
+            [
+                (
+                    "spec.config.observationFilter",
+                    "must be NoFilter with multiAgent (filters are per single-agent runner)",
+                )
+            ]
+        )
+    if getattr(spec.config.model, "use_lstm", False):
+        raise SpecError(
+            [("spec.config.model.useLstm", "recurrent policies are not supported with multiAgent yet")]
+        )
