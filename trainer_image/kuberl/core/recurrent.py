@@ -327,7 +327,8 @@ def chunk_sequences(batch: Mapping[str, np.ndarray], seq_len: int) -> dict[str, 
             raise ValueError(f"rollout length {T} is not a multiple of the sequence length {seq_len}")
         k_chunks = T // seq_len
         x = v.reshape(k_chunks, seq_len, N, *v.shape[2:]).swapaxes(0, 1)
-        out[k] = np.ascontiguousarray(x.reshape(seq_len, k_chunks * N, *v.shape[2:]))
+        # A copy: rollouts from Ray's object store are read-only, which torch warns about.
+        out[k] = np.array(x.reshape(seq_len, k_chunks * N, *v.shape[2:]))
     return out
 
 
