@@ -20,13 +20,15 @@ from typing import Annotated, Any, Literal
 
 import uvicorn
 from fastapi import Depends, FastAPI, HTTPException, Request, Response, status
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 
 from kuberl.external.episodes import EpisodeError
 from kuberl.external.service import PolicyService
-from kuberl.external.spaces import InvalidValueError
+from kuberl.external.spaces import InvalidValueError, space_json_schema
 from kuberl.spec import SpecError
 from kuberl.spec.external import TOKEN_ENV, ExternalSpec
 
@@ -350,12 +352,46 @@ def create_app(service: PolicyService, *, token: str | None) -> FastAPI:
             raise _http(exc) from None
         return ExperienceResponse(accepted=accepted, policy_version=service.version)
 
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> Response:
+        # FastAPI echoes each offending input back; a NaN or infinity there cannot be rendered as
+        # JSON (a 500). Location, message and type say what is wrong without it.
+        detail = [
+            {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
+            for e in exc.errors()
+        ]
+        return JSONResponse({"detail": detail}, status_code=422)
+
     @app.exception_handler(RecursionError)
     async def _too_deep(request: Request, exc: RecursionError) -> Response:
         # Absurdly nested JSON: the client's fault, not the server's.
         return JSONResponse({"detail": "the body is nested too deeply"}, status_code=422)
 
+    _document_spaces(app, service)
     return app
+
+
+def _document_spaces(app: FastAPI, service: PolicyService) -> None:
+    """Put this job's observation and action schemas into the OpenAPI document (the request models are
+    shared by every env, so they declare `observation` and `action` as any JSON)."""
+    spaces = {
+        "observation": space_json_schema(service.obs_space),
+        "action": space_json_schema(service.action_space),
+    }
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            doc = get_openapi(
+                title=app.title, version=app.version, description=app.description, routes=app.routes
+            )
+            for model in doc.get("components", {}).get("schemas", {}).values():
+                for name, prop in model.get("properties", {}).items():
+                    if spaces.get(name):
+                        prop.update(spaces[name])
+            app.openapi_schema = doc
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def _payload(service: PolicyService, ev: StartEvent | ActionEvent | ReturnsEvent | EndEvent) -> Any:

@@ -37,12 +37,13 @@ def space_from_json(doc: dict[str, Any]) -> gym.Space[Any]:
     kind = doc["type"]
     if kind == "Box":
         shape = tuple(doc["shape"])
-        low = np.array(doc["low"], dtype=np.float64)
-        high = np.array(doc["high"], dtype=np.float64)
+        dtype = np.dtype(doc["dtype"])
         # JSON has no infinity: unbounded dimensions travel as null.
-        low = np.where(np.isnan(low), -np.inf, low) if low.dtype.kind == "f" else low
-        high = np.where(np.isnan(high), np.inf, high) if high.dtype.kind == "f" else high
-        return gym.spaces.Box(low=low.reshape(shape), high=high.reshape(shape), dtype=np.dtype(doc["dtype"]))
+        low = np.array([-np.inf if x is None else x for x in np.ravel(np.array(doc["low"], dtype=object))])
+        high = np.array([np.inf if x is None else x for x in np.ravel(np.array(doc["high"], dtype=object))])
+        return gym.spaces.Box(
+            low=low.astype(dtype).reshape(shape), high=high.astype(dtype).reshape(shape), dtype=dtype
+        )
     if kind == "Discrete":
         return gym.spaces.Discrete(int(doc["n"]), start=int(doc.get("start", 0)))
     if kind == "MultiDiscrete":
@@ -132,3 +133,24 @@ def action_to_json(space: gym.Space[Any], action: np.ndarray) -> Any:
     if isinstance(space, gym.spaces.Box):
         return np.clip(action, space.low, space.high).tolist()
     return np.asarray(action).tolist()
+
+
+def space_json_schema(space: gym.Space[Any]) -> dict[str, Any]:
+    """The JSON Schema of one value of `space`, for the OpenAPI document (so it documents this job's
+    observations and actions, and fuzzers generate values of the right shape)."""
+    if isinstance(space, gym.spaces.Discrete):
+        return {"type": "integer", "minimum": int(space.start), "maximum": int(space.start + space.n - 1)}
+    if isinstance(space, gym.spaces.MultiDiscrete):
+        nvec = np.asarray(space.nvec).ravel().tolist()
+        return {
+            "type": "array",
+            "minItems": len(nvec),
+            "maxItems": len(nvec),
+            "items": {"type": "integer", "minimum": 0},
+        }
+    if isinstance(space, gym.spaces.Box):
+        schema: dict[str, Any] = {"type": "number"}
+        for n in reversed(space.shape):
+            schema = {"type": "array", "minItems": int(n), "maxItems": int(n), "items": schema}
+        return schema
+    return {}
