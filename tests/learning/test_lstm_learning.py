@@ -38,8 +38,10 @@ def test_ppo_lstm_solves_recall_where_feed_forward_ppo_cannot(tmp_path: Path) ->
 
 @pytest.mark.learning
 @pytest.mark.usefixtures("ray_session")
-def test_impala_lstm_solves_recall_with_two_async_runners(tmp_path: Path) -> None:
-    out = train_until_return(example("impala-lstm-recall.yaml", tmp_path), threshold=0.9, budget=200_000)
+@pytest.mark.parametrize("algorithm", ["IMPALA", "APPO"])
+def test_vtrace_lstm_solves_recall_with_two_async_runners(algorithm: str, tmp_path: Path) -> None:
+    doc = example("impala-lstm-recall.yaml", tmp_path, f"algorithm={algorithm}")
+    out = train_until_return(doc, threshold=0.9, budget=200_000)
     assert out.best >= 0.9, out.describe()
     assert out.results[0]["env_runners"]["num_healthy"] >= 2
     lag = max(r["learner"]["default_policy"]["policy_lag_max"] for r in out.results)

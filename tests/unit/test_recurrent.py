@@ -80,7 +80,7 @@ def test_use_lstm_errors_name_the_field_in_a_job() -> None:
         parse_job(doc)
     with pytest.raises(ValidationError, match="custom_model"):
         ModelConfig(use_lstm=True, custom_model="a.b:C")
-    with pytest.raises(ValidationError, match="lstm_cell_size|lstmCellSize"):
+    with pytest.raises(ValidationError, match=r"lstm_cell_size|lstmCellSize"):
         ModelConfig(use_lstm=True, lstm_cell_size=0)
 
 
@@ -133,8 +133,10 @@ def test_reset_mask_zeroes_the_state() -> None:
 def test_state_reset_and_after_step() -> None:
     s = RecurrentState(torch.ones(3, 2), torch.ones(3, 2), torch.tensor([1, 0, 1]), torch.zeros(3))
     out = s.after_step(np.array([0.5, 1.0, 2.0]), np.array([False, True, False]))
-    assert out.h[1].abs().sum() == 0 and out.c[1].abs().sum() == 0
-    assert out.h[0].sum() == 2 and out.h[2].sum() == 2
+    assert out.h[1].abs().sum() == 0
+    assert out.c[1].abs().sum() == 0
+    assert out.h[0].sum() == 2
+    assert out.h[2].sum() == 2
     assert out.prev_actions.tolist() == [1, -1, 1]  # −1: no previous action in a fresh episode
     assert out.prev_rewards.tolist() == [0.5, 0.0, 2.0]
     assert s.h[1].sum() == 2  # a copy: the original is untouched
@@ -170,7 +172,8 @@ def test_runner_resets_state_at_episode_ends_and_records_what_the_learner_replay
         starts = episode_starts(b[Columns.TERMINATEDS], b[Columns.TRUNCATEDS])
         h = b[RecurrentColumns.STATE_H]
         assert starts.any()
-        assert np.all(h[starts] == 0.0) and np.all(b[RecurrentColumns.PREV_ACTIONS][starts] == -1)
+        assert np.all(h[starts] == 0.0)
+        assert np.all(b[RecurrentColumns.PREV_ACTIONS][starts] == -1)
         inside = ~starts
         inside[0] = False
         assert np.all(np.abs(h[inside]).sum(-1) > 0)
@@ -180,10 +183,10 @@ def test_runner_resets_state_at_episode_ends_and_records_what_the_learner_replay
         # The learner's unroll from the recorded first state reproduces the runner's step-by-step outputs.
         seq = with_resets(tensors(b))
         with torch.no_grad():
-            dist_in, values, hs, cs = sequence_forward(r.module, seq)  # type: ignore[arg-type]
+            dist_in, values, hs, cs = sequence_forward(r.module, seq)
             torch.testing.assert_close(dist_in, seq[Columns.ACTION_DIST_INPUTS], rtol=1e-5, atol=1e-5)
             torch.testing.assert_close(values, seq[Columns.VF_PREDS], rtol=1e-5, atol=1e-5)
-            next_v = bootstrap_values(r.module, seq, hs, cs)  # type: ignore[arg-type]
+            next_v = bootstrap_values(r.module, seq, hs, cs)
         done = np.logical_or(b[Columns.TERMINATEDS], b[Columns.TRUNCATEDS])
         ok = torch.as_tensor(~b[Columns.TERMINATEDS])
         torch.testing.assert_close(next_v[ok], seq[Columns.NEXT_VF_PREDS][ok], rtol=1e-5, atol=1e-5)
@@ -196,11 +199,12 @@ def test_truncation_bootstraps_from_the_ended_episodes_state() -> None:
     r = recurrent_runner("tests.envs:make_chain", {"length": 50, "max_steps": 7}, lstm_use_prev_reward=True)
     b = r.sample().batch
     trunc = b[Columns.TRUNCATEDS]
-    assert trunc[:-1].any() and not b[Columns.TERMINATEDS].any()
+    assert trunc[:-1].any()
+    assert not b[Columns.TERMINATEDS].any()
     seq = with_resets(tensors(b))
     with torch.no_grad():
-        _, _, hs, cs = sequence_forward(r.module, seq)  # type: ignore[arg-type]
-        next_v = bootstrap_values(r.module, seq, hs, cs)  # type: ignore[arg-type]
+        _, _, hs, cs = sequence_forward(r.module, seq)
+        next_v = bootstrap_values(r.module, seq, hs, cs)
         t, i = np.argwhere(trunc[:-1])[0]
         # V(final obs) continues the ended episode's state; a reset state would give another value.
         fresh = r.module.initial_state(1)
@@ -255,10 +259,11 @@ def test_ppo_learner_trains_on_whole_sequences() -> None:
         seen.append(tuple(x.shape[:2]))
         return original(x, *args)
 
-    module.unroll = spy  # type: ignore[method-assign]
+    module.unroll = spy  # type: ignore[method-assign,assignment]
     stats = learner.update(batch, timesteps=0, generator=torch.Generator().manual_seed(0))
     assert seen == [(L, 4)] * 8  # 2 epochs × 4 minibatches, each 4 whole sequences of L steps
-    assert stats["epochs"] == 2.0 and np.isfinite(stats["total_loss"])
+    assert stats["epochs"] == 2.0
+    assert np.isfinite(stats["total_loss"])
     assert any(not torch.equal(a, b) for a, b in zip(before, module.parameters(), strict=True))
 
 
@@ -324,12 +329,16 @@ def test_training_compute_actions_and_checkpoint_round_trip(algorithm: str, tmp_
         assert algo.rollout_length() % 10 == 0 or algorithm != "PPO"  # PPO: 100 / 4 = 25 → 30 (seq 10)
         result = algo.train()
         stats = result["learner"]["default_policy"]
-        assert np.isfinite(stats["total_loss"]) and np.isfinite(stats["vf_loss"])
+        assert np.isfinite(stats["total_loss"])
+        assert np.isfinite(stats["vf_loss"])
         with pytest.raises(ValueError, match="recurrent"):
             algo.compute_actions(obs)
         expected = play(algo, obs, 4)
-        single, state = algo.compute_actions_with_state(obs[0], algo.initial_state(1))
-        assert np.ndim(single) == 0 and len(state) == 1
+        one = algo.initial_state(1)
+        assert one is not None
+        single, state = algo.compute_actions_with_state(obs[0], one)
+        assert np.ndim(single) == 0
+        assert len(state) == 1
         uri = algo.save(str(tmp_path / "ckpt"))
     finally:
         algo.stop()
@@ -342,7 +351,8 @@ def test_training_compute_actions_and_checkpoint_round_trip(algorithm: str, tmp_
     finally:
         fresh.stop()
     stats = evaluate_checkpoint(uri, episodes=3)  # what `kuberl evaluate` runs
-    assert stats["episodes"] == 3 and stats["episode_len_mean"] == 4.0
+    assert stats["episodes"] == 3
+    assert stats["episode_len_mean"] == 4.0
 
 
 def test_ppo_rollout_length_is_whole_sequences() -> None:
@@ -362,7 +372,7 @@ def test_impala_forward_sequences_matches_the_runner() -> None:
         b = runner.sample().batch
         seq = tensors(b)
         with torch.no_grad():
-            _, _, dist_in, values, next_values, logp = forward_sequences(
+            _, _, _, values, next_values, logp = forward_sequences(
                 algo.learner.module, algo.learner.dist, seq
             )
         torch.testing.assert_close(values, seq[Columns.VF_PREDS], rtol=1e-5, atol=1e-5)
@@ -377,5 +387,6 @@ def test_job_json_round_trips_lstm_fields(tmp_path: Path) -> None:
     doc = job("PPO", CONFIGS["PPO"])
     wire = parse_job(doc).model_dump(mode="json", by_alias=True, exclude_unset=True)
     model_doc = wire["spec"]["config"]["model"]
-    assert model_doc["useLstm"] is True and model_doc["maxSeqLen"] == 10
+    assert model_doc["useLstm"] is True
+    assert model_doc["maxSeqLen"] == 10
     assert parse_job(json.loads(json.dumps(wire))).spec.config.model.lstm_use_prev_action is True
