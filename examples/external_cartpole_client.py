@@ -3,7 +3,8 @@
     KUBERL_POLICY_SERVER_TOKEN=secret kuberl serve examples/ppo-external.yaml     # terminal 1
     KUBERL_POLICY_SERVER_TOKEN=secret python examples/external_cartpole_client.py # terminal 2 (and 3, 4…)
 
-Options: --address (default http://127.0.0.1:8900), --mode remote|local, --seed, --max-steps.
+Options: --address (default http://127.0.0.1:8900), --mode remote|local, --seed, --max-steps,
+--update-interval (local mode).
 It exits quietly when the server goes away (training finished).
 """
 
@@ -17,9 +18,23 @@ import httpx
 from kuberl import PolicyClient
 
 
-def run(address: str, *, mode: str, seed: int, max_steps: int | None, token: str | None = None) -> int:
+def run(
+    address: str,
+    *,
+    mode: str,
+    seed: int,
+    max_steps: int | None,
+    update_interval: float = 5.0,
+    token: str | None = None,
+) -> int:
     env = gym.make("CartPole-v1")
-    client = PolicyClient(address, token=token, inference_mode=mode, seed=seed)  # type: ignore[arg-type]
+    client = PolicyClient(
+        address,
+        token=token,
+        inference_mode=mode,  # type: ignore[arg-type]
+        seed=seed,
+        update_interval=update_interval,
+    )
     steps = 0
     obs, _ = env.reset(seed=seed)
     try:
@@ -48,8 +63,17 @@ def main() -> None:
     p.add_argument("--mode", choices=["remote", "local"], default="remote")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-steps", type=int)
+    p.add_argument(
+        "--update-interval", type=float, default=5.0, help="local mode: seconds between weight pulls"
+    )
     args = p.parse_args()
-    steps = run(args.address, mode=args.mode, seed=args.seed, max_steps=args.max_steps)
+    steps = run(
+        args.address,
+        mode=args.mode,
+        seed=args.seed,
+        max_steps=args.max_steps,
+        update_interval=args.update_interval,
+    )
     print(f"stepped {steps} env steps")
 
 

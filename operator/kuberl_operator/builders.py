@@ -16,12 +16,13 @@ import yaml
 
 from kuberl.spec import API_VERSION, KIND, RLTrainingJob
 from kuberl.spec.cluster import WorkerGroupSpec
+from kuberl.spec.external import DEFAULT_PORT as DEFAULT_POLICY_SERVER_PORT
+from kuberl.spec.external import HOST_ENV, TOKEN_ENV
 from kuberl_operator.labels import (
     LABEL_ATTEMPT,
     LABEL_JOB,
     LABEL_MANAGED_BY,
     MANAGED_BY,
-    POLICY_SERVER_PORT,
     SPEC_FILE,
     SPEC_MOUNT_DIR,
 )
@@ -91,6 +92,11 @@ def trainer_port(job: RLTrainingJob) -> int:
     return job.spec.metrics.port or DEFAULT_TRAINER_PORT
 
 
+def policy_server_port(job: RLTrainingJob) -> int:
+    """spec.external.port, with 0 ("pick a free one") mapped to the default: a Service needs a fixed port."""
+    return job.spec.external.port or DEFAULT_POLICY_SERVER_PORT
+
+
 def job_document(job: RLTrainingJob) -> Manifest:
     """What the trainer reads from the mounted ConfigMap: the fields the user set, in camelCase.
 
@@ -104,6 +110,8 @@ def job_document(job: RLTrainingJob) -> Manifest:
     if isinstance(spec.get("config"), dict):
         spec["config"].pop("algorithm", None)
     spec["metrics"] = {**spec.get("metrics", {}), "port": trainer_port(job)}
+    if job.spec.external.enabled:
+        spec["external"] = {**spec.get("external", {}), "port": policy_server_port(job)}
     return {"apiVersion": API_VERSION, "kind": KIND, "metadata": meta, "spec": spec}
 
 
@@ -163,6 +171,20 @@ def _credential_env(job: RLTrainingJob) -> list[Manifest]:
     return env
 
 
+def _policy_server(job: RLTrainingJob) -> tuple[list[Manifest], list[Manifest]]:
+    """(ports, env) of the head container for spec.external: a named port (KubeRay copies it into the
+    head Service), binding on all interfaces, and the token from its Secret by secretKeyRef (the
+    operator never reads the Secret)."""
+    ext = job.spec.external
+    if not ext.enabled:
+        return [], []
+    env: list[Manifest] = [{"name": HOST_ENV, "value": "0.0.0.0"}]
+    if ext.token_secret is not None:
+        ref = {"name": ext.token_secret.name, "key": ext.token_secret.key}
+        env.append({"name": TOKEN_ENV, "valueFrom": {"secretKeyRef": ref}})
+    return [{"name": "policy-server", "containerPort": policy_server_port(job)}], env
+
+
 def _pod_spec(job: RLTrainingJob, container: Manifest, *, extra_selector: dict[str, str]) -> Manifest:
     cluster = job.spec.cluster
     spec: Manifest = {"containers": [container]}
@@ -187,11 +209,13 @@ def _ray_metrics_port(job: RLTrainingJob) -> int:
 def _head_group(job: RLTrainingJob, *, attempt: int, config_map: str) -> Manifest:
     cluster = job.spec.cluster
     head = cluster.head
+    policy_ports, policy_env = _policy_server(job)
     env = [
         {"name": "KUBERL_JOB_NAME", "value": job.metadata.name},
         {"name": "KUBERL_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
         {"name": "KUBERL_ATTEMPT", "value": str(attempt)},
         *_credential_env(job),
+        *policy_env,
     ]
     container: Manifest = {
         "name": HEAD_CONTAINER,
@@ -205,7 +229,7 @@ def _head_group(job: RLTrainingJob, *, attempt: int, config_map: str) -> Manifes
             {"name": "ray-metrics", "containerPort": _ray_metrics_port(job)},
             # KubeRay copies the head container's ports into the head Service: /status is read there.
             {"name": "metrics", "containerPort": trainer_port(job)},
-            {"name": "policy-server", "containerPort": POLICY_SERVER_PORT},
+            *policy_ports,
         ],
         "env": env,
         "volumeMounts": [{"name": "kuberl-spec", "mountPath": SPEC_MOUNT_DIR, "readOnly": True}],

@@ -22,4 +22,3 @@ PEERING_NAME = "kuberl"
 SPEC_MOUNT_DIR = "/etc/kuberl"
 SPEC_FILE = "job.yaml"
 
-POLICY_SERVER_PORT = 8900

@@ -49,6 +49,7 @@ CASES: dict[str, dict[str, Any]] = {
         "activeDeadlineSeconds": 7200,
     },
     "suspend": {"suspend": True, "metrics": {"port": 9090}},
+    "external": {"external": {"enabled": True, "tokenSecret": {"name": "sim-token"}}},
 }
 
 
@@ -124,7 +125,7 @@ def test_identity_owner_labels_and_policy() -> None:
     head = spec["rayClusterSpec"]["headGroupSpec"]["template"]["spec"]["containers"][0]
     ports = {p["name"]: p["containerPort"] for p in head["ports"]}
     assert ports["metrics"] == 8080
-    assert ports["policy-server"] == 8900
+    assert "policy-server" not in ports  # only with spec.external (test_policy_server_port_and_token…)
     assert ports["ray-metrics"] != ports["metrics"]
     assert {"KUBERL_JOB_NAME", "KUBERL_NAMESPACE"} <= {e["name"] for e in head["env"]}
 
@@ -159,3 +160,29 @@ def test_validator_is_strict(rayjob_validator: Any) -> None:
         "containerPort"
     ] = "x"
     assert len(list(rayjob_validator.iter_errors(manifest))) == 2
+
+
+def _head(manifest: dict[str, Any]) -> dict[str, Any]:
+    container: dict[str, Any] = manifest["spec"]["rayClusterSpec"]["headGroupSpec"]["template"]["spec"][
+        "containers"
+    ][0]
+    return container
+
+
+def test_policy_server_port_and_token_only_with_spec_external() -> None:
+    plain = _head(build_ray_job(_job(), attempt=0, resume="auto"))
+    assert "policy-server" not in [p["name"] for p in plain["ports"]]
+    assert not [e for e in plain["env"] if e["name"].startswith("KUBERL_POLICY_SERVER")]
+
+    job = _job(external={"enabled": True, "port": 0, "tokenSecret": {"name": "sim-token", "key": "tk"}})
+    head = _head(build_ray_job(job, attempt=0, resume="auto"))
+    # A named head container port: KubeRay copies it into the head Service. Port 0 gets the default.
+    assert {"name": "policy-server", "containerPort": 8900} in head["ports"]
+    env = {e["name"]: e for e in head["env"]}
+    assert env["KUBERL_POLICY_SERVER_HOST"]["value"] == "0.0.0.0"
+    assert env["KUBERL_POLICY_SERVER_TOKEN"]["valueFrom"] == {
+        "secretKeyRef": {"name": "sim-token", "key": "tk"}
+    }
+    # The trainer reads the same fixed port from the mounted job document.
+    doc = yaml.safe_load(build_config_map(job, attempt=0)["data"]["job.yaml"])
+    assert doc["spec"]["external"]["port"] == 8900

@@ -30,12 +30,11 @@ from kuberl.external.episodes import EpisodeError
 from kuberl.external.service import PolicyService
 from kuberl.external.spaces import InvalidValueError, space_json_schema
 from kuberl.spec import SpecError
-from kuberl.spec.external import TOKEN_ENV, ExternalSpec
+from kuberl.spec.external import HOST_ENV, TOKEN_ENV, ExternalSpec
 
 log = logging.getLogger(__name__)
 
 API_PREFIX = "/v1"
-HOST_ENV = "KUBERL_POLICY_SERVER_HOST"  # the operator sets 0.0.0.0 so the head Service reaches it
 
 EpisodeId = Annotated[str, Field(min_length=1, max_length=128, description="The episode's id.")]
 Reward = Annotated[float, Field(allow_inf_nan=False)]

@@ -12,6 +12,8 @@ from kuberl.spec.base import WireModel
 
 DEFAULT_PORT = 8900
 TOKEN_ENV = "KUBERL_POLICY_SERVER_TOKEN"
+# Overrides `host`: the operator sets 0.0.0.0 so the Ray head Service reaches the server.
+HOST_ENV = "KUBERL_POLICY_SERVER_HOST"
 
 
 class TokenSecretRef(WireModel):
