@@ -207,6 +207,11 @@ class TrainerMetrics:
         self.evaluation_return_mean = gauge(
             "kuberl_evaluation_return_mean", "Mean episode return of the last evaluation."
         )
+        self.off_policy_estimate = gauge(
+            "kuberl_off_policy_estimate",
+            "Off-policy estimate of the trained policy's discounted return on logged episodes (offline RL).",
+            (*_BASE_LABELS, "estimator"),
+        )
         # Self-play (multi-agent): rates over the learning policy's last 100 games (docs/multi-agent.md).
         self.selfplay_rates = {
             outcome: gauge(
@@ -333,6 +338,10 @@ class TrainerMetrics:
             evaluation = result.get("evaluation")
             if isinstance(evaluation, Mapping):
                 self._set(self.evaluation_return_mean, evaluation.get("episode_return_mean"))
+            ope = result.get("off_policy_estimation")
+            if isinstance(ope, Mapping):
+                for estimator in ("is", "wis"):
+                    self._set(self.off_policy_estimate, ope.get(estimator), estimator=estimator)
             self_play = result.get("self_play")
             if isinstance(self_play, Mapping):
                 learning = str(self_play.get("policy", DEFAULT_POLICY))

@@ -33,6 +33,10 @@ class OfflineAlgorithm(Algorithm):
     def make_runner_group(self) -> EnvRunnerGroup:
         return EnvRunnerGroup(self.runner_config, num_runners=0)
 
+    def sync_weights(self) -> None:
+        """Nothing to do: the local runner is never sampled (evaluate() and compute_actions() use the
+        learner's networks), so it need not hold the weights, nor share the learner's network shape."""
+
     def returns_gamma(self) -> float | None:
         """γ for a `returns_to_go` column (MARWIL), or None when the algorithm needs none."""
         return None
@@ -79,15 +83,13 @@ class OfflineAlgorithm(Algorithm):
             learn += time.perf_counter() - t1
         rows = cfg.train_batch_size * cfg.updates_per_iteration
         self.timesteps += rows  # documented: offline timesteps are rows trained on
-        t2 = time.perf_counter()
-        self.sync_weights()  # the local runner is what evaluate() does not use, but keep it current
         stats = {k: v / cfg.updates_per_iteration for k, v in sums.items()}
         stats["dataset_epochs"] = float(self.data.epochs)
         return StepOutcome(
             rollouts=[],
             env_steps_trained=rows,
             learner_stats=stats,
-            timers={"load": load, "learn": learn, "sync_weights": time.perf_counter() - t2},
+            timers={"load": load, "learn": learn},
         )
 
     def train(self) -> dict[str, Any]:

@@ -36,13 +36,19 @@ class OfflineColumns:
 C = OfflineColumns
 
 
+def vector_type(width: int) -> pa.DataType:
+    """A fixed-size list of float32 whose child is named as Parquet names it ("element"), so the schema
+    read back from a file equals the one written."""
+    return pa.list_(pa.field("element", pa.float32(), nullable=False), width)
+
+
 def action_type(space: gym.Space[Any]) -> tuple[pa.DataType, int | None]:
     """(Arrow type, vector size or None) of the actions column."""
     if isinstance(space, gym.spaces.Discrete):
         return pa.int64(), None
     if isinstance(space, gym.spaces.Box):
         size = int(np.prod(space.shape))
-        return pa.list_(pa.float32(), size), size
+        return vector_type(size), size
     raise TypeError(f"action space {space} cannot be recorded (Discrete and Box can)")
 
 
@@ -55,12 +61,12 @@ def arrow_schema(obs_space: gym.Space[Any], action_space: gym.Space[Any]) -> pa.
         [
             pa.field(C.EPISODE_ID, pa.int64(), nullable=False),
             pa.field(C.T, pa.int32(), nullable=False),
-            pa.field(C.OBS, pa.list_(pa.float32(), n_obs), nullable=False),
+            pa.field(C.OBS, vector_type(n_obs), nullable=False),
             pa.field(C.ACTIONS, act_type, nullable=False),
             pa.field(C.REWARDS, pa.float32(), nullable=False),
             pa.field(C.TERMINATEDS, pa.bool_(), nullable=False),
             pa.field(C.TRUNCATEDS, pa.bool_(), nullable=False),
-            pa.field(C.NEXT_OBS, pa.list_(pa.float32(), n_obs), nullable=False),
+            pa.field(C.NEXT_OBS, vector_type(n_obs), nullable=False),
             pa.field(C.ACTION_LOGP, pa.float32(), nullable=True),
         ],
         metadata={FORMAT_KEY: FORMAT_VERSION.encode()},
@@ -70,7 +76,7 @@ def arrow_schema(obs_space: gym.Space[Any], action_space: gym.Space[Any]) -> pa.
 def vector_column(values: np.ndarray, width: int) -> pa.FixedSizeListArray:
     """[n, width] float32 → a fixed-size-list array without copying row by row."""
     flat = pa.array(np.ascontiguousarray(values, dtype=np.float32).reshape(-1))
-    return pa.FixedSizeListArray.from_arrays(flat, width)
+    return pa.FixedSizeListArray.from_arrays(flat, type=vector_type(width))
 
 
 def column_to_numpy(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
@@ -79,10 +85,10 @@ def column_to_numpy(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
         column = column.combine_chunks()
     if pa.types.is_fixed_size_list(column.type):
         width = column.type.list_size
-        return np.asarray(column.flatten().to_numpy(zero_copy_only=False)).reshape(len(column), width)
+        return np.array(column.flatten().to_numpy(zero_copy_only=False)).reshape(len(column), width)
     if column.null_count:
         return np.asarray(column.to_numpy(zero_copy_only=False), dtype=np.float32)
-    return np.asarray(column.to_numpy(zero_copy_only=False))
+    return np.array(column.to_numpy(zero_copy_only=False))  # writable: torch wraps it without copying
 
 
 def table_to_numpy(table: pa.Table, columns: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:

@@ -1,0 +1,269 @@
+"""Conservative Q-Learning (Kumar et al. 2020, https://arxiv.org/abs/2006.04779), CQL(H) on SAC for
+continuous actions, trained from recorded experience only.
+
+Reads top to bottom like the paper's Algorithm 1:
+  config  → `CQLConfig` (kuberl.spec.algorithms.cql; RLlib names accepted)
+  data    → `spec.input` through Ray Data: shuffled (s, a, r, s', terminated) rows
+  network → tanh-squashed Gaussian actor, twin critics as one batched ensemble, Polyak target critics,
+            log α (kuberl.core.continuous, kuberl.core.target)
+  loss    → `critic_loss`: SAC's soft Bellman residual + min_q_weight · (logsumexp_a Q(s,a) − Q(s,a_data)),
+            the log-sum-exp estimated by importance sampling from uniform and policy actions
+            (`conservative_penalty`); `actor_loss`: SAC's E[α log π − min Q] (or behaviour cloning
+            for the first bc_iters steps); `alpha_loss`: SAC's temperature loss
+  step    → `OfflineAlgorithm.training_step`: updatesPerIteration minibatches of trainBatchSize rows
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from kuberl.core.continuous import (
+    ActionScaler,
+    QEnsemble,
+    SquashedGaussianActor,
+    action_dims,
+    clip_grads,
+    make_adam,
+    obs_tensor,
+)
+from kuberl.core.learner import select_device
+from kuberl.core.models import obs_dim
+from kuberl.core.offline.algorithm import OfflineAlgorithm
+from kuberl.core.offline.schema import C
+from kuberl.core.target import polyak_update
+from kuberl.spec.algorithms.cql import CQLConfig
+
+# ---------------------------------------------------------------------------------------------------
+# Losses
+# ---------------------------------------------------------------------------------------------------
+
+_LOG_2PI = math.log(2.0 * math.pi)
+_LOG_2 = math.log(2.0)
+
+
+def squashed_logp(actor: SquashedGaussianActor, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+    """log π(a|s) of given actions in [-1, 1] under the tanh-squashed Gaussian (u = atanh a)."""
+    mean, log_std = actor(obs)
+    a = actions.clamp(-1.0 + 1e-6, 1.0 - 1e-6)
+    u = torch.atanh(a)
+    z = (u - mean) * torch.exp(-log_std)
+    logp = (-0.5 * z.pow(2) - log_std - 0.5 * _LOG_2PI).sum(-1)
+    return logp - (2.0 * (_LOG_2 - u - F.softplus(-2.0 * u))).sum(-1)
+
+
+def conservative_penalty(
+    q_data: torch.Tensor,
+    q_random: torch.Tensor,
+    random_logp: float,
+    q_pi: torch.Tensor,
+    logp_pi: torch.Tensor,
+    q_next_pi: torch.Tensor,
+    logp_next_pi: torch.Tensor,
+    *,
+    temperature: float,
+) -> torch.Tensor:
+    """Per critic: E_s[T·log Σ_a exp(Q(s,a)/T)] − E_data[Q(s,a)], shape [E].
+
+    The log-sum-exp over actions is estimated by importance sampling (the CQL paper's appendix F):
+    N uniform actions (density exp(random_logp)) and N actions each from π(·|s) and π(·|s'), every
+    Q divided by its proposal's density. q_*: [E, B, N]; logp_*: [B, N]; q_data: [E, B].
+    """
+    cat = torch.cat(
+        [q_random - random_logp, q_pi - logp_pi.unsqueeze(0), q_next_pi - logp_next_pi.unsqueeze(0)], dim=-1
+    )
+    lse = torch.logsumexp(cat / temperature, dim=-1) * temperature  # [E, B]
+    return lse.mean(-1) - q_data.mean(-1)
+
+
+def soft_bellman_loss(q: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Σ_i ½ E[(Q_i(s,a) − y)²] over the critics (q: [E, B])."""
+    return 0.5 * (q - target.unsqueeze(0)).pow(2).mean(-1).sum()
+
+
+# ---------------------------------------------------------------------------------------------------
+# Learner
+# ---------------------------------------------------------------------------------------------------
+
+
+class CQLLearner:
+    def __init__(
+        self, obs_space: gym.Space[Any], action_space: gym.Space[Any], config: CQLConfig, device: torch.device
+    ) -> None:
+        n_act, discrete = action_dims(action_space)
+        if discrete or not isinstance(action_space, gym.spaces.Box):
+            raise ValueError(
+                f"CQL here is the continuous-action variant; the env's action space is {action_space}"
+            )
+        self.config = config
+        self.device = device
+        self.n_act = n_act
+        self.scaler = ActionScaler(action_space).to(device)
+        n_obs = obs_dim(obs_space)
+        self.actor = SquashedGaussianActor(n_obs, n_act, config.model).to(device)
+        self.critic = QEnsemble(
+            n_obs, n_act, config.model, members=2 if config.twin_q else 1, discrete=False
+        ).to(device)
+        self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
+        self.log_alpha = torch.tensor(math.log(config.initial_alpha), device=device, requires_grad=True)
+        self.target_entropy = (
+            -float(n_act) if config.target_entropy == "auto" else float(config.target_entropy)
+        )
+        self.actor_opt = make_adam(self.actor.parameters(), config.actor_lr or config.lr)
+        self.critic_opt = make_adam(self.critic.parameters(), config.critic_lr or config.lr)
+        self.alpha_opt = make_adam([self.log_alpha], config.alpha_lr or config.lr)
+        self.gen = torch.Generator(device=device)
+        self.num_updates = 0
+
+    def _repeat(self, obs: torch.Tensor) -> torch.Tensor:
+        return obs.repeat_interleave(self.config.num_actions, dim=0)
+
+    def _policy_q(self, obs: torch.Tensor, at: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Q(at, a) for N actions a ~ π(·|obs) per state: ([E, B, N], log π [B, N]) (no actor gradient)."""
+        B, N = at.shape[0], self.config.num_actions
+        with torch.no_grad():
+            a, logp = self.actor.sample(self._repeat(obs), self.gen)
+        q = self.critic(self._repeat(at), a)
+        return q.view(q.shape[0], B, N), logp.view(B, N)
+
+    def update(self, mb: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        cfg = self.config
+        obs, next_obs = mb[C.OBS], mb[C.NEXT_OBS]
+        actions = self.scaler.from_env(mb[C.ACTIONS])
+        alpha = self.log_alpha.detach().exp()
+        B, N = obs.shape[0], cfg.num_actions
+
+        # Critic: the soft Bellman residual plus the conservative penalty.
+        with torch.no_grad():
+            next_a, next_logp = self.actor.sample(next_obs, self.gen)
+            next_v = self.target_critic(next_obs, next_a).min(0).values - alpha * next_logp
+            target = mb[C.REWARDS] + cfg.gamma * (~mb[C.TERMINATEDS]).float() * next_v
+        q_data = self.critic(obs, actions)
+        bellman = soft_bellman_loss(q_data, target)
+        uniform = torch.rand((B * N, self.n_act), generator=self.gen, device=self.device) * 2.0 - 1.0
+        q_random = self.critic(self._repeat(obs), uniform).view(-1, B, N)
+        q_pi, logp_pi = self._policy_q(obs, obs)
+        q_next_pi, logp_next_pi = self._policy_q(next_obs, obs)
+        penalty = conservative_penalty(
+            q_data,
+            q_random,
+            -self.n_act * _LOG_2,  # log density of the uniform distribution on [-1, 1]^d
+            q_pi,
+            logp_pi,
+            q_next_pi,
+            logp_next_pi,
+            temperature=cfg.temperature,
+        )
+        critic_loss = bellman + cfg.min_q_weight * penalty.sum()
+        self._step(self.critic_opt, critic_loss, self.critic.parameters())
+
+        # Actor: imitate the data for bc_iters steps, then SAC's objective against the critics.
+        a_pi, logp = self.actor.sample(obs, self.gen)
+        if self.num_updates < cfg.bc_iters:
+            actor_loss = (alpha * logp - squashed_logp(self.actor, obs, actions)).mean()
+        else:
+            actor_loss = (alpha * logp - self.critic(obs, a_pi).min(0).values).mean()
+        self._step(self.actor_opt, actor_loss, self.actor.parameters())
+
+        alpha_loss = (self.log_alpha * (-logp.detach() - self.target_entropy)).mean()
+        self._step(self.alpha_opt, alpha_loss, [self.log_alpha])
+        polyak_update(self.target_critic, self.critic, cfg.tau)
+        self.num_updates += 1
+        return {
+            "critic_loss": critic_loss.detach(),
+            "bellman_loss": bellman.detach(),
+            "cql_penalty": penalty.detach().mean(),
+            "actor_loss": actor_loss.detach(),
+            "alpha_loss": alpha_loss.detach(),
+            "alpha": alpha,
+            "q_mean": q_data.detach().mean(),
+            "entropy": -logp.detach().mean(),
+        }
+
+    def _step(self, opt: torch.optim.Optimizer, loss: torch.Tensor, params: Any) -> None:
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        clip_grads(params, self.config.grad_clip)
+        opt.step()
+
+    @torch.no_grad()
+    def logp(self, obs: np.ndarray, actions: np.ndarray) -> np.ndarray:
+        """log π(a|s) in the env's action units: the [-1, 1] density less log|scale| (the Jacobian)."""
+        x = torch.as_tensor(obs, device=self.device)
+        a = self.scaler.from_env(torch.as_tensor(actions, device=self.device).reshape(len(x), -1))
+        out = squashed_logp(self.actor, x, a) - torch.log(self.scaler.scale).sum()
+        return np.asarray(out.cpu().numpy(), dtype=np.float64)
+
+    def get_state(self) -> dict[str, Any]:
+        return {
+            "actor": self.actor.state_dict(),
+            "critic": self.critic.state_dict(),
+            "target_critic": self.target_critic.state_dict(),
+            "log_alpha": self.log_alpha.detach().clone(),
+            "actor_opt": self.actor_opt.state_dict(),
+            "critic_opt": self.critic_opt.state_dict(),
+            "alpha_opt": self.alpha_opt.state_dict(),
+            "gen": self.gen.get_state(),
+            "num_updates": self.num_updates,
+        }
+
+    def set_state(self, state: Mapping[str, Any]) -> None:
+        self.actor.load_state_dict(state["actor"])
+        self.critic.load_state_dict(state["critic"])
+        self.target_critic.load_state_dict(state["target_critic"])
+        with torch.no_grad():
+            self.log_alpha.copy_(state["log_alpha"])
+        self.actor_opt.load_state_dict(state["actor_opt"])
+        self.critic_opt.load_state_dict(state["critic_opt"])
+        self.alpha_opt.load_state_dict(state["alpha_opt"])
+        self.gen.set_state(state["gen"])
+        self.num_updates = int(state["num_updates"])
+
+
+# ---------------------------------------------------------------------------------------------------
+# Training step
+# ---------------------------------------------------------------------------------------------------
+
+
+class CQL(OfflineAlgorithm):
+    name = "CQL"
+    config: CQLConfig
+    data_columns = (C.OBS, C.ACTIONS, C.REWARDS, C.NEXT_OBS, C.TERMINATEDS)
+
+    def setup_learner(self) -> None:
+        res = self.spec.resources
+        device = select_device(res.gpus_per_learner, cpus_per_learner=res.cpus_per_learner)
+        self.learner = CQLLearner(self.obs_space, self.action_space, self.config, device)
+        if self.spec.seed is not None:
+            self.learner.gen.manual_seed(self.spec.seed)
+
+    def update(self, batch: dict[str, np.ndarray]) -> dict[str, float]:
+        mb = {k: torch.as_tensor(v, device=self.learner.device) for k, v in batch.items()}
+        if mb[C.ACTIONS].dim() == 1:
+            mb[C.ACTIONS] = mb[C.ACTIONS].unsqueeze(-1)
+        return {k: float(v) for k, v in self.learner.update(mb).items()}
+
+    def target_logp(self, obs: np.ndarray, actions: np.ndarray) -> np.ndarray | None:
+        return self.learner.logp(obs, actions)
+
+    def policy_module(self) -> torch.nn.Module:
+        return self.learner.actor
+
+    def get_weights(self) -> dict[str, np.ndarray]:
+        return {k: v.detach().cpu().numpy() for k, v in self.learner.actor.state_dict().items()}
+
+    def compute_actions(self, obs: np.ndarray, *, explore: bool = False) -> np.ndarray:
+        """tanh(μ(s)) scaled to the bounds, or a sample of the squashed Gaussian when exploring."""
+        x, single = obs_tensor(self.obs_space, obs, self.learner.device)
+        with torch.inference_mode():
+            actor = self.learner.actor
+            a = actor.sample(x)[0] if explore else actor.deterministic(x)
+            out = self.learner.scaler.to_env(a).cpu().numpy()
+        return out[0] if single else out
