@@ -6,6 +6,7 @@
   kuberl plot RUN_DIR                          learning-curve PNG
   kuberl render JOB.yaml                       what the operator would create (dry run)
   kuberl crd                                   the CustomResourceDefinition
+  kuberl serve JOB.yaml                        train from external simulators (policy server, spec.external)
 
 Every user error prints one message naming the field and the reason, and exits with status 2.
 """
@@ -60,6 +61,9 @@ def _train(job: Any, *, progress: bool) -> int:
         task = bar.add_task("train", total=total, it=0, ret="—", sps="—")
 
         def on_start(algo: Any) -> None:
+            url = getattr(algo.runners, "url", None)  # spec.external: where simulators connect
+            if url:
+                out.print(f"policy server: [cyan]{url}[/] (OpenAPI document: {url}/openapi.json)")
             bar.update(task, completed=algo.timesteps, it=algo.iteration)
 
         def on_result(r: dict[str, Any]) -> None:
@@ -100,6 +104,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         overrides.append(f"runDir={args.run_dir}")
     job = load_job(args.job, overrides)
     return _train(job, progress=not args.no_progress and sys.stdout.isatty())
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """`kuberl run` with spec.external.enabled forced on (docs/external.md)."""
+    args.set = [*(args.set or []), "external.enabled=true"]
+    return cmd_run(args)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -193,6 +203,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--run-dir", help="run directory (default ./runs/<name>)")
     run.add_argument("--no-progress", action="store_true", help="print a line per iteration instead of a bar")
     run.set_defaults(func=cmd_run)
+
+    serve = sub.add_parser("serve", help="train from external simulators through the HTTP policy server")
+    serve.add_argument("job", help="RLTrainingJob YAML file (its env gives the observation/action spaces)")
+    serve.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a field, e.g. external.port=9000")
+    serve.add_argument("--run-dir", help="run directory (default ./runs/<name>)")
+    serve.add_argument("--no-progress", action="store_true", help="print a line per iteration instead of a bar")
+    serve.set_defaults(func=cmd_serve)
 
     train = sub.add_parser("train", help="quick start without a YAML file")
     train.add_argument("--algo", required=True, help="algorithm, e.g. PPO")
