@@ -390,3 +390,46 @@ def test_job_json_round_trips_lstm_fields(tmp_path: Path) -> None:
     assert model_doc["useLstm"] is True
     assert model_doc["maxSeqLen"] == 10
     assert parse_job(json.loads(json.dumps(wire))).spec.config.model.lstm_use_prev_action is True
+
+
+def test_continuous_actions_with_previous_action_input(tmp_path: Path) -> None:
+    model_cfg = {**LSTM, "lstm_use_prev_reward": True, "max_seq_len": 5}
+    doc = job("PPO", {"train_batch_size": 40, "minibatch_size": 20, "num_epochs": 1, "model": model_cfg})
+    doc["spec"]["env"], doc["spec"]["envConfig"] = "Pendulum-v1", {}
+    algo = build_algorithm(doc, run_dir=tmp_path)
+    try:
+        runner = algo.runners.local
+        assert runner is not None
+        b = runner.sample().batch
+        assert b[RecurrentColumns.PREV_ACTIONS].shape == (10, 4, 1)
+        np.testing.assert_array_equal(b[RecurrentColumns.PREV_ACTIONS][0], 0.0)  # fresh episodes
+        np.testing.assert_array_equal(b[RecurrentColumns.PREV_ACTIONS][1:], b[Columns.ACTIONS][:-1])
+        np.testing.assert_allclose(b[RecurrentColumns.PREV_REWARDS][1:], b[Columns.REWARDS][:-1])
+        with torch.no_grad():
+            dist_in, values, _, _ = sequence_forward(algo.learner.module, tensors(b))
+        torch.testing.assert_close(
+            dist_in, torch.as_tensor(b[Columns.ACTION_DIST_INPUTS]), rtol=1e-5, atol=1e-5
+        )
+        torch.testing.assert_close(values, torch.as_tensor(b[Columns.VF_PREDS]), rtol=1e-5, atol=1e-5)
+        assert np.isfinite(algo.train()["learner"]["default_policy"]["total_loss"])
+        state = algo.initial_state(3)
+        assert state is not None
+        actions, _ = algo.compute_actions_with_state(np.zeros((3, 3), np.float32), state, explore=True)
+        assert actions.shape == (3, 1)
+        assert np.all(np.abs(actions) <= 2.0)  # clipped to the action bounds
+    finally:
+        algo.stop()
+
+
+def test_image_observations_go_through_the_cnn_before_the_lstm(tmp_path: Path) -> None:
+    doc = job("PPO", CONFIGS["PPO"])
+    doc["spec"]["env"], doc["spec"]["envConfig"] = "tests.envs:make_bright_side", {}
+    algo = build_algorithm(doc, run_dir=tmp_path)
+    try:
+        module = algo.learner.module
+        assert isinstance(module, RecurrentActorCritic)
+        assert module.encoder is not None
+        assert np.isfinite(algo.train()["learner"]["default_policy"]["total_loss"])
+        assert algo.evaluate(4)["episode_len_mean"] == 8.0
+    finally:
+        algo.stop()
