@@ -99,7 +99,9 @@ def test_unrolled_sequence_equals_step_by_step_with_resets(prev: bool) -> None:
     resets[3, 0] = resets[5, 2] = True
     state = RecurrentState(torch.rand(B, 8), torch.rand(B, 8), prev_a[0], prev_r[0])
     with torch.no_grad():
-        dist_in, values, final = module(obs, state, resets, prev_actions=prev_a, prev_rewards=prev_r)
+        dist_in, values, (final_h, final_c) = module(
+            obs, state, resets, prev_actions=prev_a, prev_rewards=prev_r
+        )
         h, c = state.h, state.c
         for t in range(T):
             keep = (~resets[t]).float().unsqueeze(-1)
@@ -107,8 +109,8 @@ def test_unrolled_sequence_equals_step_by_step_with_resets(prev: bool) -> None:
             d, v, h, c = module.step(obs[t], s)
             torch.testing.assert_close(d, dist_in[t])
             torch.testing.assert_close(v, values[t])
-    torch.testing.assert_close(final.h, h)
-    torch.testing.assert_close(final.c, c)
+    torch.testing.assert_close(final_h, h)
+    torch.testing.assert_close(final_c, c)
 
 
 def test_reset_mask_zeroes_the_state() -> None:

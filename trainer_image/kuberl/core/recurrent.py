@@ -57,6 +57,14 @@ def runner_overrides(model: ModelConfig) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------------
 
 
+def _tensor(
+    x: np.ndarray | torch.Tensor | Sequence[float], dtype: torch.dtype, device: torch.device
+) -> torch.Tensor:
+    if isinstance(x, torch.Tensor):
+        return x.to(device=device, dtype=dtype)
+    return torch.as_tensor(np.asarray(x), dtype=dtype, device=device)
+
+
 @dataclass
 class RecurrentState:
     """What a recurrent policy carries from one step to the next, per sub-environment (rows)."""
@@ -75,21 +83,23 @@ class RecurrentState:
 
     def reset(self, mask: np.ndarray | torch.Tensor) -> RecurrentState:
         """A copy with the rows in `mask` (episodes that ended) back at the initial state."""
-        m = torch.as_tensor(np.asarray(mask, dtype=bool), device=self.h.device)
+        m = _tensor(mask, torch.bool, self.h.device)
         keep = (~m).to(self.h.dtype).unsqueeze(-1)
         none_action = -1 if self.prev_actions.dtype == torch.int64 else 0
         prev_a = self.prev_actions.clone()
         prev_a[m] = none_action
         return RecurrentState(self.h * keep, self.c * keep, prev_a, self.prev_rewards * keep.squeeze(-1))
 
-    def with_rewards(self, rewards: np.ndarray | torch.Tensor) -> RecurrentState:
-        r = torch.as_tensor(np.asarray(rewards, dtype=np.float32), device=self.h.device)
+    def with_rewards(self, rewards: np.ndarray | torch.Tensor | Sequence[float]) -> RecurrentState:
+        r = _tensor(rewards, torch.float32, self.h.device)
         return RecurrentState(self.h, self.c, self.prev_actions, r)
 
-    def after_step(self, rewards: np.ndarray, done: np.ndarray) -> RecurrentState:
+    def after_step(
+        self, rewards: np.ndarray | torch.Tensor | Sequence[float], done: np.ndarray | torch.Tensor
+    ) -> RecurrentState:
         """Record the step's rewards, then reset the sub-environments whose episode ended."""
         state = self.with_rewards(rewards)
-        return state.reset(done) if np.any(done) else state
+        return state.reset(done) if bool(done.any()) else state
 
     @staticmethod
     def cat(states: Sequence[RecurrentState]) -> RecurrentState:
@@ -110,7 +120,7 @@ class RecurrentActorCritic(nn.Module):
     """Encoder → LSTM → policy and value heads. The LSTM (and the encoder) feed both heads.
 
     `forward(obs, state, resets)` unrolls time-major `[T, B, D]` observations from `state` and returns
-    distribution inputs `[T, B, …]`, values `[T, B]` and the state after the last step. Where
+    distribution inputs `[T, B, …]`, values `[T, B]` and the LSTM's (h, c) after the last step. Where
     `resets[t, b]` is True the state is zeroed before step t (an episode started there).
     """
 
@@ -210,7 +220,7 @@ class RecurrentActorCritic(nn.Module):
         *,
         prev_actions: torch.Tensor | None = None,
         prev_rewards: torch.Tensor | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor, RecurrentState]:
+    ) -> tuple[torch.Tensor, torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
         """Unroll over `obs [T, B, D]` from `state`. Previous actions/rewards `[T, B]` default to the
         state's for step 0 (inference, T = 1); training passes the recorded columns."""
         T = obs.shape[0]
@@ -221,8 +231,7 @@ class RecurrentActorCritic(nn.Module):
         x = self.features(obs, prev_actions, prev_rewards)
         hs, cs = self.unroll(x, state.h, state.c, resets)
         dist_in, values = self.heads(hs)
-        last_a = prev_actions[-1] if T > 0 else state.prev_actions
-        return dist_in, values, RecurrentState(hs[-1], cs[-1], last_a, prev_rewards[-1])
+        return dist_in, values, (hs[-1], cs[-1])
 
     def step(
         self, obs: torch.Tensor, state: RecurrentState
@@ -265,8 +274,11 @@ class RecurrentActorCriticPolicy:
         self.state: RecurrentState | None = None
 
     def current_state(self, batch: int) -> RecurrentState:
-        if self.state is None or len(self.state) != batch:
+        """The state of the `batch` sub-environments (initial at the first call)."""
+        if self.state is None:
             self.state = self.module.initial_state(batch)
+        if len(self.state) != batch:
+            raise ValueError(f"the recurrent state holds {len(self.state)} sub-environments, not {batch}")
         return self.state
 
     def act(self, obs: torch.Tensor, *, explore: bool, generator: torch.Generator) -> dict[str, torch.Tensor]:
@@ -296,6 +308,7 @@ class RecurrentActorCriticPolicy:
         return self.module.step(obs, state)[1]
 
     def value(self, obs: torch.Tensor) -> torch.Tensor | None:
+        """V(obs) of every sub-environment from its current state (obs: one row per sub-environment)."""
         return self.value_from(obs, self.current_state(obs.shape[0]))
 
     def set_options(self, options: dict[str, Any]) -> None:
