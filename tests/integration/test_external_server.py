@@ -108,6 +108,8 @@ def test_unknown_episode_is_404(http: httpx.Client) -> None:
             "2 finite",
         ),
         ("returns", {"reward": "lots"}, "reward"),
+        ("returns", {"reward": 1e300}, "less than or equal"),
+        ("action", {"observation": [1e300, 0, 0, 0]}, "float32 range"),
         ("end", {"observation": OBS, "truncated": "maybe"}, "truncated"),
     ],
 )

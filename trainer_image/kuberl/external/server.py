@@ -37,7 +37,10 @@ log = logging.getLogger(__name__)
 API_PREFIX = "/v1"
 
 EpisodeId = Annotated[str, Field(min_length=1, max_length=128, description="The episode's id.")]
-Reward = Annotated[float, Field(allow_inf_nan=False)]
+# Rewards and log-probs land in float32 columns: larger magnitudes would become infinities there.
+F32_MAX = 3.4e38
+Reward = Annotated[float, Field(allow_inf_nan=False, ge=-F32_MAX, le=F32_MAX)]
+LogProb = Annotated[float, Field(allow_inf_nan=False, ge=-F32_MAX, le=F32_MAX)]
 _OBS_DOC = "An observation of the env's observation space, as JSON (a number or nested lists of numbers)."
 
 
@@ -69,9 +72,8 @@ class GetActionResponse(_Body):
 class LogActionRequest(_Body):
     observation: Any = Field(..., description=_OBS_DOC)
     action: Any = Field(..., description="The action the client took at this observation.")
-    action_logp: float | None = Field(
+    action_logp: LogProb | None = Field(
         None,
-        allow_inf_nan=False,
         description="Log-probability of the action under the client's policy (local mode).",
     )
     action_dist_inputs: list[float] | None = Field(
@@ -110,7 +112,7 @@ class ActionEvent(_Body):
     episode_id: EpisodeId
     observation: Any = Field(..., description=_OBS_DOC)
     action: Any = Field(..., description="The action taken.")
-    action_logp: float | None = Field(None, allow_inf_nan=False, description="Behaviour log-probability.")
+    action_logp: LogProb | None = Field(None, description="Behaviour log-probability.")
     action_dist_inputs: list[float] | None = Field(None, description="Behaviour distribution inputs.")
 
 

@@ -106,9 +106,10 @@ class PolicyService:
         act = validate_action(self.action_space, action)
         dist = None
         if dist_inputs is not None:
-            dist = np.asarray(dist_inputs, dtype=np.float32)
-            if dist.shape != (self.dist_dim,) or not np.all(np.isfinite(dist)):
-                raise InvalidValueError(f"action_dist_inputs must be {self.dist_dim} finite numbers")
+            wide = np.asarray(dist_inputs, dtype=np.float64)
+            if wide.shape != (self.dist_dim,) or not np.all(np.abs(wide) <= np.finfo(np.float32).max):
+                raise InvalidValueError(f"action_dist_inputs must be {self.dist_dim} finite float32 numbers")
+            dist = wide.astype(np.float32)
         if (logp is None) != (dist is None):
             raise InvalidValueError(
                 "action_logp and action_dist_inputs come together (local mode) or not at all"

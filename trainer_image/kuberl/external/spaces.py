@@ -81,7 +81,7 @@ def validate_observation(space: gym.Space[Any], value: Any) -> np.ndarray:
             raise InvalidValueError(
                 f"observation has shape {list(arr.shape)}, the env's space has {list(space.shape)}"
             )
-        return arr.astype(space.dtype)
+        return _cast(arr, space.dtype, "observation")
     if isinstance(space, gym.spaces.Discrete):
         return np.asarray(_integer_in(arr, space.start, space.start + space.n, "observation"), dtype=np.int64)
     if isinstance(space, gym.spaces.MultiDiscrete):
@@ -102,8 +102,15 @@ def validate_action(space: gym.Space[Any], value: Any) -> np.ndarray:
             raise InvalidValueError(
                 f"action has shape {list(arr.shape)}, the env's action space has {list(space.shape)}"
             )
-        return arr.astype(np.float32)
+        return _cast(arr, np.dtype(np.float32), "action")
     raise InvalidValueError(f"action space {space} is not supported")
+
+
+def _cast(arr: np.ndarray, dtype: np.dtype[Any], what: str) -> np.ndarray:
+    """Cast to the space's dtype, refusing numbers it cannot hold (1e300 would become inf in float32)."""
+    if dtype.kind == "f" and np.any(np.abs(arr) > np.finfo(dtype).max):
+        raise InvalidValueError(f"{what} holds a number beyond the {dtype} range")
+    return arr.astype(dtype)
 
 
 def _integer_in(arr: np.ndarray, low: int, high: int, what: str) -> int:
