@@ -125,14 +125,6 @@ class CQLLearner:
     def _repeat(self, obs: torch.Tensor) -> torch.Tensor:
         return obs.repeat_interleave(self.config.num_actions, dim=0)
 
-    def _policy_q(self, obs: torch.Tensor, at: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Q(at, a) for N actions a ~ π(·|obs) per state: ([E, B, N], log π [B, N]) (no actor gradient)."""
-        B, N = at.shape[0], self.config.num_actions
-        with torch.no_grad():
-            a, logp = self.actor.sample(self._repeat(obs), self.gen)
-        q = self.critic(self._repeat(at), a)
-        return q.view(q.shape[0], B, N), logp.view(B, N)
-
     def update(self, mb: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         cfg = self.config
         obs, next_obs = mb[C.OBS], mb[C.NEXT_OBS]
@@ -140,25 +132,31 @@ class CQLLearner:
         alpha = self.log_alpha.detach().exp()
         B, N = obs.shape[0], cfg.num_actions
 
-        # Critic: the soft Bellman residual plus the conservative penalty.
+        # Critic: the soft Bellman residual plus the conservative penalty. One actor pass samples a' for
+        # the target and N actions each at s and s' for the penalty; one critic pass evaluates the data
+        # actions and all 3N proposals at s (small networks: the number of calls, not FLOPs, is the cost).
+        obs_n, next_obs_n = self._repeat(obs), self._repeat(next_obs)
         with torch.no_grad():
-            next_a, next_logp = self.actor.sample(next_obs, self.gen)
+            sampled, sampled_logp = self.actor.sample(torch.cat([next_obs, obs_n, next_obs_n]), self.gen)
+            next_a, pi_a, next_pi_a = sampled.split([B, B * N, B * N])
+            next_logp, logp_pi, logp_next_pi = sampled_logp.split([B, B * N, B * N])
             next_v = self.target_critic(next_obs, next_a).min(0).values - alpha * next_logp
             target = mb[C.REWARDS] + cfg.gamma * (~mb[C.TERMINATEDS]).float() * next_v
-        q_data = self.critic(obs, actions)
-        bellman = soft_bellman_loss(q_data, target)
         uniform = torch.rand((B * N, self.n_act), generator=self.gen, device=self.device) * 2.0 - 1.0
-        q_random = self.critic(self._repeat(obs), uniform).view(-1, B, N)
-        q_pi, logp_pi = self._policy_q(obs, obs)
-        q_next_pi, logp_next_pi = self._policy_q(next_obs, obs)
+        q_all = self.critic(
+            torch.cat([obs, obs_n, obs_n, obs_n]), torch.cat([actions, uniform, pi_a, next_pi_a])
+        )
+        q_data = q_all[:, :B]
+        q_random, q_pi, q_next_pi = (q.reshape(-1, B, N) for q in q_all[:, B:].split(B * N, dim=1))
+        bellman = soft_bellman_loss(q_data, target)
         penalty = conservative_penalty(
             q_data,
             q_random,
             -self.n_act * _LOG_2,  # log density of the uniform distribution on [-1, 1]^d
             q_pi,
-            logp_pi,
+            logp_pi.view(B, N),
             q_next_pi,
-            logp_next_pi,
+            logp_next_pi.view(B, N),
             temperature=cfg.temperature,
         )
         critic_loss = bellman + cfg.min_q_weight * penalty.sum()

@@ -21,5 +21,5 @@ class BCConfig(OfflineConfigBase):
         1e-3, gt=0.0, description="Adam learning rate (the start value when lrSchedule is set)."
     )
     grad_clip: float | None = Field(
-        10.0, gt=0.0, description="Clip the global gradient norm to this (null: off)."
+        None, gt=0.0, description="Clip the global gradient norm to this (null: off, as RLlib)."
     )

@@ -22,7 +22,7 @@ class MARWILConfig(OfflineConfigBase):
         1e-3, gt=0.0, description="Adam learning rate (the start value when lrSchedule is set)."
     )
     grad_clip: float | None = Field(
-        10.0, gt=0.0, description="Clip the global gradient norm to this (null: off)."
+        None, gt=0.0, description="Clip the global gradient norm to this (null: off, as RLlib)."
     )
     beta: float = Field(
         1.0,
