@@ -28,6 +28,7 @@ class Api(Protocol):
     """What the reconciler needs from Kubernetes (a fake implements it in the unit tests)."""
 
     async def get_ray_job(self, namespace: str, name: str) -> Manifest | None: ...
+    async def get_config_map(self, namespace: str, name: str) -> Manifest | None: ...
     async def create(self, manifest: Manifest) -> Manifest: ...
     async def patch_ray_job(self, namespace: str, name: str, patch: Manifest) -> None: ...
     async def patch_config_map(self, namespace: str, name: str, patch: Manifest) -> None: ...
@@ -106,6 +107,17 @@ class KubernetesApi:
                 return None
             raise _translate(exc, f"get RayJob {namespace}/{name}") from exc
         return obj
+
+    async def get_config_map(self, namespace: str, name: str) -> Manifest | None:
+        what = f"get ConfigMap {namespace}/{name}"
+        try:
+            obj = await self._call(what, self._core.read_namespaced_config_map, name, namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise _translate(exc, what) from exc
+        manifest: Manifest = self._core.api_client.sanitize_for_serialization(obj)
+        return manifest
 
     async def create(self, manifest: Manifest) -> Manifest:
         kind = manifest["kind"]

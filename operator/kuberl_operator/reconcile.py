@@ -14,19 +14,23 @@ from datetime import datetime
 from typing import Any
 
 import kopf
+import yaml
 
 from kuberl.spec import RLTrainingJob, RLTrainingJobStatus, SpecError, parse_job
 from kuberl_operator.builders import build_config_map, build_ray_job, names_for
 from kuberl_operator.k8s import Api
+from kuberl_operator.labels import SPEC_FILE
 from kuberl_operator.metrics import OperatorMetrics
 from kuberl_operator.status import (
     COND_SPEC_CHANGE_PENDING,
     TERMINAL_PHASES,
     derive_status,
     initial_status,
+    invalid_edit_status,
     invalid_status,
     outcome_of,
     set_condition,
+    valid_again,
 )
 
 Body = Mapping[str, Any]
@@ -112,6 +116,38 @@ async def reject_invalid(ctx: Context, body: Body, error: SpecError) -> None:
     raise kopf.PermanentError(str(error))
 
 
+async def reject_edit(ctx: Context, body: Body, status: RLTrainingJobStatus, error: SpecError) -> None:
+    """An invalid edit of a job that has children: say so (Valid=False naming the field, a Warning
+    Event) and leave the RayJob alone; it keeps training with the last valid spec, in its ConfigMap."""
+    new = invalid_edit_status(status, error, generation=_generation(body), now=ctx.now())
+    await _write_status(ctx, body, new)
+    ctx.event(
+        body, "Warning", "InvalidSpecEdit", next(c.message for c in new.conditions if c.type == "Valid")
+    )
+
+
+async def last_valid_job(ctx: Context, body: Body) -> RLTrainingJob | None:
+    """The job as its current attempt runs it: the spec in that attempt's ConfigMap, with the live
+    metadata and status. None when there is no such ConfigMap (the job never started)."""
+    status = current_status(body)
+    if status is None or status.config_map_name is None:
+        return None
+    ns, _ = _where(body)
+    config_map = await ctx.api.get_config_map(ns, status.config_map_name)
+    if config_map is None:
+        return None
+    try:
+        stored = yaml.safe_load((config_map.get("data") or {}).get(SPEC_FILE) or "") or {}
+        job = parse_body(
+            {**body, "spec": stored.get("spec") if isinstance(stored, Mapping) else None},
+            default_image=ctx.default_image,
+        )
+    except (SpecError, yaml.YAMLError) as exc:
+        log.warning("ConfigMap %s/%s does not hold a valid job: %s", ns, status.config_map_name, exc)
+        return None
+    return job
+
+
 async def ensure_children(ctx: Context, job: RLTrainingJob, *, attempt: int, resume: str) -> None:
     """Create the ConfigMap, then the RayJob, of one attempt; both idempotent."""
     await ctx.api.create(build_config_map(job, attempt=attempt))
@@ -170,13 +206,17 @@ async def update(ctx: Context, body: Body, diff: Iterable[Any]) -> None:
     try:
         job = parse_body(body, default_image=ctx.default_image)
     except SpecError as error:
-        await reject_invalid(ctx, body, error)
+        current = current_status(body)
+        if current is not None and current.ray_job_name is not None:
+            await reject_edit(ctx, body, current, error)  # started: keep what is running
+        else:
+            await reject_invalid(ctx, body, error)
         return
     if job.status is None or job.status.ray_job_name is None:
         await create(ctx, body)  # it was invalid before (no children): a fixed spec starts it now
         return
     fields = changed_spec_fields(diff)
-    status = job.status
+    status = valid_again(job.status, generation=_generation(body), now=ctx.now())
     if "suspend" in fields:
         await set_suspended(ctx, job)
         if not job.spec.suspend:
@@ -207,7 +247,11 @@ async def sync(ctx: Context, body: Body, *, job: RLTrainingJob | None = None) ->
         try:
             job = parse_body(body, default_image=ctx.default_image)
         except SpecError:
-            return  # already Failed with Valid=False by create/update
+            # An invalid edit of a started job: keep following its attempt, which runs the last valid
+            # spec. A job that never started is already Failed with Valid=False (create/update).
+            job = await last_valid_job(ctx, body)
+            if job is None:
+                return
     status = job.status
     if status is None or status.ray_job_name is None:
         return  # the create handler has not saved the names yet

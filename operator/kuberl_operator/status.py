@@ -211,8 +211,7 @@ def invalid_status(
 ) -> RLTrainingJobStatus:
     """An invalid spec: Failed, with every problem's field path in the Valid condition's message."""
     status = current or RLTrainingJobStatus()
-    problems = error.problems or [("spec", "invalid")]
-    message = "; ".join(f"{path or 'spec'}: {reason}" for path, reason in problems)
+    message = _problems(error)
     conditions = set_condition(
         list(status.conditions),
         COND_VALID,
@@ -226,6 +225,45 @@ def invalid_status(
     return _with_phase(
         status, "Failed", reason="InvalidSpec", message=message, now=now, generation=generation
     )
+
+
+def invalid_edit_status(
+    current: RLTrainingJobStatus, error: SpecError, *, generation: int | None, now: datetime
+) -> RLTrainingJobStatus:
+    """An edit that made the spec of a job with children invalid: Valid=False naming the field, phase
+    unchanged. Its RayJob keeps the last valid spec (its ConfigMap), so nothing already trained is lost."""
+    message = _problems(error) + "; the current attempt keeps running with the last valid spec"
+    conditions = set_condition(
+        list(current.conditions),
+        COND_VALID,
+        "False",
+        reason="InvalidSpecEdit",
+        message=message,
+        now=now,
+        generation=generation,
+    )
+    return current.model_copy(update={"conditions": conditions})
+
+
+def valid_again(status: RLTrainingJobStatus, *, generation: int | None, now: datetime) -> RLTrainingJobStatus:
+    """Valid=True once a spec parses again (after an invalid edit was fixed); unchanged otherwise."""
+    if all(c.status == "True" for c in status.conditions if c.type == COND_VALID):
+        return status
+    conditions = set_condition(
+        list(status.conditions),
+        COND_VALID,
+        "True",
+        reason="SpecValid",
+        message="",
+        now=now,
+        generation=generation,
+    )
+    return status.model_copy(update={"conditions": conditions})
+
+
+def _problems(error: SpecError) -> str:
+    problems = error.problems or [("spec", "invalid")]
+    return "; ".join(f"{path or 'spec'}: {reason}" for path, reason in problems)
 
 
 def derive_status(

@@ -212,6 +212,29 @@ def test_invalid_spec_fails_with_field_path(cluster: tuple[Emulator, Operator]) 
     assert em.get("configmaps", NS, "bad-r0-spec") is None
 
 
+def test_invalid_edit_keeps_the_running_rayjob(cluster: tuple[Emulator, Operator]) -> None:
+    em, _ = cluster
+    em.create("rltrainingjobs", NS, job("edit", resume="never"))
+    wait_for(lambda: em.get("rayjobs", NS, "edit-r0"), what="RayJob")
+    ray_status(em, "edit-r0", "Running", "RUNNING")
+    wait_for(phase_is(em, "edit", "Running"), what="Running")
+    em.patch("rltrainingjobs", NS, "edit", {"spec": {"resources": {"envRunners": -1}}})
+
+    def invalid() -> bool:
+        valid = [c for c in status(em, "edit").get("conditions", []) if c["type"] == "Valid"]
+        return bool(valid) and valid[0]["status"] == "False"
+
+    wait_for(invalid, what="Valid=False")
+    valid = next(c for c in status(em, "edit")["conditions"] if c["type"] == "Valid")
+    assert valid["reason"] == "InvalidSpecEdit"
+    assert valid["message"].startswith("spec.resources.envRunners:")
+    assert status(em, "edit")["phase"] == "Running"
+    # The status loop still follows the RayJob, which runs the last valid spec.
+    ray_status(em, "edit-r0", "Complete", "SUCCEEDED")
+    wait_for(phase_is(em, "edit", "Succeeded"), what="Succeeded despite the invalid edit")
+    assert em.get("rayjobs", NS, "edit-r0") is not None
+
+
 def test_suspend_and_resume(cluster: tuple[Emulator, Operator]) -> None:
     em, _ = cluster
     em.create("rltrainingjobs", NS, job("sus", resume="never"))

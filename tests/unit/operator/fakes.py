@@ -19,6 +19,9 @@ class FakeApi:
     async def get_ray_job(self, namespace: str, name: str) -> dict[str, Any] | None:
         return self.objects.get(("RayJob", namespace, name))
 
+    async def get_config_map(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return self.objects.get(("ConfigMap", namespace, name))
+
     async def create(self, manifest: dict[str, Any]) -> dict[str, Any]:
         key = (manifest["kind"], manifest["metadata"]["namespace"], manifest["metadata"]["name"])
         self.calls.append(("create", *key))

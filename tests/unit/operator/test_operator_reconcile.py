@@ -9,6 +9,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import kopf
+import pytest
+
 from kuberl_operator import reconcile
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -93,6 +96,62 @@ def test_suspend_resume_and_spec_edit_policy() -> None:
     assert ray["suspend"] is False
     assert ray["entrypoint"].endswith("--set resume=auto")
     assert not [c for c in api.statuses[-1]["conditions"] if c["type"] == "SpecChangePending"]
+
+
+def _valid(status: dict[str, Any]) -> dict[str, Any]:
+    return next(c for c in status["conditions"] if c["type"] == "Valid")
+
+
+def test_invalid_edit_of_a_running_job_keeps_it_running_with_the_last_valid_spec() -> None:
+    api, events = FakeApi(), []
+    ctx = make_context(api, events)
+    asyncio.run(reconcile.create(ctx, BODY))
+    ray_job = api.objects[("RayJob", "ns", "job-r0")]
+    ray_job["status"] = {"jobDeploymentStatus": "Running", "jobStatus": "RUNNING"}
+    asyncio.run(reconcile.sync(ctx, _with_status(BODY, api)))
+    assert api.statuses[-1]["phase"] == "Running"
+    spec_before = copy.deepcopy(ray_job["spec"])
+
+    bad = _with_status(BODY, api)
+    bad["spec"]["resources"] = {"envRunners": -1}
+    bad["metadata"]["generation"] = 2
+    asyncio.run(reconcile.update(ctx, bad, [("add", ("spec", "resources"), None, {"envRunners": -1})]))
+    status = api.statuses[-1]
+    assert status["phase"] == "Running"  # not Failed: nothing already trained is thrown away
+    valid = _valid(status)
+    assert (valid["status"], valid["reason"]) == ("False", "InvalidSpecEdit")
+    assert valid["message"].startswith("spec.resources.envRunners:")
+    assert events[-1][:2] == ("Warning", "InvalidSpecEdit")
+    assert ray_job["spec"] == spec_before
+    assert not [c for c in api.calls if c[0] in ("delete", "patch")]
+
+    # The status loop keeps following the attempt (it runs the spec in its ConfigMap), retries included.
+    ray_job["status"] = {"jobDeploymentStatus": "Failed", "jobStatus": "FAILED"}
+    bad = {**bad, "status": api.statuses[-1]}
+    asyncio.run(reconcile.sync(ctx, bad))
+    assert api.statuses[-1]["attempt"] == 1
+    retried = api.objects[("RayJob", "ns", "job-r1")]
+    assert "envRunners: -1" not in api.objects[("ConfigMap", "ns", "job-r1-spec")]["data"]["job.yaml"]
+    assert _valid(api.statuses[-1])["status"] == "False"
+    retried["status"] = {"jobDeploymentStatus": "Complete", "jobStatus": "SUCCEEDED"}
+
+    fixed = _with_status(BODY, api)
+    fixed["metadata"]["generation"] = 3
+    asyncio.run(reconcile.update(ctx, fixed, [("remove", ("spec", "resources"), {"envRunners": -1}, None)]))
+    assert _valid(api.statuses[-1])["status"] == "True"
+    assert api.statuses[-1]["phase"] == "Succeeded"
+
+
+def test_invalid_spec_before_any_child_fails_the_job() -> None:
+    api, events = FakeApi(), []
+    ctx = make_context(api, events)
+    bad = copy.deepcopy(BODY)
+    bad["spec"]["resources"] = {"envRunners": -1}
+    with pytest.raises(kopf.PermanentError):  # kopf stops retrying a spec that cannot work
+        asyncio.run(reconcile.create(ctx, bad))
+    assert api.statuses[-1]["phase"] == "Failed"
+    assert _valid(api.statuses[-1])["reason"] == "InvalidSpec"
+    assert not api.objects
 
 
 def test_delete_removes_every_attempt() -> None:
