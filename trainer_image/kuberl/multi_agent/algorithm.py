@@ -96,7 +96,11 @@ class MultiAgentAlgorithm(Algorithm):
 
         sp = ma.self_play
         seats = (
-            SelfPlaySeats(sp.policy, sp.opponent_policy, sp.latest_probability) if sp is not None else None
+            SelfPlaySeats(
+                sp.policy, sp.opponent_policy, sp.latest_probability, sp.random_opponent_probability
+            )
+            if sp is not None
+            else None
         )
         rules = tuple((r.agent_pattern, r.policy) for r in ma.policy_mapping)
         mapper = PolicyMapper(

@@ -40,9 +40,8 @@ class HubStats:
 
 
 def merge_rollouts(rollouts: list[Rollout]) -> Rollout:
-    """Lanes [T_k, 1] of one policy → one lane (every lane ends in a terminated/truncated step)."""
-    if len(rollouts) == 1:
-        return rollouts[0]
+    """Lanes [T_k, 1] of one policy → one lane (every lane ends in a terminated/truncated step). Always a
+    copy: arrays from Ray's object store are read-only, which torch warns about when wrapping them."""
     keys = rollouts[0].batch.keys()
     batch = SampleBatch({k: np.concatenate([r.batch[k] for r in rollouts], axis=0) for k in keys})
     return Rollout(

@@ -102,6 +102,13 @@ class SelfPlaySpec(WireModel):
             "of a snapshot drawn uniformly from the pool."
         ),
     )
+    random_opponent_probability: Annotated[float, Field(ge=0.0, le=1.0)] = Field(
+        0.0,
+        description=(
+            "Probability that an episode's opponents play uniformly random legal moves instead (drawn before "
+            "latestProbability): keeps the learner punishing the mistakes its own snapshots stop making."
+        ),
+    )
     evaluation_games: Annotated[int, Field(ge=0)] = Field(
         0,
         description=(
@@ -112,7 +119,9 @@ class SelfPlaySpec(WireModel):
 
 
 class MultiAgentSpec(WireModel):
-    """Multi-agent training on a PettingZoo environment (parallel API; AEC envs are stepped turn by turn)."""
+    """Multi-agent training on a PettingZoo environment (parallel API; AEC envs are stepped turn by turn).
+    `env` is then a PettingZoo registry id (classic/tictactoe-v3) or `module:attr` (a PettingZoo env module
+    or a factory returning a ParallelEnv/AECEnv)."""
 
     policies: dict[str, PolicySpec] = Field(
         default_factory=lambda: {DEFAULT_POLICY: PolicySpec()},

@@ -11,9 +11,11 @@ Both PettingZoo APIs are supported:
   agent's observation comes back; rewards arrive through `last()`, i.e. an agent's reward accumulated
   since its own previous move.
 
-`env` is `package.module:attr`: a module holding `parallel_env`/`env` (e.g.
-`pettingzoo.classic:tictactoe_v3`, called with envConfig as keyword arguments), or a factory called as
-`factory(envConfig)` returning a ParallelEnv or AECEnv (the kuberl convention for custom envs).
+`env` is a PettingZoo registry id (`classic/tictactoe-v3`, made with envConfig as keyword arguments;
+the parallel version when the registry has one), or `package.module:attr`: a module holding
+`parallel_env`/`env` (e.g. `pettingzoo.butterfly:pistonball_v6`, called with envConfig as keyword
+arguments), or a factory called as `factory(envConfig)` returning a ParallelEnv or AECEnv (the kuberl
+convention for custom envs).
 """
 
 from __future__ import annotations
@@ -137,16 +139,12 @@ class AECAdapter:
         self.env.close()
 
 
-def is_pettingzoo_env(env: str) -> bool:
-    return env.startswith("pettingzoo.")
-
-
 def make_agent_env(env: str, env_config: Mapping[str, Any]) -> AgentEnv:
     """Build the env named `env` inside the calling process and wrap it for the runner."""
-    target = import_object(env) if ":" in env else None
-    if target is None:
-        raise EnvError(f"{env!r} is not `module:attr`; multi-agent envs are PettingZoo modules or factories")
     config = dict(env_config)
+    if ":" not in env:
+        return wrap(_from_registry(env, config), name=env)
+    target = import_object(env)
     try:
         if isinstance(target, types.ModuleType):
             maker = getattr(target, "parallel_env", None) or getattr(target, "env", None)
@@ -162,6 +160,28 @@ def make_agent_env(env: str, env_config: Mapping[str, Any]) -> AgentEnv:
     except Exception as exc:
         raise EnvError(f"creating {env!r} failed: {type(exc).__name__}: {exc}") from None
     return wrap(instance, name=env)
+
+
+def _from_registry(env: str, config: dict[str, Any]) -> Any:
+    """A PettingZoo registry id (`classic/tictactoe-v3`): its parallel version when it has one, else AEC."""
+    import pettingzoo
+    from pettingzoo.env_registry.exceptions import FailedToImport, PettingZooRegistryError
+
+    for kind in ("parallel", "aec"):
+        try:
+            spec = pettingzoo.spec(kind, env)
+        except PettingZooRegistryError:
+            continue
+        try:
+            return pettingzoo.make(kind, spec, **config)
+        except FailedToImport as exc:
+            raise EnvError(str(exc)) from None
+        except Exception as exc:
+            raise EnvError(f"creating {env!r} failed: {type(exc).__name__}: {exc}") from None
+    raise EnvError(
+        f"{env!r} is not in PettingZoo's registry (ids look like classic/tictactoe-v3; "
+        "pettingzoo.pprint_registry() lists them) nor an import path `module:attr`"
+    )
 
 
 def wrap(instance: Any, *, name: str = "env") -> AgentEnv:

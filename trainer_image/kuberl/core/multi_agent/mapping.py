@@ -34,6 +34,7 @@ class SelfPlaySeats:
     learning: str
     opponent: str
     latest_probability: float = 0.5
+    random_probability: float = 0.0  # episodes whose opponents play uniformly random legal moves
     # False: opponents act with the opponent policy itself (e.g. a random one, when evaluating).
     use_pool: bool = True
 

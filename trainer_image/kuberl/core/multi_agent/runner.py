@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 
 RANDOM_POLICY = "kuberl.core.multi_agent.masking:RandomPolicy"
 LATEST = -1  # self-play: the opponent plays the learning policy's current weights
+RANDOM = -2  # self-play: the opponent plays uniformly random (legal) moves
 
 
 @dataclass(frozen=True)
@@ -149,6 +150,12 @@ class MultiAgentEnvRunner:
             self_play=config.self_play,
         )
         self.pool: list[RunnerPolicy] = []
+        self.random_opponent: RunnerPolicy | None = None
+        if config.self_play is not None and config.self_play.random_probability > 0:
+            slot = config.policies[config.self_play.opponent]
+            self.random_opponent = import_object(RANDOM_POLICY)(
+                slot.obs_space, slot.action_space, slot.model, {}
+            )
         self._episode_counter = 0
         self._obs: list[dict[str, Any]] = []
         self._episodes: list[_Episode] = []
@@ -199,7 +206,9 @@ class MultiAgentEnvRunner:
         sp = self.config.self_play
         if sp is not None:
             ep.seat = seat_for(self.envs[env_index].possible_agents, self.rng)
-            if sp.use_pool and self.pool and self.rng.random() >= sp.latest_probability:
+            if sp.use_pool and self.rng.random() < sp.random_probability:
+                ep.opponent = RANDOM
+            elif sp.use_pool and self.pool and self.rng.random() >= sp.latest_probability:
                 ep.opponent = int(self.rng.integers(len(self.pool)))
         return ep
 
@@ -264,7 +273,13 @@ class MultiAgentEnvRunner:
                 groups[self._actor_key(ep, pid)].append((i, agent, flat))
         actions: list[dict[str, Any]] = [{} for _ in self.envs]
         for (pid, snapshot), members in groups.items():
-            policy = self.policies[pid] if snapshot == LATEST else self.pool[snapshot]
+            if snapshot == LATEST:
+                policy = self.policies[pid]
+            elif snapshot == RANDOM:
+                assert self.random_opponent is not None
+                policy = self.random_opponent
+            else:
+                policy = self.pool[snapshot]
             batch = torch.from_numpy(np.stack([f for _, _, f in members]).astype(np.float32))
             with torch.inference_mode():
                 cols = {
