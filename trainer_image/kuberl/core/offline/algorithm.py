@@ -92,6 +92,11 @@ class OfflineAlgorithm(Algorithm):
             timers={"load": load, "learn": learn},
         )
 
+    def stop(self) -> None:
+        if hasattr(self, "data"):
+            self.data.close()
+        super().stop()
+
     def train(self) -> dict[str, Any]:
         result = super().train()
         if "evaluation" in result:

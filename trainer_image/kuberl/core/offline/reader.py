@@ -15,7 +15,7 @@ from __future__ import annotations
 import fnmatch
 import functools
 import os
-from collections.abc import Iterator
+from collections.abc import Generator
 from typing import Any
 
 import numpy as np
@@ -176,9 +176,9 @@ class OfflineData:
         # disk beyond its memory) instead of paying the read and the executor's start every epoch.
         self.dataset = ds.materialize() if spec.cache else ds
         self.epochs = 0
-        self._it: Iterator[dict[str, np.ndarray]] | None = None
+        self._it: Generator[dict[str, np.ndarray]] | None = None
 
-    def _epoch(self, batch_size: int) -> Iterator[dict[str, np.ndarray]]:
+    def _epoch(self, batch_size: int) -> Generator[dict[str, np.ndarray]]:
         shuffle = self.spec.shuffle_buffer_size
         # A fresh seed per epoch, so epochs differ yet a seeded run repeats itself.
         seed = None if self.seed is None else self.seed * 100_003 + self.epochs
@@ -202,6 +202,13 @@ class OfflineData:
             self._it = None
             self.epochs += 1
         raise ValueError(f"spec.input holds fewer than {batch_size} rows: smaller train_batch_size needed")
+
+    def close(self) -> None:
+        """Stop the running epoch's iterator while Ray is still up (else it is torn down at interpreter
+        exit, after Ray, with a traceback)."""
+        if self._it is not None:
+            self._it.close()
+            self._it = None
 
     def episodes(self, count: int, columns: tuple[str, ...]) -> list[dict[str, np.ndarray]]:
         """Up to `count` complete logged episodes (every step from t=0, ending terminated or truncated),
