@@ -100,7 +100,7 @@ def test_two_separate_ppo_policies_both_improve(tmp_path: Path) -> None:
 @pytest.mark.learning
 def test_shared_policy_dqn_learns(tmp_path: Path) -> None:
     doc = example("ma-coop-dqn.yaml", tmp_path)
-    algo, results = train(doc, until=lambda a, r: False, budget=20_000)
+    algo, _ = train(doc, until=lambda a, r: False, budget=20_000)
     try:
         evaluation = algo.evaluate(50)
         # Random ≈ 6.7; a modest bar for a short run.
@@ -114,7 +114,7 @@ def test_shared_policy_sac_learns_continuous(tmp_path: Path) -> None:
     doc = example("ma-coop-sac.yaml", tmp_path)
     random_return = random_coop_return(agents=2, max_steps=10, continuous=True)
     assert -14.5 < random_return < -12.0  # 2 agents · 10 steps · E|U − U'| = 2/3
-    algo, results = train(doc, until=lambda a, r: False, budget=4_000)
+    algo, _ = train(doc, until=lambda a, r: False, budget=4_000)
     try:
         evaluation = algo.evaluate(50)
         # A quarter of random play's distance to the targets, or better.

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -86,7 +86,7 @@ def _matcher(pattern: str) -> Callable[[str], bool]:
 
 
 def policy_spaces(
-    agent_spaces: dict[str, tuple[gym.Space[Any], gym.Space[Any]]],
+    agent_spaces: Mapping[str, tuple[gym.Space[Any], gym.Space[Any]]],
     mapper: PolicyMapper,
     *,
     probe_episodes: int = 8,

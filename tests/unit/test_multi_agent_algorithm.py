@@ -1,0 +1,239 @@
+"""MultiAgentAlgorithm: frozen policies, checkpoints (policies and the self-play pool), Ray runners,
+metrics with a `policy` label, and a whole `kuberl run` through the trainer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from kuberl.algorithm import build_algorithm
+from kuberl.metrics import TrainerMetrics
+from kuberl.multi_agent.algorithm import MultiAgentAlgorithm
+from kuberl.spec import parse_job
+from kuberl.trainer import run_job
+
+SMALL_PPO = {"trainBatchSize": 200, "minibatchSize": 100, "numEpochs": 2}
+
+
+def coop_doc(tmp_path: Path, multi_agent: dict[str, Any], **spec: Any) -> dict[str, Any]:
+    return {
+        "metadata": {"name": "ma-coop"},
+        "spec": {
+            "algorithm": "PPO",
+            "env": "kuberl.multi_agent.envs:coop_match",
+            "envConfig": {"agents": 2},
+            "seed": 0,
+            "runDir": str(tmp_path),
+            "config": SMALL_PPO,
+            "resources": {"envRunners": 0, "envsPerRunner": 4},
+            "metrics": {"enabled": False},
+            "multiAgent": multi_agent,
+            **spec,
+        },
+    }
+
+
+def selfplay_doc(tmp_path: Path, **spec: Any) -> dict[str, Any]:
+    return {
+        "metadata": {"name": "ma-ttt"},
+        "spec": {
+            "algorithm": "PPO",
+            "env": "classic/tictactoe-v3",
+            "seed": 0,
+            "runDir": str(tmp_path),
+            "config": SMALL_PPO,
+            "resources": {"envRunners": 0, "envsPerRunner": 4},
+            "metrics": {"enabled": False},
+            "multiAgent": {
+                "policies": {"main": {}, "opponent": {"trainable": False}},
+                "selfPlay": {
+                    "policy": "main",
+                    "opponentPolicy": "opponent",
+                    "snapshotEveryIterations": 1,
+                    "poolSize": 2,
+                    "randomOpponentProbability": 0.2,
+                    "evaluationGames": 20,
+                },
+            },
+            **spec,
+        },
+    }
+
+
+def build(doc: dict[str, Any]) -> MultiAgentAlgorithm:
+    algo = build_algorithm(doc)
+    assert isinstance(algo, MultiAgentAlgorithm)
+    return algo
+
+
+def weights_equal(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> bool:
+    return a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+
+
+def copy(weights: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    return {k: np.array(v, copy=True) for k, v in weights.items()}
+
+
+TWO_POLICIES = {
+    "policies": {"learner": {}, "fixed": {"trainable": False}},
+    "policyMapping": [
+        {"agentPattern": "agent_0", "policy": "learner"},
+        {"agentPattern": "*", "policy": "fixed"},
+    ],
+}
+
+
+def test_frozen_policy_is_unchanged_by_training(tmp_path: Path) -> None:
+    algo = build(coop_doc(tmp_path, TWO_POLICIES))
+    try:
+        fixed0, learner0 = copy(algo.subs["fixed"].get_weights()), copy(algo.subs["learner"].get_weights())
+        for _ in range(2):
+            result = algo.train()
+        assert weights_equal(algo.subs["fixed"].get_weights(), fixed0)
+        assert not weights_equal(algo.subs["learner"].get_weights(), learner0)
+        assert list(result["learner"]) == ["learner"]
+        assert result["policies"]["fixed"]["trained"] is False
+        assert result["policies"]["fixed"]["agent_steps_total"] > 0  # it acted all along
+        assert result["policies"]["learner"]["agent_steps_total"] >= 2 * SMALL_PPO["trainBatchSize"]
+        assert result["timesteps_total"] == algo.timesteps > 0
+        evaluation = algo.evaluate(4)
+        assert evaluation["episodes"] == 4
+        assert evaluation["episode_len_mean"] == 10
+    finally:
+        algo.stop()
+
+
+def test_metrics_carry_the_policy_label(tmp_path: Path) -> None:
+    algo = build(selfplay_doc(tmp_path))
+    try:
+        result = algo.train()
+    finally:
+        algo.stop()
+    assert result["self_play"]["vs_random"]["games"] == 20
+    metrics = TrainerMetrics(job="j", namespace="n", algorithm="PPO")
+    metrics.update(result)
+    text = metrics.exposition().decode()
+    labels = 'algorithm="PPO",job="j",namespace="n"'
+    assert f'kuberl_learner_loss{{{labels},policy="main",term="policy"}}' in text
+    assert f'kuberl_selfplay_win_rate{{{labels},policy="main"}}' in text
+    assert f'kuberl_selfplay_random_win_rate{{{labels},policy="main"}}' in text
+    assert f'kuberl_selfplay_pool_size{{{labels},policy="main"}} 2.0' in text
+    assert f'kuberl_episode_return_mean{{{labels},policy="__all__"}}' in text  # whole games (zero-sum: 0)
+    assert f'kuberl_episode_return_mean{{{labels},policy="opponent"}}' in text
+
+
+def test_checkpoint_round_trip_with_self_play_pool(tmp_path: Path) -> None:
+    algo = build(selfplay_doc(tmp_path / "a"))
+    try:
+        for _ in range(3):
+            algo.train()
+        uri = algo.save(str(tmp_path / "ckpt"))
+        assert algo.pool is not None
+        main, pool = copy(algo.subs["main"].get_weights()), [copy(w) for w in algo.pool.as_list()]
+        counters = (
+            algo.iteration,
+            algo.timesteps,
+            algo.episodes_total,
+            algo.games_total,
+            list(algo.outcomes),
+        )
+    finally:
+        algo.stop()
+    assert len(pool) == 2  # a FIFO of 2 …
+    assert algo.pool.taken == 4  # … of the initial weights plus one snapshot per iteration
+
+    restored = build(selfplay_doc(tmp_path / "b"))
+    try:
+        restored.restore(uri)
+        assert restored.pool is not None
+        assert weights_equal(restored.subs["main"].get_weights(), main)
+        assert all(weights_equal(a, b) for a, b in zip(restored.pool.as_list(), pool, strict=True))
+        assert (
+            restored.iteration,
+            restored.timesteps,
+            restored.episodes_total,
+            restored.games_total,
+            list(restored.outcomes),
+        ) == counters
+        assert restored.train()["training_iteration"] == 4
+    finally:
+        restored.stop()
+
+    # A frozen policy can start from a policy in that checkpoint.
+    doc = coop_doc(tmp_path / "c", {})
+    doc["spec"]["env"] = "classic/tictactoe-v3"
+    doc["spec"].pop("envConfig")
+    doc["spec"]["multiAgent"] = {
+        "policies": {
+            "student": {},
+            "teacher": {"trainable": False, "checkpoint": uri, "checkpointPolicy": "main"},
+        },
+        "policyMapping": [
+            {"agentPattern": "player_1", "policy": "student"},
+            {"agentPattern": "*", "policy": "teacher"},
+        ],
+    }
+    seeded = build(doc)
+    try:
+        assert weights_equal(seeded.subs["teacher"].get_weights(), main)
+    finally:
+        seeded.stop()
+
+
+def test_single_agent_checkpoint_is_refused(tmp_path: Path) -> None:
+    single = build_algorithm(
+        {
+            "metadata": {"name": "sa"},
+            "spec": {
+                "algorithm": "PPO",
+                "env": "CartPole-v1",
+                "runDir": str(tmp_path / "sa"),
+                "config": SMALL_PPO,
+                "resources": {"envRunners": 0, "envsPerRunner": 2},
+            },
+        }
+    )
+    uri = single.save(str(tmp_path / "sa-ckpt"))
+    single.stop()
+    algo = build(coop_doc(tmp_path / "ma", {}))
+    try:
+        with pytest.raises(ValueError, match="single-agent run"):
+            algo.restore(uri)
+    finally:
+        algo.stop()
+
+
+@pytest.mark.usefixtures("ray_session")
+def test_ray_runners_and_recovery(tmp_path: Path) -> None:
+    doc = coop_doc(
+        tmp_path, TWO_POLICIES, resources={"envRunners": 2, "envsPerRunner": 2, "cpusPerRunner": 0.5}
+    )
+    algo = build(doc)
+    try:
+        first = algo.train()
+        assert first["env_runners"]["num_healthy"] == 2
+        algo.group._ray().kill(algo.group.actors[0], no_restart=True)
+        second = algo.train()
+        assert second["env_runners"]["restarts_total"] == 1
+        assert (
+            second["policies"]["learner"]["agent_steps_total"]
+            > first["policies"]["learner"]["agent_steps_total"]
+        )
+    finally:
+        algo.stop()
+
+
+def test_kuberl_run_trains_checkpoints_and_resumes(tmp_path: Path) -> None:
+    doc = selfplay_doc(tmp_path, stop={"iterations": 2})
+    outcome = run_job(parse_job(doc))
+    assert outcome.result is not None
+    assert outcome.result["training_iteration"] == 2
+    assert outcome.last_checkpoint is not None
+    doc["spec"]["stop"] = {"iterations": 3}
+    again = run_job(parse_job(doc))
+    assert again.resumed_from == outcome.last_checkpoint
+    assert again.result is not None
+    assert again.result["training_iteration"] == 3
