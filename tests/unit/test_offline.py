@@ -322,7 +322,8 @@ def test_conservative_penalty_hand_values() -> None:
 # -- checkpoint round trips -------------------------------------------------------------------------
 
 
-def _round_trip(doc: dict[str, Any], obs: np.ndarray) -> None:
+def _round_trip(doc: dict[str, Any], obs: np.ndarray) -> dict[str, Any]:
+    """Train, save, restore into a new instance, compare; returns the first iteration's result."""
     algo = build_algorithm(doc)
     try:
         first = algo.train()
@@ -346,6 +347,7 @@ def _round_trip(doc: dict[str, Any], obs: np.ndarray) -> None:
         assert all(math.isfinite(v) for v in result["learner"]["default_policy"].values())
     finally:
         again.stop()
+    return first
 
 
 @pytest.mark.parametrize("algorithm", ["BC", "MARWIL"])
@@ -362,16 +364,10 @@ def test_bc_marwil_checkpoint_round_trip(
         evaluation={"interval": 1, "episodes": 2},
     )
     obs = np.random.default_rng(0).normal(size=(6, 4)).astype(np.float32)
-    _round_trip(doc, obs)
-    algo = build_algorithm(doc)
-    try:
-        result = algo.train()
-        est = result["off_policy_estimation"]
-        assert est["episodes"] == 5
-        assert math.isfinite(est["wis"])
-        assert est["v_behaviour"] > 0
-    finally:
-        algo.stop()
+    est = _round_trip(doc, obs)["off_policy_estimation"]
+    assert est["episodes"] == 5
+    assert math.isfinite(est["wis"])
+    assert est["v_behaviour"] > 0
 
 
 def test_cql_checkpoint_round_trip(tmp_path: Path, pendulum_data: Path) -> None:
