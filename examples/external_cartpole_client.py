@@ -13,9 +13,9 @@ from __future__ import annotations
 import argparse
 
 import gymnasium as gym
-import httpx
 
 from kuberl import PolicyClient
+from kuberl.external.client import PolicyServerUnavailable
 
 
 def run(
@@ -50,7 +50,7 @@ def run(
                     client.end_episode(eid, obs, truncated=truncated and not terminated)
                     obs, _ = env.reset()
                     break
-    except httpx.TransportError:
+    except PolicyServerUnavailable:
         pass  # the server stopped (training reached its stop criterion)
     finally:
         env.close()

@@ -9,9 +9,8 @@ import sys
 import threading
 from pathlib import Path
 
-import httpx
-
 from kuberl import PolicyClient
+from kuberl.external.client import PolicyServerUnavailable
 from kuberl.spec.external import TOKEN_ENV
 from tests.integration.test_external_server import play
 
@@ -50,7 +49,7 @@ def test_kuberl_serve_trains_from_a_client(tmp_path: Path) -> None:
             with PolicyClient(url, token="cli-token") as c:
                 while True:
                     play(c, 1, seed=0)
-        except httpx.TransportError:
+        except PolicyServerUnavailable:
             pass  # the run finished and the server stopped
 
     sim = threading.Thread(target=simulate, daemon=True)

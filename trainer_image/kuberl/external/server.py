@@ -226,7 +226,8 @@ def create_app(service: PolicyService, *, token: str | None) -> FastAPI:
     expected = token.encode() if token is not None else None
     batcher = _ActionBatcher(service)
 
-    def authorize(creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_BEARER)]) -> None:
+    # async: FastAPI runs a plain `def` dependency in its thread pool, a thread hop on every request.
+    async def authorize(creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_BEARER)]) -> None:
         if expected is None:
             return
         if creds is None or not secrets.compare_digest(creds.credentials.encode(), expected):
