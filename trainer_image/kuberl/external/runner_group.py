@@ -75,7 +75,7 @@ class ExternalRunnerGroup(EnvRunnerGroup):
         )
         self.server = PolicyServer(self.service, host=external.host, port=external.port, token=token)
         self.server.start()
-        log.warning(
+        log.info(
             "policy server listening on %s (%s)", self.server.url, "no token" if token is None else "token"
         )
 
