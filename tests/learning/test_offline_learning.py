@@ -149,6 +149,6 @@ def test_cql_on_logged_pendulum(tmp_path: Path) -> None:
     finally:
         sac.stop()
     doc = offline_job("cql-pendulum.yaml", tmp_path / "cql", [data])
-    out = train_until_evaluation(doc, threshold=-400, budget=2_560_000, every=256_000)
+    out = train_until_evaluation(doc, threshold=-400, budget=1_536_000, every=128_000)
     print(f"CQL seed {SEED}: {out.describe()}")
     assert out.best >= -400, out.describe()

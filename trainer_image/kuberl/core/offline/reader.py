@@ -160,7 +160,11 @@ class OfflineData:
         ray.data.DataContext.get_current().enable_progress_bars = False
         if returns_to_go_gamma is None:
             ds = ray.data.read_parquet(
-                self.files, filesystem=self.fs, concurrency=spec.num_readers, file_extensions=["parquet"]
+                self.files,
+                filesystem=self.fs,
+                concurrency=spec.num_readers,
+                file_extensions=["parquet"],
+                shuffle=None if spec.cache else "files",  # streaming: a new file order every epoch
             )
         else:
             # One task per file (kuberl's writer keeps every episode within one file), so the returns
@@ -182,7 +186,11 @@ class OfflineData:
         shuffle = self.spec.shuffle_buffer_size
         # A fresh seed per epoch, so epochs differ yet a seeded run repeats itself.
         seed = None if self.seed is None else self.seed * 100_003 + self.epochs
-        for table in self.dataset.iter_batches(
+        # The local shuffle buffer only mixes rows within a window, and blocks follow the files (an expert's
+        # files, then a random policy's): visiting the blocks in a new random order each epoch keeps
+        # minibatches from drawing on one source at a time. Cheap on a materialized dataset (no data moves).
+        dataset = self.dataset.randomize_block_order(seed=seed) if self.spec.cache else self.dataset
+        for table in dataset.iter_batches(
             batch_size=batch_size,
             batch_format="pyarrow",
             drop_last=True,
