@@ -380,3 +380,27 @@ def test_cql_checkpoint_round_trip(tmp_path: Path, pendulum_data: Path) -> None:
     )
     obs = gym.make("Pendulum-v1").observation_space.sample()[None].repeat(3, 0)
     _round_trip(doc, obs)
+
+
+def test_writer_rejects_rollouts_without_next_obs(tmp_path: Path) -> None:
+    from kuberl.core.env_runner import Rollout
+    from kuberl.core.offline.writer import ExperienceWriter
+    from kuberl.core.sample_batch import Columns, SampleBatch
+    from kuberl.spec.offline import OutputSpec
+
+    writer = ExperienceWriter(
+        OutputSpec(uri=str(tmp_path)), gym.spaces.Box(-1.0, 1.0, (3,)), gym.spaces.Discrete(2)
+    )
+    batch = SampleBatch(
+        {
+            Columns.OBS: np.zeros((2, 1, 3), np.float32),
+            Columns.ACTIONS: np.zeros((2, 1), np.int64),
+            Columns.REWARDS: np.ones((2, 1), np.float32),
+            Columns.TERMINATEDS: np.array([[False], [True]]),
+            Columns.TRUNCATEDS: np.zeros((2, 1), bool),
+        }
+    )
+    with pytest.raises(SpecError) as err:
+        writer.add(Rollout(batch=batch))
+    assert err.value.first_path == "spec.output"
+    assert not list(tmp_path.iterdir())

@@ -142,8 +142,14 @@ class ExperienceWriter:
         """Record one rollout ([T, N] arrays from one runner); writes a file when enough rows wait."""
         b = rollout.batch
         if Columns.NEXT_OBS not in b:
-            raise ValueError(
-                "spec.output needs s' per transition: the runner was not asked to store next_obs"
+            raise SpecError(
+                [
+                    (
+                        "spec.output",
+                        "these runners do not provide s' per transition, so their experience cannot be "
+                        "recorded (external-simulator runs, for now)",
+                    )
+                ]
             )
         T, N = b.shape
         done = np.logical_or(b[Columns.TERMINATEDS], b[Columns.TRUNCATEDS])
