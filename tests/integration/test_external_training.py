@@ -3,6 +3,7 @@ trainer trains on them, and a client process that dies mid-episode loses nothing
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import threading
@@ -17,6 +18,7 @@ from kuberl.algorithm import build_algorithm
 from kuberl.core.env_runner import EnvRunner, RunnerConfig
 from kuberl.core.sample_batch import Columns
 from kuberl.external.runner_group import ExternalRunnerGroup
+from kuberl.metrics import TrainerMetrics
 from kuberl.spec import SpecError, apply_overrides, read_document
 from kuberl.spec.algorithms import ModelConfig
 from kuberl.spec.external import TOKEN_ENV, ExternalSpec
@@ -81,6 +83,14 @@ def test_external_batches_have_the_env_runner_columns(
         assert result["num_env_steps_trained"] >= 256
         assert result["episode_return_mean"] is not None
         assert np.isfinite(result["learner"]["default_policy"]["total_loss"])
+        server = result["policy_server"]
+        assert server["requests_total"] >= 256
+        assert server["policy_version"] >= 2  # the initial sync and the one after the update
+        metrics = TrainerMetrics(job="ext", namespace="rl", algorithm="PPO")
+        metrics.update(result)
+        text = metrics.exposition().decode()
+        assert re.search(r"kuberl_policy_server_requests_total\{[^}]*\} [1-9]", text)
+        assert "kuberl_policy_server_open_episodes{" in text
     finally:
         stop.set()
         algo.stop()

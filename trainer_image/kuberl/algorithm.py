@@ -232,6 +232,11 @@ class Algorithm:
         result = self._result(
             outcome, elapsed, self.timesteps - steps_before, self.episodes_total - episodes_before
         )
+        if self.spec.external.enabled:  # the policy server's counters (docs/external.md)
+            from kuberl.external.runner_group import ExternalRunnerGroup
+
+            if isinstance(self.runners, ExternalRunnerGroup):
+                result["policy_server"] = self.runners.stats()
         if self.spec.evaluation.interval and self.iteration % self.spec.evaluation.interval == 0:
             result["evaluation"] = self.evaluate()
         return result

@@ -207,6 +207,17 @@ class TrainerMetrics:
         self.evaluation_return_mean = gauge(
             "kuberl_evaluation_return_mean", "Mean episode return of the last evaluation."
         )
+        # External simulators (spec.external, docs/external.md).
+        self.policy_server_requests = counter(
+            "kuberl_policy_server_requests_total", "Requests the policy server answered."
+        )
+        self.policy_server_abandoned = counter(
+            "kuberl_policy_server_abandoned_episodes_total",
+            "Episodes closed after their client went silent (their steps are still trained on).",
+        )
+        self.policy_server_open = gauge(
+            "kuberl_policy_server_open_episodes", "Episodes open on the policy server."
+        )
         self.off_policy_estimate = gauge(
             "kuberl_off_policy_estimate",
             "Off-policy estimate of the trained policy's discounted return on logged episodes (offline RL).",
@@ -334,6 +345,18 @@ class TrainerMetrics:
                 self._set(self.env_runners_healthy, runners.get("num_healthy"))
                 self._advance(self.env_runner_restarts, "env_runner_restarts", runners.get("restarts_total"))
                 self._advance(self.env_restarts, "env_restarts", runners.get("env_restarts_total"))
+
+            server = result.get("policy_server")
+            if isinstance(server, Mapping):
+                self._advance(
+                    self.policy_server_requests, "policy_server_requests", server.get("requests_total")
+                )
+                self._advance(
+                    self.policy_server_abandoned,
+                    "policy_server_abandoned",
+                    server.get("abandoned_episodes_total"),
+                )
+                self._set(self.policy_server_open, server.get("open_episodes"))
 
             evaluation = result.get("evaluation")
             if isinstance(evaluation, Mapping):

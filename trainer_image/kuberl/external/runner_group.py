@@ -115,6 +115,16 @@ class ExternalRunnerGroup(EnvRunnerGroup):
             )
         ]
 
+    def stats(self) -> dict[str, Any]:
+        """The policy server's counters for the result dict (`policy_server`) and Prometheus."""
+        with self.service.cond:
+            return {
+                "requests_total": self.service.requests_total,
+                "open_episodes": len(self.service.book.open),
+                "abandoned_episodes_total": self.service.book.abandoned_total,
+                "policy_version": self.service.version,
+            }
+
     @property
     def num_healthy(self) -> int:
         return 1
