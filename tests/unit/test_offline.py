@@ -404,3 +404,38 @@ def test_writer_rejects_rollouts_without_next_obs(tmp_path: Path) -> None:
         writer.add(Rollout(batch=batch))
     assert err.value.first_path == "spec.output"
     assert not list(tmp_path.iterdir())
+
+
+def test_record_checkpoint(tmp_path: Path) -> None:
+    """`kuberl record`: a checkpoint's policy sampled into Parquet without training it."""
+    from kuberl.core.offline.record import record_checkpoint
+
+    doc = job("PPO", "CartPole-v1", tmp_path / "run", config={"trainBatchSize": 256, "model": SMALL})
+    doc["spec"]["config"]["minibatchSize"] = 64
+    algo = build_algorithm(doc)
+    try:
+        algo.train()
+        checkpoint = algo.save(str(tmp_path / "ckpt"))
+        weights = algo.get_weights()
+    finally:
+        algo.stop()
+    stats = record_checkpoint(checkpoint, output=str(tmp_path / "data"), steps=500, envs=2)
+    assert stats["rows"] >= 500
+    table = pq.read_table(sorted((tmp_path / "data").glob("*.parquet")))
+    assert len(table) == stats["rows"]
+    # The recorded log-probabilities are the checkpoint's policy's, which recording did not change.
+    again = build_algorithm(doc)
+    try:
+        again.restore(checkpoint)
+        for k, v in again.get_weights().items():
+            np.testing.assert_array_equal(v, weights[k])
+        obs = np.stack(table.column(C.OBS).to_numpy(zero_copy_only=False))[:50]
+        actions = table.column(C.ACTIONS).to_numpy()[:50]
+        with torch.no_grad():
+            dist_in, _ = again.policy_module()(torch.as_tensor(obs))
+            logp = torch.log_softmax(dist_in, -1).gather(-1, torch.as_tensor(actions)[:, None]).squeeze(-1)
+        np.testing.assert_allclose(table.column(C.ACTION_LOGP).to_numpy()[:50], logp.numpy(), atol=1e-5)
+    finally:
+        again.stop()
+    with pytest.raises(ValueError, match="at least 1"):
+        record_checkpoint(checkpoint, output=str(tmp_path / "x"), steps=0)

@@ -3,6 +3,7 @@
   kuberl run JOB.yaml [--set key=value …]     train as the job says (same file as `kubectl apply`)
   kuberl train --algo PPO --env CartPole-v1   quick start without a YAML file
   kuberl evaluate CHECKPOINT [--episodes N] [--video DIR]
+  kuberl record CHECKPOINT --output URI --steps N   a trained policy's experience as offline data
   kuberl plot RUN_DIR                          learning-curve PNG
   kuberl render JOB.yaml                       what the operator would create (dry run)
   kuberl crd                                   the CustomResourceDefinition
@@ -157,6 +158,19 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_record(args: argparse.Namespace) -> int:
+    from kuberl.core.offline.record import record_checkpoint
+
+    try:
+        stats = record_checkpoint(
+            args.checkpoint, output=args.output, steps=args.steps, envs=args.envs, seed=args.seed
+        )
+    except ValueError as exc:
+        raise UserError(f"record: {exc}") from None
+    _console().print_json(json.dumps(stats))
+    return 0
+
+
 def cmd_plot(args: argparse.Namespace) -> int:
     from kuberl.plot import plot_run
 
@@ -233,6 +247,14 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--video", metavar="DIR", help="record videos of the episodes into DIR")
     ev.add_argument("--explore", action="store_true", help="sample actions instead of acting greedily")
     ev.set_defaults(func=cmd_evaluate)
+
+    rec = sub.add_parser("record", help="sample a checkpoint's policy into Parquet data (docs/offline.md)")
+    rec.add_argument("checkpoint", help="checkpoint URI: a checkpoint directory, a store root, or s3://…")
+    rec.add_argument("--output", required=True, help="a directory, file:///dir or s3://bucket/prefix")
+    rec.add_argument("--steps", type=int, required=True, help="env steps to record")
+    rec.add_argument("--envs", type=int, default=4, help="sub-environments sampled in parallel")
+    rec.add_argument("--seed", type=int, help="seed of the recording envs (default: the job's)")
+    rec.set_defaults(func=cmd_record)
 
     pl = sub.add_parser("plot", help="learning-curve PNG of a run")
     pl.add_argument("run_dir")
