@@ -17,6 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from kuberl.algorithm import Algorithm, build_algorithm
 from kuberl.algorithms.cql import conservative_penalty, squashed_logp
+from kuberl.checkpoint.uri import parse_uri
 from kuberl.core.continuous import SquashedGaussianActor
 from kuberl.core.offline import ope
 from kuberl.core.offline.reader import (
@@ -151,10 +152,32 @@ def test_writer_schema_and_episode_structure(cartpole_data: tuple[Path, Algorith
     data, algo = cartpole_data
     files = sorted(data.glob("*.parquet"))
     assert len(files) >= 2, "maxRowsPerFile 300 must split 1536 rows into several files"
+    assert len(pq.read_table(files)) == algo.writer.rows_written == 6 * 64 * 4
+    check_recording(data, algo)
+
+
+def test_writer_with_two_runner_actors(tmp_path: Path) -> None:
+    """Rollouts of two Ray runner actors interleave in the driver; episodes stay whole per runner and env."""
+    doc = job(
+        "PPO",
+        "CartPole-v1",
+        tmp_path / "run",
+        config={"trainBatchSize": 256, "minibatchSize": 64, "model": SMALL},
+        output={"uri": str(tmp_path / "data"), "maxRowsPerFile": 200},
+        resources={"envRunners": 2, "envsPerRunner": 2, "cpusPerRunner": 0.5},
+    )
+    algo = build_algorithm(doc)
+    record(algo, 4)
+    assert algo.writer is not None
+    assert algo.writer.rows_written == 4 * 2 * 2 * 64
+    check_recording(tmp_path / "data", algo)
+
+
+def check_recording(data: Path, algo: Algorithm) -> None:
+    files = sorted(data.glob("*.parquet"))
     assert not list(data.glob(".*")), "no temporary files left behind"
     table = pq.read_table(files)
     assert table.schema.equals(arrow_schema(algo.obs_space, algo.action_space), check_metadata=True)
-    assert len(table) == algo.writer.rows_written == 6 * 64 * 4
     rows = {k: table.column(k).to_numpy(zero_copy_only=False) for k in (C.EPISODE_ID, C.T)}
     obs = np.stack(table.column(C.OBS).to_numpy(zero_copy_only=False))
     next_obs = np.stack(table.column(C.NEXT_OBS).to_numpy(zero_copy_only=False))
@@ -178,12 +201,14 @@ def test_writer_schema_and_episode_structure(cartpole_data: tuple[Path, Algorith
         assert not np.any(term[idx[:-1]] | trunc[idx[:-1]])
         if term[idx[-1]] or trunc[idx[-1]]:
             finished.append(float(rewards[idx].sum()))
-    # Every episode the run counted as finished is in the files, with the same return.
+    # Every episode the run counted as finished is in the files, with the same return (the run keeps the
+    # last 100 returns; the recordings here finish fewer episodes than that).
+    assert algo.episodes_total < 100
     assert sorted(finished) == sorted(algo.returns)
 
 
 def test_local_files_appear_atomically(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    sink = LocalSink(__import__("kuberl.checkpoint.uri", fromlist=["parse_uri"]).parse_uri(str(tmp_path)))
+    sink = LocalSink(parse_uri(str(tmp_path)))
 
     def crash(src: str, dst: str) -> None:
         raise OSError("disk gone")
