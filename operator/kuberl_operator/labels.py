@@ -21,4 +21,3 @@ PEERING_NAME = "kuberl"
 # Where the ConfigMap holding the job document is mounted in the head container.
 SPEC_MOUNT_DIR = "/etc/kuberl"
 SPEC_FILE = "job.yaml"
-

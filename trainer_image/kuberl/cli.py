@@ -220,9 +220,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", help="train from external simulators through the HTTP policy server")
     serve.add_argument("job", help="RLTrainingJob YAML file (its env gives the observation/action spaces)")
-    serve.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a field, e.g. external.port=9000")
+    serve.add_argument(
+        "--set", action="append", metavar="KEY=VALUE", help="override a field, e.g. external.port=9000"
+    )
     serve.add_argument("--run-dir", help="run directory (default ./runs/<name>)")
-    serve.add_argument("--no-progress", action="store_true", help="print a line per iteration instead of a bar")
+    serve.add_argument(
+        "--no-progress", action="store_true", help="print a line per iteration instead of a bar"
+    )
     serve.set_defaults(func=cmd_serve)
 
     train = sub.add_parser("train", help="quick start without a YAML file")

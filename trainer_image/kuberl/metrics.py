@@ -315,7 +315,9 @@ class TrainerMetrics:
             main_policy = (
                 str(policies[0]) if len(policies) == 1 else ALL_POLICIES if policies else DEFAULT_POLICY
             )
-            if isinstance(result.get("policies"), Mapping):  # multi-agent: top level is over whole env episodes
+            if isinstance(
+                result.get("policies"), Mapping
+            ):  # multi-agent: top level is over whole env episodes
                 main_policy = ALL_POLICIES
             for key, attr in _EPISODE_KEYS.items():
                 self._set(getattr(self, attr), result.get(key), policy=main_policy)

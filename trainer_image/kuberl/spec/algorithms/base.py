@@ -59,7 +59,8 @@ class ModelConfig(WireModel):
         ),
     )
     lstm_use_prev_action: bool = Field(
-        False, description="Feed the previous action (one-hot when discrete) into the LSTM with the observation."
+        False,
+        description="Feed the previous action (one-hot when discrete) into the LSTM with the observation.",
     )
     lstm_use_prev_reward: bool = Field(
         False, description="Feed the previous reward into the LSTM with the observation."
