@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from kuberl.algorithm import build_algorithm
+from kuberl.core.offline.record import record_checkpoint
 from tests.fixtures.s3 import DUMMY_CREDENTIALS
 from tests.learning.common import SEED, example, train_until_evaluation
 
@@ -38,22 +39,16 @@ def s3_prefix(moto_server: str) -> Iterator[str]:
         yield f"s3://{bucket}/offline"
 
 
-def record(
-    doc: dict[str, Any], *, rows: int, checkpoint: str | None = None, push_left: float | None = None
-) -> int:
-    """Sample `rows` env steps with `doc`'s policy (restored from `checkpoint`) without training; the
-    job's `output` writes them. `push_left` turns the untrained policy into a random one that pushes the
-    cart left with that probability. Returns the rows written."""
+def record_random(doc: dict[str, Any], *, rows: int, push_left: float) -> int:
+    """Sample `rows` env steps with `doc`'s untrained policy turned into a random one that pushes the
+    cart left with probability `push_left`; the job's `output` writes them. Returns the rows written."""
     algo = build_algorithm(doc)
     try:
-        if checkpoint is not None:
-            algo.restore(checkpoint)
-        if push_left is not None:
-            # The untrained policy head is near zero (orthogonal init, gain 0.01): its bias sets the odds.
-            logit = 0.5 * math.log(push_left / (1.0 - push_left))
-            with torch.no_grad():
-                algo.learner.module.pi[-1].bias.copy_(torch.tensor([logit, -logit]))
-            algo.sync_weights()
+        # The untrained policy head is near zero (orthogonal init, gain 0.01): its bias sets the odds.
+        logit = 0.5 * math.log(push_left / (1.0 - push_left))
+        with torch.no_grad():
+            algo.learner.module.pi[-1].bias.copy_(torch.tensor([logit, -logit]))
+        algo.sync_weights()
         start = algo.timesteps
         while algo.timesteps - start < rows:
             algo.sample()
@@ -92,9 +87,10 @@ def cartpole_data(tmp_path_factory: pytest.TempPathFactory, s3_prefix: str) -> d
         "expert_s3": f"{s3_prefix}/cartpole-expert",
         "random": str(root / "random"),
     }
-    assert record(recording(data["expert"]), rows=RECORD_ROWS, checkpoint=checkpoint) >= RECORD_ROWS
-    assert record(recording(data["expert_s3"]), rows=RECORD_ROWS, checkpoint=checkpoint) >= RECORD_ROWS
-    assert record(recording(data["random"]), rows=RECORD_ROWS, push_left=0.9) >= RECORD_ROWS
+    # `kuberl record`: the expert's behaviour (sampling, as trained), without further training.
+    for uri in (data["expert"], data["expert_s3"]):
+        assert record_checkpoint(checkpoint, output=uri, steps=RECORD_ROWS, envs=4)["rows"] >= RECORD_ROWS
+    assert record_random(recording(data["random"]), rows=RECORD_ROWS, push_left=0.9) >= RECORD_ROWS
     return data
 
 
