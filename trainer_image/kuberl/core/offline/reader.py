@@ -157,7 +157,10 @@ class OfflineData:
         self.columns = columns
         self.seed = seed
         self.files, self.fs = resolve_files(spec.uris)
-        ray.data.DataContext.get_current().enable_progress_bars = False
+        context = ray.data.DataContext.get_current()
+        context.enable_progress_bars = False
+        # Blocks in file order whatever task finishes first, so a seeded run sees the same minibatches.
+        context.execution_options.preserve_order = True
         if returns_to_go_gamma is None:
             ds = ray.data.read_parquet(
                 self.files,
