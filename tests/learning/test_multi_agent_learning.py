@@ -141,18 +141,15 @@ def test_shared_policy_sac_learns_continuous(tmp_path: Path) -> None:
 
 @pytest.mark.learning
 def test_self_play_tictactoe_beats_random_in_90_percent(tmp_path: Path) -> None:
-    """PPO self-play with action masks; then ≥ 90% wins (draws do not count) in 400 fresh games."""
-    doc = example("ma-tictactoe-selfplay.yaml", tmp_path, "multiAgent.selfPlay.evaluationGames=200")
-
-    def strong(algo: Any, result: dict[str, Any]) -> bool:
-        vs = result["self_play"].get("vs_random")
-        return vs is not None and vs["win_rate"] >= 0.93
-
-    algo, results = train(doc, until=strong, budget=400_000)
+    """PPO self-play with action masks for 150k env steps, then ≥ 90% wins (draws do not count) in
+    1,000 games against a uniformly random legal-move player, each in a fresh env, seats drawn at random."""
+    doc = example("ma-tictactoe-selfplay.yaml", tmp_path, "multiAgent.selfPlay.evaluationGames=0")
+    algo, results = train(doc, until=lambda a, r: False, budget=150_000)
     try:
-        final = algo.evaluate_vs_random(400)
-        assert final["games"] == 400
+        final = algo.evaluate_vs_random(1000)
+        assert final["games"] == 1000
         assert final["win_rate"] >= 0.90, (final, algo.timesteps)
-        assert results[-1]["self_play"]["pool_size"] >= 1
+        assert results[-1]["self_play"]["pool_size"] >= 8  # a snapshot every 2 iterations of ~8k env steps
+        assert results[-1]["self_play"]["games_total"] > 10_000  # ~9 env steps a game
     finally:
         algo.stop()
