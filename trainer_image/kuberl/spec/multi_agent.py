@@ -138,7 +138,7 @@ class MultiAgentSpec(WireModel):
         pattern=_IMPORT_PATH,
         description=(
             "`module:function` called as function(agent_id, episode) → policy name, once per agent and "
-            "episode (`episode` has id, envIndex and workerIndex). Instead of policyMapping."
+            "episode (`episode.id`, `episode.env_index`, `episode.worker_index`). Instead of policyMapping."
         ),
     )
     policies_to_train: list[str] | None = Field(
