@@ -1,10 +1,12 @@
-"""A set of EnvRunners: in the driver (envRunners: 0) or as Ray actors, recreated when they die."""
+"""Groups of runner actors: in the driver (envRunners: 0) or as Ray actors, recreated when they die."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -13,21 +15,26 @@ from kuberl.core.env_runner import EnvRunner, Rollout, RunnerConfig
 log = logging.getLogger(__name__)
 
 
-class EnvRunnerGroup:
-    """Samples from every runner in parallel. A runner actor that dies (node loss, OOM kill, crash)
-    is recreated with the same index and seed stream, given the current weights, and sampled again,
-    so one lost process costs one rollout's time instead of the run."""
+class RunnerActorGroup:
+    """One local runner, or `num_runners` Ray actors of `runner_cls`, with the recovery contract every
+    group shares: an actor that dies (node loss, OOM kill, crash) is recreated with the same index and
+    seed stream, given the last state sent to the group, and asked again, so one lost process costs one
+    request's time instead of the run. Subclasses add what they ask their runners (sync, sample, …)."""
 
-    def __init__(self, base: RunnerConfig, *, num_runners: int, cpus_per_runner: float = 1.0) -> None:
+    runner_cls: ClassVar[type]
+    kind: ClassVar[str] = "env runner"  # in log messages
+
+    def __init__(self, base: Any, *, num_runners: int, cpus_per_runner: float = 1.0) -> None:
         self.base = base
         self.num_runners = num_runners
         self.cpus_per_runner = cpus_per_runner
         self.restarts = 0
-        self._state: tuple[Any, dict[str, Any] | None, dict[str, Any] | None] | None = None
-        self.local: EnvRunner | None = None
+        # The set_state(...) arguments a recreated runner starts from.
+        self._state: tuple[Any, ...] | None = None
+        self.local: Any = None
         self.actors: list[Any] = []
         if num_runners == 0:
-            self.local = EnvRunner(base)
+            self.local = self.runner_cls(base)
         else:
             self.actors = [self._make_actor(i + 1) for i in range(num_runners)]
             self._ray().get([a.ping.remote() for a in self.actors])
@@ -38,41 +45,14 @@ class EnvRunnerGroup:
 
         return ray
 
-    def _config(self, index: int) -> RunnerConfig:
-        return RunnerConfig(**{**self.base.__dict__, "worker_index": index})
+    def _config(self, index: int) -> Any:
+        return dataclasses.replace(self.base, worker_index=index)
 
     def _make_actor(self, index: int) -> Any:
-        ray = self._ray()
-        remote_cls = ray.remote(num_cpus=self.cpus_per_runner, max_restarts=0)(EnvRunner)
+        remote_cls = self._ray().remote(num_cpus=self.cpus_per_runner, max_restarts=0)(self.runner_cls)
         return remote_cls.remote(self._config(index))
 
-    def spaces(self) -> Any:
-        if self.local is not None:
-            return self.local.spaces()
-        return self._ray().get(self.actors[0].spaces.remote())
-
-    def sync(
-        self,
-        weights: dict[str, np.ndarray],
-        filter_state: dict[str, Any] | None,
-        options: dict[str, Any] | None = None,
-    ) -> None:
-        self._state = (weights, filter_state, options)
-        if self.local is not None:
-            self.local.set_state(weights, filter_state, options)
-            return
-        ray = self._ray()
-        ref = ray.put(weights)  # one copy in the object store, read zero-copy by every actor
-        futures = [a.set_state.remote(ref, filter_state, options) for a in self.actors]
-        self._wait_all(futures, lambda i: self.actors[i].set_state.remote(ref, filter_state, options))
-
-    def sample(self) -> list[Rollout]:
-        if self.local is not None:
-            return [self.local.sample()]
-        futures = [a.sample.remote() for a in self.actors]
-        return self._wait_all(futures, lambda i: self.actors[i].sample.remote())
-
-    def _wait_all(self, futures: list[Any], retry: Any) -> list[Any]:
+    def _wait_all(self, futures: list[Any], retry: Callable[[int], Any]) -> list[Any]:
         ray = self._ray()
         results: list[Any] = [None] * len(futures)
         for i, fut in enumerate(futures):
@@ -83,7 +63,7 @@ class EnvRunnerGroup:
                 except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError) as exc:
                     if attempt == 2:
                         raise
-                    log.warning("env runner %d died (%s); recreating it", i + 1, type(exc).__name__)
+                    log.warning("%s %d died (%s); recreating it", self.kind, i + 1, type(exc).__name__)
                     self._replace(i)
                     fut = retry(i)
         return results
@@ -120,3 +100,37 @@ class EnvRunnerGroup:
             except Exception:
                 log.debug("stopping actor failed", exc_info=True)
         self.actors = []
+
+
+class EnvRunnerGroup(RunnerActorGroup):
+    """Samples from every EnvRunner in parallel."""
+
+    runner_cls = EnvRunner
+    base: RunnerConfig
+    local: EnvRunner | None
+
+    def spaces(self) -> Any:
+        if self.local is not None:
+            return self.local.spaces()
+        return self._ray().get(self.actors[0].spaces.remote())
+
+    def sync(
+        self,
+        weights: dict[str, np.ndarray],
+        filter_state: dict[str, Any] | None,
+        options: dict[str, Any] | None = None,
+    ) -> None:
+        self._state = (weights, filter_state, options)
+        if self.local is not None:
+            self.local.set_state(weights, filter_state, options)
+            return
+        ray = self._ray()
+        ref = ray.put(weights)  # one copy in the object store, read zero-copy by every actor
+        futures = [a.set_state.remote(ref, filter_state, options) for a in self.actors]
+        self._wait_all(futures, lambda i: self.actors[i].set_state.remote(ref, filter_state, options))
+
+    def sample(self) -> list[Rollout]:
+        if self.local is not None:
+            return [self.local.sample()]
+        futures = [a.sample.remote() for a in self.actors]
+        return self._wait_all(futures, lambda i: self.actors[i].sample.remote())
