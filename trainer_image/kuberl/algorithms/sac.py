@@ -37,7 +37,7 @@ from kuberl.core.continuous import (
     make_replay,
     obs_tensor,
 )
-from kuberl.core.learner import select_device
+from kuberl.core.learner import load_state_dicts, select_device, state_dicts
 from kuberl.core.models import obs_dim
 from kuberl.core.nstep import DISCOUNTS
 from kuberl.core.offpolicy_algorithm import OffPolicyActorAlgorithm
@@ -94,6 +94,10 @@ def discrete_expectations(
 # ---------------------------------------------------------------------------------------------------
 # Learner: one gradient step of critic, actor and temperature
 # ---------------------------------------------------------------------------------------------------
+
+
+# The learner's networks and optimizers, by attribute name: its checkpoint layout.
+STATE_PARTS = ("actor", "critic", "target_critic", "actor_opt", "critic_opt", "alpha_opt")
 
 
 class SACLearner:
@@ -201,25 +205,15 @@ class SACLearner:
 
     def get_state(self) -> dict[str, Any]:
         return {
-            "actor": self.actor.state_dict(),
-            "critic": self.critic.state_dict(),
-            "target_critic": self.target_critic.state_dict(),
+            **state_dicts(self, STATE_PARTS),
             "log_alpha": self.log_alpha.detach().clone(),
-            "actor_opt": self.actor_opt.state_dict(),
-            "critic_opt": self.critic_opt.state_dict(),
-            "alpha_opt": self.alpha_opt.state_dict(),
             "num_updates": self.num_updates,
         }
 
     def set_state(self, state: Mapping[str, Any]) -> None:
-        self.actor.load_state_dict(state["actor"])
-        self.critic.load_state_dict(state["critic"])
-        self.target_critic.load_state_dict(state["target_critic"])
+        load_state_dicts(self, state, STATE_PARTS)
         with torch.no_grad():
             self.log_alpha.copy_(state["log_alpha"])
-        self.actor_opt.load_state_dict(state["actor_opt"])
-        self.critic_opt.load_state_dict(state["critic_opt"])
-        self.alpha_opt.load_state_dict(state["alpha_opt"])
         self.num_updates = int(state["num_updates"])
 
 

@@ -29,7 +29,7 @@ from kuberl.core.continuous import (
     make_adam,
     make_replay,
 )
-from kuberl.core.learner import select_device
+from kuberl.core.learner import load_state_dicts, select_device, state_dicts
 from kuberl.core.models import obs_dim
 from kuberl.core.nstep import DISCOUNTS
 from kuberl.core.offpolicy_algorithm import DeterministicActorAlgorithm
@@ -73,6 +73,10 @@ def actor_loss(q1_pi: torch.Tensor) -> dict[str, torch.Tensor]:
 # ---------------------------------------------------------------------------------------------------
 # Learner
 # ---------------------------------------------------------------------------------------------------
+
+
+# The learner's networks and optimizers, by attribute name: its checkpoint layout.
+STATE_PARTS = ("actor", "critic", "target_actor", "target_critic", "actor_opt", "critic_opt")
 
 
 class TD3Learner:
@@ -130,19 +134,13 @@ class TD3Learner:
 
     def get_state(self) -> dict[str, Any]:
         return {
-            "actor": self.actor.state_dict(),
-            "critic": self.critic.state_dict(),
-            "target_actor": self.target_actor.state_dict(),
-            "target_critic": self.target_critic.state_dict(),
-            "actor_opt": self.actor_opt.state_dict(),
-            "critic_opt": self.critic_opt.state_dict(),
+            **state_dicts(self, STATE_PARTS),
             "gen": self.gen.get_state(),
             "num_updates": self.num_updates,
         }
 
     def set_state(self, state: Mapping[str, Any]) -> None:
-        for name in ("actor", "critic", "target_actor", "target_critic", "actor_opt", "critic_opt"):
-            getattr(self, name).load_state_dict(state[name])
+        load_state_dicts(self, state, STATE_PARTS)
         self.gen.set_state(state["gen"])
         self.num_updates = int(state["num_updates"])
 

@@ -30,6 +30,18 @@ def select_device(gpus_per_learner: float, *, cpus_per_learner: float = 1.0) -> 
     return torch.device("cuda")
 
 
+def state_dicts(owner: object, names: Sequence[str]) -> dict[str, Any]:
+    """`state_dict()` of each named module or optimizer attribute of `owner`, keyed by attribute name:
+    the checkpoint layout of learners that hold several networks and optimizers (SAC, CQL, TD3, DDPG)."""
+    return {name: getattr(owner, name).state_dict() for name in names}
+
+
+def load_state_dicts(owner: object, state: Mapping[str, Any], names: Sequence[str]) -> None:
+    """The inverse of state_dicts()."""
+    for name in names:
+        getattr(owner, name).load_state_dict(state[name])
+
+
 def make_adam(params: Any, *, lr: float, eps: float = 1e-8) -> torch.optim.Adam:
     """Adam with the fused kernel where torch has one for the device. On CPU torch otherwise takes its
     per-tensor loop; fused is ~20% faster per step for the small networks RL uses."""
