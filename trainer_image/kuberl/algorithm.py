@@ -42,6 +42,34 @@ SPEC_FILE = "job.json"
 EPISODE_WINDOW = 100  # episodes in episode_return_mean, as RLlib's metrics window and SB3's ep_info_buffer
 
 
+def seed_all(seed: int | None) -> np.random.Generator:
+    """Seed Python's, NumPy's and torch's global generators (when a seed is given) and return the
+    driver's own NumPy generator."""
+    if seed is not None:
+        random.seed(seed)
+        np.random.seed(seed % 2**32)
+        torch.manual_seed(seed)
+    return np.random.default_rng(seed)
+
+
+def rng_state(np_rng: np.random.Generator) -> dict[str, Any]:
+    """Every random generator a driver draws from, for its checkpoint."""
+    return {
+        "numpy": np_rng.bit_generator.state,
+        "numpy_global": np.random.get_state(),
+        "python": random.getstate(),
+        "torch": torch.get_rng_state(),
+    }
+
+
+def set_rng_state(np_rng: np.random.Generator, rng: Mapping[str, Any]) -> None:
+    """The inverse of rng_state()."""
+    np_rng.bit_generator.state = rng["numpy"]
+    np.random.set_state(rng["numpy_global"])
+    random.setstate(rng["python"])
+    torch.set_rng_state(rng["torch"])
+
+
 @dataclass
 class StepOutcome:
     """What a training step reports back to the base class."""
@@ -65,11 +93,7 @@ class Algorithm:
         self.config: AlgorithmConfigBase = job.spec.config
         self.run_dir = Path(run_dir or self.spec.run_dir or Path("runs") / job.metadata.name)
         seed = self.spec.seed
-        self.np_rng = np.random.default_rng(seed)
-        if seed is not None:
-            random.seed(seed)
-            np.random.seed(seed % 2**32)
-            torch.manual_seed(seed)
+        self.np_rng = seed_all(seed)
         res = self.spec.resources
         if res.learners > 1:
             raise NotImplementedError(
@@ -384,12 +408,7 @@ class Algorithm:
             },
             "episodes": {"returns": list(self.returns), "lengths": list(self.lengths)},
             "filter": self.obs_filter.state() if self.obs_filter is not None else None,
-            "rng": {
-                "numpy": self.np_rng.bit_generator.state,
-                "numpy_global": np.random.get_state(),
-                "python": random.getstate(),
-                "torch": torch.get_rng_state(),
-            },
+            "rng": rng_state(self.np_rng),
             "algo": self.algorithm_state(),
         }
 
@@ -410,11 +429,7 @@ class Algorithm:
         self.lengths.extend(state["episodes"]["lengths"])
         if state.get("filter") is not None:
             self.obs_filter = RunningStats.from_state(state["filter"])
-        rng = state["rng"]
-        self.np_rng.bit_generator.state = rng["numpy"]
-        np.random.set_state(rng["numpy_global"])
-        random.setstate(rng["python"])
-        torch.set_rng_state(rng["torch"])
+        set_rng_state(self.np_rng, state["rng"])
         self.set_algorithm_state(state["algo"])
         self.sync_weights()
 

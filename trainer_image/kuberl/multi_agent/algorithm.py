@@ -11,7 +11,6 @@ episodes (returns summed over agents), plus `policies` (per-policy agent-episode
 from __future__ import annotations
 
 import logging
-import random
 import time
 from collections import deque
 from collections.abc import Mapping
@@ -21,7 +20,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from kuberl.algorithm import EPISODE_WINDOW, Algorithm, StepOutcome, algorithm_class
+from kuberl.algorithm import (
+    EPISODE_WINDOW,
+    Algorithm,
+    StepOutcome,
+    algorithm_class,
+    rng_state,
+    seed_all,
+    set_rng_state,
+)
 from kuberl.core.multi_agent.env import probe_spaces
 from kuberl.core.multi_agent.group import MultiAgentRunnerGroup
 from kuberl.core.multi_agent.mapping import PolicyMapper, SelfPlaySeats, policy_spaces
@@ -83,11 +90,7 @@ class MultiAgentAlgorithm(Algorithm):
         check_supported(job)
         self.run_dir = Path(run_dir or self.spec.run_dir or Path("runs") / job.metadata.name)
         seed = self.spec.seed
-        self.np_rng = np.random.default_rng(seed)
-        if seed is not None:
-            random.seed(seed)
-            np.random.seed(seed % 2**32)
-            torch.manual_seed(seed)
+        self.np_rng = seed_all(seed)
         res = self.spec.resources
         if res.env_runners > 0:
             from kuberl.core.ray_init import ensure_ray
@@ -425,12 +428,7 @@ class MultiAgentAlgorithm(Algorithm):
                 if self.pool is not None
                 else None
             ),
-            "rng": {
-                "numpy": self.np_rng.bit_generator.state,
-                "numpy_global": np.random.get_state(),
-                "python": random.getstate(),
-                "torch": torch.get_rng_state(),
-            },
+            "rng": rng_state(self.np_rng),
         }
 
     def set_state(self, state: Mapping[str, Any]) -> None:
@@ -467,11 +465,7 @@ class MultiAgentAlgorithm(Algorithm):
             self.outcomes.clear()
             self.outcomes.extend(sp_state["outcomes"])
             self.hub.set_pool(self.pool.as_list())
-        rng = state["rng"]
-        self.np_rng.bit_generator.state = rng["numpy"]
-        np.random.set_state(rng["numpy_global"])
-        random.setstate(rng["python"])
-        torch.set_rng_state(rng["torch"])
+        set_rng_state(self.np_rng, state["rng"])
         self.hub.push()
 
     def stop(self) -> None:
