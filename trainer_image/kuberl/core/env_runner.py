@@ -120,9 +120,8 @@ class EnvRunner:
         trunc_buf = np.empty((T, N), dtype=bool)
         extra: dict[str, np.ndarray] = {}
         pending_final: list[tuple[int, int, np.ndarray]] = []
-        pending_states: list[
-            RecurrentState
-        ] = []  # recurrent: the state each pending_final bootstrap continues
+        # Recurrent policies: the LSTM state each pending_final bootstrap continues from.
+        pending_states: list[RecurrentState] = []
         rollout = Rollout(batch=SampleBatch(), worker_index=self.config.worker_index)
         restarts_before = sub_env_restarts(self.env)
         low = high = None
