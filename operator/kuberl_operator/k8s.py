@@ -31,6 +31,7 @@ class Api(Protocol):
     async def get_config_map(self, namespace: str, name: str) -> Manifest | None: ...
     async def create(self, manifest: Manifest) -> Manifest: ...
     async def patch_ray_job(self, namespace: str, name: str, patch: Manifest) -> None: ...
+    async def replace_ray_job_spec(self, namespace: str, name: str, spec: Manifest) -> None: ...
     async def patch_config_map(self, namespace: str, name: str, patch: Manifest) -> None: ...
     async def delete(self, kind: str, namespace: str, name: str) -> None: ...
     async def patch_job_status(self, namespace: str, name: str, status: Manifest) -> None: ...
@@ -157,6 +158,25 @@ class KubernetesApi:
                 RAY_PLURAL,
                 name,
                 patch,
+            )
+        except ApiException as exc:
+            raise _translate(exc, what) from exc
+
+    async def replace_ray_job_spec(self, namespace: str, name: str, spec: Manifest) -> None:
+        """Set the RayJob's whole spec. A JSON Patch `replace` (the client sends a list body as
+        application/json-patch+json), not a merge patch: a merge patch would keep every field the new
+        spec no longer has (a removed worker group, node selector or toleration)."""
+        what = f"replace RayJob {namespace}/{name} spec"
+        try:
+            await self._call(
+                what,
+                self._custom.patch_namespaced_custom_object,
+                RAY_GROUP,
+                RAY_VERSION,
+                namespace,
+                RAY_PLURAL,
+                name,
+                [{"op": "replace", "path": "/spec", "value": spec}],
             )
         except ApiException as exc:
             raise _translate(exc, what) from exc

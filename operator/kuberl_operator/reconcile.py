@@ -187,7 +187,7 @@ async def set_suspended(ctx: Context, job: RLTrainingJob) -> None:
     ray_job = build_ray_job(job, attempt=status.attempt, resume="auto")
     config_map = build_config_map(job, attempt=status.attempt)
     await ctx.api.patch_config_map(ns, config_map["metadata"]["name"], {"data": config_map["data"]})
-    await ctx.api.patch_ray_job(ns, status.ray_job_name, {"spec": ray_job["spec"]})
+    await ctx.api.replace_ray_job_spec(ns, status.ray_job_name, ray_job["spec"])
 
 
 def changed_spec_fields(diff: Iterable[Any]) -> set[str]:

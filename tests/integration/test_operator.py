@@ -237,7 +237,7 @@ def test_invalid_edit_keeps_the_running_rayjob(cluster: tuple[Emulator, Operator
 
 def test_suspend_and_resume(cluster: tuple[Emulator, Operator]) -> None:
     em, _ = cluster
-    em.create("rltrainingjobs", NS, job("sus", resume="never"))
+    em.create("rltrainingjobs", NS, job("sus", resume="never", activeDeadlineSeconds=3600))
     wait_for(lambda: em.get("rayjobs", NS, "sus-r0"), what="RayJob")
     ray_status(em, "sus-r0", "Running", "RUNNING")
     wait_for(phase_is(em, "sus", "Running"), what="Running")
@@ -248,9 +248,14 @@ def test_suspend_and_resume(cluster: tuple[Emulator, Operator]) -> None:
     )
     wait_for(phase_is(em, "sus", "Suspended"), what="Suspended")
     ray_status(em, "sus-r0", "Suspended", "")
-    em.patch("rltrainingjobs", NS, "sus", {"spec": {"suspend": False}})
+    assert em.get("rayjobs", NS, "sus-r0")["spec"]["activeDeadlineSeconds"] == 3600
+    # Resume with a field removed from the spec: the RayJob's spec is replaced, not merged, so the
+    # field is gone from the RayJob too (a merge patch would have kept the old deadline).
+    em.patch("rltrainingjobs", NS, "sus", {"spec": {"suspend": False, "activeDeadlineSeconds": None}})
     wait_for(lambda: (em.get("rayjobs", NS, "sus-r0") or {})["spec"].get("suspend") is False, what="resumed")
-    assert em.get("rayjobs", NS, "sus-r0")["spec"]["entrypoint"].endswith("--set resume=auto")
+    resumed = em.get("rayjobs", NS, "sus-r0")["spec"]
+    assert resumed["entrypoint"].endswith("--set resume=auto")
+    assert "activeDeadlineSeconds" not in resumed
     wait_for(phase_is(em, "sus", "Pending"), what="Pending while resuming")
     ray_status(em, "sus-r0", "Running", "RUNNING")
     wait_for(phase_is(em, "sus", "Running"), what="Running again")

@@ -33,6 +33,10 @@ class FakeApi:
         obj = self.objects[("RayJob", namespace, name)]
         obj["spec"] = {**obj["spec"], **patch.get("spec", {})}
 
+    async def replace_ray_job_spec(self, namespace: str, name: str, spec: dict[str, Any]) -> None:
+        self.calls.append(("replace-spec", "RayJob", namespace, name))
+        self.objects[("RayJob", namespace, name)]["spec"] = spec
+
     async def patch_config_map(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
         self.calls.append(("patch", "ConfigMap", namespace, name))
 
