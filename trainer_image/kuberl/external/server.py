@@ -177,12 +177,6 @@ _EPISODE_ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _http(exc: EpisodeError | InvalidValueError) -> HTTPException:
-    if isinstance(exc, EpisodeError):
-        return HTTPException(exc.status, str(exc))
-    return HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc))
-
-
 class _ActionBatcher:
     """Collects the get_action requests parsed in one event-loop turn and answers them with one
     forward pass (call_soon runs after every callback already ready)."""
@@ -253,12 +247,7 @@ def create_app(service: PolicyService, *, token: str | None) -> FastAPI:
     )
     async def start_episode(body: StartEpisodeRequest) -> StartEpisodeResponse:
         """start_episode: open an episode."""
-        try:
-            return StartEpisodeResponse(
-                episode_id=service.start_episode(body.episode_id, body.training_enabled)
-            )
-        except EpisodeError as exc:
-            raise _http(exc) from None
+        return StartEpisodeResponse(episode_id=service.start_episode(body.episode_id, body.training_enabled))
 
     @app.post(
         f"{API_PREFIX}/episodes/{{episode_id}}/action",
@@ -268,15 +257,12 @@ def create_app(service: PolicyService, *, token: str | None) -> FastAPI:
     )
     async def get_action(episode_id: str, body: GetActionRequest) -> GetActionResponse:
         """get_action: the server's policy acts at this observation (remote mode)."""
-        try:
-            obs = service.flat_obs(body.observation)
-            if body.reward is not None:
-                service.log_returns(episode_id, body.reward)
-        except (EpisodeError, InvalidValueError) as exc:
-            raise _http(exc) from None
+        obs = service.flat_obs(body.observation)
+        if body.reward is not None:
+            service.log_returns(episode_id, body.reward)
         result = await batcher.submit(episode_id, obs, body.explore)
         if isinstance(result, EpisodeError):
-            raise _http(result)
+            raise result
         return GetActionResponse(action=result)
 
     @app.post(
@@ -287,15 +273,12 @@ def create_app(service: PolicyService, *, token: str | None) -> FastAPI:
     )
     async def log_action(episode_id: str, body: LogActionRequest) -> Response:
         """log_action: record an action the client chose itself."""
-        try:
-            logged = service.logged_action(
-                body.observation, body.action, body.action_logp, body.action_dist_inputs
-            )
-            if body.reward is not None:
-                service.log_returns(episode_id, body.reward)
-            service.log_action(episode_id, logged)
-        except (EpisodeError, InvalidValueError) as exc:
-            raise _http(exc) from None
+        logged = service.logged_action(
+            body.observation, body.action, body.action_logp, body.action_dist_inputs
+        )
+        if body.reward is not None:
+            service.log_returns(episode_id, body.reward)
+        service.log_action(episode_id, logged)
         return Response(status_code=204)
 
     @app.post(
@@ -306,10 +289,7 @@ def create_app(service: PolicyService, *, token: str | None) -> FastAPI:
     )
     async def log_returns(episode_id: str, body: LogReturnsRequest) -> Response:
         """log_returns: reward received since the last action."""
-        try:
-            service.log_returns(episode_id, body.reward)
-        except EpisodeError as exc:
-            raise _http(exc) from None
+        service.log_returns(episode_id, body.reward)
         return Response(status_code=204)
 
     @app.post(
@@ -320,13 +300,10 @@ def create_app(service: PolicyService, *, token: str | None) -> FastAPI:
     )
     async def end_episode(episode_id: str, body: EndEpisodeRequest) -> EndEpisodeResponse:
         """end_episode: the episode ended at this observation."""
-        try:
-            obs = service.flat_obs(body.observation)
-            if body.reward is not None:
-                service.log_returns(episode_id, body.reward)
-            ret, length = service.end_episode(episode_id, obs, body.truncated)
-        except (EpisodeError, InvalidValueError) as exc:
-            raise _http(exc) from None
+        obs = service.flat_obs(body.observation)
+        if body.reward is not None:
+            service.log_returns(episode_id, body.reward)
+        ret, length = service.end_episode(episode_id, obs, body.truncated)
         return EndEpisodeResponse(episode_return=ret, length=length)
 
     @app.get(f"{API_PREFIX}/policy", response_model=PolicyResponse, dependencies=auth, responses=_ERRORS)
@@ -343,16 +320,22 @@ def create_app(service: PolicyService, *, token: str | None) -> FastAPI:
     async def post_experience(body: ExperienceRequest) -> ExperienceResponse:
         """Local mode: a batch of episode events recorded by the client, applied in order."""
         events: list[tuple[str, str, Any]] = []
-        try:
-            for i, ev in enumerate(body.events):
-                try:
-                    events.append((ev.type, ev.episode_id, _payload(service, ev)))
-                except InvalidValueError as exc:
-                    raise InvalidValueError(f"events[{i}]: {exc}") from None
-            accepted = service.apply_events(events)
-        except (EpisodeError, InvalidValueError) as exc:
-            raise _http(exc) from None
+        for i, ev in enumerate(body.events):
+            try:
+                events.append((ev.type, ev.episode_id, _payload(service, ev)))
+            except InvalidValueError as exc:
+                raise InvalidValueError(f"events[{i}]: {exc}") from None
+        accepted = service.apply_events(events)
         return ExperienceResponse(accepted=accepted, policy_version=service.version)
+
+    # The service's refusals, mapped to HTTP in one place so the routes read straight through.
+    @app.exception_handler(EpisodeError)
+    async def _episode_error(request: Request, exc: EpisodeError) -> Response:
+        return JSONResponse({"detail": str(exc)}, status_code=exc.status)
+
+    @app.exception_handler(InvalidValueError)
+    async def _invalid_value(request: Request, exc: InvalidValueError) -> Response:
+        return JSONResponse({"detail": str(exc)}, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> Response:
