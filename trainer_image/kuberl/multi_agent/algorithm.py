@@ -42,8 +42,9 @@ from kuberl.core.multi_agent.runner import (
 from kuberl.multi_agent.hub import ExperienceHub, FeedRunnerGroup
 from kuberl.multi_agent.self_play import OUTCOME_WINDOW, OpponentPool, play_vs_random, rates
 from kuberl.spec import RLTrainingJob, SpecError
+from kuberl.spec.combinations import combination_problems
 from kuberl.spec.common import EvaluationSpec
-from kuberl.spec.multi_agent import MULTI_AGENT_ALGORITHMS, MultiAgentSpec
+from kuberl.spec.multi_agent import MultiAgentSpec
 
 log = logging.getLogger(__name__)
 
@@ -473,27 +474,8 @@ class MultiAgentAlgorithm(Algorithm):
 
 
 def check_supported(job: RLTrainingJob) -> None:
-    """What the schema cannot say: the algorithm and options a multi-agent job can use."""
-    spec = job.spec
-    if spec.algorithm not in MULTI_AGENT_ALGORITHMS:
-        raise SpecError(
-            [
-                (
-                    "spec.multiAgent",
-                    f"{spec.algorithm} does not run multi-agent yet; use one of {', '.join(MULTI_AGENT_ALGORITHMS)}",
-                )
-            ]
-        )
-    if spec.config.observation_filter != "NoFilter":
-        raise SpecError(
-            [
-                (
-                    "spec.config.observationFilter",
-                    "must be NoFilter with multiAgent (filters are per single-agent runner)",
-                )
-            ]
-        )
-    if getattr(spec.config.model, "use_lstm", False):
-        raise SpecError(
-            [("spec.config.model.useLstm", "recurrent policies are not supported with multiAgent yet")]
-        )
+    """What a multi-agent job cannot combine (kuberl.spec.combinations; validation already refused it, but
+    a spec built with model_construct skips validators)."""
+    problems = combination_problems(job.spec)
+    if problems:
+        raise SpecError([(f"spec.{field}", reason) for field, reason in problems])

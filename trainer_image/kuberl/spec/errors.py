@@ -47,11 +47,18 @@ def _reason(err: dict[str, object]) -> str:
 
 
 def from_validation_error(exc: ValidationError, *, prefix: str = "", source: str | None = None) -> SpecError:
-    problems = []
+    problems: list[tuple[str, str]] = []
     for err in exc.errors(include_url=False):
         loc = tuple(err["loc"])
         path = _path(loc)
         if prefix:
             path = f"{prefix}.{path}" if path else prefix
+        ctx = err.get("ctx") or {}
+        if err["type"] == "spec_combination" and ctx.get("problems"):
+            # Cross-field rules (kuberl.spec.combinations) name their own fields below the model.
+            problems.extend(
+                (f"{path}.{field}" if path else field, reason) for field, reason in ctx["problems"]
+            )
+            continue
         problems.append((path, _reason(dict(err))))
     return SpecError(problems, source=source)

@@ -15,6 +15,7 @@ from pydantic import AliasChoices, Field, field_validator, model_validator
 from kuberl.spec.algorithms import ALGORITHMS, AlgorithmConfig, AlgorithmConfigBase
 from kuberl.spec.base import LenientModel, WireModel
 from kuberl.spec.cluster import ClusterSpec
+from kuberl.spec.combinations import check_combinations
 from kuberl.spec.common import (
     CheckpointSpec,
     EvaluationSpec,
@@ -184,6 +185,11 @@ class RLTrainingJobSpec(WireModel):
     @classmethod
     def _resume(cls, v: str) -> str:
         return validate_resume(v)
+
+    @model_validator(mode="after")
+    def _combinations(self) -> RLTrainingJobSpec:
+        check_combinations(self)  # cross-field rules: kuberl.spec.combinations
+        return self
 
     @property
     def algo_config(self) -> AlgorithmConfigBase:

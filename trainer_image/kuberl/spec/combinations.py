@@ -1,0 +1,171 @@
+"""Cross-field rules of the RLTrainingJob spec: combinations of features that cannot work together.
+
+Each section of the spec validates itself; this module says what no single section can see, e.g.
+`output` with `multiAgent`, or the policy server on the metrics port. `RLTrainingJobSpec` calls
+`check_combinations` after its fields are valid, so the local CLI and the operator refuse the same
+documents with the same message. Every problem names the field (relative to `spec`) and the reason,
+so a user who writes a combination gets either a working run or this error, never silence.
+
+Pure pydantic and standard library: the operator imports this module too.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from pydantic_core import PydanticCustomError
+
+from kuberl.spec.common import learner_problems
+from kuberl.spec.external import DEFAULT_PORT as DEFAULT_POLICY_SERVER_PORT
+from kuberl.spec.multi_agent import MULTI_AGENT_ALGORITHMS
+from kuberl.spec.offline import OfflineConfigBase
+
+if TYPE_CHECKING:
+    from kuberl.spec.job import RLTrainingJobSpec
+
+# What port 0 ("pick a free one") becomes on Kubernetes, where a Service needs a fixed port
+# (kuberl_operator.builders.trainer_port / policy_server_port).
+DEFAULT_METRICS_PORT = 8080
+# Ports the Ray head container opens on the same host as the trainer (kuberl_operator.builders).
+RAY_HEAD_PORTS: dict[int, str] = {
+    6379: "the Ray GCS server",
+    8265: "the Ray dashboard",
+    10001: "the Ray client server",
+}
+# Ray's own metrics exporter takes the first of these that is not the trainer's metrics port.
+RAY_METRICS_PORTS = (8079, 8078)
+
+Problem = tuple[str, str]
+# The pydantic error type whose context lists (field, reason) pairs relative to the validated model.
+COMBINATION_ERROR = "spec_combination"
+
+
+def _multi_agent_problems(spec: RLTrainingJobSpec) -> list[Problem]:
+    algo = spec.algorithm
+    problems: list[Problem] = []
+    if algo not in MULTI_AGENT_ALGORITHMS:
+        problems.append(
+            (
+                "multiAgent",
+                f"{algo} does not run multi-agent yet; use one of {', '.join(MULTI_AGENT_ALGORITHMS)}",
+            )
+        )
+    if spec.config.observation_filter != "NoFilter":
+        problems.append(
+            (
+                "config.observationFilter",
+                "must be NoFilter with multiAgent (filters are kept per single-agent runner)",
+            )
+        )
+    if getattr(spec.config.model, "use_lstm", False):
+        # The multi-agent runner keeps no recurrent state per agent, and its per-policy batches are
+        # agents' fragments laid end to end, not the fixed-length sequences a recurrent learner needs.
+        problems.append(
+            (
+                "config.model.useLstm",
+                "recurrent policies are not supported with multiAgent yet (the multi-agent runner keeps no "
+                "LSTM state per agent); use a feed-forward model, or frameStack in envConfig",
+            )
+        )
+    if spec.output is not None:
+        problems.append(
+            (
+                "output",
+                "recording multi-agent experience is not supported yet (the recording schema has no agent or "
+                "policy column); record a single-agent job, or drop output",
+            )
+        )
+    if spec.input_ is not None:
+        problems.append(
+            ("input", "offline training (BC, MARWIL, CQL) is single-agent; drop input or multiAgent")
+        )
+    if spec.external.enabled:
+        problems.append(
+            (
+                "external.enabled",
+                "the policy server serves single-agent simulators; a multiAgent job steps its PettingZoo env "
+                "itself, so drop one of them",
+            )
+        )
+    return problems
+
+
+def _offline_problems(spec: RLTrainingJobSpec) -> list[Problem]:
+    offline = isinstance(spec.config, OfflineConfigBase)
+    problems: list[Problem] = []
+    if offline and spec.input_ is None:
+        problems.append(("input", f"{spec.algorithm} trains from recorded experience: set input.uris"))
+    if not offline and spec.input_ is not None:
+        problems.append(
+            (
+                "input",
+                f"{spec.algorithm} learns from the env and never reads recorded experience; input is for "
+                "BC, MARWIL and CQL",
+            )
+        )
+    if offline and spec.output is not None:
+        problems.append(
+            ("output", f"{spec.algorithm} never samples the env, so there is nothing to record; drop output")
+        )
+    if offline and spec.external.enabled:
+        problems.append(
+            ("external.enabled", f"{spec.algorithm} trains from recorded experience, not from simulators")
+        )
+    return problems
+
+
+def _port_problems(spec: RLTrainingJobSpec) -> list[Problem]:
+    """Ports the trainer opens on the head host must differ. Port 0 means "any free port" locally but a
+    fixed default on Kubernetes, and the same document runs both ways, so the defaults are compared."""
+    metrics = (spec.metrics.port or DEFAULT_METRICS_PORT) if spec.metrics.enabled else None
+    external = (spec.external.port or DEFAULT_POLICY_SERVER_PORT) if spec.external.enabled else None
+    problems: list[Problem] = []
+    for field, port in (("metrics.port", metrics), ("external.port", external)):
+        if port in RAY_HEAD_PORTS:
+            problems.append(
+                (field, f"{port} is taken by {RAY_HEAD_PORTS[port]} on the Ray head; pick another")
+            )
+    if metrics is not None and external is not None:
+        if metrics == external:
+            problems.append(
+                (
+                    "external.port",
+                    f"{external} is also metrics.port (0 means {DEFAULT_METRICS_PORT} for metrics and "
+                    f"{DEFAULT_POLICY_SERVER_PORT} for the policy server on Kubernetes); the policy server "
+                    "and /metrics need different ports",
+                )
+            )
+        ray_metrics = next(p for p in RAY_METRICS_PORTS if p != metrics)
+        if external == ray_metrics:
+            problems.append(
+                (
+                    "external.port",
+                    f"{external} is taken by Ray's metrics exporter on the head when metrics.port is {metrics}; "
+                    "pick another",
+                )
+            )
+    return problems
+
+
+def combination_problems(spec: RLTrainingJobSpec) -> list[Problem]:
+    """Every (field path relative to `spec`, reason) that makes this combination of features invalid."""
+    problems = _offline_problems(spec) + _port_problems(spec)
+    problems += learner_problems(spec.resources, spec.config, multi_agent=spec.multi_agent is not None)
+    if spec.multi_agent is not None:
+        problems = _multi_agent_problems(spec) + problems
+    # One problem per field: the first reason is the one to fix first.
+    first: dict[str, str] = {}
+    for field, reason in problems:
+        first.setdefault(field, reason)
+    return list(first.items())
+
+
+def check_combinations(spec: RLTrainingJobSpec) -> None:
+    """Raise every problem at once as one pydantic error; its context carries the (field, reason) pairs,
+    which kuberl.spec.errors turns into one SpecError problem per field path."""
+    problems = combination_problems(spec)
+    if problems:
+        message = "; ".join(f"{field}: {reason}" for field, reason in problems)
+        raise PydanticCustomError(
+            COMBINATION_ERROR, "{message}", {"message": message, "problems": [list(p) for p in problems]}
+        )
