@@ -2,8 +2,8 @@
 
 Reads top to bottom like the paper's Algorithm 1:
   config  → `TD3Config` (kuberl.spec.algorithms.td3; every field documented there, RLlib names accepted)
-  network → deterministic tanh actor, twin critics as one batched ensemble, target copies of both
-            (kuberl.core.continuous); all in the actor's [-1, 1] action space
+  network → deterministic tanh actor, twin critics as one batched ensemble, target copies of both,
+            all in the actor's [-1, 1] action space (`TD3Learner`, on kuberl.core.deterministic_actor)
   loss    → `target_policy_smoothing` + `td3_target` (clipped double Q), `critic_loss`, `actor_loss` (−Q₁(s, μ(s)))
   step    → `TD3.training_step`: sample (exploration noise in the runners) → n-step transitions into
             replay → k critic steps, every `policy_delay`-th also an actor step and Polyak targets →
@@ -12,30 +12,17 @@ Reads top to bottom like the paper's Algorithm 1:
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping
 from typing import Any
 
 import gymnasium as gym
 import torch
 
-from kuberl.core.continuous import (
-    ActionScaler,
-    DeterministicActor,
-    QEnsemble,
-    UpdateBudget,
-    action_dims,
-    clip_grads,
-    make_adam,
-    make_replay,
-)
-from kuberl.core.learner import load_state_dicts, select_device, state_dicts
-from kuberl.core.models import obs_dim
+from kuberl.core.deterministic_actor import DeterministicActorCriticLearner
 from kuberl.core.nstep import DISCOUNTS
 from kuberl.core.offpolicy_algorithm import DeterministicActorAlgorithm
 from kuberl.core.replay import WEIGHTS
 from kuberl.core.sample_batch import Columns
-from kuberl.core.target import polyak_update
 from kuberl.spec.algorithms.td3 import TD3Config
 
 # ---------------------------------------------------------------------------------------------------
@@ -75,31 +62,21 @@ def actor_loss(q1_pi: torch.Tensor) -> dict[str, torch.Tensor]:
 # ---------------------------------------------------------------------------------------------------
 
 
-# The learner's networks and optimizers, by attribute name: its checkpoint layout.
-STATE_PARTS = ("actor", "critic", "target_actor", "target_critic", "actor_opt", "critic_opt")
+class TD3Learner(DeterministicActorCriticLearner):
+    """Twin critics (unless twin_q is off); smoothed target actions drawn from `gen`; the actor and the
+    Polyak targets step every `policy_delay`-th critic update."""
 
+    algorithm = "TD3"
+    config: TD3Config
 
-class TD3Learner:
     def __init__(
         self, obs_space: gym.Space[Any], action_space: gym.Space[Any], config: TD3Config, device: torch.device
     ) -> None:
-        if not isinstance(action_space, gym.spaces.Box):
-            raise ValueError(f"TD3 needs continuous (Box) actions, got {action_space}; use SAC or DQN")
-        self.config = config
-        self.device = device
-        n_obs = obs_dim(obs_space)
-        n_act, _ = action_dims(action_space)
-        self.scaler = ActionScaler(action_space).to(device)
-        self.actor = DeterministicActor(n_obs, n_act, config.model).to(device)
-        self.critic = QEnsemble(
-            n_obs, n_act, config.model, members=2 if config.twin_q else 1, discrete=False
-        ).to(device)
-        self.target_actor = copy.deepcopy(self.actor).requires_grad_(False)
-        self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
-        self.actor_opt = make_adam(self.actor.parameters(), config.actor_lr or config.lr)
-        self.critic_opt = make_adam(self.critic.parameters(), config.critic_lr or config.lr)
+        super().__init__(obs_space, action_space, config, device)
         self.gen = torch.Generator(device=device)
-        self.num_updates = 0
+
+    def num_critics(self) -> int:
+        return 2 if self.config.twin_q else 1
 
     def update(self, mb: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         cfg = self.config
@@ -113,36 +90,19 @@ class TD3Learner:
             target = td3_target(mb, self.target_critic(next_obs, next_a))
         q = self.critic(obs, self.scaler.from_env(mb[Columns.ACTIONS]))
         terms = critic_loss(q, target, mb[WEIGHTS])
-        self.critic_opt.zero_grad(set_to_none=True)
-        terms["critic_loss"].backward()
-        clip_grads(self.critic.parameters(), cfg.grad_clip)
-        self.critic_opt.step()
-        self.num_updates += 1
+        self.critic_step(terms["critic_loss"])
 
         if self.num_updates % cfg.policy_delay == 0:  # delayed policy and target updates
             terms |= actor_loss(self.critic(obs, self.actor(obs))[0])
-            self.actor_opt.zero_grad(set_to_none=True)
-            terms["actor_loss"].backward()
-            clip_grads(self.actor.parameters(), cfg.grad_clip)
-            self.actor_opt.step()
-            polyak_update(self.target_critic, self.critic, cfg.tau)
-            polyak_update(self.target_actor, self.actor, cfg.tau)
-        out = {k: v.detach() for k, v in terms.items()}
-        out["q_mean"] = q.detach().mean()
-        out["target_q_mean"] = target.mean()
-        return out
+            self.actor_step(terms["actor_loss"])
+        return self.report(terms, q, target)
 
     def get_state(self) -> dict[str, Any]:
-        return {
-            **state_dicts(self, STATE_PARTS),
-            "gen": self.gen.get_state(),
-            "num_updates": self.num_updates,
-        }
+        return {**super().get_state(), "gen": self.gen.get_state()}
 
     def set_state(self, state: Mapping[str, Any]) -> None:
-        load_state_dicts(self, state, STATE_PARTS)
+        super().set_state(state)
         self.gen.set_state(state["gen"])
-        self.num_updates = int(state["num_updates"])
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -154,10 +114,7 @@ class TD3(DeterministicActorAlgorithm):
     name = "TD3"
     config: TD3Config
 
-    def setup(self) -> None:
-        res = self.spec.resources
-        device = select_device(res.gpus_per_learner, cpus_per_learner=res.cpus_per_learner)
-        self.learner = TD3Learner(self.obs_space, self.action_space, self.config, device)
-        self.learner.gen.manual_seed(self.spec.seed or 0)
-        self.buffer = make_replay(self.config.replay_buffer_config, seed=self.spec.seed)
-        self.budget = UpdateBudget(self.config.gradient_steps_per_env_step())
+    def build_learner(self, device: torch.device) -> TD3Learner:
+        learner = TD3Learner(self.obs_space, self.action_space, self.config, device)
+        learner.gen.manual_seed(self.spec.seed or 0)
+        return learner

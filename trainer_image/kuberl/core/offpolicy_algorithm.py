@@ -12,7 +12,8 @@ import numpy as np
 import torch
 
 from kuberl.algorithm import Algorithm, StepOutcome
-from kuberl.core.continuous import obs_tensor, replay_batches
+from kuberl.core.continuous import UpdateBudget, make_replay, obs_tensor, replay_batches
+from kuberl.core.learner import select_device
 from kuberl.core.models import weights_to_numpy
 from kuberl.core.nstep import nstep_transitions
 from kuberl.core.replay import INDICES, PrioritizedReplayBuffer
@@ -20,12 +21,24 @@ from kuberl.core.sample_batch import SampleBatch
 
 
 class OffPolicyActorAlgorithm(Algorithm):
-    """Subclasses set `learner` (with an `actor` module and `update(minibatch) -> terms` returning a
-    `td_error` tensor), `budget` (an UpdateBudget) and `buffer` in setup()."""
+    """Subclasses build their learner in `build_learner` (with an `actor` module and
+    `update(minibatch) -> terms` returning a `td_error` tensor); `setup` adds the replay buffer and the
+    update budget."""
 
     budget: Any
     buffer: Any
     config: Any
+
+    def setup(self) -> None:
+        res = self.spec.resources
+        device = select_device(res.gpus_per_learner, cpus_per_learner=res.cpus_per_learner)
+        self.learner = self.build_learner(device)
+        self.buffer = make_replay(self.config.replay_buffer_config, seed=self.spec.seed)
+        self.budget = UpdateBudget(self.config.gradient_steps_per_env_step())
+
+    def build_learner(self, device: torch.device) -> Any:
+        """The algorithm's learner on `device` (setup() keeps it as `self.learner`)."""
+        raise NotImplementedError(f"{type(self).__name__} must build its learner")
 
     def rollout_length(self) -> int:
         fragment: int = self.config.rollout_fragment_length

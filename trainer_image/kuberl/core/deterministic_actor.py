@@ -1,0 +1,105 @@
+"""The learner that TD3 and DDPG share: DDPG is TD3 with one critic, no target policy smoothing and no
+policy delay, so everything but those three changes lives here, once.
+
+`DeterministicActorCriticLearner` holds a deterministic tanh actor, E critics as one batched ensemble,
+target copies of both and their optimizers (kuberl.core.continuous), and offers the two gradient steps
+of the paper's Algorithm 1 — `critic_step` and `actor_step` (the actor, then Polyak targets) — plus the
+checkpoint. Each algorithm file keeps its target, its losses and an `update` written from these steps,
+so it still reads like its paper.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import gymnasium as gym
+import torch
+
+from kuberl.core.continuous import (
+    ActionScaler,
+    DeterministicActor,
+    QEnsemble,
+    action_dims,
+    clip_grads,
+    make_adam,
+)
+from kuberl.core.learner import load_state_dicts, state_dicts
+from kuberl.core.models import obs_dim
+from kuberl.core.target import polyak_update
+from kuberl.spec.algorithms.offpolicy_actor_critic import OffPolicyActorCriticConfig
+
+# The learner's networks and optimizers, by attribute name: its checkpoint layout.
+STATE_PARTS = ("actor", "critic", "target_actor", "target_critic", "actor_opt", "critic_opt")
+
+
+class DeterministicActorCriticLearner:
+    """μ(s), Q_1..Q_E(s, a) and their targets, all in the actor's [-1, 1] action space. Subclasses
+    name their `algorithm` (for errors) and may override `num_critics`."""
+
+    algorithm: ClassVar[str]
+
+    def __init__(
+        self,
+        obs_space: gym.Space[Any],
+        action_space: gym.Space[Any],
+        config: OffPolicyActorCriticConfig,
+        device: torch.device,
+    ) -> None:
+        if not isinstance(action_space, gym.spaces.Box):
+            raise ValueError(
+                f"{self.algorithm} needs continuous (Box) actions, got {action_space}; use SAC or DQN"
+            )
+        self.config = config
+        self.device = device
+        n_obs = obs_dim(obs_space)
+        n_act, _ = action_dims(action_space)
+        members = self.num_critics()
+        self.scaler = ActionScaler(action_space).to(device)
+        self.actor = DeterministicActor(n_obs, n_act, config.model).to(device)
+        self.critic = QEnsemble(n_obs, n_act, config.model, members=members, discrete=False).to(device)
+        self.target_actor = copy.deepcopy(self.actor).requires_grad_(False)
+        self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
+        self.actor_opt = make_adam(self.actor.parameters(), config.actor_lr or config.lr)
+        self.critic_opt = make_adam(self.critic.parameters(), config.critic_lr or config.lr)
+        self.num_updates = 0
+
+    def num_critics(self) -> int:
+        """How many critics the ensemble holds (DDPG: one); called once `config` is set."""
+        return 1
+
+    def critic_step(self, loss: torch.Tensor) -> None:
+        """One gradient step of the critics; counts the update (TD3's delay counts critic steps)."""
+        self.critic_opt.zero_grad(set_to_none=True)
+        loss.backward()
+        clip_grads(self.critic.parameters(), self.config.grad_clip)
+        self.critic_opt.step()
+        self.num_updates += 1
+
+    def actor_step(self, loss: torch.Tensor) -> None:
+        """One gradient step of the actor, then both targets move towards their networks by τ."""
+        self.actor_opt.zero_grad(set_to_none=True)
+        loss.backward()
+        clip_grads(self.actor.parameters(), self.config.grad_clip)
+        self.actor_opt.step()
+        polyak_update(self.target_critic, self.critic, self.config.tau)
+        polyak_update(self.target_actor, self.actor, self.config.tau)
+
+    @staticmethod
+    def report(
+        terms: Mapping[str, torch.Tensor], q: torch.Tensor, target: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        """The loss terms and the mean of Q(s, a) and of its target, detached (synced once per
+        iteration by the driver)."""
+        out = {k: v.detach() for k, v in terms.items()}
+        out["q_mean"] = q.detach().mean()
+        out["target_q_mean"] = target.mean()
+        return out
+
+    def get_state(self) -> dict[str, Any]:
+        return {**state_dicts(self, STATE_PARTS), "num_updates": self.num_updates}
+
+    def set_state(self, state: Mapping[str, Any]) -> None:
+        load_state_dicts(self, state, STATE_PARTS)
+        self.num_updates = int(state["num_updates"])
