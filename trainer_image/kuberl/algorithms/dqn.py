@@ -29,6 +29,7 @@ from kuberl.algorithm import Algorithm, StepOutcome
 from kuberl.core.env_factory import import_object
 from kuberl.core.learner import Learner, select_device
 from kuberl.core.models import flatten_obs, mlp, obs_dim
+from kuberl.core.multi_agent.masking import legal_actions, mask_slice, mask_values, random_legal_actions
 from kuberl.core.nstep import DISCOUNTS, nstep_transitions
 from kuberl.core.replay import INDICES, WEIGHTS, PrioritizedReplayBuffer, ReplayBuffer
 from kuberl.core.sample_batch import Columns, SampleBatch
@@ -44,10 +45,17 @@ from kuberl.spec.algorithms.dqn import DQNConfig
 
 class QNetwork(nn.Module):
     """Q(s, ·) for every discrete action. Dueling: Q = V(s) + A(s, a) − mean_a A(s, a) on a shared trunk
-    (Wang et al. 2016, eq. 9); the mean keeps V and A identifiable."""
+    (Wang et al. 2016, eq. 9); the mean keeps V and A identifiable.
 
-    def __init__(self, n_in: int, n_actions: int, config: ModelConfig, *, dueling: bool) -> None:
+    With `mask` (where an `action_mask` lies in the flat observation) illegal actions get ILLEGAL_LOGIT,
+    so the greedy action, the double-Q argmax and the target's max over s' all range over legal actions
+    only. The mask is a slice, not a parameter: the state-dict keys are the same with and without it."""
+
+    def __init__(
+        self, n_in: int, n_actions: int, config: ModelConfig, *, dueling: bool, mask: slice | None = None
+    ) -> None:
         super().__init__()
+        self.mask = mask
         hidden = list(config.fcnet_hiddens)
         act = config.fcnet_activation
         self.dueling = dueling
@@ -58,9 +66,20 @@ class QNetwork(nn.Module):
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         h = self.trunk(obs)
         adv = self.advantage(h)
-        if self.value is None:
-            return adv
-        return self.value(h) + adv - adv.mean(dim=-1, keepdim=True)
+        q = adv if self.value is None else self.value(h) + adv - adv.mean(dim=-1, keepdim=True)
+        return mask_values(q, obs, self.mask)
+
+
+class MaskedQ(nn.Module):
+    """A custom Q model's outputs with illegal actions masked (as QNetwork masks its own)."""
+
+    def __init__(self, inner: nn.Module, mask: slice) -> None:
+        super().__init__()
+        self.inner = inner
+        self.mask = mask
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return mask_values(self.inner(obs), obs, self.mask)
 
 
 def build_q_network(
@@ -68,12 +87,17 @@ def build_q_network(
 ) -> nn.Module:
     if not isinstance(action_space, gym.spaces.Discrete):
         raise TypeError(f"DQN needs a Discrete action space, got {action_space}")
+    mask = mask_slice(
+        obs_space
+    )  # an `action_mask` key in a Dict observation (kuberl.core.multi_agent.masking)
+    if mask is not None and mask.stop - mask.start != int(action_space.n):
+        raise ValueError(f"'action_mask' must have one entry per action of {action_space}")
     if config.custom_model:
         model = import_object(config.custom_model)(obs_space, action_space, dict(config.custom_model_config))
         if not isinstance(model, nn.Module):
             raise TypeError(f"custom_model {config.custom_model!r} did not build a torch.nn.Module")
-        return model
-    return QNetwork(obs_dim(obs_space), int(action_space.n), config, dueling=dueling)
+        return model if mask is None else MaskedQ(model, mask)
+    return QNetwork(obs_dim(obs_space), int(action_space.n), config, dueling=dueling, mask=mask)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -82,8 +106,8 @@ def build_q_network(
 
 
 class QPolicy:
-    """Implements kuberl.core.policy.RunnerPolicy. With probability epsilon a uniformly random action,
-    else argmax Q. Options: `dueling` (fixed, to build the same network as the learner) and `epsilon`
+    """Implements kuberl.core.policy.RunnerPolicy. With probability epsilon a uniformly random action
+    (among the legal ones when the observation carries an action mask), else argmax Q. Options: `dueling` (fixed, to build the same network as the learner) and `epsilon`
     (updated by the driver with every weight sync)."""
 
     def __init__(
@@ -97,6 +121,7 @@ class QPolicy:
         self.module.eval()
         assert isinstance(action_space, gym.spaces.Discrete)
         self.n_actions = int(action_space.n)
+        self.mask = mask_slice(obs_space)
         self.epsilon = float(options.get("epsilon", 1.0))
 
     def act(self, obs: torch.Tensor, *, explore: bool, generator: torch.Generator) -> dict[str, torch.Tensor]:
@@ -104,7 +129,10 @@ class QPolicy:
         if not explore or self.epsilon <= 0.0:
             return {Columns.ACTIONS: greedy}
         n = obs.shape[0]
-        random_actions = torch.randint(self.n_actions, (n,), generator=generator)
+        if self.mask is None:
+            random_actions = torch.randint(self.n_actions, (n,), generator=generator)
+        else:
+            random_actions = random_legal_actions(legal_actions(obs, self.mask), generator)
         take_random = torch.rand(n, generator=generator) < self.epsilon
         return {Columns.ACTIONS: torch.where(take_random, random_actions, greedy)}
 
@@ -127,7 +155,8 @@ def dqn_loss(
     """Importance-weighted TD loss as named terms, and |TD error| per sample (the new priorities).
 
     y = R + γ^k (1 − terminated) Q_target(s', a*), with a* = argmax_a Q_online(s', a) (double Q) or
-    argmax_a Q_target(s', a); R and γ^k come from the n-step transform.
+    argmax_a Q_target(s', a); R and γ^k come from the n-step transform. With an action mask the networks
+    mask their own outputs, so a* ranges over the actions legal in s' (its mask is part of s').
     """
     obs, next_obs = batch[Columns.OBS], batch[Columns.NEXT_OBS]
     if config.double_q:  # one forward pass of the online network over s and s'
@@ -342,7 +371,12 @@ class DQN(Algorithm):
         if explore:
             assert isinstance(self.action_space, gym.spaces.Discrete)
             take_random = self.np_rng.random(len(actions)) < self.epsilon()
-            random_actions = self.np_rng.integers(int(self.action_space.n), size=len(actions))
+            mask = mask_slice(self.obs_space)
+            if mask is None:
+                random_actions = self.np_rng.integers(int(self.action_space.n), size=len(actions))
+            else:  # uniform over the legal actions: argmax of noise restricted to them
+                legal = legal_actions(torch.as_tensor(flat), mask).numpy()
+                random_actions = np.where(legal, self.np_rng.random(legal.shape), -1.0).argmax(axis=-1)
             actions = np.where(take_random, random_actions, actions)
         return actions[0] if single else actions
 

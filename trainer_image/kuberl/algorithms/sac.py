@@ -39,6 +39,7 @@ from kuberl.core.continuous import (
 )
 from kuberl.core.learner import load_state_dicts, select_device, state_dicts
 from kuberl.core.models import obs_dim
+from kuberl.core.multi_agent.masking import legal_actions, mask_slice, mask_values, random_legal_actions
 from kuberl.core.nstep import DISCOUNTS
 from kuberl.core.offpolicy_algorithm import OffPolicyActorAlgorithm
 from kuberl.core.policy import RunnerPolicy
@@ -47,6 +48,68 @@ from kuberl.core.sample_batch import Columns
 from kuberl.core.target import polyak_update
 from kuberl.spec.algorithms import ModelConfig
 from kuberl.spec.algorithms.sac import SACConfig
+
+# ---------------------------------------------------------------------------------------------------
+# Action masks (discrete SAC): observations with an `action_mask` key (kuberl.core.multi_agent.masking)
+# ---------------------------------------------------------------------------------------------------
+
+
+class MaskedCategoricalActor(CategoricalActor):
+    """The categorical actor with illegal actions' logits at ILLEGAL_LOGIT, as MaskedActorCritic does:
+    π gives them probability 0, and the critic target's expectation over s' only sums legal actions (the
+    mask is part of s'). Same parameters, so the same state-dict keys as CategoricalActor."""
+
+    def __init__(self, n_obs: int, n_act: int, config: ModelConfig, *, mask: slice) -> None:
+        super().__init__(n_obs, n_act, config)
+        self.mask = mask
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return mask_values(super().forward(obs), obs, self.mask)
+
+
+class MaskedCategoricalPolicy(CategoricalPolicy):
+    """Discrete SAC's runner side with an action mask: the masked actor, and warm-up random actions drawn
+    among the legal ones."""
+
+    def __init__(
+        self,
+        obs_space: gym.Space[Any],
+        action_space: gym.Space[Any],
+        model: ModelConfig,
+        options: dict[str, Any],
+    ) -> None:
+        super().__init__(obs_space, action_space, model, options)
+        mask = discrete_mask(obs_space, action_space)
+        assert mask is not None
+        self.mask = mask
+        self.actor = MaskedCategoricalActor(
+            obs_dim(obs_space), int(self.action_space.n), model, mask=mask
+        ).eval()
+        self.module = self.actor
+
+    def act(self, obs: torch.Tensor, *, explore: bool, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        if explore and self.random_actions:
+            actions = random_legal_actions(legal_actions(obs, self.mask), generator)
+            return {Columns.ACTIONS: actions + int(self.action_space.start)}
+        return super().act(obs, explore=explore, generator=generator)
+
+
+def discrete_mask(obs_space: gym.Space[Any], action_space: gym.Space[Any]) -> slice | None:
+    """Where the action mask lies in the flat observation, for Discrete actions; None without a mask."""
+    mask = mask_slice(obs_space)
+    if mask is None or not isinstance(action_space, gym.spaces.Discrete):
+        return None
+    if mask.stop - mask.start != int(action_space.n):
+        raise ValueError(f"'action_mask' must have one entry per action of {action_space}")
+    return mask
+
+
+def masked_target_entropy(obs: torch.Tensor, mask: slice, scale: float) -> torch.Tensor:
+    """The automatic entropy target per state, scale · log(number of legal actions): the uniform policy's
+    entropy is log of the legal count, so a fixed 0.98 · log n would be out of reach where few moves are
+    legal and α would grow without bound."""
+    return scale * legal_actions(obs, mask).sum(-1).float().log()
+
 
 # ---------------------------------------------------------------------------------------------------
 # Losses (each returns named terms; the first is the one minimised)
@@ -71,11 +134,11 @@ def actor_loss(logp: torch.Tensor, q_pi: torch.Tensor, alpha: torch.Tensor) -> d
 
 
 def alpha_loss(
-    log_alpha: torch.Tensor, entropy: torch.Tensor, target_entropy: float
+    log_alpha: torch.Tensor, entropy: torch.Tensor, target_entropy: float | torch.Tensor
 ) -> dict[str, torch.Tensor]:
     """J(α) = E[−α (log π + H̄)] = E[α (H − H̄)], on log α: α falls while the entropy H is above the
     target H̄ and rises below it. `entropy` is −log π(a|s) of sampled actions (continuous) or the exact
-    entropy of the categorical policy (discrete)."""
+    entropy of the categorical policy (discrete); H̄ is a number, or one per state [B] with action masks."""
     return {"alpha_loss": (log_alpha * (entropy.detach() - target_entropy)).mean()}
 
 
@@ -116,8 +179,13 @@ class SACLearner:
         self.scaler = (
             ActionScaler(action_space).to(device) if isinstance(action_space, gym.spaces.Box) else None
         )
+        self.mask = discrete_mask(obs_space, action_space)
         self.actor: torch.nn.Module = (
-            CategoricalActor(n_obs, n_act, config.model)
+            (
+                CategoricalActor(n_obs, n_act, config.model)
+                if self.mask is None
+                else MaskedCategoricalActor(n_obs, n_act, config.model, mask=self.mask)
+            )
             if self.discrete
             else SquashedGaussianActor(n_obs, n_act, config.model)
         ).to(device)
@@ -127,6 +195,8 @@ class SACLearner:
         )
         self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
         self.log_alpha = torch.tensor(math.log(config.initial_alpha), device=device, requires_grad=True)
+        # With an action mask and "auto", the target is per state (masked_target_entropy); this is its bound.
+        self.auto_masked_entropy = self.mask is not None and config.target_entropy == "auto"
         if config.target_entropy != "auto":
             self.target_entropy = float(config.target_entropy)
         else:
@@ -193,7 +263,11 @@ class SACLearner:
         terms = self._discrete_terms(mb, alpha) if self.discrete else self._continuous_terms(mb, alpha)
         entropy = terms.pop("entropy")
         if self.config.tune_alpha:
-            terms |= alpha_loss(self.log_alpha, entropy, self.target_entropy)
+            target_entropy: float | torch.Tensor = self.target_entropy
+            if self.auto_masked_entropy:
+                assert self.mask is not None
+                target_entropy = masked_target_entropy(mb[Columns.OBS], self.mask, 0.98)
+            terms |= alpha_loss(self.log_alpha, entropy, target_entropy)
             self._step(self.alpha_opt, terms["alpha_loss"], [self.log_alpha])
         polyak_update(self.target_critic, self.critic, self.config.tau)
         self.num_updates += 1
@@ -266,7 +340,9 @@ def sac_runner_policy(
     obs_space: gym.Space[Any], action_space: gym.Space[Any], model: ModelConfig, options: dict[str, Any]
 ) -> RunnerPolicy:
     """The runner side (named in `runner_overrides`): a squashed-Gaussian policy for Box actions, a
-    categorical one for Discrete ones."""
+    categorical one for Discrete ones (masked when the observation carries an `action_mask`)."""
     if isinstance(action_space, gym.spaces.Discrete):
+        if discrete_mask(obs_space, action_space) is not None:
+            return MaskedCategoricalPolicy(obs_space, action_space, model, options)
         return CategoricalPolicy(obs_space, action_space, model, options)
     return SquashedGaussianPolicy(obs_space, action_space, model, options)

@@ -51,6 +51,9 @@ log = logging.getLogger(__name__)
 # Algorithms whose networks are kuberl.core.models.ActorCritic: an action mask in the observation is
 # applied inside the model automatically (see kuberl.core.multi_agent.masking).
 _ACTOR_CRITIC = ("PPO", "A2C", "PG")
+# Algorithms whose own networks and runner policies read the mask from the observation space (DQN's
+# Q-network, discrete SAC's actor); TD3 and DDPG have Box actions, which no mask describes.
+_MASK_THEMSELVES = ("DQN", "SAC")
 
 
 def fed_algorithm(cls: type[Algorithm], feed: FeedRunnerGroup) -> type[Algorithm]:
@@ -200,13 +203,13 @@ class MultiAgentAlgorithm(Algorithm):
         if mask_slice(feed.spaces()[0]) is not None and config.model.custom_model is None:
             if spec.algorithm in _ACTOR_CRITIC:
                 config = config.model_copy(update={"model": masked_model_config(config.model)})
-            else:
+            elif spec.algorithm not in _MASK_THEMSELVES:
                 log.warning(
                     "policy %r observes an action mask, but %s does not apply it (only %s do); illegal actions "
                     "are possible",
                     pid,
                     spec.algorithm,
-                    ", ".join(_ACTOR_CRITIC),
+                    ", ".join(_ACTOR_CRITIC + _MASK_THEMSELVES),
                 )
         sub_spec = spec.model_copy(
             update={

@@ -6,7 +6,10 @@ ratio (and its entropy) disagree with what was sampled. A model that masks its o
 learner correct unchanged.
 
 Runners and learners only see flat observations; Gymnasium flattens a Dict in its (sorted) key order,
-so `mask_slice` finds where `action_mask` sits in the flat vector.
+so `mask_slice` finds where `action_mask` sits in the flat vector. The value-based learners (DQN's
+Q-network, discrete SAC's actor) mask their outputs with `mask_values` the same way, and draw their
+random actions with `random_legal_actions`; s' carries its own mask, so a target's max over a' only
+sees the actions legal in s'.
 """
 
 from __future__ import annotations
@@ -46,6 +49,29 @@ def split_mask(obs: torch.Tensor, where: slice) -> tuple[torch.Tensor, torch.Ten
     """(observation without the mask, mask as bool) from flat observations [B, D]."""
     rest = torch.cat([obs[:, : where.start], obs[:, where.stop :]], dim=-1)
     return rest, obs[:, where] > 0.5
+
+
+def legal_actions(obs: torch.Tensor, where: slice) -> torch.Tensor:
+    """The legal actions [B, n] (bool) from flat observations [B, D]. A row without any legal action
+    (PettingZoo's last observation of a finished game) counts every action as legal: masking them all
+    would leave nothing to take a max or an argmax over."""
+    legal = obs[:, where] > 0.5
+    return legal | ~legal.any(dim=-1, keepdim=True)
+
+
+def mask_values(values: torch.Tensor, obs: torch.Tensor, where: slice | None) -> torch.Tensor:
+    """Per-action logits or Q-values [B, n] with illegal actions set to ILLEGAL_LOGIT (unchanged without
+    a mask), so argmax, max and softmax only ever see legal actions."""
+    if where is None:
+        return values
+    return values.masked_fill(~legal_actions(obs, where), ILLEGAL_LOGIT)
+
+
+def random_legal_actions(legal: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """One uniformly random legal action per row of `legal` [B, n]: the argmax of uniform noise restricted
+    to the legal actions."""
+    noise = torch.rand(legal.shape, generator=generator).masked_fill(~legal, -1.0)
+    return noise.argmax(dim=-1)
 
 
 class MaskedActorCritic(nn.Module):
@@ -111,13 +137,11 @@ class RandomPolicy:
         space = self.action_space
         if isinstance(space, gym.spaces.Discrete):
             legal = (
-                split_mask(obs, self.where)[1]
+                legal_actions(obs, self.where)
                 if self.where is not None
                 else torch.ones(n, int(space.n), dtype=torch.bool)
             )
-            # Uniform over legal actions: argmax of uniform noise restricted to them.
-            noise = torch.rand(legal.shape, generator=generator).masked_fill(~legal, -1.0)
-            return {Columns.ACTIONS: noise.argmax(dim=-1) + int(space.start)}
+            return {Columns.ACTIONS: random_legal_actions(legal, generator) + int(space.start)}
         if isinstance(space, gym.spaces.Box):
             low = torch.as_tensor(space.low, dtype=torch.float32)
             high = torch.as_tensor(space.high, dtype=torch.float32)
