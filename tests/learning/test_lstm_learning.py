@@ -1,4 +1,4 @@
-"""Recurrent policies learn a memory task that feed-forward ones cannot (tests/envs.py RecallEnv).
+"""Recurrent policies learn a memory task that feed-forward ones cannot (kuberl.envs RecallEnv).
 
 The cue is visible only in an episode's first observation and must be named 5 steps later: without
 memory the query step looks the same whatever the cue, so a feed-forward policy is capped at chance

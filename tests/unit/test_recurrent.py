@@ -167,7 +167,7 @@ def tensors(batch: SampleBatch) -> dict[str, torch.Tensor]:
 
 def test_runner_resets_state_at_episode_ends_and_records_what_the_learner_replays() -> None:
     # Recall episodes last 6 steps; 20-step rollouts cut them at different places.
-    r = recurrent_runner("tests.envs:make_recall", {"num_cues": 3, "delay": 4}, lstm_use_prev_action=True)
+    r = recurrent_runner("kuberl.envs:make_recall", {"num_cues": 3, "delay": 4}, lstm_use_prev_action=True)
     first, second = r.sample(), r.sample()
     for out in (first, second):
         b = out.batch
@@ -279,7 +279,7 @@ def job(algorithm: str, config: dict[str, Any], runners: int = 0) -> dict[str, A
         "metadata": {"name": f"{algorithm.lower()}-lstm-unit"},
         "spec": {
             "algorithm": algorithm,
-            "env": "tests.envs:make_recall",
+            "env": "kuberl.envs:make_recall",
             "envConfig": {"num_cues": 3, "delay": 2},
             "seed": 2,
             "config": config,
