@@ -16,7 +16,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
@@ -25,6 +25,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from kuberl.core.models import flatten_obs, obs_dim
+from kuberl.core.policy import PolicyBase
 from kuberl.core.replay import PrioritizedReplayBuffer, ReplayBuffer
 from kuberl.core.sample_batch import Columns
 from kuberl.spec.algorithms import ModelConfig
@@ -260,10 +261,36 @@ def replay_batches(
 # ---------------------------------------------------------------------------------------------------
 
 
-class _WarmupMixin:
-    """Uniform random actions while the driver says `random_actions` (before learning starts)."""
+class _ActorPolicy(PolicyBase):
+    """The off-policy actors' runner side: the actor (`actor_class` on `space_type` actions, scaled to
+    Box bounds) is the policy's network; uniform random actions while the driver says `random_actions`
+    (before learning starts), else the subclass's `actions`."""
 
+    actor_class: ClassVar[type[DeterministicActor | SquashedGaussianActor | CategoricalActor]]
+    space_type: ClassVar[type[gym.Space[Any]]] = gym.spaces.Box
     random_actions = True
+    scaler: ActionScaler
+
+    def build_module(
+        self, obs_space: gym.Space[Any], model: ModelConfig, options: dict[str, Any]
+    ) -> nn.Module:
+        if not isinstance(self.action_space, self.space_type):
+            raise TypeError(
+                f"{type(self).__name__} needs {self.space_type.__name__} actions, got {self.action_space}"
+            )
+        n_act, _ = action_dims(self.action_space)
+        self.actor = self.actor_class(obs_dim(obs_space), n_act, model)
+        if isinstance(self.action_space, gym.spaces.Box):
+            self.scaler = ActionScaler(self.action_space)
+        return self.actor
+
+    def act(self, obs: torch.Tensor, *, explore: bool, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        if explore and self.random_actions:
+            return {Columns.ACTIONS: self._random(self.action_space, obs.shape[0], generator)}
+        return {Columns.ACTIONS: self.actions(obs, explore=explore, generator=generator)}
+
+    def actions(self, obs: torch.Tensor, *, explore: bool, generator: torch.Generator) -> torch.Tensor:
+        raise NotImplementedError
 
     def _random(self, space: gym.Space[Any], batch: int, generator: torch.Generator) -> torch.Tensor:
         if isinstance(space, gym.spaces.Discrete):
@@ -273,31 +300,21 @@ class _WarmupMixin:
         high = torch.as_tensor(space.high, dtype=torch.float32)
         return low + torch.rand((batch, *low.shape), generator=generator) * (high - low)
 
-    def value(self, obs: torch.Tensor) -> torch.Tensor | None:
-        return None  # off-policy learners bootstrap from their own critics
-
     def set_options(self, options: dict[str, Any]) -> None:
         self.random_actions = bool(options.get("random_actions", self.random_actions))
 
 
-class DeterministicActorPolicy(_WarmupMixin):
+class DeterministicActorPolicy(_ActorPolicy):
     """μ(s) plus Gaussian or Ornstein-Uhlenbeck noise in the [-1, 1] space, clipped, then scaled to the
     bounds (TD3, DDPG). Options: exploration (an ExplorationConfig dict); per sync: random_actions,
     noise_scale. The OU state is per sub-environment and persists across episodes."""
 
-    def __init__(
-        self,
-        obs_space: gym.Space[Any],
-        action_space: gym.Space[Any],
-        model: ModelConfig,
-        options: dict[str, Any],
-    ) -> None:
-        assert isinstance(action_space, gym.spaces.Box)
-        self.action_space = action_space
-        n_act, _ = action_dims(action_space)
-        self.actor = DeterministicActor(obs_dim(obs_space), n_act, model).eval()
-        self.module: nn.Module = self.actor
-        self.scaler = ActionScaler(action_space)
+    actor_class = DeterministicActor
+
+    def build_module(
+        self, obs_space: gym.Space[Any], model: ModelConfig, options: dict[str, Any]
+    ) -> nn.Module:
+        actor = super().build_module(obs_space, model, options)
         expl = options.get("exploration", {})
         self.ou = expl.get("type") == "OrnsteinUhlenbeckNoise"
         self.stddev = float(expl.get("stddev", 0.1))
@@ -306,10 +323,9 @@ class DeterministicActorPolicy(_WarmupMixin):
         self.ou_base_scale = float(expl.get("ou_base_scale", 0.1))
         self.noise_scale = 1.0
         self.ou_state: torch.Tensor | None = None
+        return actor
 
-    def act(self, obs: torch.Tensor, *, explore: bool, generator: torch.Generator) -> dict[str, torch.Tensor]:
-        if explore and self.random_actions:
-            return {Columns.ACTIONS: self._random(self.action_space, obs.shape[0], generator)}
+    def actions(self, obs: torch.Tensor, *, explore: bool, generator: torch.Generator) -> torch.Tensor:
         a = self.actor(obs)
         if explore:
             if self.ou:
@@ -321,57 +337,34 @@ class DeterministicActorPolicy(_WarmupMixin):
             else:
                 noise = self.stddev * torch.randn(a.shape, generator=generator)
             a = (a + self.noise_scale * noise).clamp(-1.0, 1.0)
-        return {Columns.ACTIONS: self.scaler.to_env(a)}
+        return self.scaler.to_env(a)
 
     def set_options(self, options: dict[str, Any]) -> None:
         super().set_options(options)
         self.noise_scale = float(options.get("noise_scale", self.noise_scale))
 
 
-class SquashedGaussianPolicy(_WarmupMixin):
+class SquashedGaussianPolicy(_ActorPolicy):
     """SAC's runner side for Box actions: samples the squashed Gaussian (explore) or tanh(μ)."""
 
-    def __init__(
-        self,
-        obs_space: gym.Space[Any],
-        action_space: gym.Space[Any],
-        model: ModelConfig,
-        options: dict[str, Any],
-    ) -> None:
-        assert isinstance(action_space, gym.spaces.Box)
-        self.action_space = action_space
-        n_act, _ = action_dims(action_space)
-        self.actor = SquashedGaussianActor(obs_dim(obs_space), n_act, model).eval()
-        self.module: nn.Module = self.actor
-        self.scaler = ActionScaler(action_space)
+    actor_class = SquashedGaussianActor
+    actor: SquashedGaussianActor
 
-    def act(self, obs: torch.Tensor, *, explore: bool, generator: torch.Generator) -> dict[str, torch.Tensor]:
-        if explore and self.random_actions:
-            return {Columns.ACTIONS: self._random(self.action_space, obs.shape[0], generator)}
+    def actions(self, obs: torch.Tensor, *, explore: bool, generator: torch.Generator) -> torch.Tensor:
         a = self.actor.sample(obs, generator)[0] if explore else self.actor.deterministic(obs)
-        return {Columns.ACTIONS: self.scaler.to_env(a)}
+        return self.scaler.to_env(a)
 
 
-class CategoricalPolicy(_WarmupMixin):
+class CategoricalPolicy(_ActorPolicy):
     """Discrete SAC's runner side: samples the softmax policy (Gumbel-max) or takes its argmax."""
 
-    def __init__(
-        self,
-        obs_space: gym.Space[Any],
-        action_space: gym.Space[Any],
-        model: ModelConfig,
-        options: dict[str, Any],
-    ) -> None:
-        assert isinstance(action_space, gym.spaces.Discrete)
-        self.action_space = action_space
-        self.actor = CategoricalActor(obs_dim(obs_space), int(action_space.n), model).eval()
-        self.module: nn.Module = self.actor
+    actor_class = CategoricalActor
+    space_type = gym.spaces.Discrete
+    action_space: gym.spaces.Discrete
 
-    def act(self, obs: torch.Tensor, *, explore: bool, generator: torch.Generator) -> dict[str, torch.Tensor]:
-        if explore and self.random_actions:
-            return {Columns.ACTIONS: self._random(self.action_space, obs.shape[0], generator)}
+    def actions(self, obs: torch.Tensor, *, explore: bool, generator: torch.Generator) -> torch.Tensor:
         logits = self.actor(obs)
         if explore:
             u = torch.rand(logits.shape, generator=generator).clamp_(1e-10, 1.0)
             logits = logits - torch.log(-torch.log(u))
-        return {Columns.ACTIONS: torch.argmax(logits, dim=-1) + int(self.action_space.start)}
+        return torch.argmax(logits, dim=-1) + int(self.action_space.start)

@@ -36,9 +36,14 @@ class RunnerPolicy(Protocol):
         ...
 
 
-class ActorCriticPolicy:
-    """A stochastic policy with a value head (PPO, A2C, PG, IMPALA): samples, and records log-probs,
-    distribution inputs and value predictions."""
+class PolicyBase:
+    """Base of the RunnerPolicy implementations built around one network.
+
+    The runner builds every policy as Policy(obs_space, action_space, model, options); this keeps the
+    action space, asks `build_module` for the network (a subclass sets up whatever else it keeps there)
+    and puts it in inference mode. By default a policy has no V(obs) — its learner bootstraps on its own
+    — and takes no per-iteration options.
+    """
 
     def __init__(
         self,
@@ -47,9 +52,32 @@ class ActorCriticPolicy:
         model: ModelConfig,
         options: dict[str, Any],
     ) -> None:
-        self.module = build_model(obs_space, action_space, model)
+        self.action_space = action_space
+        self.module: nn.Module = self.build_module(obs_space, model, options)
         self.module.eval()
-        self.dist = action_distribution(action_space)
+
+    def build_module(
+        self, obs_space: gym.Space[Any], model: ModelConfig, options: dict[str, Any]
+    ) -> nn.Module:
+        raise NotImplementedError(f"{type(self).__name__} must build its network")
+
+    def value(self, obs: torch.Tensor) -> torch.Tensor | None:
+        return None
+
+    def set_options(self, options: dict[str, Any]) -> None:
+        return None
+
+
+class ActorCriticPolicy(PolicyBase):
+    """A stochastic policy with a value head (PPO, A2C, PG, IMPALA): samples, and records log-probs,
+    distribution inputs and value predictions."""
+
+    def build_module(
+        self, obs_space: gym.Space[Any], model: ModelConfig, options: dict[str, Any]
+    ) -> nn.Module:
+        module = build_model(obs_space, self.action_space, model)
+        self.dist = action_distribution(self.action_space)
+        return module
 
     def act(self, obs: torch.Tensor, *, explore: bool, generator: torch.Generator) -> dict[str, torch.Tensor]:
         dist_in, value = self.module(obs)
@@ -63,6 +91,3 @@ class ActorCriticPolicy:
 
     def value(self, obs: torch.Tensor) -> torch.Tensor | None:
         return self.module(obs)[1]
-
-    def set_options(self, options: dict[str, Any]) -> None:
-        return None

@@ -24,6 +24,7 @@ from torch import nn
 
 from kuberl.core.encoders import CNNEncoder
 from kuberl.core.models import action_distribution, dist_input_dim, mlp, obs_dim
+from kuberl.core.policy import PolicyBase
 from kuberl.core.preprocess import image_layout
 from kuberl.core.sample_batch import Columns
 from kuberl.spec.algorithms import ModelConfig
@@ -248,7 +249,7 @@ class RecurrentActorCritic(nn.Module):
 # ---------------------------------------------------------------------------------------------------
 
 
-class RecurrentActorCriticPolicy:
+class RecurrentActorCriticPolicy(PolicyBase):
     """ActorCriticPolicy with an LSTM state per sub-environment.
 
     The env runner calls `after_step(rewards, done, keep)` after every vector step: the policy notes
@@ -259,19 +260,15 @@ class RecurrentActorCriticPolicy:
     """
 
     recurrent = True
+    module: RecurrentActorCritic
 
-    def __init__(
-        self,
-        obs_space: gym.Space[Any],
-        action_space: gym.Space[Any],
-        model: ModelConfig,
-        options: dict[str, Any],
-    ) -> None:
-        module = RecurrentActorCritic(obs_space, action_space, model)
-        module.eval()
-        self.module: RecurrentActorCritic = module
-        self.dist = action_distribution(action_space)
+    def build_module(
+        self, obs_space: gym.Space[Any], model: ModelConfig, options: dict[str, Any]
+    ) -> nn.Module:
+        module = RecurrentActorCritic(obs_space, self.action_space, model)
+        self.dist = action_distribution(self.action_space)
         self.state: RecurrentState | None = None
+        return module
 
     def current_state(self, batch: int) -> RecurrentState:
         """The state of the `batch` sub-environments (initial at the first call)."""
@@ -310,9 +307,6 @@ class RecurrentActorCriticPolicy:
     def value(self, obs: torch.Tensor) -> torch.Tensor | None:
         """V(obs) of every sub-environment from its current state (obs: one row per sub-environment)."""
         return self.value_from(obs, self.current_state(obs.shape[0]))
-
-    def set_options(self, options: dict[str, Any]) -> None:
-        return None
 
 
 # ---------------------------------------------------------------------------------------------------
