@@ -478,6 +478,14 @@ class Algorithm:
         self.load_checkpoint_files(loaded.files)
         self.last_checkpoint = loaded.info.uri
 
+    def interrupt(self) -> None:
+        """A stop signal arrived (called from its handler): a sample() that waits for experience (the
+        policy server's) raises InterruptedError now instead of at the next batch. Env runners sample in
+        bounded time and need nothing."""
+        interrupt = getattr(getattr(self, "runners", None), "interrupt", None)
+        if interrupt is not None:
+            interrupt()
+
     def stop(self) -> None:
         if getattr(self, "writer", None) is not None:
             self.writer.close()

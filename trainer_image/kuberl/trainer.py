@@ -53,10 +53,12 @@ class RunOutcome:
 
 
 class GracefulStop:
-    """First SIGINT/SIGTERM: finish the iteration, checkpoint, exit. A second SIGINT aborts at once."""
+    """First SIGINT/SIGTERM: finish the iteration, checkpoint, exit. A second SIGINT aborts at once.
+    `on_signal` runs in the handler: it cuts short a wait that could outlast a pod's grace period."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_signal: Callable[[], None] | None = None) -> None:
         self.signal: int | None = None
+        self.on_signal = on_signal
         self._previous: dict[int, Any] = {}
 
     def __enter__(self) -> GracefulStop:
@@ -72,6 +74,8 @@ class GracefulStop:
             raise KeyboardInterrupt
         self.signal = signum
         log.warning("received %s: finishing this iteration, then checkpointing", signal.Signals(signum).name)
+        if self.on_signal is not None:
+            self.on_signal()
 
     def __exit__(self, *exc: object) -> None:
         for sig, handler in self._previous.items():
@@ -171,17 +175,21 @@ def run_job(
             outcome.last_checkpoint = uri
             saved_at["iteration"] = algo.iteration
 
-        with GracefulStop() as stopper:
+        with GracefulStop(on_signal=algo.interrupt) as stopper:
             while True:
                 reason = stop_reason(spec.stop, outcome.result) if outcome.result else None
                 if reason or stopper.requested:
                     break
                 try:
                     result = algo.train()
-                except Exception:
+                except Exception as exc:
                     if not stopper.requested:
                         raise
-                    log.warning("iteration interrupted by the stop signal", exc_info=True)
+                    # InterruptedError: a wait the signal cut short (algo.interrupt), not a fault.
+                    log.warning(
+                        "iteration interrupted by the stop signal",
+                        exc_info=not isinstance(exc, InterruptedError),
+                    )
                     break
                 outcome.result = result
                 logger.log(result)

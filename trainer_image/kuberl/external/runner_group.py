@@ -129,6 +129,10 @@ class ExternalRunnerGroup(EnvRunnerGroup):
     def num_healthy(self) -> int:
         return 1
 
+    def interrupt(self) -> None:
+        """The trainer got a stop signal: a sample() waiting for clients raises SampleInterrupted now."""
+        self.service.interrupt()
+
     def kill_runner_for_test(self, i: int) -> None:
         raise NotImplementedError("an external runner group has no runner actors")
 

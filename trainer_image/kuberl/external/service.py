@@ -33,6 +33,10 @@ from kuberl.external.spaces import (
 from kuberl.spec.algorithms import ModelConfig
 
 
+class SampleInterrupted(InterruptedError):  # noqa: N818 (a state, as InterruptedError)
+    """The trainer's stop signal ended a wait for experience (an InterruptedError: no fault to report)."""
+
+
 @dataclass
 class LoggedAction:
     """A validated client-chosen action, ready to enter the book."""
@@ -71,6 +75,9 @@ class PolicyService:
         self.gen = torch.Generator()
         self.gen.manual_seed(seed if seed is not None else 0)
         self.requests_total = 0
+        # Set by interrupt() from the trainer's signal handler: a plain flag (no lock can be taken safely
+        # there), read by wait_and_take at every poll.
+        self.interrupted = False
 
     # -- weights -----------------------------------------------------------------------------------
     def set_weights(self, weights: dict[str, np.ndarray]) -> None:
@@ -214,10 +221,17 @@ class PolicyService:
             return len(events)
 
     # -- the trainer's side ------------------------------------------------------------------------
-    def wait_and_take(self, min_steps: int, *, poll: float = 1.0) -> TakenBatch:
-        """Block until `min_steps` trainable steps are complete (closing abandoned episodes meanwhile)."""
+    def interrupt(self) -> None:
+        """Make a waiting (or the next) wait_and_take raise SampleInterrupted within one poll."""
+        self.interrupted = True
+
+    def wait_and_take(self, min_steps: int, *, poll: float = 0.25) -> TakenBatch:
+        """Block until `min_steps` trainable steps are complete (closing abandoned episodes meanwhile).
+        Raises SampleInterrupted after interrupt(): a stop signal must not wait for the next client."""
         with self.cond:
             while True:
+                if self.interrupted:
+                    raise SampleInterrupted("stopped while waiting for clients' experience")
                 self.book.expire(now=self.clock(), idle_timeout=self.idle_timeout)
                 if self.book.ready_steps >= min_steps:
                     return self.book.take_batch()
