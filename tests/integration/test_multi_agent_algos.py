@@ -101,6 +101,7 @@ def test_two_policies_train_through_the_multi_agent_runner(tmp_path: Path, algor
     finally:
         algo.stop()
     restored = build_algorithm(two_policy_doc(tmp_path / "again", algorithm, config, continuous=continuous))
+    assert isinstance(restored, MultiAgentAlgorithm)
     try:
         restored.restore(checkpoint)
         assert restored.iteration == 3
