@@ -95,14 +95,11 @@ class Algorithm:
         seed = self.spec.seed
         self.np_rng = seed_all(seed)
         res = self.spec.resources
-        if res.learners > 1:
-            raise NotImplementedError(
-                "resources.learners > 1 (data-parallel DDP learners) is not available yet; use learners: 1"
-            )
-        if res.env_runners > 0 and not self.spec.external.enabled:
+        if (res.env_runners > 0 and not self.spec.external.enabled) or res.learners > 1:
             from kuberl.core.ray_init import ensure_ray
 
-            ensure_ray(res.env_runners * res.cpus_per_runner)
+            runner_cpus = 0.0 if self.spec.external.enabled else res.env_runners * res.cpus_per_runner
+            ensure_ray(runner_cpus + (res.learners * res.cpus_per_learner if res.learners > 1 else 0.0))
         self.runner_config = RunnerConfig(
             env=self.spec.env,
             env_config=dict(self.spec.env_config),
@@ -135,6 +132,10 @@ class Algorithm:
         self.lengths: deque[int] = deque(maxlen=EPISODE_WINDOW)
         self.last_checkpoint: str | None = None
         self.setup()
+        if res.learners > 1:  # data-parallel DDP learners replace the one setup() built (docs/algorithms/ppo.md)
+            from kuberl.core.learner_group import LearnerGroup
+
+            self.learner = LearnerGroup(self.learner, resources=res)
         self.writer = self.make_writer()
         self.sync_weights()
 
@@ -211,9 +212,14 @@ class Algorithm:
             return None
         from kuberl.core.offline.writer import ExperienceWriter
 
-        return ExperienceWriter(
+        writer = ExperienceWriter(
             self.spec.output, self.obs_space, self.action_space, filtered=self.obs_filter is not None
         )
+        if self.spec.external.enabled:  # whole episodes, not the policy server's one-lane batches
+            from kuberl.external.recording import EpisodeRecorder
+
+            return EpisodeRecorder(writer)
+        return writer
 
     def record_rollout(self, r: Rollout) -> None:
         """Episode, step and observation-filter bookkeeping for experience that arrived from a runner."""
@@ -490,6 +496,8 @@ class Algorithm:
         if getattr(self, "writer", None) is not None:
             self.writer.close()
         self.runners.stop()
+        if self.spec.resources.learners > 1 and hasattr(self, "learner"):
+            self.learner.shutdown()
 
 
 def algorithm_class(name: str) -> type[Algorithm]:

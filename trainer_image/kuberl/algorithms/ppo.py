@@ -24,7 +24,7 @@ import torch
 
 from kuberl.algorithm import Algorithm, StepOutcome
 from kuberl.core.distributions import ActionDistribution
-from kuberl.core.learner import Learner, select_device
+from kuberl.core.learner import Learner, driver_learner_device, mean_across_ranks, normalize_advantages
 from kuberl.core.models import action_distribution, build_model
 from kuberl.core.recurrent import (
     RecurrentColumns,
@@ -51,11 +51,13 @@ def ppo_loss(
     *,
     config: PPOConfig,
     kl_coeff: float,
+    world_size: int = 1,
 ) -> dict[str, torch.Tensor]:
     """The PPO objective on one minibatch, as named terms; `total_loss` is what gets minimised.
 
     A recurrent module gets time-major sequences [L, S, …] (see PPO.training_step) and is unrolled
-    over them; the loss then treats their L·S steps like a flat minibatch."""
+    over them; the loss then treats their L·S steps like a flat minibatch. With `world_size` data-parallel
+    learners, `mb` is this rank's 1/world_size of the minibatch (advantages are normalised over all of it)."""
     if is_recurrent(module):
         dist_in, values, _, _ = sequence_forward(module, mb)  # type: ignore[arg-type]
         dist_in, values = dist_in.flatten(0, 1), values.flatten(0, 1)
@@ -66,8 +68,8 @@ def ppo_loss(
     ratio = torch.exp(logp - mb[Columns.ACTION_LOGP])
 
     adv = mb[Columns.ADVANTAGES]
-    if config.normalize_advantages and adv.numel() > 1:
-        adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+    if config.normalize_advantages and adv.numel() * world_size > 1:
+        adv = normalize_advantages(adv, world_size=world_size)
     surrogate = torch.min(
         ratio * adv, torch.clamp(ratio, 1.0 - config.clip_param, 1.0 + config.clip_param) * adv
     )
@@ -110,7 +112,10 @@ def ppo_loss(
 
 class PPOLearner(Learner):
     """Epochs of shuffled minibatches. A flat batch [B] is shuffled by step; a recurrent module's batch
-    of sequences [L, S] by sequence (axis 1), `minibatch_size // L` sequences per minibatch."""
+    of sequences [L, S] by sequence (axis 1), `minibatch_size // L` sequences per minibatch.
+
+    As one of N data-parallel ranks it gets a 1/N shard and takes minibatches of 1/N the size, so every
+    rank runs the same number of steps and each step's global minibatch is still `minibatch_size`."""
 
     def __init__(
         self, module: torch.nn.Module, dist: ActionDistribution, config: PPOConfig, device: torch.device
@@ -122,6 +127,7 @@ class PPOLearner(Learner):
         self.dist = dist
         self.kl_coeff = config.kl_coeff
         self.recurrent = is_recurrent(module)
+        self.shard_axis = 1 if self.recurrent else 0
 
     def update(self, batch: SampleBatch, *, timesteps: int, generator: torch.Generator) -> dict[str, float]:
         cfg = self.config
@@ -130,7 +136,7 @@ class PPOLearner(Learner):
         axis = 1 if self.recurrent else 0
         seq_len = data[Columns.REWARDS].shape[0] if self.recurrent else 1
         n = data[Columns.REWARDS].shape[axis]
-        size = min(max(1, cfg.minibatch_size // seq_len), n)
+        size = min(max(1, cfg.minibatch_size // seq_len // self.world_size), n)
         history: list[dict[str, torch.Tensor]] = []
         epochs_done = 0
         for _ in range(cfg.num_epochs):
@@ -140,12 +146,24 @@ class PPOLearner(Learner):
             epoch_start = len(history)
             for start in range(0, n - size + 1, size):
                 mb = {k: v.narrow(axis, start, size) for k, v in shuffled.items()}
-                terms = ppo_loss(self.module, self.dist, mb, config=cfg, kl_coeff=self.kl_coeff)
+                terms = ppo_loss(
+                    self.train_module,
+                    self.dist,
+                    mb,
+                    config=cfg,
+                    kl_coeff=self.kl_coeff,
+                    world_size=self.world_size,
+                )
                 grad_norm = self.step(terms["total_loss"])
                 history.append({**{k: v.detach() for k, v in terms.items()}, "grad_norm": grad_norm})
             epochs_done += 1
             if cfg.kl_early_stop:
-                epoch_kl = float(torch.stack([h["kl"] for h in history[epoch_start:]]).mean())
+                epoch_kl = float(
+                    mean_across_ranks(
+                        torch.stack([h["kl"] for h in history[epoch_start:]]).mean(),
+                        world_size=self.world_size,
+                    )
+                )
                 if epoch_kl > 1.5 * cfg.kl_target:
                     break
         stats = {k: float(torch.stack([h[k] for h in history]).mean()) for k in history[0]} if history else {}
@@ -155,9 +173,10 @@ class PPOLearner(Learner):
             batch[Columns.VF_PREDS], batch[Columns.VALUE_TARGETS]
         )
         if self.kl_coeff > 0.0:  # adaptive KL penalty, as in the paper's section 4 and RLlib
-            if stats["kl"] > 2.0 * cfg.kl_target:
+            kl = float(mean_across_ranks(torch.tensor(stats["kl"]), world_size=self.world_size))
+            if kl > 2.0 * cfg.kl_target:
                 self.kl_coeff *= 1.5
-            elif stats["kl"] < 0.5 * cfg.kl_target:
+            elif kl < 0.5 * cfg.kl_target:
                 self.kl_coeff *= 0.5
             stats["kl_coeff"] = self.kl_coeff
         return stats
@@ -199,8 +218,8 @@ class PPO(Algorithm):
 
     def setup(self) -> None:
         module = build_model(self.obs_space, self.action_space, self.config.model)
-        res = self.spec.resources
-        device = select_device(res.gpus_per_learner, cpus_per_learner=res.cpus_per_learner)
+        device = driver_learner_device(self.spec.resources)
+        self.recurrent = is_recurrent(module)
         self.learner = PPOLearner(module, action_distribution(self.action_space), self.config, device)
         self.torch_gen = torch.Generator().manual_seed(self.spec.seed or 0)
 
@@ -221,13 +240,13 @@ class PPO(Algorithm):
         )
         batch[Columns.ADVANTAGES] = adv
         batch[Columns.VALUE_TARGETS] = targets
-        if self.learner.recurrent:
+        if self.recurrent:
             batch[RecurrentColumns.RESETS] = episode_starts(
                 batch[Columns.TERMINATEDS], batch[Columns.TRUNCATEDS]
             )
         for col in (Columns.TERMINATEDS, Columns.TRUNCATEDS, Columns.NEXT_VF_PREDS):
             batch.pop(col)
-        if self.learner.recurrent:
+        if self.recurrent:
             T = batch.shape[0]
             train = SampleBatch(chunk_sequences(batch, sequence_length(T, cfg.model.max_seq_len)))
         else:

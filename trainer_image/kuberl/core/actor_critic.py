@@ -18,7 +18,8 @@ import torch
 from torch import nn
 
 from kuberl.core.distributions import ActionDistribution
-from kuberl.core.learner import Learner, select_device
+from kuberl.core.learner import Learner, driver_learner_device
+from kuberl.core.learner import normalize_advantages as _normalize
 from kuberl.core.models import action_distribution, build_model
 from kuberl.core.returns import discounted_returns, gae
 from kuberl.core.sample_batch import Columns, SampleBatch
@@ -77,16 +78,18 @@ def actor_critic_loss(
     vf_loss_coeff: float,
     entropy_coeff: float,
     normalize_advantages: bool,
+    world_size: int = 1,
 ) -> dict[str, torch.Tensor]:
     """Named terms; `total_loss = policy_loss + vf_loss_coeff·vf_loss − entropy_coeff·entropy`.
 
-    policy_loss = −mean(log π(a|s) · A), A held constant; vf_loss = ½·mean((V(s) − R)²).
+    policy_loss = −mean(log π(a|s) · A), A held constant; vf_loss = ½·mean((V(s) − R)²). With
+    `world_size` data-parallel learners `mb` is this rank's part of the minibatch.
     """
     dist_in, values = module(mb[Columns.OBS])
     logp = dist.logp(dist_in, mb[Columns.ACTIONS])
     adv = mb[Columns.ADVANTAGES]
-    if normalize_advantages and adv.numel() > 1:
-        adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+    if normalize_advantages and adv.numel() * world_size > 1:
+        adv = _normalize(adv, world_size=world_size)
     policy_loss = -(logp * adv.detach()).mean()
     vf_loss = 0.5 * (values - mb[Columns.VALUE_TARGETS]).pow(2).mean()
     entropy = dist.entropy(dist_in).mean()
@@ -164,7 +167,7 @@ class ActorCriticLearner(Learner):
             lr=config.lr,
             lr_schedule=config.lr_schedule,
             grad_clip=config.grad_clip,
-            device=select_device(resources.gpus_per_learner, cpus_per_learner=resources.cpus_per_learner),
+            device=driver_learner_device(resources),
             optimizer=config.optimizer,
             optimizer_eps=config.optimizer_eps,
             rmsprop_alpha=config.rmsprop_alpha,
@@ -175,12 +178,13 @@ class ActorCriticLearner(Learner):
 
     def loss(self, mb: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return actor_critic_loss(
-            self.module,
+            self.train_module,
             self.dist,
             mb,
             vf_loss_coeff=self.vf_loss_coeff,
             entropy_coeff=self.entropy_coeff,
             normalize_advantages=self.normalize_advantages,
+            world_size=self.world_size,
         )
 
     def _clip_and_step(self) -> float:
@@ -203,11 +207,12 @@ class ActorCriticLearner(Learner):
     ) -> dict[str, float]:
         """One pass over a flat batch: one optimizer step per minibatch (the whole batch when
         `minibatch_size` is None). Each step's gradient is accumulated over microbatches of
-        `microbatch_size` (memory only: the result is the same gradient)."""
+        `microbatch_size` (memory only: the result is the same gradient). As one of N data-parallel
+        ranks, `batch` is a 1/N shard and a minibatch is 1/N of `minibatch_size`."""
         lr = self.update_lr(timesteps)
         data = self.to_tensors(batch)
         n = len(data[Columns.ADVANTAGES])
-        size = min(minibatch_size or n, n)
+        size = min(minibatch_size // self.world_size if minibatch_size else n, n)
         if size < n:
             perm = torch.randperm(n, generator=generator).to(self.device)
             data = {k: v[perm] for k, v in data.items()}
@@ -218,8 +223,9 @@ class ActorCriticLearner(Learner):
             self.optimizer.zero_grad(set_to_none=True)
             for m in range(start, start + size, micro):
                 end = min(m + micro, start + size)
-                terms = self.loss({k: v[m:end] for k, v in data.items()})
-                (terms["total_loss"] * ((end - m) / size)).backward()
+                with self.grad_sync(last=end == start + size):
+                    terms = self.loss({k: v[m:end] for k, v in data.items()})
+                    (terms["total_loss"] * ((end - m) / size)).backward()
                 for k, v in terms.items():
                     sums[k] = sums.get(k, 0.0) + float(v.detach()) * (end - m) / size
             sums["grad_norm"] = sums.get("grad_norm", 0.0) + self._clip_and_step()

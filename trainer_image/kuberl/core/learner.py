@@ -1,20 +1,26 @@
 """Learner: owns the torch module and its optimizer, on CPU or a GPU.
 
 Algorithms subclass it only to add their loss and update loop; device placement, gradient
-clipping, the learning-rate schedule and (de)serialisation live here once.
+clipping, the learning-rate schedule and (de)serialisation live here once. A learner is also one
+rank of a data-parallel group (kuberl.core.learner_group): `distribute()` wraps its module in
+DistributedDataParallel, which averages the gradients across ranks during `backward()`.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from kuberl.core.models import weights_to_numpy
 from kuberl.core.schedules import piecewise_linear
+from kuberl.spec.common import ResourcesSpec
 
 
 def select_device(gpus_per_learner: float, *, cpus_per_learner: float = 1.0) -> torch.device:
@@ -30,6 +36,14 @@ def select_device(gpus_per_learner: float, *, cpus_per_learner: float = 1.0) -> 
     return torch.device("cuda")
 
 
+def driver_learner_device(resources: ResourcesSpec) -> torch.device:
+    """The device of the learner an algorithm builds in the driver: the GPU only when that learner is
+    the one that trains (learners: 1). Data-parallel learners train on copies that move to their own
+    GPUs (kuberl.core.learner_group), so the driver's stays on CPU and needs no GPU of its own."""
+    gpus = resources.gpus_per_learner if resources.learners == 1 else 0.0
+    return select_device(gpus, cpus_per_learner=resources.cpus_per_learner)
+
+
 def state_dicts(owner: object, names: Sequence[str]) -> dict[str, Any]:
     """`state_dict()` of each named module or optimizer attribute of `owner`, keyed by attribute name:
     the checkpoint layout of learners that hold several networks and optimizers (SAC, CQL, TD3, DDPG)."""
@@ -40,6 +54,28 @@ def load_state_dicts(owner: object, state: Mapping[str, Any], names: Sequence[st
     """The inverse of state_dicts()."""
     for name in names:
         getattr(owner, name).load_state_dict(state[name])
+
+
+def normalize_advantages(adv: torch.Tensor, *, world_size: int = 1) -> torch.Tensor:
+    """(A − mean) / (std + 1e-8) over the minibatch. With data-parallel learners a rank holds
+    1/world_size of the minibatch, so the moments are taken over all ranks' parts (gathered in rank
+    order): N learners then normalise exactly as one learner would on the whole minibatch."""
+    if world_size <= 1:
+        return (adv - adv.mean()) / (adv.std() + 1e-8)
+    parts = [torch.empty_like(adv) for _ in range(world_size)]
+    dist.all_gather(parts, adv.detach().contiguous())
+    full = torch.cat(parts)
+    return (adv - full.mean()) / (full.std() + 1e-8)
+
+
+def mean_across_ranks(value: torch.Tensor, *, world_size: int = 1) -> torch.Tensor:
+    """The mean of a statistic over the data-parallel ranks, for decisions every rank must take the
+    same way (PPO's KL early stop and adaptive KL weight), or a rank would leave DDP's collectives."""
+    if world_size <= 1:
+        return value
+    total = value.detach().clone()
+    dist.all_reduce(total)
+    return total / world_size
 
 
 def make_adam(params: Any, *, lr: float, eps: float = 1e-8) -> torch.optim.Adam:
@@ -69,6 +105,35 @@ class Learner:
         # eps=1e-5 rather than Adam's 1e-8: the PPO implementation-details study found it more stable.
         self.optimizer = make_adam(self.module.parameters(), lr=lr, eps=1e-5)
         self.lr = lr
+        # What the loss calls: the module itself, or its DistributedDataParallel wrapper once
+        # distribute() made this learner one rank of a group. Checkpoints and weights use `module`.
+        self.train_module: nn.Module = self.module
+        self.world_size = 1
+
+    # Axis along which a batch may be split into data-parallel shards (whole samples by default;
+    # recurrent learners split along sequences).
+    shard_axis = 0
+
+    def to_device(self, device: torch.device) -> None:
+        """Move the module in place (the optimizer keeps its parameters); reloading the optimizer's
+        state casts it to the parameters' device the way torch expects (e.g. Adam's `step`)."""
+        optimizer_state = self.optimizer.state_dict()
+        self.device = device
+        self.module.to(device)
+        self.optimizer.load_state_dict(optimizer_state)
+
+    def distribute(self, world_size: int) -> None:
+        """Become one rank of a data-parallel group; the default process group must exist. DDP
+        broadcasts rank 0's parameters at construction, so every rank starts from the same weights."""
+        self.world_size = world_size
+        device_ids = [self.device.index or 0] if self.device.type == "cuda" else None
+        self.train_module = DistributedDataParallel(self.module, device_ids=device_ids)
+
+    def grad_sync(self, last: bool) -> contextlib.AbstractContextManager[Any]:
+        """Around a backward() of gradient accumulation: DDP all-reduces only on the last one."""
+        if last or not isinstance(self.train_module, DistributedDataParallel):
+            return contextlib.nullcontext()
+        return self.train_module.no_sync()
 
     def update_lr(self, timesteps: int) -> float:
         if self.lr_schedule:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator
 
@@ -50,8 +50,10 @@ class ResourcesSpec(WireModel):
     learners: PositiveInt = Field(
         1,
         description=(
-            "Learner processes. Only 1 for now: the learner runs in the driver (on the Ray head on Kubernetes); "
-            "data-parallel learners are planned."
+            "Learner processes. 1: the learner runs in the driver (on the Ray head on Kubernetes). More: that "
+            "many data-parallel learner actors (torch DDP; gloo on CPU, nccl on GPUs), each training on an equal "
+            "shard of every batch, for the algorithms that support it (PPO, A2C, PG); on Kubernetes with "
+            "gpusPerLearner > 0 they run in a `learners` worker group with one pod per learner."
         ),
     )
     gpus_per_learner: Annotated[float, Field(ge=0)] = Field(
@@ -59,15 +61,46 @@ class ResourcesSpec(WireModel):
     )
     cpus_per_learner: Annotated[float, Field(gt=0)] = Field(1.0, description="CPUs reserved per learner.")
 
-    @field_validator("learners")
-    @classmethod
-    def _one_learner(cls, v: int) -> int:
-        if v > 1:
-            raise ValueError(
-                f"{v} learners: data-parallel learners are not available yet; use learners: 1 "
-                "(with gpusPerLearner for a GPU)"
+
+def learner_problems(resources: ResourcesSpec, config: Any, *, multi_agent: bool) -> list[tuple[str, str]]:
+    """(field relative to `spec`, reason) for each way `resources.learners > 1` cannot work with this
+    job: the algorithm's learner must split its batch over data-parallel ranks
+    (`supports_multi_learner` on its config class), and each rank takes an equal part of a minibatch."""
+    n = resources.learners
+    if n == 1:
+        return []
+    name = getattr(config, "algorithm", type(config).__name__)
+    if not getattr(config, "supports_multi_learner", False):
+        return [
+            (
+                "resources.learners",
+                f"{name} does not support data-parallel learners yet (its learner is not sharded: off-policy "
+                "replay, asynchronous and offline learners train in one process); use learners: 1, or PPO, A2C "
+                "or PG",
             )
-        return v
+        ]
+    if multi_agent:
+        return [
+            ("resources.learners", "multiAgent trains one learner per policy in the driver; use learners: 1")
+        ]
+    if getattr(config.model, "use_lstm", False):
+        return [
+            (
+                "resources.learners",
+                f"{n} learners with model.useLstm: recurrent learners are not sharded over DDP ranks yet; "
+                "use learners: 1 or a feed-forward model",
+            )
+        ]
+    minibatch = getattr(config, "minibatch_size", None)
+    if minibatch is not None and minibatch % n:
+        return [
+            (
+                "config.minibatchSize",
+                f"{minibatch} is not a multiple of resources.learners ({n}): each learner takes an equal part "
+                "of every minibatch",
+            )
+        ]
+    return []
 
 
 class SecretRef(WireModel):

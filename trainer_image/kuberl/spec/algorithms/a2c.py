@@ -13,6 +13,7 @@ class A2CConfig(AlgorithmConfigBase):
     """Synchronous advantage actor-critic (Mnih et al. 2016, https://arxiv.org/abs/1602.01783)."""
 
     implementation: ClassVar[str] = "kuberl.algorithms.a2c:A2C"
+    supports_multi_learner: ClassVar[bool] = True
     algorithm: Literal["A2C"] = Field(
         "A2C", exclude=True, description="Discriminator; set from spec.algorithm."
     )

@@ -115,6 +115,9 @@ class AlgorithmConfigBase(WireModel):
 
     # Whether the algorithm trains recurrent policies (model.use_lstm); those that do set it to True.
     supports_recurrent: ClassVar[bool] = False
+    # Whether its learner runs data-parallel over resources.learners > 1 DDP ranks (kuberl.core.learner_group):
+    # the one list of algorithms that do is the set of configs that set it to True.
+    supports_multi_learner: ClassVar[bool] = False
 
     @model_validator(mode="after")
     def _schedules(self) -> AlgorithmConfigBase:

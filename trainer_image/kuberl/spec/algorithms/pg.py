@@ -13,6 +13,7 @@ class PGConfig(AlgorithmConfigBase):
     """REINFORCE with a learned value baseline (Williams 1992, https://doi.org/10.1007/BF00992696)."""
 
     implementation: ClassVar[str] = "kuberl.algorithms.pg:PG"
+    supports_multi_learner: ClassVar[bool] = True
     algorithm: Literal["PG"] = Field(
         "PG", exclude=True, description="Discriminator; set from spec.algorithm."
     )

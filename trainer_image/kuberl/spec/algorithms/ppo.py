@@ -14,6 +14,7 @@ class PPOConfig(AlgorithmConfigBase):
 
     implementation: ClassVar[str] = "kuberl.algorithms.ppo:PPO"
     supports_recurrent: ClassVar[bool] = True
+    supports_multi_learner: ClassVar[bool] = True
     algorithm: Literal["PPO"] = Field(
         "PPO", exclude=True, description="Discriminator; set from spec.algorithm."
     )

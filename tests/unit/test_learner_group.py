@@ -1,0 +1,268 @@
+"""Data-parallel learners (kuberl.core.learner_group): real Ray actors, a real gloo process group, DDP.
+
+The equivalence test is the proof that DDP averages correctly: one PPO update by 2 learners, each on
+half of every minibatch, must leave the same weights as one learner on the whole minibatches.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import ray
+import torch
+
+from kuberl.algorithm import build_algorithm
+from kuberl.algorithms.ppo import PPOLearner
+from kuberl.core.actor_critic import ActorCriticLearner
+from kuberl.core.distributions import Categorical
+from kuberl.core.learner_group import LearnerDiedError, LearnerGroup, rank_seeds, shard_bounds, split_batch
+from kuberl.core.models import build_model
+from kuberl.core.sample_batch import Columns, SampleBatch
+from kuberl.spec import parse_job
+from kuberl.spec.algorithms import PPOConfig
+from kuberl.spec.algorithms.base import ModelConfig
+from kuberl.spec.common import ResourcesSpec
+from kuberl.spec.errors import SpecError
+
+OBS = gym.spaces.Box(-1.0, 1.0, (4,), np.float32)
+ACT = gym.spaces.Discrete(2)
+# Half a CPU each: two learners fit beside the tests' env runners in the 2-CPU Ray of ray_session.
+TWO = ResourcesSpec(learners=2, cpus_per_learner=0.5)
+
+
+def ppo_learner(**config: Any) -> PPOLearner:
+    torch.manual_seed(0)
+    cfg = PPOConfig(train_batch_size=512, **config)
+    return PPOLearner(build_model(OBS, ACT, ModelConfig()), Categorical(), cfg, torch.device("cpu"))
+
+
+def flat_batch(learner: PPOLearner, n: int, seed: int = 1) -> SampleBatch:
+    """A PPO training batch whose old log-probs and distribution inputs come from the learner's own
+    policy, as sampled ones would."""
+    rng = np.random.default_rng(seed)
+    obs = rng.uniform(-1, 1, (n, 4)).astype(np.float32)
+    actions = rng.integers(0, 2, n)
+    with torch.no_grad():
+        logits, values = learner.module(torch.as_tensor(obs))
+        logp = torch.log_softmax(logits, -1)[torch.arange(n), torch.as_tensor(actions)]
+    return SampleBatch(
+        {
+            Columns.OBS: obs,
+            Columns.ACTIONS: actions,
+            Columns.REWARDS: rng.normal(size=n).astype(np.float32),
+            Columns.ACTION_LOGP: logp.numpy(),
+            Columns.ACTION_DIST_INPUTS: logits.numpy(),
+            Columns.VF_PREDS: values.numpy(),
+            Columns.ADVANTAGES: rng.normal(size=n).astype(np.float32),
+            Columns.VALUE_TARGETS: rng.normal(size=n).astype(np.float32),
+        }
+    )
+
+
+def global_order(n: int, local_minibatch: int, seeds: list[int]) -> torch.Tensor:
+    """The sample order of one epoch as the ranks see it: global minibatch k is rank 0's minibatch k
+    followed by rank 1's (each rank shuffles its contiguous shard with its own seed)."""
+    shards = shard_bounds(n, len(seeds))
+    perms = [
+        start + torch.randperm(end - start, generator=torch.Generator().manual_seed(seed))
+        for (start, end), seed in zip(shards, seeds, strict=True)
+    ]
+    per_rank = shards[0][1] - shards[0][0]
+    blocks = [p[k : k + local_minibatch] for k in range(0, per_rank, local_minibatch) for p in perms]
+    return torch.cat(blocks)
+
+
+def arranged_for(generator: torch.Generator, n: int, order: torch.Tensor) -> torch.Tensor:
+    """Indices that lay a batch out so a single learner's own shuffle (randperm from `generator`) visits
+    it in `order`."""
+    perm = torch.randperm(n, generator=generator)
+    index = torch.empty(n, dtype=torch.long)
+    index[perm] = order
+    return index
+
+
+@pytest.mark.usefixtures("ray_session")
+def test_two_ddp_learners_update_exactly_like_one() -> None:
+    single = ppo_learner(minibatch_size=128, num_epochs=1, lr=3e-3, kl_coeff=0.2)
+    batch = flat_batch(single, 512)
+    group = LearnerGroup(copy.deepcopy(single), resources=TWO)
+    try:
+        gen = torch.Generator().manual_seed(7)
+        seeds = rank_seeds(torch.Generator().manual_seed(7), 2)
+        stats = group.update(batch, timesteps=0, generator=gen)
+        ddp_state = group.get_state()
+    finally:
+        group.shutdown()
+
+    # The single learner on the same global minibatches, in the same order.
+    ref_gen = torch.Generator().manual_seed(123)
+    index = arranged_for(torch.Generator().manual_seed(123), 512, global_order(512, 64, seeds)).numpy()
+    before = copy.deepcopy(single.module.state_dict())
+    ref_stats = single.update(
+        SampleBatch({k: v[index] for k, v in batch.items()}), timesteps=0, generator=ref_gen
+    )
+
+    assert ref_stats["epochs"] == 1.0
+    moved = 0.0
+    for name, ref in single.module.state_dict().items():
+        torch.testing.assert_close(ddp_state["module"][name], ref, rtol=1e-5, atol=1e-6)
+        moved = max(moved, float((ref - before[name]).abs().max()))
+    assert moved > 1e-3  # 4 Adam steps at lr 3e-3 really moved the weights
+    for term in ("total_loss", "policy_loss", "vf_loss", "kl", "grad_norm"):
+        assert stats[term] == pytest.approx(ref_stats[term], rel=1e-4, abs=1e-6), term
+    assert ddp_state["kl_coeff"] == single.kl_coeff  # the adaptive KL weight decided on the global KL
+    # Adam's moments too: a checkpoint of the group continues exactly like the single learner.
+    for key, ref in single.optimizer.state_dict()["state"].items():
+        torch.testing.assert_close(
+            ddp_state["optimizer"]["state"][key]["exp_avg"], ref["exp_avg"], rtol=1e-4, atol=1e-7
+        )
+
+
+@pytest.mark.usefixtures("ray_session")
+def test_actor_critic_learner_runs_data_parallel() -> None:
+    """A2C/PG's learner through the group: a full-batch step matches one learner's, with each rank
+    accumulating its half over two microbatches (DDP all-reduces only after the last, under no_sync).
+    Advantages are not normalised here: a microbatch is normalised on its own, so splitting it differently
+    changes that normalisation."""
+    torch.manual_seed(0)
+    single = ActorCriticLearner(
+        build_model(OBS, ACT, ModelConfig()),
+        Categorical(),
+        lr=1e-2,
+        lr_schedule=None,
+        grad_clip=0.5,
+        device=torch.device("cpu"),
+        optimizer="rmsprop",
+        optimizer_eps=1e-5,
+        rmsprop_alpha=0.99,
+        vf_loss_coeff=0.5,
+        entropy_coeff=0.01,
+        normalize_advantages=False,
+    )
+    batch = {
+        k: v
+        for k, v in flat_batch(ppo_learner(), 256).items()
+        if k in (Columns.OBS, Columns.ACTIONS, Columns.ADVANTAGES, Columns.VALUE_TARGETS, Columns.VF_PREDS)
+    }
+    group = LearnerGroup(copy.deepcopy(single), resources=TWO)
+    try:
+        kw: dict[str, Any] = {"timesteps": 0, "minibatch_size": None, "microbatch_size": 64}
+        stats = group.update(batch, generator=torch.Generator(), **kw)
+        state = group.get_state()
+    finally:
+        group.shutdown()
+    # Microbatches of 64 per rank are one global minibatch of 256 (gradients accumulate under no_sync).
+    ref = single.update(batch, generator=torch.Generator(), **{**kw, "microbatch_size": None})
+    # RMSprop's first step is ~lr·sign(g): where |g| is near eps, float-rounding differences of the
+    # averaged gradient show at ~1e-6 of a step of lr = 1e-2, hence atol 1e-5.
+    for name, w in single.module.state_dict().items():
+        torch.testing.assert_close(state["module"][name], w, rtol=1e-5, atol=1e-5)
+    assert stats["grad_norm"] == pytest.approx(ref["grad_norm"], rel=1e-4)
+
+
+@pytest.mark.usefixtures("ray_session")
+def test_a_dead_learner_is_reported_by_rank_not_a_hang() -> None:
+    learner = ppo_learner(minibatch_size=128, num_epochs=1)
+    group = LearnerGroup(learner, resources=TWO)
+    ray.kill(group.actors[1])
+    with pytest.raises(LearnerDiedError, match=r"learner rank 1 of 2 died"):
+        group.update(flat_batch(learner, 256), timesteps=0, generator=torch.Generator())
+    assert group.actors == []  # the survivor, blocked in DDP's all-reduce, was stopped too
+
+
+def test_shards_are_equal_and_contiguous() -> None:
+    assert shard_bounds(10, 3) == [(0, 3), (3, 6), (6, 9)]
+    with pytest.raises(ValueError, match="cannot be split over 4 learners"):
+        shard_bounds(3, 4)
+    seqs = {"x": np.arange(24).reshape(3, 8)}  # [L, S] sequences split along S, whole
+    left, right = split_batch(seqs, 2, axis=1)
+    assert left["x"].tolist() == [[0, 1, 2, 3], [8, 9, 10, 11], [16, 17, 18, 19]]
+    assert right["x"].shape == (3, 4)
+    a = rank_seeds(torch.Generator().manual_seed(3), 2)
+    assert a == rank_seeds(torch.Generator().manual_seed(3), 2)
+    assert a[0] != a[1]
+
+
+def job(tmp_path: Path, **resources: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "kuberl.io/v1alpha1",
+        "kind": "RLTrainingJob",
+        "metadata": {"name": "ddp"},
+        "spec": {
+            "algorithm": "PPO",
+            "env": "CartPole-v1",
+            "seed": 3,
+            "runDir": str(tmp_path),
+            "config": {"trainBatchSize": 512, "minibatchSize": 128, "numEpochs": 2},
+            "resources": {"envRunners": 0, "envsPerRunner": 4, "cpusPerLearner": 0.5, **resources},
+        },
+    }
+
+
+def weights(algo: Any) -> dict[str, np.ndarray]:
+    return {k: np.array(v) for k, v in algo.get_weights().items()}
+
+
+@pytest.mark.usefixtures("ray_session")
+def test_checkpoint_from_two_learners_restores_into_one_and_back(tmp_path: Path) -> None:
+    two = build_algorithm(job(tmp_path / "a", learners=2))
+    try:
+        two.train()
+        uri = two.save(str(tmp_path / "ckpt"))
+        saved_state = two.get_state()
+        saved = weights(two)
+        assert set(saved_state["algo"]) == {"learner", "torch_gen"}
+        assert set(saved_state["algo"]["learner"]) == {"module", "optimizer", "lr", "kl_coeff"}
+    finally:
+        two.stop()
+
+    one = build_algorithm(job(tmp_path / "b", learners=1))
+    try:
+        one.restore(uri)
+        for k, v in weights(one).items():
+            np.testing.assert_array_equal(v, saved[k])
+        result = one.train()  # continues: iteration counter and Adam state came along
+        assert result["training_iteration"] == 2
+        uri_one = one.save(str(tmp_path / "ckpt1"))
+        after_one = weights(one)
+    finally:
+        one.stop()
+
+    back = build_algorithm(job(tmp_path / "c", learners=2))
+    try:
+        back.restore(uri_one)
+        ranks = back.learner.get_state()["module"]  # rank 0's copy, loaded from the checkpoint
+        for k, v in after_one.items():
+            np.testing.assert_array_equal(ranks[k].numpy(), v)
+        assert back.train()["training_iteration"] == 3
+    finally:
+        back.stop()
+
+
+def test_learners_above_one_refused_where_unsupported() -> None:
+    def problems(algorithm: str, **extra: Any) -> str:
+        doc = job(Path("/tmp"), learners=2)
+        doc["spec"]["algorithm"] = algorithm
+        doc["spec"]["config"] = extra
+        with pytest.raises(SpecError) as info:
+            parse_job(doc)
+        return str(info.value)
+
+    msg = problems("DQN")
+    assert "spec.resources.learners" in msg
+    assert "DQN does not support data-parallel learners" in msg
+    assert "spec.resources.learners" in problems("SAC")
+    assert "spec.config.minibatchSize: 101 is not a multiple of resources.learners (2)" in problems(
+        "PPO", minibatchSize=101
+    )
+    assert "model.useLstm" in problems("PPO", model={"useLstm": True})
+    for algorithm in ("PPO", "A2C", "PG"):
+        doc = job(Path("/tmp"), learners=2)
+        doc["spec"]["algorithm"] = algorithm
+        doc["spec"]["config"] = {}
+        assert parse_job(doc).spec.resources.learners == 2
