@@ -26,28 +26,15 @@ from typing import Any
 import torch
 
 from kuberl.core.async_algorithm import (
-    RECURRENT_COLUMNS,
     AsyncVTraceAlgorithm,
+    VTraceLearner,
     forward_sequences,
     policy_dist_inputs,
 )
-from kuberl.core.async_sampling import sequence_minibatches
 from kuberl.core.distributions import ActionDistribution
-from kuberl.core.learner import Learner
 from kuberl.core.sample_batch import Columns, SampleBatch
 from kuberl.core.vtrace import vtrace
 from kuberl.spec.algorithms.appo import APPOConfig
-
-# What the loss reads from a fragment; the runner also records values and distribution inputs.
-LOSS_COLUMNS = (
-    Columns.OBS,
-    Columns.NEXT_OBS,
-    Columns.ACTIONS,
-    Columns.REWARDS,
-    Columns.TERMINATEDS,
-    Columns.TRUNCATEDS,
-    Columns.ACTION_LOGP,
-)
 
 # ---------------------------------------------------------------------------------------------------
 # Loss
@@ -116,39 +103,28 @@ def appo_loss(
 # ---------------------------------------------------------------------------------------------------
 
 
-class APPOLearner(Learner):
+class APPOLearner(VTraceLearner):
+    """The update loop (kuberl.core.async_algorithm.VTraceLearner) on `appo_loss`, plus the target
+    network π_target, refreshed every `target_network_update_freq` train batches, and the adaptive KL
+    weight."""
+
+    config: APPOConfig
+
     def __init__(
         self, module: torch.nn.Module, dist: ActionDistribution, config: APPOConfig, device: torch.device
     ) -> None:
-        super().__init__(
-            module, lr=config.lr, grad_clip=config.grad_clip, device=device, lr_schedule=config.lr_schedule
-        )
-        self.config = config
-        self.dist = dist
+        super().__init__(module, dist, config, device)
         self.target = copy.deepcopy(self.module).requires_grad_(False)
         self.kl_coeff = config.kl_coeff
-        self.version = 0  # learner updates so far: the weights version runners sample with
+
+    def loss(self, seq: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return appo_loss(self.module, self.target, self.dist, seq, config=self.config, kl_coeff=self.kl_coeff)
 
     def update(self, batch: SampleBatch, *, timesteps: int, generator: torch.Generator) -> dict[str, float]:
         cfg = self.config
-        lr = self.update_lr(timesteps)
-        data = self.to_tensors({k: batch[k] for k in (*LOSS_COLUMNS, *RECURRENT_COLUMNS) if k in batch})
-        sums: dict[str, float] = {}
-        steps = 0
-        grad_norm = 0.0
-        for _ in range(cfg.num_epochs):
-            for mb in sequence_minibatches(data, minibatch_size=cfg.minibatch_size, generator=generator):
-                terms = appo_loss(self.module, self.target, self.dist, mb, config=cfg, kl_coeff=self.kl_coeff)
-                grad_norm += self.apply_gradients(terms["total_loss"])
-                for k, v in terms.items():
-                    sums[k] = sums.get(k, 0.0) + float(v.detach())
-                steps += 1
-        self.version += 1
+        stats = super().update(batch, timesteps=timesteps, generator=generator)
         if self.version % cfg.target_network_update_freq == 0:
             self.target.load_state_dict(self.module.state_dict())
-        stats = {k: v / max(steps, 1) for k, v in sums.items()}
-        stats["grad_norm"] = grad_norm / max(steps, 1)
-        stats["lr"] = lr
         if cfg.use_kl_loss:  # adaptive KL weight, as PPO's paper (section 4) and RLlib
             if stats["kl"] > 2.0 * cfg.kl_target:
                 self.kl_coeff *= 1.5
@@ -158,18 +134,12 @@ class APPOLearner(Learner):
         return stats
 
     def get_state(self) -> dict[str, Any]:
-        return {
-            **super().get_state(),
-            "target": self.target.state_dict(),
-            "kl_coeff": self.kl_coeff,
-            "version": self.version,
-        }
+        return {**super().get_state(), "target": self.target.state_dict(), "kl_coeff": self.kl_coeff}
 
     def set_state(self, state: Mapping[str, Any]) -> None:
         super().set_state(state)
         self.target.load_state_dict(state["target"])
         self.kl_coeff = float(state["kl_coeff"])
-        self.version = int(state["version"])
 
 
 # ---------------------------------------------------------------------------------------------------

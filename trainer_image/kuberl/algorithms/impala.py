@@ -15,28 +15,14 @@ Reads top to bottom like the paper:
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 import torch
 
-from kuberl.core.async_algorithm import RECURRENT_COLUMNS, AsyncVTraceAlgorithm, forward_sequences
-from kuberl.core.async_sampling import sequence_minibatches
+from kuberl.core.async_algorithm import AsyncVTraceAlgorithm, VTraceLearner, forward_sequences
 from kuberl.core.distributions import ActionDistribution
-from kuberl.core.learner import Learner
-from kuberl.core.sample_batch import Columns, SampleBatch
+from kuberl.core.sample_batch import Columns
 from kuberl.core.vtrace import vtrace
 from kuberl.spec.algorithms.impala import IMPALAConfig
-
-# What the loss reads from a fragment; the runner also records values and distribution inputs.
-LOSS_COLUMNS = (
-    Columns.OBS,
-    Columns.NEXT_OBS,
-    Columns.ACTIONS,
-    Columns.REWARDS,
-    Columns.TERMINATEDS,
-    Columns.TRUNCATEDS,
-    Columns.ACTION_LOGP,
-)
 
 # ---------------------------------------------------------------------------------------------------
 # Loss
@@ -84,43 +70,13 @@ def impala_loss(
 # ---------------------------------------------------------------------------------------------------
 
 
-class IMPALALearner(Learner):
-    def __init__(
-        self, module: torch.nn.Module, dist: ActionDistribution, config: IMPALAConfig, device: torch.device
-    ) -> None:
-        super().__init__(
-            module, lr=config.lr, grad_clip=config.grad_clip, device=device, lr_schedule=config.lr_schedule
-        )
-        self.config = config
-        self.dist = dist
-        self.version = 0  # learner updates so far: the weights version runners sample with
+class IMPALALearner(VTraceLearner):
+    """The update loop (kuberl.core.async_algorithm.VTraceLearner) on `impala_loss`."""
 
-    def update(self, batch: SampleBatch, *, timesteps: int, generator: torch.Generator) -> dict[str, float]:
-        cfg = self.config
-        lr = self.update_lr(timesteps)
-        data = self.to_tensors({k: batch[k] for k in (*LOSS_COLUMNS, *RECURRENT_COLUMNS) if k in batch})
-        sums: dict[str, float] = {}
-        steps = 0
-        grad_norm = 0.0
-        for _ in range(cfg.num_epochs):
-            for mb in sequence_minibatches(data, minibatch_size=cfg.minibatch_size, generator=generator):
-                terms = impala_loss(self.module, self.dist, mb, config=cfg)
-                grad_norm += self.apply_gradients(terms["total_loss"])
-                for k, v in terms.items():
-                    sums[k] = sums.get(k, 0.0) + float(v.detach())
-                steps += 1
-        self.version += 1
-        stats = {k: v / max(steps, 1) for k, v in sums.items()}
-        stats["grad_norm"] = grad_norm / max(steps, 1)
-        stats["lr"] = lr
-        return stats
+    config: IMPALAConfig
 
-    def get_state(self) -> dict[str, Any]:
-        return {**super().get_state(), "version": self.version}
-
-    def set_state(self, state: Mapping[str, Any]) -> None:
-        super().set_state(state)
-        self.version = int(state.get("version", 0))
+    def loss(self, seq: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return impala_loss(self.module, self.dist, seq, config=self.config)
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -3,7 +3,8 @@
 Env runners keep sample requests in flight (kuberl.core.async_sampling); arriving fragments are queued,
 trained on as soon as a batch is full (plus optional replay), and new weights go out every
 `broadcast_interval` learner updates. The policy lag of every batch (learner version − the version the
-fragment was sampled with) is reported. The losses stay in each algorithm's own file.
+fragment was sampled with) is reported. `VTraceLearner` is their learner's update loop (epochs of
+sequence minibatches, one weights version per train batch); the losses stay in each algorithm's own file.
 """
 
 from __future__ import annotations
@@ -17,10 +18,10 @@ import numpy as np
 import torch
 
 from kuberl.algorithm import Algorithm, StepOutcome
-from kuberl.core.async_sampling import AsyncSampler, FragmentQueue, ReplaySlots
+from kuberl.core.async_sampling import AsyncSampler, FragmentQueue, ReplaySlots, sequence_minibatches
 from kuberl.core.distributions import ActionDistribution
 from kuberl.core.env_runner import Rollout
-from kuberl.core.learner import select_device
+from kuberl.core.learner import Learner, select_device
 from kuberl.core.models import action_distribution, build_model
 from kuberl.core.recurrent import (
     RecurrentColumns,
@@ -29,8 +30,19 @@ from kuberl.core.recurrent import (
     runner_overrides,
     sequence_forward,
 )
-from kuberl.core.sample_batch import Columns
+from kuberl.core.sample_batch import Columns, SampleBatch
+from kuberl.spec.algorithms.impala import VTraceConfig
 
+# What the losses read from a fragment; the runner also records values and distribution inputs.
+LOSS_COLUMNS = (
+    Columns.OBS,
+    Columns.NEXT_OBS,
+    Columns.ACTIONS,
+    Columns.REWARDS,
+    Columns.TERMINATEDS,
+    Columns.TRUNCATEDS,
+    Columns.ACTION_LOGP,
+)
 # Columns a recurrent policy records that the losses need too (initial state, previous action/reward).
 RECURRENT_COLUMNS = RecurrentColumns.ALL
 
@@ -78,6 +90,53 @@ def forward_sequences(
     actions = seq[Columns.ACTIONS].reshape(T * n, *seq[Columns.ACTIONS].shape[2:])
     logp = dist.logp(dist_in, actions).reshape(T, n)
     return obs, actions, dist_in, values, next_values, logp
+
+
+class VTraceLearner(Learner):
+    """The learner of IMPALA and APPO: `num_epochs` passes over a train batch in minibatches of whole
+    sequences, each a gradient step on the subclass's `loss`; `version` counts train batches (the weights
+    version the runners sample with). Stats are each term's mean over the steps."""
+
+    def __init__(
+        self, module: torch.nn.Module, dist: ActionDistribution, config: VTraceConfig, device: torch.device
+    ) -> None:
+        super().__init__(
+            module, lr=config.lr, grad_clip=config.grad_clip, device=device, lr_schedule=config.lr_schedule
+        )
+        self.config = config
+        self.dist = dist
+        self.version = 0  # learner updates so far: the weights version runners sample with
+
+    def loss(self, seq: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Named terms on time-major sequences [T, n]; `total_loss` is minimised."""
+        raise NotImplementedError
+
+    def update(self, batch: SampleBatch, *, timesteps: int, generator: torch.Generator) -> dict[str, float]:
+        cfg = self.config
+        lr = self.update_lr(timesteps)
+        data = self.to_tensors({k: batch[k] for k in (*LOSS_COLUMNS, *RECURRENT_COLUMNS) if k in batch})
+        sums: dict[str, float] = {}
+        steps = 0
+        grad_norm = 0.0
+        for _ in range(cfg.num_epochs):
+            for mb in sequence_minibatches(data, minibatch_size=cfg.minibatch_size, generator=generator):
+                terms = self.loss(mb)
+                grad_norm += self.apply_gradients(terms["total_loss"])
+                for k, v in terms.items():
+                    sums[k] = sums.get(k, 0.0) + float(v.detach())
+                steps += 1
+        self.version += 1
+        stats = {k: v / max(steps, 1) for k, v in sums.items()}
+        stats["grad_norm"] = grad_norm / max(steps, 1)
+        stats["lr"] = lr
+        return stats
+
+    def get_state(self) -> dict[str, Any]:
+        return {**super().get_state(), "version": self.version}
+
+    def set_state(self, state: Mapping[str, Any]) -> None:
+        super().set_state(state)
+        self.version = int(state.get("version", 0))
 
 
 class AsyncVTraceAlgorithm(Algorithm):
