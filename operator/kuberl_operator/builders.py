@@ -6,6 +6,7 @@ input always gives the same manifests, which is what `kuberl render` prints and 
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ import yaml
 
 from kuberl.spec import API_VERSION, KIND, RLTrainingJob
 from kuberl.spec.cluster import WorkerGroupSpec
+from kuberl.spec.common import LEARNER_RESOURCE
 from kuberl.spec.external import DEFAULT_PORT as DEFAULT_POLICY_SERVER_PORT
 from kuberl.spec.external import HOST_ENV, TOKEN_ENV
 from kuberl_operator.labels import (
@@ -245,7 +247,14 @@ def _head_group(job: RLTrainingJob, *, attempt: int, config_map: str) -> Manifes
 
 
 def _worker_group(
-    job: RLTrainingJob, *, name: str, group: WorkerGroupSpec, replicas: int, gpus: int, attempt: int
+    job: RLTrainingJob,
+    *,
+    name: str,
+    group: WorkerGroupSpec,
+    replicas: int,
+    gpus: int,
+    attempt: int,
+    ray_resources: dict[str, int] | None = None,
 ) -> Manifest:
     cluster = job.spec.cluster
     container: Manifest = {
@@ -261,6 +270,9 @@ def _worker_group(
     else:
         # Ray would otherwise detect GPUs it may see on the node and schedule learners there.
         start["num-gpus"] = "0"
+    if ray_resources:
+        # Custom Ray resources, in the quoted-JSON form KubeRay passes to `ray start --resources`.
+        start["resources"] = json.dumps(json.dumps(ray_resources, sort_keys=True))
     return {
         "groupName": name,
         "replicas": replicas,
@@ -285,9 +297,33 @@ def cpu_worker_replicas(job: RLTrainingJob) -> int:
 
 
 def head_gpus(job: RLTrainingJob) -> int:
-    """GPUs of the head pod. The learner trains in the driver process, which KubeRay runs on the head,
-    so a GPU learner's GPUs must be there (data-parallel learners on GPU workers are not built yet)."""
-    return max(job.spec.cluster.head.gpu, math.ceil(job.spec.resources.gpus_per_learner))
+    """GPUs of the head pod. One learner trains in the driver process, which KubeRay runs on the head,
+    so its GPUs must be there; data-parallel learners (learners > 1) have their own pods instead."""
+    res = job.spec.resources
+    if res.learners > 1:
+        return job.spec.cluster.head.gpu
+    return max(job.spec.cluster.head.gpu, math.ceil(res.gpus_per_learner))
+
+
+def learner_group(job: RLTrainingJob, *, attempt: int) -> Manifest | None:
+    """With learners > 1: one pod per data-parallel learner actor, each with ceil(gpusPerLearner) GPUs and
+    ceil(cpusPerLearner) CPUs, and the memory the head has for the learner it would otherwise hold. The
+    pods advertise the custom Ray resource `kuberl_learner: 1`, which the trainer's learner actors request
+    (kuberl.core.learner_group), so a learner never lands on an env-runner pod nor two on one pod."""
+    res = job.spec.resources
+    if res.learners == 1:
+        return None
+    cluster = job.spec.cluster
+    group = WorkerGroupSpec(cpu=str(max(1, math.ceil(res.cpus_per_learner))), memory=cluster.head.memory)
+    return _worker_group(
+        job,
+        name="learners",
+        group=group,
+        replicas=res.learners,
+        gpus=math.ceil(res.gpus_per_learner),
+        attempt=attempt,
+        ray_resources={LEARNER_RESOURCE: 1},
+    )
 
 
 def entrypoint(resume: str) -> str:
@@ -316,6 +352,9 @@ def build_ray_job(job: RLTrainingJob, *, attempt: int, resume: str) -> Manifest:
                 attempt=attempt,
             )
         )
+    learners = learner_group(job, attempt=attempt)
+    if learners is not None:
+        workers.append(learners)
     ray_spec: Manifest = {
         "entrypoint": entrypoint(resume),
         "shutdownAfterJobFinishes": True,

@@ -50,6 +50,11 @@ CASES: dict[str, dict[str, Any]] = {
     },
     "suspend": {"suspend": True, "metrics": {"port": 9090}},
     "external": {"external": {"enabled": True, "tokenSecret": {"name": "sim-token"}}},
+    # Data-parallel learners on GPU worker pods (tests/unit/operator/test_operator_learners.py).
+    "ddp_gpu_learners": {
+        "resources": {"envRunners": 8, "learners": 4, "gpusPerLearner": 1, "cpusPerLearner": 2},
+        "cluster": {"image": "kuberl/trainer:0.1.0-cuda", "nodeSelector": {"pool": "rl"}},
+    },
 }
 
 

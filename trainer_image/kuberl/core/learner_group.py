@@ -31,13 +31,10 @@ from torch import nn
 
 from kuberl.core.learner import Learner, select_device
 from kuberl.core.models import load_numpy_weights
-from kuberl.spec.common import ResourcesSpec
+from kuberl.spec.common import LEARNER_RESOURCE, ResourcesSpec
 
 log = logging.getLogger(__name__)
 
-# The custom Ray resource of the learner pods the operator builds (kuberl_operator.builders); on a
-# laptop no node has it and the learners are placed by CPUs/GPUs alone.
-LEARNER_RESOURCE = "kuberl_learner"
 # A rank stuck in a collective (its peer died) gives up after this long; the driver reports the dead
 # rank long before, as soon as Ray sees the actor die.
 COLLECTIVE_TIMEOUT = datetime.timedelta(minutes=5)
@@ -158,6 +155,8 @@ class LearnerGroup:
         gpus, cpus = resources.gpus_per_learner, resources.cpus_per_learner
         # Any: Ray's actor handles are typed per method only through its mypy plugin, which kuberl does not use.
         actor_cls: Any = ray.remote(LearnerWorker)
+        # The operator's learner pods advertise LEARNER_RESOURCE; on a laptop no node has it and the
+        # learners are placed by CPUs and GPUs alone.
         ray_resources = {LEARNER_RESOURCE: 1.0} if _cluster_has(LEARNER_RESOURCE) else None
         self.actors: list[Any] = [
             actor_cls.options(num_cpus=cpus, num_gpus=gpus, resources=ray_resources).remote(

@@ -50,14 +50,18 @@ class Toleration(WireModel):
 
 
 class HeadGroupSpec(WireModel):
-    """The Ray head pod. It runs the trainer driver and the learner, so a GPU learner's GPUs are here."""
+    """The Ray head pod. It runs the trainer driver and (with resources.learners: 1) the learner, so that
+    learner's GPUs are here."""
 
     cpu: Quantity = Field("2", description="CPU request and limit of the head container.")
     memory: Quantity = Field("4Gi", description="Memory request and limit of the head container.")
     gpu: int = Field(
         0,
         ge=0,
-        description="GPUs on the head pod; at least ceil(resources.gpusPerLearner) are given whatever this says.",
+        description=(
+            "GPUs on the head pod; with resources.learners: 1 at least ceil(resources.gpusPerLearner) are given "
+            "whatever this says (more learners get theirs in the learners worker group)."
+        ),
     )
 
 

@@ -10,6 +10,9 @@ from pydantic import Field, field_validator
 from kuberl.spec.base import WireModel
 
 PositiveInt = Annotated[int, Field(ge=1)]
+# The custom Ray resource of the learner pods the operator builds for resources.learners > 1
+# (kuberl_operator.builders.learner_group); the data-parallel learner actors ask for one each.
+LEARNER_RESOURCE = "kuberl_learner"
 
 
 class StopSpec(WireModel):
