@@ -117,6 +117,7 @@ def test_sigterm_after_the_clients_left_checkpoints_and_exits(tmp_path: Path) ->
     checkpoints = open_store(str(tmp_path / "checkpoints")).list()
     assert [c.iteration for c in checkpoints] == [trained], out
     loaded = open_store(str(tmp_path / "checkpoints")).load_latest()
-    assert loaded is not None and loaded.info.iteration == trained
+    assert loaded is not None
+    assert loaded.info.iteration == trained
     assert loaded.info.timesteps == results[-1]["timesteps_total"]
     assert f"checkpoint: {checkpoints[0].uri}" in out.replace("\n", "")

@@ -56,9 +56,12 @@ class Episode:
 
 @dataclass
 class Fragment:
-    """Consecutive steps of one episode; `steps[-1]` ends the episode or is cut (truncated there)."""
+    """Consecutive steps of one episode; `steps[-1]` ends the episode or is cut (truncated there).
+    `cut`: the episode goes on in a later batch (spec.output records its fragments as one episode)."""
 
     steps: list[Step]
+    episode_id: str = ""
+    cut: bool = False
 
 
 @dataclass
@@ -156,7 +159,7 @@ class EpisodeBook:
             if ep.completed:
                 cut = ep.completed
                 cut[-1].truncated = True
-                fragments.append(Fragment(cut))
+                fragments.append(Fragment(cut, ep.id, cut=True))
                 ep.completed = []
         taken = TakenBatch(fragments, self._returns, self._lengths)
         self._returns, self._lengths = [], []
@@ -186,7 +189,7 @@ class EpisodeBook:
     def _close(self, ep: Episode) -> None:
         del self.open[ep.id]
         if ep.completed:
-            self._closed.append(Fragment(ep.completed))
+            self._closed.append(Fragment(ep.completed, ep.id))
             ep.completed = []
 
 

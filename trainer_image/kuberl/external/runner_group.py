@@ -21,6 +21,7 @@ from kuberl.core.env_runner import Rollout, RunnerConfig
 from kuberl.core.runner_group import EnvRunnerGroup
 from kuberl.core.sample_batch import Columns, SampleBatch
 from kuberl.external.episodes import fragments_to_columns
+from kuberl.external.recording import ExternalRollout, episode_parts
 from kuberl.external.server import PolicyServer, resolve_token
 from kuberl.external.service import PolicyService
 from kuberl.spec import SpecError
@@ -55,8 +56,12 @@ class ExternalRunnerGroup(EnvRunnerGroup):
     """Serves the policy over HTTP and turns what clients log into Rollouts. A subclass of
     EnvRunnerGroup by interface only: it starts no env runners (its __init__ replaces the base's)."""
 
-    def __init__(self, base: RunnerConfig, external: ExternalSpec, *, batch_steps: int) -> None:
+    def __init__(
+        self, base: RunnerConfig, external: ExternalSpec, *, batch_steps: int, record: bool = False
+    ) -> None:
+        """record: each batch also carries its steps per episode, for spec.output (EpisodeRecorder)."""
         self.base = base
+        self.record = record
         self.num_runners = 0
         self.restarts = 0
         self.local = None
@@ -97,6 +102,7 @@ class ExternalRunnerGroup(EnvRunnerGroup):
     def sample(self) -> list[Rollout]:
         taken = self.service.wait_and_take(self.batch_steps)
         cols = fragments_to_columns(taken.fragments, dist_dim=self.service.dist_dim)
+        parts = episode_parts(taken.fragments, cols) if self.record else []
         obs, next_obs = cols[Columns.OBS][:, 0], cols.pop(Columns.NEXT_OBS)[:, 0]
         needs = cols.pop("needs_logp")[:, 0]
         dist_in, values, next_values = self.service.evaluate_batch(obs, next_obs)
@@ -108,10 +114,11 @@ class ExternalRunnerGroup(EnvRunnerGroup):
         cols[Columns.VF_PREDS] = values[:, None].astype(np.float32)
         cols[Columns.NEXT_VF_PREDS] = next_values[:, None].astype(np.float32)
         return [
-            Rollout(
+            ExternalRollout(
                 batch=SampleBatch(cols),
                 episode_returns=taken.episode_returns,
                 episode_lengths=taken.episode_lengths,
+                episodes=parts,
             )
         ]
 
@@ -144,4 +151,6 @@ def external_runner_group(algo: Algorithm) -> ExternalRunnerGroup:
     res = algo.spec.resources
     # The algorithm's train batch: its rollout length times the lanes an env-runner job would have.
     batch_steps = algo.runner_config.rollout_length * max(res.env_runners, 1) * res.envs_per_runner
-    return ExternalRunnerGroup(algo.runner_config, algo.spec.external, batch_steps=batch_steps)
+    return ExternalRunnerGroup(
+        algo.runner_config, algo.spec.external, batch_steps=batch_steps, record=algo.spec.output is not None
+    )

@@ -147,7 +147,7 @@ class ExperienceWriter:
                     (
                         "spec.output",
                         "these runners do not provide s' per transition, so their experience cannot be "
-                        "recorded (external-simulator runs, for now)",
+                        "recorded",
                     )
                 ]
             )
