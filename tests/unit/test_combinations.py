@@ -34,7 +34,6 @@ EXTERNAL = {"enabled": True, "insecure": True}
 @pytest.mark.parametrize(
     ("document", "path", "reason"),
     [
-        (ma(output={"uri": "/tmp/rec"}), "spec.output", "recording multi-agent experience is not supported"),
         (ma(external=EXTERNAL), "spec.external.enabled", "policy server serves single-agent simulators"),
         (ma(input={"uris": ["/d"]}), "spec.input", "offline training (BC, MARWIL, CQL) is single-agent"),
         (ma(config={"model": {"useLstm": True}}), "spec.config.model.useLstm", "no LSTM state per agent"),
@@ -47,7 +46,11 @@ EXTERNAL = {"enabled": True, "insecure": True}
         ),
         (doc(input={"uris": ["/d"]}), "spec.input", "PPO learns from the env and never reads"),
         (doc(algorithm="BC"), "spec.input", "BC trains from recorded experience"),
-        (doc(algorithm="BC", input={"uris": ["/d"]}, output={"uri": "/o"}), "spec.output", "nothing to record"),
+        (
+            doc(algorithm="BC", input={"uris": ["/d"]}, output={"uri": "/o"}),
+            "spec.output",
+            "nothing to record",
+        ),
         (
             doc(algorithm="MARWIL", input={"uris": ["/d"]}, external=EXTERNAL),
             "spec.external.enabled",
@@ -62,21 +65,22 @@ def test_unsupported_combinations_name_the_field(document: dict[str, Any], path:
 
 
 def test_every_problem_is_reported_at_once() -> None:
-    found = problems(ma(output={"uri": "/o"}, external=EXTERNAL, config={"model": {"useLstm": True}}))
-    assert set(found) == {"spec.output", "spec.external.enabled", "spec.config.model.useLstm"}
+    found = problems(ma(input={"uris": ["/d"]}, external=EXTERNAL, config={"model": {"useLstm": True}}))
+    assert set(found) == {"spec.input", "spec.external.enabled", "spec.config.model.useLstm"}
 
 
 def test_parse_spec_prefixes_the_paths_as_the_operator_reports_them() -> None:
     with pytest.raises(SpecError) as err:
-        parse_spec(ma(output={"uri": "/o"})["spec"])
-    assert err.value.first_path == "spec.output"
+        parse_spec(ma(external=EXTERNAL)["spec"])
+    assert err.value.first_path == "spec.external.enabled"
 
 
 def test_supported_multi_agent_combinations_are_accepted() -> None:
     for algorithm in ("PPO", "A2C", "PG", "DQN", "SAC", "TD3", "DDPG"):
         assert parse_job(ma(algorithm=algorithm)).spec.multi_agent is not None
-    spec = parse_job(ma(metrics={"port": 9000}, checkpoint={"uri": "/tmp/ck"})).spec
+    spec = parse_job(ma(metrics={"port": 9000}, output={"uri": "/tmp/rec"})).spec
     assert spec.metrics.port == 9000
+    assert spec.output is not None  # recorded per agent (tests/unit/test_multi_agent_output.py)
 
 
 # -- ports -------------------------------------------------------------------------------------------
@@ -96,7 +100,9 @@ def external(port: int, metrics: dict[str, Any] | None = None) -> dict[str, Any]
         (external(DEFAULT_METRICS_PORT, {"port": 0}), "spec.external.port"),
     ],
 )
-def test_policy_server_on_the_metrics_port_is_refused_naming_both(document: dict[str, Any], path: str) -> None:
+def test_policy_server_on_the_metrics_port_is_refused_naming_both(
+    document: dict[str, Any], path: str
+) -> None:
     found = problems(document)
     assert "is also metrics.port" in found[path]
 

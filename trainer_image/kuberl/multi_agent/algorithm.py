@@ -39,6 +39,7 @@ from kuberl.core.multi_agent.runner import (
     MultiAgentRunnerConfig,
     PolicySlot,
 )
+from kuberl.core.offline.multi_agent_writer import MultiAgentExperienceWriter
 from kuberl.multi_agent.hub import ExperienceHub, FeedRunnerGroup
 from kuberl.multi_agent.self_play import OUTCOME_WINDOW, OpponentPool, play_vs_random, rates
 from kuberl.spec import RLTrainingJob, SpecError
@@ -120,6 +121,11 @@ class MultiAgentAlgorithm(Algorithm):
         self.policy_spaces = spaces
 
         self.hub = ExperienceHub()
+        self.writer: MultiAgentExperienceWriter | None = None
+        if self.spec.output is not None:  # every agent's whole episodes (docs/offline.md)
+            self.writer = MultiAgentExperienceWriter(self.spec.output, spaces)
+            writer = self.writer
+            self.hub.recorder = lambda episodes, worker: writer.add(episodes, worker_index=worker)
         self.trained = ma.trained_policies()
         self.subs: dict[str, Algorithm] = {}
         slots: dict[str, PolicySlot] = {}
@@ -167,6 +173,7 @@ class MultiAgentAlgorithm(Algorithm):
             mapping_function=ma.policy_mapping_function,
             self_play=seats,
             seed=seed,
+            record=self.writer is not None,
         )
         self.group = MultiAgentRunnerGroup(
             self.ma_config, num_runners=res.env_runners, cpus_per_runner=res.cpus_per_runner
@@ -214,6 +221,7 @@ class MultiAgentAlgorithm(Algorithm):
         sub_spec = spec.model_copy(
             update={
                 "multi_agent": None,
+                "output": None,  # recorded per agent by the multi-agent writer, not per policy
                 "evaluation": EvaluationSpec(),
                 "config": config,
                 # Distinct initial weights and sampling streams per policy.
@@ -376,6 +384,7 @@ class MultiAgentAlgorithm(Algorithm):
         runner = MultiAgentEnvRunner(
             replace(
                 self.ma_config,
+                record=False,  # evaluation episodes are not training experience
                 num_envs=n,
                 seed=None if self.spec.seed is None else self.spec.seed + 1_000_003,
             )
@@ -474,6 +483,8 @@ class MultiAgentAlgorithm(Algorithm):
 
     def stop(self) -> None:
         self.group.stop()
+        if self.writer is not None:
+            self.writer.close()
 
 
 def check_supported(job: RLTrainingJob) -> None:

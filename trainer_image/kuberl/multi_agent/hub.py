@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,7 +21,7 @@ import numpy as np
 
 from kuberl.core.env_runner import Rollout, RunnerConfig
 from kuberl.core.multi_agent.group import MultiAgentRunnerGroup
-from kuberl.core.multi_agent.runner import MultiAgentSample
+from kuberl.core.multi_agent.runner import AgentEpisode, MultiAgentSample
 from kuberl.core.sample_batch import SampleBatch
 
 MAX_FRAGMENT = 10_000  # env steps per env copy in one sample call
@@ -64,6 +65,8 @@ class ExperienceHub:
         # Agent steps of a policy per env step and env copy, learned from what came back (1 until seen).
         self.rate: dict[str, float] = {}
         self.stats = HubStats()
+        # spec.output: receives every finished agent episode with its runner's index.
+        self.recorder: Callable[[list[AgentEpisode], int], None] | None = None
 
     # -- weights ---------------------------------------------------------------------------------
     def update_policy(self, pid: str, weights: dict[str, np.ndarray], options: dict[str, Any] | None) -> None:
@@ -116,6 +119,8 @@ class ExperienceHub:
         for p, r in s.rollouts.items():
             self.buffers[p].append(r)
             self.buffered[p] += r.batch.env_steps
+        if self.recorder is not None and s.agent_episodes:
+            self.recorder(s.agent_episodes, s.worker_index)
         self.stats.env_steps += s.env_steps
         self.stats.episode_returns += s.episode_returns
         self.stats.episode_lengths += s.episode_lengths

@@ -67,14 +67,6 @@ def _multi_agent_problems(spec: RLTrainingJobSpec) -> list[Problem]:
                 "LSTM state per agent); use a feed-forward model, or frameStack in envConfig",
             )
         )
-    if spec.output is not None:
-        problems.append(
-            (
-                "output",
-                "recording multi-agent experience is not supported yet (the recording schema has no agent or "
-                "policy column); record a single-agent job, or drop output",
-            )
-        )
     if spec.input_ is not None:
         problems.append(
             ("input", "offline training (BC, MARWIL, CQL) is single-agent; drop input or multiAgent")

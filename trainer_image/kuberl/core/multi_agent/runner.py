@@ -13,11 +13,16 @@ ending in `terminated` (the agent's episode ended), or `truncated` (a time limit
 vanished, or the cut at the end of this sample). `next_vf_preds` / `next_obs` make GAE and n-step
 targets bootstrap exactly where the single-agent runner would. A step whose outcome is still unknown
 at the cut (the agent waits for its turn) stays pending and goes out with the next sample.
+
+With `record` (the job sets `spec.output`) the runner also returns every agent episode that ended, of
+every policy (trained, frozen, random), whole and uncut: `AgentEpisode`, for the Parquet writer
+(kuberl.core.offline.multi_agent_writer).
 """
 
 from __future__ import annotations
 
 import logging
+import secrets
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
@@ -67,6 +72,24 @@ class MultiAgentRunnerConfig:
     self_play: SelfPlaySeats | None = None
     seed: int | None = None
     worker_index: int = 0
+    record: bool = False  # return whole agent episodes (spec.output)
+
+
+@dataclass
+class AgentEpisode:
+    """One agent's whole episode, step by step, as spec.output records it. `env_episode` identifies the
+    env episode (runner id, episode counter) so the agents of one game can be joined."""
+
+    agent_id: str
+    policy_id: str
+    env_episode: tuple[int, int]
+    obs: np.ndarray  # [T, obs_dim] flat float32
+    actions: np.ndarray  # [T] or [T, action_dim]
+    rewards: np.ndarray  # [T]
+    terminateds: np.ndarray  # [T]; only the last step can be True
+    truncateds: np.ndarray  # [T]; only the last step can be True (never the cut of a sample)
+    next_obs: np.ndarray  # [T, obs_dim]
+    action_logp: np.ndarray  # [T]; NaN where the policy reports none (random policies, DQN…)
 
 
 @dataclass
@@ -85,6 +108,7 @@ class MultiAgentSample:
     outcome_ids: list[int] = field(default_factory=list)  # the episode id of each outcome
     agent_steps: dict[str, int] = field(default_factory=dict)
     worker_index: int = 0
+    agent_episodes: list[AgentEpisode] = field(default_factory=list)  # with config.record
 
 
 @dataclass
@@ -111,6 +135,9 @@ class _Episode:
     pending: dict[str, _Step] = field(default_factory=dict)
     fragments: dict[str, list[_Step]] = field(default_factory=dict)
     flat: dict[str, np.ndarray] = field(default_factory=dict)  # next observations, already flattened
+    # With config.record: every completed step per agent, copied when completed (the cut at the end of
+    # a sample later marks a fragment's last step truncated, which a recording must not see).
+    recorded: dict[str, list[_Step]] = field(default_factory=dict)
 
 
 def stack_raw(space: gym.Space[Any], items: list[Any]) -> Any:
@@ -164,6 +191,9 @@ class MultiAgentEnvRunner:
             self._obs.append(env.reset(seed=None if seeds is None else seeds[i]))
             self._episodes.append(self._new_episode(i))
         self._finished: dict[str, list[list[_Step]]] = defaultdict(list)
+        # Random per runner instance: a recreated runner restarts its episode counter.
+        self.uid = secrets.randbits(31)
+        self._agent_episodes: list[AgentEpisode] = []
 
     # -- state -----------------------------------------------------------------------------------
     def spaces(self) -> dict[str, tuple[gym.Space[Any], gym.Space[Any]]]:
@@ -250,6 +280,7 @@ class MultiAgentEnvRunner:
                     self._finished[ep.policy_of[agent]].append(steps)
             ep.fragments = {}
         out.policy_episodes = dict(episodes)
+        out.agent_episodes, self._agent_episodes = self._agent_episodes, []
         for pid, fragments in self._finished.items():
             out.agent_steps[pid] = sum(len(f) for f in fragments)
             slot = self.config.policies[pid]
@@ -322,8 +353,7 @@ class MultiAgentEnvRunner:
                 step.next_obs = self._flat(pid, final) if final is not None else step.obs
             else:
                 step.next_obs = ep.flat[agent] = self._flat(pid, res.obs[agent])
-            ep.agent_length[agent] += 1
-            ep.fragments.setdefault(agent, []).append(step)
+            self._complete(ep, agent, step)
         for agent in res.terminated | res.truncated:
             self._end_agent(ep, agent, episodes)
         if res.done:
@@ -331,11 +361,43 @@ class MultiAgentEnvRunner:
         else:
             self._obs[i] = res.obs
 
+    def _complete(self, ep: _Episode, agent: str, step: _Step) -> None:
+        """`agent`'s step has its outcome: it joins the agent's fragment (and its recording)."""
+        ep.agent_length[agent] += 1
+        ep.fragments.setdefault(agent, []).append(step)
+        if self.config.record:
+            ep.recorded.setdefault(agent, []).append(
+                _Step(step.obs, step.extras, step.reward, step.terminated, step.truncated, step.next_obs)
+            )
+
+    def _recording(self, ep: _Episode, agent: str, pid: str) -> AgentEpisode | None:
+        steps = ep.recorded.pop(agent, None)
+        if not steps:
+            return None
+        logp = [s.extras.get(Columns.ACTION_LOGP) for s in steps]
+        return AgentEpisode(
+            agent_id=agent,
+            policy_id=pid,
+            env_episode=(self.uid, ep.id),
+            obs=np.stack([s.obs for s in steps]).astype(np.float32),
+            actions=np.stack([np.asarray(s.extras[Columns.ACTIONS]) for s in steps]),
+            rewards=np.array([s.reward for s in steps], dtype=np.float32),
+            terminateds=np.array([s.terminated for s in steps], dtype=bool),
+            truncateds=np.array([s.truncated for s in steps], dtype=bool),
+            next_obs=np.stack([s.obs if s.next_obs is None else s.next_obs for s in steps]).astype(
+                np.float32
+            ),
+            action_logp=np.array([np.nan if x is None else float(x) for x in logp], dtype=np.float32),
+        )
+
     def _end_agent(self, ep: _Episode, agent: str, episodes: dict[str, list[tuple[float, int]]]) -> None:
         pid = ep.policy_of.get(agent)
         if pid is None or agent in ep.agent_ended:
             return  # never acted (it has no policy in this episode), or already counted
         ep.agent_ended.add(agent)
+        recording = self._recording(ep, agent, pid) if self.config.record else None
+        if recording is not None:
+            self._agent_episodes.append(recording)
         episodes[pid].append((float(ep.agent_return[agent]), int(ep.agent_length[agent])))
         steps = ep.fragments.pop(agent, None)
         if steps:
@@ -348,8 +410,7 @@ class MultiAgentEnvRunner:
         for agent, step in ep.pending.items():  # the env ended without saying how: a truncation
             step.truncated = True
             step.next_obs = step.obs
-            ep.agent_length[agent] += 1
-            ep.fragments.setdefault(agent, []).append(step)
+            self._complete(ep, agent, step)
         ep.pending = {}
         for agent in list(ep.policy_of):
             self._end_agent(ep, agent, episodes)

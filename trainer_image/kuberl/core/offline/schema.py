@@ -29,6 +29,11 @@ class OfflineColumns:
     EPISODE_ID: Final = "episode_id"
     T: Final = "t"
     ACTION_LOGP: Final = "action_logp"
+    # Multi-agent recordings only (after the columns above): who acted, with which policy, in which env
+    # episode. `episode_id` is then one agent's episode, so returns-to-go and OPE stay per agent.
+    AGENT_ID: Final = "agent_id"
+    POLICY_ID: Final = "policy_id"
+    ENV_EPISODE_ID: Final = "env_episode_id"
     # Added by the reader for MARWIL (never stored): the discounted reward-to-go within the episode.
     RETURNS_TO_GO: Final = "returns_to_go"
 
@@ -52,11 +57,23 @@ def action_type(space: gym.Space[Any]) -> tuple[pa.DataType, int | None]:
     raise TypeError(f"action space {space} cannot be recorded (Discrete and Box can)")
 
 
-def arrow_schema(obs_space: gym.Space[Any], action_space: gym.Space[Any]) -> pa.Schema:
+def arrow_schema(
+    obs_space: gym.Space[Any], action_space: gym.Space[Any], *, multi_agent: bool = False
+) -> pa.Schema:
     """The file schema for these spaces. Observations are the flattened float32 vectors the policy
-    sees (gymnasium.spaces.flatten order), fixed-size lists so every row has the same width."""
+    sees (gymnasium.spaces.flatten order), fixed-size lists so every row has the same width.
+    `multi_agent` appends agent_id, policy_id and env_episode_id."""
     n_obs = obs_dim(obs_space)
     act_type, _ = action_type(action_space)
+    agent_fields = (
+        [
+            pa.field(C.AGENT_ID, pa.string(), nullable=False),
+            pa.field(C.POLICY_ID, pa.string(), nullable=False),
+            pa.field(C.ENV_EPISODE_ID, pa.int64(), nullable=False),
+        ]
+        if multi_agent
+        else []
+    )
     return pa.schema(
         [
             pa.field(C.EPISODE_ID, pa.int64(), nullable=False),
@@ -68,6 +85,7 @@ def arrow_schema(obs_space: gym.Space[Any], action_space: gym.Space[Any]) -> pa.
             pa.field(C.TRUNCATEDS, pa.bool_(), nullable=False),
             pa.field(C.NEXT_OBS, vector_type(n_obs), nullable=False),
             pa.field(C.ACTION_LOGP, pa.float32(), nullable=True),
+            *agent_fields,
         ],
         metadata={FORMAT_KEY: FORMAT_VERSION.encode()},
     )
