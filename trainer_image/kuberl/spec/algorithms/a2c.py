@@ -6,11 +6,13 @@ from typing import ClassVar, Literal
 
 from pydantic import AliasChoices, Field, model_validator
 
-from kuberl.spec.algorithms.base import AlgorithmConfigBase
+from kuberl.spec.algorithms.actor_critic import AdvantageActorCriticConfig, check_batch_or_fragment
 
 
-class A2CConfig(AlgorithmConfigBase):
+class A2CConfig(AdvantageActorCriticConfig):
     """Synchronous advantage actor-critic (Mnih et al. 2016, https://arxiv.org/abs/1602.01783)."""
+
+    # The advantage estimator, loss weights and optimizer are AdvantageActorCriticConfig's (shared with A3C).
 
     implementation: ClassVar[str] = "kuberl.algorithms.a2c:A2C"
     supports_multi_learner: ClassVar[bool] = True
@@ -52,26 +54,6 @@ class A2CConfig(AlgorithmConfigBase):
             "is the same up to advantage normalization). null: no accumulation."
         ),
     )
-    use_gae: bool = Field(
-        True, description="GAE(γ, λ) advantages; false: n-step returns bootstrapped at the fragment end."
-    )
-    lambda_: float = Field(
-        1.0,
-        ge=0.0,
-        le=1.0,
-        alias="lambda",
-        validation_alias=AliasChoices("lambda", "lambda_"),
-        description="GAE λ (1.0 equals the n-step return). Only with useGae.",
-    )
-    vf_loss_coeff: float = Field(0.5, ge=0.0, description="Weight of the value loss ½·(V − R)².")
-    entropy_coeff: float = Field(0.01, ge=0.0, description="Weight of the entropy bonus.")
-    optimizer: Literal["rmsprop", "adam"] = Field(
-        "rmsprop", description="RMSprop (the paper's and SB3's choice) or Adam."
-    )
-    optimizer_eps: float = Field(1e-5, gt=0.0, description="ε of the optimizer's denominator.")
-    rmsprop_alpha: float = Field(
-        0.99, gt=0.0, lt=1.0, description="RMSprop's squared-gradient decay. Only with optimizer rmsprop."
-    )
     normalize_advantages: bool = Field(False, description="Normalize advantages per minibatch.")
 
     def batch_size_hint(self) -> int | None:
@@ -82,15 +64,7 @@ class A2CConfig(AlgorithmConfigBase):
 
     @model_validator(mode="after")
     def _consistent(self) -> A2CConfig:
-        if self.rollout_fragment_length is not None and self.train_batch_size is not None:
-            raise ValueError(
-                "set trainBatchSize or rolloutFragmentLength, not both: the batch is rolloutFragmentLength "
-                "× envRunners × envsPerRunner when the fragment length is given"
-            )
-        if not self.use_gae and self.lambda_ != 1.0:
-            raise ValueError("lambda only applies with useGae: true (n-step returns have no λ)")
-        if self.optimizer != "rmsprop" and self.rmsprop_alpha != 0.99:
-            raise ValueError("rmspropAlpha only applies with optimizer: rmsprop")
+        check_batch_or_fragment(self.train_batch_size, self.rollout_fragment_length)
         batch = self.batch_size_hint()
         if self.minibatch_size is not None and batch is not None and self.minibatch_size > batch:
             raise ValueError(

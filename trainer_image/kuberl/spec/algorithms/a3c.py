@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal
 
-from pydantic import AliasChoices, Field, model_validator
+from pydantic import AliasChoices, Field
 
-from kuberl.spec.algorithms.base import AlgorithmConfigBase
+from kuberl.spec.algorithms.actor_critic import AdvantageActorCriticConfig
 
 
-class A3CConfig(AlgorithmConfigBase):
+class A3CConfig(AdvantageActorCriticConfig):
     """Asynchronous advantage actor-critic (Mnih et al. 2016, https://arxiv.org/abs/1602.01783)."""
+
+    # The advantage estimator, loss weights and optimizer are AdvantageActorCriticConfig's (shared with A2C).
 
     implementation: ClassVar[str] = "kuberl.algorithms.a3c:A3C"
     algorithm: Literal["A3C"] = Field(
@@ -44,33 +46,8 @@ class A3CConfig(AlgorithmConfigBase):
             "count as sampled). null: apply every gradient, as the paper does."
         ),
     )
-    use_gae: bool = Field(
-        True, description="GAE(γ, λ) advantages; false: n-step returns bootstrapped at the fragment end."
-    )
-    lambda_: float = Field(
-        1.0,
-        ge=0.0,
-        le=1.0,
-        alias="lambda",
-        validation_alias=AliasChoices("lambda", "lambda_"),
-        description="GAE λ (1.0 equals the paper's n-step return). Only with useGae.",
-    )
-    vf_loss_coeff: float = Field(0.5, ge=0.0, description="Weight of the value loss ½·(V − R)².")
-    entropy_coeff: float = Field(0.01, ge=0.0, description="Weight of the entropy bonus.")
     optimizer: Literal["rmsprop", "adam"] = Field(
         "rmsprop",
         description="The learner's optimizer: RMSprop (the paper's, with statistics shared by all runners) or Adam.",
     )
-    optimizer_eps: float = Field(1e-5, gt=0.0, description="ε of the optimizer's denominator.")
-    rmsprop_alpha: float = Field(
-        0.99, gt=0.0, lt=1.0, description="RMSprop's squared-gradient decay. Only with optimizer rmsprop."
-    )
     normalize_advantages: bool = Field(False, description="Normalize advantages over each fragment.")
-
-    @model_validator(mode="after")
-    def _consistent(self) -> A3CConfig:
-        if not self.use_gae and self.lambda_ != 1.0:
-            raise ValueError("lambda only applies with useGae: true (n-step returns have no λ)")
-        if self.optimizer != "rmsprop" and self.rmsprop_alpha != 0.99:
-            raise ValueError("rmspropAlpha only applies with optimizer: rmsprop")
-        return self

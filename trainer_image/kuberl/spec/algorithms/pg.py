@@ -6,11 +6,13 @@ from typing import ClassVar, Literal
 
 from pydantic import Field, model_validator
 
-from kuberl.spec.algorithms.base import AlgorithmConfigBase
+from kuberl.spec.algorithms.actor_critic import ActorCriticOptimizerConfig, check_batch_or_fragment
 
 
-class PGConfig(AlgorithmConfigBase):
+class PGConfig(ActorCriticOptimizerConfig):
     """REINFORCE with a learned value baseline (Williams 1992, https://doi.org/10.1007/BF00992696)."""
+
+    # The optimizer fields are ActorCriticOptimizerConfig's (shared with A2C and A3C); Adam by default here.
 
     implementation: ClassVar[str] = "kuberl.algorithms.pg:PG"
     supports_multi_learner: ClassVar[bool] = True
@@ -41,21 +43,11 @@ class PGConfig(AlgorithmConfigBase):
     )
     entropy_coeff: float = Field(0.0, ge=0.0, description="Weight of the entropy bonus.")
     optimizer: Literal["adam", "rmsprop"] = Field("adam", description="Adam or RMSprop.")
-    optimizer_eps: float = Field(1e-5, gt=0.0, description="ε of the optimizer's denominator.")
-    rmsprop_alpha: float = Field(
-        0.99, gt=0.0, lt=1.0, description="RMSprop's squared-gradient decay. Only with optimizer rmsprop."
-    )
     normalize_advantages: bool = Field(
         True, description="Normalize the advantages G − V(s) over each batch (variance reduction)."
     )
 
     @model_validator(mode="after")
     def _consistent(self) -> PGConfig:
-        if self.rollout_fragment_length is not None and self.train_batch_size is not None:
-            raise ValueError(
-                "set trainBatchSize or rolloutFragmentLength, not both: the batch is rolloutFragmentLength "
-                "× envRunners × envsPerRunner when the fragment length is given"
-            )
-        if self.optimizer != "rmsprop" and self.rmsprop_alpha != 0.99:
-            raise ValueError("rmspropAlpha only applies with optimizer: rmsprop")
+        check_batch_or_fragment(self.train_batch_size, self.rollout_fragment_length)
         return self
