@@ -12,11 +12,21 @@ Two modes, as RLlib's PolicyClient:
     action = client.get_action(eid, obs)
     client.log_returns(eid, reward)
     client.end_episode(eid, obs, truncated=False)
+
+What a client that fails keeps: used as a context manager (or with `close()` in a `finally`), an
+exception in the simulator still sends everything it logged — local mode uploads its buffered events,
+remote mode the rewards logged since the last request — and the server keeps the unfinished episode's
+steps (closed as abandoned after `idleTimeoutSeconds`). An upload that could not connect keeps its
+events for the next one. Lost at most: what was never sent when the process dies without closing
+(local mode: up to `max_buffered_steps` actions and the events since the last upload; remote mode: the
+reward since the last request), and an upload whose connection broke after it was sent (the server
+may have applied it; re-sending could log steps twice).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 import uuid
@@ -27,9 +37,16 @@ import urllib3
 
 from kuberl.spec.external import TOKEN_ENV
 
+log = logging.getLogger(__name__)
+
 
 class PolicyServerUnavailable(ConnectionError):  # noqa: N818 (it reads as a state, like ConnectionRefused)
-    """The server cannot be reached (it stopped, or never started): a simulator's cue to exit or retry."""
+    """The server cannot be reached (it stopped, or never started): a simulator's cue to exit or retry.
+    `sent` is False when no connection was made, so the request certainly never reached the server."""
+
+    def __init__(self, message: str, *, sent: bool = True) -> None:
+        super().__init__(message)
+        self.sent = sent
 
 
 class PolicyServerError(RuntimeError):
@@ -95,7 +112,10 @@ class PolicyClient:
         try:
             r = self.http.urlopen(method, path, body=None if body is None else json.dumps(body))
         except urllib3.exceptions.HTTPError as exc:
-            raise PolicyServerUnavailable(f"policy server unavailable: {exc}") from exc
+            reason = exc.reason if isinstance(exc, urllib3.exceptions.MaxRetryError) else exc
+            # No connection (refused or timed out, NewConnectionError included): nothing was sent.
+            sent = not isinstance(reason, urllib3.exceptions.ConnectTimeoutError)
+            raise PolicyServerUnavailable(f"policy server unavailable: {exc}", sent=sent) from exc
         if r.status >= 400:
             try:
                 detail = json.loads(r.data).get("detail", r.data.decode(errors="replace"))
@@ -186,14 +206,27 @@ class PolicyClient:
 
     def flush(self) -> None:
         """Upload buffered events (local mode), then refresh the weights if they are due."""
-        if self._events:
-            events, self._events, self._buffered_steps = self._events, [], 0
-            reply = self._call("POST", "/v1/experience", {"events": events})
-            if (
-                reply["policy_version"] != self._version
-                and time.monotonic() - self._last_update >= self.update_interval
-            ):
-                self.update_policy_weights()
+        reply = self._upload()
+        if (
+            reply is not None
+            and reply["policy_version"] != self._version
+            and time.monotonic() - self._last_update >= self.update_interval
+        ):
+            self.update_policy_weights()
+
+    def _upload(self) -> Any:
+        """POST the buffered events; the server's reply, or None when nothing was buffered. Events the
+        server never received (no connection) stay buffered for the next upload."""
+        if not self._events:
+            return None
+        events, self._events, self._buffered_steps = self._events, [], 0
+        try:
+            return self._call("POST", "/v1/experience", {"events": events})
+        except PolicyServerUnavailable as exc:
+            if not exc.sent:
+                self._events = events + self._events
+                self._buffered_steps = sum(e["type"] == "action" for e in self._events)
+            raise
 
     def update_policy_weights(self) -> None:
         """Pull the server's current weights (local mode)."""
@@ -212,12 +245,31 @@ class PolicyClient:
         return self._version
 
     def close(self) -> None:
-        if self.mode == "local":
-            self.flush()
-        self.http.close()
+        """Send what is logged and not yet sent (local mode: the buffered events; remote mode: rewards
+        logged since an episode's last request), then close the connection."""
+        try:
+            if self.mode == "local":
+                self._upload()
+            else:
+                for eid, reward in list(self._rewards.items()):
+                    if reward:
+                        try:
+                            self._call("POST", f"/v1/episodes/{eid}/returns", {"reward": reward})
+                        except PolicyServerError as exc:  # 404: the episode is gone (idle too long)
+                            log.warning("reward of episode %s not sent: %s", eid, exc)
+                    del self._rewards[eid]
+        finally:
+            self.http.close()
 
     def __enter__(self) -> PolicyClient:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
+        if exc_type is None:
+            self.close()
+            return
+        # The simulator failed: send what can be sent, without hiding its exception behind ours.
+        try:
+            self.close()
+        except (PolicyServerError, PolicyServerUnavailable) as exc:
+            log.warning("closing after %s: %s", exc_type.__name__, exc)
