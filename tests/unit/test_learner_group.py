@@ -244,6 +244,21 @@ def test_checkpoint_from_two_learners_restores_into_one_and_back(tmp_path: Path)
         back.stop()
 
 
+@pytest.mark.usefixtures("ray_session")
+def test_two_learners_are_deterministic_given_the_seed(tmp_path: Path) -> None:
+    runs = []
+    for name in ("a", "b"):
+        algo = build_algorithm(job(tmp_path / name, learners=2))
+        try:
+            algo.train()
+            algo.train()
+            runs.append(weights(algo))
+        finally:
+            algo.stop()
+    for k, v in runs[0].items():
+        np.testing.assert_array_equal(v, runs[1][k])
+
+
 def test_learners_above_one_refused_where_unsupported() -> None:
     def problems(algorithm: str, **extra: Any) -> str:
         doc = job(Path("/tmp"), learners=2)
@@ -261,6 +276,9 @@ def test_learners_above_one_refused_where_unsupported() -> None:
         "PPO", minibatchSize=101
     )
     assert "model.useLstm" in problems("PPO", model={"useLstm": True})
+    doc = job(Path("/tmp"), learners=2, gpusPerLearner=0.5)
+    with pytest.raises(SpecError, match=r"spec.resources.gpusPerLearner: 0.5 with 2 learners: NCCL cannot"):
+        parse_job(doc)
     for algorithm in ("PPO", "A2C", "PG"):
         doc = job(Path("/tmp"), learners=2)
         doc["spec"]["algorithm"] = algorithm

@@ -36,9 +36,9 @@ def test_gpu_learners_get_a_worker_group_of_their_own() -> None:
 
 
 def test_fractional_gpus_round_up_and_cpu_learners_still_get_their_pods() -> None:
-    half = _job(resources={"envRunners": 2, "learners": 2, "gpusPerLearner": 0.5, "cpusPerLearner": 0.5})
-    learners = groups(build_ray_job(half, attempt=0, resume="auto"))["learners"]
-    assert learners["rayStartParams"]["num-gpus"] == "1"
+    odd = _job(resources={"envRunners": 2, "learners": 2, "gpusPerLearner": 1.5, "cpusPerLearner": 0.5})
+    learners = groups(build_ray_job(odd, attempt=0, resume="auto"))["learners"]
+    assert learners["rayStartParams"]["num-gpus"] == "2"
     assert learners["template"]["spec"]["containers"][0]["resources"]["limits"]["cpu"] == "1"
     cpu = _job(resources={"envRunners": 2, "learners": 4})
     learners = groups(build_ray_job(cpu, attempt=0, resume="auto"))["learners"]

@@ -86,6 +86,14 @@ def learner_problems(resources: ResourcesSpec, config: Any, *, multi_agent: bool
         return [
             ("resources.learners", "multiAgent trains one learner per policy in the driver; use learners: 1")
         ]
+    if 0 < resources.gpus_per_learner < 1:
+        return [
+            (
+                "resources.gpusPerLearner",
+                f"{resources.gpus_per_learner:g} with {n} learners: NCCL cannot put two DDP ranks on one GPU, so "
+                "each data-parallel learner needs whole GPUs (gpusPerLearner >= 1)",
+            )
+        ]
     if getattr(config.model, "use_lstm", False):
         return [
             (
