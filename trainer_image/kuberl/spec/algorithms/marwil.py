@@ -6,10 +6,10 @@ from typing import ClassVar, Literal
 
 from pydantic import Field
 
-from kuberl.spec.offline import OfflineConfigBase
+from kuberl.spec.algorithms.imitation import ImitationConfigBase
 
 
-class MARWILConfig(OfflineConfigBase):
+class MARWILConfig(ImitationConfigBase):
     """Monotonic Advantage Re-Weighted Imitation Learning (Wang et al. 2018,
     https://papers.nips.cc/paper/7866): behaviour cloning weighted by exp(β·advantage); trains from
     spec.input."""
@@ -17,12 +17,6 @@ class MARWILConfig(OfflineConfigBase):
     implementation: ClassVar[str] = "kuberl.algorithms.marwil:MARWIL"
     algorithm: Literal["MARWIL"] = Field(
         "MARWIL", exclude=True, description="Discriminator; set from spec.algorithm."
-    )
-    lr: float = Field(
-        1e-3, gt=0.0, description="Adam learning rate (the start value when lrSchedule is set)."
-    )
-    grad_clip: float | None = Field(
-        None, gt=0.0, description="Clip the global gradient norm to this (null: off, as RLlib)."
     )
     beta: float = Field(
         1.0,
