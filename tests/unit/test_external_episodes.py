@@ -158,3 +158,29 @@ def test_state_errors_carry_their_http_status() -> None:
     book.log_returns("x", 2.0, now=0)
     assert book.end("x", obs=o(0), truncated=False, now=0) == (2.0, 0)
     assert book.take_batch().fragments == []
+
+
+def test_recording_parts_keep_episodes_whole_across_cuts() -> None:
+    from kuberl.external.recording import episode_parts
+
+    book = EpisodeBook()
+    a = book.start("a", training_enabled=True, now=0)
+    b = book.start("b", training_enabled=True, now=0)
+    for x in range(3):
+        act(book, a, x)
+        book.log_returns(a, 1.0, now=0)
+    act(book, b, 10, logp=None)  # client-chosen: no behaviour log-prob
+    book.end(b, obs=o(11), truncated=True, now=0)
+    taken = book.take_batch()  # "a" is cut after 2 completed steps; "b" ended
+    assert [(f.episode_id, f.cut) for f in taken.fragments] == [("b", False), ("a", True)]
+    cols = fragments_to_columns(taken.fragments, dist_dim=2)
+    parts = episode_parts(taken.fragments, cols)
+    assert [(p.episode_id, p.ends) for p in parts] == [("b", True), ("a", False)]
+    pb, pa = parts
+    assert pb.columns[Columns.TRUNCATEDS][:, 0].tolist() == [True]  # a real end stays marked
+    assert np.isnan(pb.columns[Columns.ACTION_LOGP][0, 0])  # unknown behaviour policy
+    # The training batch marks the cut truncated (GAE bootstraps there); the recording does not.
+    assert cols[Columns.TRUNCATEDS][:, 0].tolist() == [True, False, True]
+    assert pa.columns[Columns.TRUNCATEDS][:, 0].tolist() == [False, False]
+    assert pa.columns[Columns.ACTION_LOGP][:, 0].tolist() == [-0.5, -0.5]
+    assert pa.columns[Columns.NEXT_OBS][:, 0, 0].tolist() == [1.0, 2.0]
