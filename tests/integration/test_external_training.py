@@ -46,10 +46,11 @@ def test_external_batches_have_the_env_runner_columns(
     monkeypatch.setenv(TOKEN_ENV, "tok")
     algo = build_algorithm(external_job(tmp_path))
     assert isinstance(algo.runners, ExternalRunnerGroup)
+    url = algo.runners.url  # bound here: the isinstance narrowing does not reach into the closure
     stop = threading.Event()
 
     def simulate() -> None:
-        with PolicyClient(algo.runners.url, token="tok") as c:
+        with PolicyClient(url, token="tok") as c:
             while not stop.is_set():
                 play(c, 1, seed=3)
 
