@@ -17,30 +17,11 @@ from kuberl.algorithms.ddpg import DDPG, DDPGLearner, ddpg_target
 from kuberl.spec import SpecError, parse_job
 from kuberl.spec.algorithms import ModelConfig
 from kuberl.spec.algorithms.ddpg import DDPGConfig
-
-SMALL = {"fcnet_hiddens": [16, 16], "fcnet_activation": "relu"}
+from tests.fixtures.offpolicy import SMALL, offpolicy_job, pendulum_minibatch
 
 
 def job(tmp_path: Path, **config: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": "kuberl.io/v1alpha1",
-        "kind": "RLTrainingJob",
-        "metadata": {"name": "ddpg-unit"},
-        "spec": {
-            "algorithm": "DDPG",
-            "env": "Pendulum-v1",
-            "seed": 2,
-            "runDir": str(tmp_path),
-            "config": {
-                "model": SMALL,
-                "rolloutFragmentLength": 50,
-                "learningStarts": 100,
-                "trainBatchSize": 32,
-                **config,
-            },
-            "resources": {"envRunners": 0, "envsPerRunner": 2},
-        },
-    }
+    return offpolicy_job(tmp_path, "DDPG", seed=2, **config)
 
 
 def test_td3_only_settings_are_refused_with_a_reason() -> None:
@@ -66,18 +47,7 @@ def test_single_critic_target_and_every_step_actor_update() -> None:
     )
     assert learner.critic.net.members == 1
     actor0 = [p.clone() for p in learner.actor.parameters()]
-    n = 16
-    terms = learner.update(
-        {
-            "obs": torch.randn(n, 3),
-            "actions": torch.rand(n, 1) * 4 - 2,
-            "rewards": torch.randn(n),
-            "next_obs": torch.randn(n, 3),
-            "terminateds": torch.zeros(n, dtype=torch.bool),
-            "discounts": torch.full((n,), 0.98),
-            "weights": torch.ones(n),
-        }
-    )
+    terms = learner.update(pendulum_minibatch(16, terminal_every_other=False, discount=0.98))
     assert "actor_loss" in terms
     assert any(not torch.equal(a, b) for a, b in zip(actor0, learner.actor.parameters(), strict=True))
 

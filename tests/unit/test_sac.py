@@ -19,30 +19,11 @@ from kuberl.core.continuous import SquashedGaussianActor
 from kuberl.spec import parse_job
 from kuberl.spec.algorithms import ModelConfig
 from kuberl.spec.algorithms.sac import SACConfig
-
-SMALL = {"fcnet_hiddens": [16, 16], "fcnet_activation": "relu"}
+from tests.fixtures.offpolicy import SMALL, offpolicy_job
 
 
 def job(tmp_path: Path, env: str = "Pendulum-v1", **config: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": "kuberl.io/v1alpha1",
-        "kind": "RLTrainingJob",
-        "metadata": {"name": "sac-unit"},
-        "spec": {
-            "algorithm": "SAC",
-            "env": env,
-            "seed": 3,
-            "runDir": str(tmp_path),
-            "config": {
-                "model": SMALL,
-                "rolloutFragmentLength": 50,
-                "learningStarts": 100,
-                "trainBatchSize": 32,
-                **config,
-            },
-            "resources": {"envRunners": 0, "envsPerRunner": 2},
-        },
-    }
+    return offpolicy_job(tmp_path, "SAC", seed=3, env=env, **config)
 
 
 def test_squashed_gaussian_logp_matches_change_of_variables() -> None:
@@ -185,7 +166,7 @@ def test_prioritized_replay_and_n_step_train_and_write_priorities(tmp_path: Path
         for _ in range(3):
             stats = algo.train()["learner"]["default_policy"]
         assert math.isfinite(stats["critic_loss"])
-        priorities = algo.buffer.priorities(np.arange(len(algo.buffer)))  # type: ignore[attr-defined]
+        priorities = algo.buffer.priorities(np.arange(len(algo.buffer)))
         assert len(np.unique(np.round(priorities, 6))) > 10  # TD errors were written back
     finally:
         algo.stop()

@@ -19,42 +19,11 @@ from kuberl.core.continuous import ActionScaler, DeterministicActorPolicy
 from kuberl.spec import parse_job
 from kuberl.spec.algorithms import ModelConfig
 from kuberl.spec.algorithms.td3 import TD3Config
-
-SMALL = {"fcnet_hiddens": [16, 16], "fcnet_activation": "relu"}
+from tests.fixtures.offpolicy import SMALL, offpolicy_job, pendulum_minibatch
 
 
 def job(tmp_path: Path, **config: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": "kuberl.io/v1alpha1",
-        "kind": "RLTrainingJob",
-        "metadata": {"name": "td3-unit"},
-        "spec": {
-            "algorithm": "TD3",
-            "env": "Pendulum-v1",
-            "seed": 5,
-            "runDir": str(tmp_path),
-            "config": {
-                "model": SMALL,
-                "rolloutFragmentLength": 50,
-                "learningStarts": 100,
-                "trainBatchSize": 32,
-                **config,
-            },
-            "resources": {"envRunners": 0, "envsPerRunner": 2},
-        },
-    }
-
-
-def minibatch(n: int = 16) -> dict[str, torch.Tensor]:
-    return {
-        "obs": torch.randn(n, 3),
-        "actions": torch.rand(n, 1) * 4 - 2,
-        "rewards": torch.randn(n),
-        "next_obs": torch.randn(n, 3),
-        "terminateds": torch.tensor([True, False] * (n // 2)),
-        "discounts": torch.full((n,), 0.99),
-        "weights": torch.ones(n),
-    }
+    return offpolicy_job(tmp_path, "TD3", seed=5, **config)
 
 
 def test_target_policy_smoothing_clips_noise_and_actions() -> None:
@@ -91,7 +60,7 @@ def test_actor_and_targets_update_every_policy_delay_steps() -> None:
     actor0 = [p.clone() for p in learner.actor.parameters()]
     target0 = [p.clone() for p in learner.target_critic.parameters()]
     for step in range(1, 4):
-        terms = learner.update(minibatch())
+        terms = learner.update(pendulum_minibatch())
         moved = any(not torch.equal(a, b) for a, b in zip(actor0, learner.actor.parameters(), strict=True))
         assert moved == (step == 3)
         assert ("actor_loss" in terms) == (step == 3)
