@@ -15,13 +15,12 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import run_interleaved, table
+from harness import run_interleaved, runner, table
 
-HERE = Path(__file__).resolve().parent
-KUBERL = [str(HERE / "runners" / "kuberl_example.py"), "--example", "a2c-cartpole.yaml"]
+KUBERL = runner("kuberl_example.py", "--example", "a2c-cartpole.yaml")
 RUNNERS = {
     "kuberl": KUBERL,
-    "sb3": [str(HERE / "runners" / "sb3_a2c.py")],
+    "sb3": runner("sb3_a2c.py"),
 }
 RAY = {"kuberl (1 Ray runner)": [*KUBERL, "--env-runners", "1"]}
 

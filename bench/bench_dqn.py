@@ -20,16 +20,14 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import run_interleaved, table
+from harness import run_interleaved, runner, table
 
-HERE = Path(__file__).resolve().parent
-KUBERL = [
-    str(HERE / "runners" / "kuberl_example.py"),
-    *("--example", "dqn-cartpole.yaml", "--threshold", "400", "--max-steps", "200000"),
-]
+KUBERL = runner(
+    "kuberl_example.py", "--example", "dqn-cartpole.yaml", "--threshold", "400", "--max-steps", "200000"
+)
 RUNNERS = {
     "kuberl": KUBERL,
-    "sb3": [str(HERE / "runners" / "sb3_dqn.py")],
+    "sb3": runner("sb3_dqn.py"),
 }
 RAY = {"kuberl (1 Ray runner)": [*KUBERL, "--env-runners", "1"]}
 

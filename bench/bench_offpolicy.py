@@ -26,11 +26,10 @@ from typing import Any
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import fmt, median, ratio, run_one
+from harness import fmt, median, ratio, run_one, runner
 
-HERE = Path(__file__).resolve().parent
 RUNNERS = {
-    (algo, fw): [str(HERE / "runners" / f"{fw}_offpolicy.py"), "--algo", algo]
+    (algo, fw): runner(f"{fw}_offpolicy.py", "--algo", algo)
     for algo in ("sac", "td3")
     for fw in ("kuberl", "sb3")
 }

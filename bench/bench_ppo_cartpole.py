@@ -15,16 +15,15 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import run_interleaved, run_one, table
+from harness import run_interleaved, run_one, runner, table
 
-HERE = Path(__file__).resolve().parent
-KUBERL = [str(HERE / "runners" / "kuberl_example.py"), "--example", "ppo-job.yaml"]
+KUBERL = runner("kuberl_example.py", "--example", "ppo-job.yaml")
 RUNNERS = {
     "kuberl": KUBERL,
-    "sb3": [str(HERE / "runners" / "sb3_ppo.py")],
+    "sb3": runner("sb3_ppo.py"),
     "kuberl (2 Ray runners)": [*KUBERL, "--env-runners", "2"],
 }
-RLLIB = [str(HERE / "runners" / "rllib_ppo.py")]
+RLLIB = runner("rllib_ppo.py")
 
 
 def main() -> None:

@@ -18,9 +18,17 @@ import subprocess
 import sys
 import time
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import psutil
+
+RUNNERS_DIR = Path(__file__).resolve().parent / "runners"
+
+
+def runner(script: str, *args: str) -> list[str]:
+    """The command line (after the interpreter) of a child runner: bench/runners/`script` with `args`."""
+    return [str(RUNNERS_DIR / script), *args]
 
 
 def tree_rss(proc: psutil.Process) -> int:

@@ -12,10 +12,6 @@ over the zoo's 5e4 steps; training may run on past them (epsilon then stays at i
 from __future__ import annotations
 
 import argparse
-import time
-
-from common import report  # type: ignore[import-not-found]
-from offpolicy_eval import Evaluator  # type: ignore[import-not-found]
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--seed", type=int, default=0)
@@ -24,35 +20,10 @@ ap.add_argument("--max-steps", type=int, default=200_000)
 ap.add_argument("--eval-every", type=int, default=0, help="0: stop on the training mean instead")
 args = ap.parse_args()
 
-import numpy as np  # noqa: E402
+from offpolicy_eval import Evaluator  # type: ignore[import-not-found]  # noqa: E402
+from sb3_common import learn_and_report  # type: ignore[import-not-found]  # noqa: E402
 from stable_baselines3 import DQN  # noqa: E402
-from stable_baselines3.common.callbacks import BaseCallback  # noqa: E402
 from stable_baselines3.common.env_util import make_vec_env  # noqa: E402
-
-
-class StopAt(BaseCallback):
-    def __init__(self, threshold: float, evaluate: Evaluator | None) -> None:
-        super().__init__()
-        self.threshold = threshold
-        self.evaluate = evaluate
-        self.next = args.eval_every
-        self.ret: float | None = None
-
-    def _on_step(self) -> bool:
-        if self.evaluate is not None:
-            if self.num_timesteps < self.next:
-                return True
-            self.next += args.eval_every
-            self.ret = self.evaluate(
-                self.num_timesteps, lambda obs: self.model.predict(obs, deterministic=True)[0]
-            )
-            return self.ret < self.threshold
-        buf = self.model.ep_info_buffer
-        if buf and len(buf) > 0:
-            self.ret = float(np.mean([e["r"] for e in buf]))
-            return self.ret < self.threshold
-        return True
-
 
 ZOO_STEPS = 50_000
 env = make_vec_env("CartPole-v1", n_envs=1, seed=args.seed)
@@ -77,12 +48,6 @@ model = DQN(
     verbose=0,
 )
 evaluate = Evaluator("CartPole-v1", seed=args.seed) if args.eval_every else None
-cb = StopAt(args.threshold, evaluate)
-t_train = time.time()
-model.learn(total_timesteps=args.max_steps, callback=cb)
-t_end = time.time()
-solved = cb.ret is not None and cb.ret >= args.threshold
-extra = {"eval_s": evaluate.seconds, "history": evaluate.history} if evaluate is not None else {}
-report(
-    train_start=t_train, solved=t_end if solved else None, steps=int(model.num_timesteps), ret=cb.ret, **extra
+learn_and_report(
+    model, threshold=args.threshold, total_timesteps=args.max_steps, evaluate=evaluate, every=args.eval_every
 )

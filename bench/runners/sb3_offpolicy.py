@@ -13,10 +13,6 @@ Evaluation is the same as kuberl's runner (offpolicy_eval.py), every 1,000 env s
 from __future__ import annotations
 
 import argparse
-import time
-
-from common import report  # type: ignore[import-not-found]
-from offpolicy_eval import Evaluator  # type: ignore[import-not-found]
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--algo", default="sac", choices=["sac", "td3"])
@@ -30,28 +26,12 @@ threshold = args.threshold if args.threshold is not None else {"sac": -200.0, "t
 import gymnasium as gym  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from offpolicy_eval import Evaluator  # type: ignore[import-not-found]  # noqa: E402
+from sb3_common import learn_and_report  # type: ignore[import-not-found]  # noqa: E402
 from stable_baselines3 import SAC, TD3  # noqa: E402
-from stable_baselines3.common.callbacks import BaseCallback  # noqa: E402
 from stable_baselines3.common.noise import NormalActionNoise  # noqa: E402
 
 torch.set_num_threads(1)  # as kuberl's learner on this 2-core machine; SB3 is not faster with more here
-
-
-class EvalStop(BaseCallback):
-    def __init__(self, evaluate: Evaluator) -> None:
-        super().__init__()
-        self.evaluate = evaluate
-        self.next = args.eval_every
-        self.ret: float | None = None
-
-    def _on_step(self) -> bool:
-        if self.num_timesteps < self.next:
-            return True
-        self.next += args.eval_every
-        self.ret = self.evaluate(
-            self.num_timesteps, lambda obs: self.model.predict(obs, deterministic=True)[0]
-        )
-        return self.ret < threshold
 
 
 env = gym.make("Pendulum-v1")
@@ -75,16 +55,6 @@ else:
         verbose=0,
     )
 evaluate = Evaluator("Pendulum-v1", seed=args.seed)
-cb = EvalStop(evaluate)
-t_train = time.time()
-model.learn(total_timesteps=args.max_steps, callback=cb)
-t_end = time.time()
-solved = cb.ret is not None and cb.ret >= threshold
-report(
-    train_start=t_train,
-    solved=t_end if solved else None,
-    eval_s=evaluate.seconds,
-    steps=int(model.num_timesteps),
-    ret=cb.ret,
-    history=evaluate.history,
+learn_and_report(
+    model, threshold=threshold, total_timesteps=args.max_steps, evaluate=evaluate, every=args.eval_every
 )

@@ -9,9 +9,6 @@ ep_info_buffer, the same 100-episode window kuberl reports).
 from __future__ import annotations
 
 import argparse
-import time
-
-from common import report  # type: ignore[import-not-found]
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--seed", type=int, default=0)
@@ -19,28 +16,13 @@ ap.add_argument("--threshold", type=float, default=475.0)
 ap.add_argument("--max-steps", type=int, default=500_000)
 args = ap.parse_args()
 
-import numpy as np  # noqa: E402
+from sb3_common import learn_and_report  # type: ignore[import-not-found]  # noqa: E402
 from stable_baselines3 import PPO  # noqa: E402
-from stable_baselines3.common.callbacks import BaseCallback  # noqa: E402
 from stable_baselines3.common.env_util import make_vec_env  # noqa: E402
 
 
 def linear(start: float):  # type: ignore[no-untyped-def]
     return lambda progress: progress * start
-
-
-class StopAt(BaseCallback):
-    def __init__(self, threshold: float) -> None:
-        super().__init__()
-        self.threshold = threshold
-        self.ret: float | None = None
-
-    def _on_step(self) -> bool:
-        buf = self.model.ep_info_buffer
-        if buf and len(buf) > 0:
-            self.ret = float(np.mean([e["r"] for e in buf]))
-            return self.ret < self.threshold
-        return True
 
 
 env = make_vec_env("CartPole-v1", n_envs=8, seed=args.seed)
@@ -59,10 +41,5 @@ model = PPO(
     device="cpu",
     verbose=0,
 )
-cb = StopAt(args.threshold)
-t_train = time.time()
 # The zoo trains 1e5 steps; the linear schedules anneal over that same horizon.
-model.learn(total_timesteps=100_000, callback=cb)
-t_end = time.time()
-solved = cb.ret is not None and cb.ret >= args.threshold
-report(train_start=t_train, solved=t_end if solved else None, steps=int(model.num_timesteps), ret=cb.ret)
+learn_and_report(model, threshold=args.threshold, total_timesteps=100_000)
