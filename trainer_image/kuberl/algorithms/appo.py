@@ -152,8 +152,4 @@ class APPO(AsyncVTraceAlgorithm):
 
     name = "APPO"
     config: APPOConfig
-
-    def make_learner(
-        self, module: torch.nn.Module, dist: ActionDistribution, device: torch.device
-    ) -> APPOLearner:
-        return APPOLearner(module, dist, self.config, device)
+    learner_class = APPOLearner

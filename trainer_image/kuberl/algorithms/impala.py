@@ -89,8 +89,4 @@ class IMPALA(AsyncVTraceAlgorithm):
 
     name = "IMPALA"
     config: IMPALAConfig
-
-    def make_learner(
-        self, module: torch.nn.Module, dist: ActionDistribution, device: torch.device
-    ) -> IMPALALearner:
-        return IMPALALearner(module, dist, self.config, device)
+    learner_class = IMPALALearner

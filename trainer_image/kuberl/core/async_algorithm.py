@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -141,14 +141,12 @@ class VTraceLearner(Learner):
 
 class AsyncVTraceAlgorithm(Algorithm):
     """Runners sample continuously; the learner trains on fragments as they arrive and broadcasts new
-    weights every `broadcast_interval` updates. Subclasses supply the learner (`make_learner`), whose
-    `update(batch, timesteps=, generator=)` returns stats and whose `version` counts its updates."""
+    weights every `broadcast_interval` updates. Subclasses name their `learner_class` (a VTraceLearner
+    with the algorithm's loss)."""
 
     config: Any
     learner: Any
-
-    def make_learner(self, module: torch.nn.Module, dist: ActionDistribution, device: torch.device) -> Any:
-        raise NotImplementedError
+    learner_class: ClassVar[type[VTraceLearner]]
 
     def rollout_length(self) -> int:
         return self.config.rollout_fragment_length
@@ -163,7 +161,7 @@ class AsyncVTraceAlgorithm(Algorithm):
         res = self.spec.resources
         module = build_model(self.obs_space, self.action_space, cfg.model)
         device = select_device(res.gpus_per_learner, cpus_per_learner=res.cpus_per_learner)
-        self.learner = self.make_learner(module, action_distribution(self.action_space), device)
+        self.learner = self.learner_class(module, action_distribution(self.action_space), cfg, device)
         self.torch_gen = torch.Generator().manual_seed(self.spec.seed or 0)
         fragment_steps = cfg.rollout_fragment_length * res.envs_per_runner
         self.queue = FragmentQueue(max(1, math.ceil(cfg.train_batch_size / fragment_steps)))
