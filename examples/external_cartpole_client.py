@@ -11,6 +11,7 @@ It exits quietly when the server goes away (training finished).
 from __future__ import annotations
 
 import argparse
+import contextlib
 
 import gymnasium as gym
 
@@ -28,30 +29,33 @@ def run(
     token: str | None = None,
 ) -> int:
     env = gym.make("CartPole-v1")
-    client = PolicyClient(
-        address,
-        token=token,
-        inference_mode=mode,  # type: ignore[arg-type]
-        seed=seed,
-        update_interval=update_interval,
-    )
     steps = 0
     obs, _ = env.reset(seed=seed)
     try:
-        while max_steps is None or steps < max_steps:
-            eid = client.start_episode()
-            while True:
-                action = client.get_action(eid, obs)
-                obs, reward, terminated, truncated, _ = env.step(action)
-                client.log_returns(eid, float(reward))
-                steps += 1
-                if terminated or truncated:
-                    # The episode's last observation; a time limit is a truncation (bootstrapped).
-                    client.end_episode(eid, obs, truncated=truncated and not terminated)
-                    obs, _ = env.reset()
-                    break
-    except PolicyServerUnavailable:
-        pass  # the server stopped (training reached its stop criterion)
+        # The server stopping (training reached its stop criterion) ends the loop; leaving the `with`
+        # closes the client, which uploads what it still holds (local mode) or its last reward (remote).
+        with (
+            contextlib.suppress(PolicyServerUnavailable),
+            PolicyClient(
+                address,
+                token=token,
+                inference_mode=mode,  # type: ignore[arg-type]
+                seed=seed,
+                update_interval=update_interval,
+            ) as client,
+        ):
+            while max_steps is None or steps < max_steps:
+                eid = client.start_episode()
+                while True:
+                    action = client.get_action(eid, obs)
+                    obs, reward, terminated, truncated, _ = env.step(action)
+                    client.log_returns(eid, float(reward))
+                    steps += 1
+                    if terminated or truncated:
+                        # The episode's last observation; a time limit is a truncation (bootstrapped).
+                        client.end_episode(eid, obs, truncated=truncated and not terminated)
+                        obs, _ = env.reset()
+                        break
     finally:
         env.close()
     return steps
