@@ -5,19 +5,15 @@ bench_dqn."""
 
 from __future__ import annotations
 
-import argparse
 import time
 from pathlib import Path
 
-from common import report  # type: ignore[import-not-found]
+from common import race_parser, report  # type: ignore[import-not-found]
 from offpolicy_eval import Evaluator  # type: ignore[import-not-found]
 
-ap = argparse.ArgumentParser()
+ap = race_parser(threshold=475.0, max_steps=500_000)
 ap.add_argument("--example", required=True, help="file name under examples/, e.g. ppo-job.yaml")
-ap.add_argument("--seed", type=int, default=0)
 ap.add_argument("--env-runners", type=int, default=0)
-ap.add_argument("--threshold", type=float, default=475.0)
-ap.add_argument("--max-steps", type=int, default=500_000)
 ap.add_argument("--eval-every", type=int, default=0, help="0: stop on the training mean instead")
 args = ap.parse_args()
 

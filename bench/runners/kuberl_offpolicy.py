@@ -3,19 +3,15 @@ deterministic policy's evaluation mean reaches the threshold (one seed)."""
 
 from __future__ import annotations
 
-import argparse
 import time
 from pathlib import Path
 
-from common import report  # type: ignore[import-not-found]
+from common import race_parser, report  # type: ignore[import-not-found]
 from offpolicy_eval import Evaluator  # type: ignore[import-not-found]
 
-ap = argparse.ArgumentParser()
+ap = race_parser(threshold=None, max_steps=30_000, threshold_help="default: -200 (SAC), -250 (TD3)")
 ap.add_argument("--algo", default="sac", choices=["sac", "td3"])
-ap.add_argument("--seed", type=int, default=0)
 ap.add_argument("--env-runners", type=int, default=1)
-ap.add_argument("--threshold", type=float, default=None, help="default: -200 (SAC), -250 (TD3)")
-ap.add_argument("--max-steps", type=int, default=30_000)
 ap.add_argument("--eval-every", type=int, default=1000)
 args = ap.parse_args()
 threshold = args.threshold if args.threshold is not None else {"sac": -200.0, "td3": -250.0}[args.algo]

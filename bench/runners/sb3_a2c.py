@@ -9,13 +9,9 @@ ep_info_buffer, the same 100-episode window kuberl reports).
 
 from __future__ import annotations
 
-import argparse
+from common import race_parser  # type: ignore[import-not-found]
 
-ap = argparse.ArgumentParser()
-ap.add_argument("--seed", type=int, default=0)
-ap.add_argument("--threshold", type=float, default=475.0)
-ap.add_argument("--max-steps", type=int, default=500_000)
-args = ap.parse_args()
+args = race_parser(threshold=475.0, max_steps=500_000).parse_args()
 
 from sb3_common import learn_and_report  # type: ignore[import-not-found]  # noqa: E402
 from stable_baselines3 import A2C  # noqa: E402

@@ -11,12 +11,9 @@ over the zoo's 5e4 steps; training may run on past them (epsilon then stays at i
 
 from __future__ import annotations
 
-import argparse
+from common import race_parser  # type: ignore[import-not-found]
 
-ap = argparse.ArgumentParser()
-ap.add_argument("--seed", type=int, default=0)
-ap.add_argument("--threshold", type=float, default=400.0)
-ap.add_argument("--max-steps", type=int, default=200_000)
+ap = race_parser(threshold=400.0, max_steps=200_000)
 ap.add_argument("--eval-every", type=int, default=0, help="0: stop on the training mean instead")
 args = ap.parse_args()
 
