@@ -132,7 +132,8 @@ class Algorithm:
         self.lengths: deque[int] = deque(maxlen=EPISODE_WINDOW)
         self.last_checkpoint: str | None = None
         self.setup()
-        if res.learners > 1:  # data-parallel DDP learners replace the one setup() built (docs/algorithms/ppo.md)
+        # Data-parallel DDP learners replace the one setup() built (docs/algorithms/ppo.md).
+        if res.learners > 1:
             from kuberl.core.learner_group import LearnerGroup
 
             self.learner = LearnerGroup(self.learner, resources=res)
