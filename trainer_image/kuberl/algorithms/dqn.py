@@ -31,6 +31,7 @@ from kuberl.core.learner import Learner, select_device
 from kuberl.core.models import flatten_obs, mlp, obs_dim
 from kuberl.core.multi_agent.masking import legal_actions, mask_slice, mask_values, random_legal_actions
 from kuberl.core.nstep import DISCOUNTS, nstep_transitions
+from kuberl.core.policy import PolicyBase
 from kuberl.core.replay import INDICES, WEIGHTS, PrioritizedReplayBuffer, ReplayBuffer
 from kuberl.core.sample_batch import Columns, SampleBatch
 from kuberl.core.schedules import piecewise_linear
@@ -105,24 +106,20 @@ def build_q_network(
 # ---------------------------------------------------------------------------------------------------
 
 
-class QPolicy:
+class QPolicy(PolicyBase):
     """Implements kuberl.core.policy.RunnerPolicy. With probability epsilon a uniformly random action
-    (among the legal ones when the observation carries an action mask), else argmax Q. Options: `dueling` (fixed, to build the same network as the learner) and `epsilon`
-    (updated by the driver with every weight sync)."""
+    (among the legal ones when the observation carries an action mask), else argmax Q. Options:
+    `dueling` (fixed, to build the same network as the learner) and `epsilon` (updated by the driver
+    with every weight sync). No V(obs): the learner bootstraps from the target network."""
 
-    def __init__(
-        self,
-        obs_space: gym.Space[Any],
-        action_space: gym.Space[Any],
-        model: ModelConfig,
-        options: dict[str, Any],
-    ) -> None:
-        self.module = build_q_network(obs_space, action_space, model, dueling=bool(options.get("dueling")))
-        self.module.eval()
-        assert isinstance(action_space, gym.spaces.Discrete)
-        self.n_actions = int(action_space.n)
+    def build_module(
+        self, obs_space: gym.Space[Any], model: ModelConfig, options: dict[str, Any]
+    ) -> nn.Module:
+        assert isinstance(self.action_space, gym.spaces.Discrete)
+        self.n_actions = int(self.action_space.n)
         self.mask = mask_slice(obs_space)
         self.epsilon = float(options.get("epsilon", 1.0))
+        return build_q_network(obs_space, self.action_space, model, dueling=bool(options.get("dueling")))
 
     def act(self, obs: torch.Tensor, *, explore: bool, generator: torch.Generator) -> dict[str, torch.Tensor]:
         greedy = self.module(obs).argmax(dim=-1)
@@ -135,9 +132,6 @@ class QPolicy:
             random_actions = random_legal_actions(legal_actions(obs, self.mask), generator)
         take_random = torch.rand(n, generator=generator) < self.epsilon
         return {Columns.ACTIONS: torch.where(take_random, random_actions, greedy)}
-
-    def value(self, obs: torch.Tensor) -> torch.Tensor | None:
-        return None  # the learner bootstraps from the target network
 
     def set_options(self, options: dict[str, Any]) -> None:
         if "epsilon" in options:

@@ -21,6 +21,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch
+from torch import nn
 from torch.nn import functional as F
 
 from kuberl.core.continuous import (
@@ -71,21 +72,14 @@ class MaskedCategoricalPolicy(CategoricalPolicy):
     """Discrete SAC's runner side with an action mask: the masked actor, and warm-up random actions drawn
     among the legal ones."""
 
-    def __init__(
-        self,
-        obs_space: gym.Space[Any],
-        action_space: gym.Space[Any],
-        model: ModelConfig,
-        options: dict[str, Any],
-    ) -> None:
-        super().__init__(obs_space, action_space, model, options)
-        mask = discrete_mask(obs_space, action_space)
+    def build_module(
+        self, obs_space: gym.Space[Any], model: ModelConfig, options: dict[str, Any]
+    ) -> nn.Module:
+        mask = discrete_mask(obs_space, self.action_space)
         assert mask is not None
         self.mask = mask
-        self.actor = MaskedCategoricalActor(
-            obs_dim(obs_space), int(self.action_space.n), model, mask=mask
-        ).eval()
-        self.module = self.actor
+        self.actor = MaskedCategoricalActor(obs_dim(obs_space), int(self.action_space.n), model, mask=mask)
+        return self.actor
 
     def act(self, obs: torch.Tensor, *, explore: bool, generator: torch.Generator) -> dict[str, torch.Tensor]:
         if explore and self.random_actions:

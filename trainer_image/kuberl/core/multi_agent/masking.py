@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from kuberl.core.models import ActorCritic
+from kuberl.core.policy import PolicyBase
 from kuberl.core.preprocess import flat_dim
 from kuberl.core.sample_batch import Columns
 from kuberl.spec.algorithms import ModelConfig
@@ -117,20 +118,15 @@ def masked_model_config(model: ModelConfig) -> ModelConfig:
     )
 
 
-class RandomPolicy:
+class RandomPolicy(PolicyBase):
     """A RunnerPolicy acting uniformly at random: over the legal actions when the observation has an
     action mask, over the whole space otherwise. It has no weights."""
 
-    def __init__(
-        self,
-        obs_space: gym.Space[Any],
-        action_space: gym.Space[Any],
-        model: ModelConfig,
-        options: dict[str, Any],
-    ) -> None:
-        self.module = nn.Module()
-        self.action_space = action_space
+    def build_module(
+        self, obs_space: gym.Space[Any], model: ModelConfig, options: dict[str, Any]
+    ) -> nn.Module:
         self.where = mask_slice(obs_space)
+        return nn.Module()
 
     def act(self, obs: torch.Tensor, *, explore: bool, generator: torch.Generator) -> dict[str, torch.Tensor]:
         n = obs.shape[0]
@@ -148,9 +144,3 @@ class RandomPolicy:
             u = torch.rand((n, *space.shape), generator=generator)
             return {Columns.ACTIONS: low + u * (high - low)}
         raise TypeError(f"RandomPolicy supports Discrete and Box actions, not {space}")
-
-    def value(self, obs: torch.Tensor) -> torch.Tensor | None:
-        return None
-
-    def set_options(self, options: dict[str, Any]) -> None:
-        return None
