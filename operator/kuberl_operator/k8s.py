@@ -147,26 +147,16 @@ class KubernetesApi:
         return manifest
 
     async def patch_ray_job(self, namespace: str, name: str, patch: Manifest) -> None:
-        what = f"patch RayJob {namespace}/{name}"
-        try:
-            await self._call(
-                what,
-                self._custom.patch_namespaced_custom_object,
-                RAY_GROUP,
-                RAY_VERSION,
-                namespace,
-                RAY_PLURAL,
-                name,
-                patch,
-            )
-        except ApiException as exc:
-            raise _translate(exc, what) from exc
+        await self._patch_ray_job(f"patch RayJob {namespace}/{name}", namespace, name, patch)
 
     async def replace_ray_job_spec(self, namespace: str, name: str, spec: Manifest) -> None:
         """Set the RayJob's whole spec. A JSON Patch `replace` (the client sends a list body as
         application/json-patch+json), not a merge patch: a merge patch would keep every field the new
         spec no longer has (a removed worker group, node selector or toleration)."""
-        what = f"replace RayJob {namespace}/{name} spec"
+        body = [{"op": "replace", "path": "/spec", "value": spec}]
+        await self._patch_ray_job(f"replace RayJob {namespace}/{name} spec", namespace, name, body)
+
+    async def _patch_ray_job(self, what: str, namespace: str, name: str, body: Manifest | list[Any]) -> None:
         try:
             await self._call(
                 what,
@@ -176,7 +166,7 @@ class KubernetesApi:
                 namespace,
                 RAY_PLURAL,
                 name,
-                [{"op": "replace", "path": "/spec", "value": spec}],
+                body,
             )
         except ApiException as exc:
             raise _translate(exc, what) from exc
