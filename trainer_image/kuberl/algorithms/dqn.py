@@ -8,15 +8,15 @@ Reads top to bottom like the paper's Algorithm 1:
   network → `QNetwork`: MLP trunk, plain or dueling head
   runner  → `QPolicy`: epsilon-greedy in the env runners; epsilon arrives with every weight sync
   loss    → `dqn_loss`: Huber TD error against a (double-)Q target, importance-weighted; new priorities
-  step    → `DQN.training_step`: sample → n-step transitions → replay → K gradient steps → target update
+  step    → `DQN.learn`: K gradient steps → target update, inside the replay step shared with SAC/TD3/DDPG
+            (kuberl.core.replay_algorithm: sample → n-step transitions → replay → `learn` → broadcast)
 """
 
 from __future__ import annotations
 
 import copy
 import math
-import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import gymnasium as gym
@@ -25,15 +25,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kuberl.algorithm import Algorithm, StepOutcome
 from kuberl.core.env_factory import import_object
 from kuberl.core.learner import Learner, select_device
 from kuberl.core.models import flatten_obs, mlp, obs_dim
 from kuberl.core.multi_agent.masking import legal_actions, mask_slice, mask_values, random_legal_actions
-from kuberl.core.nstep import DISCOUNTS, nstep_transitions
+from kuberl.core.nstep import DISCOUNTS
 from kuberl.core.policy import PolicyBase
-from kuberl.core.replay import INDICES, WEIGHTS, PrioritizedReplayBuffer, ReplayBuffer
-from kuberl.core.sample_batch import Columns, SampleBatch
+from kuberl.core.replay import WEIGHTS, PrioritizedReplayBuffer, ReplayBuffer
+from kuberl.core.replay_algorithm import ReplayAlgorithm
+from kuberl.core.sample_batch import Columns
 from kuberl.core.schedules import piecewise_linear
 from kuberl.core.target import hard_update, polyak_update
 from kuberl.spec.algorithms import ModelConfig
@@ -234,12 +234,13 @@ def build_target(module: nn.Module) -> nn.Module:
 # ---------------------------------------------------------------------------------------------------
 
 
-class DQN(Algorithm):
+class DQN(ReplayAlgorithm):
+    """The replay step itself (sample → n-step transitions → replay → K gradient steps → broadcast) is
+    kuberl.core.replay_algorithm's, shared with SAC, TD3 and DDPG; DQN adds its replay ratio, its
+    epsilon and β schedules, the learning-rate schedule and the target network's update rule."""
+
     name = "DQN"
     config: DQNConfig
-
-    def rollout_length(self) -> int:
-        return self.config.rollout_fragment_length
 
     def runner_overrides(self) -> dict[str, Any]:
         return {
@@ -269,7 +270,7 @@ class DQN(Algorithm):
         device = select_device(res.gpus_per_learner, cpus_per_learner=res.cpus_per_learner)
         self.learner = DQNLearner(module, cfg, device)
         buffer_seed = int(self.np_rng.integers(2**63))
-        self.buffer: ReplayBuffer = (
+        self.buffer = (
             PrioritizedReplayBuffer(
                 cfg.buffer_size,
                 alpha=cfg.prioritized_replay_alpha,
@@ -285,70 +286,53 @@ class DQN(Algorithm):
         self.num_target_updates = 0
         self.update_credit = 0.0  # fractional gradient steps carried over (training_intensity)
 
-    def updates_this_iteration(self, sampled: int) -> int:
+    # -- the replay step's hooks (kuberl.core.replay_algorithm) --------------------------------------
+    def updates_this_iteration(self, env_steps: int) -> int:
         cfg = self.config
         if cfg.training_intensity is None:
             return cfg.num_updates_per_iteration
-        self.update_credit += cfg.training_intensity * sampled / cfg.train_batch_size
+        self.update_credit += cfg.training_intensity * env_steps / cfg.train_batch_size
         k = math.floor(self.update_credit)
         self.update_credit -= k
         return k
 
-    def training_step(self) -> StepOutcome:
-        cfg = self.config
-        t0 = time.perf_counter()
-        rollouts = self.sample()
-        t1 = time.perf_counter()
-        batch = SampleBatch.concat_envs([r.batch for r in rollouts])
-        self.buffer.add(nstep_transitions(batch, n=cfg.n_step, gamma=cfg.gamma))
-        t2 = time.perf_counter()
-
-        stats: dict[str, float] = {}
-        updates = 0
-        if self.timesteps >= cfg.num_steps_sampled_before_learning_starts and len(self.buffer) > 0:
-            self.learner.update_lr(self.timesteps)
-            k = self.updates_this_iteration(batch.env_steps)
-            sums: dict[str, torch.Tensor] = {}
-            beta = self.beta()
-            for _ in range(k):
-                if isinstance(self.buffer, PrioritizedReplayBuffer):
-                    sample = self.buffer.sample(cfg.train_batch_size, beta=beta)
-                else:
-                    sample = self.buffer.sample(cfg.train_batch_size)
-                indices = sample.pop(INDICES)
-                terms, td_abs = self.learner.update(sample)
-                if isinstance(self.buffer, PrioritizedReplayBuffer):
-                    self.buffer.update_priorities(indices, td_abs)
-                for key, v in terms.items():
-                    sums[key] = sums[key] + v if key in sums else v
-            updates = k
-            self.num_updates += k
-            stats = {key: float(v) / k for key, v in sums.items()} if k else {}
-            if self.timesteps - self.last_target_update >= cfg.target_network_update_freq:
-                self.learner.update_target()
-                self.last_target_update = self.timesteps
-                self.num_target_updates += 1
+    def minibatches(self, count: int) -> Iterator[dict[str, np.ndarray]]:
+        """One draw per step, so prioritized replay samples after the previous step's priorities,
+        with importance weights at the current β."""
+        beta = self.beta()
+        for _ in range(count):
             if isinstance(self.buffer, PrioritizedReplayBuffer):
-                stats["prioritized_replay_beta"] = beta
-        t3 = time.perf_counter()
-        self.sync_weights()
-        t4 = time.perf_counter()
-        stats.update(
-            {
-                "epsilon": self.epsilon(),
-                "buffer_size": float(len(self.buffer)),
-                "lr": self.learner.lr,
-                "num_updates": float(updates),
-                "num_updates_lifetime": float(self.num_updates),
-                "num_target_updates": float(self.num_target_updates),
-            }
-        )
-        return StepOutcome(
-            rollouts=rollouts,
-            env_steps_trained=updates * cfg.train_batch_size,
-            learner_stats=stats,
-            timers={"sample": t1 - t0, "replay_add": t2 - t1, "learn": t3 - t2, "sync_weights": t4 - t3},
-        )
+                yield self.buffer.sample(self.config.train_batch_size, beta=beta)
+            else:
+                yield self.buffer.sample(self.config.train_batch_size)
+
+    def learn_on(self, minibatch: dict[str, Any]) -> tuple[dict[str, torch.Tensor], np.ndarray]:
+        return self.learner.update(minibatch)
+
+    def learn(self, count: int) -> dict[str, float]:
+        """The K gradient steps at the scheduled learning rate, then the target network: copied (or
+        Polyak-averaged) every `target_network_update_freq` env steps."""
+        cfg = self.config
+        self.learner.update_lr(self.timesteps)
+        stats = super().learn(count)
+        self.num_updates += count
+        if self.timesteps - self.last_target_update >= cfg.target_network_update_freq:
+            self.learner.update_target()
+            self.last_target_update = self.timesteps
+            self.num_target_updates += 1
+        if isinstance(self.buffer, PrioritizedReplayBuffer):
+            stats["prioritized_replay_beta"] = self.beta()
+        return stats
+
+    def progress_stats(self, updates: int) -> dict[str, float]:
+        return {
+            "epsilon": self.epsilon(),
+            "buffer_size": float(len(self.buffer)),
+            "lr": self.learner.lr,
+            "num_updates": float(updates),
+            "num_updates_lifetime": float(self.num_updates),
+            "num_target_updates": float(self.num_target_updates),
+        }
 
     # -- inference -------------------------------------------------------------------------------
     def compute_actions(self, obs: np.ndarray, *, explore: bool = False) -> np.ndarray:

@@ -1,32 +1,29 @@
-"""What SAC, TD3 and DDPG share on the driver side: the training step (sample → n-step transitions into
-replay → the budgeted number of gradient updates → broadcast the actor), the actor as the runners'
-policy, and a checkpoint of the learner, the update budget and (optionally) the replay buffer."""
+"""What SAC, TD3 and DDPG share on the driver side: the replay training step's hooks (the step itself,
+shared with DQN, is kuberl.core.replay_algorithm: sample → n-step transitions into replay → the
+budgeted number of gradient updates → broadcast the actor), the actor as the runners' policy, and a
+checkpoint of the learner, the update budget and (optionally) the replay buffer."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import numpy as np
 import torch
 
-from kuberl.algorithm import Algorithm, StepOutcome
 from kuberl.core.continuous import UpdateBudget, make_replay, obs_tensor, replay_batches
 from kuberl.core.learner import select_device
 from kuberl.core.models import weights_to_numpy
-from kuberl.core.nstep import nstep_transitions
-from kuberl.core.replay import INDICES, PrioritizedReplayBuffer
-from kuberl.core.sample_batch import SampleBatch
+from kuberl.core.replay_algorithm import ReplayAlgorithm
 
 
-class OffPolicyActorAlgorithm(Algorithm):
+class OffPolicyActorAlgorithm(ReplayAlgorithm):
     """Subclasses build their learner in `build_learner` (with an `actor` module and
-    `update(minibatch) -> terms` returning a `td_error` tensor); `setup` adds the replay buffer and the
-    update budget."""
+    `update(minibatch) -> terms` returning a `td_error` tensor and counting `num_updates`); `setup`
+    adds the replay buffer and the update budget. Losses a learner reports only on some updates (TD3's
+    delayed policy loss) average over those."""
 
-    budget: Any
-    buffer: Any
+    budget: UpdateBudget
     config: Any
 
     def setup(self) -> None:
@@ -40,43 +37,21 @@ class OffPolicyActorAlgorithm(Algorithm):
         """The algorithm's learner on `device` (setup() keeps it as `self.learner`)."""
         raise NotImplementedError(f"{type(self).__name__} must build its learner")
 
-    def rollout_length(self) -> int:
-        fragment: int = self.config.rollout_fragment_length
-        return fragment
+    # -- the replay step's hooks (kuberl.core.replay_algorithm) --------------------------------------
+    def updates_this_iteration(self, env_steps: int) -> int:
+        return self.budget.take(env_steps)
 
-    def training_step(self) -> StepOutcome:
-        """Losses a learner reports only on some updates (TD3's delayed policy loss) average over those."""
-        cfg = self.config
-        t0 = time.perf_counter()
-        rollouts = self.sample()
-        t1 = time.perf_counter()
-        batch = SampleBatch.concat_envs([r.batch for r in rollouts])
-        self.buffer.add(nstep_transitions(batch, n=cfg.n_step, gamma=cfg.gamma))
-        learning = self.timesteps >= cfg.num_steps_sampled_before_learning_starts
-        k = self.budget.take(batch.env_steps) if learning else 0
-        t2 = time.perf_counter()
-        sums: dict[str, torch.Tensor] = {}
-        counts: dict[str, int] = {}
-        for mb in replay_batches(self.buffer, count=k, size=cfg.train_batch_size, device=self.learner.device):
-            terms = self.learner.update(mb)
-            td = terms.pop("td_error")
-            if isinstance(self.buffer, PrioritizedReplayBuffer):
-                self.buffer.update_priorities(mb[INDICES].cpu().numpy(), td.cpu().numpy())
-            for key, v in terms.items():
-                sums[key] = sums[key] + v if key in sums else v
-                counts[key] = counts.get(key, 0) + 1
-        stats = {key: float(v) / counts[key] for key, v in sums.items()}  # one host sync per iteration
-        stats["num_updates"] = float(self.learner.num_updates)
-        stats["replay_size"] = float(len(self.buffer))
-        t3 = time.perf_counter()
-        self.sync_weights()
-        t4 = time.perf_counter()
-        return StepOutcome(
-            rollouts=rollouts,
-            env_steps_trained=k * cfg.train_batch_size,
-            learner_stats=stats,
-            timers={"sample": t1 - t0, "replay_add": t2 - t1, "learn": t3 - t2, "sync_weights": t4 - t3},
+    def minibatches(self, count: int) -> Iterator[dict[str, torch.Tensor]]:
+        return replay_batches(
+            self.buffer, count=count, size=self.config.train_batch_size, device=self.learner.device
         )
+
+    def learn_on(self, minibatch: dict[str, Any]) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        terms: dict[str, torch.Tensor] = self.learner.update(minibatch)
+        return terms, terms.pop("td_error")
+
+    def progress_stats(self, updates: int) -> dict[str, float]:
+        return {"num_updates": float(self.learner.num_updates), "replay_size": float(len(self.buffer))}
 
     def policy_module(self) -> torch.nn.Module:
         actor: torch.nn.Module = self.learner.actor
