@@ -41,11 +41,32 @@ def _fmt(x: float | None, spec: str = ".1f") -> str:
     return "—" if x is None else format(x, spec)
 
 
+def _tune(job: Any) -> int:
+    """spec.tune: a Ray Tune experiment instead of one run (docs/tune.md)."""
+    from kuberl.trainer import run_dir_for
+    from kuberl.tune import run_tune
+    from kuberl.tune.report import print_outcome
+
+    out = _console()
+    t = job.spec.tune
+    out.print(
+        f"[bold]kuberl[/] tune {job.spec.algorithm} on {job.spec.env}: {t.scheduler.type}, {t.metric} ({t.mode}) — "
+        f"run dir [cyan]{run_dir_for(job)}[/]"
+    )
+    outcome = run_tune(job)
+    print_outcome(out, outcome)
+    if outcome.interrupted:
+        return EXIT_INTERRUPTED
+    return 1 if outcome.best is None and outcome.errors else 0
+
+
 def _train(job: Any, *, progress: bool) -> int:
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from kuberl.trainer import run_dir_for, run_job
 
+    if job.spec.tune is not None:
+        return _tune(job)
     out = _console()
     stop = job.spec.stop
     out.print(f"[bold]kuberl[/] {job.spec.algorithm} on {job.spec.env} — run dir [cyan]{run_dir_for(job)}[/]")

@@ -241,6 +241,16 @@ class TrainerMetrics:
             _POLICY_LABELS,
         )
 
+        # Ray Tune experiments (spec.tune, docs/tune.md): exported by the experiment driver, not by trials.
+        self.tune_trials = gauge(
+            "kuberl_tune_trials", "Trials of the Tune experiment by state.", (*_BASE_LABELS, "state")
+        )
+        self.tune_best_metric = gauge(
+            "kuberl_tune_best_metric",
+            "Best value of spec.tune.metric over all trials so far.",
+            (*_BASE_LABELS, "metric"),
+        )
+
         # Counters start at 0 so that rate() and increase() work from the first scrape.
         for c in (
             self.env_steps,
@@ -429,6 +439,28 @@ class TrainerMetrics:
             if phase == "Running":
                 self._mark_started()
             self._status["phase"] = phase
+            self._status["updatedAt"] = time.time()
+
+    def update_tune(
+        self,
+        states: Mapping[str, int],
+        *,
+        metric: str,
+        best: float | None,
+        best_result: Mapping[str, Any] | None,
+    ) -> None:
+        """Record a Tune experiment's progress: trials per state, the best metric so far, and the best
+        trial's iteration, steps and return as the /status progress the operator mirrors."""
+        with self._lock:
+            for state, n in states.items():
+                self.tune_trials.labels(**self._labels, state=state).set(n)
+            if best is not None and math.isfinite(best):
+                self.tune_best_metric.labels(**self._labels, metric=metric).set(best)
+            if best_result is not None:
+                self._mark_started()
+                self._status["iteration"] = best_result.get("training_iteration")
+                self._status["timesteps"] = best_result.get("timesteps_total")
+                self._status["episodeReturnMean"] = _num(best_result.get("episode_return_mean"))
             self._status["updatedAt"] = time.time()
 
     def status(self) -> dict[str, Any]:

@@ -11,11 +11,12 @@ import re
 from typing import Any, Literal
 
 from pydantic import AliasChoices, Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from kuberl.spec.algorithms import ALGORITHMS, AlgorithmConfig, AlgorithmConfigBase
 from kuberl.spec.base import LenientModel, WireModel
 from kuberl.spec.cluster import ClusterSpec
-from kuberl.spec.combinations import check_combinations
+from kuberl.spec.combinations import COMBINATION_ERROR, check_combinations
 from kuberl.spec.common import (
     CheckpointSpec,
     EvaluationSpec,
@@ -27,6 +28,7 @@ from kuberl.spec.common import (
 from kuberl.spec.external import ExternalSpec
 from kuberl.spec.multi_agent import MultiAgentSpec
 from kuberl.spec.offline import InputSpec, OutputSpec
+from kuberl.spec.tune import TuneSpec, tune_problems
 
 GROUP = "kuberl.io"
 VERSION = "v1alpha1"
@@ -127,6 +129,9 @@ class RLTrainingJobSpec(WireModel):
     external: ExternalSpec = Field(
         default_factory=ExternalSpec, description="Policy server for external simulators (docs/external.md)."
     )
+    tune: TuneSpec | None = Field(
+        None, description="Run a Ray Tune sweep or PBT over this spec's hyperparameters (docs/tune.md)."
+    )
     run_dir: str | None = Field(
         None,
         description="Local run directory (default ./runs/<name>); on Kubernetes a path inside the head pod.",
@@ -189,6 +194,16 @@ class RLTrainingJobSpec(WireModel):
     @model_validator(mode="after")
     def _combinations(self) -> RLTrainingJobSpec:
         check_combinations(self)  # cross-field rules: kuberl.spec.combinations
+        return self
+
+    @model_validator(mode="after")
+    def _tune(self) -> RLTrainingJobSpec:
+        problems = tune_problems(self)  # each trial's values applied to this spec: kuberl.spec.tune
+        if problems:
+            message = "; ".join(f"{field}: {reason}" for field, reason in problems)
+            raise PydanticCustomError(
+                COMBINATION_ERROR, "{message}", {"message": message, "problems": [list(p) for p in problems]}
+            )
         return self
 
     @property
