@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 
 from kuberl.spec import API_VERSION, KIND, RLTrainingJob
-from kuberl.spec.cluster import WorkerGroupSpec
+from kuberl.spec.cluster import LearnerGroupSpec, WorkerGroupSpec
 from kuberl.spec.common import LEARNER_RESOURCE
 from kuberl.spec.external import DEFAULT_PORT as DEFAULT_POLICY_SERVER_PORT
 from kuberl.spec.external import HOST_ENV, TOKEN_ENV
@@ -307,14 +307,20 @@ def head_gpus(job: RLTrainingJob) -> int:
 
 def learner_group(job: RLTrainingJob, *, attempt: int) -> Manifest | None:
     """With learners > 1: one pod per data-parallel learner actor, each with ceil(gpusPerLearner) GPUs and
-    ceil(cpusPerLearner) CPUs, and the memory the head has for the learner it would otherwise hold. The
-    pods advertise the custom Ray resource `kuberl_learner: 1`, which the trainer's learner actors request
-    (kuberl.core.learner_group), so a learner never lands on an env-runner pod nor two on one pod."""
+    (unless spec.cluster.learners sizes them) ceil(cpusPerLearner) CPUs and the memory the head has for the
+    learner it would otherwise hold. The pods advertise the custom Ray resource `kuberl_learner: 1`, which
+    the trainer's learner actors request (kuberl.core.learner_group), so a learner never lands on an
+    env-runner pod nor two on one pod."""
     res = job.spec.resources
     if res.learners == 1:
         return None
     cluster = job.spec.cluster
-    group = WorkerGroupSpec(cpu=str(max(1, math.ceil(res.cpus_per_learner))), memory=cluster.head.memory)
+    sized = cluster.learners or LearnerGroupSpec()
+    group = WorkerGroupSpec(
+        cpu=sized.cpu or str(max(1, math.ceil(res.cpus_per_learner))),
+        memory=sized.memory or cluster.head.memory,
+        node_selector=sized.node_selector,
+    )
     return _worker_group(
         job,
         name="learners",

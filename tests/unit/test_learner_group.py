@@ -7,6 +7,8 @@ half of every minibatch, must leave the same weights as one learner on the whole
 from __future__ import annotations
 
 import copy
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,7 @@ from kuberl.core.actor_critic import ActorCriticLearner
 from kuberl.core.distributions import Categorical
 from kuberl.core.learner_group import LearnerDiedError, LearnerGroup, rank_seeds, shard_bounds, split_batch
 from kuberl.core.models import build_model
+from kuberl.core.recurrent import RecurrentColumns
 from kuberl.core.sample_batch import Columns, SampleBatch
 from kuberl.spec import parse_job
 from kuberl.spec.algorithms import PPOConfig
@@ -35,10 +38,10 @@ ACT = gym.spaces.Discrete(2)
 TWO = ResourcesSpec(learners=2, cpus_per_learner=0.5)
 
 
-def ppo_learner(**config: Any) -> PPOLearner:
+def ppo_learner(cls: type[PPOLearner] = PPOLearner, **config: Any) -> PPOLearner:
     torch.manual_seed(0)
     cfg = PPOConfig(train_batch_size=512, **config)
-    return PPOLearner(build_model(OBS, ACT, ModelConfig()), Categorical(), cfg, torch.device("cpu"))
+    return cls(build_model(OBS, ACT, ModelConfig()), Categorical(), cfg, torch.device("cpu"))
 
 
 def flat_batch(learner: PPOLearner, n: int, seed: int = 1) -> SampleBatch:
@@ -123,6 +126,95 @@ def test_two_ddp_learners_update_exactly_like_one() -> None:
         )
 
 
+LSTM = ModelConfig(use_lstm=True, fcnet_hiddens=[16], lstm_cell_size=16, max_seq_len=8)
+
+
+def lstm_learner(**config: Any) -> PPOLearner:
+    torch.manual_seed(0)
+    cfg = PPOConfig(train_batch_size=512, model=LSTM, **config)
+    return PPOLearner(build_model(OBS, ACT, LSTM), Categorical(), cfg, torch.device("cpu"))
+
+
+def sequence_batch(learner: PPOLearner, seq_len: int, sequences: int, seed: int = 1) -> SampleBatch:
+    """A recurrent PPO training batch of time-major sequences [L, S]: recorded initial LSTM states,
+    previous actions and rewards, episode starts inside sequences, and old log-probs / distribution inputs /
+    values from the learner's own network unrolled over them, as a runner's would be."""
+    rng = np.random.default_rng(seed)
+    shape = (seq_len, sequences)
+    cell = LSTM.lstm_cell_size
+    resets = rng.random(shape) < 0.1
+    resets[0] = False
+    prev_actions = rng.integers(-1, 2, shape)
+    seq: dict[str, np.ndarray] = {
+        Columns.OBS: rng.uniform(-1, 1, (*shape, 4)).astype(np.float32),
+        Columns.ACTIONS: rng.integers(0, 2, shape),
+        Columns.REWARDS: rng.normal(size=shape).astype(np.float32),
+        RecurrentColumns.STATE_H: rng.normal(0, 0.5, (*shape, cell)).astype(np.float32),
+        RecurrentColumns.STATE_C: rng.normal(0, 0.5, (*shape, cell)).astype(np.float32),
+        RecurrentColumns.PREV_ACTIONS: prev_actions,
+        RecurrentColumns.PREV_REWARDS: np.where(prev_actions < 0, 0.0, rng.normal(size=shape)).astype(
+            np.float32
+        ),
+        RecurrentColumns.RESETS: resets,
+    }
+    with torch.no_grad():
+        # The learner's training pass (SequenceForward): unrolled from each sequence's recorded state.
+        dist_in, values = learner.train_module({k: torch.as_tensor(v) for k, v in seq.items()})
+        logp = torch.log_softmax(dist_in, -1).gather(-1, torch.as_tensor(seq[Columns.ACTIONS]).unsqueeze(-1))
+    return SampleBatch(
+        {
+            **seq,
+            Columns.ACTION_LOGP: logp.squeeze(-1).numpy(),
+            Columns.ACTION_DIST_INPUTS: dist_in.numpy(),
+            Columns.VF_PREDS: values.numpy(),
+            Columns.ADVANTAGES: rng.normal(size=shape).astype(np.float32),
+            Columns.VALUE_TARGETS: rng.normal(size=shape).astype(np.float32),
+        }
+    )
+
+
+@pytest.mark.usefixtures("ray_session")
+def test_two_ddp_learners_update_a_recurrent_policy_exactly_like_one() -> None:
+    """Recurrent PPO: the ranks split the batch by whole sequences and unroll the LSTM through
+    SequenceForward inside DDP, so backward() averages the gradients. 2 ranks × 4 sequences per step must
+    leave the weights one learner leaves with 8 sequences per step on the same minibatches."""
+    seq_len, sequences = 8, 64
+    single = lstm_learner(minibatch_size=64, num_epochs=1, lr=3e-3, kl_coeff=0.2)  # 8 sequences per step
+    batch = sequence_batch(single, seq_len, sequences)
+    group = LearnerGroup(copy.deepcopy(single), resources=TWO)
+    assert group.shard_axis == 1
+    try:
+        gen = torch.Generator().manual_seed(7)
+        seeds = rank_seeds(torch.Generator().manual_seed(7), 2)
+        stats = group.update(batch, timesteps=0, generator=gen)
+        ddp_state = group.get_state()
+    finally:
+        group.shutdown()
+
+    # The single learner on the same global minibatches (rank 0's 4 sequences, then rank 1's), in order.
+    ref_gen = torch.Generator().manual_seed(123)
+    index = arranged_for(
+        torch.Generator().manual_seed(123), sequences, global_order(sequences, 4, seeds)
+    ).numpy()
+    before = copy.deepcopy(single.module.state_dict())
+    ref_stats = single.update(
+        SampleBatch({k: v[:, index] for k, v in batch.items()}), timesteps=0, generator=ref_gen
+    )
+
+    moved = 0.0
+    for name, ref in single.module.state_dict().items():
+        torch.testing.assert_close(ddp_state["module"][name], ref, rtol=1e-5, atol=1e-6)
+        moved = max(moved, float((ref - before[name]).abs().max()))
+    assert moved > 1e-3  # 8 Adam steps at lr 3e-3 really moved the LSTM's weights
+    for term in ("total_loss", "policy_loss", "vf_loss", "kl", "grad_norm"):
+        assert stats[term] == pytest.approx(ref_stats[term], rel=1e-4, abs=1e-6), term
+    assert ddp_state["kl_coeff"] == single.kl_coeff
+    for key, ref in single.optimizer.state_dict()["state"].items():
+        torch.testing.assert_close(
+            ddp_state["optimizer"]["state"][key]["exp_avg"], ref["exp_avg"], rtol=1e-4, atol=1e-7
+        )
+
+
 @pytest.mark.usefixtures("ray_session")
 def test_actor_critic_learner_runs_data_parallel() -> None:
     """A2C/PG's learner through the group: a full-batch step matches one learner's, with each rank
@@ -173,6 +265,56 @@ def test_a_dead_learner_is_reported_by_rank_not_a_hang() -> None:
     with pytest.raises(LearnerDiedError, match=r"learner rank 1 of 2 died"):
         group.update(flat_batch(learner, 256), timesteps=0, generator=torch.Generator())
     assert group.actors == []  # the survivor, blocked in DDP's all-reduce, was stopped too
+
+
+class StuckLearner(PPOLearner):
+    """Rank 1 stalls inside update() (a hung data loader, a wedged GPU) after saying so in a marker file;
+    rank 0 runs the real update and blocks in DDP's first all-reduce, waiting for rank 1."""
+
+    marker: Path
+
+    def update(self, batch: SampleBatch, **kwargs: Any) -> dict[str, float]:
+        if torch.distributed.get_rank() == 1:
+            self.marker.write_text("in update")
+            time.sleep(600)
+        return super().update(batch, **kwargs)
+
+
+@pytest.mark.usefixtures("ray_session")
+@pytest.mark.parametrize("victim", [0, 1], ids=["rank-blocked-in-all-reduce", "rank-stuck-in-update"])
+def test_a_rank_killed_mid_update_fails_the_update_promptly(victim: int, tmp_path: Path) -> None:
+    learner = ppo_learner(StuckLearner, minibatch_size=128, num_epochs=1)
+    assert isinstance(learner, StuckLearner)
+    learner.marker = tmp_path / "rank1-in-update"
+    group = LearnerGroup(learner, resources=TWO)
+    actors = list(group.actors)
+    killed_at: list[float] = []
+
+    def kill_once_updating() -> None:
+        deadline = time.monotonic() + 60
+        while not (tmp_path / "rank1-in-update").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.5)  # rank 0 is in its all-reduce by now
+        killed_at.append(time.monotonic())
+        ray.kill(actors[victim])
+
+    killer = threading.Thread(target=kill_once_updating)
+    killer.start()
+    try:
+        with pytest.raises(LearnerDiedError, match=rf"learner rank {victim} of 2 died"):
+            group.update(flat_batch(learner, 256), timesteps=0, generator=torch.Generator())
+        noticed = time.monotonic() - killed_at[0]
+        print(f"rank {victim} killed mid-update; the driver raised {noticed:.2f}s later")
+    finally:
+        killer.join()
+        group.shutdown()
+    # Far below the 5-minute collective timeout, and below rank 1's 600 s stall: the driver waited on
+    # the ranks' futures one at a time and saw the death as soon as Ray reported it.
+    assert noticed < 30, f"the dead rank was noticed after {noticed:.1f}s"
+    assert group.actors == []
+    for actor in actors:  # the survivor, blocked in a collective or stalled, was stopped too
+        with pytest.raises(ray.exceptions.RayActorError):
+            ray.get(actor.ready.remote(), timeout=30)
 
 
 def test_shards_are_equal_and_contiguous() -> None:
@@ -275,7 +417,16 @@ def test_learners_above_one_refused_where_unsupported() -> None:
     assert "spec.config.minibatchSize: 101 is not a multiple of resources.learners (2)" in problems(
         "PPO", minibatchSize=101
     )
-    assert "model.useLstm" in problems("PPO", model={"useLstm": True})
+    # Recurrent minibatches are whole sequences, split by sequence: 60 steps are 3 sequences of 20.
+    lstm = {"useLstm": True, "maxSeqLen": 20}
+    assert (
+        "spec.config.minibatchSize: 60 holds 3 sequences of model.maxSeqLen 20 steps (recurrent minibatches "
+        "are whole sequences), not a positive multiple of resources.learners (2)"
+    ) in problems("PPO", minibatchSize=60, model=lstm)
+    assert "holds 0 sequences" in problems("PPO", minibatchSize=10, model=lstm)
+    doc = job(Path("/tmp"), learners=2)
+    doc["spec"]["config"] = {"minibatchSize": 80, "model": lstm}
+    assert parse_job(doc).spec.config.model.use_lstm  # PPO + LSTM trains data-parallel
     doc = job(Path("/tmp"), learners=2, gpusPerLearner=0.5)
     with pytest.raises(SpecError, match=r"spec.resources.gpusPerLearner: 0.5 with 2 learners: NCCL cannot"):
         parse_job(doc)

@@ -28,11 +28,11 @@ from kuberl.core.learner import Learner, driver_learner_device, mean_across_rank
 from kuberl.core.models import action_distribution, build_model
 from kuberl.core.recurrent import (
     RecurrentColumns,
+    SequenceForward,
     chunk_sequences,
     episode_starts,
     is_recurrent,
     runner_overrides,
-    sequence_forward,
     sequence_length,
 )
 from kuberl.core.returns import gae
@@ -55,11 +55,14 @@ def ppo_loss(
 ) -> dict[str, torch.Tensor]:
     """The PPO objective on one minibatch, as named terms; `total_loss` is what gets minimised.
 
-    A recurrent module gets time-major sequences [L, S, …] (see PPO.training_step) and is unrolled
-    over them; the loss then treats their L·S steps like a flat minibatch. With `world_size` data-parallel
-    learners, `mb` is this rank's 1/world_size of the minibatch (advantages are normalised over all of it)."""
-    if is_recurrent(module):
-        dist_in, values, _, _ = sequence_forward(module, mb)  # type: ignore[arg-type]
+    A recurrent minibatch holds time-major sequences [L, S, …] (see PPO.training_step): `module` is then
+    the network's `SequenceForward` (or DDP around it), unrolled over them by its `forward()`, and the loss
+    treats their L·S steps like a flat minibatch. With `world_size` data-parallel learners, `mb` is this
+    rank's 1/world_size of the minibatch (advantages are normalised over all of it)."""
+    if RecurrentColumns.STATE_H in mb:
+        if is_recurrent(module):  # a bare network (no learner around it)
+            module = SequenceForward(module)  # type: ignore[arg-type]
+        dist_in, values = module(mb)
         dist_in, values = dist_in.flatten(0, 1), values.flatten(0, 1)
         mb = {k: v.flatten(0, 1) for k, v in mb.items() if k not in RecurrentColumns.ALL}
     else:
@@ -114,8 +117,10 @@ class PPOLearner(Learner):
     """Epochs of shuffled minibatches. A flat batch [B] is shuffled by step; a recurrent module's batch
     of sequences [L, S] by sequence (axis 1), `minibatch_size // L` sequences per minibatch.
 
-    As one of N data-parallel ranks it gets a 1/N shard and takes minibatches of 1/N the size, so every
-    rank runs the same number of steps and each step's global minibatch is still `minibatch_size`."""
+    As one of N data-parallel ranks it gets a 1/N shard (whole sequences, for a recurrent module) and takes
+    minibatches of 1/N the size, so every rank runs the same number of steps and each step's global
+    minibatch is still `minibatch_size`. A recurrent module trains through `SequenceForward`, whose
+    `forward()` is the sequence unroll, so DDP's gradient averaging applies to it as to a feed-forward one."""
 
     def __init__(
         self, module: torch.nn.Module, dist: ActionDistribution, config: PPOConfig, device: torch.device
@@ -128,6 +133,8 @@ class PPOLearner(Learner):
         self.kl_coeff = config.kl_coeff
         self.recurrent = is_recurrent(module)
         self.shard_axis = 1 if self.recurrent else 0
+        if self.recurrent:
+            self.train_module = SequenceForward(self.module)  # type: ignore[arg-type]
 
     def update(self, batch: SampleBatch, *, timesteps: int, generator: torch.Generator) -> dict[str, float]:
         cfg = self.config

@@ -105,8 +105,9 @@ class Learner:
         # eps=1e-5 rather than Adam's 1e-8: the PPO implementation-details study found it more stable.
         self.optimizer = make_adam(self.module.parameters(), lr=lr, eps=1e-5)
         self.lr = lr
-        # What the loss calls: the module itself, or its DistributedDataParallel wrapper once
-        # distribute() made this learner one rank of a group. Checkpoints and weights use `module`.
+        # What the loss calls: the module itself (or a subclass's training-pass wrapper of it, such as a
+        # recurrent network's SequenceForward), inside DistributedDataParallel once distribute() made this
+        # learner one rank of a group. Checkpoints and weights use `module`.
         self.train_module: nn.Module = self.module
         self.world_size = 1
 
@@ -124,10 +125,12 @@ class Learner:
 
     def distribute(self, world_size: int) -> None:
         """Become one rank of a data-parallel group; the default process group must exist. DDP
-        broadcasts rank 0's parameters at construction, so every rank starts from the same weights."""
+        broadcasts rank 0's parameters at construction, so every rank starts from the same weights. It
+        wraps `train_module`: DDP averages gradients only for passes through the wrapped module's
+        `forward()`, so that must be the pass the loss makes."""
         self.world_size = world_size
         device_ids = [self.device.index or 0] if self.device.type == "cuda" else None
-        self.train_module = DistributedDataParallel(self.module, device_ids=device_ids)
+        self.train_module = DistributedDataParallel(self.train_module, device_ids=device_ids)
 
     def grad_sync(self, last: bool) -> contextlib.AbstractContextManager[Any]:
         """Around a backward() of gradient accumulation: DDP all-reduces only on the last one."""

@@ -367,6 +367,24 @@ def sequence_forward(
     return dist_in, values, hs, cs
 
 
+class SequenceForward(nn.Module):
+    """A recurrent network's training pass as a module's `forward(seq)`: `sequence_forward` over
+    time-major sequences, returning (distribution inputs [T, B, …], values [T, B]).
+
+    Learners call this wrapper, not the network's own `forward()` (which unrolls from a state object, for
+    acting), so that DistributedDataParallel can wrap it: DDP prepares its gradient all-reduce in
+    `forward()`, and only a pass through the wrapper's `forward()` makes `backward()` average the
+    gradients across ranks. It holds the network as a submodule, so its parameters are the network's."""
+
+    def __init__(self, net: RecurrentActorCritic) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, seq: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        dist_in, values, _, _ = sequence_forward(self.net, seq)
+        return dist_in, values
+
+
 def bootstrap_values(
     module: RecurrentActorCritic, seq: Mapping[str, torch.Tensor], hs: torch.Tensor, cs: torch.Tensor
 ) -> torch.Tensor:

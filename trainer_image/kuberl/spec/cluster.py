@@ -81,6 +81,28 @@ class WorkerGroupSpec(WireModel):
     )
 
 
+class LearnerGroupSpec(WireModel):
+    """The `learners` worker group of resources.learners > 1: one pod per data-parallel learner. Replicas and
+    GPUs follow resources.learners and resources.gpusPerLearner; CPU, memory and node selector are a worker
+    group's (cpuWorkers), with defaults derived from resources and the head."""
+
+    cpu: Quantity | None = Field(
+        None,
+        description=(
+            "CPU request and limit per learner pod; default: ceil(resources.cpusPerLearner), at least 1. Ray "
+            "places one learner per pod, whatever this says."
+        ),
+    )
+    memory: Quantity | None = Field(
+        None,
+        description="Memory request and limit per learner pod; default: the head's (cluster.head.memory).",
+    )
+    node_selector: dict[str, str] = Field(
+        default_factory=dict,
+        description="Extra node selector for this group (e.g. a GPU node pool), on top of cluster.nodeSelector.",
+    )
+
+
 class ClusterSpec(WireModel):
     """Placement and sizing of the Ray cluster the operator asks KubeRay for."""
 
@@ -96,6 +118,13 @@ class ClusterSpec(WireModel):
     head: HeadGroupSpec = Field(default_factory=HeadGroupSpec, description="The head pod.")
     cpu_workers: WorkerGroupSpec = Field(
         default_factory=WorkerGroupSpec, description="Worker group hosting the EnvRunner actors."
+    )
+    learners: LearnerGroupSpec | None = Field(
+        None,
+        description=(
+            "Worker group of the data-parallel learners (resources.learners > 1; refused with 1 learner, whose "
+            "learner runs on the head). Unset: derived from resources and the head."
+        ),
     )
     node_selector: dict[str, str] = Field(
         default_factory=dict, description="Node selector for every Ray pod."

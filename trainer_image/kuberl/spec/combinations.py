@@ -142,7 +142,12 @@ def _port_problems(spec: RLTrainingJobSpec) -> list[Problem]:
 def combination_problems(spec: RLTrainingJobSpec) -> list[Problem]:
     """Every (field path relative to `spec`, reason) that makes this combination of features invalid."""
     problems = _offline_problems(spec) + _port_problems(spec)
-    problems += learner_problems(spec.resources, spec.config, multi_agent=spec.multi_agent is not None)
+    problems += learner_problems(
+        spec.resources,
+        spec.config,
+        multi_agent=spec.multi_agent is not None,
+        learner_pods_sized=spec.cluster.learners is not None,
+    )
     if spec.multi_agent is not None:
         problems = _multi_agent_problems(spec) + problems
     # One problem per field: the first reason is the one to fix first.

@@ -65,12 +65,24 @@ class ResourcesSpec(WireModel):
     cpus_per_learner: Annotated[float, Field(gt=0)] = Field(1.0, description="CPUs reserved per learner.")
 
 
-def learner_problems(resources: ResourcesSpec, config: Any, *, multi_agent: bool) -> list[tuple[str, str]]:
-    """(field relative to `spec`, reason) for each way `resources.learners > 1` cannot work with this
-    job: the algorithm's learner must split its batch over data-parallel ranks
-    (`supports_multi_learner` on its config class), and each rank takes an equal part of a minibatch."""
+def learner_problems(
+    resources: ResourcesSpec, config: Any, *, multi_agent: bool, learner_pods_sized: bool = False
+) -> list[tuple[str, str]]:
+    """(field relative to `spec`, reason) for each way `resources.learners` cannot work with this job: the
+    algorithm's learner must split its batch over data-parallel ranks (`supports_multi_learner` on its
+    config class), and each rank takes an equal part of a minibatch. `learner_pods_sized`: whether
+    `cluster.learners` (the learner pods' size on Kubernetes) is set, which only learners > 1 use."""
     n = resources.learners
     if n == 1:
+        if learner_pods_sized:
+            return [
+                (
+                    "cluster.learners",
+                    "sizes the pods of data-parallel learners, but resources.learners is 1: the learner trains "
+                    "in the driver on the head pod (size it with cluster.head), so this would be ignored; "
+                    "remove it or set resources.learners > 1",
+                )
+            ]
         return []
     name = getattr(config, "algorithm", type(config).__name__)
     if not getattr(config, "supports_multi_learner", False):
@@ -94,16 +106,22 @@ def learner_problems(resources: ResourcesSpec, config: Any, *, multi_agent: bool
                 "each data-parallel learner needs whole GPUs (gpusPerLearner >= 1)",
             )
         ]
-    if getattr(config.model, "use_lstm", False):
-        return [
-            (
-                "resources.learners",
-                f"{n} learners with model.useLstm: recurrent learners are not sharded over DDP ranks yet; "
-                "use learners: 1 or a feed-forward model",
-            )
-        ]
     minibatch = getattr(config, "minibatch_size", None)
-    if minibatch is not None and minibatch % n:
+    model: Any = getattr(config, "model", None)
+    if minibatch is not None and getattr(model, "use_lstm", False):
+        # A recurrent minibatch is whole sequences of maxSeqLen steps (shorter only when a rollout is),
+        # and the ranks split it by sequence.
+        sequences = minibatch // model.max_seq_len
+        if sequences < n or sequences % n:
+            return [
+                (
+                    "config.minibatchSize",
+                    f"{minibatch} holds {sequences} sequences of model.maxSeqLen {model.max_seq_len} steps "
+                    f"(recurrent minibatches are whole sequences), not a positive multiple of resources.learners ({n}): "
+                    "each learner takes an equal number of sequences of every minibatch",
+                )
+            ]
+    elif minibatch is not None and minibatch % n:
         return [
             (
                 "config.minibatchSize",

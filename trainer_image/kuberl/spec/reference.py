@@ -5,8 +5,10 @@ python -m kuberl.spec.reference > docs/spec.md
 
 from __future__ import annotations
 
+import functools
 import sys
-from typing import Any, get_args, get_origin
+import types
+from typing import Annotated, Any, Union, get_args, get_origin
 
 from pydantic import BaseModel
 from pydantic.alias_generators import to_camel
@@ -25,7 +27,26 @@ def _models_in(annotation: Any) -> list[type[BaseModel]]:
     return out
 
 
+def _without_metadata(annotation: Any) -> Any:
+    """The annotation with every Annotated[T, ...] reduced to T: constraints and validators are in the
+    description and the CRD, and a validator's repr (with its memory address) would make this file
+    differ on every run."""
+    origin, args = get_origin(annotation), get_args(annotation)
+    if origin is Annotated:
+        return _without_metadata(args[0])
+    if origin is None or not args:
+        return annotation
+    plain = tuple(_without_metadata(a) for a in args)
+    if origin is types.UnionType:
+        return functools.reduce(lambda a, b: a | b, plain)
+    if origin is Union:
+        return Union[plain]  # noqa: UP007 (rebuilding the typing.Optional the model spelt)
+    generic: Any = origin
+    return generic[plain] if isinstance(origin, type) else annotation
+
+
 def _type_name(annotation: Any) -> str:
+    annotation = _without_metadata(annotation)
     text = getattr(annotation, "__name__", None) if get_origin(annotation) is None else None
     text = text or str(annotation).replace("typing.", "").replace("kuberl.spec.", "")
     return text.replace(" | ", " or ")  # a bare "|" would split the markdown table cell
