@@ -22,7 +22,14 @@ from kuberl.algorithm import build_algorithm
 from kuberl.algorithms.ppo import PPOLearner
 from kuberl.core.actor_critic import ActorCriticLearner
 from kuberl.core.distributions import Categorical
-from kuberl.core.learner_group import LearnerDiedError, LearnerGroup, rank_seeds, shard_bounds, split_batch
+from kuberl.core.learner_group import (
+    LearnerDiedError,
+    LearnerGroup,
+    LearnerUpdateError,
+    rank_seeds,
+    shard_bounds,
+    split_batch,
+)
 from kuberl.core.models import build_model
 from kuberl.core.recurrent import RecurrentColumns
 from kuberl.core.sample_batch import Columns, SampleBatch
@@ -272,10 +279,14 @@ class StuckLearner(PPOLearner):
     rank 0 runs the real update and blocks in DDP's first all-reduce, waiting for rank 1."""
 
     marker: Path
+    fail = False  # raise instead of stalling (an out-of-memory error on one rank)
 
     def update(self, batch: SampleBatch, **kwargs: Any) -> dict[str, float]:
         if torch.distributed.get_rank() == 1:
             self.marker.write_text("in update")
+            if self.fail:
+                time.sleep(1.0)  # rank 0 is in its all-reduce by now
+                raise MemoryError("rank 1 ran out of memory")
             time.sleep(600)
         return super().update(batch, **kwargs)
 
@@ -315,6 +326,24 @@ def test_a_rank_killed_mid_update_fails_the_update_promptly(victim: int, tmp_pat
     for actor in actors:  # the survivor, blocked in a collective or stalled, was stopped too
         with pytest.raises(ray.exceptions.RayActorError):
             ray.get(actor.ready.remote(), timeout=30)
+
+
+@pytest.mark.usefixtures("ray_session")
+def test_a_rank_raising_mid_update_stops_the_others(tmp_path: Path) -> None:
+    learner = ppo_learner(StuckLearner, minibatch_size=128, num_epochs=1)
+    assert isinstance(learner, StuckLearner)
+    learner.marker, learner.fail = tmp_path / "rank1-in-update", True
+    group = LearnerGroup(learner, resources=TWO)
+    actors = list(group.actors)
+    start = time.monotonic()
+    with pytest.raises(
+        LearnerUpdateError, match=r"rank 1 of 2 failed during an update \(MemoryError: rank 1 ran"
+    ):
+        group.update(flat_batch(learner, 256), timesteps=0, generator=torch.Generator())
+    assert time.monotonic() - start < 30
+    assert group.actors == []
+    with pytest.raises(ray.exceptions.RayActorError):  # rank 0, blocked in the all-reduce, was stopped
+        ray.get(actors[0].ready.remote(), timeout=30)
 
 
 def test_shards_are_equal_and_contiguous() -> None:

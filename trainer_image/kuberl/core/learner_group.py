@@ -46,6 +46,11 @@ class LearnerDiedError(RuntimeError):
     """A data-parallel learner actor died; the message names its rank."""
 
 
+class LearnerUpdateError(RuntimeError):
+    """A data-parallel learner raised during an update; the message names its rank, the cause is the
+    rank's exception."""
+
+
 def shard_bounds(n: int, world_size: int) -> list[tuple[int, int]]:
     """[start, end) of each rank's equal shard of n items; the last n mod world_size items are left
     out (fewer than one per rank), because DDP needs every rank to take the same number of steps."""
@@ -184,9 +189,13 @@ class LearnerGroup:
             )
         self._get(refs)
 
-    def _get(self, refs: list[ray.ObjectRef]) -> list[Any]:
-        """Results in rank order; the first rank whose actor died raises, naming the rank, instead of
-        leaving the caller waiting on the others (blocked in DDP's all-reduce for the dead one)."""
+    def _get(self, refs: list[ray.ObjectRef], *, collective: bool = False) -> list[Any]:
+        """Results in rank order. The futures are waited on one at a time, as they finish, so the first
+        rank whose actor died raises at once (Ray fails a dead actor's pending calls as soon as it sees
+        the process gone), naming the rank, instead of leaving the caller waiting on the others, which
+        sit in DDP's all-reduce for the dead one until the collective timeout. `collective`: the calls
+        run collectives (update), so a rank that *raises* also leaves the others blocked; the group is
+        stopped then too."""
         rank_of = {ref: i for i, ref in enumerate(refs)}
         pending = list(refs)
         while pending:
@@ -200,6 +209,16 @@ class LearnerGroup:
                     f"data-parallel learner rank {rank} of {self.world_size} died: {e}; "
                     "the remaining learners were stopped"
                 ) from e
+            except ray.exceptions.RayTaskError as e:
+                if not collective:
+                    raise
+                rank = rank_of[ready[0]]
+                self.shutdown()
+                raise LearnerUpdateError(
+                    f"data-parallel learner rank {rank} of {self.world_size} failed during an update "
+                    f"({type(e.cause).__name__}: {e.cause}); the remaining learners, blocked in DDP's "
+                    "collectives waiting for it, were stopped"
+                ) from e.cause
         return ray.get(refs)
 
     # -- the Learner calls algorithms make ----------------------------------------------------------
@@ -222,7 +241,8 @@ class LearnerGroup:
         )
         shards = split_batch(batch, self.world_size, axis=self.shard_axis)
         results = self._get(
-            [a.update.remote(s, seed, kwargs) for a, s, seed in zip(self.actors, shards, seeds, strict=True)]
+            [a.update.remote(s, seed, kwargs) for a, s, seed in zip(self.actors, shards, seeds, strict=True)],
+            collective=True,
         )
         weights = results[0][1]
         assert weights is not None
