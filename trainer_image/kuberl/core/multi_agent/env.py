@@ -53,13 +53,12 @@ class AgentEnv(Protocol):
     def close(self) -> None: ...
 
 
-class ParallelAdapter:
-    """A PettingZoo ParallelEnv. An agent that leaves without a terminated/truncated flag counts as truncated."""
+class _PettingZooAdapter:
+    """What both PettingZoo APIs share: the agents, their spaces and close(); they differ in stepping."""
 
     def __init__(self, env: Any) -> None:
         self.env = env
         self.possible_agents = list(env.possible_agents)
-        self._live: set[str] = set()
 
     def observation_space(self, agent: str) -> gym.Space[Any]:
         space: gym.Space[Any] = self.env.observation_space(agent)
@@ -68,6 +67,17 @@ class ParallelAdapter:
     def action_space(self, agent: str) -> gym.Space[Any]:
         space: gym.Space[Any] = self.env.action_space(agent)
         return space
+
+    def close(self) -> None:
+        self.env.close()
+
+
+class ParallelAdapter(_PettingZooAdapter):
+    """A PettingZoo ParallelEnv. An agent that leaves without a terminated/truncated flag counts as truncated."""
+
+    def __init__(self, env: Any) -> None:
+        super().__init__(env)
+        self._live: set[str] = set()
 
     def reset(self, seed: int | None = None) -> dict[str, Any]:
         obs, _ = self.env.reset(seed=seed)
@@ -92,24 +102,9 @@ class ParallelAdapter:
             done=not self._live,
         )
 
-    def close(self) -> None:
-        self.env.close()
 
-
-class AECAdapter:
+class AECAdapter(_PettingZooAdapter):
     """A PettingZoo AECEnv stepped turn by turn (see the module docs)."""
-
-    def __init__(self, env: Any) -> None:
-        self.env = env
-        self.possible_agents = list(env.possible_agents)
-
-    def observation_space(self, agent: str) -> gym.Space[Any]:
-        space: gym.Space[Any] = self.env.observation_space(agent)
-        return space
-
-    def action_space(self, agent: str) -> gym.Space[Any]:
-        space: gym.Space[Any] = self.env.action_space(agent)
-        return space
 
     def reset(self, seed: int | None = None) -> dict[str, Any]:
         self.env.reset(seed=seed)
@@ -134,9 +129,6 @@ class AECAdapter:
             env.step(None)
         out.done = True
         return out
-
-    def close(self) -> None:
-        self.env.close()
 
 
 def make_agent_env(env: str, env_config: Mapping[str, Any]) -> AgentEnv:
