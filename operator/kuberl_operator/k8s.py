@@ -92,16 +92,14 @@ class KubernetesApi:
         except Exception as exc:
             raise _translate(exc, what) from exc
 
+    async def _ray_jobs(self, what: str, fn: Callable[..., T], namespace: str, *args: Any) -> T:
+        """`fn` of CustomObjectsApi on the RayJobs of `namespace` (group, version and plural filled in)."""
+        return await self._call(what, fn, RAY_GROUP, RAY_VERSION, namespace, RAY_PLURAL, *args)
+
     async def get_ray_job(self, namespace: str, name: str) -> Manifest | None:
         try:
-            obj: Manifest = await self._call(
-                f"get RayJob {namespace}/{name}",
-                self._custom.get_namespaced_custom_object,
-                RAY_GROUP,
-                RAY_VERSION,
-                namespace,
-                RAY_PLURAL,
-                name,
+            obj: Manifest = await self._ray_jobs(
+                f"get RayJob {namespace}/{name}", self._custom.get_namespaced_custom_object, namespace, name
             )
         except ApiException as exc:
             if exc.status == 404:
@@ -129,15 +127,7 @@ class KubernetesApi:
             if kind == "ConfigMap":
                 await self._call(what, self._core.create_namespaced_config_map, ns, manifest)
             elif kind == "RayJob":
-                await self._call(
-                    what,
-                    self._custom.create_namespaced_custom_object,
-                    RAY_GROUP,
-                    RAY_VERSION,
-                    ns,
-                    RAY_PLURAL,
-                    manifest,
-                )
+                await self._ray_jobs(what, self._custom.create_namespaced_custom_object, ns, manifest)
             else:
                 raise ValueError(f"unexpected kind {kind}")
         except ApiException as exc:
@@ -158,16 +148,7 @@ class KubernetesApi:
 
     async def _patch_ray_job(self, what: str, namespace: str, name: str, body: Manifest | list[Any]) -> None:
         try:
-            await self._call(
-                what,
-                self._custom.patch_namespaced_custom_object,
-                RAY_GROUP,
-                RAY_VERSION,
-                namespace,
-                RAY_PLURAL,
-                name,
-                body,
-            )
+            await self._ray_jobs(what, self._custom.patch_namespaced_custom_object, namespace, name, body)
         except ApiException as exc:
             raise _translate(exc, what) from exc
 
@@ -184,15 +165,7 @@ class KubernetesApi:
             if kind == "ConfigMap":
                 await self._call(what, self._core.delete_namespaced_config_map, name, namespace)
             else:
-                await self._call(
-                    what,
-                    self._custom.delete_namespaced_custom_object,
-                    RAY_GROUP,
-                    RAY_VERSION,
-                    namespace,
-                    RAY_PLURAL,
-                    name,
-                )
+                await self._ray_jobs(what, self._custom.delete_namespaced_custom_object, namespace, name)
         except ApiException as exc:
             if exc.status != 404:
                 raise _translate(exc, what) from exc

@@ -286,6 +286,13 @@ def derive_status(
         # Terminal phases are final; only late progress (e.g. the last checkpoint) is still mirrored.
         return Transition(status=status, previous_phase=previous)
 
+    def enter(
+        phase: Phase, reason: str, message: str, *, base: RLTrainingJobStatus = status, retry: bool = False
+    ) -> Transition:
+        """`base` moved to `phase` (its Ready condition and timestamps: _with_phase)."""
+        moved = _with_phase(base, phase, reason=reason, message=message, now=now, generation=generation)
+        return Transition(status=moved, retry=retry, previous_phase=previous)
+
     ray = rayjob_status or {}
     deployment = str(ray.get("jobDeploymentStatus") or "")
     job_status = str(ray.get("jobStatus") or "")
@@ -293,17 +300,7 @@ def derive_status(
     ray_message = str(ray.get("message") or "")
 
     if outcome == "succeeded":
-        return Transition(
-            status=_with_phase(
-                status,
-                "Succeeded",
-                reason="RayJobSucceeded",
-                message="training finished",
-                now=now,
-                generation=generation,
-            ),
-            previous_phase=previous,
-        )
+        return enter("Succeeded", "RayJobSucceeded", "training finished")
     if outcome == "failed":
         reason = str(ray.get("reason") or "")  # KubeRay: AppFailed, DeadlineExceeded, …
         detail = f"RayJob {status.ray_job_name} failed ({deployment or '-'}/{job_status or '-'})" + (
@@ -320,56 +317,20 @@ def derive_status(
                 }
             )
             message = f"{detail}; retry {attempt}/{job.spec.backoff_limit} resumes from the newest checkpoint"
-            return Transition(
-                status=_with_phase(
-                    retried, "Pending", reason="Retrying", message=message, now=now, generation=generation
-                ),
-                retry=True,
-                previous_phase=previous,
-            )
+            return enter("Pending", "Retrying", message, base=retried, retry=True)
         message = f"{detail}; backoffLimit {job.spec.backoff_limit} reached"
-        return Transition(
-            status=_with_phase(
-                status,
-                "Failed",
-                reason=_reason(reason, "BackoffLimitExceeded"),
-                message=message,
-                now=now,
-                generation=generation,
-            ),
-            previous_phase=previous,
-        )
+        return enter("Failed", _reason(reason, "BackoffLimitExceeded"), message)
     if job.spec.suspend:
-        return Transition(
-            status=_with_phase(
-                status,
-                "Suspended",
-                reason="Suspended",
-                message="suspended; checkpoints kept",
-                now=now,
-                generation=generation,
-            ),
-            previous_phase=previous,
-        )
+        return enter("Suspended", "Suspended", "suspended; checkpoints kept")
     if outcome == "running":
-        return Transition(
-            status=_with_phase(
-                status, "Running", reason="RayJobRunning", message="training", now=now, generation=generation
-            ),
-            previous_phase=previous,
-        )
+        return enter("Running", "RayJobRunning", "training")
     # pending, or suspended in KubeRay while the spec says run: the reconciler is resuming it.
     message = (
         "resuming from the newest checkpoint"
         if outcome == "suspended"
         else f"waiting for the Ray cluster ({deployment or 'not started'})"
     )
-    return Transition(
-        status=_with_phase(
-            status, "Pending", reason="Starting", message=message, now=now, generation=generation
-        ),
-        previous_phase=previous,
-    )
+    return enter("Pending", "Starting", message)
 
 
 def _reason(value: str, fallback: str) -> str:
