@@ -16,7 +16,7 @@ import torch
 from prometheus_client.parser import text_string_to_metric_families
 
 from kuberl.algorithm import Algorithm, build_algorithm
-from kuberl.algorithms.cql import conservative_penalty, squashed_logp
+from kuberl.algorithms.cql import conservative_penalty
 from kuberl.checkpoint.uri import parse_uri
 from kuberl.core.continuous import SquashedGaussianActor
 from kuberl.core.offline import ope
@@ -33,24 +33,13 @@ from kuberl.metrics import TrainerMetrics
 from kuberl.spec import SpecError, parse_job
 from kuberl.spec.algorithms import ModelConfig
 from kuberl.spec.offline import InputSpec
+from tests.fixtures.jobs import job_doc
 
 SMALL = {"fcnet_hiddens": [16, 16]}
 
 
 def job(algorithm: str, env: str, run_dir: Path, **spec: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": "kuberl.io/v1alpha1",
-        "kind": "RLTrainingJob",
-        "metadata": {"name": f"{algorithm.lower()}-unit"},
-        "spec": {
-            "algorithm": algorithm,
-            "env": env,
-            "seed": 3,
-            "runDir": str(run_dir),
-            "resources": {"envRunners": 0, "envsPerRunner": 4},
-            **spec,
-        },
-    }
+    return job_doc(algorithm, env, seed=3, run_dir=run_dir, **spec)
 
 
 def record(algo: Algorithm, samples: int) -> None:
@@ -319,12 +308,12 @@ def test_ope_gauge() -> None:
 # -- CQL pieces ---------------------------------------------------------------------------------------
 
 
-def test_squashed_logp_matches_sampling() -> None:
+def test_squashed_log_prob_matches_sampling() -> None:
     torch.manual_seed(0)
     actor = SquashedGaussianActor(3, 2, ModelConfig(fcnet_hiddens=[8]))
     obs = torch.randn(5, 3)
     a, logp = actor.sample(obs)
-    torch.testing.assert_close(squashed_logp(actor, obs, a), logp, atol=1e-3, rtol=1e-3)
+    torch.testing.assert_close(actor.log_prob(obs, a), logp, atol=1e-3, rtol=1e-3)
 
 
 def test_conservative_penalty_hand_values() -> None:

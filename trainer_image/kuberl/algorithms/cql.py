@@ -6,10 +6,11 @@ Reads top to bottom like the paper's Algorithm 1:
   data    → `spec.input` through Ray Data: shuffled (s, a, r, s', terminated) rows
   network → tanh-squashed Gaussian actor, twin critics as one batched ensemble, Polyak target critics,
             log α (kuberl.core.continuous, kuberl.core.target)
-  loss    → `critic_loss`: SAC's soft Bellman residual + min_q_weight · (logsumexp_a Q(s,a) − Q(s,a_data)),
+  loss    → critic: SAC's soft Bellman residual + min_q_weight · (logsumexp_a Q(s,a) − Q(s,a_data)),
             the log-sum-exp estimated by importance sampling from uniform and policy actions
-            (`conservative_penalty`); `actor_loss`: SAC's E[α log π − min Q] (or behaviour cloning
-            for the first bc_iters steps); `alpha_loss`: SAC's temperature loss
+            (`conservative_penalty`); actor: SAC's E[α log π − min Q] (or behaviour cloning for the
+            first bc_iters steps); SAC's temperature loss. SAC's pieces (target, Bellman residual,
+            actor and α losses, checkpoint layout) are kuberl.core.soft_actor_critic, shared with SAC.
   step    → `OfflineAlgorithm.training_step`: updatesPerIteration minibatches of trainBatchSize rows
 """
 
@@ -23,21 +24,27 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch
-from torch.nn import functional as F
 
 from kuberl.core.continuous import (
     ActionScaler,
     QEnsemble,
     SquashedGaussianActor,
     action_dims,
-    clip_grads,
     make_adam,
     obs_tensor,
 )
-from kuberl.core.learner import load_state_dicts, select_device, state_dicts
+from kuberl.core.learner import select_device
 from kuberl.core.models import obs_dim
 from kuberl.core.offline.algorithm import OfflineAlgorithm
 from kuberl.core.offline.schema import C
+from kuberl.core.soft_actor_critic import (
+    SoftActorCriticLearner,
+    actor_loss,
+    alpha_loss,
+    critic_loss,
+    soft_q_target,
+    soft_value,
+)
 from kuberl.core.target import polyak_update
 from kuberl.spec.algorithms.cql import CQLConfig
 
@@ -45,18 +52,7 @@ from kuberl.spec.algorithms.cql import CQLConfig
 # Losses
 # ---------------------------------------------------------------------------------------------------
 
-_LOG_2PI = math.log(2.0 * math.pi)
 _LOG_2 = math.log(2.0)
-
-
-def squashed_logp(actor: SquashedGaussianActor, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-    """log π(a|s) of given actions in [-1, 1] under the tanh-squashed Gaussian (u = atanh a)."""
-    mean, log_std = actor(obs)
-    a = actions.clamp(-1.0 + 1e-6, 1.0 - 1e-6)
-    u = torch.atanh(a)
-    z = (u - mean) * torch.exp(-log_std)
-    logp = (-0.5 * z.pow(2) - log_std - 0.5 * _LOG_2PI).sum(-1)
-    return logp - (2.0 * (_LOG_2 - u - F.softplus(-2.0 * u))).sum(-1)
 
 
 def conservative_penalty(
@@ -83,21 +79,12 @@ def conservative_penalty(
     return lse.mean(-1) - q_data.mean(-1)
 
 
-def soft_bellman_loss(q: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Σ_i ½ E[(Q_i(s,a) − y)²] over the critics (q: [E, B])."""
-    return 0.5 * (q - target.unsqueeze(0)).pow(2).mean(-1).sum()
-
-
 # ---------------------------------------------------------------------------------------------------
 # Learner
 # ---------------------------------------------------------------------------------------------------
 
 
-# The learner's networks and optimizers, by attribute name: its checkpoint layout.
-STATE_PARTS = ("actor", "critic", "target_critic", "actor_opt", "critic_opt", "alpha_opt")
-
-
-class CQLLearner:
+class CQLLearner(SoftActorCriticLearner):
     def __init__(
         self, obs_space: gym.Space[Any], action_space: gym.Space[Any], config: CQLConfig, device: torch.device
     ) -> None:
@@ -116,7 +103,7 @@ class CQLLearner:
             n_obs, n_act, config.model, members=2 if config.twin_q else 1, discrete=False
         ).to(device)
         self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
-        self.log_alpha = torch.tensor(math.log(config.initial_alpha), device=device, requires_grad=True)
+        self.init_temperature(config.initial_alpha, device)
         self.target_entropy = (
             -float(n_act) if config.target_entropy == "auto" else float(config.target_entropy)
         )
@@ -144,15 +131,15 @@ class CQLLearner:
             sampled, sampled_logp = self.actor.sample(torch.cat([next_obs, obs_n, next_obs_n]), self.gen)
             next_a, pi_a, next_pi_a = sampled.split([B, B * N, B * N])
             next_logp, logp_pi, logp_next_pi = sampled_logp.split([B, B * N, B * N])
-            next_v = self.target_critic(next_obs, next_a).min(0).values - alpha * next_logp
-            target = mb[C.REWARDS] + cfg.gamma * (~mb[C.TERMINATEDS]).float() * next_v
+            next_v = soft_value(self.target_critic(next_obs, next_a), next_logp, alpha)
+            target = soft_q_target(mb[C.REWARDS], cfg.gamma, mb[C.TERMINATEDS], next_v)
         uniform = torch.rand((B * N, self.n_act), generator=self.gen, device=self.device) * 2.0 - 1.0
         q_all = self.critic(
             torch.cat([obs, obs_n, obs_n, obs_n]), torch.cat([actions, uniform, pi_a, next_pi_a])
         )
         q_data = q_all[:, :B]
         q_random, q_pi, q_next_pi = (q.reshape(-1, B, N) for q in q_all[:, B:].split(B * N, dim=1))
-        bellman = soft_bellman_loss(q_data, target)
+        bellman = critic_loss(q_data, target)["critic_loss"]
         penalty = conservative_penalty(
             q_data,
             q_random,
@@ -163,60 +150,47 @@ class CQLLearner:
             logp_next_pi.view(B, N),
             temperature=cfg.temperature,
         )
-        critic_loss = bellman + cfg.min_q_weight * penalty.sum()
-        self._step(self.critic_opt, critic_loss, self.critic.parameters())
+        conservative_loss = bellman + cfg.min_q_weight * penalty.sum()
+        self.step(self.critic_opt, conservative_loss, self.critic.parameters())
 
         # Actor: imitate the data for bc_iters steps, then SAC's objective against the critics.
+        # (SAC's actor loss with log π(a_data|s) in place of Q: maximum likelihood plus entropy).
         a_pi, logp = self.actor.sample(obs, self.gen)
         if self.num_updates < cfg.bc_iters:
-            actor_loss = (alpha * logp - squashed_logp(self.actor, obs, actions)).mean()
+            terms = actor_loss(logp, self.actor.log_prob(obs, actions), alpha)
         else:
-            actor_loss = (alpha * logp - self.critic(obs, a_pi).min(0).values).mean()
-        self._step(self.actor_opt, actor_loss, self.actor.parameters())
+            terms = actor_loss(logp, self.critic(obs, a_pi).min(0).values, alpha)
+        self.step(self.actor_opt, terms["actor_loss"], self.actor.parameters())
 
-        alpha_loss = (self.log_alpha * (-logp.detach() - self.target_entropy)).mean()
-        self._step(self.alpha_opt, alpha_loss, [self.log_alpha])
+        terms |= alpha_loss(self.log_alpha, -logp, self.target_entropy)
+        self.step(self.alpha_opt, terms["alpha_loss"], [self.log_alpha])
         polyak_update(self.target_critic, self.critic, cfg.tau)
         self.num_updates += 1
         return {
-            "critic_loss": critic_loss.detach(),
+            "critic_loss": conservative_loss.detach(),
             "bellman_loss": bellman.detach(),
             "cql_penalty": penalty.detach().mean(),
-            "actor_loss": actor_loss.detach(),
-            "alpha_loss": alpha_loss.detach(),
+            "actor_loss": terms["actor_loss"].detach(),
+            "alpha_loss": terms["alpha_loss"].detach(),
             "alpha": alpha,
             "q_mean": q_data.detach().mean(),
             "entropy": -logp.detach().mean(),
         }
-
-    def _step(self, opt: torch.optim.Optimizer, loss: torch.Tensor, params: Any) -> None:
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        clip_grads(params, self.config.grad_clip)
-        opt.step()
 
     @torch.no_grad()
     def logp(self, obs: np.ndarray, actions: np.ndarray) -> np.ndarray:
         """log π(a|s) in the env's action units: the [-1, 1] density less log|scale| (the Jacobian)."""
         x = torch.as_tensor(obs, device=self.device)
         a = self.scaler.from_env(torch.as_tensor(actions, device=self.device).reshape(len(x), -1))
-        out = squashed_logp(self.actor, x, a) - torch.log(self.scaler.scale).sum()
+        out = self.actor.log_prob(x, a) - torch.log(self.scaler.scale).sum()
         return np.asarray(out.cpu().numpy(), dtype=np.float64)
 
     def get_state(self) -> dict[str, Any]:
-        return {
-            **state_dicts(self, STATE_PARTS),
-            "log_alpha": self.log_alpha.detach().clone(),
-            "gen": self.gen.get_state(),
-            "num_updates": self.num_updates,
-        }
+        return {**super().get_state(), "gen": self.gen.get_state()}
 
     def set_state(self, state: Mapping[str, Any]) -> None:
-        load_state_dicts(self, state, STATE_PARTS)
-        with torch.no_grad():
-            self.log_alpha.copy_(state["log_alpha"])
+        super().set_state(state)
         self.gen.set_state(state["gen"])
-        self.num_updates = int(state["num_updates"])
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -31,14 +31,10 @@ from kuberl.core.continuous import (
     QEnsemble,
     SquashedGaussianActor,
     SquashedGaussianPolicy,
-    UpdateBudget,
     action_dims,
-    clip_grads,
     make_adam,
-    make_replay,
     obs_tensor,
 )
-from kuberl.core.learner import load_state_dicts, select_device, state_dicts
 from kuberl.core.models import obs_dim
 from kuberl.core.multi_agent.masking import legal_actions, mask_slice, mask_values, random_legal_actions
 from kuberl.core.nstep import DISCOUNTS
@@ -46,6 +42,14 @@ from kuberl.core.offpolicy_algorithm import OffPolicyActorAlgorithm
 from kuberl.core.policy import RunnerPolicy
 from kuberl.core.replay import WEIGHTS
 from kuberl.core.sample_batch import Columns
+from kuberl.core.soft_actor_critic import (
+    SoftActorCriticLearner,
+    actor_loss,
+    alpha_loss,
+    critic_loss,
+    soft_q_target,
+    soft_value,
+)
 from kuberl.core.target import polyak_update
 from kuberl.spec.algorithms import ModelConfig
 from kuberl.spec.algorithms.sac import SACConfig
@@ -106,34 +110,9 @@ def masked_target_entropy(obs: torch.Tensor, mask: slice, scale: float) -> torch
 
 
 # ---------------------------------------------------------------------------------------------------
-# Losses (each returns named terms; the first is the one minimised)
+# Losses: soft_q_target, critic_loss, actor_loss and alpha_loss are kuberl.core.soft_actor_critic's
+# (shared with CQL); discrete SAC's exact expectations over the actions are its own.
 # ---------------------------------------------------------------------------------------------------
-
-
-def soft_q_target(mb: Mapping[str, torch.Tensor], next_v: torch.Tensor) -> torch.Tensor:
-    """y = r + γ^k (1 − terminated) V(s'), with V(s') = min_i Q'_i(s', a') − α log π(a'|s')."""
-    return mb[Columns.REWARDS] + mb[DISCOUNTS] * (~mb[Columns.TERMINATEDS]).float() * next_v
-
-
-def critic_loss(q: torch.Tensor, target: torch.Tensor, weights: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Σ_i ½ E[w (Q_i(s,a) − y)²] over the critics i (q: [E, B]); importance weights w from replay."""
-    td = q - target.unsqueeze(0)
-    loss = 0.5 * (weights * td.pow(2)).mean(-1).sum()
-    return {"critic_loss": loss, "td_error": td.detach().abs().mean(0)}
-
-
-def actor_loss(logp: torch.Tensor, q_pi: torch.Tensor, alpha: torch.Tensor) -> dict[str, torch.Tensor]:
-    """E_s E_{a~π}[α log π(a|s) − min_i Q_i(s, a)] (the reparameterised KL to the Boltzmann policy)."""
-    return {"actor_loss": (alpha * logp - q_pi).mean()}
-
-
-def alpha_loss(
-    log_alpha: torch.Tensor, entropy: torch.Tensor, target_entropy: float | torch.Tensor
-) -> dict[str, torch.Tensor]:
-    """J(α) = E[−α (log π + H̄)] = E[α (H − H̄)], on log α: α falls while the entropy H is above the
-    target H̄ and rises below it. `entropy` is −log π(a|s) of sampled actions (continuous) or the exact
-    entropy of the categorical policy (discrete); H̄ is a number, or one per state [B] with action masks."""
-    return {"alpha_loss": (log_alpha * (entropy.detach() - target_entropy)).mean()}
 
 
 def discrete_expectations(
@@ -153,11 +132,7 @@ def discrete_expectations(
 # ---------------------------------------------------------------------------------------------------
 
 
-# The learner's networks and optimizers, by attribute name: its checkpoint layout.
-STATE_PARTS = ("actor", "critic", "target_critic", "actor_opt", "critic_opt", "alpha_opt")
-
-
-class SACLearner:
+class SACLearner(SoftActorCriticLearner):
     def __init__(
         self,
         obs_space: gym.Space[Any],
@@ -188,7 +163,7 @@ class SACLearner:
             device
         )
         self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
-        self.log_alpha = torch.tensor(math.log(config.initial_alpha), device=device, requires_grad=True)
+        self.init_temperature(config.initial_alpha, device)
         # With an action mask and "auto", the target is per state (masked_target_entropy); this is its bound.
         self.auto_masked_entropy = self.mask is not None and config.target_entropy == "auto"
         if config.target_entropy != "auto":
@@ -209,16 +184,16 @@ class SACLearner:
         obs, next_obs = mb[Columns.OBS], mb[Columns.NEXT_OBS]
         with torch.no_grad():
             next_a, next_logp = self.actor.sample(next_obs)
-            next_v = self.target_critic(next_obs, next_a).min(0).values - alpha * next_logp
-            target = soft_q_target(mb, next_v)
+            next_v = soft_value(self.target_critic(next_obs, next_a), next_logp, alpha)
+            target = soft_q_target(mb[Columns.REWARDS], mb[DISCOUNTS], mb[Columns.TERMINATEDS], next_v)
         q = self.critic(obs, self.scaler.from_env(mb[Columns.ACTIONS]))
         terms = critic_loss(q, target, mb[WEIGHTS])
-        self._step(self.critic_opt, terms["critic_loss"], self.critic.parameters())
+        self.step(self.critic_opt, terms["critic_loss"], self.critic.parameters())
 
         a_pi, logp = self.actor.sample(obs)
         q_pi = self.critic(obs, a_pi).min(0).values
         terms |= actor_loss(logp, q_pi, alpha)
-        self._step(self.actor_opt, terms["actor_loss"], self.actor.parameters())
+        self.step(self.actor_opt, terms["actor_loss"], self.actor.parameters())
         entropy = -logp.detach()
         return terms | {"q_mean": q.detach().mean(), "target_q_mean": target.mean(), "entropy": entropy}
 
@@ -228,28 +203,22 @@ class SACLearner:
             next_v, _ = discrete_expectations(
                 self.actor(next_obs), self.target_critic(next_obs).min(0).values, alpha
             )
-            target = soft_q_target(mb, next_v)
+            target = soft_q_target(mb[Columns.REWARDS], mb[DISCOUNTS], mb[Columns.TERMINATEDS], next_v)
         actions = (mb[Columns.ACTIONS].long() - self.action_start).view(1, -1, 1)
         q_all = self.critic(obs)  # [E, B, n]
         q = q_all.gather(-1, actions.expand(q_all.shape[0], -1, 1)).squeeze(-1)
         terms = critic_loss(q, target, mb[WEIGHTS])
-        self._step(self.critic_opt, terms["critic_loss"], self.critic.parameters())
+        self.step(self.critic_opt, terms["critic_loss"], self.critic.parameters())
 
         # The policy improves against the critic without moving it: Q enters as a constant.
         v_pi, entropy = discrete_expectations(self.actor(obs), q_all.detach().min(0).values, alpha)
         terms["actor_loss"] = -v_pi.mean()
-        self._step(self.actor_opt, terms["actor_loss"], self.actor.parameters())
+        self.step(self.actor_opt, terms["actor_loss"], self.actor.parameters())
         return terms | {
             "q_mean": q.detach().mean(),
             "target_q_mean": target.mean(),
             "entropy": entropy.detach(),
         }
-
-    def _step(self, opt: torch.optim.Optimizer, loss: torch.Tensor, params: Any) -> None:
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        clip_grads(params, self.config.grad_clip)
-        opt.step()
 
     def update(self, mb: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """One SAC gradient step on a replay minibatch; returns detached tensors (no host sync)."""
@@ -262,7 +231,7 @@ class SACLearner:
                 assert self.mask is not None
                 target_entropy = masked_target_entropy(mb[Columns.OBS], self.mask, 0.98)
             terms |= alpha_loss(self.log_alpha, entropy, target_entropy)
-            self._step(self.alpha_opt, terms["alpha_loss"], [self.log_alpha])
+            self.step(self.alpha_opt, terms["alpha_loss"], [self.log_alpha])
         polyak_update(self.target_critic, self.critic, self.config.tau)
         self.num_updates += 1
         out = {k: v.detach() for k, v in terms.items() if k != "td_error"}
@@ -270,19 +239,6 @@ class SACLearner:
         out["entropy"] = entropy.mean()
         out["td_error"] = terms["td_error"]  # [B], for prioritized replay
         return out
-
-    def get_state(self) -> dict[str, Any]:
-        return {
-            **state_dicts(self, STATE_PARTS),
-            "log_alpha": self.log_alpha.detach().clone(),
-            "num_updates": self.num_updates,
-        }
-
-    def set_state(self, state: Mapping[str, Any]) -> None:
-        load_state_dicts(self, state, STATE_PARTS)
-        with torch.no_grad():
-            self.log_alpha.copy_(state["log_alpha"])
-        self.num_updates = int(state["num_updates"])
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -305,12 +261,8 @@ class SAC(OffPolicyActorAlgorithm):
             and self.timesteps < cfg.num_steps_sampled_before_learning_starts
         }
 
-    def setup(self) -> None:
-        res = self.spec.resources
-        device = select_device(res.gpus_per_learner, cpus_per_learner=res.cpus_per_learner)
-        self.learner = SACLearner(self.obs_space, self.action_space, self.config, device)
-        self.buffer = make_replay(self.config.replay_buffer_config, seed=self.spec.seed)
-        self.budget = UpdateBudget(self.config.gradient_steps_per_env_step())
+    def build_learner(self, device: torch.device) -> SACLearner:
+        return SACLearner(self.obs_space, self.action_space, self.config, device)
 
     # -- inference and state ------------------------------------------------------------------------
     def compute_actions(self, obs: np.ndarray, *, explore: bool = False) -> np.ndarray:

@@ -138,6 +138,16 @@ class SquashedGaussianActor(nn.Module):
         logp = logp - (2.0 * (_LOG_2 - u - F.softplus(-2.0 * u))).sum(-1)
         return torch.tanh(u), logp
 
+    def log_prob(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """log π(a|s) [B] of given actions in [-1, 1] (u = atanh a, clamped off ±1 where it is infinite):
+        what CQL's behaviour-cloning warm-up maximises and its off-policy estimates weigh by."""
+        mean, log_std = self(obs)
+        a = actions.clamp(-1.0 + 1e-6, 1.0 - 1e-6)
+        u = torch.atanh(a)
+        z = (u - mean) * torch.exp(-log_std)
+        logp = (-0.5 * z.pow(2) - log_std - 0.5 * _LOG_2PI).sum(-1)
+        return logp - (2.0 * (_LOG_2 - u - F.softplus(-2.0 * u))).sum(-1)
+
     def deterministic(self, obs: torch.Tensor) -> torch.Tensor:
         return torch.tanh(self(obs)[0])
 

@@ -1,0 +1,100 @@
+"""What SAC (kuberl.algorithms.sac) and CQL (kuberl.algorithms.cql, which is SAC plus a conservative
+penalty on the critics) share: the maximum-entropy losses of Haarnoja et al. 2018
+(https://arxiv.org/abs/1812.05905) as pure functions returning named terms, and the learner's
+temperature, gradient step and checkpoint layout (`SoftActorCriticLearner`).
+
+Each algorithm file builds its networks and writes its `update` from these pieces, so it still reads
+like its paper; what is its own (discrete SAC's exact expectations, CQL's penalty and behaviour-cloning
+warm-up) stays there.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import torch
+
+from kuberl.core.continuous import clip_grads
+from kuberl.core.learner import load_state_dicts, state_dicts
+
+# The learner's networks and optimizers, by attribute name: its checkpoint layout.
+STATE_PARTS = ("actor", "critic", "target_critic", "actor_opt", "critic_opt", "alpha_opt")
+
+# ---------------------------------------------------------------------------------------------------
+# Losses (each returns named terms; the first is the one minimised)
+# ---------------------------------------------------------------------------------------------------
+
+
+def soft_value(next_q: torch.Tensor, next_logp: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+    """V(s') = min_i Q'_i(s', a') − α log π(a'|s') for a' ~ π(·|s'); next_q: [E, B] (clipped double Q)."""
+    return next_q.min(0).values - alpha * next_logp
+
+
+def soft_q_target(
+    rewards: torch.Tensor, discount: torch.Tensor | float, terminateds: torch.Tensor, next_v: torch.Tensor
+) -> torch.Tensor:
+    """y = r + γ^k (1 − terminated) V(s'); `discount` is γ^k per sample (n-step replay) or γ."""
+    return rewards + discount * (~terminateds).float() * next_v
+
+
+def critic_loss(
+    q: torch.Tensor, target: torch.Tensor, weights: torch.Tensor | None = None
+) -> dict[str, torch.Tensor]:
+    """Σ_i ½ E[w (Q_i(s,a) − y)²] over the critics i (q: [E, B]); importance weights w from prioritized
+    replay (none: 1). Also |TD error| per sample, averaged over the critics (the new priorities)."""
+    td = q - target.unsqueeze(0)
+    sq = td.pow(2) if weights is None else weights * td.pow(2)
+    return {"critic_loss": 0.5 * sq.mean(-1).sum(), "td_error": td.detach().abs().mean(0)}
+
+
+def actor_loss(logp: torch.Tensor, q_pi: torch.Tensor, alpha: torch.Tensor) -> dict[str, torch.Tensor]:
+    """E_s E_{a~π}[α log π(a|s) − min_i Q_i(s, a)] (the reparameterised KL to the Boltzmann policy)."""
+    return {"actor_loss": (alpha * logp - q_pi).mean()}
+
+
+def alpha_loss(
+    log_alpha: torch.Tensor, entropy: torch.Tensor, target_entropy: float | torch.Tensor
+) -> dict[str, torch.Tensor]:
+    """J(α) = E[−α (log π + H̄)] = E[α (H − H̄)], on log α: α falls while the entropy H is above the
+    target H̄ and rises below it. `entropy` is −log π(a|s) of sampled actions (continuous) or the exact
+    entropy of the categorical policy (discrete); H̄ is a number, or one per state [B] with action masks."""
+    return {"alpha_loss": (log_alpha * (entropy.detach() - target_entropy)).mean()}
+
+
+# ---------------------------------------------------------------------------------------------------
+# Learner parts
+# ---------------------------------------------------------------------------------------------------
+
+
+class SoftActorCriticLearner:
+    """The temperature log α, the gradient step and the checkpoint of a learner that holds an `actor`,
+    a `critic` ensemble, its `target_critic` and the three optimizers named in STATE_PARTS. Subclasses
+    build those and call `init_temperature`."""
+
+    config: Any
+    num_updates: int
+
+    def init_temperature(self, initial_alpha: float, device: torch.device) -> None:
+        self.log_alpha = torch.tensor(math.log(initial_alpha), device=device, requires_grad=True)
+
+    def step(self, opt: torch.optim.Optimizer, loss: torch.Tensor, params: Iterable[Any]) -> None:
+        """One optimizer step on `loss`, gradients clipped to `config.grad_clip`."""
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        clip_grads(params, self.config.grad_clip)
+        opt.step()
+
+    def get_state(self) -> dict[str, Any]:
+        return {
+            **state_dicts(self, STATE_PARTS),
+            "log_alpha": self.log_alpha.detach().clone(),
+            "num_updates": self.num_updates,
+        }
+
+    def set_state(self, state: Mapping[str, Any]) -> None:
+        load_state_dicts(self, state, STATE_PARTS)
+        with torch.no_grad():
+            self.log_alpha.copy_(state["log_alpha"])
+        self.num_updates = int(state["num_updates"])
