@@ -15,6 +15,7 @@ import pytest
 from kuberl.algorithm import build_algorithm
 from kuberl.multi_agent.algorithm import MultiAgentAlgorithm
 from kuberl.spec.multi_agent import MULTI_AGENT_ALGORITHMS
+from tests.fixtures.jobs import job_doc
 
 OFF_POLICY = {
     "train_batch_size": 32,
@@ -34,26 +35,23 @@ POLICIES = ("left", "right")
 def two_policy_doc(
     tmp_path: Path, algorithm: str, config: dict[str, Any], *, continuous: bool
 ) -> dict[str, Any]:
-    return {
-        "metadata": {"name": f"ma-{algorithm.lower()}"},
-        "spec": {
-            "algorithm": algorithm,
-            "env": "kuberl.multi_agent.envs:coop_match",
-            "envConfig": {"agents": 2, "max_steps": 5, "continuous": continuous},
-            "seed": 0,
-            "runDir": str(tmp_path),
-            "config": config,
-            "resources": {"envRunners": 0, "envsPerRunner": 4},
-            "metrics": {"enabled": False},
-            "multiAgent": {
-                "policies": {p: {} for p in POLICIES},
-                "policyMapping": [
-                    {"agentPattern": "agent_0", "policy": "left"},
-                    {"agentPattern": "agent_1", "policy": "right"},
-                ],
-            },
+    return job_doc(
+        algorithm,
+        "kuberl.multi_agent.envs:coop_match",
+        seed=0,
+        name=f"ma-{algorithm.lower()}",
+        run_dir=tmp_path,
+        config=config,
+        envConfig={"agents": 2, "max_steps": 5, "continuous": continuous},
+        metrics={"enabled": False},
+        multiAgent={
+            "policies": {p: {} for p in POLICIES},
+            "policyMapping": [
+                {"agentPattern": "agent_0", "policy": "left"},
+                {"agentPattern": "agent_1", "policy": "right"},
+            ],
         },
-    }
+    )
 
 
 def copy(weights: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -20,6 +20,7 @@ from kuberl.core.models import ActorCritic
 from kuberl.core.sample_batch import Columns, SampleBatch
 from kuberl.spec import SpecError, parse_job
 from kuberl.spec.algorithms import ModelConfig
+from tests.fixtures.jobs import job_doc
 
 
 class Fixed(nn.Module):
@@ -168,19 +169,7 @@ def test_rmsprop_or_adam() -> None:
 
 
 def job(tmp_path: Path, config: dict[str, Any], algorithm: str = "A2C") -> dict[str, Any]:
-    return {
-        "apiVersion": "kuberl.io/v1alpha1",
-        "kind": "RLTrainingJob",
-        "metadata": {"name": "a2c-test"},
-        "spec": {
-            "algorithm": algorithm,
-            "env": "CartPole-v1",
-            "seed": 3,
-            "runDir": str(tmp_path),
-            "config": config,
-            "resources": {"envRunners": 0, "envsPerRunner": 4},
-        },
-    }
+    return job_doc(algorithm, "CartPole-v1", seed=3, name="a2c-test", run_dir=tmp_path, config=config)
 
 
 @pytest.mark.parametrize(

@@ -14,22 +14,21 @@ import torch
 from kuberl.algorithm import build_algorithm
 from kuberl.algorithms.a3c import A3C, Gradient
 from kuberl.spec import SpecError, parse_job
+from tests.fixtures.jobs import job_doc
 
 
 def job(tmp_path: Path, config: dict[str, Any] | None = None, *, runners: int = 0) -> dict[str, Any]:
-    return {
-        "apiVersion": "kuberl.io/v1alpha1",
-        "kind": "RLTrainingJob",
-        "metadata": {"name": "a3c-test"},
-        "spec": {
-            "algorithm": "A3C",
-            "env": "CartPole-v1",
-            "seed": 5,
-            "runDir": str(tmp_path),
-            "config": {"rolloutFragmentLength": 5, "minSampleTimestepsPerIteration": 40, **(config or {})},
-            "resources": {"envRunners": runners, "envsPerRunner": 2},
-        },
-    }
+    small = {"rolloutFragmentLength": 5, "minSampleTimestepsPerIteration": 40}
+    return job_doc(
+        "A3C",
+        "CartPole-v1",
+        seed=5,
+        name="a3c-test",
+        run_dir=tmp_path,
+        config={**small, **(config or {})},
+        runners=runners,
+        envs_per_runner=2,
+    )
 
 
 class ScriptedPool:

@@ -17,26 +17,12 @@ from kuberl.algorithms.appo import APPOLearner, appo_loss
 from kuberl.core.models import action_distribution, build_model
 from kuberl.core.sample_batch import Columns, SampleBatch
 from kuberl.spec.algorithms.appo import APPOConfig
+from tests.fixtures.jobs import job_doc
 
 
 def job(**config: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": "kuberl.io/v1alpha1",
-        "kind": "RLTrainingJob",
-        "metadata": {"name": "appo-unit"},
-        "spec": {
-            "algorithm": "APPO",
-            "env": "CartPole-v1",
-            "seed": 5,
-            "config": {
-                "train_batch_size": 80,
-                "rollout_fragment_length": 20,
-                "min_sample_timesteps_per_iteration": 160,
-                **config,
-            },
-            "resources": {"envRunners": 0, "envsPerRunner": 4},
-        },
-    }
+    small = {"train_batch_size": 80, "rollout_fragment_length": 20, "min_sample_timesteps_per_iteration": 160}
+    return job_doc("APPO", "CartPole-v1", seed=5, config={**small, **config})
 
 
 def test_config_accepts_rllib_names_and_rejects_bad_values() -> None:

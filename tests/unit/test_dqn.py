@@ -19,22 +19,11 @@ from kuberl.core.replay import PrioritizedReplayBuffer
 from kuberl.spec import parse_job
 from kuberl.spec.algorithms import ModelConfig
 from kuberl.spec.algorithms.dqn import DQNConfig
+from tests.fixtures.jobs import job_doc
 
 
 def job(config: dict[str, Any], **spec: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": "kuberl.io/v1alpha1",
-        "kind": "RLTrainingJob",
-        "metadata": {"name": "dqn-test"},
-        "spec": {
-            "algorithm": "DQN",
-            "env": "CartPole-v1",
-            "seed": 3,
-            "config": config,
-            "resources": {"envRunners": 0, "envsPerRunner": 2},
-            **spec,
-        },
-    }
+    return job_doc("DQN", "CartPole-v1", seed=3, name="dqn-test", config=config, envs_per_runner=2, **spec)
 
 
 # -- config ----------------------------------------------------------------------------------------

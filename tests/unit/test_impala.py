@@ -15,26 +15,12 @@ from kuberl.algorithm import build_algorithm
 from kuberl.core.async_sampling import AsyncSampler
 from kuberl.core.sample_batch import Columns
 from kuberl.spec.algorithms.impala import IMPALAConfig
+from tests.fixtures.jobs import job_doc
 
 
 def job(runners: int = 0, **config: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": "kuberl.io/v1alpha1",
-        "kind": "RLTrainingJob",
-        "metadata": {"name": "impala-unit"},
-        "spec": {
-            "algorithm": "IMPALA",
-            "env": "CartPole-v1",
-            "seed": 3,
-            "config": {
-                "train_batch_size": 80,
-                "rollout_fragment_length": 20,
-                "min_sample_timesteps_per_iteration": 160,
-                **config,
-            },
-            "resources": {"envRunners": runners, "envsPerRunner": 4},
-        },
-    }
+    small = {"train_batch_size": 80, "rollout_fragment_length": 20, "min_sample_timesteps_per_iteration": 160}
+    return job_doc("IMPALA", "CartPole-v1", seed=3, config={**small, **config}, runners=runners)
 
 
 # -- config ----------------------------------------------------------------------------------------

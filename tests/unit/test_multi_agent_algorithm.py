@@ -14,53 +14,48 @@ from kuberl.metrics import TrainerMetrics
 from kuberl.multi_agent.algorithm import MultiAgentAlgorithm
 from kuberl.spec import parse_job
 from kuberl.trainer import run_job
+from tests.fixtures.jobs import job_doc
 
 SMALL_PPO = {"trainBatchSize": 200, "minibatchSize": 100, "numEpochs": 2}
 
 
 def coop_doc(tmp_path: Path, multi_agent: dict[str, Any], **spec: Any) -> dict[str, Any]:
-    return {
-        "metadata": {"name": "ma-coop"},
-        "spec": {
-            "algorithm": "PPO",
-            "env": "kuberl.multi_agent.envs:coop_match",
-            "envConfig": {"agents": 2},
-            "seed": 0,
-            "runDir": str(tmp_path),
-            "config": SMALL_PPO,
-            "resources": {"envRunners": 0, "envsPerRunner": 4},
-            "metrics": {"enabled": False},
-            "multiAgent": multi_agent,
-            **spec,
-        },
-    }
+    own = {"envConfig": {"agents": 2}, "metrics": {"enabled": False}, "multiAgent": multi_agent}
+    return job_doc(
+        "PPO",
+        "kuberl.multi_agent.envs:coop_match",
+        seed=0,
+        name="ma-coop",
+        run_dir=tmp_path,
+        config=SMALL_PPO,
+        **{**own, **spec},
+    )
 
 
 def selfplay_doc(tmp_path: Path, **spec: Any) -> dict[str, Any]:
-    return {
-        "metadata": {"name": "ma-ttt"},
-        "spec": {
-            "algorithm": "PPO",
-            "env": "classic/tictactoe-v3",
-            "seed": 0,
-            "runDir": str(tmp_path),
-            "config": SMALL_PPO,
-            "resources": {"envRunners": 0, "envsPerRunner": 4},
-            "metrics": {"enabled": False},
-            "multiAgent": {
-                "policies": {"main": {}, "opponent": {"trainable": False}},
-                "selfPlay": {
-                    "policy": "main",
-                    "opponentPolicy": "opponent",
-                    "snapshotEveryIterations": 1,
-                    "poolSize": 2,
-                    "randomOpponentProbability": 0.2,
-                    "evaluationGames": 20,
-                },
+    own = {
+        "metrics": {"enabled": False},
+        "multiAgent": {
+            "policies": {"main": {}, "opponent": {"trainable": False}},
+            "selfPlay": {
+                "policy": "main",
+                "opponentPolicy": "opponent",
+                "snapshotEveryIterations": 1,
+                "poolSize": 2,
+                "randomOpponentProbability": 0.2,
+                "evaluationGames": 20,
             },
-            **spec,
         },
     }
+    return job_doc(
+        "PPO",
+        "classic/tictactoe-v3",
+        seed=0,
+        name="ma-ttt",
+        run_dir=tmp_path,
+        config=SMALL_PPO,
+        **{**own, **spec},
+    )
 
 
 def build(doc: dict[str, Any]) -> MultiAgentAlgorithm:

@@ -16,38 +16,35 @@ from kuberl.core.offline.reader import OfflineData
 from kuberl.core.offline.schema import C, arrow_schema
 from kuberl.multi_agent.algorithm import MultiAgentAlgorithm
 from kuberl.spec.offline import InputSpec
+from tests.fixtures.jobs import job_doc
 
 
 def relay_doc(tmp_path: Path, out: Path, **spec: Any) -> dict[str, Any]:
     """tests.ma_envs Relay: `a` acts at env steps 0-3 and terminates (reward 1 per step); `b` acts at steps
     2-5 and is truncated (10 per step). `a` uses the trained policy `pa`, `b` the frozen `pb`."""
-    return {
-        "metadata": {"name": "ma-record"},
-        "spec": {
-            "algorithm": "PPO",
-            "env": "tests.ma_envs:make_relay",
-            "seed": 0,
-            "runDir": str(tmp_path / "run"),
-            # 2 envs × a few steps per sample: fragments are cut mid-episode on purpose.
-            "config": {
-                "trainBatchSize": 6,
-                "minibatchSize": 6,
-                "numEpochs": 1,
-                "model": {"fcnet_hiddens": [8]},
-            },
-            "resources": {"envRunners": 0, "envsPerRunner": 2},
-            "metrics": {"enabled": False},
-            "output": {"uri": str(out), "maxRowsPerFile": 20},
-            "multiAgent": {
-                "policies": {"pa": {}, "pb": {"trainable": False}},
-                "policyMapping": [
-                    {"agentPattern": "a", "policy": "pa"},
-                    {"agentPattern": "b", "policy": "pb"},
-                ],
-            },
-            **spec,
+    own = {
+        "metrics": {"enabled": False},
+        "output": {"uri": str(out), "maxRowsPerFile": 20},
+        "multiAgent": {
+            "policies": {"pa": {}, "pb": {"trainable": False}},
+            "policyMapping": [
+                {"agentPattern": "a", "policy": "pa"},
+                {"agentPattern": "b", "policy": "pb"},
+            ],
         },
     }
+    # 2 envs × a few steps per sample: fragments are cut mid-episode on purpose.
+    config = {"trainBatchSize": 6, "minibatchSize": 6, "numEpochs": 1, "model": {"fcnet_hiddens": [8]}}
+    return job_doc(
+        "PPO",
+        "tests.ma_envs:make_relay",
+        seed=0,
+        name="ma-record",
+        run_dir=tmp_path / "run",
+        config=config,
+        envs_per_runner=2,
+        **{**own, **spec},
+    )
 
 
 @pytest.fixture(scope="module")

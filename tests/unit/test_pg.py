@@ -14,6 +14,7 @@ from kuberl.core.actor_critic import loss_batch
 from kuberl.core.returns import discounted_returns
 from kuberl.core.sample_batch import Columns, SampleBatch
 from kuberl.spec import SpecError, parse_job
+from tests.fixtures.jobs import job_doc
 
 
 def col(*xs: float) -> np.ndarray:
@@ -59,19 +60,7 @@ def test_advantage_is_return_minus_baseline() -> None:
 
 
 def job(tmp_path: Path, config: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "apiVersion": "kuberl.io/v1alpha1",
-        "kind": "RLTrainingJob",
-        "metadata": {"name": "pg-test"},
-        "spec": {
-            "algorithm": "PG",
-            "env": "CartPole-v1",
-            "seed": 2,
-            "runDir": str(tmp_path),
-            "config": config,
-            "resources": {"envRunners": 0, "envsPerRunner": 4},
-        },
-    }
+    return job_doc("PG", "CartPole-v1", seed=2, name="pg-test", run_dir=tmp_path, config=config)
 
 
 def test_inconsistent_config_is_rejected(tmp_path: Path) -> None:

@@ -35,6 +35,7 @@ from kuberl.core.sample_batch import Columns, SampleBatch
 from kuberl.evaluate import evaluate_checkpoint
 from kuberl.spec import ModelConfig, PPOConfig, parse_job
 from kuberl.spec.algorithms import CONFIG_MODELS
+from tests.fixtures.jobs import job_doc
 
 OBS = gym.spaces.Box(-1.0, 1.0, (3,))
 ACT = gym.spaces.Discrete(2)
@@ -273,19 +274,15 @@ def test_ppo_learner_trains_on_whole_sequences() -> None:
 
 
 def job(algorithm: str, config: dict[str, Any], runners: int = 0) -> dict[str, Any]:
-    return {
-        "apiVersion": "kuberl.io/v1alpha1",
-        "kind": "RLTrainingJob",
-        "metadata": {"name": f"{algorithm.lower()}-lstm-unit"},
-        "spec": {
-            "algorithm": algorithm,
-            "env": "kuberl.envs:make_recall",
-            "envConfig": {"num_cues": 3, "delay": 2},
-            "seed": 2,
-            "config": config,
-            "resources": {"envRunners": runners, "envsPerRunner": 4},
-        },
-    }
+    return job_doc(
+        algorithm,
+        "kuberl.envs:make_recall",
+        seed=2,
+        name=f"{algorithm.lower()}-lstm-unit",
+        config=config,
+        runners=runners,
+        envConfig={"num_cues": 3, "delay": 2},
+    )
 
 
 LSTM = {"use_lstm": True, "lstm_cell_size": 8, "fcnet_hiddens": [16], "lstm_use_prev_action": True}
