@@ -21,6 +21,7 @@ from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, model_validator
+from pydantic.json_schema import JsonDict
 
 from kuberl.spec.base import WireModel
 
@@ -31,8 +32,8 @@ Problem = tuple[str, str]
 
 # Lists of values of any type: structural CRD schemas need a type on every array item, except for
 # nodes that keep unknown fields, which is how a free JSON value is said.
-_ANY_ITEMS: dict[str, Any] = {"items": {"x-kubernetes-preserve-unknown-fields": True}}
-_RANGE = {"minItems": 2, "maxItems": 2}
+_ANY_ITEMS: JsonDict = {"items": {"x-kubernetes-preserve-unknown-fields": True}}
+_RANGE: JsonDict = {"minItems": 2, "maxItems": 2}
 
 # Result keys a trial reports (kuberl.algorithm.Algorithm._result, flattened with "/").
 KNOWN_METRICS = (
@@ -204,6 +205,14 @@ class PbtSpec(WireModel):
     resample_probability: float = Field(
         0.25, ge=0, le=1, description="Probability of resampling a value instead of perturbing it."
     )
+    synch: bool = Field(
+        False,
+        description=(
+            "Synchronous PBT: every trial waits at each perturbation point until all have reached it, then the "
+            "bottom quantile exploits the top. Slower, but decisions never depend on which trial ran first "
+            "(small populations, fewer CPUs than trials)."
+        ),
+    )
 
 
 class SchedulerSpec(WireModel):
@@ -331,8 +340,8 @@ def _value_problems(spec: RLTrainingJobSpec, where: str, path: str, domain: Doma
     from kuberl.spec.load import parse_spec
 
     field = f"tune.{where}.{path}"
-    parts = split_path(path)
-    if not parts or any(not re.fullmatch(r"[A-Za-z_][\w-]*", p) for p in parts):
+    parts = path.split(".")
+    if any(not re.fullmatch(r"[A-Za-z_][\w-]*", p) for p in parts):
         return [(field, f"{path!r} is not a field path like config.lr")]
     fixed = next((k for k in _FIXED_PATHS if _key(k) == _key(parts[0])), None)
     if fixed is not None:

@@ -20,6 +20,9 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from ray.tune import Callback
+from ray.tune.experiment import Trial
+
 from kuberl.spec import RLTrainingJob, SpecError
 from kuberl.trainer import preflight, run_dir_for
 from kuberl.tune.report import TrialRow, pick_best, trial_rows, write_results
@@ -27,6 +30,7 @@ from kuberl.tune.report import TrialRow, pick_best, trial_rows, write_results
 log = logging.getLogger(__name__)
 
 RESULTS_FILE = "tune_results.json"
+TRIAL_STATES = ("pending", "running", "paused", "terminated", "error")  # Tune's Trial.status, lowercased
 
 
 @dataclass
@@ -50,7 +54,7 @@ def storage_path(job: RLTrainingJob) -> str:
     return str((run_dir_for(job) / "tune").resolve())
 
 
-class _ExperimentMetrics:
+class ExperimentMetrics(Callback):
     """A Tune callback that mirrors trial states and the best metric into the driver's TrainerMetrics
     (and so into /metrics and /status). Tune pickles its callbacks with the experiment; the live metrics
     object is left out and set again when the experiment is resumed."""
@@ -69,34 +73,26 @@ class _ExperimentMetrics:
     def _better(self, value: float) -> bool:
         return self.best is None or (value > self.best if self.mode == "max" else value < self.best)
 
-    def on_trial_result(self, *, trial: Any, result: dict[str, Any], **_: Any) -> None:
+    def on_trial_result(
+        self, iteration: int, trials: list[Trial], trial: Trial, result: dict[Any, Any], **info: Any
+    ) -> None:
         value = result.get(self.metric)
         if isinstance(value, int | float) and self._better(float(value)):
             self.best, self.best_result = float(value), dict(result)
 
-    def on_step_end(self, *, trials: list[Any], **_: Any) -> None:
+    def on_step_end(self, iteration: int, trials: list[Trial], **info: Any) -> None:
         self.states = {t.trial_id: str(t.status) for t in trials}
         if self.metrics is not None:
             counts = Counter(s.lower() for s in self.states.values())
-            all_states = ("pending", "running", "paused", "terminated", "error")
             self.metrics.update_tune(
-                {s: counts.get(s, 0) for s in all_states},
+                {s: counts.get(s, 0) for s in TRIAL_STATES},
                 metric=self.metric,
                 best=self.best,
                 best_result=self.best_result,
             )
 
-    def on_experiment_end(self, *, trials: list[Any], **info: Any) -> None:
-        self.on_step_end(trials=trials)
-
-
-def _callback(metrics: Any, *, metric: str, mode: str) -> Any:
-    from ray.tune import Callback
-
-    class ExperimentMetrics(_ExperimentMetrics, Callback):
-        pass
-
-    return ExperimentMetrics(metrics, metric=metric, mode=mode)
+    def on_experiment_end(self, trials: list[Trial], **info: Any) -> None:
+        self.on_step_end(0, trials)
 
 
 class _SigtermToTune:
@@ -150,6 +146,7 @@ def build_tuner(job: RLTrainingJob, *, callbacks: list[Any]) -> Any:
         log.info("resuming the experiment at %s", path)
         tuner = tune.Tuner.restore(path, trainable, resume_unfinished=True, resume_errored=True)
         # Tune restores the callbacks it pickled, without the live metrics object: give it back.
+        assert tuner._local_tuner is not None
         tuner._local_tuner.get_run_config().callbacks = callbacks
         return tuner
     from ray.tune.search import BasicVariantGenerator
@@ -210,7 +207,7 @@ def run_tune(job: RLTrainingJob) -> TuneOutcome:
     ensure_ray(t.max_concurrent_trials * trial_cpus(spec.resources))
     # kuberl.spec.tune validated the metric; an iteration without a finished episode omits it on purpose.
     os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
-    callback = _callback(metrics, metric=t.metric, mode=t.mode)
+    callback = ExperimentMetrics(metrics, metric=t.metric, mode=t.mode)
     try:
         tuner = build_tuner(job, callbacks=[callback])
         metrics.set_phase("Running")
@@ -231,7 +228,8 @@ def run_tune(job: RLTrainingJob) -> TuneOutcome:
             errors=[f"{r.trial_id}: {r.error}" for r in rows if r.error],
         )
         write_results(outcome.results_file, outcome)
-        metrics.set_phase("Stopped" if outcome.interrupted else ("Failed" if outcome.errors else "Succeeded"))
+        failed = bool(rows) and all(r.error for r in rows)  # some failed trials still make a sweep
+        metrics.set_phase("Stopped" if outcome.interrupted else ("Failed" if failed else "Succeeded"))
         return outcome
     except BaseException:
         metrics.set_phase("Failed")

@@ -68,6 +68,7 @@ def scheduler(spec: TuneSpec) -> TrialScheduler:
             hyperparam_mutations={p: to_mutation(d) for p, d in s.pbt.hyperparam_mutations.items()},
             quantile_fraction=s.pbt.quantile_fraction,
             resample_probability=s.pbt.resample_probability,
+            synch=s.pbt.synch,
         )
     return FIFOScheduler()
 

@@ -50,9 +50,9 @@ class KuberlTrainable(tune.Trainable):
 
     algo: Algorithm
 
-    def setup(self, config: dict[str, Any], *, job_doc: dict[str, Any], run_dir: str) -> None:
-        self._job_doc = job_doc
-        self._run_dir = Path(run_dir) / "trials" / self.trial_name
+    def setup(self, config: dict[Any, Any], **params: Any) -> None:
+        self._job_doc: dict[str, Any] = params["job_doc"]
+        self._run_dir = Path(params["run_dir"]) / "trials" / self.trial_name
         self._build(config)
 
     def _build(self, config: dict[str, Any]) -> None:
