@@ -84,56 +84,61 @@ class KubernetesApi:
         self._custom = kubernetes.client.CustomObjectsApi(self._client)
         self._core = kubernetes.client.CoreV1Api(self._client)
 
-    async def _call(self, what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    async def _call(
+        self, what: str, fn: Callable[..., T], *args: Any, tolerate: int | None = None
+    ) -> T | None:
+        """`fn(*args)` in a thread; errors become kopf errors (_translate) naming `what`, except the HTTP
+        status `tolerate` (404 on a get or delete, 409 on a create), which returns None."""
         try:
-            return await asyncio.to_thread(fn, *args, **kwargs)
-        except ApiException:
-            raise
+            return await asyncio.to_thread(fn, *args)
+        except ApiException as exc:
+            if tolerate is not None and exc.status == tolerate:
+                return None
+            raise _translate(exc, what) from exc
         except Exception as exc:
             raise _translate(exc, what) from exc
 
-    async def _ray_jobs(self, what: str, fn: Callable[..., T], namespace: str, *args: Any) -> T:
+    async def _ray_jobs(
+        self, what: str, fn: Callable[..., T], namespace: str, *args: Any, tolerate: int | None = None
+    ) -> T | None:
         """`fn` of CustomObjectsApi on the RayJobs of `namespace` (group, version and plural filled in)."""
-        return await self._call(what, fn, RAY_GROUP, RAY_VERSION, namespace, RAY_PLURAL, *args)
+        return await self._call(
+            what, fn, RAY_GROUP, RAY_VERSION, namespace, RAY_PLURAL, *args, tolerate=tolerate
+        )
 
     async def get_ray_job(self, namespace: str, name: str) -> Manifest | None:
-        try:
-            obj: Manifest = await self._ray_jobs(
-                f"get RayJob {namespace}/{name}", self._custom.get_namespaced_custom_object, namespace, name
-            )
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise _translate(exc, f"get RayJob {namespace}/{name}") from exc
+        obj: Manifest | None = await self._ray_jobs(
+            f"get RayJob {namespace}/{name}",
+            self._custom.get_namespaced_custom_object,
+            namespace,
+            name,
+            tolerate=404,
+        )
         return obj
 
     async def get_config_map(self, namespace: str, name: str) -> Manifest | None:
         what = f"get ConfigMap {namespace}/{name}"
-        try:
-            obj = await self._call(what, self._core.read_namespaced_config_map, name, namespace)
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise _translate(exc, what) from exc
+        obj = await self._call(what, self._core.read_namespaced_config_map, name, namespace, tolerate=404)
+        if obj is None:
+            return None
         manifest: Manifest = self._core.api_client.sanitize_for_serialization(obj)
         return manifest
 
     async def create(self, manifest: Manifest) -> Manifest:
+        """Already there (409: an earlier pass or process created it) counts as created: the
+        deterministic name makes it ours."""
         kind = manifest["kind"]
         ns = manifest["metadata"]["namespace"]
         name = manifest["metadata"]["name"]
         what = f"create {kind} {ns}/{name}"
-        try:
-            if kind == "ConfigMap":
-                await self._call(what, self._core.create_namespaced_config_map, ns, manifest)
-            elif kind == "RayJob":
-                await self._ray_jobs(what, self._custom.create_namespaced_custom_object, ns, manifest)
-            else:
-                raise ValueError(f"unexpected kind {kind}")
-        except ApiException as exc:
-            if exc.status != 409:
-                raise _translate(exc, what) from exc
-            # Already there (an earlier pass or process created it): the deterministic name makes it ours.
+        if kind == "ConfigMap":
+            await self._call(what, self._core.create_namespaced_config_map, ns, manifest, tolerate=409)
+        elif kind == "RayJob":
+            await self._ray_jobs(
+                what, self._custom.create_namespaced_custom_object, ns, manifest, tolerate=409
+            )
+        else:
+            raise ValueError(f"unexpected kind {kind}")
         return manifest
 
     async def patch_ray_job(self, namespace: str, name: str, patch: Manifest) -> None:
@@ -147,43 +152,32 @@ class KubernetesApi:
         await self._patch_ray_job(f"replace RayJob {namespace}/{name} spec", namespace, name, body)
 
     async def _patch_ray_job(self, what: str, namespace: str, name: str, body: Manifest | list[Any]) -> None:
-        try:
-            await self._ray_jobs(what, self._custom.patch_namespaced_custom_object, namespace, name, body)
-        except ApiException as exc:
-            raise _translate(exc, what) from exc
+        await self._ray_jobs(what, self._custom.patch_namespaced_custom_object, namespace, name, body)
 
     async def patch_config_map(self, namespace: str, name: str, patch: Manifest) -> None:
         what = f"patch ConfigMap {namespace}/{name}"
-        try:
-            await self._call(what, self._core.patch_namespaced_config_map, name, namespace, patch)
-        except ApiException as exc:
-            raise _translate(exc, what) from exc
+        await self._call(what, self._core.patch_namespaced_config_map, name, namespace, patch)
 
     async def delete(self, kind: str, namespace: str, name: str) -> None:
+        """Already gone (404) counts as deleted."""
         what = f"delete {kind} {namespace}/{name}"
-        try:
-            if kind == "ConfigMap":
-                await self._call(what, self._core.delete_namespaced_config_map, name, namespace)
-            else:
-                await self._ray_jobs(what, self._custom.delete_namespaced_custom_object, namespace, name)
-        except ApiException as exc:
-            if exc.status != 404:
-                raise _translate(exc, what) from exc
+        if kind == "ConfigMap":
+            await self._call(what, self._core.delete_namespaced_config_map, name, namespace, tolerate=404)
+        else:
+            await self._ray_jobs(
+                what, self._custom.delete_namespaced_custom_object, namespace, name, tolerate=404
+            )
 
     async def patch_job_status(self, namespace: str, name: str, status: Manifest) -> None:
-        what = f"patch RLTrainingJob {namespace}/{name} status"
-        try:
-            await self._call(
-                what,
-                self._custom.patch_namespaced_custom_object_status,
-                GROUP,
-                VERSION,
-                namespace,
-                PLURAL,
-                name,
-                {"status": status},
-            )
-        except ApiException as exc:
-            if exc.status == 404:
-                return  # deleted meanwhile: nothing left to describe
-            raise _translate(exc, what) from exc
+        """A job deleted meanwhile (404) has nothing left to describe."""
+        await self._call(
+            f"patch RLTrainingJob {namespace}/{name} status",
+            self._custom.patch_namespaced_custom_object_status,
+            GROUP,
+            VERSION,
+            namespace,
+            PLURAL,
+            name,
+            {"status": status},
+            tolerate=404,
+        )

@@ -87,37 +87,24 @@ def set_condition(
     generation: int | None,
 ) -> list[Condition]:
     """metav1 semantics: lastTransitionTime moves only when `status` flips."""
-    out: list[Condition] = []
-    found = False
-    for cond in conditions:
-        if cond.type != type_:
-            out.append(cond)
-            continue
-        found = True
-        changed = cond.status != status
-        out.append(
-            Condition(
-                type=type_,
-                status=status,
-                reason=reason,
-                message=message,
-                last_transition_time=rfc3339(now)
-                if changed or not cond.last_transition_time
-                else cond.last_transition_time,
-                observed_generation=generation,
-            )
+
+    def updated(cond: Condition | None) -> Condition:
+        if cond is not None and cond.status == status and cond.last_transition_time:
+            since = cond.last_transition_time
+        else:
+            since = rfc3339(now)
+        return Condition(
+            type=type_,
+            status=status,
+            reason=reason,
+            message=message,
+            last_transition_time=since,
+            observed_generation=generation,
         )
-    if not found:
-        out.append(
-            Condition(
-                type=type_,
-                status=status,
-                reason=reason,
-                message=message,
-                last_transition_time=rfc3339(now),
-                observed_generation=generation,
-            )
-        )
+
+    out = [updated(cond) if cond.type == type_ else cond for cond in conditions]
+    if not any(cond.type == type_ for cond in conditions):
+        out.append(updated(None))
     return out
 
 
