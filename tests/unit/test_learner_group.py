@@ -416,6 +416,34 @@ def test_checkpoint_from_two_learners_restores_into_one_and_back(tmp_path: Path)
 
 
 @pytest.mark.usefixtures("ray_session")
+def test_recurrent_checkpoint_from_two_learners_has_a_single_learners_keys(tmp_path: Path) -> None:
+    """SequenceForward and DDP wrap the network for training only: the checkpoint holds the network's own
+    state_dict, so it restores into one learner."""
+    lstm = {"useLstm": True, "fcnetHiddens": [16], "lstmCellSize": 16, "maxSeqLen": 8}
+    config = {"trainBatchSize": 256, "minibatchSize": 64, "numEpochs": 1, "model": lstm}
+    states, saved = [], {}
+    for learners in (2, 1):
+        doc = job(tmp_path / str(learners), learners=learners)
+        doc["spec"]["config"] = config
+        algo = build_algorithm(doc)
+        try:
+            if learners == 2:
+                algo.train()
+                uri = algo.save(str(tmp_path / "ckpt"))
+                saved = weights(algo)
+            else:
+                algo.restore(uri)
+                for k, v in weights(algo).items():
+                    np.testing.assert_array_equal(v, saved[k])
+                assert algo.train()["training_iteration"] == 2
+            states.append(algo.get_state()["algo"]["learner"])
+        finally:
+            algo.stop()
+    assert set(states[0]["module"]) == set(states[1]["module"])
+    assert all(k.startswith(("trunk.", "lstm.", "pi_head.", "vf_head.")) for k in states[0]["module"])
+
+
+@pytest.mark.usefixtures("ray_session")
 def test_two_learners_are_deterministic_given_the_seed(tmp_path: Path) -> None:
     runs = []
     for name in ("a", "b"):
