@@ -20,6 +20,7 @@ from kuberl.spec.cluster import LearnerGroupSpec, WorkerGroupSpec
 from kuberl.spec.common import LEARNER_RESOURCE
 from kuberl.spec.external import DEFAULT_PORT as DEFAULT_POLICY_SERVER_PORT
 from kuberl.spec.external import HOST_ENV, TOKEN_ENV
+from kuberl.spec.tune import trial_cpus
 from kuberl_operator.labels import (
     LABEL_ATTEMPT,
     LABEL_JOB,
@@ -292,6 +293,11 @@ def cpu_worker_replicas(job: RLTrainingJob) -> int:
     if group.replicas is not None:
         return group.replicas
     res = job.spec.resources
+    if job.spec.tune is not None:
+        # spec.tune: maxConcurrentTrials trials at once, each a trial actor plus its env runners
+        # (kuberl.spec.tune.trial_cpus); the head keeps its CPUs for the Tune driver.
+        trials_cpus = job.spec.tune.max_concurrent_trials * trial_cpus(res)
+        return math.ceil(trials_cpus / cpu_count(group.cpu))
     per_pod = max(1, math.floor(cpu_count(group.cpu) / res.cpus_per_runner))
     return math.ceil(res.env_runners / per_pod)
 
@@ -302,6 +308,10 @@ def head_gpus(job: RLTrainingJob) -> int:
     res = job.spec.resources
     if res.learners > 1:
         return job.spec.cluster.head.gpu
+    if job.spec.tune is not None:  # each concurrent trial's learner (the only GPU node is the head)
+        return max(
+            job.spec.cluster.head.gpu, math.ceil(res.gpus_per_learner * job.spec.tune.max_concurrent_trials)
+        )
     return max(job.spec.cluster.head.gpu, math.ceil(res.gpus_per_learner))
 
 

@@ -13,7 +13,7 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, PopulationBasedTra
 from ray.tune.search.sample import Categorical, Float, Integer
 
 from kuberl.spec import ResourcesSpec, StopSpec
-from kuberl.spec.tune import Domain, TuneSpec
+from kuberl.spec.tune import Domain, TuneSpec, trial_cpus
 from kuberl.tune import space
 from kuberl.tune.report import TrialRow, best_of, pick_best
 from kuberl.tune.trainable import trial_document, trial_index
@@ -125,7 +125,7 @@ def test_spec_stop_becomes_the_trial_stopper(stop: StopSpec, result: dict[str, A
 def test_trial_bundles_hold_the_trial_and_its_runners() -> None:
     res = ResourcesSpec(env_runners=2, cpus_per_runner=0.5, cpus_per_learner=1.0, gpus_per_learner=0.5)
     assert space.trial_bundles(res) == [{"CPU": 1.0, "GPU": 0.5}, {"CPU": 0.5}, {"CPU": 0.5}]
-    assert space.trial_cpus(res) == 2.0
+    assert trial_cpus(res) == 2.0 == sum(b["CPU"] for b in space.trial_bundles(res))
     assert space.trial_bundles(ResourcesSpec(env_runners=0)) == [{"CPU": 1.0}]
 
 

@@ -24,6 +24,7 @@ from pydantic import Field, model_validator
 from pydantic.json_schema import JsonDict
 
 from kuberl.spec.base import WireModel
+from kuberl.spec.common import ResourcesSpec
 
 if TYPE_CHECKING:
     from kuberl.spec.job import RLTrainingJobSpec
@@ -280,6 +281,13 @@ class TuneSpec(WireModel):
         if pbt is not None:
             for path, domain in pbt.hyperparam_mutations.items():
                 yield "scheduler.pbt.hyperparamMutations", path, domain
+
+
+def trial_cpus(resources: ResourcesSpec) -> float:
+    """CPUs one trial reserves: its own actor (the algorithm's driver and learner) and its env runners.
+    The trainer's placement groups (kuberl.tune.space.trial_bundles) and the operator's Ray cluster size
+    (kuberl_operator.builders) both follow this."""
+    return resources.cpus_per_learner + resources.env_runners * resources.cpus_per_runner
 
 
 # -- applying trial values to a spec (pure; used by the validator here and by each trial) -------------

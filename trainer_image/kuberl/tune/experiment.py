@@ -185,7 +185,7 @@ def run_tune(job: RLTrainingJob) -> TuneOutcome:
     """Run the job's sweep to the end (or a stop signal) and summarise it."""
     from kuberl.core.ray_init import ensure_ray
     from kuberl.metrics import MetricsServer, TrainerMetrics
-    from kuberl.tune.space import trial_cpus
+    from kuberl.spec.tune import trial_cpus
 
     spec = job.spec
     t = spec.tune

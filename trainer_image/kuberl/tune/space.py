@@ -89,16 +89,12 @@ class SpecStopper(Stopper):
 
 
 def trial_bundles(resources: ResourcesSpec) -> list[dict[str, float]]:
-    """A trial's placement group: the trial actor (driver and learner) first, then one bundle per
+    """A trial's placement group (kuberl.spec.tune.trial_cpus CPUs in all): the trial actor (driver and learner) first, then one bundle per
     EnvRunner actor, which Tune's placement group captures when the algorithm creates them."""
     head: dict[str, float] = {"CPU": resources.cpus_per_learner}
     if resources.gpus_per_learner > 0:
         head["GPU"] = resources.gpus_per_learner
     return [head] + [{"CPU": resources.cpus_per_runner} for _ in range(resources.env_runners)]
-
-
-def trial_cpus(resources: ResourcesSpec) -> float:
-    return sum(b["CPU"] for b in trial_bundles(resources))
 
 
 def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:
