@@ -5,7 +5,8 @@ Reads top to bottom like the paper's Algorithm 1:
   network → `ActorCritic` (kuberl.core.models): MLP policy and value heads, shared or separate;
             with `model.use_lstm` a `RecurrentActorCritic` (kuberl.core.recurrent)
   loss    → `ppo_loss`: clipped surrogate + (optionally clipped) value loss − entropy bonus + KL penalty
-  step    → `PPO.training_step`: sample in parallel → GAE → epochs of shuffled minibatches → broadcast weights
+  step    → sample in parallel → GAE (`PPO.estimate_returns`) → epochs of shuffled minibatches
+            (`PPO.learn`) → broadcast weights; the step itself is kuberl.core.sync_actor_critic's
 
 Recurrent policies train on minibatches of whole sequences: each rollout is cut into chunks of
 `max_seq_len` steps that start from the LSTM state the runner recorded there, and the chunks (not
@@ -15,14 +16,12 @@ single steps) are shuffled. GAE is computed on the full rollouts first, exactly 
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 import torch
 
-from kuberl.algorithm import Algorithm, StepOutcome
 from kuberl.core.distributions import ActionDistribution
 from kuberl.core.learner import Learner, driver_learner_device, mean_across_ranks, normalize_advantages
 from kuberl.core.models import action_distribution, build_model
@@ -37,6 +36,7 @@ from kuberl.core.recurrent import (
 )
 from kuberl.core.returns import gae
 from kuberl.core.sample_batch import Columns, SampleBatch
+from kuberl.core.sync_actor_critic import SyncSamplingAlgorithm
 from kuberl.spec.algorithms import PPOConfig
 
 # ---------------------------------------------------------------------------------------------------
@@ -206,9 +206,13 @@ def explained_variance(pred: np.ndarray, target: np.ndarray) -> float:
 # ---------------------------------------------------------------------------------------------------
 
 
-class PPO(Algorithm):
+class PPO(SyncSamplingAlgorithm):
+    """The training step (sample → `estimate_returns` → `learn` → broadcast) is
+    kuberl.core.sync_actor_critic's, shared with A2C and PG."""
+
     name = "PPO"
     config: PPOConfig
+    returns_timer = "gae"
 
     def rollout_length(self) -> int:
         res = self.spec.resources
@@ -230,12 +234,9 @@ class PPO(Algorithm):
         self.learner = PPOLearner(module, action_distribution(self.action_space), self.config, device)
         self.torch_gen = torch.Generator().manual_seed(self.spec.seed or 0)
 
-    def training_step(self) -> StepOutcome:
+    def estimate_returns(self, batch: SampleBatch) -> SampleBatch:
+        """GAE on the full rollouts, then the training batch: flat steps, or whole sequences."""
         cfg = self.config
-        t0 = time.perf_counter()
-        rollouts = self.sample()
-        t1 = time.perf_counter()
-        batch = SampleBatch.concat_envs([r.batch for r in rollouts])
         adv, targets = gae(
             batch[Columns.REWARDS],
             batch[Columns.VF_PREDS],
@@ -255,17 +256,11 @@ class PPO(Algorithm):
             batch.pop(col)
         if self.recurrent:
             T = batch.shape[0]
-            train = SampleBatch(chunk_sequences(batch, sequence_length(T, cfg.model.max_seq_len)))
-        else:
-            train = batch.flatten()
-        t2 = time.perf_counter()
-        stats = self.learner.update(train, timesteps=self.timesteps, generator=self.torch_gen)
-        t3 = time.perf_counter()
-        self.sync_weights()
-        t4 = time.perf_counter()
-        return StepOutcome(
-            rollouts=rollouts,
-            env_steps_trained=batch.env_steps,
-            learner_stats=stats,
-            timers={"sample": t1 - t0, "gae": t2 - t1, "learn": t3 - t2, "sync_weights": t4 - t3},
+            return SampleBatch(chunk_sequences(batch, sequence_length(T, cfg.model.max_seq_len)))
+        return batch.flatten()
+
+    def learn(self, train: SampleBatch) -> dict[str, float]:
+        stats: dict[str, float] = self.learner.update(
+            train, timesteps=self.timesteps, generator=self.torch_gen
         )
+        return stats
