@@ -194,3 +194,42 @@ def test_asha_stops_the_bad_trial_early(tmp_path: Path) -> None:
     assert by_lr[GOOD_LR].iterations == 8, outcome.trials
     assert by_lr[BAD_LR].iterations < 8, outcome.trials
     assert by_lr[BAD_LR].status == "TERMINATED"
+
+
+def test_sigterm_stops_the_experiment_cleanly_and_resume_auto_continues_it(tmp_path: Path) -> None:
+    import os
+    import signal
+    import threading
+    import time
+
+    stop = 120
+    doc = tune_job(
+        tmp_path,
+        {"paramSpace": {"config.lr": {"gridSearch": [GOOD_LR, BAD_LR]}}},
+        f"stop.iterations={stop}",
+        "stop.timesteps=null",
+        "stop.episodeReturnMean=null",
+        "resume=auto",
+    )
+    experiment = tmp_path / "tune" / doc["metadata"]["name"]
+
+    def terminate_after_first_results() -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and len(trial_results(experiment)) < 2:
+            time.sleep(0.2)  # until both trials have reported
+        os.kill(os.getpid(), signal.SIGTERM)  # what Kubernetes sends a pod
+
+    killer = threading.Thread(target=terminate_after_first_results, daemon=True)
+    killer.start()
+    first = run_tune(parse_job(doc))
+    killer.join()
+    assert first.interrupted
+    assert all(t.iterations < stop for t in first.trials), first.trials
+    assert all(t.checkpoint for t in first.trials), first.trials  # every trial saved on the way out
+    assert json.loads((tmp_path / "tune_results.json").read_text())["interrupted"] is True
+    # resume: auto restores the experiment, and each trial from its checkpoint, then runs to the stop
+    done = run_tune(parse_job(doc))
+    assert not done.interrupted
+    assert {t.trial_id for t in done.trials} == {t.trial_id for t in first.trials}
+    assert all(t.iterations == stop for t in done.trials), done.trials
+    assert all(t.timesteps == stop * 1024 for t in done.trials), done.trials

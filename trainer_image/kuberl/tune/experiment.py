@@ -30,6 +30,7 @@ from kuberl.tune.report import TrialRow, pick_best, trial_rows, write_results
 log = logging.getLogger(__name__)
 
 RESULTS_FILE = "tune_results.json"
+SIGINT_ENV = "TUNE_DISABLE_SIGINT_HANDLER"
 TRIAL_STATES = ("pending", "running", "paused", "terminated", "error")  # Tune's Trial.status, lowercased
 
 
@@ -95,29 +96,48 @@ class ExperimentMetrics(Callback):
         self.on_step_end(0, trials)
 
 
-class _SigtermToTune:
-    """Tune ends an experiment gracefully (trials saved, experiment state written) on SIGINT or SIGUSR1;
-    Kubernetes stops a pod with SIGTERM, so SIGTERM is passed on as SIGUSR1."""
+class StopSignals:
+    """First SIGINT/SIGTERM: Tune ends the experiment gracefully (running trials checkpointed, experiment
+    state written, so `resume: auto` continues it). Tune does that on SIGUSR1, so both are passed on as
+    SIGUSR1; Tune's own SIGINT handler is turned off, so that the first signal of either kind is recorded
+    here. A second SIGINT aborts at once, as in `kuberl run` without tune."""
 
     def __init__(self) -> None:
-        self.received = False
-        self._previous: Any = None
+        self.signal: int | None = None
+        self._previous: dict[int, Any] = {}
+        self._env: str | None = None
+
+    @property
+    def received(self) -> bool:
+        return self.signal is not None
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
-        self.received = True
-        log.warning("received SIGTERM: stopping the experiment (trials are checkpointed)")
-        signal.raise_signal(signal.SIGUSR1)
+        if self.signal is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        if self.signal is None:
+            self.signal = signum
+            log.warning(
+                "received %s: stopping the experiment (trials are checkpointed)", signal.Signals(signum).name
+            )
+            signal.raise_signal(signal.SIGUSR1)
 
-    def __enter__(self) -> _SigtermToTune:
+    def __enter__(self) -> StopSignals:
+        self._env = os.environ.get(SIGINT_ENV)
+        os.environ[SIGINT_ENV] = "1"
         try:
-            self._previous = signal.signal(signal.SIGTERM, self._handle)
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handle)
         except ValueError:  # not the main thread: no signal handling
-            self._previous = None
+            self._previous.clear()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGTERM, self._previous)
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        if self._env is None:
+            os.environ.pop(SIGINT_ENV, None)
+        else:
+            os.environ[SIGINT_ENV] = self._env
 
 
 def build_tuner(job: RLTrainingJob, *, callbacks: list[Any]) -> Any:
@@ -145,7 +165,8 @@ def build_tuner(job: RLTrainingJob, *, callbacks: list[Any]) -> Any:
             )
         log.info("resuming the experiment at %s", path)
         tuner = tune.Tuner.restore(path, trainable, resume_unfinished=True, resume_errored=True)
-        # Tune restores the callbacks it pickled, without the live metrics object: give it back.
+        # Tune restores the run config it pickled, without the live metrics object: give it back. The
+        # stop criteria are restored with the experiment's own state (a changed spec.stop does not apply).
         assert tuner._local_tuner is not None
         tuner._local_tuner.get_run_config().callbacks = callbacks
         return tuner
@@ -211,11 +232,10 @@ def run_tune(job: RLTrainingJob) -> TuneOutcome:
     try:
         tuner = build_tuner(job, callbacks=[callback])
         metrics.set_phase("Running")
-        with _SigtermToTune() as sigterm:
+        with StopSignals() as stop_signals:
             results = tuner.fit()
         rows = trial_rows(results, metric=t.metric, mode=t.mode, states=callback.states)
         best = pick_best(rows, mode=t.mode)
-        unfinished = any(r.status not in ("TERMINATED", "ERROR") for r in rows)
         outcome = TuneOutcome(
             run_dir=run_dir,
             experiment_path=str(results.experiment_path),
@@ -223,7 +243,7 @@ def run_tune(job: RLTrainingJob) -> TuneOutcome:
             mode=t.mode,
             trials=rows,
             best=best,
-            interrupted=sigterm.received or unfinished,
+            interrupted=stop_signals.received,
             results_file=run_dir / RESULTS_FILE,
             errors=[f"{r.trial_id}: {r.error}" for r in rows if r.error],
         )

@@ -141,5 +141,9 @@ def print_outcome(console: Any, outcome: TuneOutcome) -> None:
             console.print(f"best checkpoint: {b.checkpoint}")
     else:
         console.print(f"[bold]no trial reported {outcome.metric}[/]")
+    if outcome.interrupted:
+        console.print(
+            "[bold]interrupted[/]: trials were checkpointed; `kuberl run` again (resume: auto) continues them"
+        )
     console.print(f"experiment: {outcome.experiment_path}")
     console.print(f"results: {outcome.results_file}")
