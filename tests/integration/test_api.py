@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from kuberl.algorithm import build_algorithm
+from tests.fixtures.jobs import job_doc
 
 
 class GoRight(gym.Env[np.ndarray, np.int64]):
@@ -43,27 +44,24 @@ def make_env(config: dict[str, Any]) -> gym.Env[np.ndarray, np.int64]:
 
 
 def job(tmp_path: Path, runners: int) -> dict[str, Any]:
-    return {
-        "apiVersion": "kuberl.io/v1alpha1",
-        "kind": "RLTrainingJob",
-        "metadata": {"name": "api-test"},
-        "spec": {
-            "algorithm": "PPO",
-            "env": "tests.integration.test_api:make_env",
-            "envConfig": {"size": 4},
-            "seed": 1,
-            "config": {
-                "train_batch_size": 1024,
-                "minibatch_size": 256,
-                "num_epochs": 4,
-                "lr": 0.003,
-                "observation_filter": "MeanStdFilter",
-            },
-            "resources": {"envRunners": runners, "envsPerRunner": 4},
-            "checkpoint": {"uri": str(tmp_path / "ckpt")},
-            "runDir": str(tmp_path / "run"),
-        },
+    config = {
+        "train_batch_size": 1024,
+        "minibatch_size": 256,
+        "num_epochs": 4,
+        "lr": 0.003,
+        "observation_filter": "MeanStdFilter",
     }
+    return job_doc(
+        "PPO",
+        "tests.integration.test_api:make_env",
+        seed=1,
+        name="api-test",
+        run_dir=tmp_path / "run",
+        config=config,
+        runners=runners,
+        envConfig={"size": 4},
+        checkpoint={"uri": str(tmp_path / "ckpt")},
+    )
 
 
 @pytest.mark.usefixtures("ray_session")

@@ -16,25 +16,23 @@ import yaml
 
 from kuberl.algorithm import build_algorithm
 from kuberl.checkpoint import open_store
+from tests.fixtures import jobs
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def job_doc(ckpt_uri: str, *, every: int = 2, iterations: int = 200, runners: int = 0) -> dict[str, Any]:
-    return {
-        "apiVersion": "kuberl.io/v1alpha1",
-        "kind": "RLTrainingJob",
-        "metadata": {"name": "resume-test"},
-        "spec": {
-            "algorithm": "PPO",
-            "env": "CartPole-v1",
-            "config": {"train_batch_size": 512, "minibatch_size": 128, "num_epochs": 2},
-            "stop": {"iterations": iterations},
-            "resources": {"envRunners": runners, "envsPerRunner": 4},
-            "checkpoint": {"uri": ckpt_uri, "everyIterations": every, "keep": 2},
-            "metrics": {"port": 0},
-        },
-    }
+    return jobs.job_doc(
+        "PPO",
+        "CartPole-v1",
+        seed=None,
+        name="resume-test",
+        config={"train_batch_size": 512, "minibatch_size": 128, "num_epochs": 2},
+        runners=runners,
+        stop={"iterations": iterations},
+        checkpoint={"uri": ckpt_uri, "everyIterations": every, "keep": 2},
+        metrics={"port": 0},
+    )
 
 
 def start(tmp_path: Path, doc: dict[str, Any], *extra: str) -> subprocess.Popen[str]:

@@ -9,31 +9,23 @@ from typing import Any
 import pytest
 
 from kuberl.algorithm import build_algorithm
+from tests.fixtures.jobs import job_doc
 
 SEED = int(os.environ.get("KUBERL_TEST_SEED", "0"))
 
 
 def job(env: str, env_config: dict[str, Any], tmp_path: Path, **config: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": "kuberl.io/v1alpha1",
-        "kind": "RLTrainingJob",
-        "metadata": {"name": "models"},
-        "spec": {
-            "algorithm": "PPO",
-            "env": env,
-            "envConfig": env_config,
-            "seed": SEED,
-            "config": {
-                "train_batch_size": 1024,
-                "minibatch_size": 256,
-                "num_epochs": 4,
-                "lr": 0.001,
-                **config,
-            },
-            "resources": {"envRunners": 0, "envsPerRunner": 16},
-            "runDir": str(tmp_path),
-        },
-    }
+    ppo = {"train_batch_size": 1024, "minibatch_size": 256, "num_epochs": 4, "lr": 0.001}
+    return job_doc(
+        "PPO",
+        env,
+        seed=SEED,
+        name="models",
+        run_dir=tmp_path,
+        config={**ppo, **config},
+        envs_per_runner=16,
+        envConfig=env_config,
+    )
 
 
 def train_until(doc: dict[str, Any], threshold: float, max_steps: int) -> float:
