@@ -90,6 +90,18 @@ def test_grid_over_two_learning_rates_through_kuberl_run(
 
     loaded = load_checkpoint(best["checkpoint"])
     assert loaded.info.metadata["iteration"] == 2
+    # Each trial trained its own job: the value, seed + trial index and run directory, also when Tune
+    # reused one actor for both (reset_config).
+    jobs = {
+        t["trial_id"]: json.loads(load_checkpoint(t["checkpoint"]).files["job.json"])["spec"] for t in trials
+    }
+    for trial_id, spec in jobs.items():
+        index = int(trial_id.rsplit("_", 1)[1])
+        assert spec["seed"] == index  # examples/ppo-job.yaml has seed 0
+        assert trial_id in spec["runDir"]
+        assert spec["metrics"] == {"enabled": False}
+    assert len({spec["runDir"] for spec in jobs.values()}) == 2
+    assert sorted(spec["config"]["lr"] for spec in jobs.values()) == [BAD_LR, GOOD_LR]
     # Each trial ran with its own value (Tune's record of the config the trial trained with).
     results = trial_results(Path(summary["experiment_path"]))
     assert sorted(rows[-1]["config"]["config.lr"] for rows in results.values()) == [BAD_LR, GOOD_LR]

@@ -52,15 +52,15 @@ class KuberlTrainable(tune.Trainable):
 
     def setup(self, config: dict[Any, Any], **params: Any) -> None:
         self._job_doc: dict[str, Any] = params["job_doc"]
-        self._run_dir = Path(params["run_dir"]) / "trials" / self.trial_name
+        self._job_run_dir = Path(params["run_dir"])
         self._build(config)
 
     def _build(self, config: dict[str, Any]) -> None:
-        doc = trial_document(
-            self._job_doc, config, run_dir=str(self._run_dir), index=trial_index(self.trial_id)
-        )
+        # trial_id and trial_name are this trial's also after reset_config (a reused actor).
+        run_dir = self._job_run_dir / "trials" / self.trial_name
+        doc = trial_document(self._job_doc, config, run_dir=str(run_dir), index=trial_index(self.trial_id))
         job = parse_job(doc, source=f"trial {self.trial_name}")
-        self.algo = build_algorithm(job, run_dir=self._run_dir)
+        self.algo = build_algorithm(job, run_dir=run_dir)
 
     def step(self) -> dict[str, Any]:
         return flatten_result(self.algo.train())
