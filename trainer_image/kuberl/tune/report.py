@@ -104,6 +104,13 @@ def _value(v: Any) -> str:
     return json.dumps(v) if not isinstance(v, str) else v
 
 
+def _status(row: TrialRow) -> str:
+    """Tune's trial status, short: a TERMINATED trial is done (by spec.stop, ASHA or PBT's end)."""
+    if row.error:
+        return f"error: {row.error}"
+    return "done" if row.status == "TERMINATED" else row.status.lower()
+
+
 def _metric(x: float | None) -> str:
     return "—" if x is None else f"{x:.1f}"
 
@@ -114,11 +121,12 @@ def print_outcome(console: Any, outcome: TuneOutcome) -> None:
 
     params = sorted({k for r in outcome.trials for k in r.params})
     table = Table(title=f"Tune trials — {outcome.metric} ({outcome.mode})")
-    table.add_column("trial")
+    table.add_column("trial", no_wrap=True)
     for p in params:
-        table.add_column(p, justify="right")
+        # the last path component keeps narrow terminals readable; the summary line names the full path
+        table.add_column(p.rsplit(".", 1)[-1], justify="right", no_wrap=True)
     for name in ("iter", "steps", "last", "best", "status"):
-        table.add_column(name, justify="left" if name == "status" else "right")
+        table.add_column(name, justify="left" if name == "status" else "right", no_wrap=True)
     best_id = outcome.best.trial_id if outcome.best else None
     for r in outcome.trials:
         table.add_row(
@@ -128,7 +136,7 @@ def print_outcome(console: Any, outcome: TuneOutcome) -> None:
             f"{r.timesteps:,}",
             _metric(r.last),
             _metric(r.best),
-            r.status if not r.error else f"ERROR: {r.error}",
+            _status(r),
         )
     console.print(table)
     if outcome.best is not None:
