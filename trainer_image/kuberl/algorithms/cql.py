@@ -16,7 +16,6 @@ Reads top to bottom like the paper's Algorithm 1:
 
 from __future__ import annotations
 
-import copy
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -27,10 +26,8 @@ import torch
 
 from kuberl.core.continuous import (
     ActionScaler,
-    QEnsemble,
     SquashedGaussianActor,
     action_dims,
-    make_adam,
     obs_tensor,
 )
 from kuberl.core.learner import select_device
@@ -85,6 +82,8 @@ def conservative_penalty(
 
 
 class CQLLearner(SoftActorCriticLearner):
+    actor: SquashedGaussianActor
+
     def __init__(
         self, obs_space: gym.Space[Any], action_space: gym.Space[Any], config: CQLConfig, device: torch.device
     ) -> None:
@@ -98,18 +97,11 @@ class CQLLearner(SoftActorCriticLearner):
         self.n_act = n_act
         self.scaler = ActionScaler(action_space).to(device)
         n_obs = obs_dim(obs_space)
-        self.actor = SquashedGaussianActor(n_obs, n_act, config.model).to(device)
-        self.critic = QEnsemble(
-            n_obs, n_act, config.model, members=2 if config.twin_q else 1, discrete=False
-        ).to(device)
-        self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
-        self.init_temperature(config.initial_alpha, device)
+        actor = SquashedGaussianActor(n_obs, n_act, config.model)
+        self.init_networks(actor, n_obs=n_obs, n_act=n_act, discrete=False, device=device)
         self.target_entropy = (
             -float(n_act) if config.target_entropy == "auto" else float(config.target_entropy)
         )
-        self.actor_opt = make_adam(self.actor.parameters(), config.actor_lr or config.lr)
-        self.critic_opt = make_adam(self.critic.parameters(), config.critic_lr or config.lr)
-        self.alpha_opt = make_adam([self.log_alpha], config.alpha_lr or config.lr)
         self.gen = torch.Generator(device=device)
         self.num_updates = 0
 

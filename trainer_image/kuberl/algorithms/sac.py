@@ -13,7 +13,6 @@ Reads top to bottom like Algorithm 1 of "SAC: Algorithms and Applications":
 
 from __future__ import annotations
 
-import copy
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -28,11 +27,9 @@ from kuberl.core.continuous import (
     ActionScaler,
     CategoricalActor,
     CategoricalPolicy,
-    QEnsemble,
     SquashedGaussianActor,
     SquashedGaussianPolicy,
     action_dims,
-    make_adam,
     obs_tensor,
 )
 from kuberl.core.models import obs_dim
@@ -149,7 +146,7 @@ class SACLearner(SoftActorCriticLearner):
             ActionScaler(action_space).to(device) if isinstance(action_space, gym.spaces.Box) else None
         )
         self.mask = discrete_mask(obs_space, action_space)
-        self.actor: torch.nn.Module = (
+        actor = (
             (
                 CategoricalActor(n_obs, n_act, config.model)
                 if self.mask is None
@@ -157,23 +154,14 @@ class SACLearner(SoftActorCriticLearner):
             )
             if self.discrete
             else SquashedGaussianActor(n_obs, n_act, config.model)
-        ).to(device)
-        members = 2 if config.twin_q else 1
-        self.critic = QEnsemble(n_obs, n_act, config.model, members=members, discrete=self.discrete).to(
-            device
         )
-        self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
-        self.init_temperature(config.initial_alpha, device)
+        self.init_networks(actor, n_obs=n_obs, n_act=n_act, discrete=self.discrete, device=device)
         # With an action mask and "auto", the target is per state (masked_target_entropy); this is its bound.
         self.auto_masked_entropy = self.mask is not None and config.target_entropy == "auto"
         if config.target_entropy != "auto":
             self.target_entropy = float(config.target_entropy)
         else:
             self.target_entropy = 0.98 * math.log(n_act) if self.discrete else -float(n_act)
-        lr = config.lr
-        self.actor_opt = make_adam(self.actor.parameters(), config.actor_lr or lr)
-        self.critic_opt = make_adam(self.critic.parameters(), config.critic_lr or lr)
-        self.alpha_opt = make_adam([self.log_alpha], config.alpha_lr or lr)
         self.num_updates = 0
 
     def _continuous_terms(

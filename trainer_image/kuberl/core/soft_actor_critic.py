@@ -10,13 +10,15 @@ warm-up) stays there.
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 import torch
+from torch import nn
 
-from kuberl.core.continuous import clip_grads
+from kuberl.core.continuous import QEnsemble, clip_grads, make_adam
 from kuberl.core.learner import load_state_dicts, state_dicts
 
 # The learner's networks and optimizers, by attribute name: its checkpoint layout.
@@ -69,15 +71,28 @@ def alpha_loss(
 
 
 class SoftActorCriticLearner:
-    """The temperature log α, the gradient step and the checkpoint of a learner that holds an `actor`,
-    a `critic` ensemble, its `target_critic` and the three optimizers named in STATE_PARTS. Subclasses
-    build those and call `init_temperature`."""
+    """The networks, temperature log α, optimizers, gradient step and checkpoint of a learner with an
+    actor and Q ensemble (STATE_PARTS). Subclasses build their actor and call `init_networks`."""
 
     config: Any
     num_updates: int
+    actor: nn.Module
 
-    def init_temperature(self, initial_alpha: float, device: torch.device) -> None:
-        self.log_alpha = torch.tensor(math.log(initial_alpha), device=device, requires_grad=True)
+    def init_networks(
+        self, actor: nn.Module, *, n_obs: int, n_act: int, discrete: bool, device: torch.device
+    ) -> None:
+        """The built `actor`, E critics (two with twin_q: clipped double Q) as one batched ensemble,
+        their Polyak target, log α, and an Adam each for actor, critics and α (actor_lr, critic_lr,
+        alpha_lr, each falling back to lr). The actor comes first: parameters initialise in this order."""
+        cfg = self.config
+        self.actor = actor.to(device)
+        members = 2 if cfg.twin_q else 1
+        self.critic = QEnsemble(n_obs, n_act, cfg.model, members=members, discrete=discrete).to(device)
+        self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
+        self.log_alpha = torch.tensor(math.log(cfg.initial_alpha), device=device, requires_grad=True)
+        self.actor_opt = make_adam(self.actor.parameters(), cfg.actor_lr or cfg.lr)
+        self.critic_opt = make_adam(self.critic.parameters(), cfg.critic_lr or cfg.lr)
+        self.alpha_opt = make_adam([self.log_alpha], cfg.alpha_lr or cfg.lr)
 
     def step(self, opt: torch.optim.Optimizer, loss: torch.Tensor, params: Iterable[Any]) -> None:
         """One optimizer step on `loss`, gradients clipped to `config.grad_clip`."""
