@@ -16,9 +16,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kuberl.spec import RLTrainingJob, SpecError, StopSpec
+
+if TYPE_CHECKING:  # imported where used: `kuberl --help` must not pay for prometheus/HTTP imports
+    from kuberl.metrics import MetricsServer, TrainerMetrics
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +124,23 @@ def run_dir_for(job: RLTrainingJob) -> Path:
     return Path(job.spec.run_dir or Path("runs") / job.metadata.name)
 
 
+def start_metrics(job: RLTrainingJob) -> tuple[TrainerMetrics, MetricsServer | None]:
+    """The job's metrics, served on `spec.metrics.port` when enabled, in phase Pending. On Kubernetes the
+    operator passes the resource's name and namespace (KUBERL_JOB_NAME/KUBERL_NAMESPACE) for the labels."""
+    from kuberl.metrics import MetricsServer, TrainerMetrics
+
+    metrics = TrainerMetrics(
+        job=os.environ.get("KUBERL_JOB_NAME", job.metadata.name),
+        namespace=os.environ.get("KUBERL_NAMESPACE", job.metadata.namespace or "default"),
+        algorithm=job.spec.algorithm,
+    )
+    server = MetricsServer(metrics, port=job.spec.metrics.port) if job.spec.metrics.enabled else None
+    if server is not None:
+        server.start()
+    metrics.set_phase("Pending")
+    return metrics, server
+
+
 def run_job(
     job: RLTrainingJob,
     *,
@@ -129,7 +149,6 @@ def run_job(
 ) -> RunOutcome:
     """Train `job` until a stop criterion or a signal. `on_result` sees every iteration's result."""
     from kuberl.algorithm import build_algorithm
-    from kuberl.metrics import MetricsServer, TrainerMetrics
     from kuberl.results import ResultLogger
 
     spec = job.spec
@@ -138,15 +157,7 @@ def run_job(
     run_dir.mkdir(parents=True, exist_ok=True)
     logger = ResultLogger(run_dir)
     logger.write_params(job.to_wire())
-    metrics = TrainerMetrics(
-        job=os.environ.get("KUBERL_JOB_NAME", job.metadata.name),
-        namespace=os.environ.get("KUBERL_NAMESPACE", job.metadata.namespace or "default"),
-        algorithm=spec.algorithm,
-    )
-    server = MetricsServer(metrics, port=spec.metrics.port) if spec.metrics.enabled else None
-    if server is not None:
-        server.start()
-    metrics.set_phase("Pending")
+    metrics, server = start_metrics(job)
     algo = None
     outcome = RunOutcome(run_dir=run_dir, result=None, stopped_by="", last_checkpoint=None)
     try:

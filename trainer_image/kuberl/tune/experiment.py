@@ -24,7 +24,7 @@ from ray.tune import Callback
 from ray.tune.experiment import Trial
 
 from kuberl.spec import RLTrainingJob, SpecError
-from kuberl.trainer import preflight, run_dir_for
+from kuberl.trainer import preflight, run_dir_for, start_metrics
 from kuberl.tune.report import TrialRow, pick_best, trial_rows, write_results
 
 log = logging.getLogger(__name__)
@@ -205,7 +205,6 @@ def build_tuner(job: RLTrainingJob, *, callbacks: list[Any]) -> Any:
 def run_tune(job: RLTrainingJob) -> TuneOutcome:
     """Run the job's sweep to the end (or a stop signal) and summarise it."""
     from kuberl.core.ray_init import ensure_ray
-    from kuberl.metrics import MetricsServer, TrainerMetrics
     from kuberl.spec.tune import trial_cpus
 
     spec = job.spec
@@ -215,15 +214,7 @@ def run_tune(job: RLTrainingJob) -> TuneOutcome:
     run_dir = run_dir_for(job)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "params.json").write_text(json.dumps(job.to_wire(), indent=2))
-    metrics = TrainerMetrics(
-        job=os.environ.get("KUBERL_JOB_NAME", job.metadata.name),
-        namespace=os.environ.get("KUBERL_NAMESPACE", job.metadata.namespace or "default"),
-        algorithm=spec.algorithm,
-    )
-    server = MetricsServer(metrics, port=spec.metrics.port) if spec.metrics.enabled else None
-    if server is not None:
-        server.start()
-    metrics.set_phase("Pending")
+    metrics, server = start_metrics(job)
     # Room for maxConcurrentTrials trials at once (an embedded Ray oversubscribes a small machine).
     ensure_ray(t.max_concurrent_trials * trial_cpus(spec.resources))
     # kuberl.spec.tune validated the metric; an iteration without a finished episode omits it on purpose.
