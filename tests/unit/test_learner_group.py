@@ -96,18 +96,25 @@ def arranged_for(generator: torch.Generator, n: int, order: torch.Tensor) -> tor
     return index
 
 
+def update_on_two_ranks(
+    single: Any, batch: SampleBatch, *, shard_axis: int = 0
+) -> tuple[dict[str, float], dict[str, Any], list[int]]:
+    """One update of a 2-rank group built from a copy of `single` (driver generator seeded 7): its stats,
+    rank 0's state and the per-rank shuffle seeds it drew."""
+    group = LearnerGroup(copy.deepcopy(single), resources=TWO)
+    assert group.shard_axis == shard_axis
+    try:
+        stats = group.update(batch, timesteps=0, generator=torch.Generator().manual_seed(7))
+        return stats, group.get_state(), rank_seeds(torch.Generator().manual_seed(7), 2)
+    finally:
+        group.shutdown()
+
+
 @pytest.mark.usefixtures("ray_session")
 def test_two_ddp_learners_update_exactly_like_one() -> None:
     single = ppo_learner(minibatch_size=128, num_epochs=1, lr=3e-3, kl_coeff=0.2)
     batch = flat_batch(single, 512)
-    group = LearnerGroup(copy.deepcopy(single), resources=TWO)
-    try:
-        gen = torch.Generator().manual_seed(7)
-        seeds = rank_seeds(torch.Generator().manual_seed(7), 2)
-        stats = group.update(batch, timesteps=0, generator=gen)
-        ddp_state = group.get_state()
-    finally:
-        group.shutdown()
+    stats, ddp_state, seeds = update_on_two_ranks(single, batch)
 
     # The single learner on the same global minibatches, in the same order.
     ref_gen = torch.Generator().manual_seed(123)
@@ -188,15 +195,7 @@ def test_two_ddp_learners_update_a_recurrent_policy_exactly_like_one() -> None:
     seq_len, sequences = 8, 64
     single = lstm_learner(minibatch_size=64, num_epochs=1, lr=3e-3, kl_coeff=0.2)  # 8 sequences per step
     batch = sequence_batch(single, seq_len, sequences)
-    group = LearnerGroup(copy.deepcopy(single), resources=TWO)
-    assert group.shard_axis == 1
-    try:
-        gen = torch.Generator().manual_seed(7)
-        seeds = rank_seeds(torch.Generator().manual_seed(7), 2)
-        stats = group.update(batch, timesteps=0, generator=gen)
-        ddp_state = group.get_state()
-    finally:
-        group.shutdown()
+    stats, ddp_state, seeds = update_on_two_ranks(single, batch, shard_axis=1)
 
     # The single learner on the same global minibatches (rank 0's 4 sequences, then rank 1's), in order.
     ref_gen = torch.Generator().manual_seed(123)
