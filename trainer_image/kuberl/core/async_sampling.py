@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from kuberl.core.env_runner import EnvRunner, Rollout
+from kuberl.core.env_runner import Rollout
 from kuberl.core.runner_group import EnvRunnerGroup
 from kuberl.core.sample_batch import Columns, SampleBatch
 
@@ -139,7 +139,8 @@ class AsyncSampler:
             ray.kill(self.group.actors[i])
         except Exception:
             log.debug("killing dead actor failed", exc_info=True)
-        remote_cls = ray.remote(num_cpus=self.group.cpus_per_runner, max_restarts=0)(EnvRunner)
+        # The group's own runner class (Ape-X's runners also compute priorities).
+        remote_cls = ray.remote(num_cpus=self.group.cpus_per_runner, max_restarts=0)(self.group.runner_cls)
         actor = remote_cls.remote(dataclasses.replace(self.group.base, worker_index=i + 1))
         if self._state is not None:
             actor.set_state.remote(*self._state)

@@ -188,9 +188,14 @@ class PrioritizedReplayBuffer(ReplayBuffer):
         self._sum = SumTree(self.capacity, op="sum")
         self._min = SumTree(self.capacity, op="min")
 
-    def add(self, batch: Mapping[str, np.ndarray]) -> None:
+    def add(self, batch: Mapping[str, np.ndarray], *, priorities: np.ndarray | None = None) -> None:
+        """Append transitions at the largest priority so far, or at known `priorities` (|TD errors|
+        computed where they were collected, as Ape-X's actors do)."""
         idx = self._insert(batch)
-        if len(idx):
+        if priorities is not None:
+            prio = np.asarray(priorities)
+            self.update_priorities(idx, prio[len(prio) - len(idx) :])  # capacity may keep only the newest
+        elif len(idx):
             self._set_leaves(idx, np.full(len(idx), self.max_priority**self.alpha))
 
     def _set_leaves(self, idx: np.ndarray, values: np.ndarray) -> None:

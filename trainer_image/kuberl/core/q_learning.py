@@ -1,0 +1,257 @@
+"""Q-learning pieces shared by DQN and Ape-X (kuberl.algorithms.dqn, kuberl.algorithms.apex): the
+Q-network (plain or dueling, masked where the observation carries an action mask), the runner's
+epsilon-greedy policy, the double-Q n-step TD loss with its new priorities, and the learner that owns
+the online and target networks.
+
+Epsilon-greedy takes one epsilon for every sub-env (DQN's schedule, sent with each weight sync) or one
+per sub-env (Ape-X's fixed ladder across runners, Horgan et al. 2018, https://arxiv.org/abs/1803.00933).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal, Protocol
+
+import gymnasium as gym
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from kuberl.core.env_factory import import_object
+from kuberl.core.learner import Learner
+from kuberl.core.models import mlp, obs_dim
+from kuberl.core.multi_agent.masking import legal_actions, mask_slice, mask_values, random_legal_actions
+from kuberl.core.nstep import DISCOUNTS
+from kuberl.core.policy import PolicyBase
+from kuberl.core.replay import WEIGHTS
+from kuberl.core.sample_batch import Columns
+from kuberl.core.target import hard_update, polyak_update
+from kuberl.spec.algorithms import ModelConfig
+
+
+class QLossConfig(Protocol):
+    """The fields of a config (DQNConfig, APEXConfig) the TD loss reads."""
+
+    @property
+    def double_q(self) -> bool: ...
+
+    @property
+    def td_error_loss_fn(self) -> Literal["huber", "mse"]: ...
+
+
+class QLearnerConfig(QLossConfig, Protocol):
+    """The fields of a config the Q learner reads."""
+
+    @property
+    def lr(self) -> float: ...
+
+    @property
+    def lr_schedule(self) -> list[tuple[int, float]] | None: ...
+
+    @property
+    def grad_clip(self) -> float | None: ...
+
+    @property
+    def tau(self) -> float: ...
+
+
+# ---------------------------------------------------------------------------------------------------
+# Network
+# ---------------------------------------------------------------------------------------------------
+
+
+class QNetwork(nn.Module):
+    """Q(s, ·) for every discrete action. Dueling: Q = V(s) + A(s, a) − mean_a A(s, a) on a shared trunk
+    (Wang et al. 2016, eq. 9); the mean keeps V and A identifiable.
+
+    With `mask` (where an `action_mask` lies in the flat observation) illegal actions get ILLEGAL_LOGIT,
+    so the greedy action, the double-Q argmax and the target's max over s' all range over legal actions
+    only. The mask is a slice, not a parameter: the state-dict keys are the same with and without it."""
+
+    def __init__(
+        self, n_in: int, n_actions: int, config: ModelConfig, *, dueling: bool, mask: slice | None = None
+    ) -> None:
+        super().__init__()
+        self.mask = mask
+        hidden = list(config.fcnet_hiddens)
+        act = config.fcnet_activation
+        self.dueling = dueling
+        self.trunk = mlp([n_in, *hidden], act)
+        self.advantage = mlp([hidden[-1]], act, out=n_actions, out_gain=0.01)
+        self.value = mlp([hidden[-1]], act, out=1, out_gain=1.0) if dueling else None
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        h = self.trunk(obs)
+        adv = self.advantage(h)
+        q = adv if self.value is None else self.value(h) + adv - adv.mean(dim=-1, keepdim=True)
+        return mask_values(q, obs, self.mask)
+
+
+class MaskedQ(nn.Module):
+    """A custom Q model's outputs with illegal actions masked (as QNetwork masks its own)."""
+
+    def __init__(self, inner: nn.Module, mask: slice) -> None:
+        super().__init__()
+        self.inner = inner
+        self.mask = mask
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return mask_values(self.inner(obs), obs, self.mask)
+
+
+def build_q_network(
+    obs_space: gym.Space[Any], action_space: gym.Space[Any], config: ModelConfig, *, dueling: bool
+) -> nn.Module:
+    if not isinstance(action_space, gym.spaces.Discrete):
+        raise TypeError(f"DQN needs a Discrete action space, got {action_space}")
+    mask = mask_slice(
+        obs_space
+    )  # an `action_mask` key in a Dict observation (kuberl.core.multi_agent.masking)
+    if mask is not None and mask.stop - mask.start != int(action_space.n):
+        raise ValueError(f"'action_mask' must have one entry per action of {action_space}")
+    if config.custom_model:
+        model = import_object(config.custom_model)(obs_space, action_space, dict(config.custom_model_config))
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"custom_model {config.custom_model!r} did not build a torch.nn.Module")
+        return model if mask is None else MaskedQ(model, mask)
+    return QNetwork(obs_dim(obs_space), int(action_space.n), config, dueling=dueling, mask=mask)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Runner-side policy: epsilon-greedy
+# ---------------------------------------------------------------------------------------------------
+
+
+class QPolicy(PolicyBase):
+    """Implements kuberl.core.policy.RunnerPolicy. With probability epsilon a uniformly random action
+    (among the legal ones when the observation carries an action mask), else argmax Q. Options:
+    `dueling` (fixed, to build the same network as the learner) and `epsilon`: one number for every
+    sub-env (DQN: updated by the driver with every weight sync) or one per sub-env (Ape-X's ladder).
+    No V(obs): the learner bootstraps from the target network."""
+
+    def build_module(
+        self, obs_space: gym.Space[Any], model: ModelConfig, options: dict[str, Any]
+    ) -> nn.Module:
+        assert isinstance(self.action_space, gym.spaces.Discrete)
+        self.n_actions = int(self.action_space.n)
+        self.mask = mask_slice(obs_space)
+        self.epsilon: float | torch.Tensor = _epsilon(options.get("epsilon", 1.0))
+        return build_q_network(obs_space, self.action_space, model, dueling=bool(options.get("dueling")))
+
+    def act(self, obs: torch.Tensor, *, explore: bool, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        greedy = self.module(obs).argmax(dim=-1)
+        if not explore or (isinstance(self.epsilon, float) and self.epsilon <= 0.0):
+            return {Columns.ACTIONS: greedy}
+        n = obs.shape[0]
+        if self.mask is None:
+            random_actions = torch.randint(self.n_actions, (n,), generator=generator)
+        else:
+            random_actions = random_legal_actions(legal_actions(obs, self.mask), generator)
+        take_random = torch.rand(n, generator=generator) < self.epsilon
+        return {Columns.ACTIONS: torch.where(take_random, random_actions, greedy)}
+
+    def set_options(self, options: dict[str, Any]) -> None:
+        if "epsilon" in options:
+            self.epsilon = _epsilon(options["epsilon"])
+
+
+def _epsilon(value: float | Sequence[float] | np.ndarray) -> float | torch.Tensor:
+    """A float for one epsilon everywhere; a float32 tensor [num_envs] for one per sub-env."""
+    if isinstance(value, (int, float)):
+        return float(value)
+    return torch.as_tensor(np.asarray(value, dtype=np.float32))
+
+
+# ---------------------------------------------------------------------------------------------------
+# Loss
+# ---------------------------------------------------------------------------------------------------
+
+
+def dqn_loss(
+    module: nn.Module, target: nn.Module, batch: Mapping[str, torch.Tensor], *, config: QLossConfig
+) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """Importance-weighted TD loss as named terms, and |TD error| per sample (the new priorities).
+
+    y = R + γ^k (1 − terminated) Q_target(s', a*), with a* = argmax_a Q_online(s', a) (double Q) or
+    argmax_a Q_target(s', a); R and γ^k come from the n-step transform. With an action mask the networks
+    mask their own outputs, so a* ranges over the actions legal in s' (its mask is part of s').
+    """
+    obs, next_obs = batch[Columns.OBS], batch[Columns.NEXT_OBS]
+    if config.double_q:  # one forward pass of the online network over s and s'
+        q_both = module(torch.cat([obs, next_obs]))
+        q, q_next_online = q_both[: len(obs)], q_both[len(obs) :].detach()
+    else:
+        q = module(obs)
+    q_taken = q.gather(1, batch[Columns.ACTIONS].long().unsqueeze(1)).squeeze(1)
+    with torch.no_grad():
+        q_next_target = target(next_obs)
+        if config.double_q:
+            best = q_next_online.argmax(dim=1, keepdim=True)
+        else:
+            best = q_next_target.argmax(dim=1, keepdim=True)
+        q_next = q_next_target.gather(1, best).squeeze(1)
+        not_terminal = 1.0 - batch[Columns.TERMINATEDS].float()
+        y = batch[Columns.REWARDS] + batch[DISCOUNTS] * not_terminal * q_next
+    td = q_taken - y
+    if config.td_error_loss_fn == "huber":
+        per_sample = F.smooth_l1_loss(q_taken, y, reduction="none", beta=1.0)
+    else:
+        per_sample = 0.5 * td.pow(2)
+    loss = (batch[WEIGHTS] * per_sample).mean()
+    terms = {
+        "total_loss": loss,
+        "td_error_abs": td.detach().abs().mean(),
+        "q_mean": q_taken.detach().mean(),
+        "target_q_mean": y.mean(),
+    }
+    return terms, td.detach().abs()
+
+
+# ---------------------------------------------------------------------------------------------------
+# Learner: one gradient step per replayed minibatch, and the target network
+# ---------------------------------------------------------------------------------------------------
+
+
+class QLearner(Learner):
+    """The online network, its optimizer and the target network (DQN and Ape-X)."""
+
+    def __init__(self, module: nn.Module, config: QLearnerConfig, device: torch.device) -> None:
+        super().__init__(
+            module, lr=config.lr, grad_clip=config.grad_clip, device=device, lr_schedule=config.lr_schedule
+        )
+        self.config = config
+        self.target = build_target(module).to(device)
+        # Thousands of small steps per iteration: the fused (CPU and CUDA) Adam kernel cuts the
+        # per-step overhead of the default per-parameter loop. Same hyperparameters as the base class.
+        self.optimizer = torch.optim.Adam(self.module.parameters(), lr=config.lr, eps=1e-5, fused=True)
+
+    def update(self, batch: Mapping[str, np.ndarray]) -> tuple[dict[str, torch.Tensor], np.ndarray]:
+        """One gradient step; returns the detached terms (plus grad_norm) and |TD errors| as numpy."""
+        data = self.to_tensors(batch)
+        terms, td_abs = dqn_loss(self.module, self.target, data, config=self.config)
+        grad_norm = self.apply_gradients(terms["total_loss"])
+        out = {k: v.detach() for k, v in terms.items()}
+        out["grad_norm"] = torch.tensor(grad_norm)
+        return out, td_abs.cpu().numpy()
+
+    def update_target(self) -> None:
+        if self.config.tau >= 1.0:
+            hard_update(self.target, self.module)
+        else:
+            polyak_update(self.target, self.module, self.config.tau)
+
+    def get_state(self) -> dict[str, Any]:
+        return {**super().get_state(), "target": self.target.state_dict()}
+
+    def set_state(self, state: Mapping[str, Any]) -> None:
+        super().set_state(state)
+        self.target.load_state_dict(state["target"])
+
+
+def build_target(module: nn.Module) -> nn.Module:
+    target = copy.deepcopy(module)
+    for p in target.parameters():
+        p.requires_grad_(False)
+    return target

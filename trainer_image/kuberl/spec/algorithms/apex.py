@@ -1,0 +1,182 @@
+"""Ape-X DQN's hyperparameters (the algorithm itself is kuberl.algorithms.apex).
+
+Distributed prioritized experience replay (Horgan et al. 2018, https://arxiv.org/abs/1803.00933):
+DQN's learner (double Q, dueling, n-step, prioritized replay) fed by many asynchronous env runners, each
+exploring with its own fixed epsilon and sending its transitions with initial priorities.
+RLlib's `APEX` names are used where they exist.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+from pydantic import AliasChoices, Field, model_validator
+
+from kuberl.spec.algorithms.base import AlgorithmConfigBase, ModelConfig
+
+
+def _apex_model() -> ModelConfig:
+    return ModelConfig(fcnet_hiddens=[256, 256], fcnet_activation="relu")
+
+
+class APEXConfig(AlgorithmConfigBase):
+    """Ape-X DQN: asynchronous env runners on a per-runner epsilon ladder, runner-side initial priorities,
+    one learner training continuously on prioritized replay at a fixed replay ratio."""
+
+    implementation: ClassVar[str] = "kuberl.algorithms.apex:APEX"
+    algorithm: Literal["APEX"] = Field(
+        "APEX", exclude=True, description="Discriminator; set from spec.algorithm."
+    )
+
+    lr: float = Field(
+        5e-4, gt=0.0, description="Adam learning rate (the start value when lrSchedule is set)."
+    )
+    grad_clip: float | None = Field(
+        40.0, gt=0.0, description="Clip the global gradient norm to this (null: off)."
+    )
+    model: ModelConfig = Field(
+        default_factory=_apex_model,
+        description=(
+            "The Q-network: an MLP (default 256-256 ReLU). A custom model is built as "
+            "Class(obs_space, action_space, customModelConfig) and must return Q-values [B, actions]."
+        ),
+    )
+    train_batch_size: int = Field(
+        512, ge=1, description="Transitions sampled from the replay buffer per gradient step (RLlib's name)."
+    )
+    rollout_fragment_length: int = Field(
+        50,
+        ge=1,
+        description=(
+            "Vector steps in each fragment a runner sends; a fragment holds rolloutFragmentLength × "
+            "envsPerRunner transitions, each with its initial priority."
+        ),
+    )
+    buffer_size: int = Field(
+        2_000_000,
+        ge=1,
+        validation_alias=AliasChoices("bufferSize", "buffer_size", "capacity", "replay_buffer_capacity"),
+        description="Prioritized replay capacity in transitions; the oldest are overwritten first.",
+    )
+    prioritized_replay_alpha: float = Field(
+        0.6, ge=0.0, description="Priority exponent α: 0 is uniform, 1 fully proportional to |TD error|."
+    )
+    prioritized_replay_beta: float = Field(
+        0.4, ge=0.0, le=1.0, description="Importance-weight exponent β (fixed, as in the paper)."
+    )
+    prioritized_replay_eps: float = Field(
+        1e-6, gt=0.0, description="Added to |TD error| so no transition's priority is ever zero."
+    )
+    worker_side_prioritization: bool = Field(
+        True,
+        description=(
+            "Runners compute each new transition's initial priority (|n-step TD error| under their own copy "
+            "of the network), as in the paper; false: new transitions enter at the largest priority so far."
+        ),
+    )
+    n_step: int = Field(
+        3, ge=1, description="n-step returns: bootstrap after n rewards (cut at episode and fragment ends)."
+    )
+    double_q: bool = Field(
+        True,
+        description="Double DQN: the online network picks the next action, the target network values it.",
+    )
+    dueling: bool = Field(
+        True, description="Dueling heads: Q = V + A − mean(A) on the shared MLP trunk (built-in model only)."
+    )
+    td_error_loss_fn: Literal["huber", "mse"] = Field(
+        "huber", description="Loss on the TD error: Huber (δ=1, as in the DQN paper) or squared error."
+    )
+    target_network_update_freq: int = Field(
+        500,
+        ge=1,
+        description=(
+            "Learner updates (gradient steps) between target-network updates; the paper copies every "
+            "2,500 updates."
+        ),
+    )
+    tau: float = Field(
+        1.0,
+        gt=0.0,
+        le=1.0,
+        description="Each target update sets target ← τ·online + (1−τ)·target; 1 is a hard copy.",
+    )
+    num_steps_sampled_before_learning_starts: int = Field(
+        50_000,
+        ge=0,
+        validation_alias=AliasChoices(
+            "numStepsSampledBeforeLearningStarts",
+            "num_steps_sampled_before_learning_starts",
+            "learning_starts",
+            "learningStarts",
+        ),
+        description="Env steps collected into replay before the learner's first gradient step.",
+    )
+    epsilon_base: float = Field(
+        0.4,
+        gt=0.0,
+        lt=1.0,
+        description=(
+            "ε of the paper's per-runner exploration ladder ε_i = ε^(1 + α·i/(N−1)) over the N = envRunners × "
+            "envsPerRunner sub-envs (RLlib's PerWorkerEpsilonGreedy uses 0.4)."
+        ),
+    )
+    epsilon_alpha: float = Field(
+        7.0, ge=0.0, description="α of the exploration ladder: the last sub-env explores with ε^(1+α)."
+    )
+    training_intensity: float = Field(
+        1.0,
+        gt=0.0,
+        description=(
+            "Replay ratio: transitions trained on per env step sampled (after learning starts). The learner "
+            "waits for samples when ahead of it and the runners idle when it is behind, so it neither "
+            "overfits a small buffer nor falls behind the data."
+        ),
+    )
+    broadcast_interval: int = Field(
+        1,
+        ge=1,
+        description=(
+            "Learner updates between weight broadcasts; each runner takes the newest weights with its "
+            "next request, without blocking (the paper: actors fetch every 400 env steps)."
+        ),
+    )
+    max_requests_in_flight_per_env_runner: int = Field(
+        2,
+        ge=1,
+        description="Sample requests kept queued at each env runner, so it samples while the learner trains.",
+    )
+    min_sample_timesteps_per_iteration: int = Field(
+        1000,
+        ge=1,
+        description="An iteration (one result row) lasts until at least this many env steps arrived.",
+    )
+    store_buffer_in_checkpoints: bool = Field(
+        False,
+        description="Include the replay buffer in checkpoints, so a resumed run continues with the same data.",
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> APEXConfig:
+        if self.num_steps_sampled_before_learning_starts > self.buffer_size:
+            raise ValueError(
+                f"num_steps_sampled_before_learning_starts ({self.num_steps_sampled_before_learning_starts}) "
+                f"must not exceed buffer_size ({self.buffer_size}): the buffer would overwrite "
+                "transitions before learning starts"
+            )
+        if self.train_batch_size > self.buffer_size:
+            raise ValueError(
+                f"train_batch_size ({self.train_batch_size}) must not exceed buffer_size "
+                f"({self.buffer_size}): a batch would repeat transitions"
+            )
+        if self.n_step > self.rollout_fragment_length:
+            raise ValueError(
+                f"n_step ({self.n_step}) must not exceed rollout_fragment_length "
+                f"({self.rollout_fragment_length}): n-step returns are cut at the end of each fragment"
+            )
+        if self.observation_filter != "NoFilter":
+            raise ValueError(
+                "observation_filter must be NoFilter for APEX: replayed observations would stay "
+                "normalised with the statistics of when they were collected"
+            )
+        return self
