@@ -1,4 +1,4 @@
-"""ES learns CartPole-v1: a 10-episode evaluation of θ reaches ≥ 400 within 300k env steps, two Ray
+"""ES learns CartPole-v1: a 10-episode evaluation of θ reaches ≥ 400 within 150k env steps, two Ray
 runners (seeds and steps in docs/algorithms/es.md)."""
 
 from __future__ import annotations
@@ -12,11 +12,11 @@ from tests.learning.common import example, train_until_evaluation
 
 @pytest.mark.learning
 @pytest.mark.usefixtures("ray_session")
-def test_es_cartpole_evaluation_reaches_400_within_300k_steps(tmp_path: Path) -> None:
+def test_es_cartpole_evaluation_reaches_400_within_150k_steps(tmp_path: Path) -> None:
     out = train_until_evaluation(
         example("es-cartpole.yaml", tmp_path, "evaluation.interval=0"),
         threshold=400,
-        budget=300_000,
+        budget=150_000,
         every=10_000,
     )
     assert out.best >= 400, out.describe()

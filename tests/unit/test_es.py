@@ -148,6 +148,7 @@ def test_checkpoint_restores_theta_adam_filter_and_rng(tmp_path: Path) -> None:
         ({"config": {"model": {"custom_model": "m:M"}}}, "config", "customModel"),
         ({"resources": {"learners": 2}}, "resources.learners", "does not support data-parallel learners"),
         ({"multiAgent": {"policies": {"p": {}}}}, "multiAgent", "does not run multi-agent"),
+        ({"output": {"uri": "/tmp/x"}}, "output", "no transitions to record"),
     ],
 )
 def test_unsupported_settings_are_refused_with_a_reason(

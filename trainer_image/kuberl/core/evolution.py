@@ -288,10 +288,6 @@ class EvolutionAlgorithm(Algorithm):
         )
 
     def setup(self) -> None:
-        if self.spec.output is not None:
-            raise ValueError(
-                f"spec.output: {self.name} plays whole episodes with perturbed policies and records no experience"
-            )
         self.module = build_evolution_net(self.obs_space, self.action_space, self.config.model)
         self.theta = flat_parameters(self.module).double()
         self.setup_optimizer()

@@ -103,6 +103,16 @@ def _offline_problems(spec: RLTrainingJobSpec) -> list[Problem]:
         problems.append(
             ("external.enabled", f"{spec.algorithm} trains from recorded experience, not from simulators")
         )
+    # ES and ARS (records_experience = False) play whole episodes of perturbed policies in lockstep and
+    # keep returns only: there are no transitions to write.
+    if spec.output is not None and not getattr(spec.config, "records_experience", True):
+        problems.append(
+            (
+                "output",
+                f"{spec.algorithm} evaluates perturbed policies and keeps only their returns, so there are no "
+                "transitions to record; drop output",
+            )
+        )
     return problems
 
 

@@ -14,6 +14,8 @@ class ARSConfig(AlgorithmConfigBase):
     """Augmented Random Search, V2-t (Mania et al. 2018, https://arxiv.org/abs/1803.07055)."""
 
     implementation: ClassVar[str] = "kuberl.algorithms.ars:ARS"
+    # Only returns come back from the runners (kuberl.spec.combinations refuses spec.output).
+    records_experience: ClassVar[bool] = False
     algorithm: Literal["ARS"] = Field(
         "ARS", exclude=True, description="Discriminator; set from spec.algorithm."
     )

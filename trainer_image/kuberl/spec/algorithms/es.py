@@ -31,6 +31,8 @@ class ESConfig(AlgorithmConfigBase):
     """Evolution Strategies (Salimans et al. 2017, https://arxiv.org/abs/1703.03864)."""
 
     implementation: ClassVar[str] = "kuberl.algorithms.es:ES"
+    # Only returns come back from the runners (kuberl.spec.combinations refuses spec.output).
+    records_experience: ClassVar[bool] = False
     algorithm: Literal["ES"] = Field(
         "ES", exclude=True, description="Discriminator; set from spec.algorithm."
     )
