@@ -146,7 +146,7 @@ def test_checkpoint_restores_theta_adam_filter_and_rng(tmp_path: Path) -> None:
         ({"config": {"gamma": 0.9}}, "config", "undiscounted"),
         ({"config": {"model": {"use_lstm": True}}}, "config", "recurrent"),
         ({"config": {"model": {"custom_model": "m:M"}}}, "config", "customModel"),
-        ({"resources": {"learners": 2}}, "resources.learners", "does not support data-parallel learners"),
+        ({"resources": {"learners": 2}}, "resources.learners", "has no gradient learner"),
         ({"multiAgent": {"policies": {"p": {}}}}, "multiAgent", "does not run multi-agent"),
         ({"output": {"uri": "/tmp/x"}}, "output", "no transitions to record"),
     ],

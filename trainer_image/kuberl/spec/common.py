@@ -86,14 +86,12 @@ def learner_problems(
         return []
     name = getattr(config, "algorithm", type(config).__name__)
     if not getattr(config, "supports_multi_learner", False):
-        return [
-            (
-                "resources.learners",
-                f"{name} does not support data-parallel learners yet (its learner is not sharded: off-policy "
-                "replay, asynchronous and offline learners train in one process); use learners: 1, or PPO, A2C "
-                "or PG",
-            )
-        ]
+        # A config may say why itself (ES and ARS have no gradient learner at all).
+        why = getattr(config, "single_learner_reason", None) or (
+            "does not support data-parallel learners yet (its learner is not sharded: off-policy "
+            "replay, asynchronous and offline learners train in one process)"
+        )
+        return [("resources.learners", f"{name} {why}; use learners: 1, or PPO, A2C or PG")]
     if multi_agent:
         return [
             ("resources.learners", "multiAgent trains one learner per policy in the driver; use learners: 1")

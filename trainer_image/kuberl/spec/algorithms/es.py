@@ -33,6 +33,10 @@ class ESConfig(AlgorithmConfigBase):
     implementation: ClassVar[str] = "kuberl.algorithms.es:ES"
     # Only returns come back from the runners (kuberl.spec.combinations refuses spec.output).
     records_experience: ClassVar[bool] = False
+    single_learner_reason: ClassVar[str] = (
+        "has no gradient learner to split over data-parallel ranks (θ moves in the driver; scale it with "
+        "more resources.envRunners instead)"
+    )
     algorithm: Literal["ES"] = Field(
         "ES", exclude=True, description="Discriminator; set from spec.algorithm."
     )
