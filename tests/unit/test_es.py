@@ -164,3 +164,34 @@ def test_unsupported_settings_are_refused_with_a_reason(
         parse_job(doc)
     assert field in str(err.value), str(err.value)
     assert reason in str(err.value), str(err.value)
+
+
+@pytest.mark.usefixtures("ray_session")
+def test_results_do_not_depend_on_the_number_of_runners_and_survive_a_dead_runner(tmp_path: Path) -> None:
+    # Env seeds derive from direction seeds, so splitting the candidates over 2 actors instead of
+    # playing them in the driver changes nothing; a killed actor is recreated and asked again.
+    local = build_es(es_job(tmp_path / "local"))
+    remote = build_es(es_job(tmp_path / "remote", runners=2))
+    try:
+        remote.runners.kill_runner_for_test(1)
+        a, b = local.train(), remote.train()
+        assert remote.runners.restarts == 1
+        assert a["timesteps_total"] == b["timesteps_total"]
+        assert torch.equal(local.theta, remote.theta)
+    finally:
+        local.stop()
+        remote.stop()
+
+
+def test_continuous_actions_are_the_clipped_mean(tmp_path: Path) -> None:
+    doc = job_doc("ES", "Pendulum-v1", seed=0, run_dir=tmp_path, config=SMALL)
+    algo = build_es(doc)
+    try:
+        result = algo.train()
+        assert result["episodes_this_iter"] == 8
+        assert result["timesteps_total"] == 8 * 200  # Pendulum's time limit: every episode is truncated
+        actions = algo.compute_actions(np.ones((3, 3), dtype=np.float32) * 50)
+        assert actions.shape == (3, 1)
+        assert np.all(np.abs(actions) <= 2.0)
+    finally:
+        algo.stop()

@@ -288,7 +288,13 @@ class EvolutionAlgorithm(Algorithm):
         )
 
     def setup(self) -> None:
-        self.module = build_evolution_net(self.obs_space, self.action_space, self.config.model)
+        # θ₀ from the job seed alone: an in-driver runner (envRunners: 0) draws from torch's global
+        # generator before setup(), Ray runners do not, and the run must not depend on which it is.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(
+                self.spec.seed if self.spec.seed is not None else int(self.np_rng.integers(MAX_SEED))
+            )
+            self.module = build_evolution_net(self.obs_space, self.action_space, self.config.model)
         self.theta = flat_parameters(self.module).double()
         self.setup_optimizer()
 
