@@ -12,14 +12,15 @@ from typing import ClassVar, Literal
 
 from pydantic import AliasChoices, Field, model_validator
 
-from kuberl.spec.algorithms.base import AlgorithmConfigBase, ModelConfig
+from kuberl.spec.algorithms.base import ModelConfig
+from kuberl.spec.algorithms.q_learning import QLearningConfigBase
 
 
 def _apex_model() -> ModelConfig:
     return ModelConfig(fcnet_hiddens=[256, 256], fcnet_activation="relu")
 
 
-class APEXConfig(AlgorithmConfigBase):
+class APEXConfig(QLearningConfigBase):
     """Ape-X DQN: asynchronous env runners on a per-runner epsilon ladder, runner-side initial priorities,
     one learner training continuously on prioritized replay at a fixed replay ratio."""
 
@@ -28,12 +29,6 @@ class APEXConfig(AlgorithmConfigBase):
         "APEX", exclude=True, description="Discriminator; set from spec.algorithm."
     )
 
-    lr: float = Field(
-        5e-4, gt=0.0, description="Adam learning rate (the start value when lrSchedule is set)."
-    )
-    grad_clip: float | None = Field(
-        40.0, gt=0.0, description="Clip the global gradient norm to this (null: off)."
-    )
     model: ModelConfig = Field(
         default_factory=_apex_model,
         description=(
@@ -58,14 +53,8 @@ class APEXConfig(AlgorithmConfigBase):
         validation_alias=AliasChoices("bufferSize", "buffer_size", "capacity", "replay_buffer_capacity"),
         description="Prioritized replay capacity in transitions; the oldest are overwritten first.",
     )
-    prioritized_replay_alpha: float = Field(
-        0.6, ge=0.0, description="Priority exponent α: 0 is uniform, 1 fully proportional to |TD error|."
-    )
     prioritized_replay_beta: float = Field(
         0.4, ge=0.0, le=1.0, description="Importance-weight exponent β (fixed, as in the paper)."
-    )
-    prioritized_replay_eps: float = Field(
-        1e-6, gt=0.0, description="Added to |TD error| so no transition's priority is ever zero."
     )
     worker_side_prioritization: bool = Field(
         True,
@@ -76,16 +65,6 @@ class APEXConfig(AlgorithmConfigBase):
     )
     n_step: int = Field(
         3, ge=1, description="n-step returns: bootstrap after n rewards (cut at episode and fragment ends)."
-    )
-    double_q: bool = Field(
-        True,
-        description="Double DQN: the online network picks the next action, the target network values it.",
-    )
-    dueling: bool = Field(
-        True, description="Dueling heads: Q = V + A − mean(A) on the shared MLP trunk (built-in model only)."
-    )
-    td_error_loss_fn: Literal["huber", "mse"] = Field(
-        "huber", description="Loss on the TD error: Huber (δ=1, as in the DQN paper) or squared error."
     )
     target_network_update_freq: int = Field(
         500,
@@ -150,10 +129,6 @@ class APEXConfig(AlgorithmConfigBase):
         1000,
         ge=1,
         description="An iteration (one result row) lasts until at least this many env steps arrived.",
-    )
-    store_buffer_in_checkpoints: bool = Field(
-        False,
-        description="Include the replay buffer in checkpoints, so a resumed run continues with the same data.",
     )
 
     @model_validator(mode="after")

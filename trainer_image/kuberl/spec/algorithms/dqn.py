@@ -6,14 +6,15 @@ from typing import ClassVar, Literal
 
 from pydantic import AliasChoices, Field, model_validator
 
-from kuberl.spec.algorithms.base import AlgorithmConfigBase, ModelConfig, ScheduleType, _check_schedule
+from kuberl.spec.algorithms.base import ModelConfig, ScheduleType, _check_schedule
+from kuberl.spec.algorithms.q_learning import QLearningConfigBase
 
 
 def _dqn_model() -> ModelConfig:
     return ModelConfig(fcnet_hiddens=[256, 256], fcnet_activation="relu")
 
 
-class DQNConfig(AlgorithmConfigBase):
+class DQNConfig(QLearningConfigBase):
     """Deep Q-Network (Mnih et al. 2015) with Rainbow's parts (Hessel et al. 2018,
     https://arxiv.org/abs/1710.02298): double Q, dueling heads, prioritized replay, n-step returns."""
 
@@ -22,12 +23,6 @@ class DQNConfig(AlgorithmConfigBase):
         "DQN", exclude=True, description="Discriminator; set from spec.algorithm."
     )
 
-    lr: float = Field(
-        5e-4, gt=0.0, description="Adam learning rate (the start value when lrSchedule is set)."
-    )
-    grad_clip: float | None = Field(
-        40.0, gt=0.0, description="Clip the global gradient norm to this (null: off)."
-    )
     model: ModelConfig = Field(
         default_factory=_dqn_model,
         description=(
@@ -55,9 +50,6 @@ class DQNConfig(AlgorithmConfigBase):
     prioritized_replay: bool = Field(
         False, description="Prioritized experience replay (Schaul et al. 2016, proportional variant)."
     )
-    prioritized_replay_alpha: float = Field(
-        0.6, ge=0.0, description="Priority exponent α: 0 is uniform, 1 fully proportional to |TD error|."
-    )
     prioritized_replay_beta: float = Field(
         0.4, ge=0.0, le=1.0, description="Importance-weight exponent β at the start of training."
     )
@@ -66,21 +58,8 @@ class DQNConfig(AlgorithmConfigBase):
         ge=1,
         description="Anneal β linearly to 1 over this many env steps (the paper's schedule); null keeps it fixed.",
     )
-    prioritized_replay_eps: float = Field(
-        1e-6, gt=0.0, description="Added to |TD error| so no transition's priority is ever zero."
-    )
     n_step: int = Field(
         1, ge=1, description="n-step returns: bootstrap after n rewards (cut at episode and fragment ends)."
-    )
-    double_q: bool = Field(
-        True,
-        description="Double DQN: the online network picks the next action, the target network values it.",
-    )
-    dueling: bool = Field(
-        True, description="Dueling heads: Q = V + A − mean(A) on the shared MLP trunk (built-in model only)."
-    )
-    td_error_loss_fn: Literal["huber", "mse"] = Field(
-        "huber", description="Loss on the TD error: Huber (δ=1, as in the DQN paper) or squared error."
     )
     target_network_update_freq: int = Field(
         500,
@@ -125,10 +104,6 @@ class DQNConfig(AlgorithmConfigBase):
     )
     num_updates_per_iteration: int = Field(
         1, ge=1, description="Gradient steps per iteration when trainingIntensity is null."
-    )
-    store_buffer_in_checkpoints: bool = Field(
-        False,
-        description="Include the replay buffer in checkpoints, so a resumed run continues with the same data.",
     )
 
     @model_validator(mode="after")

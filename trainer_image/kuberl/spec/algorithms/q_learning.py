@@ -1,0 +1,42 @@
+"""Hyperparameters shared by the Q-learning algorithms (DQN, Ape-X): the optimizer, the Q-network's
+Rainbow parts, the prioritized-replay constants and checkpointing of the buffer. Each algorithm's own
+config adds what differs (batch sizes, buffer size, exploration, replay ratio, target-update rule)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from kuberl.spec.algorithms.base import AlgorithmConfigBase
+
+
+class QLearningConfigBase(AlgorithmConfigBase):
+    """Fields DQN and Ape-X mean the same way (RLlib's names)."""
+
+    lr: float = Field(
+        5e-4, gt=0.0, description="Adam learning rate (the start value when lrSchedule is set)."
+    )
+    grad_clip: float | None = Field(
+        40.0, gt=0.0, description="Clip the global gradient norm to this (null: off)."
+    )
+    prioritized_replay_alpha: float = Field(
+        0.6, ge=0.0, description="Priority exponent α: 0 is uniform, 1 fully proportional to |TD error|."
+    )
+    prioritized_replay_eps: float = Field(
+        1e-6, gt=0.0, description="Added to |TD error| so no transition's priority is ever zero."
+    )
+    double_q: bool = Field(
+        True,
+        description="Double DQN: the online network picks the next action, the target network values it.",
+    )
+    dueling: bool = Field(
+        True, description="Dueling heads: Q = V + A − mean(A) on the shared MLP trunk (built-in model only)."
+    )
+    td_error_loss_fn: Literal["huber", "mse"] = Field(
+        "huber", description="Loss on the TD error: Huber (δ=1, as in the DQN paper) or squared error."
+    )
+    store_buffer_in_checkpoints: bool = Field(
+        False,
+        description="Include the replay buffer in checkpoints, so a resumed run continues with the same data.",
+    )
