@@ -13,7 +13,7 @@ from typing import ClassVar, Literal
 from pydantic import AliasChoices, Field, model_validator
 
 from kuberl.spec.algorithms.base import ModelConfig
-from kuberl.spec.algorithms.q_learning import QLearningConfigBase
+from kuberl.spec.algorithms.q_learning import QLearningConfigBase, check_replay
 
 
 def _apex_model() -> ModelConfig:
@@ -133,25 +133,5 @@ class APEXConfig(QLearningConfigBase):
 
     @model_validator(mode="after")
     def _consistent(self) -> APEXConfig:
-        if self.num_steps_sampled_before_learning_starts > self.buffer_size:
-            raise ValueError(
-                f"num_steps_sampled_before_learning_starts ({self.num_steps_sampled_before_learning_starts}) "
-                f"must not exceed buffer_size ({self.buffer_size}): the buffer would overwrite "
-                "transitions before learning starts"
-            )
-        if self.train_batch_size > self.buffer_size:
-            raise ValueError(
-                f"train_batch_size ({self.train_batch_size}) must not exceed buffer_size "
-                f"({self.buffer_size}): a batch would repeat transitions"
-            )
-        if self.n_step > self.rollout_fragment_length:
-            raise ValueError(
-                f"n_step ({self.n_step}) must not exceed rollout_fragment_length "
-                f"({self.rollout_fragment_length}): n-step returns are cut at the end of each fragment"
-            )
-        if self.observation_filter != "NoFilter":
-            raise ValueError(
-                "observation_filter must be NoFilter for APEX: replayed observations would stay "
-                "normalised with the statistics of when they were collected"
-            )
+        check_replay(self, "APEX")
         return self

@@ -7,7 +7,7 @@ from typing import ClassVar, Literal
 from pydantic import AliasChoices, Field, model_validator
 
 from kuberl.spec.algorithms.base import ModelConfig, ScheduleType, _check_schedule
-from kuberl.spec.algorithms.q_learning import QLearningConfigBase
+from kuberl.spec.algorithms.q_learning import QLearningConfigBase, check_replay
 
 
 def _dqn_model() -> ModelConfig:
@@ -112,25 +112,5 @@ class DQNConfig(QLearningConfigBase):
         bad = [e for _, e in self.epsilon if not 0.0 <= e <= 1.0]
         if bad:
             raise ValueError(f"epsilon values must lie in [0, 1], got {bad}")
-        if self.num_steps_sampled_before_learning_starts > self.buffer_size:
-            raise ValueError(
-                f"num_steps_sampled_before_learning_starts ({self.num_steps_sampled_before_learning_starts}) "
-                f"must not exceed buffer_size ({self.buffer_size}): the buffer would overwrite "
-                "transitions before learning starts"
-            )
-        if self.train_batch_size > self.buffer_size:
-            raise ValueError(
-                f"train_batch_size ({self.train_batch_size}) must not exceed buffer_size "
-                f"({self.buffer_size}): a batch would repeat transitions"
-            )
-        if self.n_step > self.rollout_fragment_length:
-            raise ValueError(
-                f"n_step ({self.n_step}) must not exceed rollout_fragment_length "
-                f"({self.rollout_fragment_length}): n-step returns are cut at the end of each fragment"
-            )
-        if self.observation_filter != "NoFilter":
-            raise ValueError(
-                "observation_filter must be NoFilter for DQN: replayed observations would stay "
-                "normalised with the statistics of when they were collected"
-            )
+        check_replay(self, "DQN")
         return self

@@ -4,7 +4,7 @@ config adds what differs (batch sizes, buffer size, exploration, replay ratio, t
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, Protocol
 
 from pydantic import Field
 
@@ -40,3 +40,46 @@ class QLearningConfigBase(AlgorithmConfigBase):
         False,
         description="Include the replay buffer in checkpoints, so a resumed run continues with the same data.",
     )
+
+
+class _ReplaySettings(Protocol):
+    """What check_replay reads; each Q-learning config declares these with its own defaults."""
+
+    # Read-only members, so a config's narrower types (e.g. a Literal filter name) satisfy them.
+    @property
+    def num_steps_sampled_before_learning_starts(self) -> int: ...
+    @property
+    def buffer_size(self) -> int: ...
+    @property
+    def train_batch_size(self) -> int: ...
+    @property
+    def n_step(self) -> int: ...
+    @property
+    def rollout_fragment_length(self) -> int: ...
+    @property
+    def observation_filter(self) -> str: ...
+
+
+def check_replay(config: _ReplaySettings, algorithm: str) -> None:
+    """Replay settings that cannot work together, with the reason (raised as the config's error)."""
+    if config.num_steps_sampled_before_learning_starts > config.buffer_size:
+        raise ValueError(
+            f"num_steps_sampled_before_learning_starts ({config.num_steps_sampled_before_learning_starts}) "
+            f"must not exceed buffer_size ({config.buffer_size}): the buffer would overwrite "
+            "transitions before learning starts"
+        )
+    if config.train_batch_size > config.buffer_size:
+        raise ValueError(
+            f"train_batch_size ({config.train_batch_size}) must not exceed buffer_size "
+            f"({config.buffer_size}): a batch would repeat transitions"
+        )
+    if config.n_step > config.rollout_fragment_length:
+        raise ValueError(
+            f"n_step ({config.n_step}) must not exceed rollout_fragment_length "
+            f"({config.rollout_fragment_length}): n-step returns are cut at the end of each fragment"
+        )
+    if config.observation_filter != "NoFilter":
+        raise ValueError(
+            f"observation_filter must be NoFilter for {algorithm}: replayed observations would stay "
+            "normalised with the statistics of when they were collected"
+        )
