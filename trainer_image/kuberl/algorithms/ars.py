@@ -27,15 +27,6 @@ class ARS(EvolutionAlgorithm):
         # The paper starts from M = 0: every direction is then judged from the same neutral policy.
         self.theta.zero_()
 
-    def noise_std(self) -> float:
-        return self.config.noise_stdev
-
-    def num_directions(self) -> int:
-        return self.config.num_rollouts
-
-    def episodes_per_candidate(self) -> int:
-        return self.config.episodes_per_rollout
-
     def update(self, seeds: np.ndarray, plus: np.ndarray, minus: np.ndarray) -> dict[str, float]:
         b = self.config.rollouts_used or len(seeds)
         top = np.argsort(-np.maximum(plus, minus), kind="stable")[:b]

@@ -28,15 +28,6 @@ class ES(EvolutionAlgorithm):
         self.theta.requires_grad_(True)
         self.optimizer = torch.optim.Adam([self.theta], lr=self.config.stepsize)
 
-    def noise_std(self) -> float:
-        return self.config.noise_stdev
-
-    def num_directions(self) -> int:
-        return self.config.num_rollouts
-
-    def episodes_per_candidate(self) -> int:
-        return self.config.episodes_per_rollout
-
     def extra_candidates(self) -> list[tuple[int, float]]:
         # Sign 0: the unperturbed θ (RLlib's eval_prob), drawn from the driver's checkpointed generator.
         return [(0, 0.0)] if self.np_rng.random() < self.config.eval_prob else []

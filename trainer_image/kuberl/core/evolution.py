@@ -272,8 +272,9 @@ def join_results(parts: list[PerturbationResults]) -> PerturbationResults:
 # -- the driver ------------------------------------------------------------------------------------------
 class EvolutionAlgorithm(Algorithm):
     """The training step ES and ARS share: draw direction seeds → evaluate θ ± σε on the runners →
-    `update` (each algorithm's own) → broadcast θ. Subclasses implement `update`, `noise_std`,
-    `num_directions` and `episodes_per_candidate`, and may add their optimizer's state."""
+    `update` (each algorithm's own) → broadcast θ. Subclasses implement `update` and may add their
+    optimizer's state; both configs name the search's size the same way (noise_stdev, num_rollouts,
+    episodes_per_rollout)."""
 
     config: Any
     module: EvolutionNet
@@ -302,15 +303,6 @@ class EvolutionAlgorithm(Algorithm):
         """Build whatever updates θ besides `update` (ES: Adam)."""
 
     # -- to implement --
-    def noise_std(self) -> float:
-        raise NotImplementedError
-
-    def num_directions(self) -> int:
-        raise NotImplementedError
-
-    def episodes_per_candidate(self) -> int:
-        return 1
-
     def extra_candidates(self) -> list[tuple[int, float]]:
         """Candidates evaluated besides the ± pairs (ES: θ itself, with probability eval_prob)."""
         return []
@@ -335,15 +327,14 @@ class EvolutionAlgorithm(Algorithm):
         set_flat_parameters(self.module, self.theta)
 
     def training_step(self) -> StepOutcome:
+        cfg = self.config
         t0 = time.perf_counter()
-        n = self.num_directions()
+        n = cfg.num_rollouts
         seeds = self.np_rng.integers(0, MAX_SEED, size=n)
         pairs = [(int(s), sign) for s in seeds for sign in (1.0, -1.0)]
         extra = self.extra_candidates()
         assert isinstance(self.runners, PerturbationRunnerGroup)
-        parts = self.runners.evaluate(
-            pairs + extra, sigma=self.noise_std(), episodes=self.episodes_per_candidate()
-        )
+        parts = self.runners.evaluate(pairs + extra, sigma=cfg.noise_stdev, episodes=cfg.episodes_per_rollout)
         res = join_results(parts)
         t1 = time.perf_counter()
         self.record_experience(
