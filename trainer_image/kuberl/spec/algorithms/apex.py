@@ -12,12 +12,7 @@ from typing import ClassVar, Literal
 
 from pydantic import AliasChoices, Field, model_validator
 
-from kuberl.spec.algorithms.base import ModelConfig
 from kuberl.spec.algorithms.q_learning import QLearningConfigBase, check_replay
-
-
-def _apex_model() -> ModelConfig:
-    return ModelConfig(fcnet_hiddens=[256, 256], fcnet_activation="relu")
 
 
 class APEXConfig(QLearningConfigBase):
@@ -29,13 +24,6 @@ class APEXConfig(QLearningConfigBase):
         "APEX", exclude=True, description="Discriminator; set from spec.algorithm."
     )
 
-    model: ModelConfig = Field(
-        default_factory=_apex_model,
-        description=(
-            "The Q-network: an MLP (default 256-256 ReLU). A custom model is built as "
-            "Class(obs_space, action_space, customModelConfig) and must return Q-values [B, actions]."
-        ),
-    )
     train_batch_size: int = Field(
         512, ge=1, description="Transitions sampled from the replay buffer per gradient step (RLlib's name)."
     )

@@ -6,12 +6,8 @@ from typing import ClassVar, Literal
 
 from pydantic import AliasChoices, Field, model_validator
 
-from kuberl.spec.algorithms.base import ModelConfig, ScheduleType, _check_schedule
+from kuberl.spec.algorithms.base import ScheduleType, _check_schedule
 from kuberl.spec.algorithms.q_learning import QLearningConfigBase, check_replay
-
-
-def _dqn_model() -> ModelConfig:
-    return ModelConfig(fcnet_hiddens=[256, 256], fcnet_activation="relu")
 
 
 class DQNConfig(QLearningConfigBase):
@@ -23,13 +19,6 @@ class DQNConfig(QLearningConfigBase):
         "DQN", exclude=True, description="Discriminator; set from spec.algorithm."
     )
 
-    model: ModelConfig = Field(
-        default_factory=_dqn_model,
-        description=(
-            "The Q-network: an MLP (default 256-256 ReLU). A custom model is built as "
-            "Class(obs_space, action_space, customModelConfig) and must return Q-values [B, actions]."
-        ),
-    )
     train_batch_size: int = Field(
         32, ge=1, description="Transitions sampled from the replay buffer per gradient step (RLlib's name)."
     )

@@ -1,5 +1,5 @@
-"""Hyperparameters shared by the Q-learning algorithms (DQN, Ape-X): the optimizer, the Q-network's
-Rainbow parts, the prioritized-replay constants and checkpointing of the buffer. Each algorithm's own
+"""Hyperparameters shared by the Q-learning algorithms (DQN, Ape-X): the optimizer, the Q-network and
+its Rainbow parts, the prioritized-replay constants and checkpointing of the buffer. Each algorithm's own
 config adds what differs (batch sizes, buffer size, exploration, replay ratio, target-update rule)."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from typing import Literal, Protocol
 
 from pydantic import Field
 
-from kuberl.spec.algorithms.base import AlgorithmConfigBase
+from kuberl.spec.algorithms.base import AlgorithmConfigBase, ModelConfig
 
 
 class QLearningConfigBase(AlgorithmConfigBase):
@@ -19,6 +19,13 @@ class QLearningConfigBase(AlgorithmConfigBase):
     )
     grad_clip: float | None = Field(
         40.0, gt=0.0, description="Clip the global gradient norm to this (null: off)."
+    )
+    model: ModelConfig = Field(
+        default_factory=lambda: ModelConfig(fcnet_hiddens=[256, 256], fcnet_activation="relu"),
+        description=(
+            "The Q-network: an MLP (default 256-256 ReLU). A custom model is built as "
+            "Class(obs_space, action_space, customModelConfig) and must return Q-values [B, actions]."
+        ),
     )
     prioritized_replay_alpha: float = Field(
         0.6, ge=0.0, description="Priority exponent α: 0 is uniform, 1 fully proportional to |TD error|."
