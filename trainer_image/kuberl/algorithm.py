@@ -87,13 +87,29 @@ class Algorithm:
     learner: Any  # set by setup() in algorithms with one learner (see the defaults below)
     torch_gen: torch.Generator  # optional: a learner-side minibatch generator, checkpointed when present
 
-    def __init__(self, job: RLTrainingJob, *, run_dir: Path | None = None) -> None:
+    def bind_job(self, job: RLTrainingJob, run_dir: Path | None) -> None:
+        """The job, its spec and config, the run directory, and every random generator seeded from the job."""
         self.job = job
         self.spec: RLTrainingJobSpec = job.spec
         self.config: AlgorithmConfigBase = job.spec.config
         self.run_dir = Path(run_dir or self.spec.run_dir or Path("runs") / job.metadata.name)
+        self.np_rng = seed_all(self.spec.seed)
+
+    def reset_progress(self) -> None:
+        """Counters and episode windows of a run that has not trained yet (restored from checkpoints)."""
+        self.iteration = 0
+        self.timesteps = 0
+        self.timesteps_trained = 0
+        self.episodes_total = 0
+        self.time_total = 0.0
+        self.env_restarts = 0
+        self.returns: deque[float] = deque(maxlen=EPISODE_WINDOW)
+        self.lengths: deque[int] = deque(maxlen=EPISODE_WINDOW)
+        self.last_checkpoint: str | None = None
+
+    def __init__(self, job: RLTrainingJob, *, run_dir: Path | None = None) -> None:
+        self.bind_job(job, run_dir)
         seed = self.spec.seed
-        self.np_rng = seed_all(seed)
         res = self.spec.resources
         if (res.env_runners > 0 and not self.spec.external.enabled) or res.learners > 1:
             from kuberl.core.ray_init import ensure_ray
@@ -122,15 +138,7 @@ class Algorithm:
             if self.runner_config.use_filter
             else None
         )
-        self.iteration = 0
-        self.timesteps = 0
-        self.timesteps_trained = 0
-        self.episodes_total = 0
-        self.time_total = 0.0
-        self.env_restarts = 0
-        self.returns: deque[float] = deque(maxlen=EPISODE_WINDOW)
-        self.lengths: deque[int] = deque(maxlen=EPISODE_WINDOW)
-        self.last_checkpoint: str | None = None
+        self.reset_progress()
         self.setup()
         # Data-parallel DDP learners replace the one setup() built (docs/algorithms/ppo.md).
         if res.learners > 1:

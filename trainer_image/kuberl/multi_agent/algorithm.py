@@ -26,7 +26,6 @@ from kuberl.algorithm import (
     StepOutcome,
     algorithm_class,
     rng_state,
-    seed_all,
     set_rng_state,
 )
 from kuberl.core.multi_agent.env import probe_spaces
@@ -83,9 +82,7 @@ class MultiAgentAlgorithm(Algorithm):
 
     def __init__(self, job: RLTrainingJob, *, run_dir: Path | None = None) -> None:
         # The base __init__ builds single-agent runners; everything it would set up is done here instead.
-        self.job = job
-        self.spec = job.spec
-        self.config = job.spec.config
+        self.bind_job(job, run_dir)
         # `name` is a ClassVar for single-agent algorithms; here it follows the spec (checkpoints record it).
         self.__dict__["name"] = job.spec.algorithm
         ma = job.spec.multi_agent
@@ -93,9 +90,7 @@ class MultiAgentAlgorithm(Algorithm):
             raise SpecError([("spec.multiAgent", "required for a multi-agent algorithm")])
         self.ma: MultiAgentSpec = ma
         check_supported(job)
-        self.run_dir = Path(run_dir or self.spec.run_dir or Path("runs") / job.metadata.name)
         seed = self.spec.seed
-        self.np_rng = seed_all(seed)
         res = self.spec.resources
         if res.env_runners > 0:
             from kuberl.core.ray_init import ensure_ray
@@ -186,14 +181,7 @@ class MultiAgentAlgorithm(Algorithm):
         self.hub.push()
 
         self.obs_filter = None
-        self.iteration = 0
-        self.timesteps = 0
-        self.timesteps_trained = 0
-        self.episodes_total = 0
-        self.time_total = 0.0
-        self.env_restarts = 0
-        self.returns: deque[float] = deque(maxlen=EPISODE_WINDOW)
-        self.lengths: deque[int] = deque(maxlen=EPISODE_WINDOW)
+        self.reset_progress()
         self.policy_returns: dict[str, deque[tuple[float, int]]] = {
             pid: deque(maxlen=EPISODE_WINDOW) for pid in ma.policies
         }
@@ -201,7 +189,6 @@ class MultiAgentAlgorithm(Algorithm):
         self.policy_steps: dict[str, int] = dict.fromkeys(ma.policies, 0)
         self.outcomes: deque[int] = deque(maxlen=OUTCOME_WINDOW)
         self.games_total = 0
-        self.last_checkpoint: str | None = None
 
     def _build_sub(self, pid: str, index: int, feed: FeedRunnerGroup) -> Algorithm:
         """The single-agent algorithm of one policy, with runners that are the hub's feed."""
