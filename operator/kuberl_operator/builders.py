@@ -10,7 +10,6 @@ import json
 import math
 import re
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any
 
 import yaml
@@ -20,6 +19,7 @@ from kuberl.spec.cluster import LearnerGroupSpec, WorkerGroupSpec
 from kuberl.spec.common import LEARNER_RESOURCE
 from kuberl.spec.external import DEFAULT_PORT as DEFAULT_POLICY_SERVER_PORT
 from kuberl.spec.external import HOST_ENV, TOKEN_ENV
+from kuberl.spec.quantity import cpu_cores
 from kuberl.spec.tune import trial_cpus
 from kuberl_operator.labels import (
     LABEL_ATTEMPT,
@@ -125,24 +125,6 @@ def build_config_map(job: RLTrainingJob, *, attempt: int = 0) -> Manifest:
         "metadata": _metadata(job, child_names(job, attempt).config_map, attempt),
         "data": {SPEC_FILE: yaml.safe_dump(job_document(job), sort_keys=False)},
     }
-
-
-_SUFFIX: dict[str, Decimal | int] = {
-    "": 1,
-    "m": Decimal("0.001"),
-    "k": 1000,
-    "K": 1000,
-    "M": 10**6,
-    "G": 10**9,
-}
-
-
-def cpu_count(quantity: str) -> float:
-    """A CPU quantity as a number of cores ("500m" -> 0.5, "2" -> 2)."""
-    match = re.fullmatch(r"([0-9.]+)([mkKMG]?)", quantity.strip())
-    if not match:
-        raise ValueError(f"unsupported CPU quantity {quantity!r}")
-    return float(Decimal(match.group(1)) * Decimal(_SUFFIX[match.group(2)]))
 
 
 def _resources(cpu: str, memory: str, gpus: int, gpu_name: str) -> Manifest:
@@ -297,8 +279,8 @@ def cpu_worker_replicas(job: RLTrainingJob) -> int:
         # spec.tune: maxConcurrentTrials trials at once, each a trial actor plus its env runners
         # (kuberl.spec.tune.trial_cpus); the head keeps its CPUs for the Tune driver.
         trials_cpus = job.spec.tune.max_concurrent_trials * trial_cpus(res)
-        return math.ceil(trials_cpus / cpu_count(group.cpu))
-    per_pod = max(1, math.floor(cpu_count(group.cpu) / res.cpus_per_runner))
+        return math.ceil(trials_cpus / cpu_cores(group.cpu))
+    per_pod = max(1, math.floor(cpu_cores(group.cpu) / res.cpus_per_runner))
     return math.ceil(res.env_runners / per_pod)
 
 

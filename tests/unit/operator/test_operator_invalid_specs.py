@@ -49,6 +49,9 @@ BAD_VALUES: list[tuple[tuple[str, ...], list[Any]]] = [
     (("checkpoint", "uri"), ["ftp://x/y", "s3://B_A_D", 3]),
     (("checkpoint", "credentials"), [{"secretName": ""}, {"nope": 1}, "s"]),
     (("cluster", "head", "cpu"), ["lots", True, [], -1.5j if False else "1.2.3"]),
+    # Quantities Kubernetes parses but a Ray pod cannot use, or that it refuses (#16).
+    (("cluster", "cpuWorkers", "cpu"), ["1Gi", "-2", "0", "...", "1K", "1e9"]),
+    (("cluster", "cpuWorkers", "memory"), ["512m", "0", "-1Gi", "lots"]),
     (("cluster", "rayVersion"), ["latest", 2]),
     (("cluster", "tolerations"), [[{"operator": "Maybe"}], "x", [3]]),
     (("cluster", "imagePullPolicy"), ["Sometimes"]),
@@ -128,6 +131,26 @@ def test_invalid_specs_fail_with_a_field_path(doc: dict[str, Any]) -> None:
     assert valid["message"].split(":", 1)[0].startswith(("spec", "metadata"))
     assert events
     assert events[-1][1] == "InvalidSpec"
+
+
+@pytest.mark.parametrize("cpu", ["1Gi", "-2", "0"])
+def test_bad_cpu_quantity_is_a_condition_not_a_crash(cpu: str) -> None:
+    # These used to pass validation and raise in the builders: Pending forever, no condition (#16).
+    doc = copy.deepcopy(VALID)
+    doc["spec"]["cluster"]["cpuWorkers"] = {"cpu": cpu}
+    doc["spec"]["tune"] = {"metric": "episode_return_mean", "numSamples": 2}
+    api, _ = _run_create(doc)
+    assert not [c for c in api.calls if c[0] == "create"]
+    message = next(c for c in api.statuses[-1]["conditions"] if c["type"] == "Valid")["message"]
+    assert message.startswith("spec.cluster.cpuWorkers.cpu:"), message
+
+
+def test_bad_namespace_is_refused() -> None:
+    doc = copy.deepcopy(VALID)
+    doc["metadata"]["namespace"] = "../../etc"
+    with pytest.raises(SpecError) as info:
+        parse_job(doc)
+    assert [p for p, _ in info.value.problems] == ["metadata.namespace"]
 
 
 def test_known_example_names_the_field() -> None:

@@ -2,39 +2,12 @@
 
 from __future__ import annotations
 
-import re
-from typing import Annotated, Literal
+from typing import Literal
 
-from pydantic import BeforeValidator, Field, WithJsonSchema
+from pydantic import Field
 
 from kuberl.spec.base import WireModel
-
-_QUANTITY = re.compile(r"^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$")
-
-
-def _quantity(v: object) -> str:
-    """Kubernetes resource quantities: accept 2, 0.5, "500m", "4Gi"; keep them as strings."""
-    if isinstance(v, bool):
-        raise ValueError("a resource quantity must be a number or a string like '500m' or '4Gi'")
-    if isinstance(v, int | float):
-        v = str(v)
-    if not isinstance(v, str) or not _QUANTITY.match(v):
-        raise ValueError(f"{v!r} is not a Kubernetes quantity (examples: 2, '500m', '4Gi')")
-    return v
-
-
-# In the CRD a quantity is int-or-string, as in core/v1 (a float such as 0.5 must be quoted there).
-Quantity = Annotated[
-    str,
-    BeforeValidator(_quantity),
-    WithJsonSchema(
-        {
-            "anyOf": [{"type": "integer"}, {"type": "string"}],
-            "x-kubernetes-int-or-string": True,
-            "pattern": _QUANTITY.pattern,
-        }
-    ),
-]
+from kuberl.spec.quantity import CpuQuantity, MemoryQuantity
 
 
 class Toleration(WireModel):
@@ -53,8 +26,8 @@ class HeadGroupSpec(WireModel):
     """The Ray head pod. It runs the trainer driver and (with resources.learners: 1) the learner, so that
     learner's GPUs are here."""
 
-    cpu: Quantity = Field("2", description="CPU request and limit of the head container.")
-    memory: Quantity = Field("4Gi", description="Memory request and limit of the head container.")
+    cpu: CpuQuantity = Field("2", description="CPU request and limit of the head container.")
+    memory: MemoryQuantity = Field("4Gi", description="Memory request and limit of the head container.")
     gpu: int = Field(
         0,
         ge=0,
@@ -73,8 +46,8 @@ class WorkerGroupSpec(WireModel):
         ge=0,
         description="Worker pods; default: enough for resources.envRunners at resources.cpusPerRunner each.",
     )
-    cpu: Quantity = Field("2", description="CPU request and limit per worker pod.")
-    memory: Quantity = Field("4Gi", description="Memory request and limit per worker pod.")
+    cpu: CpuQuantity = Field("2", description="CPU request and limit per worker pod.")
+    memory: MemoryQuantity = Field("4Gi", description="Memory request and limit per worker pod.")
     gpu: int = Field(0, ge=0, description="GPUs per worker pod (nvidia.com/gpu limit).")
     node_selector: dict[str, str] = Field(
         default_factory=dict, description="Extra node selector for this group."
@@ -86,14 +59,14 @@ class LearnerGroupSpec(WireModel):
     GPUs follow resources.learners and resources.gpusPerLearner; CPU, memory and node selector are a worker
     group's (cpuWorkers), with defaults derived from resources and the head."""
 
-    cpu: Quantity | None = Field(
+    cpu: CpuQuantity | None = Field(
         None,
         description=(
             "CPU request and limit per learner pod; default: ceil(resources.cpusPerLearner), at least 1. Ray "
             "places one learner per pod, whatever this says."
         ),
     )
-    memory: Quantity | None = Field(
+    memory: MemoryQuantity | None = Field(
         None,
         description="Memory request and limit per learner pod; default: the head's (cluster.head.memory).",
     )

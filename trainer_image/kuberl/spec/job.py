@@ -42,6 +42,7 @@ CATEGORIES = ("kuberl", "all")
 # Names become RayJob, RayCluster, Service and label values; KubeRay appends suffixes to the RayJob
 # name for its RayCluster and pods, so stay well under the 63-character label limit.
 MAX_NAME_LENGTH = 40
+MAX_NAMESPACE_LENGTH = 63
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 # A Gymnasium id ("CartPole-v1", "ALE/Pong-v5"), a PettingZoo env ("pettingzoo.mpe:simple_spread_v3"),
 # or an import path "module.sub:factory".
@@ -69,6 +70,21 @@ class ObjectMeta(LenientModel):
         if not _DNS_LABEL.match(v):
             raise ValueError(
                 f"{v!r} is not a DNS label: lowercase letters, digits and '-', starting and ending alphanumeric"
+            )
+        return v
+
+    @field_validator("namespace")
+    @classmethod
+    def _namespace(cls, v: str | None) -> str | None:
+        # A namespace is a DNS label (RFC 1123) of at most 63 characters; it is written into manifests.
+        if v is None:
+            return v
+        if len(v) > MAX_NAMESPACE_LENGTH:
+            raise ValueError(f"a namespace has at most {MAX_NAMESPACE_LENGTH} characters, not {len(v)}")
+        if not _DNS_LABEL.match(v):
+            raise ValueError(
+                f"{v!r} is not a namespace name: lowercase letters, digits and '-', starting and ending "
+                "alphanumeric"
             )
         return v
 
