@@ -27,6 +27,7 @@ RETRY_DELAY_S = 5.0
 class Api(Protocol):
     """What the reconciler needs from Kubernetes (a fake implements it in the unit tests)."""
 
+    async def get_job(self, namespace: str, name: str) -> Manifest | None: ...
     async def get_ray_job(self, namespace: str, name: str) -> Manifest | None: ...
     async def get_config_map(self, namespace: str, name: str) -> Manifest | None: ...
     async def create(self, manifest: Manifest) -> Manifest: ...
@@ -35,26 +36,6 @@ class Api(Protocol):
     async def patch_config_map(self, namespace: str, name: str, patch: Manifest) -> None: ...
     async def delete(self, kind: str, namespace: str, name: str) -> None: ...
     async def patch_job_status(self, namespace: str, name: str, status: Manifest) -> None: ...
-
-
-def ensure_peering(name: str, namespaces: list[str] | None) -> None:
-    """Create kopf's peering object(s) if missing, so `peering.mandatory` finds them: one
-    ClusterKopfPeering when watching the whole cluster, else a KopfPeering per watched namespace.
-    Runs once at start-up (blocking is fine there); an existing object (409) is left as it is."""
-    custom = kubernetes.client.CustomObjectsApi()
-    body_of = {"apiVersion": "kopf.dev/v1", "metadata": {"name": name}}
-    try:
-        if namespaces is None:
-            custom.create_cluster_custom_object(
-                "kopf.dev", "v1", "clusterkopfpeerings", {**body_of, "kind": "ClusterKopfPeering"}
-            )
-        for ns in namespaces or ():
-            custom.create_namespaced_custom_object(
-                "kopf.dev", "v1", ns, "kopfpeerings", {**body_of, "kind": "KopfPeering"}
-            )
-    except ApiException as exc:
-        if exc.status != 409:
-            raise
 
 
 def load_config() -> None:
@@ -79,7 +60,15 @@ def _translate(exc: Exception, what: str) -> Exception:
 class KubernetesApi:
     """`Api` over the kubernetes client. Blocking calls run in the default thread pool."""
 
-    def __init__(self, client: kubernetes.client.ApiClient | None = None) -> None:
+    def __init__(
+        self,
+        client: kubernetes.client.ApiClient | None = None,
+        *,
+        on_error: Callable[[int], None] | None = None,
+    ) -> None:
+        """`on_error(code)` is told of every failed call (the HTTP status; 0 when there was no response),
+        tolerated ones excepted: the operator counts them, so RBAC denials (403) can alert."""
+        self._on_error = on_error or (lambda _code: None)
         self._client = client or kubernetes.client.ApiClient()
         self._custom = kubernetes.client.CustomObjectsApi(self._client)
         self._core = kubernetes.client.CoreV1Api(self._client)
@@ -94,8 +83,10 @@ class KubernetesApi:
         except ApiException as exc:
             if tolerate is not None and exc.status == tolerate:
                 return None
+            self._on_error(int(exc.status or 0))
             raise _translate(exc, what) from exc
         except Exception as exc:
+            self._on_error(0)
             raise _translate(exc, what) from exc
 
     async def _ray_jobs(
@@ -105,6 +96,19 @@ class KubernetesApi:
         return await self._call(
             what, fn, RAY_GROUP, RAY_VERSION, namespace, RAY_PLURAL, *args, tolerate=tolerate
         )
+
+    async def get_job(self, namespace: str, name: str) -> Manifest | None:
+        obj: Manifest | None = await self._call(
+            f"get RLTrainingJob {namespace}/{name}",
+            self._custom.get_namespaced_custom_object,
+            GROUP,
+            VERSION,
+            namespace,
+            PLURAL,
+            name,
+            tolerate=404,
+        )
+        return obj
 
     async def get_ray_job(self, namespace: str, name: str) -> Manifest | None:
         obj: Manifest | None = await self._ray_jobs(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections import Counter as Tally
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -38,23 +39,52 @@ class OperatorMetrics:
             ["namespace"],
             registry=self.registry,
         )
+        self.api_errors = Counter(
+            "kuberl_operator_api_errors_total",
+            "Kubernetes API calls that failed, by HTTP status code (403: an RBAC denial; 0: no response).",
+            ["code"],
+            registry=self.registry,
+        )
+        self.leader = Gauge(
+            "kuberl_operator_leader",
+            "1 while this replica holds the leader Lease and runs the handlers, else 0 (standby).",
+            registry=self.registry,
+        )
+        self.progress_reads = Counter(
+            "kuberl_operator_progress_reads_total",
+            "Reads of a trainer's /status, by result (ok, unreachable, rejected: too large or not JSON).",
+            ["result"],
+            registry=self.registry,
+        )
         self._phases: dict[tuple[str, str], str] = {}
+        self._counts: Tally[tuple[str, str]] = Tally()
 
     def serve(self, port: int) -> None:
         start_http_server(port, registry=self.registry)
 
     def set_phase(self, namespace: str, name: str, phase: str | None) -> None:
-        """Track each job's phase and recount: a gauge per (namespace, phase), zeros included."""
+        """Track each job's phase. O(1) per call: only the gauges of the old and new (namespace, phase)
+        move, so a pass over N jobs costs O(N), not O(N²) as a full recount would."""
         key = (namespace, name)
-        if phase is None:
-            self._phases.pop(key, None)
-        else:
+        old = self._phases.pop(key, None)
+        if phase is not None:
             self._phases[key] = phase
-        namespaces = {ns for ns, _ in self._phases} | {namespace}
-        for ns in namespaces:
+        if old == phase:
+            if phase is not None:
+                self._ensure_namespace(namespace)
+            return
+        self._ensure_namespace(namespace)
+        for p, delta in ((old, -1), (phase, +1)):
+            if p is not None:
+                self._counts[(namespace, p)] += delta
+                self.jobs.labels(namespace=namespace, phase=p).set(self._counts[(namespace, p)])
+
+    def _ensure_namespace(self, namespace: str) -> None:
+        """Every phase of a namespace is exported, zeros included, so `== 0` queries see a series."""
+        if (namespace, PHASES[0]) not in self._counts:
             for p in PHASES:
-                count = sum(1 for (n, _), v in self._phases.items() if n == ns and v == p)
-                self.jobs.labels(namespace=ns, phase=p).set(count)
+                self._counts[(namespace, p)] += 0
+                self.jobs.labels(namespace=namespace, phase=p).set(self._counts[(namespace, p)])
 
     @asynccontextmanager
     async def observe(self, handler: str) -> AsyncIterator[None]:

@@ -3,27 +3,37 @@
 Order of operations follows KubeRay: child names are derived deterministically and saved in status
 before anything is created, and creation tolerates "already exists", so a crash or restart at any
 point converges to exactly one RayJob per attempt.
+
+Only the leader writes a job's status (handlers run only while this process holds the Lease), so the
+status it last wrote is the newest one: it is kept in memory (`Context.statuses`) and preferred over the
+status in a handler's body, which may predate that write (a watch event still in flight).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import math
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import kopf
 import yaml
 
-from kuberl.spec import RLTrainingJob, RLTrainingJobStatus, SpecError, parse_job
+from kuberl.spec import RLTrainingJob, RLTrainingJobStatus, SpecError
 from kuberl_operator.builders import build_config_map, build_ray_job, names_for
 from kuberl_operator.k8s import Api
 from kuberl_operator.labels import SPEC_FILE
 from kuberl_operator.metrics import OperatorMetrics
+from kuberl_operator.parsing import ParseCache, current_status
 from kuberl_operator.status import (
     COND_SPEC_CHANGE_PENDING,
     TERMINAL_PHASES,
+    Event,
+    checkpoint_condition,
+    deadline_remaining,
     derive_status,
     initial_status,
     invalid_edit_status,
@@ -53,48 +63,54 @@ class Context:
     event: EventSink
     progress: ProgressReader
     default_image: str | None = None
+    parsed: ParseCache = field(default_factory=ParseCache)
+    # The status this process last wrote, by job uid (see the module docstring).
+    statuses: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # The last RayJob seen on the watch (its name, spec.suspend and status), by (namespace, name): a
+    # progress pass needs no GET.
+    rayjobs: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    # One pass at a time per job: a RayJob event and a progress pass must not interleave their writes.
+    locks: dict[tuple[str, str], asyncio.Lock] = field(default_factory=dict)
 
+    def lock(self, namespace: str, name: str) -> asyncio.Lock:
+        return self.locks.setdefault((namespace, name), asyncio.Lock())
 
-def _job_document(body: Body, *, default_image: str | None) -> dict[str, Any]:
-    meta = body.get("metadata") or {}
-    spec = body.get("spec")
-    if isinstance(spec, Mapping) and default_image:
-        cluster = spec.get("cluster")
-        # The operator's default image applies only where the user named none.
-        if cluster is None or (isinstance(cluster, Mapping) and "image" not in cluster):
-            spec = {**spec, "cluster": {**(cluster or {}), "image": default_image}}
-    return {
-        "apiVersion": body.get("apiVersion", "kuberl.io/v1alpha1"),
-        "kind": body.get("kind", "RLTrainingJob"),
-        "metadata": {
-            k: meta[k]
-            for k in ("name", "namespace", "uid", "generation", "labels", "annotations")
-            if k in meta
-        },
-        "spec": spec if spec is not None else {},
-    }
+    def known(self, body: Body) -> Body:
+        """`body` with the status this process last wrote, when it wrote one."""
+        uid = (body.get("metadata") or {}).get("uid")
+        cached = self.statuses.get(uid) if isinstance(uid, str) else None
+        return {**body, "status": cached} if cached is not None else body
 
+    def parse(self, body: Body) -> RLTrainingJob:
+        return self.parsed.parse(body, default_image=self.default_image)
 
-def parse_body(body: Body, *, default_image: str | None = None) -> RLTrainingJob:
-    """The custom resource as a validated model. Raises SpecError; a malformed status is ignored."""
-    job = parse_job(_job_document(body, default_image=default_image))
-    job.status = current_status(body)
-    return job
-
-
-def current_status(body: Body) -> RLTrainingJobStatus | None:
-    raw = body.get("status")
-    if not isinstance(raw, Mapping):
-        return None
-    try:
-        return RLTrainingJobStatus.model_validate(dict(raw))
-    except ValueError:
-        return None  # written by someone else: derive a fresh one rather than crash
+    def forget(self, body: Body) -> None:
+        ns, name = _where(body)
+        uid = (body.get("metadata") or {}).get("uid")
+        if isinstance(uid, str):
+            self.statuses.pop(uid, None)
+            self.parsed.forget(uid)
+        self.locks.pop((ns, name), None)
 
 
 def _generation(body: Body) -> int | None:
     gen = (body.get("metadata") or {}).get("generation")
     return gen if isinstance(gen, int) else None
+
+
+def remember_ray_job(ctx: Context, rayjob: Mapping[str, Any], *, deleted: bool = False) -> None:
+    """Keep what a pass needs of a RayJob seen on the watch (not the whole object: a pod template
+    per RayJob would cost megabytes at a thousand jobs)."""
+    meta = rayjob.get("metadata") or {}
+    key = (str(meta.get("namespace") or "default"), str(meta.get("name") or ""))
+    if deleted:
+        ctx.rayjobs.pop(key, None)
+        return
+    ctx.rayjobs[key] = {
+        "metadata": {"name": key[1], "namespace": key[0]},
+        "spec": {"suspend": bool((rayjob.get("spec") or {}).get("suspend"))},
+        "status": dict(rayjob.get("status") or {}),
+    }
 
 
 def _where(body: Body) -> tuple[str, str]:
@@ -103,9 +119,21 @@ def _where(body: Body) -> tuple[str, str]:
 
 
 async def _write_status(ctx: Context, body: Body, status: RLTrainingJobStatus) -> None:
+    """Through the status subresource, always with observedGeneration = the generation acted on, so
+    kstatus (Argo CD, Flux, `kubectl wait`) sees the job as Current after every edit."""
     ns, name = _where(body)
-    await ctx.api.patch_job_status(ns, name, status.to_wire())
+    status = status.model_copy(update={"observed_generation": _generation(body)})
+    wire = status.to_wire()
+    await ctx.api.patch_job_status(ns, name, wire)
+    uid = (body.get("metadata") or {}).get("uid")
+    if isinstance(uid, str):
+        ctx.statuses[uid] = wire
     ctx.metrics.set_phase(ns, name, status.phase)
+
+
+def _post(ctx: Context, body: Body, events: Iterable[Event]) -> None:
+    for event in events:
+        ctx.event(body, event.type, event.reason, event.message)
 
 
 async def reject_invalid(ctx: Context, body: Body, error: SpecError) -> None:
@@ -138,9 +166,10 @@ async def last_valid_job(ctx: Context, body: Body) -> RLTrainingJob | None:
         return None
     try:
         stored = yaml.safe_load((config_map.get("data") or {}).get(SPEC_FILE) or "") or {}
-        job = parse_body(
+        job = ctx.parsed.parse(
             {**body, "spec": stored.get("spec") if isinstance(stored, Mapping) else None},
             default_image=ctx.default_image,
+            kind=f"configmap:{status.config_map_name}",
         )
     except (SpecError, yaml.YAMLError) as exc:
         log.warning("ConfigMap %s/%s does not hold a valid job: %s", ns, status.config_map_name, exc)
@@ -148,30 +177,51 @@ async def last_valid_job(ctx: Context, body: Body) -> RLTrainingJob | None:
     return job
 
 
+def ray_job_manifest(job: RLTrainingJob, *, attempt: int, resume: str, now: datetime) -> dict[str, Any]:
+    """The builder's RayJob, with `activeDeadlineSeconds` cut to what is left of the job-wide deadline:
+    the deadline covers all attempts together (as a Kubernetes Job's does), not each one."""
+    manifest = build_ray_job(job, attempt=attempt, resume=resume)
+    remaining = deadline_remaining(job, now=now)
+    if remaining is not None:
+        manifest["spec"]["activeDeadlineSeconds"] = max(1, math.ceil(remaining))
+    return manifest
+
+
 async def ensure_children(ctx: Context, job: RLTrainingJob, *, attempt: int, resume: str) -> None:
     """Create the ConfigMap, then the RayJob, of one attempt; both idempotent."""
     await ctx.api.create(build_config_map(job, attempt=attempt))
-    await ctx.api.create(build_ray_job(job, attempt=attempt, resume=resume))
+    await ctx.api.create(ray_job_manifest(job, attempt=attempt, resume=resume, now=ctx.now()))
 
 
 def _resume_for(job: RLTrainingJob, attempt: int) -> str:
-    # Attempt 0 starts as the user asked; any later one continues from the newest checkpoint.
-    return job.spec.resume if attempt == 0 else "auto"
+    """Attempt 0 starts as the user asked, unless it already ran (its RayJob was deleted by someone
+    and is being recreated: starting over would throw away what it trained); any later attempt
+    continues from the newest checkpoint."""
+    status = job.status
+    started = status is not None and (status.iteration is not None or status.phase not in (None, "Pending"))
+    return job.spec.resume if attempt == 0 and not started else "auto"
 
 
 async def create(ctx: Context, body: Body) -> None:
+    body = ctx.known(body)
     try:
-        job = parse_body(body, default_image=ctx.default_image)
+        job = ctx.parse(body)
     except SpecError as error:
         await reject_invalid(ctx, body, error)
         return
     status = job.status
-    if status is None or status.ray_job_name is None:
+    fresh = status is None or status.ray_job_name is None
+    if fresh:
         status = initial_status(job, now=ctx.now())
         await _write_status(ctx, body, status)  # names first: a crash after this cannot duplicate
-        ctx.event(body, "Normal", "Pending", f"creating RayJob {status.ray_job_name}")
+    assert status is not None
     job.status = status
     await ensure_children(ctx, job, attempt=status.attempt, resume=_resume_for(job, status.attempt))
+    if fresh:
+        ctx.event(body, "Normal", "RayJobCreated", f"created RayJob {status.ray_job_name} (attempt 0)")
+        persisted, reason, message = checkpoint_condition(job)
+        if persisted == "False" and job.spec.backoff_limit > 0:
+            ctx.event(body, "Warning", reason, message)
 
 
 async def set_suspended(ctx: Context, job: RLTrainingJob) -> None:
@@ -181,10 +231,16 @@ async def set_suspended(ctx: Context, job: RLTrainingJob) -> None:
     if status is None or status.ray_job_name is None or status.phase in TERMINAL_PHASES:
         return
     ns = job.metadata.namespace or "default"
+    seen = ctx.rayjobs.get((ns, status.ray_job_name))
+    if seen is not None:
+        seen["spec"]["suspend"] = job.spec.suspend  # until the watch shows the RayJob as patched
     if job.spec.suspend:
         await ctx.api.patch_ray_job(ns, status.ray_job_name, {"spec": {"suspend": True}})
         return
-    ray_job = build_ray_job(job, attempt=status.attempt, resume="auto")
+    remaining = deadline_remaining(job, now=ctx.now())
+    if remaining is not None and remaining <= 0:
+        return  # not resumed: the next pass fails the job with DeadlineExceeded
+    ray_job = ray_job_manifest(job, attempt=status.attempt, resume="auto", now=ctx.now())
     config_map = build_config_map(job, attempt=status.attempt)
     await ctx.api.patch_config_map(ns, config_map["metadata"]["name"], {"data": config_map["data"]})
     await ctx.api.replace_ray_job_spec(ns, status.ray_job_name, ray_job["spec"])
@@ -203,8 +259,9 @@ def changed_spec_fields(diff: Iterable[Any]) -> set[str]:
 
 
 async def update(ctx: Context, body: Body, diff: Iterable[Any]) -> None:
+    body = ctx.known(body)
     try:
-        job = parse_body(body, default_image=ctx.default_image)
+        job = ctx.parse(body)
     except SpecError as error:
         current = current_status(body)
         if current is not None and current.ray_job_name is not None:
@@ -216,7 +273,7 @@ async def update(ctx: Context, body: Body, diff: Iterable[Any]) -> None:
         await create(ctx, body)  # it was invalid before (no children): a fixed spec starts it now
         return
     fields = changed_spec_fields(diff)
-    status = valid_again(job.status, generation=_generation(body), now=ctx.now())
+    status = valid_again(job.status, job, generation=_generation(body), now=ctx.now())
     if "suspend" in fields:
         await set_suspended(ctx, job)
         if not job.spec.suspend:
@@ -241,11 +298,19 @@ async def update(ctx: Context, body: Body, diff: Iterable[Any]) -> None:
     await sync(ctx, body, job=job)
 
 
-async def sync(ctx: Context, body: Body, *, job: RLTrainingJob | None = None) -> None:
-    """One pass of the status loop: read the RayJob and the trainer, write the derived status."""
+async def sync(
+    ctx: Context,
+    body: Body,
+    *,
+    job: RLTrainingJob | None = None,
+    rayjob: Mapping[str, Any] | None = None,
+) -> None:
+    """One pass: read the RayJob (given by a watch event, else the last one seen, else a GET) and the
+    trainer's progress, write the derived status if it changed, act on retries and deadlines."""
+    body = ctx.known(body)
     if job is None:
         try:
-            job = parse_body(body, default_image=ctx.default_image)
+            job = ctx.parse(body)
         except SpecError:
             # An invalid edit of a started job: keep following its attempt, which runs the last valid
             # spec. A job that never started is already Failed with Valid=False (create/update).
@@ -259,9 +324,15 @@ async def sync(ctx: Context, body: Body, *, job: RLTrainingJob | None = None) ->
     if status.phase in TERMINAL_PHASES:
         ctx.metrics.set_phase(ns, job.metadata.name, status.phase)
         return
-    rayjob = await ctx.api.get_ray_job(ns, status.ray_job_name)
+    if rayjob is not None and (rayjob.get("metadata") or {}).get("name") != status.ray_job_name:
+        return  # an event of an earlier attempt's RayJob: nothing to do for the job now
     if rayjob is None:
-        # Names saved but the operator stopped before creating (or a retry was interrupted): finish it.
+        rayjob = ctx.rayjobs.get((ns, status.ray_job_name)) or await ctx.api.get_ray_job(
+            ns, status.ray_job_name
+        )
+    if rayjob is None:
+        # Names saved but the operator stopped before creating (or a retry was interrupted, or someone
+        # deleted the RayJob): create it.
         await ensure_children(ctx, job, attempt=status.attempt, resume=_resume_for(job, status.attempt))
         rayjob_status: Mapping[str, Any] | None = None
     else:
@@ -287,13 +358,14 @@ async def sync(ctx: Context, body: Body, *, job: RLTrainingJob | None = None) ->
         await _write_status(ctx, body, new)
     else:
         ctx.metrics.set_phase(ns, job.metadata.name, new.phase)
-    if transition.phase_changed:
-        kind = "Warning" if new.phase == "Failed" or transition.retry else "Normal"
-        ctx.event(body, kind, str(new.phase), new.message or "")
+    if transition.stop_ray_job:
+        await ctx.api.delete("RayJob", ns, status.ray_job_name)  # frees the cluster (and its GPUs) now
+    _post(ctx, body, transition.events)
 
 
 async def delete(ctx: Context, body: Body) -> None:
     """Delete every attempt's children explicitly: garbage collection may be absent or slow."""
+    body = ctx.known(body)
     ns, name = _where(body)
     status = current_status(body)
     # From the name alone: a job edited into an invalid spec still has the children of its attempts.
@@ -302,3 +374,4 @@ async def delete(ctx: Context, body: Body) -> None:
         await ctx.api.delete("RayJob", ns, names.ray_job)
         await ctx.api.delete("ConfigMap", ns, names.config_map)
     ctx.metrics.set_phase(ns, name, None)
+    ctx.forget(body)

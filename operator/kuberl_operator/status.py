@@ -8,9 +8,10 @@ RayJob states: https://docs.ray.io/en/latest/cluster/kubernetes/getting-started/
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from kuberl.spec import Condition, RLTrainingJob, RLTrainingJobStatus, SpecError
@@ -26,9 +27,19 @@ COND_SUSPENDED = "Suspended"
 COND_SUCCEEDED = "Succeeded"
 COND_FAILED = "Failed"
 COND_SPEC_CHANGE_PENDING = "SpecChangePending"
+# True when a retry or a resume after suspend continues from a checkpoint that outlives the pod (s3://).
+COND_CHECKPOINTS_PERSISTED = "CheckpointsPersisted"
 PHASE_CONDITIONS = (COND_RUNNING, COND_SUSPENDED, COND_SUCCEEDED, COND_FAILED)
 
 TERMINAL_PHASES = ("Succeeded", "Failed")
+
+# KubeRay failure reasons that another attempt cannot fix: KubeRay itself does not retry them
+# (`checkBackoffLimitAndUpdateStatusIfNeeded`), nor does a Kubernetes Job past its activeDeadlineSeconds.
+TERMINAL_RAY_REASONS = frozenset({"DeadlineExceeded", "ValidationFailed"})
+
+INT64_MAX = 2**63 - 1
+# Longest checkpoint URI mirrored (S3 keys are at most 1024 bytes; the bucket and scheme add < 100).
+MAX_CHECKPOINT_URI = 1200
 
 # (jobDeploymentStatus, jobStatus) -> outcome; "*" matches any jobStatus. First match wins.
 # jobStatus SUCCEEDED/FAILED/STOPPED are final for the Ray job even while KubeRay is still tearing down.
@@ -60,12 +71,24 @@ def outcome_of(deployment_status: str, job_status: str) -> Outcome:
 
 
 @dataclass(frozen=True)
+class Event:
+    """A Kubernetes Event to post: `reason` is a CamelCase verb or cause (RayJobCreated, AttemptFailed),
+    as kubelet and the Job controller write them, never the phase name."""
+
+    type: Literal["Normal", "Warning"]
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
 class Transition:
     """The derived status and what the reconciler must do about it."""
 
     status: RLTrainingJobStatus
     retry: bool = False  # create the children of status.attempt (a fresh RayJob resuming with `auto`)
     previous_phase: str | None = None
+    events: tuple[Event, ...] = ()
+    stop_ray_job: bool = False  # the job-wide deadline passed while the RayJob still runs: delete it
 
     @property
     def phase_changed(self) -> bool:
@@ -134,40 +157,120 @@ def _with_phase(
             now=now,
             generation=generation,
         )
-    update: dict[str, Any] = {"phase": phase, "conditions": conditions, "message": message}
+    update: dict[str, Any] = {
+        "phase": phase,
+        "conditions": conditions,
+        "message": message,
+        "observed_generation": generation,
+    }
     if phase in TERMINAL_PHASES and status.completion_time is None:
         update["completion_time"] = rfc3339(now)
     return status.model_copy(update=update)
 
 
-def _progress(status: RLTrainingJobStatus, progress: Mapping[str, Any] | None) -> RLTrainingJobStatus:
-    """Mirror the trainer's /status; missing keys (or an unreachable trainer) keep the last values."""
-    if not progress:
-        return status
-    keys = {
-        "iteration": ("iteration", "trainingIteration", "training_iteration"),
-        "timesteps": ("timesteps", "timestepsTotal", "timesteps_total", "envStepsTotal", "env_steps_total"),
-        "episode_return_mean": ("episodeReturnMean", "episode_return_mean"),
-        "last_checkpoint": ("lastCheckpoint", "last_checkpoint"),
-    }
-    update: dict[str, Any] = {}
-    for field, names in keys.items():
+PROGRESS_KEYS: dict[str, tuple[str, ...]] = {
+    "iteration": ("iteration", "trainingIteration", "training_iteration"),
+    "timesteps": ("timesteps", "timestepsTotal", "timesteps_total", "envStepsTotal", "env_steps_total"),
+    "episode_return_mean": ("episodeReturnMean", "episode_return_mean"),
+    "last_checkpoint": ("lastCheckpoint", "last_checkpoint"),
+}
+
+
+def _count(value: Any) -> int | None:
+    """A counter from JSON: an int (or integral float) in [0, int64 max], else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, float):
+        if not math.isfinite(value) or not value.is_integer():
+            return None
+        value = int(value)
+    if isinstance(value, int) and 0 <= value <= INT64_MAX:
+        return value
+    return None
+
+
+def _finite(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        out = float(value)
+    except OverflowError:  # an int beyond float range
+        return None
+    return out if math.isfinite(out) else None
+
+
+def _uri(value: Any) -> str | None:
+    if not isinstance(value, str) or not value or len(value) > MAX_CHECKPOINT_URI:
+        return None
+    return value if value.isprintable() else None
+
+
+_VALIDATORS = {
+    "iteration": _count,
+    "timesteps": _count,
+    "episode_return_mean": _finite,
+    "last_checkpoint": _uri,
+}
+
+
+def mirrored_progress(progress: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The trainer's /status values that may enter the job status. The reply is tenant-written: a value
+    that is not finite, outside int64, of the wrong type or too long is dropped (the status keeps its last
+    value) rather than raising on every pass or producing a patch the API server refuses."""
+    out: dict[str, Any] = {}
+    for field, names in PROGRESS_KEYS.items():
         for name in names:
-            value = progress.get(name)
-            if value is None:
-                continue
-            try:
-                update[field] = (
-                    int(value)
-                    if field in ("iteration", "timesteps")
-                    else float(value)
-                    if field == "episode_return_mean"
-                    else str(value)
-                )
-            except (TypeError, ValueError):
-                continue  # a trainer bug must not break the status of the job
-            break
-    return status.model_copy(update=update)
+            value = _VALIDATORS[field]((progress or {}).get(name))
+            if value is not None:
+                out[field] = value
+                break
+    return out
+
+
+def _progress(status: RLTrainingJobStatus, progress: Mapping[str, Any] | None) -> RLTrainingJobStatus:
+    """Mirror the trainer's /status; missing or invalid keys (or an unreachable trainer) keep the last values."""
+    update = mirrored_progress(progress)
+    return status.model_copy(update=update) if update else status
+
+
+def parse_rfc3339(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def deadline_remaining(job: RLTrainingJob, *, now: datetime) -> float | None:
+    """Seconds left of `activeDeadlineSeconds`, counted from the job's start (status.startTime) across all
+    attempts, as for a Kubernetes Job; None when the job has no deadline."""
+    limit = job.spec.active_deadline_seconds
+    if limit is None:
+        return None
+    started = parse_rfc3339(job.status.start_time if job.status else None) or now
+    return limit - (now - started).total_seconds()
+
+
+def checkpoint_condition(job: RLTrainingJob) -> tuple[Literal["True", "False"], str, str]:
+    """(status, reason, message) of the CheckpointsPersisted condition."""
+    uri = job.spec.checkpoint.uri
+    if uri is not None and uri.startswith("s3://"):
+        return "True", "CheckpointURISet", f"retries and resume after suspend continue from {uri}"
+    if uri is None:
+        return (
+            "False",
+            "NoCheckpointURI",
+            "spec.checkpoint.uri is not set: a retry or a resume after suspend starts training from "
+            "scratch (set an s3:// URI to continue from the newest checkpoint)",
+        )
+    return (
+        "False",
+        "LocalCheckpointURI",
+        f"spec.checkpoint.uri {uri!r} is a local path: a retry or a resume runs in a new pod and finds it "
+        "only on a volume shared across pods (use an s3:// URI)",
+    )
 
 
 def initial_status(job: RLTrainingJob, *, now: datetime) -> RLTrainingJobStatus:
@@ -181,13 +284,20 @@ def initial_status(job: RLTrainingJob, *, now: datetime) -> RLTrainingJobStatus:
         start_time=rfc3339(now),
         observed_generation=generation,
     )
-    base = base.model_copy(
-        update={
-            "conditions": set_condition(
-                [], COND_VALID, "True", reason="SpecValid", message="", now=now, generation=generation
-            )
-        }
+    conditions = set_condition(
+        [], COND_VALID, "True", reason="SpecValid", message="", now=now, generation=generation
     )
+    persisted, reason, message = checkpoint_condition(job)
+    conditions = set_condition(
+        conditions,
+        COND_CHECKPOINTS_PERSISTED,
+        persisted,
+        reason=reason,
+        message=message,
+        now=now,
+        generation=generation,
+    )
+    base = base.model_copy(update={"conditions": conditions})
     return _with_phase(
         base, "Pending", reason="Creating", message="creating the RayJob", now=now, generation=generation
     )
@@ -229,13 +339,15 @@ def invalid_edit_status(
         now=now,
         generation=generation,
     )
-    return current.model_copy(update={"conditions": conditions})
+    return current.model_copy(update={"conditions": conditions, "observed_generation": generation})
 
 
-def valid_again(status: RLTrainingJobStatus, *, generation: int | None, now: datetime) -> RLTrainingJobStatus:
-    """Valid=True once a spec parses again (after an invalid edit was fixed); unchanged otherwise."""
-    if all(c.status == "True" for c in status.conditions if c.type == COND_VALID):
-        return status
+def valid_again(
+    status: RLTrainingJobStatus, job: RLTrainingJob, *, generation: int | None, now: datetime
+) -> RLTrainingJobStatus:
+    """The conditions that depend on the spec alone, re-evaluated for a generation that parsed: Valid=True
+    (again, after an invalid edit was fixed) and CheckpointsPersisted, each with this generation as its
+    observedGeneration (lastTransitionTime moves only if its status flips)."""
     conditions = set_condition(
         list(status.conditions),
         COND_VALID,
@@ -245,7 +357,17 @@ def valid_again(status: RLTrainingJobStatus, *, generation: int | None, now: dat
         now=now,
         generation=generation,
     )
-    return status.model_copy(update={"conditions": conditions})
+    persisted, reason, message = checkpoint_condition(job)
+    conditions = set_condition(
+        conditions,
+        COND_CHECKPOINTS_PERSISTED,
+        persisted,
+        reason=reason,
+        message=message,
+        now=now,
+        generation=generation,
+    )
+    return status.model_copy(update={"conditions": conditions, "observed_generation": generation})
 
 
 def _problems(error: SpecError) -> str:
@@ -260,7 +382,7 @@ def derive_status(
     *,
     now: datetime,
 ) -> Transition:
-    """The next status of a valid job whose children exist (or are being created).
+    """The next status of a valid job whose children exist (or are being created), and the Events to post.
 
     `rayjob_status` is the RayJob's `.status` (None: not created or not observed yet);
     `progress` the trainer's `/status` JSON (None: unreachable).
@@ -268,31 +390,57 @@ def derive_status(
     current = job.status or RLTrainingJobStatus()
     previous = current.phase
     generation = _generation(job)
-    status = _progress(current, progress)
+    status = _progress(current, progress).model_copy(update={"observed_generation": generation})
     if previous in TERMINAL_PHASES:
         # Terminal phases are final; only late progress (e.g. the last checkpoint) is still mirrored.
         return Transition(status=status, previous_phase=previous)
 
     def enter(
-        phase: Phase, reason: str, message: str, *, base: RLTrainingJobStatus = status, retry: bool = False
+        phase: Phase,
+        reason: str,
+        message: str,
+        *events: Event,
+        base: RLTrainingJobStatus = status,
+        retry: bool = False,
+        stop: bool = False,
     ) -> Transition:
-        """`base` moved to `phase` (its Ready condition and timestamps: _with_phase)."""
+        """`base` moved to `phase` (its phase conditions and timestamps: _with_phase). Events are posted
+        only when the phase changes (or a retry starts), not on every pass."""
         moved = _with_phase(base, phase, reason=reason, message=message, now=now, generation=generation)
-        return Transition(status=moved, retry=retry, previous_phase=previous)
+        posted = events if (phase != previous or retry) else ()
+        return Transition(
+            status=moved, retry=retry, previous_phase=previous, events=posted, stop_ray_job=stop
+        )
 
     ray = rayjob_status or {}
     deployment = str(ray.get("jobDeploymentStatus") or "")
     job_status = str(ray.get("jobStatus") or "")
     outcome = outcome_of(deployment, job_status) if rayjob_status is not None else "pending"
-    ray_message = str(ray.get("message") or "")
+    ray_message = str(ray.get("message") or "")[:500]
+    remaining = deadline_remaining(job, now=now)
+    deadline_passed = remaining is not None and remaining <= 0
+    limit = job.spec.active_deadline_seconds
 
     if outcome == "succeeded":
-        return enter("Succeeded", "RayJobSucceeded", "training finished")
+        return enter(
+            "Succeeded",
+            "RayJobSucceeded",
+            "training finished",
+            Event("Normal", "TrainingSucceeded", f"RayJob {status.ray_job_name} succeeded"),
+        )
     if outcome == "failed":
         reason = str(ray.get("reason") or "")  # KubeRay: AppFailed, DeadlineExceeded, …
+        if deployment in TERMINAL_RAY_REASONS and not reason:
+            reason = deployment  # jobDeploymentStatus ValidationFailed
         detail = f"RayJob {status.ray_job_name} failed ({deployment or '-'}/{job_status or '-'})" + (
             f": {ray_message}" if ray_message else ""
         )
+        if reason == "DeadlineExceeded" or deadline_passed:
+            message = f"{detail}; activeDeadlineSeconds {limit} exceeded: not retried"
+            return enter("Failed", "DeadlineExceeded", message, Event("Warning", "DeadlineExceeded", message))
+        if reason in TERMINAL_RAY_REASONS:
+            message = f"{detail}; {reason} is not retried"
+            return enter("Failed", reason, message, Event("Warning", reason, message))
         if status.attempt < job.spec.backoff_limit:
             attempt = status.attempt + 1
             names = child_names(job, attempt)
@@ -303,15 +451,73 @@ def derive_status(
                     "config_map_name": names.config_map,
                 }
             )
-            message = f"{detail}; retry {attempt}/{job.spec.backoff_limit} resumes from the newest checkpoint"
-            return enter("Pending", "Retrying", message, base=retried, retry=True)
+            persisted, _, why = checkpoint_condition(job)
+            if persisted == "True":
+                how, event = (
+                    "resumes from the newest checkpoint",
+                    Event(
+                        "Normal",
+                        "RetryingFromCheckpoint",
+                        f"attempt {attempt}/{job.spec.backoff_limit}: RayJob {names.ray_job} resumes "
+                        "from the newest checkpoint",
+                    ),
+                )
+            else:
+                how, event = (
+                    "starts from scratch",
+                    Event(
+                        "Warning",
+                        "RetryingFromScratch",
+                        f"attempt {attempt}/{job.spec.backoff_limit}: RayJob {names.ray_job}; {why}",
+                    ),
+                )
+            message = f"{detail}; retry {attempt}/{job.spec.backoff_limit} {how}"
+            return enter(
+                "Pending",
+                "Retrying",
+                message,
+                Event("Warning", "AttemptFailed", detail),
+                event,
+                base=retried,
+                retry=True,
+            )
         message = f"{detail}; backoffLimit {job.spec.backoff_limit} reached"
-        return enter("Failed", _reason(reason, "BackoffLimitExceeded"), message)
+        final = _reason(reason, "BackoffLimitExceeded")
+        return enter("Failed", final, message, Event("Warning", "BackoffLimitExceeded", message))
+    if deadline_passed:
+        # KubeRay enforces the remaining deadline on the RayJob; this catches what it does not see (time
+        # spent suspended, or a RayJob that never reports): stop the cluster and fail for good.
+        message = f"activeDeadlineSeconds {limit} exceeded since {status.start_time}: stopped, not retried"
+        return enter(
+            "Failed",
+            "DeadlineExceeded",
+            message,
+            Event("Warning", "DeadlineExceeded", message),
+            stop=True,
+        )
     if job.spec.suspend:
-        return enter("Suspended", "Suspended", "suspended; checkpoints kept")
+        return enter(
+            "Suspended",
+            "Suspended",
+            "suspended; checkpoints kept",
+            Event("Normal", "Suspended", f"RayJob {status.ray_job_name} suspended; checkpoints kept"),
+        )
     if outcome == "running":
-        return enter("Running", "RayJobRunning", "training")
+        return enter(
+            "Running",
+            "RayJobRunning",
+            "training",
+            Event("Normal", "TrainingStarted", f"RayJob {status.ray_job_name} is running"),
+        )
     # pending, or suspended in KubeRay while the spec says run: the reconciler is resuming it.
+    if previous == "Suspended":
+        message = "resuming from the newest checkpoint"
+        return enter(
+            "Pending",
+            "Resuming",
+            message,
+            Event("Normal", "Resumed", f"RayJob {status.ray_job_name} resumed; {message}"),
+        )
     message = (
         "resuming from the newest checkpoint"
         if outcome == "suspended"

@@ -52,7 +52,10 @@ class Operator:
             "KUBERL_OPERATOR_METRICS_PORT": str(self.metrics_port),
             "KUBERL_LIVENESS": f"http://127.0.0.1:{health}/healthz",
             "KUBERL_NAMESPACES": "all",
-            "PYTHONPATH": str(REPO),
+            # The emulator has no Lease semantics (no resourceVersion): one replica, no election here.
+            "KUBERL_LEADER_ELECTION": "false",
+            # This checkout's code, not whatever kuberl is installed (an editable install of another tree).
+            "PYTHONPATH": os.pathsep.join(str(REPO / d) for d in ("operator", "trainer_image", ".")),
             **self.extra_env,
         }
         log = (self.workdir / f"operator-{self.runs}.log").open("wb")
@@ -122,10 +125,21 @@ class TrainerStatus:
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Emulator, Operator]]:
+def trainer() -> Iterator[TrainerStatus]:
+    """One trainer-like /status for every job: the operator is told where it is by its own setting
+    (KUBERL_STATUS_URL_TEMPLATE, an operator-level value), never by anything in a job."""
+    status = TrainerStatus()
+    yield status
+    status.server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def cluster(
+    tmp_path_factory: pytest.TempPathFactory, trainer: TrainerStatus
+) -> Iterator[tuple[Emulator, Operator]]:
     workdir = tmp_path_factory.mktemp("operator")
     emulator = start_emulator(workdir)
-    operator = Operator(emulator, workdir)
+    operator = Operator(emulator, workdir, extra_env={"KUBERL_STATUS_URL_TEMPLATE": trainer.url})
     operator.start()
     try:
         yield emulator, operator
@@ -163,10 +177,11 @@ def ray_status(em: Emulator, name: str, deployment: str, job_status: str, **extr
     )
 
 
-def test_apply_status_progress_and_success(cluster: tuple[Emulator, Operator]) -> None:
+def test_apply_status_progress_and_success(
+    cluster: tuple[Emulator, Operator], trainer: TrainerStatus
+) -> None:
     em, _ = cluster
-    trainer = TrainerStatus()
-    created = em.create("rltrainingjobs", NS, job("ok", annotations={"kuberl.io/status-url": trainer.url}))
+    created = em.create("rltrainingjobs", NS, job("ok"))
     rayjob = wait_for(lambda: em.get("rayjobs", NS, "ok-r0"), what="RayJob ok-r0")
     config_map = wait_for(lambda: em.get("configmaps", NS, "ok-r0-spec"), what="ConfigMap")
     for child in (rayjob, config_map):
@@ -197,7 +212,7 @@ def test_apply_status_progress_and_success(cluster: tuple[Emulator, Operator]) -
     reasons = {
         e.get("reason") for e in em.list("events", NS) if e.get("involvedObject", {}).get("name") == "ok"
     }
-    assert {"Pending", "Running", "Succeeded"} <= reasons
+    assert {"RayJobCreated", "TrainingStarted", "TrainingSucceeded"} <= reasons
 
 
 def test_invalid_spec_fails_with_field_path(cluster: tuple[Emulator, Operator]) -> None:
@@ -334,20 +349,3 @@ def test_restart_mid_reconcile_keeps_one_rayjob(cluster: tuple[Emulator, Operato
     rayjobs = [r["metadata"]["name"] for r in em.list("rayjobs", NS)]
     for name in names:
         assert [r for r in rayjobs if r.startswith(f"{name}-r")] == [f"{name}-r0"]
-
-
-def test_peering_mode_creates_its_peering_object_and_reconciles(tmp_path: Path) -> None:
-    """Several replicas: the operator creates the ClusterKopfPeering it needs, kopf heartbeats into it,
-    and jobs are still reconciled."""
-    em = start_emulator(tmp_path)
-    op = Operator(em, tmp_path, extra_env={"KUBERL_PEERING": "1"})
-    try:
-        op.start()
-        path = "/apis/kopf.dev/v1/clusterkopfpeerings/kuberl"
-        wait_for(lambda: em.request("GET", path)[0] == 200, what="peering object", timeout=30)
-        wait_for(lambda: (em.request("GET", path)[1] or {}).get("status"), what="kopf heartbeat", timeout=30)
-        em.create("rltrainingjobs", NS, job("peered"))
-        wait_for(lambda: em.list("rayjobs", NS), what="RayJob", timeout=30)
-    finally:
-        op.stop()
-        em.stop()

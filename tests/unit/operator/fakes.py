@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -15,6 +16,9 @@ class FakeApi:
     objects: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)
     statuses: list[dict[str, Any]] = field(default_factory=list)
     calls: list[tuple[str, ...]] = field(default_factory=list)
+
+    async def get_job(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return self.objects.get(("RLTrainingJob", namespace, name))
 
     async def get_ray_job(self, namespace: str, name: str) -> dict[str, Any] | None:
         return self.objects.get(("RayJob", namespace, name))
@@ -48,14 +52,16 @@ class FakeApi:
         self.statuses.append(status)
 
 
-def make_context(api: FakeApi, events: list[tuple[str, str, str]]) -> Context:
+def make_context(
+    api: FakeApi, events: list[tuple[str, str, str]], now: Callable[[], datetime] | None = None
+) -> Context:
     async def no_progress(*_: Any) -> None:
         return None
 
     return Context(
         api=api,
         metrics=OperatorMetrics(),
-        now=lambda: datetime(2026, 1, 1, tzinfo=UTC),
+        now=now or (lambda: datetime(2026, 1, 1, tzinfo=UTC)),
         event=lambda _body, type_, reason, message: events.append((type_, reason, message)),
         progress=no_progress,
     )

@@ -60,7 +60,15 @@ def test_retry_then_give_up() -> None:
     asyncio.run(reconcile.sync(ctx, _with_status(BODY, api)))
     assert api.statuses[-1]["phase"] == "Failed"
     assert ("RayJob", "ns", "job-r2") not in api.objects
-    assert [e[1] for e in events][-1] == "Failed"
+    assert [e[1] for e in events][-1] == "BackoffLimitExceeded"
+    # Reasons say what happened (Kubernetes style), never the phase name.
+    assert [e[1] for e in events] == [
+        "RayJobCreated",
+        "NoCheckpointURI",
+        "AttemptFailed",
+        "RetryingFromScratch",
+        "BackoffLimitExceeded",
+    ]
 
 
 def test_sync_recreates_children_whose_names_were_saved() -> None:
@@ -76,7 +84,10 @@ def test_suspend_resume_and_spec_edit_policy() -> None:
     api, events = FakeApi(), []
     ctx = make_context(api, events)
     asyncio.run(reconcile.create(ctx, BODY))
+    # Every spec edit bumps metadata.generation (the API server does it; the operator parses each
+    # generation once).
     edited = _with_status(BODY, api)
+    edited["metadata"]["generation"] = 2
     edited["spec"]["stop"] = {"iterations": 5}
     asyncio.run(reconcile.update(ctx, edited, [("add", ("spec", "stop"), None, {"iterations": 5})]))
     pending = next(c for c in api.statuses[-1]["conditions"] if c["type"] == "SpecChangePending")
@@ -84,18 +95,24 @@ def test_suspend_resume_and_spec_edit_policy() -> None:
     assert "stop" in pending["message"]
 
     suspended = _with_status(edited, api)
+    suspended["metadata"]["generation"] = 3
     suspended["spec"]["suspend"] = True
     asyncio.run(reconcile.update(ctx, suspended, [("change", ("spec", "suspend"), False, True)]))
     assert api.objects[("RayJob", "ns", "job-r0")]["spec"]["suspend"] is True
     assert api.statuses[-1]["phase"] == "Suspended"
 
     resumed = _with_status(suspended, api)
+    resumed["metadata"]["generation"] = 4
     resumed["spec"]["suspend"] = False
     asyncio.run(reconcile.update(ctx, resumed, [("change", ("spec", "suspend"), True, False)]))
     ray = api.objects[("RayJob", "ns", "job-r0")]["spec"]
     assert ray["suspend"] is False
     assert ray["entrypoint"].endswith("--set resume=auto")
     assert not [c for c in api.statuses[-1]["conditions"] if c["type"] == "SpecChangePending"]
+    # observedGeneration follows every edit (kstatus: Argo CD, Flux); so do the conditions'.
+    assert api.statuses[-1]["observedGeneration"] == 4
+    assert {c["observedGeneration"] for c in api.statuses[-1]["conditions"] if c["type"] == "Valid"} == {4}
+    assert [e[1] for e in events][-2:] == ["Suspended", "Resumed"]
 
 
 def _valid(status: dict[str, Any]) -> dict[str, Any]:
@@ -170,3 +187,87 @@ def test_operator_never_imports_torch_or_ray() -> None:
         "bad = [m for m in ('torch', 'ray') if m in sys.modules]; assert not bad, bad"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_each_attempt_gets_what_is_left_of_the_job_wide_deadline() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    clock = [datetime(2026, 1, 1, tzinfo=UTC)]
+    api, events = FakeApi(), []
+    ctx = make_context(api, events, now=lambda: clock[0])
+    body = copy.deepcopy(BODY)
+    body["spec"]["activeDeadlineSeconds"] = 3600
+    body["spec"]["backoffLimit"] = 3
+    asyncio.run(reconcile.create(ctx, body))
+    assert api.objects[("RayJob", "ns", "job-r0")]["spec"]["activeDeadlineSeconds"] == 3600
+    clock[0] += timedelta(seconds=1000)
+    api.objects[("RayJob", "ns", "job-r0")]["status"] = {
+        "jobDeploymentStatus": "Failed",
+        "jobStatus": "FAILED",
+    }
+    asyncio.run(reconcile.sync(ctx, body))
+    assert api.objects[("RayJob", "ns", "job-r1")]["spec"]["activeDeadlineSeconds"] == 2600
+    # KubeRay fails attempt 1 with DeadlineExceeded: final, although backoffLimit allows two more.
+    api.objects[("RayJob", "ns", "job-r1")]["status"] = {
+        "jobDeploymentStatus": "Failed",
+        "jobStatus": "",
+        "reason": "DeadlineExceeded",
+    }
+    asyncio.run(reconcile.sync(ctx, body))
+    assert api.statuses[-1]["phase"] == "Failed"
+    assert ("RayJob", "ns", "job-r2") not in api.objects
+    assert events[-1][:2] == ("Warning", "DeadlineExceeded")
+
+
+def test_a_running_job_past_its_deadline_is_stopped() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    clock = [datetime(2026, 1, 1, tzinfo=UTC)]
+    api, events = FakeApi(), []
+    ctx = make_context(api, events, now=lambda: clock[0])
+    body = copy.deepcopy(BODY)
+    body["spec"]["activeDeadlineSeconds"] = 60
+    asyncio.run(reconcile.create(ctx, body))
+    api.objects[("RayJob", "ns", "job-r0")]["status"] = {
+        "jobDeploymentStatus": "Running",
+        "jobStatus": "RUNNING",
+    }
+    clock[0] += timedelta(seconds=61)
+    asyncio.run(reconcile.sync(ctx, body))
+    assert api.statuses[-1]["phase"] == "Failed"
+    assert ("delete", "RayJob", "ns", "job-r0") in api.calls
+
+
+def test_events_of_an_earlier_attempts_rayjob_are_ignored_and_a_stale_body_is_not_trusted() -> None:
+    api, events = FakeApi(), []
+    ctx = make_context(api, events)
+    asyncio.run(reconcile.create(ctx, BODY))
+    api.objects[("RayJob", "ns", "job-r0")]["status"] = {
+        "jobDeploymentStatus": "Failed",
+        "jobStatus": "FAILED",
+    }
+    asyncio.run(reconcile.sync(ctx, BODY))
+    assert api.statuses[-1]["attempt"] == 1
+    writes = len(api.statuses)
+    # BODY still carries no status (the watch has not delivered the operator's writes yet), and r0
+    # reports again: the operator knows what it wrote, so no second retry and no write.
+    asyncio.run(reconcile.sync(ctx, BODY, rayjob=api.objects[("RayJob", "ns", "job-r0")]))
+    assert len(api.statuses) == writes
+    assert ("RayJob", "ns", "job-r2") not in api.objects
+
+
+def test_a_deleted_rayjob_of_a_started_attempt_is_recreated_resuming() -> None:
+    body = copy.deepcopy(BODY)
+    body["spec"]["resume"] = "never"
+    api, events = FakeApi(), []
+    ctx = make_context(api, events)
+    asyncio.run(reconcile.create(ctx, body))
+    assert api.objects[("RayJob", "ns", "job-r0")]["spec"]["entrypoint"].endswith("resume=never")
+    api.objects[("RayJob", "ns", "job-r0")]["status"] = {
+        "jobDeploymentStatus": "Running",
+        "jobStatus": "RUNNING",
+    }
+    asyncio.run(reconcile.sync(ctx, body))
+    del api.objects[("RayJob", "ns", "job-r0")]  # someone deleted it
+    asyncio.run(reconcile.sync(ctx, body))
+    assert api.objects[("RayJob", "ns", "job-r0")]["spec"]["entrypoint"].endswith("resume=auto")

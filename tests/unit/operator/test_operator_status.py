@@ -8,16 +8,36 @@ from typing import Any
 import pytest
 
 from kuberl.spec import RLTrainingJobStatus, SpecError, parse_job
-from kuberl_operator.status import derive_status, initial_status, invalid_status, outcome_of, set_condition
+from kuberl_operator.status import (
+    derive_status,
+    initial_status,
+    invalid_status,
+    mirrored_progress,
+    outcome_of,
+    set_condition,
+)
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
-def _job(*, suspend: bool = False, backoff: int = 2, status: RLTrainingJobStatus | None = None) -> Any:
+def _job(
+    *,
+    suspend: bool = False,
+    backoff: int = 2,
+    status: RLTrainingJobStatus | None = None,
+    **spec: Any,
+) -> Any:
     job = parse_job(
         {
             "metadata": {"name": "j", "namespace": "ns", "generation": 4},
-            "spec": {"algorithm": "PPO", "env": "CartPole-v1", "suspend": suspend, "backoffLimit": backoff},
+            "spec": {
+                "algorithm": "PPO",
+                "env": "CartPole-v1",
+                "suspend": suspend,
+                "backoffLimit": backoff,
+                "checkpoint": {"uri": "s3://bucket/j"},
+                **spec,
+            },
         }
     )
     job.status = status or initial_status(job, now=T0)
@@ -42,7 +62,9 @@ TABLE = [
     ("Failed", "", False, 1, 2, "Pending", True, "Retrying"),
     ("Failed", "FAILED", False, 2, 2, "Failed", False, "BackoffLimitExceeded"),
     ("Failed", "FAILED", False, 0, 0, "Failed", False, "BackoffLimitExceeded"),
-    ("ValidationFailed", "", False, 0, 0, "Failed", False, "BackoffLimitExceeded"),
+    # KubeRay refused the RayJob itself: another attempt with the same spec cannot fare better.
+    ("ValidationFailed", "", False, 0, 0, "Failed", False, "ValidationFailed"),
+    ("ValidationFailed", "", False, 0, 2, "Failed", False, "ValidationFailed"),
     ("Running", "RUNNING", True, 0, 2, "Suspended", False, "Suspended"),
     ("Suspending", "", True, 0, 2, "Suspended", False, "Suspended"),
     ("Suspended", "", True, 0, 2, "Suspended", False, "Suspended"),
@@ -74,6 +96,7 @@ def test_transition_table(
     if phase in ("Running", "Suspended", "Succeeded", "Failed"):
         assert conditions[phase].status == "True"
         assert conditions[phase].reason == reason
+    assert t.status.observed_generation == 4
     assert sum(conditions[c].status == "True" for c in ("Running", "Suspended", "Succeeded", "Failed")) <= 1
     if retry:
         assert t.status.attempt == attempt + 1
@@ -157,3 +180,120 @@ def test_initial_status_saves_names_first() -> None:
     s = initial_status(job, now=T0)
     assert (s.ray_job_name, s.config_map_name, s.attempt, s.phase) == ("j-r0", "j-r0-spec", 0, "Pending")
     assert s.observed_generation == 4
+
+
+def _reasons(t: Any) -> list[str]:
+    return [e.reason for e in t.events]
+
+
+def test_events_name_the_cause_not_the_phase() -> None:
+    job = _job()
+    running = derive_status(job, {"jobDeploymentStatus": "Running", "jobStatus": "RUNNING"}, None, now=T0)
+    assert _reasons(running) == ["TrainingStarted"]
+    job.status = running.status
+    # No new Event while the phase stays the same.
+    again = derive_status(job, {"jobDeploymentStatus": "Running", "jobStatus": "RUNNING"}, None, now=T0)
+    assert again.events == ()
+    failed = derive_status(
+        job, {"jobDeploymentStatus": "Failed", "jobStatus": "FAILED", "reason": "AppFailed"}, None, now=T0
+    )
+    assert _reasons(failed) == ["AttemptFailed", "RetryingFromCheckpoint"]
+    assert [e.type for e in failed.events] == ["Warning", "Normal"]
+    job.status = failed.status
+    done = derive_status(job, {"jobDeploymentStatus": "Complete", "jobStatus": "SUCCEEDED"}, None, now=T0)
+    assert _reasons(done) == ["TrainingSucceeded"]
+    suspended = derive_status(
+        _job(suspend=True), {"jobDeploymentStatus": "Suspended", "jobStatus": ""}, None, now=T0
+    )
+    assert _reasons(suspended) == ["Suspended"]
+    job = _job(status=suspended.status)
+    resumed = derive_status(job, {"jobDeploymentStatus": "Suspended", "jobStatus": ""}, None, now=T0)
+    assert (resumed.status.phase, _reasons(resumed)) == ("Pending", ["Resumed"])
+
+
+def test_retry_without_a_checkpoint_uri_warns_that_it_starts_from_scratch() -> None:
+    job = _job(checkpoint={})
+    cond = next(c for c in job.status.conditions if c.type == "CheckpointsPersisted")
+    assert (cond.status, cond.reason) == ("False", "NoCheckpointURI")
+    assert "spec.checkpoint.uri" in cond.message
+    t = derive_status(job, {"jobDeploymentStatus": "Failed", "jobStatus": "FAILED"}, None, now=T0)
+    assert t.retry
+    assert _reasons(t) == ["AttemptFailed", "RetryingFromScratch"]
+    assert t.events[1].type == "Warning"
+    assert "starts from scratch" in (t.status.message or "")
+    local = _job(checkpoint={"uri": "/tmp/ckpt"})
+    cond = next(c for c in local.status.conditions if c.type == "CheckpointsPersisted")
+    assert (cond.status, cond.reason) == ("False", "LocalCheckpointURI")
+    s3 = next(c for c in _job().status.conditions if c.type == "CheckpointsPersisted")
+    assert (s3.status, s3.reason) == ("True", "CheckpointURISet")
+
+
+def test_deadline_exceeded_is_terminal_and_job_wide() -> None:
+    job = _job(activeDeadlineSeconds=600)
+    # KubeRay's own DeadlineExceeded: not retried although backoffLimit allows two more attempts.
+    t = derive_status(
+        job,
+        {"jobDeploymentStatus": "Failed", "jobStatus": "", "reason": "DeadlineExceeded"},
+        None,
+        now=T0 + timedelta(seconds=60),
+    )
+    assert (t.status.phase, t.retry) == ("Failed", False)
+    assert next(c for c in t.status.conditions if c.type == "Failed").reason == "DeadlineExceeded"
+    assert _reasons(t) == ["DeadlineExceeded"]
+    # Any failure after the job-wide deadline (counted from startTime, across attempts) is final too.
+    t = derive_status(
+        job, {"jobDeploymentStatus": "Failed", "jobStatus": "FAILED"}, None, now=T0 + timedelta(seconds=601)
+    )
+    assert (t.status.phase, t.retry) == ("Failed", False)
+    # Still running past the deadline: the operator stops the RayJob and fails the job.
+    t = derive_status(
+        job,
+        {"jobDeploymentStatus": "Running", "jobStatus": "RUNNING"},
+        None,
+        now=T0 + timedelta(seconds=601),
+    )
+    assert (t.status.phase, t.stop_ray_job) == ("Failed", True)
+    # Before the deadline a failure is retried as usual.
+    t = derive_status(
+        job, {"jobDeploymentStatus": "Failed", "jobStatus": "FAILED"}, None, now=T0 + timedelta(seconds=599)
+    )
+    assert t.retry
+
+
+@pytest.mark.parametrize(
+    ("progress", "expected"),
+    [
+        ({"iteration": 1e999}, {}),
+        ({"iteration": float("nan"), "timesteps": float("inf")}, {}),
+        ({"iteration": 2**63}, {}),
+        ({"iteration": -1}, {}),
+        ({"iteration": True}, {}),
+        ({"iteration": 3.0, "timesteps": 2**63 - 1}, {"iteration": 3, "timesteps": 2**63 - 1}),
+        ({"iteration": 3.5}, {}),
+        ({"episodeReturnMean": float("nan")}, {}),
+        ({"episodeReturnMean": -float("inf")}, {}),
+        ({"episodeReturnMean": 10**400}, {}),
+        ({"episodeReturnMean": "12"}, {}),
+        ({"episodeReturnMean": -12}, {"episode_return_mean": -12.0}),
+        ({"lastCheckpoint": "s3://b/" + "x" * 5_000_000}, {}),
+        ({"lastCheckpoint": {"nested": 1}}, {}),
+        ({"lastCheckpoint": "s3://b/\x00evil"}, {}),
+        ({"lastCheckpoint": "s3://b/c/7"}, {"last_checkpoint": "s3://b/c/7"}),
+        # The first valid spelling wins; an invalid one falls through to the next.
+        ({"iteration": "x", "trainingIteration": 4}, {"iteration": 4}),
+    ],
+)
+def test_mirrored_values_are_validated(progress: dict[str, Any], expected: dict[str, Any]) -> None:
+    assert mirrored_progress(progress) == expected
+
+
+def test_hostile_progress_never_raises_and_keeps_the_status_encodable() -> None:
+    import json
+
+    job = _job()
+    running = {"jobDeploymentStatus": "Running", "jobStatus": "RUNNING"}
+    hostile = {"iteration": 1e999, "timesteps": float("nan"), "episodeReturnMean": float("inf")}
+    s = derive_status(job, running, hostile, now=T0).status
+    # allow_nan=False: the API server refuses NaN/Infinity, so they must never reach a patch.
+    json.dumps(s.to_wire(), allow_nan=False)
+    assert s.iteration is None
