@@ -181,23 +181,49 @@ def test_rbac_matches_watch_mode(render: Render) -> None:
         "namespaces",
         "customresourcedefinitions",
     } <= granted
-    assert not by_kind(cluster, "Role")
-    assert "clusterkopfpeerings" not in granted  # one replica: no peering
+    # Only the leader-election Role, in the release namespace: kopf peering is not used.
+    assert [r["metadata"]["name"] for r in by_kind(cluster, "Role")] == ["rel-kuberl-leader-election"]
+    assert "clusterkopfpeerings" not in granted
 
     docs = render({"watch": {"namespaces": ["team-a", "team-b"]}, "replicaCount": 2})
     (cr,) = by_kind(docs, "ClusterRole")
     assert [r["resources"] for r in cr["rules"]] == [["customresourcedefinitions"]]
     assert cr["rules"][0]["verbs"] == ["get", "list", "watch"]
-    roles = by_kind(docs, "Role")
-    bindings = by_kind(docs, "RoleBinding")
+    roles = [r for r in by_kind(docs, "Role") if not r["metadata"]["name"].endswith("-leader-election")]
+    bindings = [
+        b for b in by_kind(docs, "RoleBinding") if not b["metadata"]["name"].endswith("-leader-election")
+    ]
     assert sorted(r["metadata"]["namespace"] for r in roles) == ["team-a", "team-b"]
     assert sorted(b["metadata"]["namespace"] for b in bindings) == ["team-a", "team-b"]
     for role in roles:
-        assert "kopfpeerings" in {res for r in role["rules"] for res in r["resources"]}
+        assert "kopfpeerings" not in {res for r in role["rules"] for res in r["resources"]}
     (dep,) = by_kind(docs, "Deployment")
     env = {e["name"]: e.get("value") for e in dep["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert env["KUBERL_NAMESPACES"] == "team-a,team-b"
-    assert env["KUBERL_PEERING"]
+    assert "KUBERL_PEERING" not in env
+
+
+def test_leader_election_lease_grants(render: Render) -> None:
+    """Each replica may create the release's Lease and get/update only that one, in its own namespace."""
+    docs = render({"replicaCount": 2})
+    (role,) = [r for r in by_kind(docs, "Role") if r["metadata"]["name"] == "rel-kuberl-leader-election"]
+    assert role["metadata"]["namespace"] == "kuberl-system"
+    assert role["rules"] == [
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
+        {
+            "apiGroups": ["coordination.k8s.io"],
+            "resources": ["leases"],
+            "resourceNames": ["rel-kuberl"],
+            "verbs": ["get", "update"],
+        },
+    ]
+    (binding,) = [
+        b for b in by_kind(docs, "RoleBinding") if b["metadata"]["name"] == "rel-kuberl-leader-election"
+    ]
+    assert binding["subjects"][0]["name"] == "rel-kuberl"
+    (dep,) = by_kind(docs, "Deployment")
+    env = {e["name"]: e.get("value") for e in dep["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["KUBERL_LEASE_NAME"] == "rel-kuberl"
 
 
 # --- pods -------------------------------------------------------------------------------------------
@@ -234,6 +260,7 @@ def test_operator_environment_contract(render: Render) -> None:
     assert env["KUBERL_OPERATOR_METRICS_PORT"] == "8081"
     assert env["KUBERL_DEFAULT_IMAGE"] == "registry.example/trainer:1"
     assert "KUBERL_PEERING" not in env
+    assert env["KUBERL_LEASE_NAME"] == "rel-kuberl"
     assert {p["name"]: p["containerPort"] for p in c["ports"]} == {"metrics": 8081, "health": 8082}
 
 
