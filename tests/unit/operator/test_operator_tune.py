@@ -66,3 +66,39 @@ def test_the_same_entrypoint_reads_the_tune_section() -> None:
     doc = yaml.safe_load(build_config_map(job, attempt=0)["data"]["job.yaml"])
     again = parse_job(doc)
     assert again.spec.tune == job.spec.tune
+
+
+def test_a_huge_tune_domain_is_refused_at_once_naming_the_field() -> None:
+    """#16: a 100,000-value gridSearch took seconds per parse on the operator's event loop, every pass.
+    Now the list is capped (MAX_DOMAIN_VALUES, also maxItems in the CRD) and the job fails at once with
+    Valid=False naming the field; the parse cache keeps it from being parsed again."""
+    import asyncio
+    import sys
+    import time
+
+    import kopf
+    import pytest
+
+    from kuberl.spec.tune import MAX_DOMAIN_VALUES
+    from kuberl_operator import reconcile
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from fakes import FakeApi, make_context
+
+    doc = read_document(ROOT / "examples" / "ppo-pbt.yaml")
+    doc["metadata"].update({"namespace": "team-a", "uid": "u-big", "generation": 1})
+    doc["spec"]["tune"]["paramSpace"] = {
+        "config.lr": {"gridSearch": [1e-5 * (i + 1) for i in range(100_000)]}
+    }
+    api, events = FakeApi(), []
+    ctx = make_context(api, events)
+    start = time.process_time()
+    for _ in range(3):  # create, then two more passes over the same generation
+        with pytest.raises(kopf.PermanentError):
+            asyncio.run(reconcile.create(ctx, doc))
+    assert time.process_time() - start < 2.0
+    assert ctx.parsed.misses == 1
+    valid = next(c for c in api.statuses[-1]["conditions"] if c["type"] == "Valid")
+    assert valid["message"].startswith("spec.tune.paramSpace.config.lr.gridSearch:")
+    assert str(MAX_DOMAIN_VALUES) in valid["message"]
+    assert not api.objects

@@ -82,6 +82,10 @@ def _camel(name: str) -> str:
 
 
 DOMAIN_KINDS = ("grid_search", "choice", "uniform", "loguniform", "randint")
+# Values per gridSearch/choice list. Every value is validated against the spec (by render, run and the
+# operator, on its event loop): 100,000 of them took seconds per parse. A thousand grid points is
+# already a thousand trials; larger searches belong in a sampled range.
+MAX_DOMAIN_VALUES = 1000
 
 
 def _key(name: str) -> str:
@@ -95,12 +99,14 @@ class Domain(WireModel):
     grid_search: list[Any] | None = Field(
         None,
         min_length=1,
+        max_length=MAX_DOMAIN_VALUES,
         json_schema_extra=_ANY_ITEMS,
         description="Every value, each in its own trial (times numSamples); any JSON values.",
     )
     choice: list[Any] | None = Field(
         None,
         min_length=1,
+        max_length=MAX_DOMAIN_VALUES,
         json_schema_extra=_ANY_ITEMS,
         description=(
             "One value drawn uniformly per trial. In PBT hyperparamMutations: an ordered list that "
