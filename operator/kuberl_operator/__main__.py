@@ -9,7 +9,7 @@ KUBERL_PROGRESS_CONCURRENCY   progress reads in flight at most (default 16)
 KUBERL_STATUS_URL_TEMPLATE    where /status is read, e.g. http://{service}.{namespace}.svc:{port}
 KUBERL_LEADER_ELECTION        "false" to run without the Lease (a single replica); default on
 KUBERL_LEASE_NAME             the Lease's name (default kuberl-operator; the chart sets its fullname)
-KUBERL_LEASE_NAMESPACE        the Lease's namespace (default: the pod's namespace, else "default")
+KUBERL_LEASE_NAMESPACE        the Lease's namespace (default: the pod's, else the kubeconfig context's)
 KUBERL_LEASE_DURATION         seconds a standby waits after the last renewal before taking over (15)
 POD_NAME                      this replica's identity in the Lease (default: hostname and pid)
 KUBERL_LOG_LEVEL              DEBUG, INFO (default), WARNING or ERROR
@@ -30,6 +30,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import kopf
+import kubernetes
 from aiohttp import web
 
 from kuberl_operator import handlers  # importing registers the kopf handlers
@@ -43,12 +44,19 @@ log = logging.getLogger("kuberl_operator")
 
 
 def lease_namespace() -> str:
+    """KUBERL_LEASE_NAMESPACE, else the pod's own namespace (in a cluster), else the kubeconfig
+    context's namespace (as kubectl picks it), else "default"."""
     if os.environ.get("KUBERL_LEASE_NAMESPACE"):
         return os.environ["KUBERL_LEASE_NAMESPACE"]
     try:
         return SA_NAMESPACE_FILE.read_text().strip() or "default"
     except OSError:
+        pass
+    try:
+        _, active = kubernetes.config.list_kube_config_contexts()
+    except (kubernetes.config.ConfigException, OSError):
         return "default"
+    return str((active or {}).get("context", {}).get("namespace") or "default")
 
 
 def elector_from_env(metrics: OperatorMetrics) -> LeaseElector | None:

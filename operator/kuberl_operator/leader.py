@@ -172,7 +172,20 @@ class LeaseElector:
     async def _attempt(self) -> bool:
         try:
             return await asyncio.to_thread(self._try_once)
-        except Exception as exc:  # an API or network error: this round failed, the loop decides
+        except ApiException as exc:
+            if exc.status == 403:
+                # Not transient, and silent standby forever would hide it: say what to fix.
+                log.error(
+                    "Lease %s/%s: forbidden for this ServiceAccount (RBAC). The chart grants get/update on "
+                    "the Lease named after the release, in its namespace: set KUBERL_LEASE_NAME / "
+                    "KUBERL_LEASE_NAMESPACE to match, or KUBERL_LEADER_ELECTION=false for one replica.",
+                    self.namespace,
+                    self.name,
+                )
+            else:
+                log.warning("Lease %s/%s: HTTP %s %s", self.namespace, self.name, exc.status, exc.reason)
+            return False
+        except Exception as exc:  # a network error: this round failed, the loop decides
             log.warning("Lease %s/%s: %s", self.namespace, self.name, exc)
             return False
 
