@@ -89,7 +89,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
         job: RLTrainingJob, rayjob_status: Mapping[str, Any] | None
     ) -> dict[str, Any] | None:
         url = status_url(job, rayjob_status, url_template=template)
-        if not url:
+        if not url or session.closed:  # closed: the operator is stopping (cleanup ran before a timer)
             return None
         async with reads:
             data, result = await fetch_progress(session, url)
