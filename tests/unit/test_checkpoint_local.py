@@ -361,3 +361,46 @@ def test_check_access_read_only(tmp_path: Path) -> None:
             open_store(str(ro)).check_access()
     finally:
         ro.chmod(0o700)
+
+
+def save_run(store: CheckpointStore, i: int, run: str) -> CheckpointInfo:
+    meta = {"iteration": i, "timesteps": 100 * i, "run": run}
+    return store.save(name(i) + f"_{run}", files_for(i), metadata=meta)
+
+
+def test_a_new_run_outranks_an_older_run_with_more_iterations(store: CheckpointStore, root: Path) -> None:
+    """Review H1: retention ranked every run's iterations together, so each save of a new run (fewer
+    iterations than the old run's newest) was pruned as it landed, and `latest` stayed on the old run."""
+    for i in range(1, 7):
+        save_run(store, i, "old")
+        store.prune(keep=3, run="old")
+    for i in range(1, 4):
+        save_run(store, i, "new")
+        assert store.prune(keep=3, run="new") == []  # the old run's 4..6 are not this run's to delete
+        assert (root / f"{name(i)}_new" / "manifest.json").exists()
+        latest = store.load_latest()
+        assert latest is not None
+        assert latest.info.name == f"{name(i)}_new"
+        assert json.loads((root / "latest").read_text())["name"] == f"{name(i)}_new"
+    assert [(i.run, i.iteration) for i in store.list()] == [
+        ("old", 4),
+        ("old", 5),
+        ("old", 6),
+        ("new", 1),
+        ("new", 2),
+        ("new", 3),
+    ]
+    save_run(store, 4, "new")
+    assert store.prune(keep=3, run="new") == [f"{name(1)}_new"]
+    # prune() without a run acts on the newest run only
+    save_run(store, 5, "new")
+    assert store.prune(keep=3) == [f"{name(2)}_new"]
+    assert {i.run for i in store.list()} == {"old", "new"}
+
+
+def test_checkpoints_without_a_run_id_keep_their_old_order(store: CheckpointStore) -> None:
+    """Stores written before runs had identities: one anonymous run, ordered by iteration as before."""
+    for i in (3, 1, 2):
+        save(store, i)
+    assert [i.iteration for i in store.list()] == [1, 2, 3]
+    assert all(i.run == "" for i in store.list())

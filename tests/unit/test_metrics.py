@@ -249,6 +249,7 @@ def test_checkpoint_metrics_and_status(metrics: TrainerMetrics, server: MetricsS
         "episodeReturnMean",
         "lastCheckpoint",
         "lastCheckpointTime",
+        "checkpointInProgressSeconds",
         "algorithm",
         "job",
         "namespace",
@@ -265,6 +266,13 @@ def test_checkpoint_metrics_and_status(metrics: TrainerMetrics, server: MetricsS
         parsed = datetime.fromisoformat(status[key])
         assert parsed.utcoffset() is not None
         assert abs(parsed.timestamp() - last) < 5
+
+    # A save in progress (a hung store) shows in both places; none running: null and 0.
+    assert status["checkpointInProgressSeconds"] is None
+    assert value(s, "kuberl_checkpoint_in_progress_seconds") == 0
+    metrics.watch_checkpoint(lambda: 42.04)
+    assert requests.get(url(server, "/status"), timeout=5).json()["checkpointInProgressSeconds"] == 42.0
+    assert value(scrape(server), "kuberl_checkpoint_in_progress_seconds") == 42.04
 
     metrics.set_phase("Succeeded")
     assert requests.get(url(server, "/status"), timeout=5).json()["phase"] == "Succeeded"

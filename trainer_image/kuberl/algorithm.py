@@ -9,12 +9,12 @@ adds its learner and `training_step()`.
 from __future__ import annotations
 
 import importlib
-import io
 import json
 import logging
 import math
 import random
 import time
+import uuid
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -25,6 +25,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from kuberl.checkpoint.errors import CheckpointMismatchError
 from kuberl.core.env_factory import make_vector_env, seeds_for
 from kuberl.core.env_runner import Rollout, RunnerConfig
 from kuberl.core.models import action_distribution, flatten_obs
@@ -32,6 +33,7 @@ from kuberl.core.normalizer import RunningStats
 from kuberl.core.preprocess import batch_of_one, is_single
 from kuberl.core.recurrent import RecurrentActorCritic, RecurrentState, is_recurrent
 from kuberl.core.runner_group import EnvRunnerGroup
+from kuberl.core.state_io import dumps_state, loads_state
 from kuberl.spec import RLTrainingJob, RLTrainingJobSpec, load_job, parse_job
 from kuberl.spec.algorithms import AlgorithmConfigBase
 
@@ -106,6 +108,9 @@ class Algorithm:
         self.returns: deque[float] = deque(maxlen=EPISODE_WINDOW)
         self.lengths: deque[int] = deque(maxlen=EPISODE_WINDOW)
         self.last_checkpoint: str | None = None
+        # The run this algorithm's checkpoints belong to: a fresh one unless the trainer continues a run
+        # (`resume: auto`); retention and `latest` compare iterations only within a run (checkpoint/store.py).
+        self.run_id = uuid.uuid4().hex[:12]
 
     def __init__(self, job: RLTrainingJob, *, run_dir: Path | None = None) -> None:
         self.bind_job(job, run_dir)
@@ -449,22 +454,37 @@ class Algorithm:
         self.sync_weights()
 
     def checkpoint_files(self) -> dict[str, bytes]:
-        buf = io.BytesIO()
-        torch.save(self.get_state(), buf)
+        state = dumps_state(self.get_state())
         # Only the fields the user set: defaults may change between versions, and a checkpoint must
         # stay loadable when they do.
         doc = self.job.model_dump(mode="json", by_alias=True, exclude_unset=True)
         spec = json.dumps(doc, indent=2).encode()
-        return {STATE_FILE: buf.getvalue(), SPEC_FILE: spec}
+        return {STATE_FILE: state, SPEC_FILE: spec}
 
-    def load_checkpoint_files(self, files: Mapping[str, bytes]) -> None:
-        # weights_only=False: the state holds RNG states and plain containers written by this class
-        # from a checkpoint whose sha256 manifest was verified before we got here.
-        state = torch.load(io.BytesIO(files[STATE_FILE]), map_location="cpu", weights_only=False)
-        self.set_state(state)
+    def load_checkpoint_files(self, files: Mapping[str, bytes], *, where: str = "checkpoint") -> None:
+        # Never unpickles code: the store is a trust boundary (core/state_io.py, docs/reliability.md).
+        state = loads_state(files[STATE_FILE], where=f"{where}/{STATE_FILE}")
+        try:
+            self.set_state(state)
+        except (KeyError, IndexError, TypeError, ValueError, RuntimeError) as exc:
+            # Another algorithm's or network shape's state, or a hand-made file: say so, no traceback.
+            raise CheckpointMismatchError(f"{where}: cannot restore it into this job: {exc}") from None
 
     def default_checkpoint_uri(self) -> str:
         return self.spec.checkpoint.uri or str(self.run_dir / "checkpoints")
+
+    def checkpoint_metadata(self) -> dict[str, Any]:
+        """The manifest metadata of a checkpoint of the current state (what listings order by)."""
+        return {
+            "iteration": self.iteration,
+            "timesteps": self.timesteps,
+            "algorithm": self.name,
+            "episode_return_mean": float(np.mean(self.returns)) if self.returns else None,
+            "run": self.run_id,
+        }
+
+    def checkpoint_name(self) -> str:
+        return f"checkpoint_{self.iteration:06d}"
 
     def save(self, uri: str | None = None) -> str:
         """Write a complete checkpoint (manifest last) to `uri` or the spec's checkpoint location."""
@@ -472,16 +492,9 @@ class Algorithm:
 
         store = open_store(uri or self.default_checkpoint_uri())
         info = store.save(
-            f"checkpoint_{self.iteration:06d}",
-            self.checkpoint_files(),
-            metadata={
-                "iteration": self.iteration,
-                "timesteps": self.timesteps,
-                "algorithm": self.name,
-                "episode_return_mean": float(np.mean(self.returns)) if self.returns else None,
-            },
+            self.checkpoint_name(), self.checkpoint_files(), metadata=self.checkpoint_metadata()
         )
-        store.prune(self.spec.checkpoint.keep)
+        store.prune(self.spec.checkpoint.keep, run=self.run_id)
         self.last_checkpoint = info.uri
         return info.uri
 
@@ -490,7 +503,7 @@ class Algorithm:
         from kuberl.checkpoint import load_checkpoint
 
         loaded = load_checkpoint(uri)
-        self.load_checkpoint_files(loaded.files)
+        self.load_checkpoint_files(loaded.files, where=loaded.info.uri)
         self.last_checkpoint = loaded.info.uri
 
     def interrupt(self) -> None:

@@ -302,6 +302,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
     from kuberl.spec import SpecError
+    from kuberl.trainer import TrainingFailedError
 
     errors: tuple[type[BaseException], ...] = (SpecError, UserError)
     try:
@@ -321,6 +322,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         _console(stderr=True).print("aborted")
         return EXIT_INTERRUPTED
+    except (
+        TrainingFailedError
+    ) as exc:  # a run that cannot end well: its own exit status (docs/reliability.md)
+        _console(stderr=True).print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
+        return exc.exit_status
 
 
 if __name__ == "__main__":

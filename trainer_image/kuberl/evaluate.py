@@ -22,7 +22,7 @@ def evaluate_checkpoint(
     job = parse_job(doc, source=uri)
     algo = build_algorithm(job, run_dir=Path("runs") / job.metadata.name)
     try:
-        algo.load_checkpoint_files(loaded.files)
+        algo.load_checkpoint_files(loaded.files, where=loaded.info.uri)
         stats = algo.evaluate(episodes, explore=explore)
         if video_dir:
             stats["videos"] = record_videos(algo, Path(video_dir), episodes=min(episodes, 3), explore=explore)

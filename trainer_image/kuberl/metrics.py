@@ -21,7 +21,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -95,6 +95,10 @@ def _num(value: Any) -> float | None:
     except (TypeError, ValueError):
         return None
     return f if math.isfinite(f) else None
+
+
+def _rounded(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds, 1)
 
 
 def rfc3339(ts: float | None) -> str | None:
@@ -192,6 +196,14 @@ class TrainerMetrics:
         )
         self.checkpoint_last_success = gauge(
             "kuberl_checkpoint_last_success_timestamp_seconds", "UNIX time of the last successful checkpoint."
+        )
+        self.checkpoint_in_progress = gauge(
+            "kuberl_checkpoint_in_progress_seconds",
+            "Seconds the checkpoint save now running has taken so far (0 when none is running).",
+        )
+        self._checkpoint_clock: Callable[[], float | None] = lambda: None
+        self.checkpoint_in_progress.labels(**self._labels).set_function(
+            lambda: self._checkpoint_clock() or 0.0
         )
         self.checkpoints = counter("kuberl_checkpoints_total", "Checkpoints saved successfully.")
         self.checkpoint_failures = counter(
@@ -424,6 +436,11 @@ class TrainerMetrics:
             else:
                 self.checkpoint_failures.labels(**self._labels).inc()
 
+    def watch_checkpoint(self, in_progress_s: Callable[[], float | None]) -> None:
+        """Read the running save's elapsed time from `in_progress_s` (None: no save running) for
+        /metrics and /status, so a hung store shows instead of a silent stall."""
+        self._checkpoint_clock = in_progress_s
+
     def note_resumed(self, uri: str, *, created: float | None = None) -> None:
         """Show the checkpoint a run resumed from as its last one, without counting a save."""
         with self._lock:
@@ -474,6 +491,7 @@ class TrainerMetrics:
             "episodeReturnMean": s["episodeReturnMean"],
             "lastCheckpoint": s["lastCheckpoint"],
             "lastCheckpointTime": rfc3339(s["lastCheckpointTime"]),
+            "checkpointInProgressSeconds": _rounded(self._checkpoint_clock()),
             "algorithm": self.algorithm,
             "job": self.job,
             "namespace": self.namespace,

@@ -25,6 +25,32 @@ if TYPE_CHECKING:  # imported where used: `kuberl --help` must not pay for prome
 
 log = logging.getLogger(__name__)
 
+#: A save may take this long (seconds) before it counts as failed and training goes on; see
+#: checkpoint/writer.py. KUBERL_CHECKPOINT_DEADLINE_S overrides it (tests, very large states).
+CHECKPOINT_DEADLINE_S = float(os.environ.get("KUBERL_CHECKPOINT_DEADLINE_S", "300"))
+#: The final checkpoint is tried this many times, with FINAL_BACKOFF_S × attempt between tries.
+FINAL_ATTEMPTS = 3
+FINAL_BACKOFF_S = 2.0
+
+
+class TrainingFailedError(Exception):
+    """The run cannot end well; `exit_status` tells the operator (and scripts) why (docs/reliability.md)."""
+
+    exit_status = 1
+
+
+class FinalCheckpointError(TrainingFailedError):
+    """Training finished but its final checkpoint could not be written, even after retries. Exit 75
+    (EX_TEMPFAIL): a retry (`resume: auto`) continues from the last complete checkpoint."""
+
+    exit_status = 75
+
+
+class DivergedError(TrainingFailedError):
+    """The weights became NaN or infinite; they are never checkpointed. Exit 65 (EX_DATAERR)."""
+
+    exit_status = 65
+
 
 def stop_reason(stop: StopSpec, result: dict[str, Any]) -> str | None:
     """The first stop criterion `result` meets, or None."""
@@ -120,6 +146,23 @@ def preflight(job: RLTrainingJob) -> tuple[Any, Any]:
     return store, resume_from
 
 
+def resume_latest(algo: Any, store: Any) -> Any:
+    """`resume: auto`: restore the newest checkpoint the algorithm accepts, and continue its run (same
+    run id, so retention and `latest` treat the retry's saves as that run's). A corrupt or refused one
+    (e.g. a forged state file) is skipped with a warning, like a partial one. Returns it, or None."""
+    from kuberl.checkpoint import CorruptCheckpointError
+
+    for loaded in store.candidates():
+        try:
+            algo.load_checkpoint_files(loaded.files, where=loaded.info.uri)
+        except CorruptCheckpointError as exc:
+            log.warning("skipping checkpoint: %s", exc)
+            continue
+        algo.run_id = loaded.info.run
+        return loaded
+    return None
+
+
 def run_dir_for(job: RLTrainingJob) -> Path:
     return Path(job.spec.run_dir or Path("runs") / job.metadata.name)
 
@@ -149,6 +192,9 @@ def run_job(
 ) -> RunOutcome:
     """Train `job` until a stop criterion or a signal. `on_result` sees every iteration's result."""
     from kuberl.algorithm import build_algorithm
+    from kuberl.checkpoint import CheckpointError
+    from kuberl.checkpoint.writer import CheckpointWriter
+    from kuberl.core.state_io import non_finite
     from kuberl.results import ResultLogger
 
     spec = job.spec
@@ -162,9 +208,23 @@ def run_job(
     outcome = RunOutcome(run_dir=run_dir, result=None, stopped_by="", last_checkpoint=None)
     try:
         algo = build_algorithm(job, run_dir=run_dir)
-        loaded = store.load_latest() if spec.resume == "auto" else resume_from
+        if spec.resume == "auto":
+            loaded = resume_latest(algo, store)
+        elif resume_from is not None:
+            algo.load_checkpoint_files(resume_from.files, where=resume_from.info.uri)
+            loaded = resume_from  # a fork of that run: this run keeps its own fresh run id
+        else:
+            loaded = None
+            others = store.list()
+            if others:
+                log.warning(
+                    "resume: never: %s holds %d checkpoint(s) of earlier runs; this run (%s) neither "
+                    "resumes nor prunes them, but replaces any with the same name",
+                    store.uri,
+                    len(others),
+                    algo.run_id,
+                )
         if loaded is not None:
-            algo.load_checkpoint_files(loaded.files)
             outcome.resumed_from = algo.last_checkpoint = loaded.info.uri
             metrics.note_resumed(loaded.info.uri, created=loaded.info.created)
             log.info("resumed from %s at iteration %d", loaded.info.uri, algo.iteration)
@@ -172,19 +232,54 @@ def run_job(
             on_start(algo)
         metrics.set_phase("Running")
         saved_at = {"iteration": algo.iteration if outcome.resumed_from else -1}
+        writer = CheckpointWriter(store, deadline_s=CHECKPOINT_DEADLINE_S)
+        metrics.watch_checkpoint(writer.in_progress_s)
 
-        def checkpoint() -> None:
+        def checkpoint() -> bool:
             assert algo is not None
             t = time.perf_counter()
             try:
-                uri = algo.save(store.uri)
+                files = algo.checkpoint_files()
+                info = writer.save(
+                    algo.checkpoint_name(),
+                    files,
+                    metadata=algo.checkpoint_metadata(),
+                    keep=spec.checkpoint.keep,
+                    run=algo.run_id,
+                )
+            except CheckpointError as exc:
+                log.error("checkpoint at iteration %d failed: %s", algo.iteration, exc)
+                metrics.record_checkpoint(duration_s=time.perf_counter() - t, success=False)
+                return False
             except Exception:
                 log.exception("checkpoint at iteration %d failed", algo.iteration)
                 metrics.record_checkpoint(duration_s=time.perf_counter() - t, success=False)
-                return
-            metrics.record_checkpoint(duration_s=time.perf_counter() - t, success=True, uri=uri)
-            outcome.last_checkpoint = uri
+                return False
+            algo.last_checkpoint = info.uri
+            metrics.record_checkpoint(duration_s=time.perf_counter() - t, success=True, uri=info.uri)
+            outcome.last_checkpoint = info.uri
             saved_at["iteration"] = algo.iteration
+            return True
+
+        def final_checkpoint() -> None:
+            """The run's result: retried, and a failure fails the run instead of ending it "done"."""
+            assert algo is not None
+            writer.wait(CHECKPOINT_DEADLINE_S)  # a mid-run save still in flight goes first
+            for attempt in range(1, FINAL_ATTEMPTS + 1):
+                if checkpoint():
+                    return
+                if attempt < FINAL_ATTEMPTS:
+                    log.warning(
+                        "retrying the final checkpoint (attempt %d of %d)", attempt + 1, FINAL_ATTEMPTS
+                    )
+                    time.sleep(FINAL_BACKOFF_S * attempt)
+                    writer.wait(CHECKPOINT_DEADLINE_S)
+            last = outcome.last_checkpoint or "none"
+            raise FinalCheckpointError(
+                f"the final checkpoint (iteration {algo.iteration}) to {store.uri} failed "
+                f"{FINAL_ATTEMPTS} times; the last complete checkpoint is {last}. Exit status "
+                f"{FinalCheckpointError.exit_status}: a retry with resume: auto continues from it"
+            )
 
         with GracefulStop(on_signal=algo.interrupt) as stopper:
             while True:
@@ -202,6 +297,13 @@ def run_job(
                         exc_info=not isinstance(exc, InterruptedError),
                     )
                     break
+                bad = non_finite(algo.get_weights())
+                if bad:
+                    raise DivergedError(
+                        f"iteration {algo.iteration}: the weights became NaN or infinite ({', '.join(bad[:3])}"
+                        f"{', …' if len(bad) > 3 else ''}); nothing was checkpointed from this iteration on. "
+                        "Lower config.lr, clip gradients (config.grad_clip) or check the rewards"
+                    )
                 outcome.result = result
                 logger.log(result)
                 metrics.update(result)
@@ -217,7 +319,7 @@ def run_job(
                 else (reason or "")
             )
             if spec.checkpoint.at_end and algo.iteration > 0 and saved_at["iteration"] != algo.iteration:
-                checkpoint()
+                final_checkpoint()
         outcome.last_checkpoint = outcome.last_checkpoint or algo.last_checkpoint
         metrics.set_phase("Stopped" if outcome.interrupted else "Succeeded")
         return outcome

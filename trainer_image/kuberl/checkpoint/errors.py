@@ -14,3 +14,14 @@ class CheckpointError(Exception):
 
 class CorruptCheckpointError(CheckpointError):
     """A checkpoint is partial (no manifest) or damaged (a file's size or sha256 disagrees with it)."""
+
+
+class UnsafeCheckpointError(CorruptCheckpointError):
+    """A checkpoint's state file holds objects kuberl never writes (e.g. a pickled callable): it is
+    refused without running anything, because the store is a trust boundary (docs/reliability.md).
+    A kind of corruption, so `resume: auto` skips it like a damaged checkpoint and takes an older one."""
+
+
+class CheckpointMismatchError(CheckpointError, ValueError):
+    """A valid checkpoint that this job cannot restore (another algorithm, other network sizes); a
+    ValueError too, as set_state's refusals were before."""

@@ -11,7 +11,9 @@ class CheckpointInfo:
     """A complete checkpoint as described by its manifest (its files are not verified by listing).
 
     `iteration` and `timesteps` are lifted out of `metadata` because ordering and the operator's
-    status (lastCheckpoint, progress) need them without parsing free-form metadata.
+    status (lastCheckpoint, progress) need them without parsing free-form metadata. `run` names the
+    training run that wrote it ("" for checkpoints written before runs had identities): iterations
+    are only comparable within one run.
     """
 
     name: str
@@ -19,6 +21,7 @@ class CheckpointInfo:
     iteration: int
     timesteps: int
     created: float
+    run: str = ""
     metadata: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
 
 

@@ -22,6 +22,8 @@ LATEST_FILE = "latest"
 FORMAT = "kuberl-checkpoint"
 FORMAT_VERSION = 1
 REQUIRED_METADATA = ("iteration", "timesteps")
+#: Metadata key of the run identity (see store.py); absent in checkpoints of older kuberl versions.
+RUN_KEY = "run"
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,10 @@ class Manifest:
     @property
     def timesteps(self) -> int:
         return int(self.metadata["timesteps"])
+
+    @property
+    def run(self) -> str:
+        return str(self.metadata.get(RUN_KEY) or "")
 
     def to_bytes(self) -> bytes:
         """Serialise deterministically (sorted keys) so identical saves give identical manifests."""
@@ -107,6 +113,8 @@ def validate_metadata(metadata: Mapping[str, Any]) -> dict[str, Any]:
     for key in REQUIRED_METADATA:
         if not _is_int(meta.get(key)) or meta[key] < 0:
             raise ValueError(f"checkpoint metadata needs a non-negative int {key!r}, got {meta.get(key)!r}")
+    if not isinstance(meta.get(RUN_KEY, ""), str):
+        raise ValueError(f"checkpoint metadata {RUN_KEY!r} must be a string, got {meta[RUN_KEY]!r}")
     try:
         json.dumps(meta, allow_nan=False)
     except (TypeError, ValueError) as exc:
@@ -197,6 +205,7 @@ def build_latest(name: str, manifest: Manifest) -> bytes:
         "iteration": manifest.iteration,
         "timesteps": manifest.timesteps,
         "created": manifest.created,
+        RUN_KEY: manifest.run,
     }
     return (json.dumps(doc, sort_keys=True) + "\n").encode()
 

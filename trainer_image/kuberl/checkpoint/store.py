@@ -7,10 +7,17 @@ cannot drift apart. The protocol:
 - save: delete any previous same-named checkpoint (manifest first), write the files, write the
   manifest LAST, then point `latest` at it if it is the newest. A crash at any step leaves either the
   old state or a directory without a manifest, which is never loaded.
-- list: directories with a parseable manifest, ordered by (iteration, created).
+- list: directories with a parseable manifest, oldest to newest.
 - load: every file is checked against the manifest's size and sha256 before it is returned.
 - load_latest: the listing, not the `latest` pointer, is the truth (the pointer can lag behind a
   crash between manifest and pointer, or name a pruned checkpoint); corrupt ones are skipped.
+
+Runs: one store can hold checkpoints of several training runs (`resume: never` starts a new one in
+the same place). Each manifest names its run (metadata "run"), and iterations are compared only
+within a run: runs are ordered by their newest checkpoint's creation time, checkpoints within a run
+by (iteration, created). So a new run's checkpoint_000003 outranks an older run's checkpoint_000008,
+`latest` follows the new run, and retention (`prune(keep, run=…)`) only ever deletes checkpoints of
+the run that is saving (review H1: ranking every iteration together deleted each new save at once).
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ import abc
 import builtins
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -102,7 +109,8 @@ class CheckpointStore(abc.ABC):
         self._write(f"{name}/{MANIFEST_FILE}", manifest.to_bytes())
         info = self._info(name, manifest)
         current = self._pointer_manifest()
-        if current is None or _order(current) <= _order(manifest):
+        # Another run's pointer is superseded by any save of this run; within a run, by a newer one.
+        if current is None or current.run != manifest.run or _order(current) <= _order(manifest):
             self._write(LATEST_FILE, build_latest(name, manifest))
         return info
 
@@ -116,6 +124,11 @@ class CheckpointStore(abc.ABC):
 
     def load_latest(self) -> LoadedCheckpoint | None:
         """The newest complete and valid checkpoint; corrupt or partial newer ones are skipped, warned."""
+        return next(self.candidates(), None)
+
+    def candidates(self) -> Iterator[LoadedCheckpoint]:
+        """Complete, verified checkpoints, newest first; corrupt or partial ones are skipped with a
+        warning. A caller that finds one unusable (e.g. its state is refused) takes the next."""
         entries = self._scan()
         complete = [info for info, _ in self._complete(entries)]
         names = {info.name for info in complete}
@@ -136,14 +149,16 @@ class CheckpointStore(abc.ABC):
             )
         for info in reversed(complete):
             try:
-                return self._load(info.name)
+                loaded = self._load(info.name)
             except CorruptCheckpointError as exc:
                 logger.warning("skipping corrupt checkpoint: %s", exc)
-        return None
+                continue
+            yield loaded
 
-    def prune(self, keep: int) -> builtins.list[str]:
-        """Delete complete checkpoints beyond the newest `keep`, and stray partial directories older
-        than the newest complete one. Returns the deleted names (complete ones oldest first, then partials).
+    def prune(self, keep: int, *, run: str | None = None) -> builtins.list[str]:
+        """Delete complete checkpoints of `run` beyond its newest `keep`, and stray partial directories
+        older than its newest complete one. Returns the deleted names (complete ones oldest first, then
+        partials). `run=None` means the newest run; other runs' checkpoints are never deleted.
 
         Only checkpoints whose files are all present with the manifest's sizes (a cheap check from the
         listing, no download) count towards `keep`, so a damaged newest checkpoint cannot push the last
@@ -152,7 +167,10 @@ class CheckpointStore(abc.ABC):
         if keep < 1:
             raise ValueError(f"keep must be >= 1, got {keep}")
         entries = self._scan()
-        pairs = self._complete(entries, warn=False)
+        everything = self._complete(entries, warn=False)
+        if run is None:
+            run = everything[-1][0].run if everything else ""
+        pairs = [(info, manifest) for info, manifest in everything if info.run == run]
         complete = [info for info, _ in pairs]
         sound = [info for info, manifest in pairs if _sizes_match(manifest, entries[info.name])]
         if not sound:
@@ -164,7 +182,7 @@ class CheckpointStore(abc.ABC):
             for info in complete
             if info.name not in kept and _info_order(info) < _info_order(newest)
         ]
-        complete_names = {info.name for info in complete}
+        complete_names = {info.name for info, _ in everything}
         doomed += sorted(
             name
             for name, entry in entries.items()
@@ -188,6 +206,7 @@ class CheckpointStore(abc.ABC):
             iteration=manifest.iteration,
             timesteps=manifest.timesteps,
             created=manifest.created,
+            run=manifest.run,
             metadata=dict(manifest.metadata),
         )
 
@@ -198,7 +217,8 @@ class CheckpointStore(abc.ABC):
     def _complete(
         self, entries: Mapping[str, Entry], warn: bool = True
     ) -> builtins.list[tuple[CheckpointInfo, Manifest]]:
-        """Parsed manifests of complete checkpoints, oldest to newest by (iteration, created, name)."""
+        """Parsed manifests of complete checkpoints, oldest to newest: runs by their newest checkpoint's
+        creation time, then (iteration, created, name) within a run."""
         pairs = []
         for name, entry in entries.items():
             if MANIFEST_FILE not in entry.files:
@@ -211,7 +231,10 @@ class CheckpointStore(abc.ABC):
                 continue
             if manifest is not None:  # None: deleted between listing and reading
                 pairs.append((self._info(name, manifest), manifest))
-        return sorted(pairs, key=lambda p: (*_info_order(p[0]), p[0].name))
+        run_newest: dict[str, float] = {}
+        for info, _ in pairs:
+            run_newest[info.run] = max(run_newest.get(info.run, info.created), info.created)
+        return sorted(pairs, key=lambda p: (run_newest[p[0].run], p[0].run, *_info_order(p[0]), p[0].name))
 
     def _load(self, name: str) -> LoadedCheckpoint:
         uri = self._location.child(name).uri

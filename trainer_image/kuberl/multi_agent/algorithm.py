@@ -221,16 +221,18 @@ class MultiAgentAlgorithm(Algorithm):
 
     def _load_frozen(self, pid: str, uri: str, source_policy: str) -> None:
         """Weights for `pid` from a single-agent checkpoint, or from `source_policy` in a multi-agent one."""
-        import io
-
         from kuberl.algorithm import STATE_FILE
         from kuberl.checkpoint import CheckpointError, load_checkpoint
+        from kuberl.core.state_io import loads_state
 
         try:
             loaded = load_checkpoint(uri)
         except CheckpointError as exc:
             raise SpecError([(f"spec.multiAgent.policies.{pid}.checkpoint", str(exc))]) from None
-        state = torch.load(io.BytesIO(loaded.files[STATE_FILE]), map_location="cpu", weights_only=False)
+        try:
+            state = loads_state(loaded.files[STATE_FILE], where=f"{loaded.info.uri}/{STATE_FILE}")
+        except CheckpointError as exc:
+            raise SpecError([(f"spec.multiAgent.policies.{pid}.checkpoint", str(exc))]) from None
         if state.get("multi_agent"):
             if source_policy not in state["policies"]:
                 known = ", ".join(state["policies"])

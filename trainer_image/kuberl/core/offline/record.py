@@ -49,7 +49,7 @@ def record_checkpoint(
         )
     algo = build_algorithm(job, run_dir=Path("runs") / job.metadata.name)
     try:
-        algo.load_checkpoint_files(loaded.files)
+        algo.load_checkpoint_files(loaded.files, where=loaded.info.uri)
         start, episodes = algo.timesteps, algo.episodes_total
         while algo.timesteps - start < steps:
             algo.sample()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
 from kuberl.spec.base import WireModel
 
@@ -97,6 +97,8 @@ class AlgorithmConfigBase(WireModel):
     """
 
     implementation: ClassVar[str]
+    # NaN or ±inf in any hyperparameter (`lr: .inf`) trains to NaN weights (review M1): refuse them here.
+    model_config = ConfigDict(allow_inf_nan=False)
 
     gamma: float = Field(0.99, ge=0.0, le=1.0, description="Discount factor.")
     lr: float = Field(3e-4, gt=0.0, description="Learning rate (the start value when lrSchedule is set).")
