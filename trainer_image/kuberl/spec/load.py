@@ -13,6 +13,54 @@ from pydantic import ValidationError
 from kuberl.spec.errors import SpecError, from_validation_error
 from kuberl.spec.job import RLTrainingJob, RLTrainingJobSpec
 
+#: A job document, with every YAML alias expanded, may hold at most this many values: far above any real
+#: job (a large tune grid is a few thousand), far below what an alias bomb expands to (review M6).
+MAX_NODES = 200_000
+#: …nested at most this deep (Kubernetes itself refuses objects nested deeper than about 100 levels).
+MAX_DEPTH = 100
+
+
+class _RefusedError(Exception):
+    """Internal: stops the walk at the first reason."""
+
+
+def check_size(doc: Any) -> str | None:
+    """Why `doc` is too big or too deep once its aliases are expanded, or None. Aliases are shared
+    references after `safe_load`, so the expanded size is counted on the graph, memoised per object,
+    in time linear in the file: a 1 KB alias bomb is refused in microseconds instead of expanded."""
+    sizes: dict[int, tuple[int, int]] = {}  # id -> (expanded nodes, depth)
+    active: set[int] = set()
+
+    def walk(node: Any, depth: int) -> tuple[int, int]:
+        if not isinstance(node, dict | list):
+            return 1, 0
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if key in active:
+            raise _RefusedError("a YAML alias refers to a collection that contains it (a cycle)")
+        if depth > MAX_DEPTH:
+            raise _RefusedError(f"values are nested more than {MAX_DEPTH} levels deep")
+        active.add(key)
+        total, deepest = 1, 0
+        for child in node.values() if isinstance(node, dict) else node:
+            n, d = walk(child, depth + 1)
+            total += n
+            deepest = max(deepest, d + 1)
+            if total > MAX_NODES:
+                raise _RefusedError(
+                    f"the document expands to more than {MAX_NODES:,} values (through YAML aliases?)"
+                )
+        active.discard(key)
+        sizes[key] = (total, deepest)
+        return total, deepest
+
+    try:
+        walk(doc, 0)
+    except _RefusedError as exc:
+        return str(exc)
+    return None
+
 
 def parse_job(data: Mapping[str, Any], *, source: str | None = None) -> RLTrainingJob:
     """Validate a whole document. Raises SpecError naming every bad field."""
@@ -79,11 +127,19 @@ def read_document(path: str | Path) -> dict[str, Any]:
         raise SpecError([("", f"cannot read {p}: {exc.strerror or exc}")], source=str(p)) from None
     try:
         docs = [d for d in yaml.safe_load_all(text) if d is not None]
+    except RecursionError:  # PyYAML's composer recurses once per nesting level
+        raise SpecError(
+            [("", f"malformed YAML: values are nested more than {MAX_DEPTH} levels deep")], source=str(p)
+        ) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc)
         raise SpecError([("", f"malformed YAML{where}: {problem}")], source=str(p)) from None
+    for doc in docs:
+        problem = check_size(doc)
+        if problem is not None:
+            raise SpecError([("", f"refused: {problem}")], source=str(p))
     jobs = [d for d in docs if isinstance(d, dict) and d.get("kind") == "RLTrainingJob"]
     if len(jobs) == 1:
         return jobs[0]
