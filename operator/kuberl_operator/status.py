@@ -152,7 +152,9 @@ def _with_phase(
             conditions,
             cond_type,
             "True" if on else "False",
-            reason=reason if on else phase,
+            # The cause of the current state explains every phase condition, true or false (not the
+            # phase name: "Running=False reason=Succeeded" read as a state, not a cause).
+            reason=reason,
             message=message if on else "",
             now=now,
             generation=generation,

@@ -202,6 +202,9 @@ def test_events_name_the_cause_not_the_phase() -> None:
     job.status = failed.status
     done = derive_status(job, {"jobDeploymentStatus": "Complete", "jobStatus": "SUCCEEDED"}, None, now=T0)
     assert _reasons(done) == ["TrainingSucceeded"]
+    # Inactive phase conditions carry the cause too, never a phase name (review L4).
+    conds = {c.type: c for c in done.status.conditions}
+    assert (conds["Running"].status, conds["Running"].reason) == ("False", "RayJobSucceeded")
     suspended = derive_status(
         _job(suspend=True), {"jobDeploymentStatus": "Suspended", "jobStatus": ""}, None, now=T0
     )
