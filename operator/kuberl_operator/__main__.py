@@ -3,6 +3,8 @@
 KUBERL_NAMESPACES             comma-separated namespaces to watch, or "all" (default: all)
 KUBERL_OPERATOR_METRICS_PORT  the operator's /metrics port (default 8081)
 KUBERL_DEFAULT_IMAGE          trainer image for jobs that name none in spec.cluster.image
+KUBERL_DEFAULT_GPU_IMAGE      the same for jobs that ask for GPUs (a CUDA build)
+KUBERL_NETWORK_POLICY         "false": create no NetworkPolicy per job (default true)
 KUBERL_LIVENESS               the health endpoint (default http://0.0.0.0:8082/healthz)
 KUBERL_SYNC_INTERVAL          seconds between progress reads of each Running job (default 30)
 KUBERL_PROGRESS_CONCURRENCY   progress reads in flight at most (default 16)

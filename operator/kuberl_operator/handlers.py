@@ -26,7 +26,7 @@ import aiohttp
 import kopf
 
 from kuberl.spec import GROUP, PLURAL, VERSION, RLTrainingJob
-from kuberl_operator import k8s, reconcile
+from kuberl_operator import builders, k8s, reconcile
 from kuberl_operator.k8s import RAY_GROUP, RAY_PLURAL, RAY_VERSION
 from kuberl_operator.labels import FINALIZER, LABEL_JOB, LABEL_MANAGED_BY, MANAGED_BY, PROGRESS_PREFIX
 from kuberl_operator.metrics import OperatorMetrics
@@ -106,7 +106,11 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
         now=_now,
         event=_post_event,
         progress=read_progress,
-        default_image=os.environ.get("KUBERL_DEFAULT_IMAGE") or None,
+        defaults=builders.Defaults(
+            image=os.environ.get("KUBERL_DEFAULT_IMAGE") or builders.DEFAULTS.image,
+            gpu_image=os.environ.get("KUBERL_DEFAULT_GPU_IMAGE") or builders.DEFAULTS.gpu_image,
+            network_policy=os.environ.get("KUBERL_NETWORK_POLICY", "true").lower() != "false",
+        ),
     )
 
 

@@ -72,6 +72,7 @@ class KubernetesApi:
         self._client = client or kubernetes.client.ApiClient()
         self._custom = kubernetes.client.CustomObjectsApi(self._client)
         self._core = kubernetes.client.CoreV1Api(self._client)
+        self._net = kubernetes.client.NetworkingV1Api(self._client)
 
     async def _call(
         self, what: str, fn: Callable[..., T], *args: Any, tolerate: int | None = None
@@ -137,6 +138,8 @@ class KubernetesApi:
         what = f"create {kind} {ns}/{name}"
         if kind == "ConfigMap":
             await self._call(what, self._core.create_namespaced_config_map, ns, manifest, tolerate=409)
+        elif kind == "NetworkPolicy":
+            await self._call(what, self._net.create_namespaced_network_policy, ns, manifest, tolerate=409)
         elif kind == "RayJob":
             await self._ray_jobs(
                 what, self._custom.create_namespaced_custom_object, ns, manifest, tolerate=409

@@ -3,7 +3,7 @@
 Parsing a job is pure but not free: a spec with a large tune domain takes milliseconds to seconds, and
 kopf runs handlers on one event loop. Specs change only with `metadata.generation` (and the labels and
 annotations that reach the children only with themselves), so the result (a job or its SpecError) is kept
-per (uid, generation, labels, annotations, default image) in a bounded LRU.
+per (uid, generation, labels, annotations) in a bounded LRU.
 """
 
 from __future__ import annotations
@@ -19,14 +19,11 @@ Body = Mapping[str, Any]
 CacheKey = tuple[str, int, str, str]
 
 
-def job_document(body: Body, *, default_image: str | None) -> dict[str, Any]:
+def job_document(body: Body) -> dict[str, Any]:
+    # The operator's default images are not written into the spec: the builders pick the CPU or the
+    # CUDA one per job (builders.Defaults), so the parsed job is the user's document alone.
     meta = body.get("metadata") or {}
     spec = body.get("spec")
-    if isinstance(spec, Mapping) and default_image:
-        cluster = spec.get("cluster")
-        # The operator's default image applies only where the user named none.
-        if cluster is None or (isinstance(cluster, Mapping) and "image" not in cluster):
-            spec = {**spec, "cluster": {**(cluster or {}), "image": default_image}}
     return {
         "apiVersion": body.get("apiVersion", "kuberl.io/v1alpha1"),
         "kind": body.get("kind", "RLTrainingJob"),
@@ -49,15 +46,15 @@ def current_status(body: Body) -> RLTrainingJobStatus | None:
         return None  # written by someone else: derive a fresh one rather than crash
 
 
-def parse_body(body: Body, *, default_image: str | None = None) -> RLTrainingJob:
+def parse_body(body: Body) -> RLTrainingJob:
     """The custom resource as a validated model. Raises SpecError; a malformed status is ignored."""
-    job = parse_job(job_document(body, default_image=default_image))
+    job = parse_job(job_document(body))
     job.status = current_status(body)
     return job
 
 
 class ParseCache:
-    """Parsed jobs (or their SpecError) by (uid, generation, labels, annotations, default image)."""
+    """Parsed jobs (or their SpecError) by (uid, generation, labels, annotations)."""
 
     def __init__(self, size: int = 4096) -> None:
         self.size = size
@@ -66,25 +63,23 @@ class ParseCache:
         self.misses = 0
 
     @staticmethod
-    def key(body: Body, default_image: str | None, kind: str = "spec") -> CacheKey | None:
+    def key(body: Body, kind: str = "spec") -> CacheKey | None:
         meta = body.get("metadata") or {}
         uid, generation = meta.get("uid"), meta.get("generation")
         if not isinstance(uid, str) or not isinstance(generation, int):
             return None
-        extra = json.dumps(
-            [meta.get("labels"), meta.get("annotations"), default_image, kind], sort_keys=True, default=str
-        )
+        extra = json.dumps([meta.get("labels"), meta.get("annotations"), kind], sort_keys=True, default=str)
         return (uid, generation, extra, kind)
 
-    def parse(self, body: Body, *, default_image: str | None, kind: str = "spec") -> RLTrainingJob:
+    def parse(self, body: Body, *, kind: str = "spec") -> RLTrainingJob:
         """Like parse_body, from the cache when this generation was parsed before. `kind` keeps
         documents that are not the live spec (a ConfigMap's copy) apart."""
-        key = self.key(body, default_image, kind)
+        key = self.key(body, kind)
         cached = self._entries.get(key) if key is not None else None
         if cached is None:
             self.misses += 1
             try:
-                cached = parse_job(job_document(body, default_image=default_image))
+                cached = parse_job(job_document(body))
             except SpecError as error:
                 cached = error
             if key is not None:

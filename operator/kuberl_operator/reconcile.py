@@ -23,7 +23,14 @@ import kopf
 import yaml
 
 from kuberl.spec import RLTrainingJob, RLTrainingJobStatus, SpecError
-from kuberl_operator.builders import build_config_map, build_ray_job, names_for
+from kuberl_operator.builders import (
+    DEFAULTS,
+    Defaults,
+    build_children,
+    build_config_map,
+    build_ray_job,
+    names_for,
+)
 from kuberl_operator.k8s import Api
 from kuberl_operator.labels import SPEC_FILE
 from kuberl_operator.metrics import OperatorMetrics
@@ -62,7 +69,8 @@ class Context:
     now: Callable[[], datetime]
     event: EventSink
     progress: ProgressReader
-    default_image: str | None = None
+    # The platform's defaults (trainer images, NetworkPolicy), applied by the builders.
+    defaults: Defaults = DEFAULTS
     parsed: ParseCache = field(default_factory=ParseCache)
     # The status this process last wrote, by job uid (see the module docstring).
     statuses: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -82,7 +90,7 @@ class Context:
         return {**body, "status": cached} if cached is not None else body
 
     def parse(self, body: Body) -> RLTrainingJob:
-        return self.parsed.parse(body, default_image=self.default_image)
+        return self.parsed.parse(body)
 
     def forget(self, body: Body) -> None:
         ns, name = _where(body)
@@ -168,7 +176,6 @@ async def last_valid_job(ctx: Context, body: Body) -> RLTrainingJob | None:
         stored = yaml.safe_load((config_map.get("data") or {}).get(SPEC_FILE) or "") or {}
         job = ctx.parsed.parse(
             {**body, "spec": stored.get("spec") if isinstance(stored, Mapping) else None},
-            default_image=ctx.default_image,
             kind=f"configmap:{status.config_map_name}",
         )
     except (SpecError, yaml.YAMLError) as exc:
@@ -177,20 +184,31 @@ async def last_valid_job(ctx: Context, body: Body) -> RLTrainingJob | None:
     return job
 
 
-def ray_job_manifest(job: RLTrainingJob, *, attempt: int, resume: str, now: datetime) -> dict[str, Any]:
-    """The builder's RayJob, with `activeDeadlineSeconds` cut to what is left of the job-wide deadline:
-    the deadline covers all attempts together (as a Kubernetes Job's does), not each one."""
-    manifest = build_ray_job(job, attempt=attempt, resume=resume)
+def _deadline(job: RLTrainingJob, now: datetime) -> int | None:
+    """What is left of the job-wide deadline: it covers all attempts together (as a Kubernetes Job's
+    does), not each one."""
     remaining = deadline_remaining(job, now=now)
-    if remaining is not None:
-        manifest["spec"]["activeDeadlineSeconds"] = max(1, math.ceil(remaining))
-    return manifest
+    return None if remaining is None else max(1, math.ceil(remaining))
+
+
+def ray_job_manifest(ctx: Context, job: RLTrainingJob, *, attempt: int, resume: str) -> dict[str, Any]:
+    """The builder's RayJob, with `activeDeadlineSeconds` cut to what is left of the deadline."""
+    return build_ray_job(
+        job, attempt=attempt, resume=resume, defaults=ctx.defaults, deadline_seconds=_deadline(job, ctx.now())
+    )
 
 
 async def ensure_children(ctx: Context, job: RLTrainingJob, *, attempt: int, resume: str) -> None:
-    """Create the ConfigMap, then the RayJob, of one attempt; both idempotent."""
-    await ctx.api.create(build_config_map(job, attempt=attempt))
-    await ctx.api.create(ray_job_manifest(job, attempt=attempt, resume=resume, now=ctx.now()))
+    """Create the ConfigMap, the NetworkPolicy, then the RayJob, of one attempt; each idempotent."""
+    children = build_children(
+        job,
+        attempt=attempt,
+        resume=resume,
+        defaults=ctx.defaults,
+        deadline_seconds=_deadline(job, ctx.now()),
+    )
+    for manifest in children:
+        await ctx.api.create(manifest)
 
 
 def _resume_for(job: RLTrainingJob, attempt: int) -> str:
@@ -240,7 +258,7 @@ async def set_suspended(ctx: Context, job: RLTrainingJob) -> None:
     remaining = deadline_remaining(job, now=ctx.now())
     if remaining is not None and remaining <= 0:
         return  # not resumed: the next pass fails the job with DeadlineExceeded
-    ray_job = ray_job_manifest(job, attempt=status.attempt, resume="auto", now=ctx.now())
+    ray_job = ray_job_manifest(ctx, job, attempt=status.attempt, resume="auto")
     config_map = build_config_map(job, attempt=status.attempt)
     await ctx.api.patch_config_map(ns, config_map["metadata"]["name"], {"data": config_map["data"]})
     await ctx.api.replace_ray_job_spec(ns, status.ray_job_name, ray_job["spec"])

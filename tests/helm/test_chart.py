@@ -177,18 +177,21 @@ def test_rbac_matches_watch_mode(render: Render) -> None:
         "rltrainingjobs/finalizers",
         "rayjobs",
         "configmaps",
+        "networkpolicies",
         "events",
-        "namespaces",
         "customresourcedefinitions",
     } <= granted
+    # Cluster-wide, kopf lists no namespaces: no grant (tests/helm/test_rbac_grants.py has every verb).
+    assert "namespaces" not in granted
     # Only the leader-election Role, in the release namespace: kopf peering is not used.
     assert [r["metadata"]["name"] for r in by_kind(cluster, "Role")] == ["rel-kuberl-leader-election"]
     assert "clusterkopfpeerings" not in granted
 
     docs = render({"watch": {"namespaces": ["team-a", "team-b"]}, "replicaCount": 2})
     (cr,) = by_kind(docs, "ClusterRole")
-    assert [r["resources"] for r in cr["rules"]] == [["customresourcedefinitions"]]
-    assert cr["rules"][0]["verbs"] == ["get", "list", "watch"]
+    # Watching a list of namespaces, kopf lists namespaces to learn which exist.
+    assert [r["resources"] for r in cr["rules"]] == [["customresourcedefinitions"], ["namespaces"]]
+    assert [r["verbs"] for r in cr["rules"]] == [["list", "watch"], ["list", "watch"]]
     roles = [r for r in by_kind(docs, "Role") if not r["metadata"]["name"].endswith("-leader-election")]
     bindings = [
         b for b in by_kind(docs, "RoleBinding") if not b["metadata"]["name"].endswith("-leader-election")
@@ -259,6 +262,8 @@ def test_operator_environment_contract(render: Render) -> None:
     assert env["KUBERL_NAMESPACES"] == ""
     assert env["KUBERL_OPERATOR_METRICS_PORT"] == "8081"
     assert env["KUBERL_DEFAULT_IMAGE"] == "registry.example/trainer:1"
+    assert env["KUBERL_DEFAULT_GPU_IMAGE"] == "ghcr.io/kuberl/kuberl-trainer:0.1.0-cu128"
+    assert env["KUBERL_NETWORK_POLICY"] == "true"
     assert "KUBERL_PEERING" not in env
     assert env["KUBERL_LEASE_NAME"] == "rel-kuberl"
     assert {p["name"]: p["containerPort"] for p in c["ports"]} == {"metrics": 8081, "health": 8082}

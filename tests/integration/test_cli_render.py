@@ -45,7 +45,7 @@ def test_render_prints_the_manifests(tmp_path: Path) -> None:
     res = render(tmp_path)
     assert res.returncode == 0, res.stderr
     docs: list[dict[str, Any]] = list(yaml.safe_load_all(res.stdout))
-    assert [d["kind"] for d in docs][:2] == ["ConfigMap", "RayJob"]
+    assert [d["kind"] for d in docs] == ["ConfigMap", "NetworkPolicy", "RayJob"]
     assert all(d["metadata"]["namespace"] == "team-a" for d in docs)
 
 

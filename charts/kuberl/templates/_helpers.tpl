@@ -47,8 +47,13 @@ app.kubernetes.io/part-of: kuberl
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
 {{- end }}
 
+{{/* Trainer images: trainer_image/Dockerfile built with TORCH_VARIANT=cpu, and =cu128 for GPU jobs. */}}
 {{- define "kuberl.trainerImage" -}}
 {{- default (printf "ghcr.io/kuberl/kuberl-trainer:%s" .Chart.AppVersion) .Values.trainerImage }}
+{{- end }}
+
+{{- define "kuberl.trainerImageGPU" -}}
+{{- default (printf "ghcr.io/kuberl/kuberl-trainer:%s-cu128" .Chart.AppVersion) .Values.trainerImageGPU }}
 {{- end }}
 
 {{/* True ("true") when the operator watches every namespace. */}}
@@ -69,21 +74,39 @@ to use instead, rather than a bare "additional property not allowed".
 {{- end }}
 {{- end }}
 
-{{/* The rules the operator needs on namespaced resources; shared by the ClusterRole and each Role. */}}
+{{/*
+The rules the operator needs on namespaced resources; shared by the ClusterRole and each Role. Each
+grant is used by the code path named beside it (tests/helm/test_rbac_grants.py checks both ways).
+*/}}
 {{- define "kuberl.namespacedRules" -}}
+# kopf watches jobs and patches its finalizer and progress annotations; k8s.get_job re-reads one.
 - apiGroups: ["kuberl.io"]
   resources: ["rltrainingjobs"]
-  verbs: ["get", "list", "watch", "patch", "update"]
+  verbs: ["get", "list", "watch", "patch"]
+# k8s.patch_job_status.
 - apiGroups: ["kuberl.io"]
-  resources: ["rltrainingjobs/status", "rltrainingjobs/finalizers"]
-  verbs: ["get", "patch", "update"]
+  resources: ["rltrainingjobs/status"]
+  verbs: ["patch"]
+# Children carry blockOwnerDeletion owner references (OwnerReferencesPermissionEnforcement).
+- apiGroups: ["kuberl.io"]
+  resources: ["rltrainingjobs/finalizers"]
+  verbs: ["update"]
+# The RayJob watch (handlers.on_ray_job), k8s.get_ray_job / create / patch_ray_job / delete.
 - apiGroups: ["ray.io"]
   resources: ["rayjobs"]
-  verbs: ["get", "list", "watch", "create", "delete", "patch"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+# The job-spec ConfigMaps, by name only: no list or watch of anyone's ConfigMaps.
 - apiGroups: [""]
   resources: ["configmaps"]
-  verbs: ["get", "list", "watch", "create", "delete", "patch"]
-- apiGroups: ["", "events.k8s.io"]
+  verbs: ["get", "create", "patch", "delete"]
+{{- if .Values.networkPolicy.enabled }}
+# One NetworkPolicy per attempt (builders.build_network_policy); garbage-collected with the job.
+- apiGroups: ["networking.k8s.io"]
+  resources: ["networkpolicies"]
+  verbs: ["create"]
+{{- end }}
+# kopf.event (core/v1 Events).
+- apiGroups: [""]
   resources: ["events"]
-  verbs: ["create", "patch"]
+  verbs: ["create"]
 {{- end }}

@@ -38,7 +38,11 @@ def test_create_is_idempotent_and_saves_names_first() -> None:
     assert api.statuses[0]["rayJobName"] == "job-r0"
     # A restarted operator runs create again with the saved status: no second set of children.
     asyncio.run(reconcile.create(ctx, _with_status(BODY, api)))
-    assert sorted(k for k in api.objects) == [("ConfigMap", "ns", "job-r0-spec"), ("RayJob", "ns", "job-r0")]
+    assert sorted(k for k in api.objects) == [
+        ("ConfigMap", "ns", "job-r0-spec"),
+        ("NetworkPolicy", "ns", "job-r0"),
+        ("RayJob", "ns", "job-r0"),
+    ]
     owner = api.objects[("RayJob", "ns", "job-r0")]["metadata"]["ownerReferences"][0]
     assert owner["uid"] == "u-1"
 

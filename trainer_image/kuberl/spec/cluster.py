@@ -4,10 +4,20 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator, model_validator
 
 from kuberl.spec.base import WireModel
+from kuberl.spec.pod import PodOverrides, check_job_labels, check_mounts
 from kuberl.spec.quantity import CpuQuantity, MemoryQuantity
+
+# The trainer images (trainer_image/Dockerfile, TORCH_VARIANT build arg): a CPU build, and a CUDA build
+# for jobs that ask for GPUs. The operator's chart can point both elsewhere (values trainerImage and
+# trainerImageGPU).
+TRAINER_VERSION = "0.1.0"
+TRAINER_REPOSITORY = "ghcr.io/kuberl/kuberl-trainer"
+CUDA_VARIANT = "cu128"
+DEFAULT_IMAGE = f"{TRAINER_REPOSITORY}:{TRAINER_VERSION}"
+DEFAULT_GPU_IMAGE = f"{TRAINER_REPOSITORY}:{TRAINER_VERSION}-{CUDA_VARIANT}"
 
 
 class Toleration(WireModel):
@@ -36,6 +46,15 @@ class HeadGroupSpec(WireModel):
             "whatever this says (more learners get theirs in the learners worker group)."
         ),
     )
+    node_selector: dict[str, str] = Field(
+        default_factory=dict,
+        description=(
+            "Extra node selector for the head alone (e.g. GPU nodes for its learner), on top of "
+            "cluster.nodeSelector; the env-runner pods are not pinned there."
+        ),
+    )
+    tolerations: list[Toleration] = Field(default_factory=list, description="Extra tolerations for the head.")
+    pod: PodOverrides | None = Field(None, description="Pod customisation of the head, over cluster.pod.")
 
 
 class WorkerGroupSpec(WireModel):
@@ -48,10 +67,30 @@ class WorkerGroupSpec(WireModel):
     )
     cpu: CpuQuantity = Field("2", description="CPU request and limit per worker pod.")
     memory: MemoryQuantity = Field("4Gi", description="Memory request and limit per worker pod.")
-    gpu: int = Field(0, ge=0, description="GPUs per worker pod (nvidia.com/gpu limit).")
+    gpu: int = Field(
+        0,
+        description=(
+            "Must be 0: env runners sample on CPU, so GPUs here would sit idle (learner GPUs come from "
+            "resources.gpusPerLearner)."
+        ),
+    )
     node_selector: dict[str, str] = Field(
         default_factory=dict, description="Extra node selector for this group."
     )
+    tolerations: list[Toleration] = Field(
+        default_factory=list, description="Extra tolerations for this group."
+    )
+    pod: PodOverrides | None = Field(None, description="Pod customisation of this group, over cluster.pod.")
+
+    @field_validator("gpu")
+    @classmethod
+    def _no_gpus(cls, v: int) -> int:
+        if v != 0:
+            raise ValueError(
+                "env-runner pods get no GPUs: env runners sample on CPU and would leave them idle; give the "
+                "learner GPUs with resources.gpusPerLearner"
+            )
+        return v
 
 
 class LearnerGroupSpec(WireModel):
@@ -74,13 +113,22 @@ class LearnerGroupSpec(WireModel):
         default_factory=dict,
         description="Extra node selector for this group (e.g. a GPU node pool), on top of cluster.nodeSelector.",
     )
+    tolerations: list[Toleration] = Field(
+        default_factory=list, description="Extra tolerations for this group."
+    )
+    pod: PodOverrides | None = Field(None, description="Pod customisation of this group, over cluster.pod.")
 
 
 class ClusterSpec(WireModel):
     """Placement and sizing of the Ray cluster the operator asks KubeRay for."""
 
-    image: str = Field(
-        "kuberl/trainer:0.1.0", min_length=1, description="Trainer image (CPU or CUDA variant)."
+    image: str | None = Field(
+        None,
+        min_length=1,
+        description=(
+            f"Trainer image. Default: the operator's CPU image ({DEFAULT_IMAGE}), or its CUDA image "
+            f"({DEFAULT_GPU_IMAGE}) when any group asks for GPUs."
+        ),
     )
     image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = Field(
         "IfNotPresent", description="Image pull policy of every Ray container."
@@ -110,3 +158,43 @@ class ClusterSpec(WireModel):
     gpu_resource_name: str = Field(
         "nvidia.com/gpu", description="Extended resource name used for GPU limits."
     )
+    pod: PodOverrides | None = Field(None, description="Pod customisation of every Ray pod.")
+    labels: dict[str, str] = Field(
+        default_factory=dict,
+        description=(
+            "Labels of the RayJob (KubeRay copies them to its RayCluster): e.g. kueue.x-k8s.io/queue-name, "
+            "volcano.sh/queue-name, yunikorn.apache.org/queue. kueue.x-k8s.io/queue-name on the "
+            "RLTrainingJob itself is passed on too."
+        ),
+    )
+    annotations: dict[str, str] = Field(default_factory=dict, description="Annotations of the RayJob.")
+    ray_token_auth: bool = Field(
+        True,
+        description=(
+            "Ray token authentication on the cluster's dashboard/Jobs API, client and GCS ports (KubeRay "
+            "authOptions, KubeRay >= 1.5, Ray >= 2.52): KubeRay keeps the token in a Secret and gives it "
+            "to the job's pods only."
+        ),
+    )
+
+    @field_validator("labels")
+    @classmethod
+    def _labels(cls, v: dict[str, str]) -> dict[str, str]:
+        return check_job_labels(v, values=True)
+
+    @field_validator("annotations")
+    @classmethod
+    def _annotations(cls, v: dict[str, str]) -> dict[str, str]:
+        return check_job_labels(v, values=False)
+
+    @model_validator(mode="after")
+    def _mounts(self) -> ClusterSpec:
+        groups = {"head": self.head.pod, "cpuWorkers": self.cpu_workers.pod}
+        if self.learners is not None:
+            groups["learners"] = self.learners.pod
+        for name, pod in groups.items():
+            try:
+                check_mounts([self.pod, pod])
+            except ValueError as err:
+                raise ValueError(f"{name}.pod: {err}") from None
+        return self

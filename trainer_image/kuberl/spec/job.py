@@ -161,10 +161,21 @@ class RLTrainingJobSpec(WireModel):
     )
     backoff_limit: int = Field(3, ge=0, description="Failed RayJobs are retried this many times, resuming.")
     active_deadline_seconds: int | None = Field(
-        None, ge=1, description="Fail the job after this many seconds of running."
+        None,
+        ge=1,
+        description=(
+            "Fail the whole job (all attempts together, counted from status.startTime) after this many "
+            "seconds; a job past its deadline is not retried."
+        ),
     )
     ttl_seconds_after_finished: int = Field(
-        3600, ge=0, description="Delete the finished Ray cluster's RayJob after this many seconds."
+        0,
+        ge=0,
+        description=(
+            "Seconds KubeRay keeps a finished or failed attempt's Ray cluster (its pods and GPUs) before "
+            "deleting it; 0 frees them at once, as KubeRay's own default. The RayJob object, its "
+            "submitter's logs and the checkpoints stay."
+        ),
     )
 
     @model_validator(mode="before")

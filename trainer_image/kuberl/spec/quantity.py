@@ -14,7 +14,7 @@ millicores (not bytes), memory in bytes (not milli-bytes), both positive.
 from __future__ import annotations
 
 import re
-from decimal import Decimal
+from decimal import Context, Decimal
 from typing import Annotated
 
 from pydantic import BeforeValidator, WithJsonSchema
@@ -29,7 +29,9 @@ MAX_CPUS = Decimal(10**6)
 MAX_MEMORY_BYTES = Decimal(2**63 - 1)
 MAX_LENGTH = 64  # no real quantity is longer; bounds the Decimal work on hostile input
 MAX_EXPONENT = 100  # 1e100 bytes or cores is already absurd; Decimal overflows far beyond
-MIN_CPU = Decimal("0.001")  # 1m: Kubernetes rounds anything smaller up to it
+MIN_CPU = Decimal("0.001")
+# Exact arithmetic: at most 64 input digits times 1024^6 fits in 100 significant digits.
+_EXACT = Context(prec=100)  # 1m: Kubernetes rounds anything smaller up to it
 
 
 def _show(text: str) -> str:
@@ -45,13 +47,13 @@ def parse_quantity(text: str) -> Decimal:
     number = Decimal(text[: match.start(3)])
     suffix = match.group(3)
     if suffix in _BINARY:
-        return number * Decimal(1024) ** _BINARY[suffix]
+        return _EXACT.multiply(number, Decimal(1024) ** _BINARY[suffix])
     if suffix[:1] in ("e", "E") and len(suffix) > 1:
         exponent = int(suffix[1:])
         if abs(exponent) > MAX_EXPONENT:
             raise ValueError(f"{_show(text)} is out of range (exponent beyond ±{MAX_EXPONENT})")
-        return number.scaleb(exponent)
-    return number.scaleb(_DECIMAL[suffix])
+        return number.scaleb(exponent, context=_EXACT)
+    return number.scaleb(_DECIMAL[suffix], context=_EXACT)
 
 
 def _as_text(v: object) -> str:
