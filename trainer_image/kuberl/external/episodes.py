@@ -20,6 +20,9 @@ import numpy as np
 
 from kuberl.core.sample_batch import Columns
 
+#: The largest reward a step or an episode may sum to: rewards are stored as float32.
+F32_MAX = float(np.finfo(np.float32).max)
+
 
 class EpisodeError(Exception):
     """A request that does not fit the episode's state; `status` is the HTTP status to answer."""
@@ -121,9 +124,13 @@ class EpisodeBook:
         """Reward since the last action (several calls add up). A reward before the first action counts
         towards the episode's return only (no step can carry it)."""
         ep = self._get(episode_id, now)
+        step = (ep.pending.reward if ep.pending is not None else 0.0) + reward
+        if abs(step) > F32_MAX or abs(ep.episode_return + reward) > F32_MAX:
+            # Two finite rewards can add up to float32 infinity, which would make every weight NaN (M1).
+            raise EpisodeError(422, f"episode {episode_id!r}: the rewards add up beyond the float32 range")
         ep.episode_return += reward
         if ep.pending is not None:
-            ep.pending.reward += reward
+            ep.pending.reward = step
 
     def end(self, episode_id: str, *, obs: np.ndarray, truncated: bool, now: float) -> tuple[float, int]:
         """The episode ended at `obs`: terminated (the future is worth 0) or truncated (time limit:

@@ -10,6 +10,7 @@ arrive in the same event-loop turn share one forward pass.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import secrets
@@ -18,15 +19,23 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import numpy as np
 import uvicorn
 from fastapi import Depends, FastAPI, HTTPException, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from starlette.concurrency import run_in_threadpool
 
 from kuberl.external.episodes import EpisodeError
+from kuberl.external.guard import (
+    GuardedHttpToolsProtocol,
+    RequestGuard,
+    install_accept_error_filter,
+    observation_body_limit,
+)
 from kuberl.external.service import PolicyService
 from kuberl.external.spaces import InvalidValueError, space_json_schema
 from kuberl.spec import SpecError
@@ -36,7 +45,24 @@ log = logging.getLogger(__name__)
 
 API_PREFIX = "/v1"
 
-EpisodeId = Annotated[str, Field(min_length=1, max_length=128, description="The episode's id.")]
+
+def _no_parent_segments(value: str) -> str:
+    if ".." in value:
+        raise ValueError("an episode id must not contain '..'")
+    return value
+
+
+# Ids end up in URL paths and in recorded data: letters, digits and _ . : - only (review L9).
+EpisodeId = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=128,
+        pattern=r"^[A-Za-z0-9_.:-]+$",
+        description="The episode's id: letters, digits, '_', '.', ':' and '-' (no '..').",
+    ),
+    AfterValidator(_no_parent_segments),
+]
 # Rewards and log-probs land in float32 columns: larger magnitudes would become infinities there.
 F32_MAX = 3.4e38
 Reward = Annotated[float, Field(allow_inf_nan=False, ge=-F32_MAX, le=F32_MAX)]
@@ -45,7 +71,8 @@ _OBS_DOC = "An observation of the env's observation space, as JSON (a number or 
 
 
 class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # strict: "1" is not a reward and "yes" is not a boolean (review L8); JSON integers still fit floats.
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class StartEpisodeRequest(_Body):
@@ -132,8 +159,17 @@ class EndEvent(_Body):
 Event = Annotated[StartEvent | ActionEvent | ReturnsEvent | EndEvent, Field(discriminator="type")]
 
 
+#: Events per /v1/experience request (the body is also capped at guard.EXPERIENCE_MAX_BYTES).
+MAX_EVENTS = 100_000
+#: Events validated per step of the worker thread: each step holds the GIL only briefly.
+EVENT_CHUNK = 500
+
+
 class ExperienceRequest(_Body):
-    events: list[Event] = Field(..., max_length=100_000, description="Episode events, applied in order.")
+    events: list[Event] = Field(..., max_length=MAX_EVENTS, description="Episode events, applied in order.")
+
+
+_EVENTS: TypeAdapter[list[Event]] = TypeAdapter(list[Event], config=ConfigDict(strict=True))
 
 
 class ExperienceResponse(_Body):
@@ -212,6 +248,10 @@ def create_app(service: PolicyService, *, token: str | None) -> FastAPI:
     app = FastAPI(
         title="kuberl policy server",
         version="1",
+        # No Swagger/ReDoc pages: they load scripts from a CDN (air-gapped clusters, third-party code)
+        # and were served without the token (review L10). /openapi.json is the API description.
+        docs_url=None,
+        redoc_url=None,
         description=(
             "Drive kuberl training from external simulators. Remote mode: start_episode, get_action, "
             "log_returns, end_episode. Local mode: pull /v1/policy, act locally, POST /v1/experience."
@@ -315,17 +355,26 @@ def create_app(service: PolicyService, *, token: str | None) -> FastAPI:
         f"{API_PREFIX}/experience",
         response_model=ExperienceResponse,
         dependencies=auth,
-        responses={**_EPISODE_ERRORS, 409: _err("An event conflicts with its episode's state.")},
+        responses={
+            **_EPISODE_ERRORS,
+            409: _err("An event conflicts with its episode's state."),
+            413: _err("The body is larger than the route's limit."),
+        },
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {"schema": {"$ref": "#/components/schemas/ExperienceRequest"}}
+                },
+            }
+        },
     )
-    async def post_experience(body: ExperienceRequest) -> ExperienceResponse:
+    async def post_experience(request: Request) -> ExperienceResponse:
         """Local mode: a batch of episode events recorded by the client, applied in order."""
-        events: list[tuple[str, str, Any]] = []
-        for i, ev in enumerate(body.events):
-            try:
-                events.append((ev.type, ev.episode_id, _payload(service, ev)))
-            except InvalidValueError as exc:
-                raise InvalidValueError(f"events[{i}]: {exc}") from None
-        accepted = service.apply_events(events)
+        raw = await request.body()  # bounded by RequestGuard before it is read
+        # Parsing and validating up to MAX_EVENTS events takes seconds: off the event loop, in chunks,
+        # so other clients (and /healthz) are answered meanwhile (review M9).
+        accepted = await run_in_threadpool(_apply_experience, service, raw)
         return ExperienceResponse(accepted=accepted, policy_version=service.version)
 
     # The service's refusals, mapped to HTTP in one place so the routes read straight through.
@@ -353,7 +402,45 @@ def create_app(service: PolicyService, *, token: str | None) -> FastAPI:
         return JSONResponse({"detail": "the body is nested too deeply"}, status_code=422)
 
     _document_spaces(app, service)
+    app.add_middleware(
+        RequestGuard,
+        token=token,
+        step_limit=observation_body_limit(int(np.prod(service.obs_space.shape or (1,)))),
+    )
     return app
+
+
+def _apply_experience(service: PolicyService, raw: bytes) -> int:
+    """Validate an /v1/experience body chunk by chunk and apply its events (in a worker thread)."""
+
+    def invalid(loc: tuple[Any, ...], msg: str, kind: str) -> RequestValidationError:
+        return RequestValidationError([{"loc": ("body", *loc), "msg": msg, "type": kind}])
+
+    try:
+        doc = json.loads(raw)
+    except (ValueError, RecursionError) as exc:
+        raise invalid((), f"the body is not JSON: {exc}", "json_invalid") from None
+    if not isinstance(doc, dict) or set(doc) != {"events"} or not isinstance(doc["events"], list):
+        raise invalid((), "expected an object with exactly one field, events (a list)", "model_type")
+    raw_events = doc["events"]
+    if len(raw_events) > MAX_EVENTS:
+        raise invalid(("events",), f"at most {MAX_EVENTS} events per request", "too_long")
+    events: list[tuple[str, str, Any]] = []
+    for start in range(0, len(raw_events), EVENT_CHUNK):
+        try:
+            chunk = _EVENTS.validate_python(raw_events[start : start + EVENT_CHUNK])
+        except ValidationError as exc:
+            errors = [
+                {**e, "loc": ("body", "events", start + int(e["loc"][0]), *e["loc"][1:])}
+                for e in exc.errors()
+            ]
+            raise RequestValidationError(errors) from None
+        for i, ev in enumerate(chunk, start):
+            try:
+                events.append((ev.type, ev.episode_id, _payload(service, ev)))
+            except InvalidValueError as exc:
+                raise InvalidValueError(f"events[{i}]: {exc}") from None
+    return service.apply_events(events)
 
 
 def _document_spaces(app: FastAPI, service: PolicyService) -> None:
@@ -369,7 +456,12 @@ def _document_spaces(app: FastAPI, service: PolicyService) -> None:
             doc = get_openapi(
                 title=app.title, version=app.version, description=app.description, routes=app.routes
             )
-            for model in doc.get("components", {}).get("schemas", {}).values():
+            # /v1/experience reads its body itself (off the event loop): document the model here.
+            schemas = doc.setdefault("components", {}).setdefault("schemas", {})
+            experience = ExperienceRequest.model_json_schema(ref_template="#/components/schemas/{model}")
+            schemas.update(experience.pop("$defs", {}))
+            schemas["ExperienceRequest"] = experience
+            for model in schemas.values():
                 for name, prop in model.get("properties", {}).items():
                     if spaces.get(name):
                         prop.update(spaces[name])
@@ -422,6 +514,7 @@ class PolicyServer:
     def __init__(self, service: PolicyService, *, host: str, port: int, token: str | None) -> None:
         self.service = service
         self.host = os.environ.get(HOST_ENV) or host
+        install_accept_error_filter()
         config = uvicorn.Config(
             create_app(service, token=token),
             host=self.host,
@@ -429,6 +522,10 @@ class PolicyServer:
             log_level="warning",
             access_log=False,
             lifespan="off",
+            # Connection caps and a header deadline (guard.py); idle keep-alive connections close after
+            # 5 s. Not limit_concurrency: it counts idle connections too, so they would make /healthz 503.
+            http=GuardedHttpToolsProtocol,
+            timeout_keep_alive=5,
         )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, name="kuberl-policy-server", daemon=True)

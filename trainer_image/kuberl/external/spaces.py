@@ -57,11 +57,21 @@ def _finite_or_none(a: np.ndarray) -> np.ndarray:
     return out
 
 
+def _check_numbers(value: Any, what: str) -> None:
+    """JSON numbers only: numpy would turn "0" and true into 0.0 (review L8), so look at every leaf."""
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, list):
+            stack.extend(v)
+        elif isinstance(v, bool) or not isinstance(v, int | float):
+            raise InvalidValueError(
+                f"{what} must be a number or a (nested) list of numbers, got {type(v).__name__} {v!r:.40}"
+            )
+
+
 def _numeric_array(value: Any, what: str) -> np.ndarray:
-    if isinstance(value, bool) or value is None or isinstance(value, str | dict):
-        raise InvalidValueError(
-            f"{what} must be a number or a (nested) list of numbers, got {type(value).__name__}"
-        )
+    _check_numbers(value, what)
     try:
         arr = np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError, OverflowError) as exc:
