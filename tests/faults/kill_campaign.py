@@ -1,0 +1,136 @@
+"""SIGKILL `kuberl run` at random moments (some inside a checkpoint write), then resume it with
+`resume: auto`, and check that each resume starts from the newest complete checkpoint that was on disk
+at the kill, never a partial one. Shared by tests/faults (a few kills) and bench/faults (many)."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tests.faults.common import cli_env
+
+JOB = """apiVersion: kuberl.io/v1alpha1
+kind: RLTrainingJob
+metadata: {name: killed}
+spec:
+  algorithm: PPO
+  env: CartPole-v1
+  seed: 0
+  config: {train_batch_size: 128, minibatch_size: 64, num_epochs: 1, model: {fcnetHiddens: [256, 256]}}
+  stop: {iterations: ITERATIONS}
+  resources: {envRunners: 0, envsPerRunner: 2}
+  checkpoint: {everyIterations: 1, keep: 2}
+  resume: auto
+  metrics: {enabled: false}
+"""
+
+
+@dataclass
+class CampaignResult:
+    kills: int = 0
+    mid_checkpoint_kills: int = 0
+    resumes_checked: int = 0
+    tracebacks: int = 0
+    problems: list[str] = field(default_factory=list)
+
+
+def complete_checkpoints(store: Path) -> dict[str, int]:
+    """name → iteration of every checkpoint directory with a manifest (what a resume may pick)."""
+    out = {}
+    for manifest in store.glob("checkpoint_*/manifest.json"):
+        try:
+            out[manifest.parent.name] = int(json.loads(manifest.read_text())["metadata"]["iteration"])
+        except (OSError, ValueError, KeyError):
+            continue  # being replaced right now
+    return out
+
+
+def result_lines(workdir: Path) -> list[dict[str, int]]:
+    """result.json, one JSON line per iteration, appended across runs (a torn last line is skipped)."""
+    path = workdir / "runs" / "killed" / "result.json"
+    if not path.exists():
+        return []
+    lines = []
+    for text in path.read_text().splitlines():
+        try:
+            lines.append(json.loads(text))
+        except ValueError:
+            continue
+    return lines
+
+
+def partial_checkpoint(store: Path) -> bool:
+    return any(d.is_dir() and not (d / "manifest.json").exists() for d in store.glob("checkpoint_*"))
+
+
+def run_campaign(
+    workdir: Path, *, kills: int, iterations: int, seed: int, max_wait_s: float = 60
+) -> CampaignResult:
+    """`kills` runs of the same job, each SIGKILLed after a random delay or when a partial checkpoint
+    directory appears (a save in progress), then one last run to the end."""
+    rng = random.Random(seed)
+    (workdir / "job.yaml").write_text(JOB.replace("ITERATIONS", str(iterations)))
+    store = workdir / "runs" / "killed" / "checkpoints"
+    result = CampaignResult()
+    for attempt in range(kills + 1):
+        before = complete_checkpoints(store)
+        newest_before = max(before.values(), default=None)
+        lines_before = len(result_lines(workdir))
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "kuberl.cli", "run", "job.yaml", "--no-progress"],
+            cwd=workdir,
+            env=cli_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        killed = False
+        if attempt < kills:
+            mid_checkpoint = rng.random() < 0.5
+            delay = rng.uniform(0.5, 4.0)
+            start = time.monotonic()
+            # a fresh run needs a few seconds to import torch; kill only once it has written something
+            while proc.poll() is None and time.monotonic() - start < max_wait_s:
+                # kill only once this run has completed a checkpoint of its own, so the next one resumes
+                now = complete_checkpoints(store)
+                trained = max(now.values(), default=-1) > (newest_before if newest_before is not None else -1)
+                if trained and (
+                    (mid_checkpoint and partial_checkpoint(store))
+                    or (not mid_checkpoint and time.monotonic() - start > delay)
+                ):
+                    was_partial = partial_checkpoint(store)
+                    os.kill(proc.pid, signal.SIGKILL)
+                    killed = True
+                    result.kills += 1
+                    result.mid_checkpoint_kills += int(was_partial)
+                    break
+                time.sleep(0.001 if mid_checkpoint else 0.02)
+        _, err = proc.communicate(timeout=300)
+        if "Traceback" in err:
+            result.tracebacks += 1
+            result.problems.append(f"attempt {attempt}: traceback\n{err[-2000:]}")
+        if not killed and proc.returncode != 0:
+            result.problems.append(f"attempt {attempt}: exit {proc.returncode}\n{err[-2000:]}")
+        new_lines = result_lines(workdir)[lines_before:]
+        if newest_before is not None and new_lines:
+            # This run resumed: its first iteration follows the newest complete checkpoint on disk
+            # when it started (a partial or older one would show as another number).
+            result.resumes_checked += 1
+            first = new_lines[0]["training_iteration"]
+            if first != newest_before + 1:
+                result.problems.append(
+                    f"attempt {attempt}: resumed at iteration {first}, expected {newest_before + 1}"
+                )
+        if not killed:
+            break
+    final = complete_checkpoints(store)
+    if max(final.values(), default=0) != iterations:
+        result.problems.append(f"the last run did not reach iteration {iterations}: {sorted(final.values())}")
+    return result

@@ -1,0 +1,16 @@
+"""SIGKILLs of `kuberl run`, some inside a checkpoint write, each followed by `resume: auto`: every resume
+continues from the newest complete checkpoint, never a partial one, and the job still reaches its end."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.faults.kill_campaign import run_campaign
+
+
+def test_random_sigkills_then_resume_auto(tmp_path: Path) -> None:
+    result = run_campaign(tmp_path, kills=3, iterations=12, seed=0)
+    assert result.problems == [], "\n".join(result.problems)
+    assert result.kills == 3
+    assert result.resumes_checked >= 3
+    assert result.tracebacks == 0
