@@ -12,6 +12,9 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 
 from kuberl.spec import PHASES
 
+# Reasons of a Failed condition (status.py); others are counted too, from their first failure on.
+FAILURE_REASONS = ("InvalidSpec", "BackoffLimitExceeded", "DeadlineExceeded")
+
 
 class OperatorMetrics:
     """One registry per operator process (tests build several without clashing on the global one)."""
@@ -45,6 +48,7 @@ class OperatorMetrics:
             ["code"],
             registry=self.registry,
         )
+        self.api_errors.labels(code="403")  # exported at 0: the RBAC alert sees the first denial
         self.leader = Gauge(
             "kuberl_operator_leader",
             "1 while this replica holds the leader Lease and runs the handlers, else 0 (standby).",
@@ -54,6 +58,14 @@ class OperatorMetrics:
             "kuberl_operator_progress_reads_total",
             "Reads of a trainer's /status, by result (ok, unreachable, rejected: too large or not JSON).",
             ["result"],
+            registry=self.registry,
+        )
+        # A counter, so alerts fire once per failure (edge) and can tell a typo (InvalidSpec) from a
+        # training failure (BackoffLimitExceeded, DeadlineExceeded, …).
+        self.failures = Counter(
+            "kuberl_operator_job_failures_total",
+            "RLTrainingJobs that entered the Failed phase, by the reason of their Failed condition.",
+            ["namespace", "reason"],
             registry=self.registry,
         )
         self._phases: dict[tuple[str, str], str] = {}
@@ -85,6 +97,9 @@ class OperatorMetrics:
             for p in PHASES:
                 self._counts[(namespace, p)] += 0
                 self.jobs.labels(namespace=namespace, phase=p).set(self._counts[(namespace, p)])
+            # Zeros too, so the first failure is an increase (a counter born at 1 shows none).
+            for reason in FAILURE_REASONS:
+                self.failures.labels(namespace=namespace, reason=reason)
 
     @asynccontextmanager
     async def observe(self, handler: str) -> AsyncIterator[None]:

@@ -132,7 +132,11 @@ async def _write_status(ctx: Context, body: Body, status: RLTrainingJobStatus) -
     ns, name = _where(body)
     status = status.model_copy(update={"observed_generation": _generation(body)})
     wire = status.to_wire()
+    before = current_status(ctx.known(body))
     await ctx.api.patch_job_status(ns, name, wire)
+    if status.phase == "Failed" and (before is None or before.phase != "Failed"):
+        reason = next((c.reason for c in status.conditions if c.type == "Failed"), "Unknown")
+        ctx.metrics.failures.labels(namespace=ns, reason=reason).inc()
     uid = (body.get("metadata") or {}).get("uid")
     if isinstance(uid, str):
         ctx.statuses[uid] = wire

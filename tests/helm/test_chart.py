@@ -77,9 +77,12 @@ def test_monitors_select_the_right_targets(render: Render) -> None:
     (pm,) = by_kind(docs, "PodMonitor")
     assert pm["spec"]["selector"] == {"matchExpressions": [{"key": "kuberl.io/job", "operator": "Exists"}]}
     assert pm["spec"]["namespaceSelector"] == {"any": True}
-    (endpoint,) = pm["spec"]["podMetricsEndpoints"]
-    assert endpoint["port"] == "metrics"
-    assert endpoint["honorLabels"] is True  # the trainer's job/namespace labels must win
+    trainer, ray = pm["spec"]["podMetricsEndpoints"]
+    assert (trainer["port"], ray["port"]) == (
+        "kuberl-metrics",
+        "metrics",
+    )  # tests/observability/test_monitor_targets.py
+    assert trainer["honorLabels"] is True  # the trainer's job/namespace labels must win
     (sm,) = by_kind(docs, "ServiceMonitor")
     assert sm["metadata"]["labels"]["release"] == "kube-prometheus-stack"
     (svc,) = by_kind(docs, "Service")

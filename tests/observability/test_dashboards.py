@@ -56,8 +56,10 @@ def test_training_dashboard_covers_the_job() -> None:
                    "ray_node_gpus_utilization"):  # fmt: skip
         assert metric in exprs, metric
     for q in panel_queries():
-        if q.where.startswith(dash["title"]) and "kuberl_" in q.expr:
+        if q.where.startswith(dash["title"]) and "kuberl_" in q.expr and "ray_" not in q.expr:
             assert 'namespace="$namespace", job="$job"' in q.expr, q.where
+        elif q.where.startswith(dash["title"]):  # Ray's series: the job is the pod's label, relabelled
+            assert 'namespace="$namespace", kuberl_job="$job"' in q.expr, q.where
 
 
 def test_operator_dashboard_covers_the_operator() -> None:

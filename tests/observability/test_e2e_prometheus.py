@@ -26,6 +26,7 @@ from tests.observability.promql import (
     substitute,
     variable_queries,
 )
+from tests.observability.test_rules import RULES_ON
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
@@ -130,7 +131,7 @@ def test_every_dashboard_query_and_alert_returns_series(
     operator = subprocess.Popen([sys.executable, "-c", OPERATOR_DRIVER, str(operator_port)])
     try:
         prom = prometheus_server([f"127.0.0.1:{trainer_port}", f"127.0.0.1:{operator_port}"])
-        alerts = alert_rules(render({"metrics": {"prometheusRule": {"enabled": True}}}))
+        alerts = alert_rules(render(RULES_ON))
         queries = [(q.where, q.dashboard, q.expr) for q in panel_queries() if q.panel not in NEEDS_GPU]
         queries += [(f"alert {a['alert']}", "", alert_base(a["expr"])) for a in alerts]
         wanted = dashboard_variables()

@@ -16,12 +16,13 @@ from tests.observability.promql import alert_base, alert_rules, panel_queries, s
 
 HERE = Path(__file__).parent
 SAMPLE_VARS = {"namespace": "ml", "job": "ppo-cartpole"}
+# KuberlOperatorDown needs the operator scraped, so it comes with the ServiceMonitor.
+RULES_ON = {"metrics": {"prometheusRule": {"enabled": True}, "serviceMonitor": {"enabled": True}}}
+ALERTS = 9
 
 
 def rendered_groups(render: Render) -> list[dict[str, Any]]:
-    (rule,) = [
-        d for d in render({"metrics": {"prometheusRule": {"enabled": True}}}) if d["kind"] == "PrometheusRule"
-    ]
+    (rule,) = [d for d in render(RULES_ON) if d["kind"] == "PrometheusRule"]
     groups: list[dict[str, Any]] = rule["spec"]["groups"]
     return groups
 
@@ -40,12 +41,14 @@ def test_every_panel_and_alert_parses(render: Render, tmp_path: Path) -> None:
         yaml.safe_dump({"groups": [{"name": "dashboards", "rules": records}, *rendered_groups(render)]})
     )
     out = run([tool("promtool"), "check", "rules", str(path)])
-    assert re.search(rf"SUCCESS: {len(records) + 5} rules found", out.stdout), out.stdout
+    assert re.search(rf"SUCCESS: {len(records) + ALERTS} rules found", out.stdout), out.stdout
 
 
 def test_alerts_compare_a_base_expression(render: Render) -> None:
-    alerts = alert_rules(render({"metrics": {"prometheusRule": {"enabled": True}}}))
-    assert len(alerts) == 5
+    alerts = alert_rules(render(RULES_ON))
+    assert len(alerts) == ALERTS
+    without_operator_scrape = alert_rules(render({"metrics": {"prometheusRule": {"enabled": True}}}))
+    assert "KuberlOperatorDown" not in {a["alert"] for a in without_operator_scrape}
     for alert in alerts:
         assert alert_base(alert["expr"])
         assert alert["labels"]["severity"] in {"warning", "critical"}
@@ -57,7 +60,5 @@ def test_alert_unit_tests(render: Render, tmp_path: Path) -> None:
     shutil.copy(HERE / "alerts_test.yaml", tmp_path)
     tested = {t["alertname"] for case in yaml.safe_load((HERE / "alerts_test.yaml").read_text())["tests"]
               for t in case["alert_rule_test"]}  # fmt: skip
-    assert tested == {
-        a["alert"] for a in alert_rules(render({"metrics": {"prometheusRule": {"enabled": True}}}))
-    }
+    assert tested == {a["alert"] for a in alert_rules(render(RULES_ON))}
     run([tool("promtool"), "test", "rules", "alerts_test.yaml"], cwd=tmp_path)
