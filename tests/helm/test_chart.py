@@ -99,7 +99,9 @@ def test_prometheus_rule_has_the_alerts(render: Render) -> None:
     alerts = {r["alert"]: r for g in rule["spec"]["groups"] for r in g["rules"]}
     assert {"KuberlTrainingStalled", "KuberlCheckpointFailing", "KuberlJobFailed"} <= alerts.keys()
     assert "[10m]" in alerts["KuberlTrainingStalled"]["expr"]
-    assert 'kuberl_operator_jobs{phase="Failed"}' in alerts["KuberlJobFailed"]["expr"]
+    # Edge-triggered on the failure counter, typos apart (tests/observability/alerts_test.yaml).
+    assert "increase(kuberl_operator_job_failures_total" in alerts["KuberlJobFailed"]["expr"]
+    assert alerts["KuberlJobInvalidSpec"]["labels"]["severity"] == "warning"
     assert all(r["labels"]["team"] == "ml-platform" for r in alerts.values())
     assert not by_kind(render(), "PrometheusRule")
 
