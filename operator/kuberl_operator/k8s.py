@@ -8,6 +8,7 @@ previous operator process) already created the child, which is then read back in
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
 
@@ -152,14 +153,31 @@ class KubernetesApi:
         await self._patch_ray_job(f"patch RayJob {namespace}/{name}", namespace, name, patch)
 
     async def replace_ray_job_spec(self, namespace: str, name: str, spec: Manifest) -> None:
-        """Set the RayJob's whole spec. A JSON Patch `replace` (the client sends a list body as
-        application/json-patch+json), not a merge patch: a merge patch would keep every field the new
-        spec no longer has (a removed worker group, node selector or toleration)."""
+        """Set the RayJob's whole spec. A JSON Patch `replace`, not a merge patch: a merge patch would
+        keep every field the new spec no longer has (a removed worker group, node selector or
+        toleration). The content type must be said explicitly: for custom objects the client sends
+        merge-patch+json whatever the body, and a real API server refuses a list as a merge patch
+        (400 "cannot unmarshal array")."""
         body = [{"op": "replace", "path": "/spec", "value": spec}]
-        await self._patch_ray_job(f"replace RayJob {namespace}/{name} spec", namespace, name, body)
+        await self._patch_ray_job(
+            f"replace RayJob {namespace}/{name} spec",
+            namespace,
+            name,
+            body,
+            content_type="application/json-patch+json",
+        )
 
-    async def _patch_ray_job(self, what: str, namespace: str, name: str, body: Manifest | list[Any]) -> None:
-        await self._ray_jobs(what, self._custom.patch_namespaced_custom_object, namespace, name, body)
+    async def _patch_ray_job(
+        self,
+        what: str,
+        namespace: str,
+        name: str,
+        body: Manifest | list[Any],
+        *,
+        content_type: str = "application/merge-patch+json",
+    ) -> None:
+        patch = functools.partial(self._custom.patch_namespaced_custom_object, _content_type=content_type)
+        await self._ray_jobs(what, patch, namespace, name, body)
 
     async def patch_config_map(self, namespace: str, name: str, patch: Manifest) -> None:
         what = f"patch ConfigMap {namespace}/{name}"
