@@ -14,6 +14,7 @@ https://kubernetes.io/docs/concepts/architecture/leases/#leader-election
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import random
 import time
@@ -112,6 +113,9 @@ class LeaseElector:
         self._observed: Record | None = None
         self._observed_at = 0.0
         self.is_leader = False
+        # A thread of its own: in the shared default executor a renewal queued behind the reconcilers'
+        # API calls (1,000 jobs applied at once: not renewed for 10 s, and the leader stepped down).
+        self._thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="kuberl-lease")
 
     def _lease_body(self, spec: dict[str, Any], resource_version: str | None) -> dict[str, Any]:
         meta: dict[str, Any] = {"name": self.name, "namespace": self.namespace}
@@ -171,7 +175,7 @@ class LeaseElector:
 
     async def _attempt(self) -> bool:
         try:
-            return await asyncio.to_thread(self._try_once)
+            return await asyncio.get_running_loop().run_in_executor(self._thread, self._try_once)
         except ApiException as exc:
             if exc.status == 403:
                 # Not transient, and silent standby forever would hide it: say what to fix.
