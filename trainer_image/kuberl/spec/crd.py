@@ -4,8 +4,14 @@ The models are the single source of truth; this module turns their JSON Schema i
 OpenAPI v3 schema as Kubernetes requires
 (https://kubernetes.io/docs/tasks/extend-kubernetes/custom-resources/custom-resource-definitions/#specifying-a-structural-schema):
 every `$ref` inlined, `Optional[X]` as `X` + `nullable`, no `anyOf`/`oneOf` type unions, OpenAPI 3.0's
-boolean `exclusiveMinimum`. `spec.config` is the per-algorithm discriminated union, which is not
-structural: the CRD keeps it as a free object and the operator validates it against the algorithm's model.
+boolean `exclusiveMinimum`, and no `additionalProperties: false` beside `properties` (apiextensions/v1
+refuses the pair: unknown fields are pruned by the server, and refused under
+`kubectl apply --validate=strict`, without it). The models' defaults are kept as `default:` so that
+`kubectl explain` shows them and the server fills them in. `spec.config` is the per-algorithm
+discriminated union, which is not structural: the CRD keeps it as a free object and the operator
+validates it against the algorithm's model. Cross-field rules that a CEL expression can say are
+repeated as `x-kubernetes-validations`, so `kubectl apply` refuses them at once (the operator still
+checks every rule, with the same field names, for `kuberl run` and for what CEL cannot express).
 
     python -m kuberl.spec.crd > crds/kuberl.io_rltrainingjobs.yaml
 """
@@ -20,9 +26,11 @@ import yaml
 
 from kuberl.spec.algorithms import ALGORITHMS, CONFIG_MODELS
 from kuberl.spec.job import (
+    _DNS_LABEL,
     CATEGORIES,
     GROUP,
     KIND,
+    MAX_NAME_LENGTH,
     PLURAL,
     SHORT_NAMES,
     SINGULAR,
@@ -30,11 +38,13 @@ from kuberl.spec.job import (
     RLTrainingJobSpec,
     RLTrainingJobStatus,
 )
+from kuberl.spec.multi_agent import MULTI_AGENT_ALGORITHMS
+from kuberl.spec.offline import OfflineConfigBase
 
 Schema = dict[str, Any]
 
 # JSON Schema keywords Kubernetes' structural schemas do not accept (or that pydantic adds for humans).
-_DROPPED = {"title", "default", "discriminator", "$defs"}
+_DROPPED = {"title", "discriminator", "$defs"}
 _PRESERVE = "x-kubernetes-preserve-unknown-fields"
 
 
@@ -74,8 +84,10 @@ def _convert(node: Any, defs: dict[str, Schema]) -> Any:
             merged["nullable"] = True
         return _convert(merged, defs)
     for key, value in node.items():
-        if key in _DROPPED:
-            continue
+        if key in _DROPPED or (key == "default" and value is None):
+            continue  # a null default says "absent", which is what leaving it out says to the server
+        if key == "additionalProperties" and value is False:
+            continue  # forbidden beside properties; the server prunes (or strictly refuses) unknown fields
         if key == "properties":
             out[key] = {name: _convert(sub, defs) for name, sub in value.items()}
         elif key in ("items", "additionalProperties") and isinstance(value, dict):
@@ -100,6 +112,68 @@ def _convert(node: Any, defs: dict[str, Schema]) -> Any:
     return out
 
 
+# Fields (paths under spec) whose model default the server must not fill in: the operator gives them
+# another value when they are absent (cluster.image: the chart's KUBERL_DEFAULT_IMAGE, see
+# kuberl_operator.reconcile._job_document), and a server default would make them look set by the user.
+OPERATOR_DEFAULTS: tuple[tuple[str, ...], ...] = (("cluster", "image"),)
+
+
+def _node_at(schema: Schema, path: tuple[str, ...]) -> Schema:
+    for name in path:
+        schema = schema["properties"][name]
+    return schema
+
+
+def _cel_list(names: list[str] | tuple[str, ...]) -> str:
+    return "[" + ", ".join(f"'{n}'" for n in names) + "]"
+
+
+def spec_validations() -> list[Schema]:
+    """CEL rules the API server checks on `spec` (https://kubernetes.io/docs/reference/using-api/cel/):
+    the cross-field rules of kuberl.spec.combinations that need no more than field presence and the
+    algorithm's name, so `kubectl apply` refuses them at once. Each names its field as the operator does.
+    `algorithm` is compared upper-cased because the models accept any case ("ppo")."""
+    offline = [n for n, m in CONFIG_MODELS.items() if issubclass(m, OfflineConfigBase)]
+    no_record = [n for n, m in CONFIG_MODELS.items() if not getattr(m, "records_experience", True)]
+    algo = "self.algorithm.upperAscii()"
+    return [
+        {
+            "rule": f"!({algo} in {_cel_list(offline)}) || has(self.input)",
+            "fieldPath": ".input",
+            "reason": "FieldValueRequired",
+            "message": f"{', '.join(offline)} train from recorded experience: set input.uris",
+        },
+        {
+            "rule": f"!has(self.input) || {algo} in {_cel_list(offline)}",
+            "fieldPath": ".input",
+            "reason": "FieldValueForbidden",
+            "message": f"input is read only by {', '.join(offline)}; online algorithms learn from the env",
+        },
+        {
+            "rule": f"!has(self.output) || !({algo} in {_cel_list(offline + no_record)})",
+            "fieldPath": ".output",
+            "reason": "FieldValueForbidden",
+            "message": (
+                f"{', '.join(offline + no_record)} record no transitions (offline algorithms never sample the "
+                "env; ES and ARS keep only returns): drop output"
+            ),
+        },
+        {
+            "rule": f"!has(self.multiAgent) || {algo} in {_cel_list(MULTI_AGENT_ALGORITHMS)}",
+            "fieldPath": ".multiAgent",
+            "reason": "FieldValueForbidden",
+            "message": f"multiAgent runs with {', '.join(MULTI_AGENT_ALGORITHMS)} only",
+        },
+        {
+            "rule": "!has(self.multiAgent) || !has(self.external) || !has(self.external.enabled) "
+            "|| !self.external.enabled",
+            "fieldPath": ".external.enabled",
+            "reason": "FieldValueForbidden",
+            "message": "the policy server serves single-agent simulators: drop external or multiAgent",
+        },
+    ]
+
+
 def spec_schema() -> Schema:
     raw = RLTrainingJobSpec.model_json_schema(by_alias=True)
     defs = raw.get("$defs", {})
@@ -108,12 +182,32 @@ def spec_schema() -> Schema:
         _PRESERVE: True,
         "description": _config_description(),
     }
-    return _convert(raw, defs)
+    schema = _convert(raw, defs)
+    for path in OPERATOR_DEFAULTS:
+        _node_at(schema, path).pop("default", None)
+    schema["properties"]["algorithm"]["x-kubernetes-validations"] = [
+        {
+            "rule": f"self.upperAscii() in {_cel_list(ALGORITHMS)}",
+            "reason": "FieldValueNotSupported",
+            "message": f"unknown algorithm; choose one of {', '.join(ALGORITHMS)}",
+        }
+    ]
+    schema["x-kubernetes-validations"] = spec_validations()
+    return schema
+
+
+def _without_defaults(node: Any) -> Any:
+    if isinstance(node, list):
+        return [_without_defaults(n) for n in node]
+    if isinstance(node, dict):
+        return {k: _without_defaults(v) for k, v in node.items() if k != "default"}
+    return node
 
 
 def status_schema() -> Schema:
     raw = RLTrainingJobStatus.model_json_schema(by_alias=True)
-    schema = _convert(raw, raw.get("$defs", {}))
+    # The status is exactly what the operator wrote: no server defaults there.
+    schema = _without_defaults(_convert(raw, raw.get("$defs", {})))
     # The operator may add fields before the models learn them; never let the API server prune them.
     schema[_PRESERVE] = True
     return schema
@@ -127,7 +221,17 @@ def open_api_schema() -> Schema:
         "properties": {
             "apiVersion": {"type": "string", "description": "kuberl.io/v1alpha1"},
             "kind": {"type": "string", "description": "RLTrainingJob"},
-            "metadata": {"type": "object"},
+            # Only name and generateName may be constrained here. The name prefixes RayJob and pod names.
+            "metadata": {
+                "type": "object",
+                "properties": {
+                    "name": {
+                        "type": "string",
+                        "maxLength": MAX_NAME_LENGTH,
+                        "pattern": _DNS_LABEL.pattern,
+                    }
+                },
+            },
             "spec": spec_schema(),
             "status": status_schema(),
         },
