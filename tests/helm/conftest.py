@@ -12,13 +12,6 @@ import yaml
 
 from tests.helm.tools import CHART_DIR, run, tool
 
-# The kuberay-operator dependency cannot be fetched offline, and helm refuses to lint or render a
-# chart whose declared dependency is missing from charts/, whatever its condition says. The tests
-# therefore render a copy with a stand-in subchart of the same name and version; it renders one
-# marker object, so the tests can also prove that the condition switches the dependency on and off.
-# Real installs run `helm dependency update charts/kuberl` (docs/install.md).
-STUB_MARKER = "kuberay-operator-stand-in"
-
 
 @pytest.fixture(scope="session")
 def helm() -> str:
@@ -27,18 +20,10 @@ def helm() -> str:
 
 @pytest.fixture(scope="session")
 def chart(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the chart exactly as the repository has it (it has no dependencies to fetch: KubeRay is
+    a prerequisite, docs/install.md), so a test can never write into the repository's chart."""
     dest = tmp_path_factory.mktemp("chart") / "kuberl"
     shutil.copytree(CHART_DIR, dest)
-    meta = yaml.safe_load((CHART_DIR / "Chart.yaml").read_text())
-    (dep,) = [d for d in meta["dependencies"] if d["name"] == "kuberay-operator"]
-    stub = dest / "charts" / "kuberay-operator"
-    (stub / "templates").mkdir(parents=True)
-    (stub / "Chart.yaml").write_text(
-        yaml.safe_dump({"apiVersion": "v2", "name": "kuberay-operator", "version": dep["version"]})
-    )
-    (stub / "templates" / "marker.yaml").write_text(
-        f"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {STUB_MARKER}\ndata: {{}}\n"
-    )
     return dest
 
 

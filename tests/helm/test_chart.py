@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.helm.conftest import STUB_MARKER, Render, write_values
+from tests.helm.conftest import Render, write_values
 from tests.helm.tools import CHART_DIR, REPO_ROOT, run, tool
 
 MONITORS_ON = {
@@ -26,7 +26,6 @@ SCENARIOS: dict[str, dict[str, Any]] = {
     "namespaced": {"watch": {"namespaces": ["team-a", "team-b"]}, "replicaCount": 2},
     "monitors": MONITORS_ON,
     "namespaced-monitors": {"watch": {"namespaces": ["team-a"]}, **MONITORS_ON},
-    "kuberay-off": {"kuberay-operator": {"enabled": False}},
 }
 PROMETHEUS_OPERATOR_KINDS = {"ServiceMonitor", "PodMonitor", "PrometheusRule"}
 
@@ -123,6 +122,7 @@ def test_prometheus_rule_has_the_alerts(render: Render) -> None:
         ({"resources": {"request": {"cpu": "1"}}}, "request"),
         ({"watchNamespaces": ["a"]}, "use 'watch.namespaces'"),
         ({"serviceMonitor": {"enabled": True}}, "metrics.serviceMonitor"),
+        ({"kuberay-operator": {"enabled": True}}, "install it first with its own chart"),
     ],
 )
 def test_bad_values_are_rejected(
@@ -135,7 +135,7 @@ def test_bad_values_are_rejected(
 
 def test_schema_is_strict_everywhere() -> None:
     schema = json.loads((CHART_DIR / "values.schema.json").read_text())
-    open_objects = {"global", "podSecurityContext", "securityContext", "affinity", "kuberay-operator"}
+    open_objects = {"global", "podSecurityContext", "securityContext", "affinity"}
 
     def walk(node: dict[str, Any], path: str) -> None:
         if node.get("type") == "object" and "properties" in node and path.split(".")[-1] not in open_objects:
@@ -313,16 +313,13 @@ def test_crds_are_installed_with_the_chart(render: Render) -> None:
     assert names == ["clusterkopfpeerings.kopf.dev", "kopfpeerings.kopf.dev", "rltrainingjobs.kuberl.io"]
 
 
-def test_kuberay_subchart_follows_its_condition(render: Render) -> None:
-    def has_marker(docs: list[dict[str, Any]]) -> bool:
-        return any(d["metadata"]["name"] == STUB_MARKER for d in docs)
-
-    assert not has_marker(render())
-    assert not has_marker(render({"kuberay-operator": {"enabled": False}}))
-    assert has_marker(render({"kuberay-operator": {"enabled": True}}))
+def test_chart_has_no_dependencies_to_fetch(helm: str, chart: Path) -> None:
+    """KubeRay is a prerequisite, not a subchart: the chart installs offline, with nothing to fetch."""
     meta = yaml.safe_load((CHART_DIR / "Chart.yaml").read_text())
-    (dep,) = meta["dependencies"]
-    assert dep["condition"] == "kuberay-operator.enabled"
+    assert "dependencies" not in meta
+    assert not (CHART_DIR / "charts").exists()
+    out = run([helm, "dependency", "list", str(CHART_DIR)]).stdout
+    assert "kuberay" not in out.lower(), out
 
 
 def test_notes_print_the_next_commands(helm: str, chart: Path) -> None:

@@ -72,6 +72,9 @@ to use instead, rather than a bare "additional property not allowed".
 {{- if hasKey .Values "serviceMonitor" }}
 {{- fail "value 'serviceMonitor' was moved: use 'metrics.serviceMonitor'" }}
 {{- end }}
+{{- if hasKey .Values "kuberay-operator" }}
+{{- fail "value 'kuberay-operator' was removed: the chart no longer bundles KubeRay; install it first with its own chart (docs/install.md)" }}
+{{- end }}
 {{- end }}
 
 {{/*
