@@ -1,6 +1,10 @@
-"""The operator as a real `python -m kuberl_operator` process against the Kubernetes emulator.
+"""The operator as a real `python -m kuberl_operator` process against a real kube-apiserver
+(tests/fixtures/kube.py), authenticated as the chart's ServiceAccount with the chart's RBAC (a
+`helm install` of charts/kuberl), so every request it makes is authorized as on a cluster.
 
-KubeRay is emulated by patching the RayJob's status; the trainer by a JSON `/status` on loopback.
+KubeRay's side is played by writing the RayJob's status through its status subresource (the real
+KubeRay v1.7 CRDs are installed, so every RayJob the operator writes is validated by them); the
+trainer by a JSON `/status` on loopback. Garbage collection is the real kube-controller-manager's.
 """
 
 from __future__ import annotations
@@ -15,17 +19,19 @@ import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.fixtures.k8s import Emulator, start_emulator
+from tests.fixtures.kube import ControlPlane, KubeClient
+from tests.kube.malformed import OPERATOR_CASES, Case
 
-pytestmark = pytest.mark.integration
-NS = "rl"
+pytestmark = [pytest.mark.integration, pytest.mark.kube]
 REPO = Path(__file__).resolve().parents[2]
+RELEASE = "rlop"  # the chart's objects are named rlop-kuberl (ServiceAccount, ClusterRole, …)
 
 
 def _free_port() -> int:
@@ -35,8 +41,8 @@ def _free_port() -> int:
 
 
 class Operator:
-    def __init__(self, emulator: Emulator, workdir: Path, extra_env: dict[str, str] | None = None) -> None:
-        self.emulator, self.workdir = emulator, workdir
+    def __init__(self, kubeconfig: Path, workdir: Path, extra_env: dict[str, str] | None = None) -> None:
+        self.kubeconfig, self.workdir = kubeconfig, workdir
         self.extra_env = extra_env or {}
         self.proc: subprocess.Popen[bytes] | None = None
         self.metrics_port = _free_port()
@@ -47,15 +53,12 @@ class Operator:
         health = _free_port()
         env = {
             **os.environ,
-            "KUBECONFIG": str(self.emulator.kubeconfig),
+            "KUBECONFIG": str(self.kubeconfig),
             "KUBERL_SYNC_INTERVAL": "0.5",
             "KUBERL_OPERATOR_METRICS_PORT": str(self.metrics_port),
             "KUBERL_LIVENESS": f"http://127.0.0.1:{health}/healthz",
             "KUBERL_NAMESPACES": "all",
-            # The emulator has no Lease semantics (no resourceVersion): one replica, no election here.
-            "KUBERL_LEADER_ELECTION": "false",
-            # This checkout's code, not whatever kuberl is installed (an editable install of another tree).
-            "PYTHONPATH": os.pathsep.join(str(REPO / d) for d in ("operator", "trainer_image", ".")),
+            "PYTHONPATH": str(REPO),
             **self.extra_env,
         }
         log = (self.workdir / f"operator-{self.runs}.log").open("wb")
@@ -91,7 +94,7 @@ def _http_ok(url: str) -> bool:
         return False
 
 
-def wait_for(predicate: Callable[[], Any], *, what: str, timeout: float = 20) -> Any:
+def wait_for(predicate: Callable[[], Any], *, what: str, timeout: float = 30) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()
@@ -124,28 +127,34 @@ class TrainerStatus:
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
 
 
-@pytest.fixture(scope="module")
-def trainer() -> Iterator[TrainerStatus]:
-    """One trainer-like /status for every job: the operator is told where it is by its own setting
-    (KUBERL_STATUS_URL_TEMPLATE, an operator-level value), never by anything in a job."""
-    status = TrainerStatus()
-    yield status
-    status.server.shutdown()
+def install_operator_rbac(kube: ControlPlane, *, release: str, values: tuple[str, ...] = ()) -> Path:
+    """`helm install` the chart into a namespace of its own, as docs/install.md does (its Deployment's
+    pods never run: there is no kubelet), and return a kubeconfig for the chart's ServiceAccount."""
+    ns = kube.create_namespace(release)
+    kube.helm("install", release, str(REPO / "charts" / "kuberl"), "--namespace", ns, *values)
+    return kube.service_account_kubeconfig(ns, f"{release}-kuberl")
+
+
+@dataclass
+class Cluster:
+    api: KubeClient
+    ns: str
+    operator: Operator
+    kube: ControlPlane
 
 
 @pytest.fixture(scope="module")
 def cluster(
-    tmp_path_factory: pytest.TempPathFactory, trainer: TrainerStatus
-) -> Iterator[tuple[Emulator, Operator]]:
+    kube: ControlPlane, kuberl_crds: list[str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Cluster]:
     workdir = tmp_path_factory.mktemp("operator")
-    emulator = start_emulator(workdir)
-    operator = Operator(emulator, workdir, extra_env={"KUBERL_STATUS_URL_TEMPLATE": trainer.url})
+    kubeconfig = install_operator_rbac(kube, release=RELEASE)
+    operator = Operator(kubeconfig, workdir)
     operator.start()
     try:
-        yield emulator, operator
+        yield Cluster(api=kube.client, ns=kube.create_namespace("rl"), operator=operator, kube=kube)
     finally:
         operator.stop()
-        emulator.stop()
         print(operator.log())
 
 
@@ -153,44 +162,62 @@ def job(name: str, **spec: Any) -> dict[str, Any]:
     return {
         "apiVersion": "kuberl.io/v1alpha1",
         "kind": "RLTrainingJob",
-        "metadata": {"name": name, "namespace": NS, "annotations": spec.pop("annotations", {})},
+        "metadata": {"name": name, "annotations": spec.pop("annotations", {})},
         "spec": {"algorithm": "PPO", "env": "CartPole-v1", "backoffLimit": 0, **spec},
     }
 
 
-def status(em: Emulator, name: str) -> dict[str, Any]:
-    obj = em.get("rltrainingjobs", NS, name) or {}
+def status(c: Cluster, name: str) -> dict[str, Any]:
+    obj = c.api.get("rltrainingjobs", c.ns, name) or {}
     return dict(obj.get("status") or {})
 
 
-def phase_is(em: Emulator, name: str, phase: str) -> Callable[[], bool]:
-    return lambda: status(em, name).get("phase") == phase
+def phase_is(c: Cluster, name: str, phase: str) -> Callable[[], bool]:
+    return lambda: status(c, name).get("phase") == phase
 
 
-def ray_status(em: Emulator, name: str, deployment: str, job_status: str, **extra: Any) -> None:
-    em.patch(
+def attempt_is(c: Cluster, name: str, attempt: int) -> Callable[[], bool]:
+    return lambda: status(c, name).get("attempt") == attempt
+
+
+def ray_status(c: Cluster, name: str, deployment: str, job_status: str, **extra: Any) -> None:
+    """Play KubeRay: write the RayJob's status through its status subresource."""
+    c.api.patch(
         "rayjobs",
-        NS,
+        c.ns,
         name,
         {"status": {"jobDeploymentStatus": deployment, "jobStatus": job_status, **extra}},
         status=True,
     )
 
 
-def test_apply_status_progress_and_success(
-    cluster: tuple[Emulator, Operator], trainer: TrainerStatus
-) -> None:
-    em, _ = cluster
-    created = em.create("rltrainingjobs", NS, job("ok"))
-    rayjob = wait_for(lambda: em.get("rayjobs", NS, "ok-r0"), what="RayJob ok-r0")
-    config_map = wait_for(lambda: em.get("configmaps", NS, "ok-r0-spec"), what="ConfigMap")
-    for child in (rayjob, config_map):
+def rayjob(c: Cluster, name: str) -> dict[str, Any] | None:
+    return c.api.get("rayjobs", c.ns, name)
+
+
+def exists(c: Cluster, plural: str, name: str) -> Callable[[], dict[str, Any] | None]:
+    return lambda: c.api.get(plural, c.ns, name)
+
+
+def gone(c: Cluster, plural: str, name: str) -> Callable[[], bool]:
+    return lambda: c.api.get(plural, c.ns, name) is None
+
+
+def test_apply_status_progress_and_success(cluster: Cluster) -> None:
+    c = cluster
+    trainer = TrainerStatus()
+    created = c.api.create(
+        "rltrainingjobs", c.ns, job("ok", annotations={"kuberl.io/status-url": trainer.url})
+    )
+    ray_job = wait_for(lambda: rayjob(c, "ok-r0"), what="RayJob ok-r0")
+    config_map = wait_for(lambda: c.api.get("configmaps", c.ns, "ok-r0-spec"), what="ConfigMap")
+    for child in (ray_job, config_map):
         ref = child["metadata"]["ownerReferences"][0]
         assert ref["uid"] == created["metadata"]["uid"]
         assert ref["controller"] is True
         assert child["metadata"]["labels"]["kuberl.io/job"] == "ok"
-    assert status(em, "ok")["rayJobName"] == "ok-r0"
-    wait_for(phase_is(em, "ok", "Pending"), what="Pending")
+    assert status(c, "ok")["rayJobName"] == "ok-r0"
+    wait_for(phase_is(c, "ok", "Pending"), what="Pending")
 
     trainer.payload = {
         "iteration": 12,
@@ -198,136 +225,167 @@ def test_apply_status_progress_and_success(
         "episodeReturnMean": 187.5,
         "lastCheckpoint": "s3://b/c/10",
     }
-    ray_status(em, "ok-r0", "Running", "RUNNING", rayClusterName="ok-r0-abcde")
-    wait_for(phase_is(em, "ok", "Running"), what="Running")
-    wait_for(lambda: status(em, "ok").get("iteration") == 12, what="progress mirrored")
-    st = status(em, "ok")
+    ray_status(c, "ok-r0", "Running", "RUNNING", rayClusterName="ok-r0-abcde")
+    wait_for(phase_is(c, "ok", "Running"), what="Running")
+    wait_for(lambda: status(c, "ok").get("iteration") == 12, what="progress mirrored")
+    st = status(c, "ok")
     assert (st["timesteps"], st["episodeReturnMean"], st["lastCheckpoint"]) == (48000, 187.5, "s3://b/c/10")
-    running = next(c for c in st["conditions"] if c["type"] == "Running")
+    running = next(x for x in st["conditions"] if x["type"] == "Running")
     assert running["status"] == "True"
 
-    ray_status(em, "ok-r0", "Complete", "SUCCEEDED")
-    wait_for(phase_is(em, "ok", "Succeeded"), what="Succeeded")
-    assert status(em, "ok")["completionTime"]
+    ray_status(c, "ok-r0", "Complete", "SUCCEEDED")
+    wait_for(phase_is(c, "ok", "Succeeded"), what="Succeeded")
+    assert status(c, "ok")["completionTime"]
     reasons = {
-        e.get("reason") for e in em.list("events", NS) if e.get("involvedObject", {}).get("name") == "ok"
+        e.get("reason") for e in c.api.list("events", c.ns) if e.get("involvedObject", {}).get("name") == "ok"
     }
-    assert {"RayJobCreated", "TrainingStarted", "TrainingSucceeded"} <= reasons
+    assert {"Pending", "Running", "Succeeded"} <= reasons
 
 
-def test_invalid_spec_fails_with_field_path(cluster: tuple[Emulator, Operator]) -> None:
-    em, _ = cluster
-    em.create("rltrainingjobs", NS, job("bad", resources={"envRunners": -1}))
-    wait_for(phase_is(em, "bad", "Failed"), what="Failed")
-    valid = next(c for c in status(em, "bad")["conditions"] if c["type"] == "Valid")
+def test_invalid_spec_fails_with_field_path(cluster: Cluster) -> None:
+    """What the schema cannot check (spec.config against the algorithm's model) the operator refuses."""
+    c = cluster
+    c.api.create("rltrainingjobs", c.ns, job("bad", config={"num_epochs": 0}))
+    wait_for(phase_is(c, "bad", "Failed"), what="Failed")
+    valid = next(x for x in status(c, "bad")["conditions"] if x["type"] == "Valid")
     assert valid["status"] == "False"
-    assert valid["message"].startswith("spec.resources.envRunners:")
+    assert valid["message"].startswith("spec.config.num_epochs:")
     time.sleep(1.0)
-    assert em.get("rayjobs", NS, "bad-r0") is None
-    assert em.get("configmaps", NS, "bad-r0-spec") is None
+    assert rayjob(c, "bad-r0") is None
+    assert c.api.get("configmaps", c.ns, "bad-r0-spec") is None
 
 
-def test_invalid_edit_keeps_the_running_rayjob(cluster: tuple[Emulator, Operator]) -> None:
-    em, _ = cluster
-    em.create("rltrainingjobs", NS, job("edit", resume="never"))
-    wait_for(lambda: em.get("rayjobs", NS, "edit-r0"), what="RayJob")
-    ray_status(em, "edit-r0", "Running", "RUNNING")
-    wait_for(phase_is(em, "edit", "Running"), what="Running")
-    em.patch("rltrainingjobs", NS, "edit", {"spec": {"resources": {"envRunners": -1}}})
-
-    def invalid() -> bool:
-        valid = [c for c in status(em, "edit").get("conditions", []) if c["type"] == "Valid"]
-        return bool(valid) and valid[0]["status"] == "False"
-
-    wait_for(invalid, what="Valid=False")
-    valid = next(c for c in status(em, "edit")["conditions"] if c["type"] == "Valid")
-    assert valid["reason"] == "InvalidSpecEdit"
-    assert valid["message"].startswith("spec.resources.envRunners:")
-    assert status(em, "edit")["phase"] == "Running"
-    # The status loop still follows the RayJob, which runs the last valid spec.
-    ray_status(em, "edit-r0", "Complete", "SUCCEEDED")
-    wait_for(phase_is(em, "edit", "Succeeded"), what="Succeeded despite the invalid edit")
-    assert em.get("rayjobs", NS, "edit-r0") is not None
+def _valid_condition(c: Cluster, name: str) -> dict[str, Any] | None:
+    valid = [x for x in status(c, name).get("conditions", []) if x["type"] == "Valid"]
+    return valid[0] if valid and valid[0]["status"] == "False" else None
 
 
-def test_suspend_and_resume(cluster: tuple[Emulator, Operator]) -> None:
-    em, _ = cluster
-    em.create("rltrainingjobs", NS, job("sus", resume="never", activeDeadlineSeconds=3600))
-    wait_for(lambda: em.get("rayjobs", NS, "sus-r0"), what="RayJob")
-    ray_status(em, "sus-r0", "Running", "RUNNING")
-    wait_for(phase_is(em, "sus", "Running"), what="Running")
-    em.patch("rltrainingjobs", NS, "sus", {"spec": {"suspend": True}})
-    wait_for(
-        lambda: (em.get("rayjobs", NS, "sus-r0") or {})["spec"].get("suspend") is True,
-        what="RayJob suspended",
+@pytest.mark.parametrize("case", OPERATOR_CASES, ids=lambda case: case.id)
+def test_malformed_job_is_refused_by_the_operator(cluster: Cluster, case: Case) -> None:
+    """Accepted by the server (the schema cannot express the rule), refused by the operator with a
+    Valid=False condition that names the field, and nothing is created for it."""
+    c = cluster
+    name = f"mal-{OPERATOR_CASES.index(case)}"
+    c.api.create("rltrainingjobs", c.ns, case.document(name))
+    valid = wait_for(lambda: _valid_condition(c, name), what=f"Valid=False on {case.id}")
+    assert valid["message"].startswith(case.field + ":") or valid["message"].startswith(case.field + "."), (
+        valid
     )
-    wait_for(phase_is(em, "sus", "Suspended"), what="Suspended")
-    ray_status(em, "sus-r0", "Suspended", "")
-    assert em.get("rayjobs", NS, "sus-r0")["spec"]["activeDeadlineSeconds"] == 3600
+    assert status(c, name)["phase"] == "Failed"
+    assert rayjob(c, f"{name}-r0") is None
+
+
+def test_invalid_edit_keeps_the_running_rayjob(cluster: Cluster) -> None:
+    c = cluster
+    c.api.create("rltrainingjobs", c.ns, job("edit", resume="never"))
+    wait_for(lambda: rayjob(c, "edit-r0"), what="RayJob")
+    ray_status(c, "edit-r0", "Running", "RUNNING")
+    wait_for(phase_is(c, "edit", "Running"), what="Running")
+    c.api.patch("rltrainingjobs", c.ns, "edit", {"spec": {"config": {"num_epochs": 0}}})
+
+    wait_for(lambda: _valid_condition(c, "edit"), what="Valid=False")
+    valid = next(x for x in status(c, "edit")["conditions"] if x["type"] == "Valid")
+    assert valid["reason"] == "InvalidSpecEdit"
+    assert valid["message"].startswith("spec.config.num_epochs:")
+    assert status(c, "edit")["phase"] == "Running"
+    # The status loop still follows the RayJob, which runs the last valid spec.
+    ray_status(c, "edit-r0", "Complete", "SUCCEEDED")
+    wait_for(phase_is(c, "edit", "Succeeded"), what="Succeeded despite the invalid edit")
+    assert rayjob(c, "edit-r0") is not None
+
+
+def test_suspend_and_resume(cluster: Cluster) -> None:
+    c = cluster
+    c.api.create("rltrainingjobs", c.ns, job("sus", resume="never", activeDeadlineSeconds=3600))
+    wait_for(lambda: rayjob(c, "sus-r0"), what="RayJob")
+    ray_status(c, "sus-r0", "Running", "RUNNING")
+    wait_for(phase_is(c, "sus", "Running"), what="Running")
+    c.api.patch("rltrainingjobs", c.ns, "sus", {"spec": {"suspend": True}})
+    wait_for(lambda: (rayjob(c, "sus-r0") or {})["spec"].get("suspend") is True, what="RayJob suspended")
+    wait_for(phase_is(c, "sus", "Suspended"), what="Suspended")
+    ray_status(c, "sus-r0", "Suspended", "")
+    assert (rayjob(c, "sus-r0") or {})["spec"]["activeDeadlineSeconds"] == 3600
     # Resume with a field removed from the spec: the RayJob's spec is replaced, not merged, so the
     # field is gone from the RayJob too (a merge patch would have kept the old deadline).
-    em.patch("rltrainingjobs", NS, "sus", {"spec": {"suspend": False, "activeDeadlineSeconds": None}})
-    wait_for(lambda: (em.get("rayjobs", NS, "sus-r0") or {})["spec"].get("suspend") is False, what="resumed")
-    resumed = em.get("rayjobs", NS, "sus-r0")["spec"]
+    c.api.patch("rltrainingjobs", c.ns, "sus", {"spec": {"suspend": False, "activeDeadlineSeconds": None}})
+    wait_for(lambda: (rayjob(c, "sus-r0") or {})["spec"].get("suspend") is False, what="resumed")
+    resumed = (rayjob(c, "sus-r0") or {})["spec"]
     assert resumed["entrypoint"].endswith("--set resume=auto")
     assert "activeDeadlineSeconds" not in resumed
-    wait_for(phase_is(em, "sus", "Pending"), what="Pending while resuming")
-    ray_status(em, "sus-r0", "Running", "RUNNING")
-    wait_for(phase_is(em, "sus", "Running"), what="Running again")
+    wait_for(phase_is(c, "sus", "Pending"), what="Pending while resuming")
+    ray_status(c, "sus-r0", "Running", "RUNNING")
+    wait_for(phase_is(c, "sus", "Running"), what="Running again")
 
 
-def test_failed_rayjob_retried_up_to_backoff_limit(cluster: tuple[Emulator, Operator]) -> None:
-    em, op = cluster
-    em.create("rltrainingjobs", NS, job("flaky", backoffLimit=2, resume="never"))
-    first = wait_for(lambda: em.get("rayjobs", NS, "flaky-r0"), what="r0")
+def test_failed_rayjob_retried_up_to_backoff_limit(cluster: Cluster) -> None:
+    c = cluster
+    c.api.create("rltrainingjobs", c.ns, job("flaky", backoffLimit=2, resume="never"))
+    first = wait_for(lambda: rayjob(c, "flaky-r0"), what="r0")
     assert first["spec"]["entrypoint"].endswith("resume=never")
     for attempt in (0, 1):
-        ray_status(em, f"flaky-r{attempt}", "Failed", "FAILED", reason="AppFailed")
-        nxt = wait_for(
-            lambda a=attempt: em.get("rayjobs", NS, f"flaky-r{a + 1}"), what=f"attempt {attempt + 1}"
-        )
+        ray_status(c, f"flaky-r{attempt}", "Failed", "FAILED", reason="AppFailed")
+        nxt = wait_for(exists(c, "rayjobs", f"flaky-r{attempt + 1}"), what=f"attempt {attempt + 1}")
         assert nxt["spec"]["entrypoint"].endswith("--set resume=auto")
-        wait_for(lambda a=attempt: status(em, "flaky").get("attempt") == a + 1, what="attempt in status")
-    ray_status(em, "flaky-r2", "Failed", "FAILED", reason="AppFailed")
-    wait_for(phase_is(em, "flaky", "Failed"), what="Failed after backoffLimit")
+        wait_for(attempt_is(c, "flaky", attempt + 1), what="attempt in status")
+    ray_status(c, "flaky-r2", "Failed", "FAILED", reason="AppFailed")
+    wait_for(phase_is(c, "flaky", "Failed"), what="Failed after backoffLimit")
     time.sleep(1.0)
-    assert em.get("rayjobs", NS, "flaky-r3") is None
-    metrics = urllib.request.urlopen(f"http://127.0.0.1:{op.metrics_port}/metrics", timeout=5).read().decode()
-    assert f'kuberl_operator_retries_total{{namespace="{NS}"}} 2.0' in metrics
+    assert rayjob(c, "flaky-r3") is None
+    port = c.operator.metrics_port
+    metrics = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    assert f'kuberl_operator_retries_total{{namespace="{c.ns}"}} 2.0' in metrics
     assert 'kuberl_operator_reconciles_total{handler="create",result="success"}' in metrics
-    assert 'kuberl_operator_jobs{namespace="rl",phase="Failed"}' in metrics
+    assert f'kuberl_operator_jobs{{namespace="{c.ns}",phase="Failed"}}' in metrics
 
 
-def test_delete_removes_children(cluster: tuple[Emulator, Operator]) -> None:
-    em, _ = cluster
-    em.create("rltrainingjobs", NS, job("gone", backoffLimit=1))
-    wait_for(lambda: em.get("rayjobs", NS, "gone-r0"), what="r0")
-    ray_status(em, "gone-r0", "Failed", "FAILED")
-    wait_for(lambda: em.get("rayjobs", NS, "gone-r1"), what="r1")
+def test_delete_removes_children(cluster: Cluster) -> None:
+    c = cluster
+    c.api.create("rltrainingjobs", c.ns, job("gone", backoffLimit=1))
+    wait_for(lambda: rayjob(c, "gone-r0"), what="r0")
+    ray_status(c, "gone-r0", "Failed", "FAILED")
+    wait_for(lambda: rayjob(c, "gone-r1"), what="r1")
     wait_for(
         lambda: (
             "kuberl.io/finalizer"
-            in (em.get("rltrainingjobs", NS, "gone") or {})["metadata"].get("finalizers", [])
+            in (c.api.get("rltrainingjobs", c.ns, "gone") or {})["metadata"].get("finalizers", [])
         ),
         what="finalizer",
     )
-    em.delete("rltrainingjobs", NS, "gone")
-    wait_for(lambda: em.get("rltrainingjobs", NS, "gone") is None, what="job deleted")
+    c.api.delete("rltrainingjobs", c.ns, "gone")
+    wait_for(lambda: c.api.get("rltrainingjobs", c.ns, "gone") is None, what="job deleted")
     for name in ("gone-r0", "gone-r1"):
-        assert em.get("rayjobs", NS, name) is None
-        assert em.get("configmaps", NS, f"{name}-spec") is None
+        wait_for(gone(c, "rayjobs", name), what=f"RayJob {name} deleted")
+        wait_for(gone(c, "configmaps", f"{name}-spec"), what=f"ConfigMap {name}-spec deleted")
 
 
-def test_restart_mid_reconcile_keeps_one_rayjob(cluster: tuple[Emulator, Operator]) -> None:
-    em, op = cluster
-    op.kill()
+def test_children_are_garbage_collected_without_the_operator(cluster: Cluster) -> None:
+    """The children's owner references alone remove them: with the operator down and its finalizer
+    removed (as after an uninstall), kube-controller-manager's garbage collector deletes them."""
+    c = cluster
+    c.api.create("rltrainingjobs", c.ns, job("orphan"))
+    wait_for(lambda: rayjob(c, "orphan-r0"), what="RayJob")
+    wait_for(lambda: c.api.get("configmaps", c.ns, "orphan-r0-spec"), what="ConfigMap")
+    c.operator.kill()
+    try:
+        c.api.patch("rltrainingjobs", c.ns, "orphan", {"metadata": {"finalizers": None}})
+        c.api.delete("rltrainingjobs", c.ns, "orphan")
+        wait_for(lambda: c.api.get("rltrainingjobs", c.ns, "orphan") is None, what="job deleted")
+        wait_for(lambda: rayjob(c, "orphan-r0") is None, what="RayJob garbage-collected", timeout=60)
+        wait_for(lambda: c.api.get("configmaps", c.ns, "orphan-r0-spec") is None, what="ConfigMap collected")
+    finally:
+        c.operator.start()
+
+
+def test_restart_mid_reconcile_keeps_one_rayjob(cluster: Cluster) -> None:
+    c = cluster
+    c.operator.kill()
     names = [f"rs{i}" for i in range(6)]
     for name in names:
-        em.create("rltrainingjobs", NS, job(name))
+        c.api.create("rltrainingjobs", c.ns, job(name))
     # Names saved, children not created: what a kill between the two steps leaves behind.
-    em.patch(
+    c.api.patch(
         "rltrainingjobs",
-        NS,
+        c.ns,
         "rs0",
         {
             "status": {
@@ -339,13 +397,35 @@ def test_restart_mid_reconcile_keeps_one_rayjob(cluster: tuple[Emulator, Operato
         },
         status=True,
     )
-    op.start()
+    c.operator.start()
     time.sleep(0.4)
-    op.kill()  # killed again while the creates are in flight
-    op.start()
+    c.operator.kill()  # killed again while the creates are in flight
+    c.operator.start()
     for name in names:
-        wait_for(lambda n=name: em.get("rayjobs", NS, f"{n}-r0"), what=f"RayJob of {name}")
+        wait_for(exists(c, "rayjobs", f"{name}-r0"), what=f"RayJob of {name}")
     time.sleep(1.5)
-    rayjobs = [r["metadata"]["name"] for r in em.list("rayjobs", NS)]
+    rayjobs = [r["metadata"]["name"] for r in c.api.list("rayjobs", c.ns)]
     for name in names:
         assert [r for r in rayjobs if r.startswith(f"{name}-r")] == [f"{name}-r0"]
+
+
+def test_peering_mode_creates_its_peering_object_and_reconciles(
+    kube: ControlPlane, kuberl_crds: list[str], tmp_path: Path
+) -> None:
+    """Several replicas (the chart's RBAC for replicaCount 2): the operator creates the
+    ClusterKopfPeering it needs, kopf heartbeats into it, and jobs are still reconciled."""
+    kubeconfig = install_operator_rbac(kube, release="rlpeer", values=("--set", "replicaCount=2"))
+    op = Operator(kubeconfig, tmp_path, extra_env={"KUBERL_PEERING": "1"})
+    ns = kube.create_namespace("peered")
+    try:
+        op.start()
+        wait_for(lambda: kube.client.get("clusterkopfpeerings", None, "kuberl"), what="peering object")
+        wait_for(
+            lambda: (kube.client.get("clusterkopfpeerings", None, "kuberl") or {}).get("status"),
+            what="kopf heartbeat",
+        )
+        kube.client.create("rltrainingjobs", ns, job("peered"))
+        wait_for(lambda: kube.client.list("rayjobs", ns), what="RayJob", timeout=60)
+    finally:
+        op.stop()
+        print(op.log())

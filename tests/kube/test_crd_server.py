@@ -1,0 +1,170 @@
+"""The RLTrainingJob CRD on a real kube-apiserver: `kubectl apply -f crds/` is accepted, every example
+passes server-side dry-run, unknown fields are refused under strict validation and pruned otherwise,
+defaults are filled in by the server, and malformed jobs are refused by the server with the field named."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.fixtures.kube import REPO_ROOT, ControlPlane
+from tests.kube.malformed import SERVER_CASES, Case, base_job
+
+pytestmark = pytest.mark.kube
+
+EXAMPLES = sorted((REPO_ROOT / "examples").glob("*.yaml"))
+
+
+def test_crds_are_accepted_and_served(kube: ControlPlane, kuberl_crds: list[str]) -> None:
+    assert sorted(kuberl_crds) == [
+        "clusterkopfpeerings.kopf.dev",
+        "kopfpeerings.kopf.dev",
+        "rltrainingjobs.kuberl.io",
+    ]
+    crd = kube.client.get("customresourcedefinitions", None, "rltrainingjobs.kuberl.io")
+    assert crd is not None
+    conditions = {c["type"]: c["status"] for c in crd["status"]["conditions"]}
+    # NonStructuralSchema would be set (and pruning/defaulting off) if the schema were not structural.
+    assert conditions.get("Established") == "True"
+    assert "NonStructuralSchema" not in conditions
+    # The short name and category a user types.
+    out = kube.kubectl("api-resources", "--api-group=kuberl.io", "-o", "wide").stdout
+    assert re.search(r"rltrainingjobs\s+rlj\s+kuberl.io/v1alpha1\s+true\s+RLTrainingJob", out), out
+    explain = kube.kubectl("explain", "rltrainingjob.spec.backoffLimit").stdout
+    assert "retried" in explain, explain
+
+
+def test_apply_is_idempotent(kube: ControlPlane, kuberl_crds: list[str]) -> None:
+    """A second `kubectl apply -f crds/` (an upgrade with an unchanged CRD) changes nothing."""
+    out = kube.kubectl("apply", "-f", str(REPO_ROOT / "crds")).stdout
+    assert out.count("unchanged") == 3, out
+
+
+def test_every_example_passes_server_dry_run(
+    kube: ControlPlane, kuberl_crds: list[str], kube_namespace: str
+) -> None:
+    assert len(EXAMPLES) >= 25
+    out = kube.kubectl(
+        "apply",
+        "--dry-run=server",
+        "--validate=strict",
+        "-n",
+        kube_namespace,
+        "-f",
+        str(REPO_ROOT / "examples"),
+    ).stdout
+    names = [yaml.safe_load(p.read_text())["metadata"]["name"] for p in EXAMPLES]
+    for name in names:
+        assert f"rltrainingjob.kuberl.io/{name} created (server dry run)" in out, out
+
+
+def _create(
+    kube: ControlPlane, ns: str, doc: dict[str, Any], *, validation: str = "Strict", dry_run: bool = False
+) -> tuple[int, Any]:
+    path = (
+        kube.client.path("rltrainingjobs", ns)
+        + f"?fieldValidation={validation}"
+        + ("&dryRun=All" if dry_run else "")
+    )
+    return kube.client.request("POST", path, doc)
+
+
+def test_unknown_fields_refused_strictly_and_pruned_otherwise(
+    kube: ControlPlane, kuberl_crds: list[str], kube_namespace: str, tmp_path: Path
+) -> None:
+    doc = base_job("typo")
+    doc["spec"]["resources"]["envRunner"] = 4  # a typo of envRunners
+    path = tmp_path / "typo.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    strict = kube.kubectl("apply", "--validate=strict", "-n", kube_namespace, "-f", str(path), check=False)
+    assert strict.returncode != 0
+    assert 'unknown field "spec.resources.envRunner"' in strict.stderr, strict.stderr
+    assert kube.client.get("rltrainingjobs", kube_namespace, "typo") is None
+    # Without strict validation the server warns, prunes the field and stores the rest.
+    lax = kube.kubectl("apply", "--validate=warn", "-n", kube_namespace, "-f", str(path))
+    assert 'unknown field "spec.resources.envRunner"' in lax.stderr, lax.stderr
+    stored = kube.client.get("rltrainingjobs", kube_namespace, "typo")
+    assert stored is not None
+    assert "envRunner" not in stored["spec"]["resources"]
+    assert stored["spec"]["resources"]["envRunners"] == 1
+
+
+def test_server_fills_in_defaults_but_not_the_image(
+    kube: ControlPlane, kuberl_crds: list[str], kube_namespace: str
+) -> None:
+    doc = {
+        "apiVersion": "kuberl.io/v1alpha1",
+        "kind": "RLTrainingJob",
+        "metadata": {"name": "minimal"},
+        "spec": {"algorithm": "ppo", "env": "CartPole-v1", "resources": {}, "cluster": {}},
+    }
+    code, stored = _create(kube, kube_namespace, doc)
+    assert code == 201, stored
+    spec = stored["spec"]
+    assert spec["backoffLimit"] == 3
+    assert spec["resume"] == "auto"
+    assert spec["suspend"] is False
+    assert spec["resources"]["envRunners"] == 2
+    assert spec["resources"]["envsPerRunner"] == 8
+    assert spec["cluster"]["imagePullPolicy"] == "IfNotPresent"
+    # The operator picks the image of jobs that name none (the chart's trainer image).
+    assert "image" not in spec["cluster"]
+    # Sections the user left out stay out (defaults apply inside objects that exist).
+    assert "stop" not in spec
+    assert "checkpoint" not in spec
+
+
+def test_cel_rules_see_null_as_absent(
+    kube: ControlPlane, kuberl_crds: list[str], kube_namespace: str
+) -> None:
+    """`input: null` is how some tools write "no input"; the models accept it, so must the server."""
+    doc = base_job("nulls")
+    doc["spec"].update({"input": None, "output": None, "multiAgent": None, "seed": None})
+    code, obj = _create(kube, kube_namespace, doc, dry_run=True)
+    assert code == 201, obj
+
+
+def _errors_by_file(stderr: str) -> dict[str, str]:
+    """kubectl's per-object errors, keyed by the file named in each."""
+    out: dict[str, str] = {}
+    for chunk in re.split(r"(?=Error from server)", stderr):
+        match = re.search(r'error when (?:creating|retrieving current configuration of)[^"]*"([^"]+)"', chunk)
+        if match:
+            out[Path(match.group(1)).stem] = chunk
+    return out
+
+
+@pytest.fixture(scope="module")
+def server_refusals(
+    kube: ControlPlane, kuberl_crds: list[str], tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, str]:
+    """One `kubectl apply --dry-run=server --validate=strict -f DIR` over every malformed job (as a user
+    applies a directory), then each case's error by its file name."""
+    ns = kube.create_namespace("malformed")
+    folder = tmp_path_factory.mktemp("malformed")
+    for i, case in enumerate(SERVER_CASES):
+        (folder / f"{case.id}.yaml").write_text(yaml.safe_dump(case.document(f"bad-{i}")))
+    proc = kube.kubectl(
+        "apply", "--dry-run=server", "--validate=strict", "-n", ns, "-f", str(folder), check=False
+    )
+    assert proc.returncode != 0
+    return _errors_by_file(proc.stderr)
+
+
+@pytest.mark.parametrize("case", SERVER_CASES, ids=lambda c: c.id)
+def test_malformed_job_is_refused_by_the_server(server_refusals: dict[str, str], case: Case) -> None:
+    error = server_refusals.get(case.id)
+    assert error is not None, f"{case.id} was accepted by the server; errors: {sorted(server_refusals)}"
+    assert case.field in error, error
+
+
+def test_the_base_of_the_malformed_jobs_is_accepted(
+    kube: ControlPlane, kuberl_crds: list[str], kube_namespace: str
+) -> None:
+    """So each malformed case is refused for its own change, not for something they share."""
+    code, obj = _create(kube, kube_namespace, base_job("base"), dry_run=True)
+    assert code == 201, obj
