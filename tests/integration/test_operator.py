@@ -65,7 +65,7 @@ class Operator:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "kuberl_operator"], env=env, stdout=log, stderr=log
         )
-        wait_for(lambda: _http_ok(f"http://127.0.0.1:{health}/healthz"), what="operator liveness", timeout=30)
+        wait_for(lambda: _http_ok(f"http://127.0.0.1:{health}/healthz"), what="operator liveness", timeout=60)
 
     def kill(self) -> None:
         assert self.proc is not None
@@ -409,14 +409,15 @@ def test_restart_mid_reconcile_keeps_one_rayjob(cluster: Cluster) -> None:
         assert [r for r in rayjobs if r.startswith(f"{name}-r")] == [f"{name}-r0"]
 
 
-def test_peering_mode_creates_its_peering_object_and_reconciles(
-    kube: ControlPlane, kuberl_crds: list[str], tmp_path: Path
-) -> None:
+def test_peering_mode_creates_its_peering_object_and_reconciles(cluster: Cluster, tmp_path: Path) -> None:
     """Several replicas (the chart's RBAC for replicaCount 2): the operator creates the
-    ClusterKopfPeering it needs, kopf heartbeats into it, and jobs are still reconciled."""
+    ClusterKopfPeering it needs, kopf heartbeats into it, and jobs are still reconciled. The module's
+    operator is stopped meanwhile, so that only the peering one can have reconciled the job."""
+    kube = cluster.kube
     kubeconfig = install_operator_rbac(kube, release="rlpeer", values=("--set", "replicaCount=2"))
     op = Operator(kubeconfig, tmp_path, extra_env={"KUBERL_PEERING": "1"})
     ns = kube.create_namespace("peered")
+    cluster.operator.stop()
     try:
         op.start()
         wait_for(lambda: kube.client.get("clusterkopfpeerings", None, "kuberl"), what="peering object")
@@ -429,3 +430,4 @@ def test_peering_mode_creates_its_peering_object_and_reconciles(
     finally:
         op.stop()
         print(op.log())
+        cluster.operator.start()
