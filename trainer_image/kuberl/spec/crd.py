@@ -188,7 +188,7 @@ def spec_schema() -> Schema:
     schema["properties"]["algorithm"]["x-kubernetes-validations"] = [
         {
             "rule": f"self.upperAscii() in {_cel_list(ALGORITHMS)}",
-            "reason": "FieldValueNotSupported",
+            "reason": "FieldValueInvalid",  # NotSupported is not among the reasons CEL rules may give
             "message": f"unknown algorithm; choose one of {', '.join(ALGORITHMS)}",
         }
     ]
