@@ -58,7 +58,8 @@ class Operator:
             "KUBERL_OPERATOR_METRICS_PORT": str(self.metrics_port),
             "KUBERL_LIVENESS": f"http://127.0.0.1:{health}/healthz",
             "KUBERL_NAMESPACES": "all",
-            "PYTHONPATH": str(REPO),
+            # This checkout's operator and spec first (kuberl may be installed from another one).
+            "PYTHONPATH": os.pathsep.join(str(REPO / d) for d in ("operator", "trainer_image", "")),
             **self.extra_env,
         }
         log = (self.workdir / f"operator-{self.runs}.log").open("wb")

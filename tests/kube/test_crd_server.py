@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.fixtures.kube import REPO_ROOT, ControlPlane
+from tests.fixtures.kube import REPO_ROOT, ControlPlane, wait_until
 from tests.kube.malformed import SERVER_CASES, Case, base_job
 
 pytestmark = pytest.mark.kube
@@ -34,7 +34,11 @@ def test_crds_are_accepted_and_served(kube: ControlPlane, kuberl_crds: list[str]
     # The short name and category a user types.
     out = kube.kubectl("api-resources", "--api-group=kuberl.io", "-o", "wide").stdout
     assert re.search(r"rltrainingjobs\s+rlj\s+kuberl.io/v1alpha1\s+true\s+RLTrainingJob", out), out
-    explain = kube.kubectl("explain", "rltrainingjob.spec.backoffLimit").stdout
+    # The OpenAPI document that `kubectl explain` reads is published a moment after Established.
+    explain = wait_until(
+        lambda: kube.kubectl("explain", "rltrainingjob.spec.backoffLimit", check=False).stdout,
+        what="kubectl explain",
+    )
     assert "retried" in explain, explain
 
 

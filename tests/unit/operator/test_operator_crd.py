@@ -119,4 +119,5 @@ def test_cel_rules_name_fields_of_the_schema() -> None:
         node = spec
         for part in rule["fieldPath"].strip(".").split("."):
             node = node["properties"][part]
-        assert rule["message"] and rule["reason"].startswith("FieldValue")
+        assert rule["message"]
+        assert rule["reason"].startswith("FieldValue")
