@@ -316,15 +316,6 @@ def test_invalid_edit_keeps_the_running_rayjob(cluster: Cluster) -> None:
     assert rayjob(c, "edit-r0") is not None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "operator defect (kuberl_operator.k8s.replace_ray_job_spec): the JSON Patch list goes out as "
-        "application/merge-patch+json (kubernetes-client's CustomObjectsApi offers only that type unless "
-        "_content_type is passed), so a real API server answers 400 'cannot unmarshal array' and a "
-        "suspended job never resumes; the emulator accepted it"
-    ),
-)
 def test_suspend_and_resume(cluster: Cluster) -> None:
     c = cluster
     c.api.create("rltrainingjobs", c.ns, job("sus", resume="never", activeDeadlineSeconds=3600))

@@ -16,7 +16,7 @@ from tests.kube.malformed import SERVER_CASES, Case, base_job
 
 pytestmark = pytest.mark.kube
 
-EXAMPLES = sorted((REPO_ROOT / "examples").glob("*.yaml"))
+EXAMPLES = sorted((REPO_ROOT / "examples").rglob("*.yaml"))
 
 
 def test_crds_are_accepted_and_served(kube: ControlPlane, kuberl_crds: list[str]) -> None:
@@ -56,6 +56,7 @@ def test_every_example_passes_server_dry_run(
         "apply",
         "--dry-run=server",
         "--validate=strict",
+        "--recursive",  # examples/cluster/ too
         "-n",
         kube_namespace,
         "-f",
