@@ -33,7 +33,35 @@ class UserError(Exception):
 def _console(stderr: bool = False) -> Any:
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False, soft_wrap=True)  # never split a URI across lines
+    class _Console(Console):
+        def on_broken_pipe(self) -> None:
+            """The reader went away (`kuberl run … | head`, a closed terminal). Rich would exit(1) here,
+            in the middle of training; instead print nothing more and let the run finish, checkpoint and
+            exit as it would have."""
+            self.quiet = True
+            _discard_output(2 if stderr else 1)
+
+    return _Console(stderr=stderr, highlight=False, soft_wrap=True)  # never split a URI across lines
+
+
+def _discard_output(fd: int) -> None:
+    """Point `fd` at /dev/null so later writes (and the interpreter's flush at exit) cannot fail."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, fd)
+        os.close(devnull)
+    except OSError:
+        pass
+
+
+def _esc(text: object) -> str:
+    """User text (names, paths, URIs, error messages) inside rich markup: `s3://bucket[/prefix]` or
+    `[red]` must print as written, never be parsed as tags."""
+    from rich.markup import escape
+
+    return escape(str(text))
 
 
 # -- run / train -----------------------------------------------------------------------------------
@@ -50,8 +78,8 @@ def _tune(job: Any) -> int:
     out = _console()
     t = job.spec.tune
     out.print(
-        f"[bold]kuberl[/] tune {job.spec.algorithm} on {job.spec.env}: {t.scheduler.type}, {t.metric} ({t.mode}) — "
-        f"run dir [cyan]{run_dir_for(job)}[/]"
+        f"[bold]kuberl[/] tune {_esc(job.spec.algorithm)} on {_esc(job.spec.env)}: {t.scheduler.type}, "
+        f"{_esc(t.metric)} ({t.mode}) — run dir [cyan]{_esc(run_dir_for(job))}[/]"
     )
     outcome = run_tune(job)
     print_outcome(out, outcome)
@@ -69,7 +97,10 @@ def _train(job: Any, *, progress: bool) -> int:
         return _tune(job)
     out = _console()
     stop = job.spec.stop
-    out.print(f"[bold]kuberl[/] {job.spec.algorithm} on {job.spec.env} — run dir [cyan]{run_dir_for(job)}[/]")
+    out.print(
+        f"[bold]kuberl[/] {_esc(job.spec.algorithm)} on {_esc(job.spec.env)} — "
+        f"run dir [cyan]{_esc(run_dir_for(job))}[/]"
+    )
     total = stop.timesteps
     columns = [
         TextColumn("iter {task.fields[it]:>4}"),
@@ -83,9 +114,10 @@ def _train(job: Any, *, progress: bool) -> int:
         task = bar.add_task("train", total=total, it=0, ret="—", sps="—")
 
         def on_start(algo: Any) -> None:
-            url = getattr(algo.runners, "url", None)  # spec.external: where simulators connect
+            # spec.external: where simulators connect (multi-agent algorithms have no runner group)
+            url = getattr(getattr(algo, "runners", None), "url", None)
             if url:
-                out.print(f"policy server: [cyan]{url}[/] (OpenAPI document: {url}/openapi.json)")
+                out.print(f"policy server: [cyan]{_esc(url)}[/] (OpenAPI document: {_esc(url)}/openapi.json)")
             bar.update(task, completed=algo.timesteps, it=algo.iteration)
 
         def on_result(r: dict[str, Any]) -> None:
@@ -105,16 +137,17 @@ def _train(job: Any, *, progress: bool) -> int:
 
         outcome = run_job(job, on_result=on_result, on_start=on_start)
     if outcome.resumed_from:
-        out.print(f"resumed from {outcome.resumed_from}")
+        out.print(f"resumed from {_esc(outcome.resumed_from)}")
     r = outcome.result or {}
     out.print(
-        f"[bold]{'interrupted' if outcome.interrupted else 'done'}[/]: {outcome.stopped_by or 'no iterations'} — "
+        f"[bold]{'interrupted' if outcome.interrupted else 'done'}[/]: "
+        f"{_esc(outcome.stopped_by or 'no iterations')} — "
         f"return {_fmt(r.get('episode_return_mean'))}, {r.get('timesteps_total', 0):,} steps, "
         f"{r.get('time_total_s', 0.0):.1f} s training"
     )
     if outcome.last_checkpoint:
-        out.print(f"checkpoint: {outcome.last_checkpoint}")
-    out.print(f"run dir: [cyan]{outcome.run_dir}[/]")
+        out.print(f"checkpoint: {_esc(outcome.last_checkpoint)}")
+    out.print(f"run dir: [cyan]{_esc(outcome.run_dir)}[/]")
     return EXIT_INTERRUPTED if outcome.interrupted else 0
 
 
@@ -172,6 +205,14 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from kuberl.evaluate import evaluate_checkpoint
 
+    if args.video:
+        try:  # gymnasium's RecordVideo needs it only once the first episode ends: ask before playing
+            import moviepy  # type: ignore[import-untyped]  # noqa: F401
+        except ImportError:
+            raise UserError(
+                "--video: recording MP4s needs moviepy, which is not installed "
+                "(pip install 'kuberl[video]', or leave out --video)"
+            ) from None
     stats = evaluate_checkpoint(
         args.checkpoint, episodes=args.episodes, video_dir=args.video, explore=args.explore
     )
@@ -199,7 +240,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
         path = plot_run(Path(args.run_dir), Path(args.out) if args.out else None)
     except (FileNotFoundError, ValueError) as exc:
         raise UserError(f"plot {args.run_dir}: {exc}") from None
-    _console().print(f"wrote {path}")
+    _console().print(f"wrote {_esc(path)}")
     return 0
 
 
@@ -315,9 +356,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         rc: int = args.func(args)
         return rc
     except errors as exc:
-        _console(stderr=True).print(
-            f"[bold red]error:[/] {exc}", markup=True, highlight=False, soft_wrap=True
-        )
+        _console(stderr=True).print(f"[bold red]error:[/] {_esc(exc)}", highlight=False, soft_wrap=True)
         return EXIT_USAGE
     except KeyboardInterrupt:
         _console(stderr=True).print("aborted")

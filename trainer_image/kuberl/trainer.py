@@ -116,33 +116,57 @@ class GracefulStop:
 
 
 def preflight(job: RLTrainingJob) -> tuple[Any, Any]:
-    """Validate what the schema cannot: the env builds, the checkpoint store is reachable, an explicit
-    resume URI holds a checkpoint. Returns (store, checkpoint to resume from or None)."""
+    """Validate what the schema cannot: the env builds and its spaces suit the algorithm, a custom model
+    imports, the GPUs asked for exist, an explicit resume URI holds a checkpoint, the run directory and
+    the checkpoint store are writable. Returns (store, checkpoint to resume from or None).
+
+    Checks that write nothing come first; the run directory is created last, and removed again (with any
+    parents created for it) when the checkpoint store then fails, so a bad job leaves nothing behind."""
     from kuberl.checkpoint import CheckpointError, load_checkpoint, open_store
     from kuberl.core.env_factory import EnvError, check_env
+    from kuberl.preflight import (
+        check_action_spaces,
+        check_custom_model,
+        check_devices,
+        make_dirs,
+        remove_dirs,
+    )
 
     spec = job.spec
     try:
         if spec.multi_agent is not None:  # a PettingZoo env (docs/multi-agent.md)
             from kuberl.core.multi_agent.env import probe_spaces
 
-            probe_spaces(spec.env, spec.env_config)
+            agent_spaces = list(probe_spaces(spec.env, spec.env_config).values())
         else:
-            check_env(spec.env, spec.env_config)
+            agent_spaces = [check_env(spec.env, spec.env_config)]
     except EnvError as exc:
         raise SpecError([("spec.env", str(exc))]) from None
-    uri = spec.checkpoint.uri or str(run_dir_for(job) / "checkpoints")
-    try:
-        store = open_store(uri)
-        store.check_access()
-    except CheckpointError as exc:
-        raise SpecError([("spec.checkpoint.uri", str(exc))]) from None
+    check_action_spaces(job, [action for _, action in agent_spaces])
+    check_custom_model(job, agent_spaces[0] if agent_spaces else None)
+    check_devices(job)
     resume_from = None
     if spec.resume not in ("auto", "never"):
         try:
             resume_from = load_checkpoint(spec.resume)
         except CheckpointError as exc:
             raise SpecError([("spec.resume", str(exc))]) from None
+    created = make_dirs(run_dir_for(job), field="spec.runDir")
+    uri = spec.checkpoint.uri or str(run_dir_for(job) / "checkpoints")
+    try:
+        store = open_store(uri)
+        store.check_access()
+        # `resume: auto` restores the newest checkpoint (resume_latest); an edit it cannot take (the
+        # algorithm, env, networks) is refused here, before anything else is written.
+        latest = next(store.candidates(), None) if spec.resume == "auto" else resume_from
+        if latest is not None:
+            check_resumable(job, latest)
+    except CheckpointError as exc:
+        remove_dirs(created)
+        raise SpecError([("spec.checkpoint.uri", str(exc))]) from None
+    except SpecError:
+        remove_dirs(created)
+        raise
     return store, resume_from
 
 
@@ -163,6 +187,22 @@ def resume_latest(algo: Any, store: Any) -> Any:
     return None
 
 
+def check_resumable(job: RLTrainingJob, loaded: Any) -> None:
+    """The checkpoint was written by this algorithm, env and networks (kuberl.spec.resume)."""
+    import json
+
+    from kuberl.algorithm import SPEC_FILE
+    from kuberl.spec.resume import resume_problems
+
+    try:
+        saved = json.loads(loaded.files[SPEC_FILE])
+    except (KeyError, ValueError):
+        raise SpecError([("spec.resume", f"{loaded.info.uri} holds no readable {SPEC_FILE}")]) from None
+    problems = resume_problems(saved, job, checkpoint=loaded.info.uri)
+    if problems:
+        raise SpecError(problems)
+
+
 def run_dir_for(job: RLTrainingJob) -> Path:
     return Path(job.spec.run_dir or Path("runs") / job.metadata.name)
 
@@ -170,18 +210,51 @@ def run_dir_for(job: RLTrainingJob) -> Path:
 def start_metrics(job: RLTrainingJob) -> tuple[TrainerMetrics, MetricsServer | None]:
     """The job's metrics, served on `spec.metrics.port` when enabled, in phase Pending. On Kubernetes the
     operator passes the resource's name and namespace (KUBERL_JOB_NAME/KUBERL_NAMESPACE) for the labels."""
-    from kuberl.metrics import MetricsServer, TrainerMetrics
+    from kuberl.metrics import TrainerMetrics
 
     metrics = TrainerMetrics(
         job=os.environ.get("KUBERL_JOB_NAME", job.metadata.name),
         namespace=os.environ.get("KUBERL_NAMESPACE", job.metadata.namespace or "default"),
         algorithm=job.spec.algorithm,
     )
-    server = MetricsServer(metrics, port=job.spec.metrics.port) if job.spec.metrics.enabled else None
-    if server is not None:
-        server.start()
+    server = None
+    if job.spec.metrics.enabled:
+        server = serve_metrics(metrics, port=job.spec.metrics.port, in_cluster=on_kubernetes())
     metrics.set_phase("Pending")
     return metrics, server
+
+
+def on_kubernetes() -> bool:
+    """In a pod (the kubelet sets KUBERNETES_SERVICE_HOST in every container)."""
+    return bool(os.environ.get("KUBERNETES_SERVICE_HOST"))
+
+
+def serve_metrics(metrics: TrainerMetrics, *, port: int, in_cluster: bool) -> MetricsServer:
+    """Start the metrics server. In a pod it listens on every interface at exactly `port` (Prometheus and
+    the operator reach it through the pod IP; a clash is a spec error). Locally it listens on loopback
+    only, and a port another run already holds (two local runs with the default 8080) falls back to a
+    free one, with a warning naming it, instead of failing the run."""
+    from kuberl.metrics import MetricsServer
+
+    host = "0.0.0.0" if in_cluster else "127.0.0.1"
+    server = MetricsServer(metrics, host=host, port=port)
+    try:
+        server.start()
+        return server
+    except OSError as exc:
+        if in_cluster or port == 0:
+            raise SpecError(
+                [("spec.metrics.port", f"cannot listen on {host}:{port}: {exc.strerror or exc}")]
+            ) from None
+    server = MetricsServer(metrics, host=host, port=0)
+    server.start()
+    log.warning(
+        "metrics port %d is in use (another run?): serving /metrics and /status on http://%s:%d instead",
+        port,
+        host,
+        server.port,
+    )
+    return server
 
 
 def run_job(
@@ -200,10 +273,9 @@ def run_job(
     spec = job.spec
     store, resume_from = preflight(job)
     run_dir = run_dir_for(job)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    metrics, server = start_metrics(job)
     logger = ResultLogger(run_dir)
     logger.write_params(job.to_wire())
-    metrics, server = start_metrics(job)
     algo = None
     outcome = RunOutcome(run_dir=run_dir, result=None, stopped_by="", last_checkpoint=None)
     try:

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from kuberl.core.evolution import EvolutionAlgorithm, antithetic_gradient, centered_ranks
+from kuberl.core.learner import load_optimizer_state
 from kuberl.spec.algorithms.es import ESConfig
 
 
@@ -50,4 +51,4 @@ class ES(EvolutionAlgorithm):
     def set_algorithm_state(self, state: dict[str, Any]) -> None:  # type: ignore[override]
         with torch.no_grad():
             super().set_algorithm_state(state)
-        self.optimizer.load_state_dict(state["optimizer"])
+        load_optimizer_state(self.optimizer, state["optimizer"])  # an edited stepsize takes effect

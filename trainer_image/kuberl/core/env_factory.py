@@ -74,6 +74,11 @@ def check_env(env: str, env_config: Mapping[str, Any]) -> tuple[gym.Space[Any], 
         raise EnvError(f"cannot create {env!r} with envConfig {dict(env_config)}: {exc}") from None
     except Exception as exc:
         raise EnvError(f"creating {env!r} failed: {type(exc).__name__}: {exc}") from None
+    if not isinstance(instance, gym.Env):
+        raise EnvError(
+            f"{env!r} returned {type(instance).__name__}, not a gymnasium.Env "
+            "(a factory must return an environment)"
+        )
     try:
         return instance.observation_space, instance.action_space
     finally:

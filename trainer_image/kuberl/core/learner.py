@@ -51,9 +51,23 @@ def state_dicts(owner: object, names: Sequence[str]) -> dict[str, Any]:
 
 
 def load_state_dicts(owner: object, state: Mapping[str, Any], names: Sequence[str]) -> None:
-    """The inverse of state_dicts()."""
+    """The inverse of state_dicts() (optimizers through load_optimizer_state)."""
     for name in names:
-        getattr(owner, name).load_state_dict(state[name])
+        part = getattr(owner, name)
+        if isinstance(part, torch.optim.Optimizer):
+            load_optimizer_state(part, state[name])
+        else:
+            part.load_state_dict(state[name])
+
+
+def load_optimizer_state(optimizer: torch.optim.Optimizer, state: Mapping[str, Any]) -> None:
+    """Restore an optimizer's moments and step counts from a checkpoint, keeping the hyperparameters it
+    was built with (lr, betas, eps…): on resume those come from the job as it is now, so an edited
+    `config.lr` takes effect instead of being silently replaced by the checkpoint's."""
+    configured = [{k: v for k, v in g.items() if k != "params"} for g in optimizer.param_groups]
+    optimizer.load_state_dict(dict(state))
+    for group, hyper in zip(optimizer.param_groups, configured, strict=True):
+        group.update(hyper)
 
 
 def normalize_advantages(adv: torch.Tensor, *, world_size: int = 1) -> torch.Tensor:
@@ -175,5 +189,8 @@ class Learner:
 
     def set_state(self, state: Mapping[str, Any]) -> None:
         self.module.load_state_dict(state["module"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.lr = float(state.get("lr", self.lr))
+        load_optimizer_state(self.optimizer, state["optimizer"])
+        if self.lr_schedule:  # the schedule's value at the checkpoint, until the next update_lr()
+            self.lr = float(state.get("lr", self.lr))
+            for group in self.optimizer.param_groups:
+                group["lr"] = self.lr

@@ -20,6 +20,8 @@ class WireModel(BaseModel):
         validate_by_alias=True,
         serialize_by_alias=True,
         extra="forbid",
+        # NaN or ±inf in a job is a mistake: a NaN stop threshold never fires, an infinite lr trains to NaN.
+        allow_inf_nan=False,
         validate_assignment=True,
         use_attribute_docstrings=False,
         frozen=False,

@@ -44,8 +44,11 @@ class ResourcesSpec(WireModel):
             "not start Ray at all (fastest start, easiest debugging)."
         ),
     )
-    envs_per_runner: PositiveInt = Field(
-        8, description="Sub-environments in each runner's vector env; inference is batched across them."
+    envs_per_runner: int = Field(
+        8,
+        ge=1,
+        le=4096,  # each is a live simulator in one process; 10**6 hung building them
+        description="Sub-environments in each runner's vector env; inference is batched across them.",
     )
     cpus_per_runner: Annotated[float, Field(gt=0)] = Field(
         1.0, description="CPUs reserved per EnvRunner actor."

@@ -108,7 +108,10 @@ class RLTrainingJobSpec(WireModel):
         description="The algorithm's hyperparameters, validated against that algorithm's own model.",
     )
     seed: int | None = Field(
-        0, ge=0, description="Base random seed; each runner and sub-env derives its own."
+        0,
+        ge=0,
+        le=2**32 - 1,  # NumPy's seed range; torch's generators overflow on larger ones
+        description="Base random seed; each runner and sub-env derives its own.",
     )
     stop: StopSpec = Field(
         default_factory=StopSpec, description="Stop criteria; the first one reached ends training."

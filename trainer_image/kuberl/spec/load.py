@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import json
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -118,13 +119,26 @@ def apply_overrides(data: dict[str, Any], overrides: Iterable[str]) -> dict[str,
     return out
 
 
+def decode_text(data: bytes, *, source: str) -> str:
+    """YAML's encodings: UTF-8, or UTF-16 with its byte-order mark (as editors on Windows save it)."""
+    encoding = "utf-16" if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) else "utf-8-sig"
+    try:
+        return data.decode(encoding)
+    except UnicodeDecodeError as exc:
+        raise SpecError(
+            [("", f"not UTF-8 text: byte 0x{data[exc.start]:02x} at offset {exc.start} ({exc.reason})")],
+            source=source,
+        ) from None
+
+
 def read_document(path: str | Path) -> dict[str, Any]:
     """Read one YAML document. Raises SpecError for unreadable or malformed files."""
     p = Path(path)
     try:
-        text = p.read_text()
+        data = p.read_bytes()
     except OSError as exc:
         raise SpecError([("", f"cannot read {p}: {exc.strerror or exc}")], source=str(p)) from None
+    text = decode_text(data, source=str(p))
     try:
         docs = [d for d in yaml.safe_load_all(text) if d is not None]
     except RecursionError:  # PyYAML's composer recurses once per nesting level

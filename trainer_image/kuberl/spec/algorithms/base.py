@@ -5,14 +5,23 @@ from __future__ import annotations
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import ConfigDict, Field, model_validator
+from pydantic.alias_generators import to_camel
+from pydantic_core import PydanticCustomError
 
 from kuberl.spec.base import WireModel
+
+# Upper bounds that keep a typo from asking for terabytes (`trainBatchSize: 10**12` allocated 14.6 TiB of
+# buffers; `fcnetHiddens: [100000, 100000]` 40 GB of weights) far above anything that trains on one node.
+MAX_LAYER_WIDTH = 8192
+MAX_BATCH = 10_000_000
+# Batch-shaped fields, wherever an algorithm config has them.
+BATCH_FIELDS = ("train_batch_size", "minibatch_size", "rollout_fragment_length")
 
 
 class ModelConfig(WireModel):
     """The policy network. Built-in: an MLP; or a custom torch module by import path."""
 
-    fcnet_hiddens: list[Annotated[int, Field(ge=1)]] = Field(
+    fcnet_hiddens: list[Annotated[int, Field(ge=1, le=MAX_LAYER_WIDTH)]] = Field(
         default_factory=lambda: [64, 64], description="Hidden layer sizes of the MLP."
     )
     fcnet_activation: Literal["tanh", "relu", "elu", "silu"] = Field("tanh", description="Hidden activation.")
@@ -20,7 +29,13 @@ class ModelConfig(WireModel):
         False, description="Share the hidden layers between policy and value heads (else two separate MLPs)."
     )
     conv_filters: (
-        list[tuple[Annotated[int, Field(ge=1)], Annotated[int, Field(ge=1)], Annotated[int, Field(ge=1)]]]
+        list[
+            tuple[
+                Annotated[int, Field(ge=1, le=MAX_LAYER_WIDTH)],
+                Annotated[int, Field(ge=1, le=256)],
+                Annotated[int, Field(ge=1, le=256)],
+            ]
+        ]
         | None
     ) = Field(
         None,
@@ -48,7 +63,9 @@ class ModelConfig(WireModel):
             "heads, which it feeds both. PPO, IMPALA and APPO support it."
         ),
     )
-    lstm_cell_size: int = Field(256, ge=1, description="Size of the LSTM's hidden and cell state.")
+    lstm_cell_size: int = Field(
+        256, ge=1, le=MAX_LAYER_WIDTH, description="Size of the LSTM's hidden and cell state."
+    )
     max_seq_len: int = Field(
         20,
         ge=1,
@@ -120,6 +137,24 @@ class AlgorithmConfigBase(WireModel):
     # Whether its learner runs data-parallel over resources.learners > 1 DDP ranks (kuberl.core.learner_group):
     # the one list of algorithms that do is the set of configs that set it to True.
     supports_multi_learner: ClassVar[bool] = False
+    # The Gymnasium action-space classes its policy can act in (checked against the env at preflight).
+    action_spaces: ClassVar[frozenset[str]] = frozenset({"Discrete", "Box"})
+
+    @model_validator(mode="after")
+    def _sizes(self) -> AlgorithmConfigBase:
+        problems = [
+            [to_camel(name), f"{value} is more than {MAX_BATCH:,}: far beyond what fits in memory on a node"]
+            for name in BATCH_FIELDS
+            if isinstance(value := getattr(self, name, None), int) and value > MAX_BATCH
+        ]
+        if problems:
+            # kuberl.spec.combinations.COMBINATION_ERROR: each problem names its own field under `config`.
+            raise PydanticCustomError(
+                "spec_combination",
+                "{message}",
+                {"message": "; ".join(f"{f}: {r}" for f, r in problems), "problems": problems},
+            )
+        return self
 
     @model_validator(mode="after")
     def _schedules(self) -> AlgorithmConfigBase:

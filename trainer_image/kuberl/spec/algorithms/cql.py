@@ -18,6 +18,8 @@ class CQLConfig(OfflineConfigBase):
     """Conservative Q-Learning (Kumar et al. 2020, https://arxiv.org/abs/2006.04779), the CQL(H)
     variant on Soft Actor-Critic for continuous actions; trains from spec.input."""
 
+    action_spaces: ClassVar[frozenset[str]] = frozenset({"Box"})  # a continuous actor
+
     implementation: ClassVar[str] = "kuberl.algorithms.cql:CQL"
     algorithm: Literal["CQL"] = Field(
         "CQL", exclude=True, description="Discriminator; set from spec.algorithm."

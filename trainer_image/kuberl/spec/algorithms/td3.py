@@ -12,6 +12,8 @@ from kuberl.spec.algorithms.offpolicy_actor_critic import ExplorationConfig, Off
 class TD3Config(OffPolicyActorCriticConfig):
     """Twin Delayed DDPG (Fujimoto et al. 2018, https://arxiv.org/abs/1802.09477)."""
 
+    action_spaces: ClassVar[frozenset[str]] = frozenset({"Box"})  # a continuous actor
+
     implementation: ClassVar[str] = "kuberl.algorithms.td3:TD3"
     algorithm: Literal["TD3"] = Field(
         "TD3", exclude=True, description="Discriminator; set from spec.algorithm."

@@ -1,0 +1,142 @@
+"""Every file in examples/ run the way users (and the operator's pod) run it: `kuberl run` as a
+subprocess, with a tiny budget, in a fresh directory; then `kuberl evaluate` of the checkpoint it wrote,
+and `kuberl render` of the same file. Examples that need a simulator client or recorded data get them
+from the test, through the CLI too (`kuberl record`, examples/external_cartpole_client.py).
+
+CI-sized for 2 cores: most examples sample in the driver (`resources.envRunners=0`, no Ray); those in
+WITH_RUNNERS keep the example's env-runner actors so the Ray path stays covered.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))
+# Examples run with their own env-runner actors (one Ray start each, ~10 s here): one per sampling path.
+WITH_RUNNERS = {"ppo-job.yaml", "impala-cartpole.yaml", "ma-coop-ppo.yaml"}
+# The data each offline example reads (`spec.input.uris`), recorded first from a tiny run of this job.
+OFFLINE_SOURCES = {"CartPole-v1": "ppo-job.yaml", "Pendulum-v1": "ppo-pendulum.yaml"}
+TOKEN = "examples-test-token"
+
+pytestmark = pytest.mark.integration
+
+
+def kuberl(
+    *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 400
+) -> subprocess.CompletedProcess[str]:
+    path = os.pathsep.join(p for p in (str(ROOT / "trainer_image"), str(ROOT / "operator"), str(ROOT)) if p)
+    return subprocess.run(
+        [sys.executable, "-m", "kuberl.cli", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "PYTHONPATH": path, **(env or {})},
+    )
+
+
+def budget(doc: dict, name: str) -> list[str]:
+    """One iteration (`stop.timesteps=1`: any iteration passes it), metrics on a free port, and in-driver
+    sampling unless the example is one of WITH_RUNNERS."""
+    sets = ["stop.timesteps=1", "metrics.port=0"]
+    spec = doc["spec"]
+    if name not in WITH_RUNNERS and "tune" not in spec:
+        sets.append("resources.envRunners=0")
+    if "tune" in spec:  # the smallest sweep the file allows: one sample per grid point, one at a time
+        sets += [
+            "tune.numSamples=2"
+            if spec["tune"].get("scheduler", {}).get("type") == "PBT"
+            else "tune.numSamples=1"
+        ]
+        sets += ["tune.maxConcurrentTrials=1", "resources.envRunners=0"]
+        if spec["tune"].get("scheduler", {}).get("type") == "PBT":
+            sets.append("tune.scheduler.pbt.perturbationInterval=1")
+            sets[0] = "stop.iterations=2"
+    return [a for s in sets for a in ("--set", s)]
+
+
+def checkpoints(root: Path) -> list[Path]:
+    return sorted(p.parent for p in root.rglob("manifest.json"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def record_input(doc: dict, cwd: Path) -> None:
+    """Record what `spec.input.uris` names: a tiny run of a sampling example, then `kuberl record`."""
+    source = OFFLINE_SOURCES[doc["spec"]["env"]]
+    run = kuberl(
+        "run", str(ROOT / "examples" / source), "--run-dir", "source", "--no-progress",
+        "--set", "stop.timesteps=1", "--set", "metrics.port=0", "--set", "resources.envRunners=0",
+        cwd=cwd,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    for uri in doc["spec"]["input"]["uris"]:
+        rec = kuberl("record", "source/checkpoints", "--output", uri, "--steps", "600", cwd=cwd)
+        assert rec.returncode == 0, rec.stderr
+
+
+def run_external(example: Path, sets: Sequence[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    """`kuberl serve` with the documented client stepping CartPole against it until training stops."""
+    port = free_port()
+    env = {"KUBERL_POLICY_SERVER_TOKEN": TOKEN}
+    path = os.pathsep.join((str(ROOT / "trainer_image"), str(ROOT)))
+    client_env = {**os.environ, "PYTHONPATH": path, **env}
+    client = subprocess.Popen(
+        [sys.executable, str(ROOT / "examples" / "external_cartpole_client.py"),
+         "--address", f"http://127.0.0.1:{port}", "--seed", "1"],
+        cwd=cwd, env=client_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        res = kuberl(
+            "serve", str(example), *sets, "--set", f"external.port={port}", "--run-dir", "run",
+            "--no-progress", cwd=cwd, env=env,
+        )  # fmt: skip
+        out, err = client.communicate(timeout=60)
+    finally:
+        if client.poll() is None:
+            client.kill()
+            client.communicate()
+    assert client.returncode == 0, err
+    assert "stepped" in out
+    return res
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=[p.name for p in EXAMPLES])
+def test_example_runs_evaluates_and_renders(example: Path, tmp_path: Path) -> None:
+    doc = yaml.safe_load(example.read_text())
+    sets = budget(doc, example.name)
+    if "input" in doc["spec"]:
+        record_input(doc, tmp_path)
+    if doc["spec"].get("external", {}).get("enabled"):
+        res = run_external(example, sets, tmp_path)
+    else:
+        res = kuberl("run", str(example), *sets, "--run-dir", "run", "--no-progress", cwd=tmp_path)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "Traceback" not in res.stderr, res.stderr
+    found = checkpoints(tmp_path / "run")
+    assert found, f"no checkpoint under {tmp_path / 'run'}: {res.stdout}"
+    ev = kuberl("evaluate", str(found[-1]), "--episodes", "1", cwd=tmp_path)
+    assert ev.returncode == 0, ev.stderr
+    stats = json.loads(ev.stdout)
+    assert stats["episodes"] == 1
+    assert stats["iteration"] >= 1
+
+    rd = kuberl("render", str(example), cwd=tmp_path, env={"KUBERL_POLICY_SERVER_TOKEN": TOKEN})
+    assert rd.returncode == 0, rd.stderr
+    kinds = [d["kind"] for d in yaml.safe_load_all(rd.stdout)]
+    assert "RayJob" in kinds
+    assert "ConfigMap" in kinds

@@ -1,0 +1,69 @@
+"""Resume through `kuberl run`, as the operator's retries do (`resume: auto` in the pod): edited
+hyperparameters take effect, edits to what the saved state depends on are refused naming the field."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+JOB = """apiVersion: kuberl.io/v1alpha1
+kind: RLTrainingJob
+metadata: {name: resume-test}
+spec:
+  algorithm: PPO
+  env: CartPole-v1
+  config: {train_batch_size: 256, minibatch_size: 128, num_epochs: 1, lr: 0.001}
+  stop: {iterations: 2}
+  resources: {envRunners: 0, envsPerRunner: 2}
+  checkpoint: {everyIterations: 1}
+  resume: auto
+  metrics: {port: 0}
+"""
+
+
+def kuberl(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    path = os.pathsep.join((str(ROOT / "trainer_image"), str(ROOT / "operator"), str(ROOT)))
+    return subprocess.run(
+        [sys.executable, "-m", "kuberl.cli", "run", "job.yaml", "--no-progress", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": path},
+    )
+
+
+def results(cwd: Path) -> list[dict]:
+    lines = (cwd / "runs" / "resume-test" / "result.json").read_text().splitlines()
+    return [json.loads(line) for line in lines]
+
+
+def test_resume_applies_hyperparameters_and_refuses_shape_changes(tmp_path: Path) -> None:
+    (tmp_path / "job.yaml").write_text(JOB)
+    first = kuberl(cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert [r["learner"]["default_policy"]["lr"] for r in results(tmp_path)] == [0.001, 0.001]
+
+    more = kuberl("--set", "stop.iterations=3", "--set", "config.lr=0.01", cwd=tmp_path)
+    assert more.returncode == 0, more.stderr
+    assert "resumed from" in more.stdout
+    rows = results(tmp_path)
+    assert [r["training_iteration"] for r in rows] == [1, 2, 3]
+    assert rows[-1]["learner"]["default_policy"]["lr"] == 0.01  # the edit took effect
+    params = json.loads((tmp_path / "runs" / "resume-test" / "params.json").read_text())
+    assert params["spec"]["config"]["lr"] == 0.01
+
+    for edits, field in [
+        (["config.model.fcnet_hiddens=[32]"], "spec.config.model"),
+        (["algorithm=A2C", "config={train_batch_size: 256}"], "spec.algorithm"),
+        (["config.observation_filter=MeanStdFilter"], "spec.config.observationFilter"),
+    ]:
+        res = kuberl("--set", "stop.iterations=4", *[a for e in edits for a in ("--set", e)], cwd=tmp_path)
+        assert res.returncode == 2, res.stdout + res.stderr
+        assert "Traceback" not in res.stderr
+        assert f"{field}: changed since" in " ".join(res.stderr.split()), res.stderr
+    assert len(results(tmp_path)) == 3  # refused runs wrote nothing
