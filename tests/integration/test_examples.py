@@ -52,6 +52,8 @@ def budget(doc: dict, name: str) -> list[str]:
     spec = doc["spec"]
     if name not in WITH_RUNNERS and "tune" not in spec:
         sets.append("resources.envRunners=0")
+    if "updates_per_iteration" in spec.get("config", {}):  # offline: one iteration is that many updates
+        sets.append("config.updates_per_iteration=5")
     if "tune" in spec:  # the smallest sweep the file allows: one sample per grid point, one at a time
         sets += [
             "tune.numSamples=2"
