@@ -188,3 +188,16 @@ def test_closed_stdout_still_checkpoints(tmp_path: Path) -> None:
     run = tmp_path / "runs" / "err-test"
     assert len((run / "result.json").read_text().splitlines()) == 3
     assert list((run / "checkpoints").glob("checkpoint_000003/manifest.json"))
+
+
+def test_train_again_gets_a_fresh_run_directory(tmp_path: Path) -> None:
+    """`kuberl train` (resume: never) run twice under one name: two run directories, neither appended to."""
+    argv = ("train", "--algo", "PPO", "--env", "CartPole-v1", "--stop-iters", "1", "--no-progress")
+    argv += ("--config", '{"train_batch_size": 128, "minibatch_size": 64, "num_epochs": 1}')
+    for _ in range(2):
+        res = kuberl(*argv, cwd=tmp_path)
+        assert res.returncode == 0, res.stderr
+    runs = sorted(p.name for p in (tmp_path / "runs").iterdir())
+    assert runs == ["ppo-cartpole-v1", "ppo-cartpole-v1-2"]
+    for run in runs:
+        assert len((tmp_path / "runs" / run / "result.json").read_text().splitlines()) == 1

@@ -67,3 +67,21 @@ def test_resume_applies_hyperparameters_and_refuses_shape_changes(tmp_path: Path
         assert "Traceback" not in res.stderr
         assert f"{field}: changed since" in " ".join(res.stderr.split()), res.stderr
     assert len(results(tmp_path)) == 3  # refused runs wrote nothing
+
+
+def test_iterations_redone_after_a_crash_appear_once(tmp_path: Path) -> None:
+    """An attempt that logged iteration 3 but died before checkpointing it (no save at the end here, as
+    after a SIGKILL): the retry resumes from iteration 2's checkpoint and redoes 3; result.json has each
+    iteration once, and TensorBoard is told to purge the first attempt's events past that checkpoint."""
+    (tmp_path / "job.yaml").write_text(JOB.replace("everyIterations: 1", "everyIterations: 2, atEnd: false"))
+    first = kuberl("--set", "stop.iterations=3", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert [r["training_iteration"] for r in results(tmp_path)] == [1, 2, 3]
+    retry = kuberl("--set", "stop.iterations=4", cwd=tmp_path)
+    assert retry.returncode == 0, retry.stderr
+    assert "checkpoint_000002" in retry.stdout
+    rows = results(tmp_path)
+    assert [r["training_iteration"] for r in rows] == [1, 2, 3, 4]
+    steps = [r["timesteps_total"] for r in rows]
+    assert steps == sorted(steps)
+    assert len(list((tmp_path / "runs" / "resume-test").glob("events.out.tfevents.*"))) >= 2

@@ -198,7 +198,20 @@ def cmd_train(args: argparse.Namespace) -> int:
         },
     }
     job = parse_job(apply_overrides(doc, args.set or []), source="kuberl train")
+    if job.spec.run_dir is None and job.spec.resume == "never":
+        # Run again under the same name: a new run gets its own directory (runs/<name>-2, -3 …) rather
+        # than appending to the old run's results and checkpoints.
+        job.spec.run_dir = str(_fresh_dir(Path("runs") / job.metadata.name))
     return _train(job, progress=not args.no_progress and sys.stdout.isatty())
+
+
+def _fresh_dir(path: Path) -> Path:
+    """`path` if it does not exist or is empty, else the first free `path-N`."""
+    candidate, n = path, 1
+    while candidate.exists() and any(candidate.iterdir()):
+        n += 1
+        candidate = path.with_name(f"{path.name}-{n}")
+    return candidate
 
 
 # -- evaluate / plot -------------------------------------------------------------------------------

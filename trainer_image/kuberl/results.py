@@ -73,6 +73,14 @@ def flatten_numeric(value: Mapping[str, Any], prefix: str = "") -> Iterator[tupl
                 yield name, f
 
 
+def _iteration_of(line: str) -> float:
+    """A result line's training_iteration (infinity for a line that is not one: it goes on rewind)."""
+    try:
+        return float(json.loads(line)["training_iteration"])
+    except (ValueError, KeyError, TypeError):
+        return float("inf")
+
+
 def _trim_partial_line(path: Path) -> None:
     """Drop a truncated last line (a crash mid-write) so appended lines start on a line of their own."""
     try:
@@ -139,6 +147,25 @@ class ResultLogger:
                 step = None
             for tag, v in flatten_numeric(result):
                 self._writer.add_scalar(tag, v, global_step=step)
+
+    def rewind(self, *, iteration: int, step: int) -> int:
+        """A resumed run continues from a checkpoint at `iteration` (`step` env steps): drop the results
+        a crashed attempt logged after it, so redone iterations appear once in result.json, and have
+        TensorBoard purge its events past `step` (tensorboardX's purge_step). Returns the lines dropped."""
+        self._file.close()
+        lines = self.result_path.read_text(encoding="utf-8").splitlines(keepends=True)
+        keep = [line for line in lines if _iteration_of(line) <= iteration]
+        if len(keep) != len(lines):
+            tmp = self.run_dir / f".{RESULT_FILE}.tmp"
+            tmp.write_text("".join(keep), encoding="utf-8")
+            tmp.replace(self.result_path)
+        self._file = self.result_path.open("a", encoding="utf-8")
+        if self._writer is not None:
+            from tensorboardX import SummaryWriter
+
+            self._writer.close()
+            self._writer = SummaryWriter(str(self.run_dir), flush_secs=10, purge_step=step + 1)
+        return len(lines) - len(keep)
 
     def flush(self) -> None:
         if not self._file.closed:

@@ -297,6 +297,9 @@ def run_job(
                     algo.run_id,
                 )
         if loaded is not None:
+            dropped = logger.rewind(iteration=algo.iteration, step=algo.timesteps)
+            if dropped:
+                log.info("resumed at iteration %d: dropped %d later result lines", algo.iteration, dropped)
             outcome.resumed_from = algo.last_checkpoint = loaded.info.uri
             metrics.note_resumed(loaded.info.uri, created=loaded.info.created)
             log.info("resumed from %s at iteration %d", loaded.info.uri, algo.iteration)
