@@ -429,3 +429,31 @@ def test_restart_mid_reconcile_keeps_one_rayjob(cluster: Cluster) -> None:
     rayjobs = [r["metadata"]["name"] for r in c.api.list("rayjobs", c.ns)]
     for name in names:
         assert [r for r in rayjobs if r.startswith(f"{name}-r")] == [f"{name}-r0"]
+
+
+def test_namespaced_mode_reconciles_with_the_chart_roles(cluster: Cluster, tmp_path: Path) -> None:
+    """`watch.namespaces` mode: the chart grants Roles in the listed namespaces only (plus the
+    cluster-scoped reads kopf needs), and an operator with exactly that reconciles a job there. The
+    module's cluster-wide operator is stopped meanwhile, so only this one can have done it."""
+    kube = cluster.kube
+    team = kube.create_namespace("team")
+    kubeconfig, env = install_chart(kube, release="rlns", values=("--set", f"watch.namespaces={{{team}}}"))
+    assert env["KUBERL_NAMESPACES"] == team
+    op = Operator(kubeconfig, tmp_path, extra_env={**env, "KUBERL_STATUS_URL_TEMPLATE": "http://127.0.0.1:9"})
+    cluster.operator.stop()
+    try:
+        op.start()
+        kube.client.create("rltrainingjobs", team, job("scoped"))
+        wait_for(
+            lambda: kube.client.get("rayjobs", team, "scoped-r0"), what="RayJob in the watched namespace"
+        )
+        wait_for(lambda: kube.client.get("configmaps", team, "scoped-r0-spec"), what="ConfigMap")
+        # Outside its namespaces it has no rights, and so does nothing there.
+        sa_cannot = kube.kubectl(
+            "auth", "can-i", "create", "rayjobs.ray.io", "-n", cluster.ns, kubeconfig=kubeconfig, check=False
+        )
+        assert sa_cannot.stdout.strip() == "no"
+    finally:
+        op.stop()
+        print(op.log())
+        cluster.operator.start()
