@@ -21,10 +21,19 @@ BLOCK = re.compile(r"```(?:sh|bash|shell)\n(.*?)```", re.S)
 
 # Commands (by their first words) that cannot run in CI here, with the reason.
 NOT_RUN_HERE = {
-    "kubectl": "needs a Kubernetes cluster with the operator (tests/integration/test_operator.py covers it)",
-    "helm install": "needs a cluster (tests/helm lints and templates the chart)",
-    "helm upgrade": "needs a cluster (tests/helm templates these values)",
-    "helm dependency": "downloads the KubeRay chart from the network",
+    "kubectl": "runs against the test control plane in tests/kube (kubectl apply of crds/ and examples/, "
+    "kubectl get crd) and tests/integration/test_operator.py",
+    "helm install kuberl": "tests/kube/test_chart_install.py runs it against the test control plane",
+    "helm upgrade kuberl charts/kuberl -n kuberl-system --reuse-values --set 'watch": "tests/kube/"
+    "test_chart_install.py runs it against the test control plane",
+    "helm uninstall kuberl": "tests/kube/test_chart_install.py runs it against the test control plane",
+    # (first match wins: the upgrade above is run; any other upgrade enables the monitors)
+    "helm upgrade": "enables the monitors, which needs prometheus-operator's CRDs (kube-prometheus-stack); "
+    "tests/helm renders those values",
+    "helm repo add kuberay": "downloads KubeRay's chart from the network (the test control plane installs "
+    "KubeRay's CRDs from ../shared/kuberay-crds instead)",
+    "helm install kuberay-operator": "see helm repo add kuberay",
+    "bash scripts/install-tools.sh": "CI runs it before the tests",
     "docker build": "no Docker engine here (tests/observability/test_dockerfiles.py lints them)",
     "bash .ci/run": "is CI itself",
     "pip install": "installs into the environment running the tests (CI runs the same install)",
