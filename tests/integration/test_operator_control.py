@@ -34,12 +34,10 @@ from typing import Any
 import pytest
 import yaml
 
-# The real control plane; this module runs wherever the fixture is (scripts/install-tools.sh builds it).
-pytest.importorskip("tests.fixtures.kube")
+from tests.fixtures.kube import ControlPlane
 
-pytestmark = [pytest.mark.integration]
+pytestmark = [pytest.mark.integration, pytest.mark.kube]
 REPO = Path(__file__).resolve().parents[2]
-ControlPlane = Any  # tests.fixtures.kube.ControlPlane
 
 
 def _free_port() -> int:
