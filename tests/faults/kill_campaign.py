@@ -94,22 +94,28 @@ def run_campaign(
         killed = False
         if attempt < kills:
             mid_checkpoint = rng.random() < 0.5
-            delay = rng.uniform(0.5, 4.0)
+            delay = rng.uniform(0.0, 1.5)
             start = time.monotonic()
-            # a fresh run needs a few seconds to import torch; kill only once it has written something
+            trained_at: float | None = None
             while proc.poll() is None and time.monotonic() - start < max_wait_s:
-                # kill only once this run has completed a checkpoint of its own, so the next one resumes
-                now = complete_checkpoints(store)
-                trained = max(now.values(), default=-1) > (newest_before if newest_before is not None else -1)
-                if trained and (
-                    (mid_checkpoint and partial_checkpoint(store))
-                    or (not mid_checkpoint and time.monotonic() - start > delay)
+                now = time.monotonic()
+                if trained_at is None:
+                    # kill only once this run completed a checkpoint of its own, so the next one resumes
+                    newest = max(complete_checkpoints(store).values(), default=-1)
+                    if newest > (newest_before if newest_before is not None else -1):
+                        trained_at = now
+                    time.sleep(0.02)
+                    continue
+                partial = partial_checkpoint(store)
+                # mid-checkpoint: the moment a checkpoint directory exists without its manifest; if the
+                # window is never caught (small states save fast), kill anyway after 3 s
+                if (mid_checkpoint and (partial or now - trained_at > 3.0)) or (
+                    not mid_checkpoint and now - trained_at > delay
                 ):
-                    was_partial = partial_checkpoint(store)
                     os.kill(proc.pid, signal.SIGKILL)
                     killed = True
                     result.kills += 1
-                    result.mid_checkpoint_kills += int(was_partial)
+                    result.mid_checkpoint_kills += int(partial)
                     break
                 time.sleep(0.001 if mid_checkpoint else 0.02)
         _, err = proc.communicate(timeout=300)

@@ -9,7 +9,7 @@ from tests.faults.kill_campaign import run_campaign
 
 
 def test_random_sigkills_then_resume_auto(tmp_path: Path) -> None:
-    result = run_campaign(tmp_path, kills=3, iterations=12, seed=0)
+    result = run_campaign(tmp_path, kills=3, iterations=30, seed=0)
     assert result.problems == [], "\n".join(result.problems)
     assert result.kills == 3
     assert result.resumes_checked >= 3

@@ -92,7 +92,7 @@ def test_idle_connections_cannot_exhaust_descriptors_or_block_healthz(server: Po
             t = time.perf_counter()
             reply = raw_request(server, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n", source="127.0.0.2")
             assert reply.startswith(b"HTTP/1.1 200"), reply[:100]
-            assert time.perf_counter() - t < 2
+            assert time.perf_counter() - t < 5  # the review saw every probe time out
         # the client side holds 1,100 descriptors; the server side only its per-client cap (+ slack)
         assert me.num_fds() - before < 1_100 + GuardedHttpToolsProtocol.max_per_client + 20
     finally:
@@ -135,6 +135,7 @@ def test_a_large_upload_does_not_block_other_clients(server: PolicyServer) -> No
         )
 
     worker = threading.Thread(target=upload)
+    started = time.perf_counter()
     worker.start()
     worst = 0.0
     while worker.is_alive():
@@ -143,9 +144,12 @@ def test_a_large_upload_does_not_block_other_clients(server: PolicyServer) -> No
         worst = max(worst, time.perf_counter() - t)
         time.sleep(0.01)
     worker.join()
+    took = time.perf_counter() - started
     assert result["r"].status_code == 404  # every event names an episode that was never started
     assert "events[0]" in result["r"].text
-    assert worst < 1.0, f"/healthz waited {worst:.2f} s behind the upload"
+    # On the event loop, a probe waited for (nearly) the whole upload; off it, for a GIL slice or two.
+    # Relative, so a loaded machine (slower upload and probes alike) does not fail it.
+    assert worst < max(1.0, took / 3), f"/healthz waited {worst:.2f} s behind a {took:.2f} s upload"
 
 
 @pytest.mark.parametrize(

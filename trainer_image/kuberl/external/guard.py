@@ -129,8 +129,11 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         host = self.client[0] if self.client else None
-        if len(self.connections) > self.max_connections or (
-            host is not None and sum(_peer_host(c) == host for c in self.connections) > self.max_per_client
+        # Connections aborted in the same burst of accepts are still in the set until their
+        # connection_lost runs: count only live ones, or a burst would shut out everyone.
+        live = [c for c in self.connections if not _closing(c)]
+        if len(live) > self.max_connections or (
+            host is not None and sum(_peer_host(c) == host for c in live) > self.max_per_client
         ):
             transport.abort()  # frees the descriptor now; the client sees a reset
             return
@@ -162,6 +165,11 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm_header_timer()
         super().connection_lost(exc)
+
+
+def _closing(protocol: object) -> bool:
+    transport = getattr(protocol, "transport", None)
+    return transport is None or bool(transport.is_closing())
 
 
 def _peer_host(protocol: object) -> str | None:
