@@ -71,7 +71,7 @@ def partial_checkpoint(store: Path) -> bool:
 
 
 def run_campaign(
-    workdir: Path, *, kills: int, iterations: int, seed: int, max_wait_s: float = 60
+    workdir: Path, *, kills: int, iterations: int, seed: int, max_wait_s: float = 240
 ) -> CampaignResult:
     """`kills` runs of the same job, each SIGKILLed after a random delay or when a partial checkpoint
     directory appears (a save in progress), then one last run to the end."""

@@ -94,7 +94,7 @@ def test_idle_connections_cannot_exhaust_descriptors_or_block_healthz(server: Po
             assert reply.startswith(b"HTTP/1.1 200"), reply[:100]
             assert time.perf_counter() - t < 5  # the review saw every probe time out
         # the client side holds 1,100 descriptors; the server side only its per-client cap (+ slack)
-        assert me.num_fds() - before < 1_100 + GuardedHttpToolsProtocol.max_per_client + 20
+        assert me.num_fds() - before < 1_100 + GuardedHttpToolsProtocol.max_per_client + 100
     finally:
         for s in idle:
             s.close()
@@ -105,7 +105,7 @@ def test_headers_that_never_finish_are_cut_off(server: PolicyServer, monkeypatch
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:
         s.sendall(b"POST /v1/episodes HTTP/1.1\r\nHost: x\r\n")
         t = time.perf_counter()
-        for _ in range(8):  # a header line a second, as a slowloris client does
+        for _ in range(16):  # a header line every half second, as a slowloris client does
             try:
                 s.sendall(b"X-Slow: 1\r\n")
                 if s.recv(1, socket.MSG_DONTWAIT) == b"":
@@ -115,7 +115,8 @@ def test_headers_that_never_finish_are_cut_off(server: PolicyServer, monkeypatch
             except OSError:
                 break
             time.sleep(0.5)
-        assert time.perf_counter() - t < 3.5, "the server kept a connection whose headers never finished"
+        # cut off after the 1 s deadline (6 s allows for a loaded machine); never, before: the loop ran 8 s
+        assert time.perf_counter() - t < 6, "the server kept a connection whose headers never finished"
 
 
 def test_a_large_upload_does_not_block_other_clients(server: PolicyServer) -> None:
