@@ -38,6 +38,8 @@ OFFLINE_SOURCES = {
     "marwil-cartpole": "ppo-job",
     "cql-pendulum": "sac-pendulum",
 }
+# Iterations of each source run: enough rows for the offline examples' train_batch_size.
+RECORD_ITERATIONS = {"ppo-job": 2, "sac-pendulum": 24}
 # Keys whose values are wall-clock measurements, not training results.
 VOLATILE = {"time_total"}
 
@@ -92,7 +94,7 @@ def state_hash(state: Mapping[str, Any]) -> str:
     return h.hexdigest()
 
 
-def record_dataset(source: str, out: Path, iterations: int) -> None:
+def record_dataset(source: str, out: Path) -> None:
     """Record what a seeded in-driver run of `source` samples into `out` (Parquet)."""
     from kuberl import build_algorithm
 
@@ -100,7 +102,7 @@ def record_dataset(source: str, out: Path, iterations: int) -> None:
     doc["spec"]["output"] = {"uri": str(out)}
     algo = build_algorithm(doc)
     try:
-        for _ in range(iterations):
+        for _ in range(RECORD_ITERATIONS[source]):
             algo.train()
     finally:
         algo.stop()
@@ -113,7 +115,7 @@ def fingerprint(name: str, work: Path, iterations: int, save: Path | None) -> st
     if name in OFFLINE_SOURCES:
         data = work / f"data-{OFFLINE_SOURCES[name]}"
         if not data.exists():
-            record_dataset(OFFLINE_SOURCES[name], data, iterations)
+            record_dataset(OFFLINE_SOURCES[name], data)
         # One reader and no shuffle buffer: rows arrive in file order, so the run is deterministic.
         doc["spec"]["input"] = {"uris": [str(data)], "numReaders": 1, "shuffleBufferSize": 0}
     algo = build_algorithm(doc)
