@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kuberl.algorithm import build_algorithm
+from kuberl.build import build_algorithm
 from kuberl.core.ray_init import ensure_ray
 from kuberl.spec import apply_overrides, read_document
 

@@ -17,7 +17,7 @@ ap.add_argument("--env-runners", type=int, default=0)
 ap.add_argument("--eval-every", type=int, default=0, help="0: stop on the training mean instead")
 args = ap.parse_args()
 
-from kuberl.algorithm import build_algorithm  # noqa: E402
+from kuberl.build import build_algorithm  # noqa: E402
 from kuberl.spec import apply_overrides, read_document  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]

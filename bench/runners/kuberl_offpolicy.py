@@ -16,7 +16,7 @@ ap.add_argument("--eval-every", type=int, default=1000)
 args = ap.parse_args()
 threshold = args.threshold if args.threshold is not None else {"sac": -200.0, "td3": -250.0}[args.algo]
 
-from kuberl.algorithm import build_algorithm  # noqa: E402
+from kuberl.build import build_algorithm  # noqa: E402
 from kuberl.spec import apply_overrides, read_document  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from kuberl import PolicyClient
-from kuberl.algorithm import build_algorithm
+from kuberl.build import build_algorithm
 from kuberl.core.offline.reader import complete_episodes, resolve_files
 from kuberl.core.offline.schema import C, table_to_numpy
 from kuberl.external.recording import EpisodeRecorder

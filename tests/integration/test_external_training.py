@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from kuberl import PolicyClient
-from kuberl.algorithm import build_algorithm
+from kuberl.build import build_algorithm
 from kuberl.core.env_runner import EnvRunner, RunnerConfig
 from kuberl.core.sample_batch import Columns
 from kuberl.external.runner_group import ExternalRunnerGroup

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from kuberl.algorithm import build_algorithm
+from kuberl.build import build_algorithm
 from kuberl.multi_agent.algorithm import MultiAgentAlgorithm
 from kuberl.spec.multi_agent import MULTI_AGENT_ALGORITHMS
 from tests.fixtures.jobs import job_doc

@@ -10,7 +10,7 @@ import boto3
 import numpy as np
 import pytest
 
-from kuberl.algorithm import build_algorithm
+from kuberl.build import build_algorithm
 from kuberl.core.offline.reader import OfflineData, resolve_files
 from kuberl.core.offline.schema import C
 from kuberl.spec import SpecError

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
-from kuberl.algorithm import build_algorithm
+from kuberl.build import build_algorithm
 from kuberl.checkpoint import open_store
 from tests.fixtures import jobs
 

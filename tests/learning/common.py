@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kuberl.algorithm import Algorithm, build_algorithm
+from kuberl.algorithms.base import Algorithm
+from kuberl.build import build_algorithm
 from kuberl.spec import apply_overrides, read_document
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from kuberl.algorithm import build_algorithm
+from kuberl.build import build_algorithm
 from kuberl.spec.external import TOKEN_ENV
 from tests.learning.common import ROOT, SEED, Outcome, example
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from kuberl.algorithm import build_algorithm
+from kuberl.build import build_algorithm
 from tests.fixtures.jobs import job_doc
 
 SEED = int(os.environ.get("KUBERL_TEST_SEED", "0"))

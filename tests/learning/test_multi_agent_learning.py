@@ -13,7 +13,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from kuberl.algorithm import build_algorithm
+from kuberl.build import build_algorithm
 from kuberl.core.multi_agent.env import make_agent_env
 from kuberl.metrics import TrainerMetrics
 from tests.learning.common import SEED, example

@@ -15,8 +15,8 @@ import boto3
 import pytest
 import torch
 
-from kuberl.algorithm import build_algorithm
-from kuberl.core.offline.record import record_checkpoint
+from kuberl.build import build_algorithm
+from kuberl.record import record_checkpoint
 from tests.fixtures.s3 import DUMMY_CREDENTIALS
 from tests.learning.common import SEED, example, train_until_evaluation
 

@@ -12,9 +12,13 @@ import pytest
 import torch
 from torch import nn
 
-from kuberl.algorithm import build_algorithm
 from kuberl.algorithms.a2c import A2C
-from kuberl.core.actor_critic import ActorCriticLearner, actor_critic_loss, advantages_and_targets
+from kuberl.algorithms.families.actor_critic import (
+    ActorCriticLearner,
+    actor_critic_loss,
+    advantages_and_targets,
+)
+from kuberl.build import build_algorithm
 from kuberl.core.distributions import Categorical
 from kuberl.core.models import ActorCritic
 from kuberl.core.sample_batch import Columns, SampleBatch

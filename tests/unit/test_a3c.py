@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from kuberl.algorithm import build_algorithm
 from kuberl.algorithms.a3c import A3C, Gradient
+from kuberl.build import build_algorithm
 from kuberl.spec import SpecError, parse_job
 from tests.fixtures.jobs import job_doc
 

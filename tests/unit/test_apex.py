@@ -12,10 +12,10 @@ import pytest
 import torch
 from pydantic import ValidationError
 
-from kuberl.algorithm import build_algorithm
 from kuberl.algorithms.apex import APEX, PRIORITIES, ApexEnvRunner, epsilon_ladder, runner_epsilons
+from kuberl.algorithms.families.q_learning import dqn_loss
+from kuberl.build import build_algorithm
 from kuberl.core.nstep import nstep_transitions
-from kuberl.core.q_learning import dqn_loss
 from kuberl.core.replay import WEIGHTS
 from kuberl.spec import SpecError, parse_job
 from kuberl.spec.algorithms.apex import APEXConfig

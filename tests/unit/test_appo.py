@@ -12,8 +12,8 @@ import pytest
 import torch
 from pydantic import ValidationError
 
-from kuberl.algorithm import build_algorithm
 from kuberl.algorithms.appo import APPOLearner, appo_loss
+from kuberl.build import build_algorithm
 from kuberl.core.models import action_distribution, build_model
 from kuberl.core.sample_batch import Columns, SampleBatch
 from kuberl.spec.algorithms.appo import APPOConfig

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from kuberl.algorithm import build_algorithm
 from kuberl.algorithms.ars import ARS
-from kuberl.core.evolution import noise
+from kuberl.algorithms.families.evolution import noise
+from kuberl.build import build_algorithm
 from kuberl.spec import SpecError, parse_job
 from tests.fixtures.jobs import job_doc
 

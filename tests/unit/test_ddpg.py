@@ -12,8 +12,8 @@ import pytest
 import torch
 from pydantic import ValidationError
 
-from kuberl.algorithm import build_algorithm
 from kuberl.algorithms.ddpg import DDPG, DDPGLearner, ddpg_target
+from kuberl.build import build_algorithm
 from kuberl.spec import SpecError, parse_job
 from kuberl.spec.algorithms import ModelConfig
 from kuberl.spec.algorithms.ddpg import DDPGConfig

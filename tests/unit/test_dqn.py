@@ -13,8 +13,8 @@ import torch
 from pydantic import ValidationError
 from torch import nn
 
-from kuberl.algorithm import build_algorithm
 from kuberl.algorithms.dqn import DQN, QNetwork, QPolicy, dqn_loss
+from kuberl.build import build_algorithm
 from kuberl.core.replay import PrioritizedReplayBuffer
 from kuberl.spec import parse_job
 from kuberl.spec.algorithms import ModelConfig

@@ -1,4 +1,4 @@
-"""ES and the evolution machinery it shares with ARS (kuberl.core.evolution): rank shaping, the antithetic
+"""ES and the evolution machinery it shares with ARS (kuberl.algorithms.families.evolution): rank shaping, the antithetic
 gradient estimate, seeds → identical noise in the driver and in runner actors, config refusals, and
 checkpoint round trips."""
 
@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from kuberl.algorithm import build_algorithm
 from kuberl.algorithms.es import ES
-from kuberl.core.evolution import antithetic_gradient, centered_ranks, flat_parameters, noise
+from kuberl.algorithms.families.evolution import antithetic_gradient, centered_ranks, flat_parameters, noise
+from kuberl.build import build_algorithm
 from kuberl.spec import SpecError, parse_job
 from tests.fixtures.jobs import job_doc
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 from pydantic import ValidationError
 
-from kuberl.algorithm import build_algorithm
+from kuberl.build import build_algorithm
 from kuberl.core.async_sampling import AsyncSampler
 from kuberl.core.sample_batch import Columns
 from kuberl.spec.algorithms.impala import IMPALAConfig

@@ -18,9 +18,9 @@ import pytest
 import ray
 import torch
 
-from kuberl.algorithm import build_algorithm
+from kuberl.algorithms.families.actor_critic import ActorCriticLearner
 from kuberl.algorithms.ppo import PPOLearner
-from kuberl.core.actor_critic import ActorCriticLearner
+from kuberl.build import build_algorithm
 from kuberl.core.distributions import Categorical
 from kuberl.core.learner_group import (
     LearnerDiedError,

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from kuberl.algorithm import build_algorithm
 from kuberl.algorithms.dqn import QNetwork, QPolicy, build_q_network, dqn_loss
+from kuberl.algorithms.families.continuous import CategoricalActor
 from kuberl.algorithms.sac import (
     MaskedCategoricalActor,
     MaskedCategoricalPolicy,
@@ -21,7 +21,7 @@ from kuberl.algorithms.sac import (
     discrete_expectations,
     sac_runner_policy,
 )
-from kuberl.core.continuous import CategoricalActor
+from kuberl.build import build_algorithm
 from kuberl.core.multi_agent.masking import ILLEGAL_LOGIT
 from kuberl.core.nstep import DISCOUNTS
 from kuberl.core.replay import WEIGHTS

@@ -107,7 +107,7 @@ def test_camel_and_snake_case() -> None:
 
 
 def test_unsupported_algorithm_is_a_spec_error(tmp_path: Any) -> None:
-    from kuberl.algorithm import build_algorithm
+    from kuberl.build import build_algorithm
 
     doc = job({}).to_wire()
     doc["spec"].update(algorithm="IMPALA", runDir=str(tmp_path))

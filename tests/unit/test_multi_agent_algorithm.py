@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from kuberl.algorithm import build_algorithm
+from kuberl.build import build_algorithm
 from kuberl.metrics import TrainerMetrics
 from kuberl.multi_agent.algorithm import MultiAgentAlgorithm
 from kuberl.spec import parse_job

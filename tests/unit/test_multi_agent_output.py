@@ -11,7 +11,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from kuberl.algorithm import build_algorithm
+from kuberl.build import build_algorithm
 from kuberl.core.offline.reader import OfflineData
 from kuberl.core.offline.schema import C, arrow_schema
 from kuberl.multi_agent.algorithm import MultiAgentAlgorithm

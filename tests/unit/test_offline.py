@@ -15,10 +15,11 @@ import pytest
 import torch
 from prometheus_client.parser import text_string_to_metric_families
 
-from kuberl.algorithm import Algorithm, build_algorithm
+from kuberl.algorithms.base import Algorithm
 from kuberl.algorithms.cql import conservative_penalty
+from kuberl.algorithms.families.continuous import SquashedGaussianActor
+from kuberl.build import build_algorithm
 from kuberl.checkpoint.uri import parse_uri
-from kuberl.core.continuous import SquashedGaussianActor
 from kuberl.core.offline import ope
 from kuberl.core.offline.reader import (
     OfflineData,
@@ -422,7 +423,7 @@ def test_writer_rejects_rollouts_without_next_obs(tmp_path: Path) -> None:
 
 def test_record_checkpoint(tmp_path: Path) -> None:
     """`kuberl record`: a checkpoint's policy sampled into Parquet without training it."""
-    from kuberl.core.offline.record import record_checkpoint
+    from kuberl.record import record_checkpoint
 
     doc = job("PPO", "CartPole-v1", tmp_path / "run", config={"trainBatchSize": 256, "model": SMALL})
     doc["spec"]["config"]["minibatchSize"] = 64

@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from kuberl.algorithm import build_algorithm
-from kuberl.core.actor_critic import loss_batch
+from kuberl.algorithms.families.actor_critic import loss_batch
+from kuberl.build import build_algorithm
 from kuberl.core.returns import discounted_returns
 from kuberl.core.sample_batch import Columns, SampleBatch
 from kuberl.spec import SpecError, parse_job

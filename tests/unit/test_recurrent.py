@@ -15,9 +15,9 @@ import pytest
 import torch
 from pydantic import ValidationError
 
-from kuberl.algorithm import build_algorithm
+from kuberl.algorithms.families.vtrace_async import forward_sequences, with_resets
 from kuberl.algorithms.ppo import PPOLearner
-from kuberl.core.async_algorithm import forward_sequences, with_resets
+from kuberl.build import build_algorithm
 from kuberl.core.distributions import Categorical
 from kuberl.core.env_runner import EnvRunner, RunnerConfig
 from kuberl.core.models import build_model

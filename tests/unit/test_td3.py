@@ -13,9 +13,9 @@ import pytest
 import torch
 from pydantic import ValidationError
 
-from kuberl.algorithm import build_algorithm
+from kuberl.algorithms.families.continuous import ActionScaler, DeterministicActorPolicy
 from kuberl.algorithms.td3 import TD3, TD3Learner, target_policy_smoothing, td3_target
-from kuberl.core.continuous import ActionScaler, DeterministicActorPolicy
+from kuberl.build import build_algorithm
 from kuberl.spec import parse_job
 from kuberl.spec.algorithms import ModelConfig
 from kuberl.spec.algorithms.td3 import TD3Config
@@ -140,7 +140,7 @@ def test_train_then_save_restore_gives_identical_actions(tmp_path: Path) -> None
 def test_runner_policy_takes_warmup_and_noise_scale_from_the_driver() -> None:
     import gymnasium as gym
 
-    from kuberl.core.continuous import DeterministicActorPolicy
+    from kuberl.algorithms.families.continuous import DeterministicActorPolicy
     from kuberl.spec import ModelConfig
     from kuberl.spec.algorithms.td3 import TD3Config
 

@@ -10,12 +10,13 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
-    from kuberl.algorithm import Algorithm, build_algorithm
+    from kuberl.algorithms.base import Algorithm
+    from kuberl.build import build_algorithm
     from kuberl.external.client import PolicyClient
 
 _LAZY = {
-    "Algorithm": ("kuberl.algorithm", "Algorithm"),
-    "build_algorithm": ("kuberl.algorithm", "build_algorithm"),
+    "Algorithm": ("kuberl.algorithms.base", "Algorithm"),
+    "build_algorithm": ("kuberl.build", "build_algorithm"),
     "PolicyClient": ("kuberl.external.client", "PolicyClient"),
 }
 

@@ -234,7 +234,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_record(args: argparse.Namespace) -> int:
-    from kuberl.core.offline.record import record_checkpoint
+    from kuberl.record import record_checkpoint
 
     try:
         stats = record_checkpoint(

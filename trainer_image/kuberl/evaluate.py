@@ -12,7 +12,8 @@ from kuberl.spec import parse_job
 def evaluate_checkpoint(
     uri: str, *, episodes: int = 10, video_dir: str | None = None, explore: bool = False
 ) -> dict[str, Any]:
-    from kuberl.algorithm import SPEC_FILE, build_algorithm
+    from kuberl.algorithms.base import SPEC_FILE
+    from kuberl.build import build_algorithm
     from kuberl.checkpoint import load_checkpoint
 
     loaded = load_checkpoint(uri)

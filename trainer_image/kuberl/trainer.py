@@ -264,7 +264,7 @@ def run_job(
     on_start: Callable[[Any], None] | None = None,
 ) -> RunOutcome:
     """Train `job` until a stop criterion or a signal. `on_result` sees every iteration's result."""
-    from kuberl.algorithm import build_algorithm
+    from kuberl.build import build_algorithm
     from kuberl.checkpoint import CheckpointError
     from kuberl.checkpoint.writer import CheckpointWriter
     from kuberl.core.state_io import non_finite

@@ -5,8 +5,8 @@ fragment with the same weights, and one gradient step is taken on the joined bat
 
   config  → `A2CConfig` (kuberl.spec.algorithms.a2c; every field documented there, RLlib names accepted)
   network → `ActorCritic` (kuberl.core.models): MLP policy and value heads
-  loss    → `actor_critic_loss` (kuberl.core.actor_critic): −log π·A + c_v·½(V − R)² − c_e·H
-  step    → the training step shared with PG (kuberl.core.sync_actor_critic): sample T steps on every
+  loss    → `actor_critic_loss` (kuberl.algorithms.families.actor_critic): −log π·A + c_v·½(V − R)² − c_e·H
+  step    → the training step shared with PG (kuberl.algorithms.families.sync): sample T steps on every
             sub-env → `A2C.estimate_returns` (GAE or n-step returns) → one gradient step (or one pass
             of minibatches) → broadcast weights
 """
@@ -15,14 +15,14 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from kuberl.core.actor_critic import loss_batch
+from kuberl.algorithms.families.actor_critic import loss_batch
+from kuberl.algorithms.families.sync import SyncActorCriticAlgorithm
 from kuberl.core.sample_batch import SampleBatch
-from kuberl.core.sync_actor_critic import SyncActorCriticAlgorithm
 from kuberl.spec.algorithms.a2c import A2CConfig
 
 
 class A2C(SyncActorCriticAlgorithm):
-    """Sampling, the learner and the training step: kuberl.core.sync_actor_critic (shared with PG)."""
+    """Sampling, the learner and the training step: kuberl.algorithms.families.sync (shared with PG)."""
 
     name = "A2C"
     config: A2CConfig

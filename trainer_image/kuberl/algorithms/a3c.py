@@ -7,7 +7,7 @@ A gradient may have been computed with weights a few updates old; that lag is me
 
   config   → `A3CConfig` (kuberl.spec.algorithms.a3c; every field documented there, RLlib names accepted)
   network  → `ActorCritic` (kuberl.core.models)
-  loss     → `actor_critic_loss` (kuberl.core.actor_critic), evaluated in the runner by `A3CWorker`
+  loss     → `actor_critic_loss` (kuberl.algorithms.families.actor_critic), evaluated in the runner by `A3CWorker`
   runners  → `A3CWorkerGroup`: one request in flight per runner, `ray.wait` for whichever finishes first;
              a dead runner is recreated and given the current weights (as EnvRunnerGroup does)
   step     → `A3C.training_step`: apply each gradient as it arrives, send that runner the fresh weights
@@ -29,8 +29,8 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from kuberl.algorithm import Algorithm, StepOutcome
-from kuberl.core.actor_critic import (
+from kuberl.algorithms.base import Algorithm, StepOutcome
+from kuberl.algorithms.families.actor_critic import (
     ActorCriticLearner,
     actor_critic_loss,
     explained_variance,

@@ -3,7 +3,7 @@ https://arxiv.org/abs/1803.00933). Discrete actions.
 
 Reads top to bottom like the paper's Algorithms 1 (actor) and 2 (learner):
   config   → `APEXConfig` (kuberl.spec.algorithms.apex; every field documented there, RLlib's APEX names)
-  network  → `QNetwork` and the double-Q n-step TD loss `dqn_loss`, shared with DQN (kuberl.core.q_learning)
+  network  → `QNetwork` and the double-Q n-step TD loss `dqn_loss`, shared with DQN (kuberl.algorithms.families.q_learning)
   exploration → `epsilon_ladder`: every sub-env of every runner explores with its own fixed
              ε_i = ε^(1 + α·i/(N−1)) (ε = 0.4, α = 7 in the paper)
   actor    → `ApexEnvRunner` + `ApexPolicy`: epsilon-greedy on the ladder; each fragment comes back with
@@ -28,12 +28,12 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from kuberl.algorithm import Algorithm, StepOutcome
+from kuberl.algorithms.base import Algorithm, StepOutcome
+from kuberl.algorithms.families.q_learning import QLearner, QPolicy, build_q_network, dqn_loss
 from kuberl.core.async_sampling import AsyncSampler
 from kuberl.core.env_runner import EnvRunner, Rollout, RunnerConfig
 from kuberl.core.learner import select_device
 from kuberl.core.nstep import nstep_transitions
-from kuberl.core.q_learning import QLearner, QPolicy, build_q_network, dqn_loss
 from kuberl.core.replay import INDICES, WEIGHTS, PrioritizedReplayBuffer
 from kuberl.core.runner_group import EnvRunnerGroup
 from kuberl.core.sample_batch import Columns, SampleBatch
@@ -77,7 +77,7 @@ def runner_epsilons(
 
 @dataclass(frozen=True)
 class TDSettings:
-    """What the runner's TD error needs of the config (kuberl.core.q_learning.QLossConfig)."""
+    """What the runner's TD error needs of the config (kuberl.algorithms.families.q_learning.QLossConfig)."""
 
     double_q: bool
     td_error_loss_fn: Literal["huber", "mse"]

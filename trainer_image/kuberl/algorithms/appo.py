@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from kuberl.core.async_algorithm import (
+from kuberl.algorithms.families.vtrace_async import (
     AsyncVTraceAlgorithm,
     VTraceLearner,
     forward_sequences,
@@ -104,7 +104,7 @@ def appo_loss(
 
 
 class APPOLearner(VTraceLearner):
-    """The update loop (kuberl.core.async_algorithm.VTraceLearner) on `appo_loss`, plus the target
+    """The update loop (kuberl.algorithms.families.vtrace_async.VTraceLearner) on `appo_loss`, plus the target
     network π_target, refreshed every `target_network_update_freq` train batches, and the adaptive KL
     weight."""
 
@@ -148,7 +148,7 @@ class APPOLearner(VTraceLearner):
 
 
 class APPO(AsyncVTraceAlgorithm):
-    """Asynchronous sampling, queueing and broadcasting: kuberl.core.async_algorithm."""
+    """Asynchronous sampling, queueing and broadcasting: kuberl.algorithms.families.vtrace_async."""
 
     name = "APPO"
     config: APPOConfig

@@ -2,7 +2,7 @@
 
 config  → `ARSConfig` (kuberl.spec.algorithms.ars; RLlib's names: noise_stdev, num_rollouts,
           rollouts_used, sgd_stepsize)
-network → `EvolutionNet` (kuberl.core.evolution): linear by default (M·x), θ starts at 0
+network → `EvolutionNet` (kuberl.algorithms.families.evolution): linear by default (M·x), θ starts at 0
 V2      → states normalised by the running mean and std of every state visited (MeanStdFilter,
           merged from all runners each iteration, broadcast with θ)
 step    → draw N direction seeds δ_k; play θ ± νδ_k on the runners → keep the top b directions by
@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from kuberl.core.evolution import EvolutionAlgorithm, noise
+from kuberl.algorithms.families.evolution import EvolutionAlgorithm, noise
 from kuberl.spec.algorithms.ars import ARSConfig
 
 

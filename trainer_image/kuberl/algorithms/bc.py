@@ -4,7 +4,7 @@ Reads top to bottom:
   config  → `BCConfig` (kuberl.spec.algorithms.bc; RLlib names accepted)
   data    → `spec.input` through Ray Data (kuberl.core.offline.reader): shuffled (obs, action) rows
   network → `ActorCritic` (kuberl.core.models); only the policy head is trained
-  loss    → −mean log π(a|s): `marwil_loss` with β = 0 (kuberl.core.offline.marwil), as in RLlib,
+  loss    → −mean log π(a|s): `marwil_loss` with β = 0 (kuberl.algorithms.families.marwil), as in RLlib,
             where BC is MARWIL with β = 0
   step    → `OfflineAlgorithm.training_step`: updatesPerIteration minibatches of trainBatchSize rows
 """
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from kuberl.core.offline.marwil import AdvantageWeightedAlgorithm
+from kuberl.algorithms.families.marwil import AdvantageWeightedAlgorithm
 from kuberl.spec.algorithms.bc import BCConfig
 
 

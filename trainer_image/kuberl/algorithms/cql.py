@@ -5,12 +5,12 @@ Reads top to bottom like the paper's Algorithm 1:
   config  → `CQLConfig` (kuberl.spec.algorithms.cql; RLlib names accepted)
   data    → `spec.input` through Ray Data: shuffled (s, a, r, s', terminated) rows
   network → tanh-squashed Gaussian actor, twin critics as one batched ensemble, Polyak target critics,
-            log α (kuberl.core.continuous, kuberl.core.target)
+            log α (kuberl.algorithms.families.continuous, kuberl.core.target)
   loss    → critic: SAC's soft Bellman residual + min_q_weight · (logsumexp_a Q(s,a) − Q(s,a_data)),
             the log-sum-exp estimated by importance sampling from uniform and policy actions
             (`conservative_penalty`); actor: SAC's E[α log π − min Q] (or behaviour cloning for the
             first bc_iters steps); SAC's temperature loss. SAC's pieces (target, Bellman residual,
-            actor and α losses, checkpoint layout) are kuberl.core.soft_actor_critic, shared with SAC.
+            actor and α losses, checkpoint layout) are kuberl.algorithms.families.soft_actor_critic, shared with SAC.
   step    → `OfflineAlgorithm.training_step`: updatesPerIteration minibatches of trainBatchSize rows
 """
 
@@ -24,17 +24,14 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from kuberl.core.continuous import (
+from kuberl.algorithms.families.continuous import (
     ActionScaler,
     SquashedGaussianActor,
     action_dims,
     obs_tensor,
 )
-from kuberl.core.learner import select_device
-from kuberl.core.models import obs_dim
-from kuberl.core.offline.algorithm import OfflineAlgorithm
-from kuberl.core.offline.schema import C
-from kuberl.core.soft_actor_critic import (
+from kuberl.algorithms.families.offline import OfflineAlgorithm
+from kuberl.algorithms.families.soft_actor_critic import (
     SoftActorCriticLearner,
     actor_loss,
     alpha_loss,
@@ -42,6 +39,9 @@ from kuberl.core.soft_actor_critic import (
     soft_q_target,
     soft_value,
 )
+from kuberl.core.learner import select_device
+from kuberl.core.models import obs_dim
+from kuberl.core.offline.schema import C
 from kuberl.core.target import polyak_update
 from kuberl.spec.algorithms.cql import CQLConfig
 

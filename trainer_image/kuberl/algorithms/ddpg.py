@@ -5,7 +5,7 @@ policy smoothing, the actor and targets updated with every critic step.
 Reads top to bottom like the paper's Algorithm 1:
   config  → `DDPGConfig` (kuberl.spec.algorithms.ddpg; every field documented there, RLlib names accepted)
   network → deterministic tanh actor, one critic, target copies of both, in the actor's [-1, 1] action
-            space (`DDPGLearner`, on kuberl.core.deterministic_actor, which TD3 shares)
+            space (`DDPGLearner`, on kuberl.algorithms.families.deterministic_actor_critic, which TD3 shares)
   loss    → `ddpg_target` (r + γ Q'(s', μ'(s'))), `critic_loss`, `actor_loss` (−Q(s, μ(s)))
   step    → `DDPG.training_step`: sample (Gaussian or Ornstein-Uhlenbeck noise in the runners) → n-step
             transitions into replay → k steps of critic, actor and Polyak targets → broadcast the actor
@@ -17,9 +17,9 @@ from collections.abc import Mapping
 
 import torch
 
-from kuberl.core.deterministic_actor import DeterministicActorCriticLearner
+from kuberl.algorithms.families.deterministic_actor_critic import DeterministicActorCriticLearner
+from kuberl.algorithms.families.offpolicy_actor import DeterministicActorAlgorithm
 from kuberl.core.nstep import DISCOUNTS
-from kuberl.core.offpolicy_algorithm import DeterministicActorAlgorithm
 from kuberl.core.replay import WEIGHTS
 from kuberl.core.sample_batch import Columns
 from kuberl.spec.algorithms.ddpg import DDPGConfig

@@ -5,12 +5,12 @@ Discrete actions.
 
 Reads top to bottom like the paper's Algorithm 1:
   config  → `DQNConfig` (kuberl.spec.algorithms.dqn; every field documented there, RLlib names accepted)
-  network → `QNetwork` (kuberl.core.q_learning, shared with Ape-X): MLP trunk, plain or dueling head
+  network → `QNetwork` (kuberl.algorithms.families.q_learning, shared with Ape-X): MLP trunk, plain or dueling head
   runner  → `QPolicy` (same module): epsilon-greedy in the env runners; epsilon arrives with every sync
   loss    → `dqn_loss` (same module): Huber TD error against a (double-)Q target, importance-weighted;
             new priorities. `QLearner` (same module) owns the online and target networks.
   step    → `DQN.learn`: K gradient steps → target update, inside the replay step shared with SAC/TD3/DDPG
-            (kuberl.core.replay_algorithm: sample → n-step transitions → replay → `learn` → broadcast)
+            (kuberl.algorithms.families.replay: sample → n-step transitions → replay → `learn` → broadcast)
 """
 
 from __future__ import annotations
@@ -23,17 +23,17 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from kuberl.algorithms.families.q_learning import QLearner, QNetwork, QPolicy, build_q_network, dqn_loss
+from kuberl.algorithms.families.replay import ReplayAlgorithm
 from kuberl.core.learner import select_device
 from kuberl.core.models import flatten_obs
 from kuberl.core.multi_agent.masking import legal_actions, mask_slice
-from kuberl.core.q_learning import QLearner, QNetwork, QPolicy, build_q_network, dqn_loss
 from kuberl.core.replay import PrioritizedReplayBuffer, ReplayBuffer
-from kuberl.core.replay_algorithm import ReplayAlgorithm
 from kuberl.core.schedules import piecewise_linear
 from kuberl.spec.algorithms.dqn import DQNConfig
 
 # The network, runner policy, loss and learner are shared with Ape-X, so they live in
-# kuberl.core.q_learning; re-exported here because DQN's readers look for them in this file.
+# kuberl.algorithms.families.q_learning; re-exported here because DQN's readers look for them in this file.
 __all__ = ["DQN", "QLearner", "QNetwork", "QPolicy", "build_q_network", "dqn_loss"]
 
 # ---------------------------------------------------------------------------------------------------
@@ -43,7 +43,7 @@ __all__ = ["DQN", "QLearner", "QNetwork", "QPolicy", "build_q_network", "dqn_los
 
 class DQN(ReplayAlgorithm):
     """The replay step itself (sample → n-step transitions → replay → K gradient steps → broadcast) is
-    kuberl.core.replay_algorithm's, shared with SAC, TD3 and DDPG; DQN adds its replay ratio, its
+    kuberl.algorithms.families.replay's, shared with SAC, TD3 and DDPG; DQN adds its replay ratio, its
     epsilon and β schedules, the learning-rate schedule and the target network's update rule."""
 
     name = "DQN"
@@ -51,7 +51,7 @@ class DQN(ReplayAlgorithm):
 
     def runner_overrides(self) -> dict[str, Any]:
         return {
-            "policy": "kuberl.core.q_learning:QPolicy",
+            "policy": "kuberl.algorithms.families.q_learning:QPolicy",
             "policy_options": {"dueling": self.config.dueling, "epsilon": self.epsilon()},
             "store_next_obs": True,
         }
@@ -93,7 +93,7 @@ class DQN(ReplayAlgorithm):
         self.num_target_updates = 0
         self.update_credit = 0.0  # fractional gradient steps carried over (training_intensity)
 
-    # -- the replay step's hooks (kuberl.core.replay_algorithm) --------------------------------------
+    # -- the replay step's hooks (kuberl.algorithms.families.replay) --------------------------------------
     def updates_this_iteration(self, env_steps: int) -> int:
         cfg = self.config
         if cfg.training_intensity is None:

@@ -1,11 +1,11 @@
 """Evolution Strategies (Salimans et al. 2017, https://arxiv.org/abs/1703.03864).
 
 config  → `ESConfig` (kuberl.spec.algorithms.es; RLlib's names: noise_stdev, stepsize, l2_coeff, eval_prob)
-network → `EvolutionNet` (kuberl.core.evolution): an MLP policy acting deterministically, no critic
+network → `EvolutionNet` (kuberl.algorithms.families.evolution): an MLP policy acting deterministically, no critic
 step    → draw n direction seeds; every runner regenerates ε_i from its seed and plays θ + σε_i and
           θ − σε_i (antithetic pairs) → fitness shaping: all 2n returns → centered ranks in [−½, ½]
           → g = 1/(2nσ) Σ_i (rank⁺_i − rank⁻_i) ε_i → Adam on −g + l2·θ → broadcast θ
-Only seeds and returns cross the wire (kuberl.core.evolution).
+Only seeds and returns cross the wire (kuberl.algorithms.families.evolution).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from kuberl.core.evolution import EvolutionAlgorithm, antithetic_gradient, centered_ranks
+from kuberl.algorithms.families.evolution import EvolutionAlgorithm, antithetic_gradient, centered_ranks
 from kuberl.core.learner import load_optimizer_state
 from kuberl.spec.algorithms.es import ESConfig
 

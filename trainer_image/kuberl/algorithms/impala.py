@@ -18,7 +18,7 @@ from collections.abc import Mapping
 
 import torch
 
-from kuberl.core.async_algorithm import AsyncVTraceAlgorithm, VTraceLearner, forward_sequences
+from kuberl.algorithms.families.vtrace_async import AsyncVTraceAlgorithm, VTraceLearner, forward_sequences
 from kuberl.core.distributions import ActionDistribution
 from kuberl.core.sample_batch import Columns
 from kuberl.core.vtrace import vtrace
@@ -71,7 +71,7 @@ def impala_loss(
 
 
 class IMPALALearner(VTraceLearner):
-    """The update loop (kuberl.core.async_algorithm.VTraceLearner) on `impala_loss`."""
+    """The update loop (kuberl.algorithms.families.vtrace_async.VTraceLearner) on `impala_loss`."""
 
     config: IMPALAConfig
 
@@ -85,7 +85,7 @@ class IMPALALearner(VTraceLearner):
 
 
 class IMPALA(AsyncVTraceAlgorithm):
-    """Asynchronous sampling, queueing and broadcasting: kuberl.core.async_algorithm."""
+    """Asynchronous sampling, queueing and broadcasting: kuberl.algorithms.families.vtrace_async."""
 
     name = "IMPALA"
     config: IMPALAConfig

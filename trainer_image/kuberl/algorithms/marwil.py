@@ -7,7 +7,7 @@ Reads top to bottom like the paper's algorithm:
             computed by the reader with this config's γ (kuberl.core.offline.reader)
   network → `ActorCritic` (kuberl.core.models): the policy and the value baseline V(s)
   loss    → −mean(exp(β·(G − V(s))/c) · log π(a|s)) + vf_coeff · ½(V(s) − G)², c² a moving average of
-            the squared advantage (`marwil_loss`, kuberl.core.offline.marwil)
+            the squared advantage (`marwil_loss`, kuberl.algorithms.families.marwil)
   step    → `OfflineAlgorithm.training_step`: updatesPerIteration minibatches of trainBatchSize rows
 """
 
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from kuberl.core.offline.marwil import AdvantageWeightedAlgorithm
+from kuberl.algorithms.families.marwil import AdvantageWeightedAlgorithm
 from kuberl.core.offline.schema import C
 from kuberl.spec.algorithms.marwil import MARWILConfig
 

@@ -5,9 +5,9 @@ network → `ActorCritic` (kuberl.core.models): the policy, and V(s) as the base
 returns → G_t = Σ γ^k r_{t+k}, Monte-Carlo to the episode's end inside a fragment; bootstrapped with
           V only where the episode was cut (a time-limit truncation, or the fragment's end): DESIGN's
           "bootstrap on truncation". Terminations are worth 0.
-loss    → `actor_critic_loss` (kuberl.core.actor_critic) with A = G − V(s):
+loss    → `actor_critic_loss` (kuberl.algorithms.families.actor_critic) with A = G − V(s):
           −log π(a|s)·A  +  c_v·½(V(s) − G)²  −  c_e·H, the baseline trained by regression on G
-step    → the training step shared with A2C (kuberl.core.sync_actor_critic): sample →
+step    → the training step shared with A2C (kuberl.algorithms.families.sync): sample →
           `PG.estimate_returns` → one gradient step → broadcast weights
 """
 
@@ -15,14 +15,14 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from kuberl.core.actor_critic import loss_batch
+from kuberl.algorithms.families.actor_critic import loss_batch
+from kuberl.algorithms.families.sync import SyncActorCriticAlgorithm
 from kuberl.core.sample_batch import SampleBatch
-from kuberl.core.sync_actor_critic import SyncActorCriticAlgorithm
 from kuberl.spec.algorithms.pg import PGConfig
 
 
 class PG(SyncActorCriticAlgorithm):
-    """Sampling, the learner and the training step: kuberl.core.sync_actor_critic (shared with A2C)."""
+    """Sampling, the learner and the training step: kuberl.algorithms.families.sync (shared with A2C)."""
 
     name = "PG"
     config: PGConfig

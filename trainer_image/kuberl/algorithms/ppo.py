@@ -6,7 +6,7 @@ Reads top to bottom like the paper's Algorithm 1:
             with `model.use_lstm` a `RecurrentActorCritic` (kuberl.core.recurrent)
   loss    → `ppo_loss`: clipped surrogate + (optionally clipped) value loss − entropy bonus + KL penalty
   step    → sample in parallel → GAE (`PPO.estimate_returns`) → epochs of shuffled minibatches
-            (`PPO.learn`) → broadcast weights; the step itself is kuberl.core.sync_actor_critic's
+            (`PPO.learn`) → broadcast weights; the step itself is kuberl.algorithms.families.sync's
 
 Recurrent policies train on minibatches of whole sequences: each rollout is cut into chunks of
 `max_seq_len` steps that start from the LSTM state the runner recorded there, and the chunks (not
@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from kuberl.algorithms.families.sync import SyncSamplingAlgorithm
 from kuberl.core.distributions import ActionDistribution
 from kuberl.core.learner import Learner, driver_learner_device, mean_across_ranks, normalize_advantages
 from kuberl.core.models import action_distribution, build_model
@@ -36,7 +37,6 @@ from kuberl.core.recurrent import (
 )
 from kuberl.core.returns import gae
 from kuberl.core.sample_batch import Columns, SampleBatch
-from kuberl.core.sync_actor_critic import SyncSamplingAlgorithm
 from kuberl.spec.algorithms import PPOConfig
 
 # ---------------------------------------------------------------------------------------------------
@@ -208,7 +208,7 @@ def explained_variance(pred: np.ndarray, target: np.ndarray) -> float:
 
 class PPO(SyncSamplingAlgorithm):
     """The training step (sample → `estimate_returns` → `learn` → broadcast) is
-    kuberl.core.sync_actor_critic's, shared with A2C and PG."""
+    kuberl.algorithms.families.sync's, shared with A2C and PG."""
 
     name = "PPO"
     config: PPOConfig

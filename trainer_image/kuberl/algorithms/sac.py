@@ -4,7 +4,7 @@ its discrete-action variant (Christodoulou 2019, https://arxiv.org/abs/1910.0720
 Reads top to bottom like Algorithm 1 of "SAC: Algorithms and Applications":
   config  → `SACConfig` (kuberl.spec.algorithms.sac; every field documented there, RLlib names accepted)
   network → tanh-squashed Gaussian actor (or a categorical one), twin critics as one batched ensemble,
-            target critics, log α (kuberl.core.continuous)
+            target critics, log α (kuberl.algorithms.families.continuous)
   loss    → `critic_loss` (soft Bellman residual against the clipped double-Q target), `actor_loss`
             (E[α log π − Q]), `alpha_loss` (−log α · (log π + H̄)); discrete: exact expectations over actions
   step    → `SAC.training_step`: sample → n-step transitions into replay → k gradient steps (critic,
@@ -23,7 +23,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from kuberl.core.continuous import (
+from kuberl.algorithms.families.continuous import (
     ActionScaler,
     CategoricalActor,
     CategoricalPolicy,
@@ -32,14 +32,8 @@ from kuberl.core.continuous import (
     action_dims,
     obs_tensor,
 )
-from kuberl.core.models import obs_dim
-from kuberl.core.multi_agent.masking import legal_actions, mask_slice, mask_values, random_legal_actions
-from kuberl.core.nstep import DISCOUNTS
-from kuberl.core.offpolicy_algorithm import OffPolicyActorAlgorithm
-from kuberl.core.policy import RunnerPolicy
-from kuberl.core.replay import WEIGHTS
-from kuberl.core.sample_batch import Columns
-from kuberl.core.soft_actor_critic import (
+from kuberl.algorithms.families.offpolicy_actor import OffPolicyActorAlgorithm
+from kuberl.algorithms.families.soft_actor_critic import (
     SoftActorCriticLearner,
     actor_loss,
     alpha_loss,
@@ -47,6 +41,12 @@ from kuberl.core.soft_actor_critic import (
     soft_q_target,
     soft_value,
 )
+from kuberl.core.models import obs_dim
+from kuberl.core.multi_agent.masking import legal_actions, mask_slice, mask_values, random_legal_actions
+from kuberl.core.nstep import DISCOUNTS
+from kuberl.core.policy import RunnerPolicy
+from kuberl.core.replay import WEIGHTS
+from kuberl.core.sample_batch import Columns
 from kuberl.core.target import polyak_update
 from kuberl.spec.algorithms import ModelConfig
 from kuberl.spec.algorithms.sac import SACConfig
@@ -107,7 +107,7 @@ def masked_target_entropy(obs: torch.Tensor, mask: slice, scale: float) -> torch
 
 
 # ---------------------------------------------------------------------------------------------------
-# Losses: soft_q_target, critic_loss, actor_loss and alpha_loss are kuberl.core.soft_actor_critic's
+# Losses: soft_q_target, critic_loss, actor_loss and alpha_loss are kuberl.algorithms.families.soft_actor_critic's
 # (shared with CQL); discrete SAC's exact expectations over the actions are its own.
 # ---------------------------------------------------------------------------------------------------
 

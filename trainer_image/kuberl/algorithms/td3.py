@@ -3,7 +3,7 @@
 Reads top to bottom like the paper's Algorithm 1:
   config  → `TD3Config` (kuberl.spec.algorithms.td3; every field documented there, RLlib names accepted)
   network → deterministic tanh actor, twin critics as one batched ensemble, target copies of both,
-            all in the actor's [-1, 1] action space (`TD3Learner`, on kuberl.core.deterministic_actor)
+            all in the actor's [-1, 1] action space (`TD3Learner`, on kuberl.algorithms.families.deterministic_actor_critic)
   loss    → `target_policy_smoothing` + `td3_target` (clipped double Q), `critic_loss`, `actor_loss` (−Q₁(s, μ(s)))
   step    → `TD3.training_step`: sample (exploration noise in the runners) → n-step transitions into
             replay → k critic steps, every `policy_delay`-th also an actor step and Polyak targets →
@@ -18,9 +18,9 @@ from typing import Any
 import gymnasium as gym
 import torch
 
-from kuberl.core.deterministic_actor import DeterministicActorCriticLearner
+from kuberl.algorithms.families.deterministic_actor_critic import DeterministicActorCriticLearner
+from kuberl.algorithms.families.offpolicy_actor import DeterministicActorAlgorithm
 from kuberl.core.nstep import DISCOUNTS
-from kuberl.core.offpolicy_algorithm import DeterministicActorAlgorithm
 from kuberl.core.replay import WEIGHTS
 from kuberl.core.sample_batch import Columns
 from kuberl.spec.algorithms.td3 import TD3Config

@@ -28,7 +28,7 @@ from kuberl.spec import SpecError
 from kuberl.spec.external import ExternalSpec
 
 if TYPE_CHECKING:
-    from kuberl.algorithm import Algorithm
+    from kuberl.algorithms.base import Algorithm
 
 log = logging.getLogger(__name__)
 

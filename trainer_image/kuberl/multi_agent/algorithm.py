@@ -20,14 +20,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from kuberl.algorithm import (
-    EPISODE_WINDOW,
-    Algorithm,
-    StepOutcome,
-    algorithm_class,
-    rng_state,
-    set_rng_state,
-)
+from kuberl.algorithms.base import EPISODE_WINDOW, Algorithm, StepOutcome, rng_state, set_rng_state
+from kuberl.build import algorithm_class
 from kuberl.core.multi_agent.env import probe_spaces
 from kuberl.core.multi_agent.group import MultiAgentRunnerGroup
 from kuberl.core.multi_agent.mapping import PolicyMapper, SelfPlaySeats, policy_spaces
@@ -221,7 +215,7 @@ class MultiAgentAlgorithm(Algorithm):
 
     def _load_frozen(self, pid: str, uri: str, source_policy: str) -> None:
         """Weights for `pid` from a single-agent checkpoint, or from `source_policy` in a multi-agent one."""
-        from kuberl.algorithm import STATE_FILE
+        from kuberl.algorithms.base import STATE_FILE
         from kuberl.checkpoint import CheckpointError, load_checkpoint
         from kuberl.core.state_io import loads_state
 

@@ -36,7 +36,7 @@ Problem = tuple[str, str]
 _ANY_ITEMS: JsonDict = {"items": {"x-kubernetes-preserve-unknown-fields": True}}
 _RANGE: JsonDict = {"minItems": 2, "maxItems": 2}
 
-# Result keys a trial reports (kuberl.algorithm.Algorithm._result, flattened with "/").
+# Result keys a trial reports (kuberl.algorithms.base.Algorithm._result, flattened with "/").
 KNOWN_METRICS = (
     "episode_return_mean",
     "episode_return_min",

@@ -15,7 +15,8 @@ from typing import Any
 
 from ray import tune
 
-from kuberl.algorithm import Algorithm, build_algorithm
+from kuberl.algorithms.base import Algorithm
+from kuberl.build import build_algorithm
 from kuberl.spec import parse_job
 from kuberl.spec.tune import trial_spec_doc
 from kuberl.tune.space import flatten_result

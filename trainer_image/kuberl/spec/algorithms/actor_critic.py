@@ -1,4 +1,4 @@
-"""Fields that the actor-critics A2C, A3C and PG share (their algorithms share kuberl.core.actor_critic's
+"""Fields that the actor-critics A2C, A3C and PG share (their algorithms share kuberl.algorithms.families.actor_critic's
 loss and learner): the optimizer, and for A2C and A3C the advantage estimator and loss weights. Each
 algorithm's own module adds the rest and overrides a field where its default or meaning differs."""
 

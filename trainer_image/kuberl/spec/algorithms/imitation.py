@@ -1,4 +1,4 @@
-"""Fields that BC and MARWIL share (BC is MARWIL with β = 0; both train kuberl.core.offline.marwil's
+"""Fields that BC and MARWIL share (BC is MARWIL with β = 0; both train kuberl.algorithms.families.marwil's
 actor-critic from spec.input): the optimizer of that one network."""
 
 from __future__ import annotations

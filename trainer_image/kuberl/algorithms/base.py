@@ -8,7 +8,6 @@ adds its learner and `training_step()`.
 
 from __future__ import annotations
 
-import importlib
 import json
 import logging
 import math
@@ -34,7 +33,7 @@ from kuberl.core.preprocess import batch_of_one, is_single
 from kuberl.core.recurrent import RecurrentActorCritic, RecurrentState, is_recurrent
 from kuberl.core.runner_group import EnvRunnerGroup
 from kuberl.core.state_io import dumps_state, loads_state
-from kuberl.spec import RLTrainingJob, RLTrainingJobSpec, load_job, parse_job
+from kuberl.spec import RLTrainingJob, RLTrainingJobSpec
 from kuberl.spec.algorithms import AlgorithmConfigBase
 
 log = logging.getLogger(__name__)
@@ -520,32 +519,6 @@ class Algorithm:
         self.runners.stop()
         if self.spec.resources.learners > 1 and hasattr(self, "learner"):
             self.learner.shutdown()
-
-
-def algorithm_class(name: str) -> type[Algorithm]:
-    """The Algorithm named by the config model's `implementation`, imported lazily so one algorithm's
-    dependencies never load for another."""
-    from kuberl.spec.algorithms import CONFIG_MODELS
-
-    module, _, attr = CONFIG_MODELS[name].implementation.partition(":")
-    cls = getattr(importlib.import_module(module), attr)
-    assert issubclass(cls, Algorithm)
-    return cls
-
-
-def build_algorithm(
-    job: RLTrainingJob | Mapping[str, Any] | str | Path, *, run_dir: Path | None = None
-) -> Algorithm:
-    """Build an algorithm from a job object, a raw document, or a YAML path."""
-    if isinstance(job, str | Path):
-        job = load_job(job)
-    elif not isinstance(job, RLTrainingJob):
-        job = parse_job(job)
-    if job.spec.multi_agent is not None:
-        from kuberl.multi_agent.algorithm import MultiAgentAlgorithm
-
-        return MultiAgentAlgorithm(job, run_dir=run_dir)
-    return algorithm_class(job.spec.algorithm)(job, run_dir=run_dir)
 
 
 def is_finite(x: float | None) -> bool:

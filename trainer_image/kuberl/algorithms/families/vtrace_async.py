@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from kuberl.algorithm import Algorithm, StepOutcome
+from kuberl.algorithms.base import Algorithm, StepOutcome
 from kuberl.core.async_sampling import AsyncSampler, FragmentQueue, ReplaySlots, sequence_minibatches
 from kuberl.core.distributions import ActionDistribution
 from kuberl.core.env_runner import Rollout

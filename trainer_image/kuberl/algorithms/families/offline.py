@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from kuberl.algorithm import Algorithm, StepOutcome
+from kuberl.algorithms.base import Algorithm, StepOutcome
 from kuberl.core.offline import ope
 from kuberl.core.offline.reader import OfflineData
 from kuberl.core.offline.schema import C

@@ -1,5 +1,5 @@
 """What SAC, TD3 and DDPG share on the driver side: the replay training step's hooks (the step itself,
-shared with DQN, is kuberl.core.replay_algorithm: sample → n-step transitions into replay → the
+shared with DQN, is kuberl.algorithms.families.replay: sample → n-step transitions into replay → the
 budgeted number of gradient updates → broadcast the actor), the actor as the runners' policy, and a
 checkpoint of the learner, the update budget and (optionally) the replay buffer."""
 
@@ -11,10 +11,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from kuberl.core.continuous import UpdateBudget, make_replay, obs_tensor, replay_batches
+from kuberl.algorithms.families.continuous import UpdateBudget, make_replay, obs_tensor, replay_batches
+from kuberl.algorithms.families.replay import ReplayAlgorithm
 from kuberl.core.learner import select_device
 from kuberl.core.models import weights_to_numpy
-from kuberl.core.replay_algorithm import ReplayAlgorithm
 
 
 class OffPolicyActorAlgorithm(ReplayAlgorithm):
@@ -37,7 +37,7 @@ class OffPolicyActorAlgorithm(ReplayAlgorithm):
         """The algorithm's learner on `device` (setup() keeps it as `self.learner`)."""
         raise NotImplementedError(f"{type(self).__name__} must build its learner")
 
-    # -- the replay step's hooks (kuberl.core.replay_algorithm) --------------------------------------
+    # -- the replay step's hooks (kuberl.algorithms.families.replay) --------------------------------------
     def updates_this_iteration(self, env_steps: int) -> int:
         return self.budget.take(env_steps)
 
@@ -80,7 +80,7 @@ class DeterministicActorAlgorithm(OffPolicyActorAlgorithm):
     def runner_overrides(self) -> dict[str, Any]:
         return {
             "store_next_obs": True,
-            "policy": "kuberl.core.continuous:DeterministicActorPolicy",
+            "policy": "kuberl.algorithms.families.continuous:DeterministicActorPolicy",
             "policy_options": {"exploration": self.config.exploration_config.model_dump()},
         }
 

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from kuberl.core.continuous import QEnsemble, clip_grads, make_adam
+from kuberl.algorithms.families.continuous import QEnsemble, clip_grads, make_adam
 from kuberl.core.learner import load_state_dicts, state_dicts
 
 # The learner's networks and optimizers, by attribute name: its checkpoint layout.

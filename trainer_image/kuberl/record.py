@@ -24,9 +24,10 @@ def record_checkpoint(
     seed: int | None = None,
 ) -> dict[str, Any]:
     """Sample `steps` env steps with the policy of checkpoint `uri` into `output`; returns what was written."""
-    from kuberl.algorithm import SPEC_FILE, algorithm_class, build_algorithm
+    from kuberl.algorithms.base import SPEC_FILE
+    from kuberl.algorithms.families.offline import OfflineAlgorithm
+    from kuberl.build import algorithm_class, build_algorithm
     from kuberl.checkpoint import load_checkpoint
-    from kuberl.core.offline.algorithm import OfflineAlgorithm
 
     if steps < 1:
         raise ValueError(f"steps must be at least 1, got {steps}")

@@ -2,7 +2,7 @@
 policy delay, so everything but those three changes lives here, once.
 
 `DeterministicActorCriticLearner` holds a deterministic tanh actor, E critics as one batched ensemble,
-target copies of both and their optimizers (kuberl.core.continuous), and offers the two gradient steps
+target copies of both and their optimizers (kuberl.algorithms.families.continuous), and offers the two gradient steps
 of the paper's Algorithm 1 — `critic_step` and `actor_step` (the actor, then Polyak targets) — plus the
 checkpoint. Each algorithm file keeps its target, its losses and an `update` written from these steps,
 so it still reads like its paper.
@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 import gymnasium as gym
 import torch
 
-from kuberl.core.continuous import (
+from kuberl.algorithms.families.continuous import (
     ActionScaler,
     DeterministicActor,
     QEnsemble,

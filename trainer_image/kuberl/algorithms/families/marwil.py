@@ -16,10 +16,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from kuberl.algorithms.families.offline import OfflineAlgorithm
 from kuberl.core.distributions import ActionDistribution
 from kuberl.core.learner import Learner, select_device
 from kuberl.core.models import action_distribution, build_model
-from kuberl.core.offline.algorithm import OfflineAlgorithm
 from kuberl.core.offline.schema import C
 
 

@@ -16,8 +16,8 @@ from typing import Any, ClassVar
 
 import torch
 
-from kuberl.algorithm import Algorithm, StepOutcome
-from kuberl.core.actor_critic import ActorCriticLearner
+from kuberl.algorithms.base import Algorithm, StepOutcome
+from kuberl.algorithms.families.actor_critic import ActorCriticLearner
 from kuberl.core.sample_batch import SampleBatch
 
 

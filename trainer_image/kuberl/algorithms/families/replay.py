@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from kuberl.algorithm import Algorithm, StepOutcome
+from kuberl.algorithms.base import Algorithm, StepOutcome
 from kuberl.core.nstep import nstep_transitions
 from kuberl.core.replay import INDICES, PrioritizedReplayBuffer, ReplayBuffer
 from kuberl.core.sample_batch import SampleBatch

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from kuberl.algorithm import Algorithm, StepOutcome
+from kuberl.algorithms.base import Algorithm, StepOutcome
 from kuberl.core.env_runner import EnvRunner
 from kuberl.core.models import (
     action_distribution,
@@ -40,7 +40,7 @@ from kuberl.core.sample_batch import Columns
 from kuberl.spec.algorithms import ModelConfig
 
 MAX_SEED = 2**31 - 1
-EVOLUTION_POLICY = "kuberl.core.evolution:EvolutionPolicy"
+EVOLUTION_POLICY = "kuberl.algorithms.families.evolution:EvolutionPolicy"
 
 
 # -- pure pieces ---------------------------------------------------------------------------------------
