@@ -26,8 +26,10 @@ def record_checkpoint(
     """Sample `steps` env steps with the policy of checkpoint `uri` into `output`; returns what was written."""
     from kuberl.algorithms.base import SPEC_FILE
     from kuberl.algorithms.families.offline import OfflineAlgorithm
-    from kuberl.build import algorithm_class, build_algorithm
+    from kuberl.algorithms.registry import algorithm_class
+    from kuberl.build import build_algorithm
     from kuberl.checkpoint import load_checkpoint
+    from kuberl.core.offline.writer import ExperienceWriter
 
     if steps < 1:
         raise ValueError(f"steps must be at least 1, got {steps}")
@@ -57,7 +59,7 @@ def record_checkpoint(
     finally:
         algo.stop()
     writer = algo.writer
-    assert writer is not None
+    assert isinstance(writer, ExperienceWriter)
     return {
         "checkpoint": loaded.info.uri,
         "output": writer.sink.uri,

@@ -189,6 +189,8 @@ class APEX(Algorithm):
             eps=cfg.prioritized_replay_eps,
             seed=int(self.np_rng.integers(2**63)),
         )
+        # Asynchronous sampling keeps requests in flight on env runners (make_runner_group's).
+        assert isinstance(self.runners, EnvRunnerGroup)
         self.sampler = AsyncSampler(
             self.runners, requests_per_runner=cfg.max_requests_in_flight_per_env_runner
         )

@@ -15,7 +15,7 @@ import random
 import time
 import uuid
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -29,9 +29,10 @@ from kuberl.core.env_factory import make_vector_env, seeds_for
 from kuberl.core.env_runner import Rollout, RunnerConfig
 from kuberl.core.models import action_distribution, flatten_obs
 from kuberl.core.normalizer import RunningStats
+from kuberl.core.offline.writer import Writer
 from kuberl.core.preprocess import batch_of_one, is_single
 from kuberl.core.recurrent import RecurrentActorCritic, RecurrentState, is_recurrent
-from kuberl.core.runner_group import EnvRunnerGroup
+from kuberl.core.runner_group import EnvRunnerGroup, RunnerGroup
 from kuberl.core.state_io import dumps_state, loads_state
 from kuberl.spec import RLTrainingJob, RLTrainingJobSpec
 from kuberl.spec.algorithms import AlgorithmConfigBase
@@ -69,6 +70,22 @@ def set_rng_state(np_rng: np.random.Generator, rng: Mapping[str, Any]) -> None:
     np.random.set_state(rng["numpy_global"])
     random.setstate(rng["python"])
     torch.set_rng_state(rng["torch"])
+
+
+@dataclass(frozen=True)
+class Parts:
+    """What kuberl.build injects into an Algorithm, so the base class knows no special case: where the
+    experience comes from, where it is recorded, who learns, and how many CPUs of Ray actors they need."""
+
+    # The runner group, given the algorithm (its runner_config is set). None: make_runner_group().
+    runner_group: Callable[[Algorithm], RunnerGroup] | None = None
+    # The spec.output writer, given the algorithm (spaces, filter set). None: nothing recorded.
+    writer: Callable[[Algorithm], Writer] | None = None
+    # Wraps the learner setup() built (data-parallel learners). None: that learner trains alone.
+    learner_group: Callable[[Any], Any] | None = None
+    # CPUs the Ray actors (runners, learners) reserve: Ray is started or joined before they are built.
+    # None: no Ray actors.
+    ray_cpus: float | None = None
 
 
 @dataclass
@@ -111,15 +128,19 @@ class Algorithm:
         # (`resume: auto`); retention and `latest` compare iterations only within a run (checkpoint/store.py).
         self.run_id = uuid.uuid4().hex[:12]
 
-    def __init__(self, job: RLTrainingJob, *, run_dir: Path | None = None) -> None:
+    def __init__(
+        self, job: RLTrainingJob, *, run_dir: Path | None = None, parts: Parts | None = None
+    ) -> None:
+        """`parts`: what kuberl.build picked for this job (runners, writer, learner group, Ray); without
+        them the algorithm samples with its own runner group and records nothing."""
+        parts = parts or Parts()
         self.bind_job(job, run_dir)
         seed = self.spec.seed
         res = self.spec.resources
-        if (res.env_runners > 0 and not self.spec.external.enabled) or res.learners > 1:
+        if parts.ray_cpus is not None:
             from kuberl.core.ray_init import ensure_ray
 
-            runner_cpus = 0.0 if self.spec.external.enabled else res.env_runners * res.cpus_per_runner
-            ensure_ray(runner_cpus + (res.learners * res.cpus_per_learner if res.learners > 1 else 0.0))
+            ensure_ray(parts.ray_cpus)
         self.runner_config = RunnerConfig(
             env=self.spec.env,
             env_config=dict(self.spec.env_config),
@@ -131,11 +152,9 @@ class Algorithm:
             # spec.output records s' for every transition, whatever the algorithm needs itself.
             **{**self.runner_overrides(), **({"store_next_obs": True} if self.spec.output else {})},
         )
-        if self.spec.external.enabled:  # clients step the env through the policy server (docs/external.md)
-            from kuberl.external.runner_group import check_external_support
-
-            check_external_support(self)
-        self.runners = self.make_runner_group()
+        self.runners: RunnerGroup = (
+            parts.runner_group(self) if parts.runner_group is not None else self.make_runner_group()
+        )
         self.obs_space, self.action_space = self.runners.spaces()
         self.obs_filter: RunningStats | None = (
             RunningStats(shape=(gym.spaces.flatdim(self.obs_space),))
@@ -144,12 +163,9 @@ class Algorithm:
         )
         self.reset_progress()
         self.setup()
-        # Data-parallel DDP learners replace the one setup() built (docs/algorithms/ppo.md).
-        if res.learners > 1:
-            from kuberl.core.learner_group import LearnerGroup
-
-            self.learner = LearnerGroup(self.learner, resources=res)
-        self.writer = self.make_writer()
+        if parts.learner_group is not None:
+            self.learner = parts.learner_group(self.learner)
+        self.writer: Writer | None = parts.writer(self) if parts.writer is not None else None
         self.sync_weights()
 
     # -- to implement ------------------------------------------------------------------------------
@@ -162,13 +178,9 @@ class Algorithm:
         `policy_options`, `store_next_obs`. Default: the actor-critic policy."""
         return {}
 
-    def make_runner_group(self) -> EnvRunnerGroup:
+    def make_runner_group(self) -> RunnerGroup:
         """The env runners. Default: EnvRunner actors; an algorithm whose runners do more than sample
         (A3C's runners also compute gradients) returns a subclass."""
-        if self.spec.external.enabled:
-            from kuberl.external.runner_group import external_runner_group
-
-            return external_runner_group(self)
         res = self.spec.resources
         return EnvRunnerGroup(
             self.runner_config, num_runners=res.env_runners, cpus_per_runner=res.cpus_per_runner
@@ -219,21 +231,6 @@ class Algorithm:
             self.record_rollout(r)
         return rollouts
 
-    def make_writer(self) -> Any:
-        """The spec.output Parquet writer (kuberl.core.offline.writer), or None."""
-        if self.spec.output is None:
-            return None
-        from kuberl.core.offline.writer import ExperienceWriter
-
-        writer = ExperienceWriter(
-            self.spec.output, self.obs_space, self.action_space, filtered=self.obs_filter is not None
-        )
-        if self.spec.external.enabled:  # whole episodes, not the policy server's one-lane batches
-            from kuberl.external.recording import EpisodeRecorder
-
-            return EpisodeRecorder(writer)
-        return writer
-
     def record_rollout(self, r: Rollout) -> None:
         """Episode, step and observation-filter bookkeeping for experience that arrived from a runner."""
         if self.writer is not None:
@@ -275,11 +272,7 @@ class Algorithm:
         result = self._result(
             outcome, elapsed, self.timesteps - steps_before, self.episodes_total - episodes_before
         )
-        if self.spec.external.enabled:  # the policy server's counters (docs/external.md)
-            from kuberl.external.runner_group import ExternalRunnerGroup
-
-            if isinstance(self.runners, ExternalRunnerGroup):
-                result["policy_server"] = self.runners.stats()
+        result.update(self.runners.report())  # e.g. the policy server's counters (docs/external.md)
         if self.spec.evaluation.interval and self.iteration % self.spec.evaluation.interval == 0:
             result["evaluation"] = self.evaluate()
         return result
@@ -509,13 +502,13 @@ class Algorithm:
         """A stop signal arrived (called from its handler): a sample() that waits for experience (the
         policy server's) raises InterruptedError now instead of at the next batch. Env runners sample in
         bounded time and need nothing."""
-        interrupt = getattr(getattr(self, "runners", None), "interrupt", None)
-        if interrupt is not None:
-            interrupt()
+        if hasattr(self, "runners"):  # a signal can arrive while __init__ still builds them
+            self.runners.interrupt()
 
     def stop(self) -> None:
-        if getattr(self, "writer", None) is not None:
-            self.writer.close()
+        writer = getattr(self, "writer", None)
+        if writer is not None:
+            writer.close()
         self.runners.stop()
         if self.spec.resources.learners > 1 and hasattr(self, "learner"):
             self.learner.shutdown()

@@ -6,13 +6,45 @@ import dataclasses
 import logging
 import time
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
+import gymnasium as gym
 import numpy as np
 
 from kuberl.core.env_runner import EnvRunner, Rollout, RunnerConfig
 
 log = logging.getLogger(__name__)
+
+
+class RunnerGroup(Protocol):
+    """Where an Algorithm's experience comes from: env runners (EnvRunnerGroup), the policy server of
+    external simulators (kuberl.external) or one policy's share of multi-agent runners
+    (kuberl.multi_agent). kuberl.build picks one; the Algorithm only calls these."""
+
+    restarts: int
+
+    @property
+    def num_healthy(self) -> int: ...
+
+    def spaces(self) -> tuple[gym.Space[Any], gym.Space[Any]]: ...
+
+    def sync(
+        self,
+        weights: dict[str, np.ndarray],
+        filter_state: dict[str, Any] | None,
+        options: dict[str, Any] | None = None,
+    ) -> None:
+        """The policy's weights (and observation-filter state, runner-policy options) for the next samples."""
+
+    def sample(self) -> list[Rollout]: ...
+
+    def report(self) -> dict[str, Any]:
+        """Entries this group adds to every result dict (the policy server's counters); usually none."""
+
+    def interrupt(self) -> None:
+        """A stop signal arrived: a sample() that waits for experience returns now (InterruptedError)."""
+
+    def stop(self) -> None: ...
 
 
 class RunnerActorGroup:
@@ -84,6 +116,12 @@ class RunnerActorGroup:
     def num_healthy(self) -> int:
         return 1 if self.local is not None else len(self.actors)
 
+    def report(self) -> dict[str, Any]:
+        return {}
+
+    def interrupt(self) -> None:
+        """Env runners sample in bounded time: nothing to interrupt."""
+
     def kill_runner_for_test(self, i: int) -> None:
         """Kill one actor abruptly (fault-tolerance tests and chaos drills)."""
         self._ray().kill(self.actors[i], no_restart=True)
@@ -109,7 +147,7 @@ class EnvRunnerGroup(RunnerActorGroup):
     base: RunnerConfig
     local: EnvRunner | None
 
-    def spaces(self) -> Any:
+    def spaces(self) -> tuple[gym.Space[Any], gym.Space[Any]]:
         if self.local is not None:
             return self.local.spaces()
         return self._ray().get(self.actors[0].spaces.remote())

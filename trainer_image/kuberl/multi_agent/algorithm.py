@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from kuberl.algorithms.base import EPISODE_WINDOW, Algorithm, StepOutcome, rng_state, set_rng_state
-from kuberl.build import algorithm_class
+from kuberl.algorithms.base import EPISODE_WINDOW, Algorithm, Parts, StepOutcome, rng_state, set_rng_state
+from kuberl.algorithms.registry import algorithm_class
 from kuberl.core.multi_agent.env import probe_spaces
 from kuberl.core.multi_agent.group import MultiAgentRunnerGroup
 from kuberl.core.multi_agent.mapping import PolicyMapper, SelfPlaySeats, policy_spaces
@@ -48,17 +48,6 @@ _ACTOR_CRITIC = ("PPO", "A2C", "PG")
 # Algorithms whose own networks and runner policies read the mask from the observation space (DQN's
 # Q-network, discrete SAC's actor); TD3 and DDPG have Box actions, which no mask describes.
 _MASK_THEMSELVES = ("DQN", "SAC")
-
-
-def fed_algorithm(cls: type[Algorithm], feed: FeedRunnerGroup) -> type[Algorithm]:
-    """`cls` with its runners replaced by `feed` (and nothing else changed)."""
-
-    def make_runner_group(self: Algorithm) -> Any:
-        feed.runner_config = self.runner_config  # read back when building the runner slots
-        return feed
-
-    sub: type[Algorithm] = type(f"MultiAgent{cls.__name__}", (cls,), {"make_runner_group": make_runner_group})
-    return sub
 
 
 def _stats(values: list[float] | deque[float]) -> dict[str, float | None]:
@@ -110,10 +99,10 @@ class MultiAgentAlgorithm(Algorithm):
         self.policy_spaces = spaces
 
         self.hub = ExperienceHub()
-        self.writer: MultiAgentExperienceWriter | None = None
+        self.agent_writer: MultiAgentExperienceWriter | None = None
         if self.spec.output is not None:  # every agent's whole episodes (docs/offline.md)
-            self.writer = MultiAgentExperienceWriter(self.spec.output, spaces)
-            writer = self.writer
+            self.agent_writer = MultiAgentExperienceWriter(self.spec.output, spaces)
+            writer = self.agent_writer
             self.hub.recorder = lambda episodes, worker: writer.add(episodes, worker_index=worker)
         self.trained = ma.trained_policies()
         self.subs: dict[str, Algorithm] = {}
@@ -162,7 +151,7 @@ class MultiAgentAlgorithm(Algorithm):
             mapping_function=ma.policy_mapping_function,
             self_play=seats,
             seed=seed,
-            record=self.writer is not None,
+            record=self.agent_writer is not None,
         )
         self.group = MultiAgentRunnerGroup(
             self.ma_config, num_runners=res.env_runners, cpus_per_runner=res.cpus_per_runner
@@ -210,8 +199,9 @@ class MultiAgentAlgorithm(Algorithm):
             }
         )
         sub_job = self.job.model_copy(update={"spec": sub_spec})
-        cls = fed_algorithm(algorithm_class(spec.algorithm), feed)
-        return cls(sub_job, run_dir=self.run_dir / "policies" / pid)
+        # The same Algorithm class a single-agent job gets, with the hub's feed as its runner group.
+        cls = algorithm_class(spec.algorithm)
+        return cls(sub_job, run_dir=self.run_dir / "policies" / pid, parts=Parts(runner_group=feed.attach))
 
     def _load_frozen(self, pid: str, uri: str, source_policy: str) -> None:
         """Weights for `pid` from a single-agent checkpoint, or from `source_policy` in a multi-agent one."""
@@ -466,8 +456,8 @@ class MultiAgentAlgorithm(Algorithm):
 
     def stop(self) -> None:
         self.group.stop()
-        if self.writer is not None:
-            self.writer.close()
+        if self.agent_writer is not None:
+            self.agent_writer.close()
 
 
 def check_supported(job: RLTrainingJob) -> None:

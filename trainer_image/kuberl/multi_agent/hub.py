@@ -14,7 +14,7 @@ import math
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
 import numpy as np
@@ -23,6 +23,9 @@ from kuberl.core.env_runner import Rollout, RunnerConfig
 from kuberl.core.multi_agent.group import MultiAgentRunnerGroup
 from kuberl.core.multi_agent.runner import AgentEpisode, MultiAgentSample
 from kuberl.core.sample_batch import SampleBatch
+
+if TYPE_CHECKING:
+    from kuberl.algorithms.base import Algorithm
 
 MAX_FRAGMENT = 10_000  # env steps per env copy in one sample call
 MAX_ROUNDS = 1_000  # sample calls for one policy before concluding it never acts
@@ -160,6 +163,18 @@ class FeedRunnerGroup:
 
     def sample(self) -> list[Rollout]:
         return self.hub.collect(self.pid)
+
+    def attach(self, algo: Algorithm) -> FeedRunnerGroup:
+        """The runner-group factory kuberl.build would pass: keeps the algorithm's RunnerConfig (the
+        multi-agent runners build this policy's slot from it) and stands in for its runners."""
+        self.runner_config = algo.runner_config
+        return self
+
+    def report(self) -> dict[str, Any]:
+        return {}
+
+    def interrupt(self) -> None:
+        """The multi-agent runners sample in bounded time."""
 
     def stop(self) -> None:
         return None  # the multi-agent algorithm stops the shared runners

@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING
 
 from pydantic_core import PydanticCustomError
 
+from kuberl.spec.algorithms.offline import OfflineConfigBase
 from kuberl.spec.common import learner_problems
 from kuberl.spec.external import DEFAULT_PORT as DEFAULT_POLICY_SERVER_PORT
 from kuberl.spec.multi_agent import MULTI_AGENT_ALGORITHMS
-from kuberl.spec.offline import OfflineConfigBase
 
 if TYPE_CHECKING:
     from kuberl.spec.job import RLTrainingJobSpec

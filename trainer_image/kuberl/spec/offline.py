@@ -13,7 +13,6 @@ from typing import Annotated, Literal
 
 from pydantic import AliasChoices, Field, field_validator
 
-from kuberl.spec.algorithms.base import AlgorithmConfigBase
 from kuberl.spec.base import WireModel
 
 _S3 = re.compile(r"^s3://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9](/.*)?$")
@@ -111,25 +110,3 @@ class InputSpec(WireModel):
     @classmethod
     def _valid(cls, v: list[str]) -> list[str]:
         return [check_data_uri(u, allow_glob=True) for u in v]
-
-
-class OfflineConfigBase(AlgorithmConfigBase):
-    """Hyperparameters every offline algorithm (BC, MARWIL, CQL) shares: how much recorded data one
-    training iteration consumes. `timesteps` (and stop.timesteps) count the rows trained on."""
-
-    train_batch_size: int = Field(
-        256,
-        ge=1,
-        validation_alias=AliasChoices(
-            "trainBatchSize", "train_batch_size", "train_batch_size_per_learner", "trainBatchSizePerLearner"
-        ),
-        description="Recorded transitions per gradient step (a minibatch drawn through the shuffle buffer).",
-    )
-    updates_per_iteration: int = Field(
-        100,
-        ge=1,
-        validation_alias=AliasChoices(
-            "updatesPerIteration", "updates_per_iteration", "dataset_num_iters_per_learner"
-        ),
-        description="Gradient steps per training iteration; an iteration trains on trainBatchSize × this rows.",
-    )

@@ -19,8 +19,9 @@ from kuberl.core.offline import ope
 from kuberl.core.offline.reader import OfflineData
 from kuberl.core.offline.schema import C
 from kuberl.core.runner_group import EnvRunnerGroup
+from kuberl.spec.algorithms.offline import OfflineConfigBase
 from kuberl.spec.errors import SpecError
-from kuberl.spec.offline import InputSpec, OfflineConfigBase
+from kuberl.spec.offline import InputSpec
 
 
 class OfflineAlgorithm(Algorithm):

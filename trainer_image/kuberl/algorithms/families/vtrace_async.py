@@ -30,6 +30,7 @@ from kuberl.core.recurrent import (
     runner_overrides,
     sequence_forward,
 )
+from kuberl.core.runner_group import EnvRunnerGroup
 from kuberl.core.sample_batch import Columns, SampleBatch
 from kuberl.spec.algorithms.impala import VTraceConfig
 
@@ -166,6 +167,8 @@ class AsyncVTraceAlgorithm(Algorithm):
         fragment_steps = cfg.rollout_fragment_length * res.envs_per_runner
         self.queue = FragmentQueue(max(1, math.ceil(cfg.train_batch_size / fragment_steps)))
         self.replay = ReplaySlots(cfg.replay_buffer_num_slots, cfg.replay_proportion)
+        # Asynchronous sampling keeps requests in flight on env runners (make_runner_group's).
+        assert isinstance(self.runners, EnvRunnerGroup)
         self.sampler = AsyncSampler(
             self.runners, requests_per_runner=cfg.max_requests_in_flight_per_env_runner
         )

@@ -35,6 +35,15 @@ from kuberl.spec.offline import OutputSpec
 log = logging.getLogger(__name__)
 
 
+class Writer(Protocol):
+    """What an Algorithm hands every Rollout to when the job sets spec.output (kuberl.build picks it:
+    an ExperienceWriter, or kuberl.external's EpisodeRecorder in front of one)."""
+
+    def add(self, rollout: Rollout) -> None: ...
+
+    def close(self) -> None: ...
+
+
 class Sink(Protocol):
     uri: str
 

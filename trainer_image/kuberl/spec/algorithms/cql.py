@@ -7,7 +7,7 @@ from typing import ClassVar, Literal
 from pydantic import Field
 
 from kuberl.spec.algorithms.base import ModelConfig
-from kuberl.spec.offline import OfflineConfigBase
+from kuberl.spec.algorithms.offline import OfflineConfigBase
 
 
 def _cql_model() -> ModelConfig:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from kuberl.spec.offline import OfflineConfigBase
+from kuberl.spec.algorithms.offline import OfflineConfigBase
 
 
 class ImitationConfigBase(OfflineConfigBase):

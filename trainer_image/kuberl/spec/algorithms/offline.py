@@ -1,0 +1,30 @@
+"""What every offline algorithm's config (BC, MARWIL, CQL) shares; the data they read is spec.input
+(kuberl.spec.offline)."""
+
+from __future__ import annotations
+
+from pydantic import AliasChoices, Field
+
+from kuberl.spec.algorithms.base import AlgorithmConfigBase
+
+
+class OfflineConfigBase(AlgorithmConfigBase):
+    """Hyperparameters every offline algorithm (BC, MARWIL, CQL) shares: how much recorded data one
+    training iteration consumes. `timesteps` (and stop.timesteps) count the rows trained on."""
+
+    train_batch_size: int = Field(
+        256,
+        ge=1,
+        validation_alias=AliasChoices(
+            "trainBatchSize", "train_batch_size", "train_batch_size_per_learner", "trainBatchSizePerLearner"
+        ),
+        description="Recorded transitions per gradient step (a minibatch drawn through the shuffle buffer).",
+    )
+    updates_per_iteration: int = Field(
+        100,
+        ge=1,
+        validation_alias=AliasChoices(
+            "updatesPerIteration", "updates_per_iteration", "dataset_num_iters_per_learner"
+        ),
+        description="Gradient steps per training iteration; an iteration trains on trainBatchSize × this rows.",
+    )
