@@ -14,7 +14,7 @@ import pytest
 
 from kuberl.build import build_algorithm
 from kuberl.multi_agent.algorithm import MultiAgentAlgorithm
-from kuberl.spec.multi_agent import MULTI_AGENT_ALGORITHMS
+from kuberl.spec.algorithms.base import supporting
 from tests.fixtures.jobs import job_doc
 
 OFF_POLICY = {
@@ -65,7 +65,7 @@ def changed(before: dict[str, np.ndarray], after: dict[str, np.ndarray]) -> bool
 
 def test_every_accepted_algorithm_is_covered() -> None:
     covered = set(CASES) | {"PPO", "DQN", "SAC"}
-    assert covered == set(MULTI_AGENT_ALGORITHMS)
+    assert covered == set(supporting("multi_agent"))
 
 
 @pytest.mark.parametrize("algorithm", sorted(CASES))

@@ -69,9 +69,8 @@ def _episode_writer(algo: Algorithm) -> Writer:
 
 
 def _external_runner_group(algo: Algorithm) -> RunnerGroup:
-    from kuberl.external.runner_group import check_external_support, external_runner_group
+    from kuberl.external.runner_group import external_runner_group
 
-    check_external_support(algo)
     return external_runner_group(algo)
 
 

@@ -34,7 +34,7 @@ from kuberl.core.preprocess import batch_of_one, is_single
 from kuberl.core.recurrent import RecurrentActorCritic, RecurrentState, is_recurrent
 from kuberl.core.runner_group import EnvRunnerGroup, RunnerGroup
 from kuberl.core.state_io import dumps_state, loads_state
-from kuberl.spec import RLTrainingJob, RLTrainingJobSpec
+from kuberl.spec import RLTrainingJob, RLTrainingJobSpec, SpecError
 from kuberl.spec.algorithms import AlgorithmConfigBase
 
 log = logging.getLogger(__name__)
@@ -70,6 +70,21 @@ def set_rng_state(np_rng: np.random.Generator, rng: Mapping[str, Any]) -> None:
     np.random.set_state(rng["numpy_global"])
     random.setstate(rng["python"])
     torch.set_rng_state(rng["torch"])
+
+
+def check_action_space(name: str, kinds: frozenset[str], space: gym.Space[Any]) -> None:
+    """A SpecError naming spec.env when the env's action space is not one the algorithm trains
+    (its capabilities.action_spaces)."""
+    kind = (
+        "discrete"
+        if isinstance(space, gym.spaces.Discrete)
+        else "box"
+        if isinstance(space, gym.spaces.Box)
+        else type(space).__name__
+    )
+    if kind not in kinds:
+        wanted = " or ".join(sorted({"discrete": "Discrete", "box": "Box"}[k] for k in kinds))
+        raise SpecError([("spec.env", f"{name} trains {wanted} action spaces; this env's is {space}")])
 
 
 @dataclass(frozen=True)
@@ -156,6 +171,7 @@ class Algorithm:
             parts.runner_group(self) if parts.runner_group is not None else self.make_runner_group()
         )
         self.obs_space, self.action_space = self.runners.spaces()
+        check_action_space(self.name, self.config.capabilities.action_spaces, self.action_space)
         self.obs_filter: RunningStats | None = (
             RunningStats(shape=(gym.spaces.flatdim(self.obs_space),))
             if self.runner_config.use_filter

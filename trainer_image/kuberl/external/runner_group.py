@@ -24,32 +24,12 @@ from kuberl.external.episodes import fragments_to_columns
 from kuberl.external.recording import ExternalRollout, episode_parts
 from kuberl.external.server import PolicyServer, resolve_token
 from kuberl.external.service import PolicyService
-from kuberl.spec import SpecError
 from kuberl.spec.external import ExternalSpec
 
 if TYPE_CHECKING:
     from kuberl.algorithms.base import Algorithm
 
 log = logging.getLogger(__name__)
-
-# Algorithms that sample synchronously through Algorithm.sample() with the actor-critic runner policy.
-SUPPORTED_ALGORITHMS = ("PPO", "A2C", "PG")
-ACTOR_CRITIC_POLICY = "kuberl.core.policy:ActorCriticPolicy"
-
-
-def check_external_support(algo: Algorithm) -> None:
-    """A SpecError naming spec.external when the job asks for what the policy server cannot do."""
-    problems = []
-    if algo.name not in SUPPORTED_ALGORITHMS:
-        problems.append(f"external simulators train {', '.join(SUPPORTED_ALGORITHMS)}, not {algo.name}")
-    if algo.runner_config.policy != ACTOR_CRITIC_POLICY:
-        problems.append("external simulators need the actor-critic runner policy")
-    if algo.runner_config.use_filter:
-        problems.append("observationFilter MeanStdFilter is not supported with external simulators")
-    if getattr(algo.config.model, "use_lstm", False):
-        problems.append("recurrent models (use_lstm) are not supported with external simulators yet")
-    if problems:
-        raise SpecError([("spec.external.enabled", "; ".join(problems))])
 
 
 class ExternalRunnerGroup(EnvRunnerGroup):
@@ -121,6 +101,9 @@ class ExternalRunnerGroup(EnvRunnerGroup):
                 episodes=parts,
             )
         ]
+
+    def report(self) -> dict[str, Any]:
+        return {"policy_server": self.stats()}
 
     def stats(self) -> dict[str, Any]:
         """The policy server's counters for the result dict (`policy_server`) and Prometheus."""

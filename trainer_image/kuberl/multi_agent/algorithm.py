@@ -36,18 +36,12 @@ from kuberl.core.offline.multi_agent_writer import MultiAgentExperienceWriter
 from kuberl.multi_agent.hub import ExperienceHub, FeedRunnerGroup
 from kuberl.multi_agent.self_play import OUTCOME_WINDOW, OpponentPool, play_vs_random, rates
 from kuberl.spec import RLTrainingJob, SpecError
+from kuberl.spec.algorithms import capabilities
 from kuberl.spec.combinations import combination_problems
 from kuberl.spec.common import EvaluationSpec
 from kuberl.spec.multi_agent import MultiAgentSpec
 
 log = logging.getLogger(__name__)
-
-# Algorithms whose networks are kuberl.core.models.ActorCritic: an action mask in the observation is
-# applied inside the model automatically (see kuberl.core.multi_agent.masking).
-_ACTOR_CRITIC = ("PPO", "A2C", "PG")
-# Algorithms whose own networks and runner policies read the mask from the observation space (DQN's
-# Q-network, discrete SAC's actor); TD3 and DDPG have Box actions, which no mask describes.
-_MASK_THEMSELVES = ("DQN", "SAC")
 
 
 def _stats(values: list[float] | deque[float]) -> dict[str, float | None]:
@@ -177,16 +171,19 @@ class MultiAgentAlgorithm(Algorithm):
         """The single-agent algorithm of one policy, with runners that are the hub's feed."""
         spec = self.spec
         config = spec.config
+        masks = config.capabilities.action_masks
         if mask_slice(feed.spaces()[0]) is not None and config.model.custom_model is None:
-            if spec.algorithm in _ACTOR_CRITIC:
+            # "model": the actor-critic network applies the mask (kuberl.core.multi_agent.masking); "own":
+            # the algorithm's network and runner policy read it from the observation space themselves.
+            if masks == "model":
                 config = config.model_copy(update={"model": masked_model_config(config.model)})
-            elif spec.algorithm not in _MASK_THEMSELVES:
+            elif masks == "none":
                 log.warning(
                     "policy %r observes an action mask, but %s does not apply it (only %s do); illegal actions "
                     "are possible",
                     pid,
                     spec.algorithm,
-                    ", ".join(_ACTOR_CRITIC + _MASK_THEMSELVES),
+                    ", ".join(n for n, c in capabilities().items() if c.action_masks != "none"),
                 )
         sub_spec = spec.model_copy(
             update={

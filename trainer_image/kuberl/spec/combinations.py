@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING
 
 from pydantic_core import PydanticCustomError
 
+from kuberl.spec.algorithms.base import supporting
 from kuberl.spec.algorithms.offline import OfflineConfigBase
 from kuberl.spec.common import learner_problems
 from kuberl.spec.external import DEFAULT_PORT as DEFAULT_POLICY_SERVER_PORT
-from kuberl.spec.multi_agent import MULTI_AGENT_ALGORITHMS
 
 if TYPE_CHECKING:
     from kuberl.spec.job import RLTrainingJobSpec
@@ -43,11 +43,13 @@ COMBINATION_ERROR = "spec_combination"
 def _multi_agent_problems(spec: RLTrainingJobSpec) -> list[Problem]:
     algo = spec.algorithm
     problems: list[Problem] = []
-    if algo not in MULTI_AGENT_ALGORITHMS:
+    # Algorithms whose training step draws its experience through `Algorithm.sample()`, so the
+    # multi-agent runners can feed them unchanged (IMPALA, APPO and A3C drive their runners asynchronously).
+    if not spec.config.capabilities.multi_agent:
         problems.append(
             (
                 "multiAgent",
-                f"{algo} does not run multi-agent yet; use one of {', '.join(MULTI_AGENT_ALGORITHMS)}",
+                f"{algo} does not run multi-agent yet; use one of {', '.join(supporting('multi_agent'))}",
             )
         )
     if spec.config.observation_filter != "NoFilter":
@@ -105,7 +107,7 @@ def _offline_problems(spec: RLTrainingJobSpec) -> list[Problem]:
         )
     # ES and ARS (records_experience = False) play whole episodes of perturbed policies in lockstep and
     # keep returns only: there are no transitions to write.
-    if spec.output is not None and not getattr(spec.config, "records_experience", True):
+    if spec.output is not None and not spec.config.capabilities.offline_output:
         problems.append(
             (
                 "output",
@@ -114,6 +116,35 @@ def _offline_problems(spec: RLTrainingJobSpec) -> list[Problem]:
             )
         )
     return problems
+
+
+def _capability_problems(spec: RLTrainingJobSpec) -> list[Problem]:
+    """Features the algorithm's capabilities (kuberl.spec.capabilities) leave out, that no other rule covers."""
+    if spec.config.observation_filter != "NoFilter" and not spec.config.capabilities.observation_filter:
+        able = ", ".join(supporting("observation_filter"))
+        return [
+            (
+                "config.observationFilter",
+                f"{spec.algorithm} keeps no observation filter; use NoFilter, or {able}",
+            )
+        ]
+    return []
+
+
+def _external_problems(spec: RLTrainingJobSpec) -> list[Problem]:
+    """The policy server samples synchronously with the feed-forward actor-critic runner policy, on raw
+    observations (docs/external.md)."""
+    if not spec.external.enabled or spec.multi_agent is not None:  # multiAgent's own problem says why
+        return []
+    caps = spec.config.capabilities
+    reasons = []
+    if not caps.external and not caps.offline_input:  # offline ones: _offline_problems says why
+        reasons.append(f"external simulators train {', '.join(supporting('external'))}, not {spec.algorithm}")
+    if spec.config.observation_filter != "NoFilter":
+        reasons.append("observationFilter MeanStdFilter is not supported with external simulators")
+    if spec.config.model.use_lstm:
+        reasons.append("recurrent models (use_lstm) are not supported with external simulators yet")
+    return [("external.enabled", "; ".join(reasons))] if reasons else []
 
 
 def _port_problems(spec: RLTrainingJobSpec) -> list[Problem]:
@@ -151,7 +182,9 @@ def _port_problems(spec: RLTrainingJobSpec) -> list[Problem]:
 
 def combination_problems(spec: RLTrainingJobSpec) -> list[Problem]:
     """Every (field path relative to `spec`, reason) that makes this combination of features invalid."""
-    problems = _offline_problems(spec) + _port_problems(spec)
+    problems = (
+        _offline_problems(spec) + _external_problems(spec) + _capability_problems(spec) + _port_problems(spec)
+    )
     problems += learner_problems(
         spec.resources,
         spec.config,

@@ -72,8 +72,8 @@ def learner_problems(
     resources: ResourcesSpec, config: Any, *, multi_agent: bool, learner_pods_sized: bool = False
 ) -> list[tuple[str, str]]:
     """(field relative to `spec`, reason) for each way `resources.learners` cannot work with this job: the
-    algorithm's learner must split its batch over data-parallel ranks (`supports_multi_learner` on its
-    config class), and each rank takes an equal part of a minibatch. `learner_pods_sized`: whether
+    algorithm's learner must split its batch over data-parallel ranks (`capabilities.multi_learner` on
+    its config class), and each rank takes an equal part of a minibatch. `learner_pods_sized`: whether
     `cluster.learners` (the learner pods' size on Kubernetes) is set, which only learners > 1 use."""
     n = resources.learners
     if n == 1:
@@ -88,13 +88,19 @@ def learner_problems(
             ]
         return []
     name = getattr(config, "algorithm", type(config).__name__)
-    if not getattr(config, "supports_multi_learner", False):
+    capabilities = getattr(config, "capabilities", None)
+    if capabilities is None or not capabilities.multi_learner:
         # A config may say why itself (ES and ARS have no gradient learner at all).
         why = getattr(config, "single_learner_reason", None) or (
             "does not support data-parallel learners yet (its learner is not sharded: off-policy "
             "replay, asynchronous and offline learners train in one process)"
         )
-        return [("resources.learners", f"{name} {why}; use learners: 1, or PPO, A2C or PG")]
+        from kuberl.spec.algorithms.base import supporting
+
+        able = supporting("multi_learner")
+        return [
+            ("resources.learners", f"{name} {why}; use learners: 1, or {', '.join(able[:-1])} or {able[-1]}")
+        ]
     if multi_agent:
         return [
             ("resources.learners", "multiAgent trains one learner per policy in the driver; use learners: 1")

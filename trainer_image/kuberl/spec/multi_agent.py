@@ -15,9 +15,6 @@ from pydantic import Field, field_validator, model_validator
 from kuberl.spec.base import WireModel
 
 DEFAULT_POLICY = "default_policy"
-# Algorithms whose training step draws its experience through `Algorithm.sample()`, so a multi-agent
-# runner can feed them unchanged. IMPALA/APPO/A3C drive their runners asynchronously.
-MULTI_AGENT_ALGORITHMS = ("PPO", "A2C", "PG", "DQN", "SAC", "TD3", "DDPG")
 
 _POLICY_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]{0,62}$")
 _IMPORT_PATH = r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$"

@@ -8,13 +8,15 @@ from __future__ import annotations
 import functools
 import sys
 import types
+from dataclasses import fields
 from typing import Annotated, Any, Union, get_args, get_origin
 
 from pydantic import BaseModel
 from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticUndefined
 
-from kuberl.spec.algorithms import CONFIG_MODELS
+from kuberl.spec.algorithms import CONFIG_MODELS, capabilities
+from kuberl.spec.capabilities import FEATURES, Capabilities
 from kuberl.spec.job import RLTrainingJobSpec, RLTrainingJobStatus
 
 
@@ -84,6 +86,35 @@ def table(model: type[BaseModel], prefix: str, lines: list[str], *, skip: tuple[
         table(sub, sub_prefix, lines)
 
 
+def capability_table(lines: list[str]) -> None:
+    """Which algorithm supports which feature: `kuberl.spec.algorithms.capabilities()`, the flags
+    validation reads (kuberl.spec.capabilities)."""
+    caps = capabilities()
+    names = [f.name for f in fields(Capabilities)]
+    lines += [
+        "## Algorithm capabilities",
+        "",
+        "Which features each algorithm supports. Validation refuses other combinations with the field and the",
+        "reason; in Python: `kuberl.spec.algorithms.capabilities()` (a `Capabilities` per algorithm).",
+        "",
+        *(f"- `{n}`: {FEATURES[n]}" for n in names),
+        "",
+        "| algorithm | " + " | ".join(f"`{n}`" for n in names) + " |",
+        "|---" * (len(names) + 1) + "|",
+    ]
+    for algo, c in caps.items():
+        cells = []
+        for n in names:
+            v = getattr(c, n)
+            cells.append(
+                ", ".join(sorted(v))
+                if isinstance(v, frozenset)
+                else ("yes" if v is True else "" if v is False else v)
+            )
+        lines.append(f"| {algo} | " + " | ".join(cells) + " |")
+    lines.append("")
+
+
 def render() -> str:
     lines = [
         "# RLTrainingJob field reference",
@@ -95,6 +126,7 @@ def render() -> str:
         "",
     ]
     table(RLTrainingJobSpec, "spec.", lines, skip=("config",))
+    capability_table(lines)
     for name, model in CONFIG_MODELS.items():
         lines += [f"## `spec.config` for `algorithm: {name}`", "", (model.__doc__ or "").strip(), ""]
         table(model, "spec.config.", lines)

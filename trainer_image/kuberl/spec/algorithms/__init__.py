@@ -3,7 +3,8 @@
 Each algorithm's model lives in its own module here (not in the algorithm's file) so the operator,
 which never imports torch, can validate `config`. Modules are discovered: adding `dqn.py` with a
 `DQNConfig(AlgorithmConfigBase)` whose `algorithm` is `Literal["DQN"]` is all it takes to join the
-union, the CRD description and the registry.
+union, the CRD description and the registry; its `capabilities` (kuberl.spec.capabilities) say which
+features it supports.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Annotated, Any, Union, get_args
 from pydantic import Field
 
 from kuberl.spec.algorithms.base import AlgorithmConfigBase, ModelConfig, ScheduleType
+from kuberl.spec.capabilities import Capabilities
 
 
 def _discover() -> dict[str, type[AlgorithmConfigBase]]:
@@ -45,12 +47,20 @@ AlgorithmConfig: Any = Annotated[Union[tuple(CONFIG_MODELS.values())], Field(dis
 
 from kuberl.spec.algorithms.ppo import PPOConfig  # noqa: E402  (re-export for convenience)
 
+
+def capabilities() -> dict[str, Capabilities]:
+    """Every algorithm's supported features (kuberl.spec.capabilities), by algorithm name."""
+    return {name: model.capabilities for name, model in CONFIG_MODELS.items()}
+
+
 __all__ = [
     "ALGORITHMS",
     "CONFIG_MODELS",
     "AlgorithmConfig",
     "AlgorithmConfigBase",
+    "Capabilities",
     "ModelConfig",
     "PPOConfig",
     "ScheduleType",
+    "capabilities",
 ]

@@ -7,6 +7,7 @@ from typing import ClassVar, Literal
 from pydantic import AliasChoices, Field, model_validator
 
 from kuberl.spec.algorithms.actor_critic import AdvantageActorCriticConfig, check_batch_or_fragment
+from kuberl.spec.capabilities import ANY_SPACE, Capabilities
 
 
 class A2CConfig(AdvantageActorCriticConfig):
@@ -15,7 +16,9 @@ class A2CConfig(AdvantageActorCriticConfig):
     # The advantage estimator, loss weights and optimizer are AdvantageActorCriticConfig's (shared with A3C).
 
     implementation: ClassVar[str] = "kuberl.algorithms.a2c:A2C"
-    supports_multi_learner: ClassVar[bool] = True
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        ANY_SPACE, external=True, multi_agent=True, action_masks="model", multi_learner=True
+    )
     algorithm: Literal["A2C"] = Field(
         "A2C", exclude=True, description="Discriminator; set from spec.algorithm."
     )

@@ -13,6 +13,7 @@ from typing import ClassVar, Literal
 from pydantic import AliasChoices, Field, model_validator
 
 from kuberl.spec.algorithms.q_learning import QLearningConfigBase, check_replay
+from kuberl.spec.capabilities import DISCRETE, Capabilities
 
 
 class APEXConfig(QLearningConfigBase):
@@ -20,6 +21,7 @@ class APEXConfig(QLearningConfigBase):
     one learner training continuously on prioritized replay at a fixed replay ratio."""
 
     implementation: ClassVar[str] = "kuberl.algorithms.apex:APEX"
+    capabilities: ClassVar[Capabilities] = Capabilities(DISCRETE)
     algorithm: Literal["APEX"] = Field(
         "APEX", exclude=True, description="Discriminator; set from spec.algorithm."
     )

@@ -9,6 +9,7 @@ from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
 from kuberl.spec.base import WireModel
+from kuberl.spec.capabilities import Capabilities
 
 # Upper bounds that keep a typo from asking for terabytes (`trainBatchSize: 10**12` allocated 14.6 TiB of
 # buffers; `fcnetHiddens: [100000, 100000]` 40 GB of weights) far above anything that trains on one node.
@@ -132,13 +133,8 @@ class AlgorithmConfigBase(WireModel):
     )
     model: ModelConfig = Field(default_factory=ModelConfig, description="Policy and value networks.")
 
-    # Whether the algorithm trains recurrent policies (model.use_lstm); those that do set it to True.
-    supports_recurrent: ClassVar[bool] = False
-    # Whether its learner runs data-parallel over resources.learners > 1 DDP ranks (kuberl.core.learner_group):
-    # the one list of algorithms that do is the set of configs that set it to True.
-    supports_multi_learner: ClassVar[bool] = False
-    # The Gymnasium action-space classes its policy can act in (checked against the env at preflight).
-    action_spaces: ClassVar[frozenset[str]] = frozenset({"Discrete", "Box"})
+    # The features this algorithm supports (kuberl.spec.capabilities): every algorithm config sets its own.
+    capabilities: ClassVar[Capabilities]
 
     @model_validator(mode="after")
     def _sizes(self) -> AlgorithmConfigBase:
@@ -159,10 +155,17 @@ class AlgorithmConfigBase(WireModel):
     @model_validator(mode="after")
     def _schedules(self) -> AlgorithmConfigBase:
         _check_schedule("lr_schedule", self.lr_schedule)
-        if self.model.use_lstm and not self.supports_recurrent:
+        if self.model.use_lstm and not self.capabilities.recurrent:
             name = getattr(self, "algorithm", type(self).__name__)
             raise ValueError(
-                f"model.use_lstm: {name} cannot train a recurrent policy (PPO, IMPALA and APPO can); "
-                "remove use_lstm or pick one of those algorithms"
+                f"model.use_lstm: {name} cannot train a recurrent policy ({', '.join(supporting('recurrent'))} "
+                "can); remove use_lstm or pick one of those algorithms"
             )
         return self
+
+
+def supporting(feature: str) -> list[str]:
+    """The algorithms whose capabilities turn `feature` on (a Capabilities field), in registry order."""
+    from kuberl.spec.algorithms import capabilities
+
+    return [name for name, caps in capabilities().items() if getattr(caps, feature)]

@@ -7,6 +7,7 @@ from typing import ClassVar, Literal
 from pydantic import Field
 
 from kuberl.spec.algorithms.imitation import ImitationConfigBase
+from kuberl.spec.capabilities import ANY_SPACE, Capabilities
 
 
 class BCConfig(ImitationConfigBase):
@@ -14,6 +15,7 @@ class BCConfig(ImitationConfigBase):
     spec.input."""
 
     implementation: ClassVar[str] = "kuberl.algorithms.bc:BC"
+    capabilities: ClassVar[Capabilities] = Capabilities(ANY_SPACE, offline_input=True, offline_output=False)
     algorithm: Literal["BC"] = Field(
         "BC", exclude=True, description="Discriminator; set from spec.algorithm."
     )

@@ -8,6 +8,7 @@ from pydantic import Field
 
 from kuberl.spec.algorithms.base import ModelConfig
 from kuberl.spec.algorithms.offline import OfflineConfigBase
+from kuberl.spec.capabilities import BOX, Capabilities
 
 
 def _cql_model() -> ModelConfig:
@@ -21,6 +22,7 @@ class CQLConfig(OfflineConfigBase):
     action_spaces: ClassVar[frozenset[str]] = frozenset({"Box"})  # a continuous actor
 
     implementation: ClassVar[str] = "kuberl.algorithms.cql:CQL"
+    capabilities: ClassVar[Capabilities] = Capabilities(BOX, offline_input=True, offline_output=False)
     algorithm: Literal["CQL"] = Field(
         "CQL", exclude=True, description="Discriminator; set from spec.algorithm."
     )

@@ -7,6 +7,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field, model_validator
 
 from kuberl.spec.algorithms.offpolicy_actor_critic import ExplorationConfig, OffPolicyActorCriticConfig
+from kuberl.spec.capabilities import BOX, Capabilities
 
 _TD3_ONLY = {
     "twin_q": "twinQ",
@@ -24,6 +25,7 @@ class DDPGConfig(OffPolicyActorCriticConfig):
     action_spaces: ClassVar[frozenset[str]] = frozenset({"Box"})  # a continuous actor
 
     implementation: ClassVar[str] = "kuberl.algorithms.ddpg:DDPG"
+    capabilities: ClassVar[Capabilities] = Capabilities(BOX, multi_agent=True)
     algorithm: Literal["DDPG"] = Field(
         "DDPG", exclude=True, description="Discriminator; set from spec.algorithm."
     )

@@ -8,6 +8,7 @@ from pydantic import AliasChoices, Field, model_validator
 
 from kuberl.spec.algorithms.base import ScheduleType, _check_schedule
 from kuberl.spec.algorithms.q_learning import QLearningConfigBase, check_replay
+from kuberl.spec.capabilities import DISCRETE, Capabilities
 
 
 class DQNConfig(QLearningConfigBase):
@@ -15,6 +16,7 @@ class DQNConfig(QLearningConfigBase):
     https://arxiv.org/abs/1710.02298): double Q, dueling heads, prioritized replay, n-step returns."""
 
     implementation: ClassVar[str] = "kuberl.algorithms.dqn:DQN"
+    capabilities: ClassVar[Capabilities] = Capabilities(DISCRETE, multi_agent=True, action_masks="own")
     algorithm: Literal["DQN"] = Field(
         "DQN", exclude=True, description="Discriminator; set from spec.algorithm."
     )

@@ -7,6 +7,7 @@ from typing import ClassVar, Literal
 from pydantic import Field, model_validator
 
 from kuberl.spec.algorithms.base import AlgorithmConfigBase, ModelConfig
+from kuberl.spec.capabilities import ANY_SPACE, Capabilities
 
 
 def check_derivative_free(config: AlgorithmConfigBase, name: str, step_field: str) -> None:
@@ -31,8 +32,8 @@ class ESConfig(AlgorithmConfigBase):
     """Evolution Strategies (Salimans et al. 2017, https://arxiv.org/abs/1703.03864)."""
 
     implementation: ClassVar[str] = "kuberl.algorithms.es:ES"
+    capabilities: ClassVar[Capabilities] = Capabilities(ANY_SPACE, offline_output=False)
     # Only returns come back from the runners (kuberl.spec.combinations refuses spec.output).
-    records_experience: ClassVar[bool] = False
     single_learner_reason: ClassVar[str] = (
         "has no gradient learner to split over data-parallel ranks (θ moves in the driver; scale it with "
         "more resources.envRunners instead)"

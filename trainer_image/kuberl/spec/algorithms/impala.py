@@ -11,12 +11,11 @@ from typing import ClassVar, Literal
 from pydantic import AliasChoices, Field, model_validator
 
 from kuberl.spec.algorithms.base import AlgorithmConfigBase
+from kuberl.spec.capabilities import ANY_SPACE, Capabilities
 
 
 class VTraceConfig(AlgorithmConfigBase):
     """Asynchronous actor-learner training with V-trace targets (shared by IMPALA and APPO)."""
-
-    supports_recurrent: ClassVar[bool] = True
 
     train_batch_size: int = Field(
         500,
@@ -129,6 +128,7 @@ class IMPALAConfig(VTraceConfig):
     continuously with a lagging policy; the learner corrects with V-trace."""
 
     implementation: ClassVar[str] = "kuberl.algorithms.impala:IMPALA"
+    capabilities: ClassVar[Capabilities] = Capabilities(ANY_SPACE, recurrent=True)
     algorithm: Literal["IMPALA"] = Field(
         "IMPALA", exclude=True, description="Discriminator; set from spec.algorithm."
     )

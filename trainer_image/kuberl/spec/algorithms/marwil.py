@@ -7,6 +7,7 @@ from typing import ClassVar, Literal
 from pydantic import Field
 
 from kuberl.spec.algorithms.imitation import ImitationConfigBase
+from kuberl.spec.capabilities import ANY_SPACE, Capabilities
 
 
 class MARWILConfig(ImitationConfigBase):
@@ -15,6 +16,7 @@ class MARWILConfig(ImitationConfigBase):
     spec.input."""
 
     implementation: ClassVar[str] = "kuberl.algorithms.marwil:MARWIL"
+    capabilities: ClassVar[Capabilities] = Capabilities(ANY_SPACE, offline_input=True, offline_output=False)
     algorithm: Literal["MARWIL"] = Field(
         "MARWIL", exclude=True, description="Discriminator; set from spec.algorithm."
     )

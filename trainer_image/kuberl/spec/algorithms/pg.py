@@ -7,6 +7,7 @@ from typing import ClassVar, Literal
 from pydantic import Field, model_validator
 
 from kuberl.spec.algorithms.actor_critic import ActorCriticOptimizerConfig, check_batch_or_fragment
+from kuberl.spec.capabilities import ANY_SPACE, Capabilities
 
 
 class PGConfig(ActorCriticOptimizerConfig):
@@ -15,7 +16,9 @@ class PGConfig(ActorCriticOptimizerConfig):
     # The optimizer fields are ActorCriticOptimizerConfig's (shared with A2C and A3C); Adam by default here.
 
     implementation: ClassVar[str] = "kuberl.algorithms.pg:PG"
-    supports_multi_learner: ClassVar[bool] = True
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        ANY_SPACE, external=True, multi_agent=True, action_masks="model", multi_learner=True
+    )
     algorithm: Literal["PG"] = Field(
         "PG", exclude=True, description="Discriminator; set from spec.algorithm."
     )

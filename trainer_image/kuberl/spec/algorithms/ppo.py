@@ -7,14 +7,16 @@ from typing import ClassVar, Literal
 from pydantic import AliasChoices, Field, model_validator
 
 from kuberl.spec.algorithms.base import AlgorithmConfigBase
+from kuberl.spec.capabilities import ANY_SPACE, Capabilities
 
 
 class PPOConfig(AlgorithmConfigBase):
     """Proximal Policy Optimization (Schulman et al. 2017, https://arxiv.org/abs/1707.06347)."""
 
     implementation: ClassVar[str] = "kuberl.algorithms.ppo:PPO"
-    supports_recurrent: ClassVar[bool] = True
-    supports_multi_learner: ClassVar[bool] = True
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        ANY_SPACE, external=True, multi_agent=True, action_masks="model", recurrent=True, multi_learner=True
+    )
     algorithm: Literal["PPO"] = Field(
         "PPO", exclude=True, description="Discriminator; set from spec.algorithm."
     )

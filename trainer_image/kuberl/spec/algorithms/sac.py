@@ -7,6 +7,7 @@ from typing import ClassVar, Literal
 from pydantic import Field, model_validator
 
 from kuberl.spec.algorithms.offpolicy_actor_critic import OffPolicyActorCriticConfig
+from kuberl.spec.capabilities import ANY_SPACE, Capabilities
 
 
 class SACConfig(OffPolicyActorCriticConfig):
@@ -15,6 +16,7 @@ class SACConfig(OffPolicyActorCriticConfig):
     env's action space."""
 
     implementation: ClassVar[str] = "kuberl.algorithms.sac:SAC"
+    capabilities: ClassVar[Capabilities] = Capabilities(ANY_SPACE, multi_agent=True, action_masks="own")
     algorithm: Literal["SAC"] = Field(
         "SAC", exclude=True, description="Discriminator; set from spec.algorithm."
     )

@@ -7,6 +7,7 @@ from typing import ClassVar, Literal
 from pydantic import Field
 
 from kuberl.spec.algorithms.offpolicy_actor_critic import ExplorationConfig, OffPolicyActorCriticConfig
+from kuberl.spec.capabilities import BOX, Capabilities
 
 
 class TD3Config(OffPolicyActorCriticConfig):
@@ -15,6 +16,7 @@ class TD3Config(OffPolicyActorCriticConfig):
     action_spaces: ClassVar[frozenset[str]] = frozenset({"Box"})  # a continuous actor
 
     implementation: ClassVar[str] = "kuberl.algorithms.td3:TD3"
+    capabilities: ClassVar[Capabilities] = Capabilities(BOX, multi_agent=True)
     algorithm: Literal["TD3"] = Field(
         "TD3", exclude=True, description="Discriminator; set from spec.algorithm."
     )
