@@ -19,10 +19,11 @@ from kuberl.core.multi_agent.masking import (
     masked_model_config,
 )
 from kuberl.core.multi_agent.runner import MultiAgentEnvRunner, MultiAgentRunnerConfig, PolicySlot
+from kuberl.core.policy import ActorCriticPolicy
 from kuberl.core.sample_batch import Columns
 from kuberl.spec import ModelConfig, SpecError, parse_job
 
-AC_POLICY = "kuberl.core.policy:ActorCriticPolicy"
+AC_POLICY = ActorCriticPolicy
 
 
 def job(multi_agent: dict[str, Any], **spec: Any) -> Any:

@@ -22,8 +22,8 @@ from kuberl.core.distributions import Categorical
 from kuberl.core.env_runner import EnvRunner, RunnerConfig
 from kuberl.core.models import build_model
 from kuberl.core.recurrent import (
-    RUNNER_POLICY,
     RecurrentActorCritic,
+    RecurrentActorCriticPolicy,
     RecurrentColumns,
     RecurrentState,
     bootstrap_values,
@@ -156,7 +156,7 @@ def recurrent_runner(env: str, env_config: dict[str, Any], **model_kw: Any) -> E
         rollout_length=20,
         model=ModelConfig(use_lstm=True, lstm_cell_size=8, fcnet_hiddens=[16], **model_kw),
         seed=5,
-        policy=RUNNER_POLICY,
+        policy=RecurrentActorCriticPolicy,
         store_next_obs=True,
     )
     return EnvRunner(cfg)
@@ -358,7 +358,7 @@ def test_ppo_rollout_length_is_whole_sequences() -> None:
     algo = build_algorithm(job("PPO", CONFIGS["PPO"]))
     try:
         assert algo.rollout_length() == 30  # ceil(100 / 4 envs) = 25, rounded up to 3 sequences of 10
-        assert algo.runner_config.policy == RUNNER_POLICY
+        assert algo.runner_config.policy is RecurrentActorCriticPolicy
     finally:
         algo.stop()
 

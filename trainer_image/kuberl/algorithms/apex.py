@@ -155,7 +155,7 @@ class APEX(Algorithm):
     def runner_overrides(self) -> dict[str, Any]:
         cfg = self.config
         return {
-            "policy": "kuberl.algorithms.apex:ApexPolicy",
+            "policy": ApexPolicy,
             "policy_options": {
                 "dueling": cfg.dueling,
                 "n_step": cfg.n_step,

@@ -51,7 +51,7 @@ class DQN(ReplayAlgorithm):
 
     def runner_overrides(self) -> dict[str, Any]:
         return {
-            "policy": "kuberl.algorithms.families.q_learning:QPolicy",
+            "policy": QPolicy,
             "policy_options": {"dueling": self.config.dueling, "epsilon": self.epsilon()},
             "store_next_obs": True,
         }

@@ -240,7 +240,7 @@ class SAC(OffPolicyActorAlgorithm):
 
     def runner_overrides(self) -> dict[str, Any]:
         # The runner builds its policy before the driver knows the spaces; the factory picks by action space.
-        return {"store_next_obs": True, "policy": "kuberl.algorithms.sac:sac_runner_policy"}
+        return {"store_next_obs": True, "policy": sac_runner_policy}
 
     def runner_options(self) -> dict[str, Any]:
         cfg = self.config

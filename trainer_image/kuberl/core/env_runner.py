@@ -14,10 +14,10 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from kuberl.core.env_factory import import_object, make_vector_env, seeds_for, sub_env_restarts
+from kuberl.core.env_factory import make_vector_env, seeds_for, sub_env_restarts
 from kuberl.core.models import flatten_obs, load_numpy_weights
 from kuberl.core.normalizer import RunningStats
-from kuberl.core.policy import RunnerPolicy
+from kuberl.core.policy import ActorCriticPolicy, PolicyFactory, RunnerPolicy
 from kuberl.core.preprocess import batch_of_one
 from kuberl.core.recurrent import RecurrentState
 from kuberl.core.sample_batch import Columns, SampleBatch
@@ -38,8 +38,9 @@ class RunnerConfig:
     seed: int | None = None
     worker_index: int = 0
     use_filter: bool = False
-    # `module:Class` of the RunnerPolicy, and its options (see kuberl.core.policy).
-    policy: str = "kuberl.core.policy:ActorCriticPolicy"
+    # The RunnerPolicy class (or factory) and its options (see kuberl.core.policy). Classes pickle by
+    # reference: a Ray runner imports the module that defines it.
+    policy: PolicyFactory = ActorCriticPolicy
     policy_options: dict[str, Any] = field(default_factory=dict)
     # Off-policy learners need s' per transition (the final observation where an episode ended).
     store_next_obs: bool = False
@@ -69,8 +70,7 @@ class EnvRunner:
             self.gen.manual_seed(config.seed * 7919 + config.worker_index)
         else:
             self.gen.seed()
-        policy_cls = import_object(config.policy)
-        self.policy: RunnerPolicy = policy_cls(
+        self.policy: RunnerPolicy = config.policy(
             self.obs_space, self.action_space, config.model, dict(config.policy_options)
         )
         self.module = self.policy.module

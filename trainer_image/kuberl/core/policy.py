@@ -1,12 +1,13 @@
 """Runner-side policies: what an EnvRunner calls once per vector step.
 
-An algorithm names its runner policy by import path in RunnerConfig, so the runner never imports
-algorithm code, and algorithms never import each other. A policy returns the action plus any extra
+An algorithm passes its runner policy class (or factory) in RunnerConfig; the runner builds it as
+Policy(obs_space, action_space, model_config, options), so the runner never imports algorithm code. A policy returns the action plus any extra
 columns its learner needs (log-probs, value predictions, …); those land in the SampleBatch as is.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import gymnasium as gym
@@ -34,6 +35,10 @@ class RunnerPolicy(Protocol):
     def set_options(self, options: dict[str, Any]) -> None:
         """Per-iteration knobs from the driver (e.g. DQN's epsilon)."""
         ...
+
+
+# What RunnerConfig.policy holds: a RunnerPolicy class, or a function that picks one (e.g. by action space).
+PolicyFactory = Callable[[gym.Space[Any], gym.Space[Any], ModelConfig, dict[str, Any]], RunnerPolicy]
 
 
 class PolicyBase:

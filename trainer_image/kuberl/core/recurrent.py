@@ -29,8 +29,6 @@ from kuberl.core.preprocess import image_layout
 from kuberl.core.sample_batch import Columns
 from kuberl.spec.algorithms import ModelConfig
 
-RUNNER_POLICY = "kuberl.core.recurrent:RecurrentActorCriticPolicy"
-
 
 class RecurrentColumns:
     """SampleBatch columns recorded by recurrent runner policies (time-major like the others)."""
@@ -50,7 +48,7 @@ def is_recurrent(module: nn.Module) -> bool:
 
 def runner_overrides(model: ModelConfig) -> dict[str, Any]:
     """RunnerConfig fields for an actor-critic algorithm: the recurrent runner policy when use_lstm."""
-    return {"policy": RUNNER_POLICY} if model.use_lstm else {}
+    return {"policy": RecurrentActorCriticPolicy} if model.use_lstm else {}
 
 
 # ---------------------------------------------------------------------------------------------------

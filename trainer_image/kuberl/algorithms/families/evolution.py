@@ -40,7 +40,6 @@ from kuberl.core.sample_batch import Columns
 from kuberl.spec.algorithms import ModelConfig
 
 MAX_SEED = 2**31 - 1
-EVOLUTION_POLICY = "kuberl.algorithms.families.evolution:EvolutionPolicy"
 
 
 # -- pure pieces ---------------------------------------------------------------------------------------
@@ -280,7 +279,7 @@ class EvolutionAlgorithm(Algorithm):
     module: EvolutionNet
 
     def runner_overrides(self) -> dict[str, Any]:
-        return {"policy": EVOLUTION_POLICY}
+        return {"policy": EvolutionPolicy}
 
     def make_runner_group(self) -> EnvRunnerGroup:
         res = self.spec.resources
@@ -368,7 +367,6 @@ class EvolutionAlgorithm(Algorithm):
 
 
 __all__ = [
-    "EVOLUTION_POLICY",
     "EvolutionAlgorithm",
     "EvolutionNet",
     "EvolutionPolicy",

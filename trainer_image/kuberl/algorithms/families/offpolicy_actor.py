@@ -11,7 +11,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from kuberl.algorithms.families.continuous import UpdateBudget, make_replay, obs_tensor, replay_batches
+from kuberl.algorithms.families.continuous import (
+    DeterministicActorPolicy,
+    UpdateBudget,
+    make_replay,
+    obs_tensor,
+    replay_batches,
+)
 from kuberl.algorithms.families.replay import ReplayAlgorithm
 from kuberl.core.learner import select_device
 from kuberl.core.models import weights_to_numpy
@@ -80,7 +86,7 @@ class DeterministicActorAlgorithm(OffPolicyActorAlgorithm):
     def runner_overrides(self) -> dict[str, Any]:
         return {
             "store_next_obs": True,
-            "policy": "kuberl.algorithms.families.continuous:DeterministicActorPolicy",
+            "policy": DeterministicActorPolicy,
             "policy_options": {"exploration": self.config.exploration_config.model_dump()},
         }
 

@@ -31,19 +31,20 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from kuberl.core.env_factory import import_object, seeds_for
+from kuberl.core.env_factory import seeds_for
 from kuberl.core.env_runner import Rollout
 from kuberl.core.models import flatten_obs, load_numpy_weights
 from kuberl.core.multi_agent.env import AgentEnv, AgentStep, make_agent_env
 from kuberl.core.multi_agent.mapping import EpisodeInfo, PolicyMapper, SelfPlaySeats, seat_for
-from kuberl.core.policy import RunnerPolicy
+from kuberl.core.multi_agent.masking import RandomPolicy
+from kuberl.core.policy import PolicyFactory, RunnerPolicy
 from kuberl.core.preprocess import batch_of_one
 from kuberl.core.sample_batch import Columns, SampleBatch
 from kuberl.spec.algorithms import ModelConfig
 
 log = logging.getLogger(__name__)
 
-RANDOM_POLICY = "kuberl.core.multi_agent.masking:RandomPolicy"
+RANDOM_POLICY: PolicyFactory = RandomPolicy
 LATEST = -1  # self-play: the opponent plays the learning policy's current weights
 RANDOM = -2  # self-play: the opponent plays uniformly random (legal) moves
 
@@ -54,7 +55,7 @@ class PolicySlot:
 
     obs_space: gym.Space[Any]
     action_space: gym.Space[Any]
-    policy: str
+    policy: PolicyFactory
     model: ModelConfig
     options: dict[str, Any] = field(default_factory=dict)
     store_next_obs: bool = False
@@ -165,7 +166,7 @@ class MultiAgentEnvRunner:
             self.gen.seed()
         self.rng = np.random.default_rng(None if config.seed is None else [config.seed, config.worker_index])
         self.policies: dict[str, RunnerPolicy] = {
-            pid: import_object(slot.policy)(slot.obs_space, slot.action_space, slot.model, dict(slot.options))
+            pid: slot.policy(slot.obs_space, slot.action_space, slot.model, dict(slot.options))
             for pid, slot in config.policies.items()
         }
         for policy in self.policies.values():
@@ -180,9 +181,7 @@ class MultiAgentEnvRunner:
         self.random_opponent: RunnerPolicy | None = None
         if config.self_play is not None and config.self_play.random_probability > 0:
             slot = config.policies[config.self_play.opponent]
-            self.random_opponent = import_object(RANDOM_POLICY)(
-                slot.obs_space, slot.action_space, slot.model, {}
-            )
+            self.random_opponent = RANDOM_POLICY(slot.obs_space, slot.action_space, slot.model, {})
         self._episode_counter = 0
         self._obs: list[dict[str, Any]] = []
         self._episodes: list[_Episode] = []
@@ -220,9 +219,7 @@ class MultiAgentEnvRunner:
             slot = self.config.policies[sp.opponent]
             while len(self.pool) < len(pool):
                 self.pool.append(
-                    import_object(slot.policy)(
-                        slot.obs_space, slot.action_space, slot.model, dict(slot.options)
-                    )
+                    slot.policy(slot.obs_space, slot.action_space, slot.model, dict(slot.options))
                 )
             del self.pool[len(pool) :]
             for policy, weights in zip(self.pool, pool, strict=True):
