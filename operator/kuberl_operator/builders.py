@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from kuberl.spec import API_VERSION, KIND, RLTrainingJob
+from kuberl.spec import API_VERSION, KIND, RLTrainingJob, ports
 from kuberl.spec.cluster import (
     DEFAULT_GPU_IMAGE,
     DEFAULT_IMAGE,
@@ -24,7 +24,6 @@ from kuberl.spec.cluster import (
     WorkerGroupSpec,
 )
 from kuberl.spec.common import LEARNER_RESOURCE
-from kuberl.spec.external import DEFAULT_PORT as DEFAULT_POLICY_SERVER_PORT
 from kuberl.spec.external import HOST_ENV, TOKEN_ENV
 from kuberl.spec.pod import PodOverrides
 from kuberl.spec.quantity import cpu_cores
@@ -45,14 +44,10 @@ from kuberl_operator.labels import (
 Manifest = dict[str, Any]
 
 RAY_API_VERSION = "ray.io/v1"
-# The trainer serves /metrics and /status on spec.metrics.port. Ray's own metrics exporter would also
-# default to 8080 on the head, so it gets a port of its own (set explicitly in rayStartParams).
-DEFAULT_TRAINER_PORT = 8080
-RAY_METRICS_PORTS = (8079, 8078)
 HEAD_CONTAINER = "ray-head"
 WORKER_CONTAINER = "ray-worker"
 # Ray's head ports (GCS, dashboard and Jobs API, client): reachable only from the job's own pods.
-RAY_HEAD_PORTS = {"gcs-server": 6379, "dashboard": 8265, "client": 10001}
+RAY_HEAD_PORTS = {name: port for name, port, _ in ports.RAY_HEAD_CONTAINER_PORTS}
 DASHBOARD_PORT = RAY_HEAD_PORTS["dashboard"]
 # KubeRay's controller polls each RayJob's status through the head's dashboard API.
 KUBERAY_OPERATOR_SELECTOR = {"app.kubernetes.io/name": "kuberay-operator"}
@@ -156,12 +151,12 @@ def trainer_image(job: RLTrainingJob, defaults: Defaults = DEFAULTS) -> str:
 
 def trainer_port(job: RLTrainingJob) -> int:
     """Port 0 ("pick a free one") is fine on a laptop; a Service needs a fixed port."""
-    return job.spec.metrics.port or DEFAULT_TRAINER_PORT
+    return ports.metrics_port(job.spec.metrics.port)
 
 
 def policy_server_port(job: RLTrainingJob) -> int:
     """spec.external.port, with 0 ("pick a free one") mapped to the default: a Service needs a fixed port."""
-    return job.spec.external.port or DEFAULT_POLICY_SERVER_PORT
+    return ports.policy_server_port(job.spec.external.port)
 
 
 def job_document(job: RLTrainingJob) -> Manifest:
@@ -329,7 +324,7 @@ def _pod_template(
 
 
 def _ray_metrics_port(job: RLTrainingJob) -> int:
-    return next(p for p in RAY_METRICS_PORTS if p != trainer_port(job))
+    return ports.ray_metrics_port(trainer_port(job))
 
 
 def _head_group(job: RLTrainingJob, *, attempt: int, config_map: str, defaults: Defaults) -> Manifest:

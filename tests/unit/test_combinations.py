@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from kuberl.spec import SpecError, parse_job, parse_spec
-from kuberl.spec.combinations import DEFAULT_METRICS_PORT, RAY_HEAD_PORTS, RAY_METRICS_PORTS
-from kuberl.spec.external import DEFAULT_PORT
+from kuberl.spec.ports import DEFAULT_METRICS_PORT, RAY_HEAD_PORTS, RAY_METRICS_PORTS
+from kuberl.spec.ports import DEFAULT_POLICY_SERVER_PORT as DEFAULT_PORT
 
 MA_ENV = "kuberl.multi_agent.envs:coop_match"
 
@@ -126,11 +126,12 @@ def test_ports_do_not_clash_when_a_server_is_off() -> None:
     assert parse_job(off).spec.external.enabled
 
 
-def test_port_constants_agree_with_the_operator() -> None:
+def test_the_operator_opens_the_ports_the_spec_checks() -> None:
     from kuberl_operator import builders
 
-    assert builders.RAY_METRICS_PORTS == RAY_METRICS_PORTS
-    assert builders.DEFAULT_TRAINER_PORT == DEFAULT_METRICS_PORT
-    ray_job = builders.build_ray_job(parse_job(doc()), attempt=0, resume="auto")
+    ray_job = builders.build_ray_job(parse_job(doc(metrics={"port": 0})), attempt=0, resume="auto")
     head = ray_job["spec"]["rayClusterSpec"]["headGroupSpec"]["template"]["spec"]["containers"][0]
-    assert set(RAY_HEAD_PORTS) <= {p["containerPort"] for p in head["ports"]}
+    opened = {p["name"]: p["containerPort"] for p in head["ports"]}
+    assert set(RAY_HEAD_PORTS) <= set(opened.values())
+    assert opened["metrics"] == DEFAULT_METRICS_PORT
+    assert opened["ray-metrics"] in RAY_METRICS_PORTS

@@ -18,22 +18,18 @@ from pydantic_core import PydanticCustomError
 from kuberl.spec.algorithms.base import supporting
 from kuberl.spec.algorithms.offline import OfflineConfigBase
 from kuberl.spec.common import learner_problems
-from kuberl.spec.external import DEFAULT_PORT as DEFAULT_POLICY_SERVER_PORT
+from kuberl.spec.ports import (
+    DEFAULT_METRICS_PORT,
+    DEFAULT_POLICY_SERVER_PORT,
+    RAY_HEAD_PORTS,
+    metrics_port,
+    policy_server_port,
+    ray_metrics_port,
+)
 
 if TYPE_CHECKING:
     from kuberl.spec.job import RLTrainingJobSpec
 
-# What port 0 ("pick a free one") becomes on Kubernetes, where a Service needs a fixed port
-# (kuberl_operator.builders.trainer_port / policy_server_port).
-DEFAULT_METRICS_PORT = 8080
-# Ports the Ray head container opens on the same host as the trainer (kuberl_operator.builders).
-RAY_HEAD_PORTS: dict[int, str] = {
-    6379: "the Ray GCS server",
-    8265: "the Ray dashboard",
-    10001: "the Ray client server",
-}
-# Ray's own metrics exporter takes the first of these that is not the trainer's metrics port.
-RAY_METRICS_PORTS = (8079, 8078)
 
 Problem = tuple[str, str]
 # The pydantic error type whose context lists (field, reason) pairs relative to the validated model.
@@ -150,8 +146,8 @@ def _external_problems(spec: RLTrainingJobSpec) -> list[Problem]:
 def _port_problems(spec: RLTrainingJobSpec) -> list[Problem]:
     """Ports the trainer opens on the head host must differ. Port 0 means "any free port" locally but a
     fixed default on Kubernetes, and the same document runs both ways, so the defaults are compared."""
-    metrics = (spec.metrics.port or DEFAULT_METRICS_PORT) if spec.metrics.enabled else None
-    external = (spec.external.port or DEFAULT_POLICY_SERVER_PORT) if spec.external.enabled else None
+    metrics = metrics_port(spec.metrics.port) if spec.metrics.enabled else None
+    external = policy_server_port(spec.external.port) if spec.external.enabled else None
     problems: list[Problem] = []
     for field, port in (("metrics.port", metrics), ("external.port", external)):
         if port in RAY_HEAD_PORTS:
@@ -168,7 +164,7 @@ def _port_problems(spec: RLTrainingJobSpec) -> list[Problem]:
                     "and /metrics need different ports",
                 )
             )
-        ray_metrics = next(p for p in RAY_METRICS_PORTS if p != metrics)
+        ray_metrics = ray_metrics_port(metrics)
         if external == ray_metrics:
             problems.append(
                 (

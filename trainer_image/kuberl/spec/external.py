@@ -9,8 +9,8 @@ from __future__ import annotations
 from pydantic import Field, model_validator
 
 from kuberl.spec.base import WireModel
+from kuberl.spec.ports import DEFAULT_POLICY_SERVER_PORT
 
-DEFAULT_PORT = 8900
 TOKEN_ENV = "KUBERL_POLICY_SERVER_TOKEN"
 # Overrides `host`: the operator sets 0.0.0.0 so the Ray head Service reaches the server.
 HOST_ENV = "KUBERL_POLICY_SERVER_HOST"
@@ -42,7 +42,7 @@ class ExternalSpec(WireModel):
         ),
     )
     port: int = Field(
-        DEFAULT_PORT,
+        DEFAULT_POLICY_SERVER_PORT,
         ge=0,
         le=65535,
         description="Port of the policy server (0 picks a free port locally); exposed on the Ray head Service.",
