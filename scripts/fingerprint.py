@@ -9,6 +9,10 @@ the same training and the same checkpoint keys.
     python3 scripts/fingerprint.py                      # every example, "name sha256" per line
     python3 scripts/fingerprint.py ppo-job dqn-cartpole # some examples
     python3 scripts/fingerprint.py --save-checkpoints DIR  # also write each run's checkpoint
+    python3 scripts/fingerprint.py --restore DIR ppo-job   # hash of DIR/ppo-job restored, not trained
+
+A checkpoint written by an older version restores unchanged when `--restore` prints the hash that
+version printed when it wrote it.
 
 Offline examples (BC, MARWIL, CQL) read a small dataset this script records first from a seeded
 in-driver run (their example `input` folders are not in the repository). Skipped: `ppo-external`
@@ -108,7 +112,9 @@ def record_dataset(source: str, out: Path) -> None:
         algo.stop()
 
 
-def fingerprint(name: str, work: Path, iterations: int, save: Path | None) -> str:
+def fingerprint(
+    name: str, work: Path, iterations: int, save: Path | None, restore: Path | None = None
+) -> str:
     from kuberl import build_algorithm
 
     doc = small_job(name, work / name)
@@ -120,8 +126,11 @@ def fingerprint(name: str, work: Path, iterations: int, save: Path | None) -> st
         doc["spec"]["input"] = {"uris": [str(data)], "numReaders": 1, "shuffleBufferSize": 0}
     algo = build_algorithm(doc)
     try:
-        for _ in range(iterations):
-            algo.train()
+        if restore is not None:
+            algo.restore(str(restore / name))
+        else:
+            for _ in range(iterations):
+                algo.train()
         digest = state_hash(algo.get_state())
         if save is not None:
             algo.save(str(save / name))
@@ -137,6 +146,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("examples", nargs="*", help="example names (file stems); default: all that train")
     parser.add_argument("--iterations", type=int, default=2, help="training iterations per example")
     parser.add_argument("--save-checkpoints", type=Path, default=None, metavar="DIR")
+    parser.add_argument(
+        "--restore", type=Path, default=None, metavar="DIR", help="restore DIR/<example> instead of training"
+    )
     args = parser.parse_args(argv)
     names = args.examples or example_names()
     unknown = [n for n in names if not (EXAMPLES / f"{n}.yaml").exists() or n in SKIPPED]
