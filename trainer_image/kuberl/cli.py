@@ -20,7 +20,10 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from kuberl.results import TrainResult
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
@@ -120,7 +123,7 @@ def _train(job: Any, *, progress: bool) -> int:
                 out.print(f"policy server: [cyan]{_esc(url)}[/] (OpenAPI document: {_esc(url)}/openapi.json)")
             bar.update(task, completed=algo.timesteps, it=algo.iteration)
 
-        def on_result(r: dict[str, Any]) -> None:
+        def on_result(r: TrainResult) -> None:
             sps = r["num_env_steps_sampled"] / max(r["time_this_iter_s"], 1e-9)
             bar.update(
                 task,

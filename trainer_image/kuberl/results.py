@@ -18,14 +18,64 @@ import math
 import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
-__all__ = ["PARAMS_FILE", "RESULT_FILE", "ResultLogger", "flatten_numeric", "read_results", "to_jsonable"]
+__all__ = [
+    "PARAMS_FILE",
+    "RESULT_FILE",
+    "EnvRunnerHealth",
+    "ResultLogger",
+    "TrainResult",
+    "flatten_numeric",
+    "read_results",
+    "to_jsonable",
+]
 
 log = logging.getLogger(__name__)
 
 RESULT_FILE = "result.json"
 PARAMS_FILE = "params.json"
+
+
+class EnvRunnerHealth(TypedDict):
+    num_healthy: int
+    restarts_total: int
+    env_restarts_total: int
+
+
+class TrainResult(TypedDict, total=False):
+    """What `Algorithm.train()` returns for one iteration (RLlib's familiar keys): one line of
+    result.json, the metrics the trainer exports (kuberl.metrics) and what Tune reports. Episode
+    statistics are over the last 100 episodes (None before the first one ends)."""
+
+    training_iteration: int
+    timesteps_total: int
+    num_env_steps_sampled: int
+    num_env_steps_sampled_lifetime: int
+    num_env_steps_trained: int
+    num_env_steps_trained_lifetime: int
+    episodes_total: int
+    episodes_this_iter: int
+    episode_return_mean: float | None
+    episode_return_min: float | None
+    episode_return_max: float | None
+    episode_len_mean: float | None
+    time_this_iter_s: float
+    time_total_s: float
+    env_steps_per_s: float
+    timers: dict[str, float]
+    # Learner statistics per trained policy ("default_policy" for single-agent jobs).
+    learner: dict[str, dict[str, float]]
+    env_runners: EnvRunnerHealth
+    # Every evaluation.interval iterations: Algorithm.evaluate()'s statistics.
+    evaluation: dict[str, Any]
+    # External simulators: the policy server's counters.
+    policy_server: dict[str, Any]
+    # Offline algorithms, with each evaluation: off-policy estimates from the logged episodes.
+    off_policy_estimation: dict[str, Any]
+    # Multi-agent: per-policy agent-episode statistics, and self-play rates.
+    policies: dict[str, dict[str, Any]]
+    self_play: dict[str, Any]
 
 
 def to_jsonable(value: Any) -> Any:

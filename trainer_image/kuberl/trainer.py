@@ -12,12 +12,13 @@ import math
 import os
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
+from kuberl.results import TrainResult
 from kuberl.spec import RLTrainingJob, SpecError, StopSpec
 
 if TYPE_CHECKING:  # imported where used: `kuberl --help` must not pay for prometheus/HTTP imports
@@ -52,7 +53,7 @@ class DivergedError(TrainingFailedError):
     exit_status = 65
 
 
-def stop_reason(stop: StopSpec, result: dict[str, Any]) -> str | None:
+def stop_reason(stop: StopSpec, result: Mapping[str, Any]) -> str | None:
     """The first stop criterion `result` meets, or None."""
     ret = result.get("episode_return_mean")
     if (
@@ -74,7 +75,7 @@ def stop_reason(stop: StopSpec, result: dict[str, Any]) -> str | None:
 @dataclass
 class RunOutcome:
     run_dir: Path
-    result: dict[str, Any] | None
+    result: TrainResult | None
     stopped_by: str
     last_checkpoint: str | None
     interrupted: bool = False
@@ -260,7 +261,7 @@ def serve_metrics(metrics: TrainerMetrics, *, port: int, in_cluster: bool) -> Me
 def run_job(
     job: RLTrainingJob,
     *,
-    on_result: Callable[[dict[str, Any]], None] | None = None,
+    on_result: Callable[[TrainResult], None] | None = None,
     on_start: Callable[[Any], None] | None = None,
 ) -> RunOutcome:
     """Train `job` until a stop criterion or a signal. `on_result` sees every iteration's result."""

@@ -34,6 +34,7 @@ from kuberl.core.preprocess import batch_of_one, is_single
 from kuberl.core.recurrent import RecurrentActorCritic, RecurrentState, is_recurrent
 from kuberl.core.runner_group import EnvRunnerGroup, RunnerGroup
 from kuberl.core.state_io import dumps_state, loads_state
+from kuberl.results import TrainResult
 from kuberl.spec import RLTrainingJob, RLTrainingJobSpec, SpecError
 from kuberl.spec.algorithms import AlgorithmConfigBase
 
@@ -276,7 +277,7 @@ class Algorithm:
         if self.obs_filter is not None and filter_delta is not None:
             self.obs_filter.merge(filter_delta)
 
-    def train(self) -> dict[str, Any]:
+    def train(self) -> TrainResult:
         """Run one training iteration and return its result dict."""
         start = time.perf_counter()
         steps_before, episodes_before = self.timesteps, self.episodes_total
@@ -293,7 +294,7 @@ class Algorithm:
             result["evaluation"] = self.evaluate()
         return result
 
-    def _result(self, outcome: StepOutcome, elapsed: float, sampled: int, episodes: int) -> dict[str, Any]:
+    def _result(self, outcome: StepOutcome, elapsed: float, sampled: int, episodes: int) -> TrainResult:
         returns = list(self.returns)
         return {
             "training_iteration": self.iteration,

@@ -12,6 +12,7 @@ import gymnasium as gym
 import numpy as np
 
 from kuberl.core.env_runner import EnvRunner, Rollout, RunnerConfig
+from kuberl.results import TrainResult
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +39,7 @@ class RunnerGroup(Protocol):
 
     def sample(self) -> list[Rollout]: ...
 
-    def report(self) -> dict[str, Any]:
+    def report(self) -> TrainResult:
         """Entries this group adds to every result dict (the policy server's counters); usually none."""
 
     def interrupt(self) -> None:
@@ -116,7 +117,7 @@ class RunnerActorGroup:
     def num_healthy(self) -> int:
         return 1 if self.local is not None else len(self.actors)
 
-    def report(self) -> dict[str, Any]:
+    def report(self) -> TrainResult:
         return {}
 
     def interrupt(self) -> None:

@@ -24,6 +24,7 @@ from kuberl.external.episodes import fragments_to_columns
 from kuberl.external.recording import ExternalRollout, episode_parts
 from kuberl.external.server import PolicyServer, resolve_token
 from kuberl.external.service import PolicyService
+from kuberl.results import TrainResult
 from kuberl.spec.external import ExternalSpec
 
 if TYPE_CHECKING:
@@ -102,7 +103,7 @@ class ExternalRunnerGroup(EnvRunnerGroup):
             )
         ]
 
-    def report(self) -> dict[str, Any]:
+    def report(self) -> TrainResult:
         return {"policy_server": self.stats()}
 
     def stats(self) -> dict[str, Any]:

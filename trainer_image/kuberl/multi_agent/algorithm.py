@@ -35,6 +35,7 @@ from kuberl.core.multi_agent.runner import (
 from kuberl.core.offline.multi_agent_writer import MultiAgentExperienceWriter
 from kuberl.multi_agent.hub import ExperienceHub, FeedRunnerGroup
 from kuberl.multi_agent.self_play import OUTCOME_WINDOW, OpponentPool, play_vs_random, rates
+from kuberl.results import TrainResult
 from kuberl.spec import RLTrainingJob, SpecError
 from kuberl.spec.algorithms import capabilities
 from kuberl.spec.combinations import combination_problems
@@ -239,7 +240,7 @@ class MultiAgentAlgorithm(Algorithm):
         self.subs[pid].sync_weights()
 
     # -- training --------------------------------------------------------------------------------
-    def train(self) -> dict[str, Any]:
+    def train(self) -> TrainResult:
         start = time.perf_counter()
         results = {pid: self.subs[pid].train() for pid in self.trained}
         stats = self.hub.drain()
@@ -287,9 +288,10 @@ class MultiAgentAlgorithm(Algorithm):
         return result
 
     def _ma_result(
-        self, results: Mapping[str, dict[str, Any]], elapsed: float, sampled: int, episodes: int, trained: int
-    ) -> dict[str, Any]:
+        self, results: Mapping[str, TrainResult], elapsed: float, sampled: int, episodes: int, trained: int
+    ) -> TrainResult:
         returns = list(self.returns)
+        overall = _stats(returns)
         policies: dict[str, Any] = {}
         for pid in self.ma.policies:
             window = self.policy_returns[pid]
@@ -309,7 +311,9 @@ class MultiAgentAlgorithm(Algorithm):
             "num_env_steps_trained_lifetime": self.timesteps_trained,
             "episodes_total": self.episodes_total,
             "episodes_this_iter": episodes,
-            **_stats(returns),
+            "episode_return_mean": overall["episode_return_mean"],
+            "episode_return_min": overall["episode_return_min"],
+            "episode_return_max": overall["episode_return_max"],
             "episode_len_mean": float(np.mean(self.lengths)) if returns else None,
             "time_this_iter_s": elapsed,
             "time_total_s": self.time_total,

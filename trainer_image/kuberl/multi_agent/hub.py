@@ -23,6 +23,7 @@ from kuberl.core.env_runner import Rollout, RunnerConfig
 from kuberl.core.multi_agent.group import MultiAgentRunnerGroup
 from kuberl.core.multi_agent.runner import AgentEpisode, MultiAgentSample
 from kuberl.core.sample_batch import SampleBatch
+from kuberl.results import TrainResult
 
 if TYPE_CHECKING:
     from kuberl.algorithms.base import Algorithm
@@ -170,7 +171,7 @@ class FeedRunnerGroup:
         self.runner_config = algo.runner_config
         return self
 
-    def report(self) -> dict[str, Any]:
+    def report(self) -> TrainResult:
         return {}
 
     def interrupt(self) -> None:

@@ -10,7 +10,7 @@ episodes, when the data holds the behaviour policy's `action_logp`.
 from __future__ import annotations
 
 import time
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 
@@ -19,6 +19,7 @@ from kuberl.core.offline import ope
 from kuberl.core.offline.reader import OfflineData
 from kuberl.core.offline.schema import C
 from kuberl.core.runner_group import EnvRunnerGroup
+from kuberl.results import TrainResult
 from kuberl.spec.algorithms.offline import OfflineConfigBase
 from kuberl.spec.errors import SpecError
 from kuberl.spec.offline import InputSpec
@@ -98,7 +99,7 @@ class OfflineAlgorithm(Algorithm):
             self.data.close()
         super().stop()
 
-    def train(self) -> dict[str, Any]:
+    def train(self) -> TrainResult:
         result = super().train()
         if "evaluation" in result:
             estimate = self.off_policy_estimate()
