@@ -152,6 +152,10 @@ class APEX(Algorithm):
     def rollout_length(self) -> int:
         return self.config.rollout_fragment_length
 
+    def inference_options(self) -> dict[str, Any]:
+        # compute_actions explores at the ladder's first rung, not per runner sub-env.
+        return {"epsilon": self.config.epsilon_base}
+
     def runner_overrides(self) -> dict[str, Any]:
         cfg = self.config
         return {
@@ -302,23 +306,6 @@ class APEX(Algorithm):
         super().sync_weights()
         self.sampler.mark_synced(self.num_updates)
         self.broadcast_version = self.num_updates
-
-    # -- inference ---------------------------------------------------------------------------------
-    def compute_actions(self, obs: np.ndarray, *, explore: bool = False) -> np.ndarray:
-        """Greedy argmax Q (or epsilon-greedy at the ladder's first rung, `epsilon_base`, with `explore`)."""
-        single, flat = self._policy_input(obs)
-        module = self.learner.module
-        with torch.inference_mode():
-            q = module(torch.as_tensor(flat, device=self.learner.device))
-        actions = q.argmax(dim=-1).cpu()
-        if explore:
-            assert isinstance(self.action_space, gym.spaces.Discrete)
-            take_random = torch.as_tensor(self.np_rng.random(len(actions)) < self.config.epsilon_base)
-            random_actions = torch.as_tensor(
-                self.np_rng.integers(int(self.action_space.n), size=len(actions))
-            )
-            actions = torch.where(take_random, random_actions, actions)
-        return self._policy_output(actions, single)
 
     # -- checkpoints -------------------------------------------------------------------------------
     def algorithm_state(self) -> dict[str, Any]:

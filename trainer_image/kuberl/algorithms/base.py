@@ -27,13 +27,15 @@ import torch
 from kuberl.checkpoint.errors import CheckpointMismatchError
 from kuberl.core.env_factory import make_vector_env, seeds_for
 from kuberl.core.env_runner import Rollout, RunnerConfig
-from kuberl.core.models import action_distribution, flatten_obs
+from kuberl.core.models import action_distribution, flatten_obs, load_numpy_weights
 from kuberl.core.normalizer import RunningStats
 from kuberl.core.offline.writer import Writer
+from kuberl.core.policy import PolicyFactory, RunnerPolicy
 from kuberl.core.preprocess import batch_of_one, is_single
 from kuberl.core.recurrent import RecurrentActorCritic, RecurrentState, is_recurrent
 from kuberl.core.runner_group import EnvRunnerGroup, RunnerGroup
 from kuberl.core.state_io import dumps_state, loads_state
+from kuberl.core.sample_batch import Columns
 from kuberl.results import TrainResult
 from kuberl.spec import RLTrainingJob, RLTrainingJobSpec, SpecError
 from kuberl.spec.algorithms import AlgorithmConfigBase
@@ -143,6 +145,9 @@ class Algorithm:
         # The run this algorithm's checkpoints belong to: a fresh one unless the trainer continues a run
         # (`resume: auto`); retention and `latest` compare iterations only within a run (checkpoint/store.py).
         self.run_id = uuid.uuid4().hex[:12]
+        # compute_actions' policy, rebuilt when weights_version moves (training, weight syncs, restores).
+        self.weights_version = 0
+        self._inference: tuple[tuple[int, int], RunnerPolicy] | None = None
 
     def __init__(
         self, job: RLTrainingJob, *, run_dir: Path | None = None, parts: Parts | None = None
@@ -236,6 +241,7 @@ class Algorithm:
 
     # -- shared machinery --------------------------------------------------------------------------
     def sync_weights(self) -> None:
+        self.weights_version += 1
         self.runners.sync(
             self.get_weights(),
             self.obs_filter.state() if self.obs_filter is not None else None,
@@ -282,6 +288,7 @@ class Algorithm:
         start = time.perf_counter()
         steps_before, episodes_before = self.timesteps, self.episodes_total
         outcome = self.training_step()
+        self.weights_version += 1
         self.timesteps_trained += outcome.env_steps_trained
         self.iteration += 1
         elapsed = time.perf_counter() - start
@@ -322,21 +329,43 @@ class Algorithm:
         }
 
     # -- inference ---------------------------------------------------------------------------------
+    def inference_policy_factory(self) -> PolicyFactory:
+        """The RunnerPolicy compute_actions acts with: the runners' own. An algorithm whose runners never
+        act (CQL samples no env) names the one its policy network belongs to."""
+        return self.runner_config.policy
+
+    def inference_options(self) -> dict[str, Any]:
+        """The policy's per-iteration options for compute_actions: the runners' current ones."""
+        return dict(self.runner_options() or {})
+
+    def inference_policy(self) -> RunnerPolicy:
+        """A CPU RunnerPolicy with the current weights and options: the one inference path, the same
+        act() the runners sample with. Rebuilt only when the weights may have changed."""
+        version = (self.weights_version, self.timesteps)
+        if self._inference is None or self._inference[0] != version:
+            rc = self.runner_config
+            factory = self.inference_policy_factory()
+            policy = factory(self.obs_space, self.action_space, rc.model, dict(rc.policy_options))
+            load_numpy_weights(policy.module, self.get_weights())
+            policy.set_options(self.inference_options())
+            policy.module.eval()
+            self._inference = (version, policy)
+        return self._inference[1]
+
     def compute_actions(self, obs: np.ndarray, *, explore: bool = False) -> np.ndarray:
-        """Actions for a batch of raw observations [B, ...] (or one observation)."""
-        module = self.policy_module()
-        if is_recurrent(module):
+        """Actions for a batch of raw observations [B, ...] (or one observation): the runner policy's
+        deterministic action, or (explore) what a runner would sample."""
+        if is_recurrent(self.policy_module()):
             raise ValueError(
                 "this policy is recurrent (model.use_lstm): use compute_actions_with_state(obs, state) "
                 "with state = initial_state(batch_size)"
             )
+        policy = self.inference_policy()
         single, flat = self._policy_input(obs)
-        dist = action_distribution(self.action_space)
-        device = next(module.parameters()).device
         with torch.inference_mode():
-            dist_in, _ = module(torch.as_tensor(flat, device=device))
-            actions = dist.sample(dist_in) if explore else dist.deterministic(dist_in)
-        return self._policy_output(actions, single)
+            # The global generator: exploring draws from torch's global stream, which seed_all seeds.
+            out = policy.act(torch.as_tensor(flat), explore=explore, generator=torch.default_generator)
+        return self._policy_output(out[Columns.ACTIONS], single)
 
     def _policy_input(self, obs: Any) -> tuple[bool, np.ndarray]:
         single = is_single(self.obs_space, obs)

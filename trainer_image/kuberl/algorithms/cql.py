@@ -27,6 +27,7 @@ import torch
 from kuberl.algorithms.families.continuous import (
     ActionScaler,
     SquashedGaussianActor,
+    SquashedGaussianPolicy,
     action_dims,
     obs_tensor,
 )
@@ -42,6 +43,7 @@ from kuberl.algorithms.families.soft_actor_critic import (
 from kuberl.core.learner import select_device
 from kuberl.core.models import obs_dim
 from kuberl.core.offline.schema import C
+from kuberl.core.policy import PolicyFactory
 from kuberl.core.target import polyak_update
 from kuberl.spec.algorithms.cql import CQLConfig
 
@@ -213,6 +215,13 @@ class CQL(OfflineAlgorithm):
 
     def policy_module(self) -> torch.nn.Module:
         return self.learner.actor
+
+    def inference_policy_factory(self) -> PolicyFactory:
+        # Its env runner only gives the spaces and never acts; the actor is SAC's squashed Gaussian.
+        return SquashedGaussianPolicy
+
+    def inference_options(self) -> dict[str, Any]:
+        return {"random_actions": False}
 
     def get_weights(self) -> dict[str, np.ndarray]:
         return {k: v.detach().cpu().numpy() for k, v in self.learner.actor.state_dict().items()}

@@ -19,15 +19,12 @@ import math
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
 import torch
 
 from kuberl.algorithms.families.q_learning import QLearner, QNetwork, QPolicy, build_q_network, dqn_loss
 from kuberl.algorithms.families.replay import ReplayAlgorithm
 from kuberl.core.learner import select_device
-from kuberl.core.models import flatten_obs
-from kuberl.core.multi_agent.masking import legal_actions, mask_slice
 from kuberl.core.replay import PrioritizedReplayBuffer, ReplayBuffer
 from kuberl.core.schedules import piecewise_linear
 from kuberl.spec.algorithms.dqn import DQNConfig
@@ -140,30 +137,6 @@ class DQN(ReplayAlgorithm):
             "num_updates_lifetime": float(self.num_updates),
             "num_target_updates": float(self.num_target_updates),
         }
-
-    # -- inference -------------------------------------------------------------------------------
-    def compute_actions(self, obs: np.ndarray, *, explore: bool = False) -> np.ndarray:
-        """Greedy argmax Q (or epsilon-greedy at the current epsilon with `explore`)."""
-        raw = np.asarray(obs)
-        single = raw.shape == (self.obs_space.shape or ())
-        if single:
-            raw = raw[None]
-        flat = flatten_obs(self.obs_space, raw)
-        module = self.learner.module
-        with torch.inference_mode():
-            q = module(torch.as_tensor(flat, device=self.learner.device))
-        actions = q.argmax(dim=-1).cpu().numpy()
-        if explore:
-            assert isinstance(self.action_space, gym.spaces.Discrete)
-            take_random = self.np_rng.random(len(actions)) < self.epsilon()
-            mask = mask_slice(self.obs_space)
-            if mask is None:
-                random_actions = self.np_rng.integers(int(self.action_space.n), size=len(actions))
-            else:  # uniform over the legal actions: argmax of noise restricted to them
-                legal = legal_actions(torch.as_tensor(flat), mask).numpy()
-                random_actions = np.where(legal, self.np_rng.random(legal.shape), -1.0).argmax(axis=-1)
-            actions = np.where(take_random, random_actions, actions)
-        return actions[0] if single else actions
 
     # -- checkpoints -----------------------------------------------------------------------------
     def algorithm_state(self) -> dict[str, Any]:

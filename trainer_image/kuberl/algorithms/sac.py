@@ -18,7 +18,6 @@ from collections.abc import Mapping
 from typing import Any
 
 import gymnasium as gym
-import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -30,7 +29,6 @@ from kuberl.algorithms.families.continuous import (
     SquashedGaussianActor,
     SquashedGaussianPolicy,
     action_dims,
-    obs_tensor,
 )
 from kuberl.algorithms.families.offpolicy_actor import OffPolicyActorAlgorithm
 from kuberl.algorithms.families.soft_actor_critic import (
@@ -252,28 +250,11 @@ class SAC(OffPolicyActorAlgorithm):
     def build_learner(self, device: torch.device) -> SACLearner:
         return SACLearner(self.obs_space, self.action_space, self.config, device)
 
-    # -- inference and state ------------------------------------------------------------------------
-    def compute_actions(self, obs: np.ndarray, *, explore: bool = False) -> np.ndarray:
-        """The mean action tanh(μ(s)) scaled to the bounds (or the argmax), or a sample when exploring."""
-        x, single = obs_tensor(self.obs_space, obs, self.learner.device)
-        actor = self.learner.actor
-        with torch.inference_mode():
-            if isinstance(actor, SquashedGaussianActor):
-                assert self.learner.scaler is not None
-                a = actor.sample(x)[0] if explore else actor.deterministic(x)
-                out = self.learner.scaler.to_env(a).cpu().numpy()
-            else:
-                logits = actor(x)
-                if explore:
-                    logits = logits - torch.log(-torch.log(torch.rand_like(logits).clamp_(1e-10, 1.0)))
-                out = (logits.argmax(-1) + self.learner.action_start).cpu().numpy()
-        return out[0] if single else out
-
 
 def sac_runner_policy(
     obs_space: gym.Space[Any], action_space: gym.Space[Any], model: ModelConfig, options: dict[str, Any]
 ) -> RunnerPolicy:
-    """The runner side (named in `runner_overrides`): a squashed-Gaussian policy for Box actions, a
+    """The runner side (passed in `runner_overrides`; compute_actions acts with it too): a squashed-Gaussian policy for Box actions, a
     categorical one for Discrete ones (masked when the observation carries an `action_mask`)."""
     if isinstance(action_space, gym.spaces.Discrete):
         if discrete_mask(obs_space, action_space) is not None:

@@ -15,7 +15,6 @@ from kuberl.algorithms.families.continuous import (
     DeterministicActorPolicy,
     UpdateBudget,
     make_replay,
-    obs_tensor,
     replay_batches,
 )
 from kuberl.algorithms.families.replay import ReplayAlgorithm
@@ -99,14 +98,3 @@ class DeterministicActorAlgorithm(OffPolicyActorAlgorithm):
             "random_actions": cfg.random_warmup and self.timesteps < start,
             "noise_scale": expl.initial_scale + frac * (expl.final_scale - expl.initial_scale),
         }
-
-    def compute_actions(self, obs: np.ndarray, *, explore: bool = False) -> np.ndarray:
-        """μ(s) scaled to the bounds; with explore, plus the configured Gaussian noise (OU needs state
-        and stays in the runners)."""
-        x, single = obs_tensor(self.obs_space, obs, self.learner.device)
-        with torch.inference_mode():
-            a = self.learner.actor(x)
-            if explore:
-                a = (a + self.config.exploration_config.stddev * torch.randn_like(a)).clamp(-1.0, 1.0)
-            out = self.learner.scaler.to_env(a).cpu().numpy()
-        return out[0] if single else out
