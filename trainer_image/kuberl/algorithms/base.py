@@ -34,8 +34,8 @@ from kuberl.core.policy import PolicyFactory, RunnerPolicy
 from kuberl.core.preprocess import batch_of_one, is_single
 from kuberl.core.recurrent import RecurrentActorCritic, RecurrentState, is_recurrent
 from kuberl.core.runner_group import EnvRunnerGroup, RunnerGroup
-from kuberl.core.state_io import dumps_state, loads_state
 from kuberl.core.sample_batch import Columns
+from kuberl.core.state_io import dumps_state, loads_state
 from kuberl.results import TrainResult
 from kuberl.spec import RLTrainingJob, RLTrainingJobSpec, SpecError
 from kuberl.spec.algorithms import AlgorithmConfigBase
