@@ -194,15 +194,6 @@ def action_dims(space: gym.Space[Any]) -> tuple[int, bool]:
     raise TypeError(f"action space {space} is not supported (Discrete and Box are)")
 
 
-def make_adam(params: Iterable[nn.Parameter] | Iterable[torch.Tensor], lr: float) -> torch.optim.Adam:
-    """Adam with the fused kernel where available: fewer dispatches per step for small networks."""
-    plist = list(params)
-    try:
-        return torch.optim.Adam(plist, lr=lr, fused=True)
-    except (RuntimeError, TypeError):
-        return torch.optim.Adam(plist, lr=lr)
-
-
 def clip_grads(params: Iterable[torch.Tensor], max_norm: float | None) -> None:
     if max_norm is not None:
         nn.utils.clip_grad_norm_(list(params), max_norm)

@@ -23,9 +23,8 @@ from kuberl.algorithms.families.continuous import (
     QEnsemble,
     action_dims,
     clip_grads,
-    make_adam,
 )
-from kuberl.core.learner import load_state_dicts, state_dicts
+from kuberl.core.learner import load_state_dicts, make_adam, state_dicts
 from kuberl.core.models import obs_dim
 from kuberl.core.target import polyak_update
 from kuberl.spec.algorithms.offpolicy_actor_critic import OffPolicyActorCriticConfig
@@ -61,8 +60,8 @@ class DeterministicActorCriticLearner:
         self.critic = QEnsemble(n_obs, n_act, config.model, members=members, discrete=False).to(device)
         self.target_actor = copy.deepcopy(self.actor).requires_grad_(False)
         self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
-        self.actor_opt = make_adam(self.actor.parameters(), config.actor_lr or config.lr)
-        self.critic_opt = make_adam(self.critic.parameters(), config.critic_lr or config.lr)
+        self.actor_opt = make_adam(self.actor.parameters(), lr=config.actor_lr or config.lr)
+        self.critic_opt = make_adam(self.critic.parameters(), lr=config.critic_lr or config.lr)
         self.num_updates = 0
 
     def num_critics(self) -> int:

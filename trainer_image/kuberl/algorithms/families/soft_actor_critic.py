@@ -18,8 +18,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from kuberl.algorithms.families.continuous import QEnsemble, clip_grads, make_adam
-from kuberl.core.learner import load_state_dicts, state_dicts
+from kuberl.algorithms.families.continuous import QEnsemble, clip_grads
+from kuberl.core.learner import load_state_dicts, make_adam, state_dicts
 
 # The learner's networks and optimizers, by attribute name: its checkpoint layout.
 STATE_PARTS = ("actor", "critic", "target_critic", "actor_opt", "critic_opt", "alpha_opt")
@@ -90,9 +90,9 @@ class SoftActorCriticLearner:
         self.critic = QEnsemble(n_obs, n_act, cfg.model, members=members, discrete=discrete).to(device)
         self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
         self.log_alpha = torch.tensor(math.log(cfg.initial_alpha), device=device, requires_grad=True)
-        self.actor_opt = make_adam(self.actor.parameters(), cfg.actor_lr or cfg.lr)
-        self.critic_opt = make_adam(self.critic.parameters(), cfg.critic_lr or cfg.lr)
-        self.alpha_opt = make_adam([self.log_alpha], cfg.alpha_lr or cfg.lr)
+        self.actor_opt = make_adam(self.actor.parameters(), lr=cfg.actor_lr or cfg.lr)
+        self.critic_opt = make_adam(self.critic.parameters(), lr=cfg.critic_lr or cfg.lr)
+        self.alpha_opt = make_adam([self.log_alpha], lr=cfg.alpha_lr or cfg.lr)
 
     def step(self, opt: torch.optim.Optimizer, loss: torch.Tensor, params: Iterable[Any]) -> None:
         """One optimizer step on `loss`, gradients clipped to `config.grad_clip`."""
