@@ -20,6 +20,9 @@ from kuberl.algorithms.families.continuous import (
 from kuberl.algorithms.families.replay import ReplayAlgorithm
 from kuberl.core.learner import select_device
 from kuberl.core.models import weights_to_numpy
+from kuberl.spec.algorithms.ddpg import DDPGConfig
+from kuberl.spec.algorithms.offpolicy_actor_critic import OffPolicyActorCriticConfig
+from kuberl.spec.algorithms.td3 import TD3Config
 
 
 class OffPolicyActorAlgorithm(ReplayAlgorithm):
@@ -29,7 +32,7 @@ class OffPolicyActorAlgorithm(ReplayAlgorithm):
     delayed policy loss) average over those."""
 
     budget: UpdateBudget
-    config: Any
+    config: OffPolicyActorCriticConfig
 
     def setup(self) -> None:
         res = self.spec.resources
@@ -80,7 +83,9 @@ class OffPolicyActorAlgorithm(ReplayAlgorithm):
 
 class DeterministicActorAlgorithm(OffPolicyActorAlgorithm):
     """TD3 and DDPG: a deterministic actor explores with annealed action noise in the runners (after
-    random warm-up actions) and acts greedily, or with Gaussian noise, in `compute_actions`."""
+    random warm-up actions); compute_actions acts with the same runner policy."""
+
+    config: TD3Config | DDPGConfig
 
     def runner_overrides(self) -> dict[str, Any]:
         return {

@@ -145,8 +145,8 @@ class AsyncVTraceAlgorithm(Algorithm):
     weights every `broadcast_interval` updates. Subclasses name their `learner_class` (a VTraceLearner
     with the algorithm's loss)."""
 
-    config: Any
-    learner: Any
+    config: VTraceConfig
+    learner: VTraceLearner
     learner_class: ClassVar[type[VTraceLearner]]
 
     def rollout_length(self) -> int:
