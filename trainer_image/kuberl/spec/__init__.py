@@ -3,7 +3,15 @@
 Importing this package never imports torch or ray (the operator depends on it).
 """
 
-from kuberl.spec.algorithms import ALGORITHMS, CONFIG_MODELS, AlgorithmConfigBase, ModelConfig, PPOConfig
+from kuberl.spec.algorithms import (
+    ALGORITHMS,
+    CONFIG_MODELS,
+    AlgorithmConfigBase,
+    ModelConfig,
+    PPOConfig,
+    capabilities,
+)
+from kuberl.spec.capabilities import FEATURES, Capabilities
 from kuberl.spec.cluster import ClusterSpec, HeadGroupSpec, Toleration, WorkerGroupSpec
 from kuberl.spec.common import CheckpointSpec, EvaluationSpec, MetricsSpec, ResourcesSpec, SecretRef, StopSpec
 from kuberl.spec.errors import SpecError, from_validation_error
@@ -30,6 +38,7 @@ __all__ = [
     "API_VERSION",
     "CATEGORIES",
     "CONFIG_MODELS",
+    "FEATURES",
     "GROUP",
     "KIND",
     "PHASES",
@@ -38,6 +47,7 @@ __all__ = [
     "SINGULAR",
     "VERSION",
     "AlgorithmConfigBase",
+    "Capabilities",
     "CheckpointSpec",
     "ClusterSpec",
     "Condition",
@@ -57,6 +67,7 @@ __all__ = [
     "Toleration",
     "WorkerGroupSpec",
     "apply_overrides",
+    "capabilities",
     "from_validation_error",
     "load_job",
     "parse_job",
