@@ -128,10 +128,11 @@ def test_ports_do_not_clash_when_a_server_is_off() -> None:
 
 def test_the_operator_opens_the_ports_the_spec_checks() -> None:
     from kuberl_operator import builders
+    from kuberl_operator.labels import PORT_RAY_METRICS, PORT_TRAINER
 
     ray_job = builders.build_ray_job(parse_job(doc(metrics={"port": 0})), attempt=0, resume="auto")
     head = ray_job["spec"]["rayClusterSpec"]["headGroupSpec"]["template"]["spec"]["containers"][0]
     opened = {p["name"]: p["containerPort"] for p in head["ports"]}
     assert set(RAY_HEAD_PORTS) <= set(opened.values())
-    assert opened["metrics"] == DEFAULT_METRICS_PORT
-    assert opened["ray-metrics"] in RAY_METRICS_PORTS
+    assert opened[PORT_TRAINER] == DEFAULT_METRICS_PORT
+    assert opened[PORT_RAY_METRICS] in RAY_METRICS_PORTS
