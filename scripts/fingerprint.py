@@ -17,6 +17,10 @@ version printed when it wrote it.
 Offline examples (BC, MARWIL, CQL) read a small dataset this script records first from a seeded
 in-driver run (their example `input` folders are not in the repository). Skipped: `ppo-external`
 (needs an external client).
+
+Compare like with like: cql-pendulum's hash came out different when other examples had run before it
+in the same process (its data goes through Ray Data, which is started once per process); run alone,
+it is stable (`python3 scripts/fingerprint.py cql-pendulum`).
 """
 
 from __future__ import annotations
