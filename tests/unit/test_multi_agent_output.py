@@ -85,8 +85,8 @@ def test_one_directory_per_policy_with_the_agent_columns(recorded: tuple[Path, M
         assert set(cols[C.POLICY_ID]) == {pid}
         assert set(cols[C.AGENT_ID]) == {"a" if pid == "pa" else "b"}
     total = sum(len(read(out / pid)[C.T]) for pid in ("pa", "pb"))
-    assert algo.writer is not None
-    assert total == algo.writer.rows_written
+    assert algo.agent_writer is not None
+    assert total == algo.agent_writer.rows_written
 
 
 @pytest.mark.parametrize(
