@@ -25,6 +25,7 @@ from typing import Any
 import yaml
 
 from kuberl.spec.algorithms import ALGORITHMS, CONFIG_MODELS
+from kuberl.spec.algorithms.base import supporting
 from kuberl.spec.job import (
     _DNS_LABEL,
     CATEGORIES,
@@ -38,8 +39,6 @@ from kuberl.spec.job import (
     RLTrainingJobSpec,
     RLTrainingJobStatus,
 )
-from kuberl.spec.multi_agent import MULTI_AGENT_ALGORITHMS
-from kuberl.spec.offline import OfflineConfigBase
 
 Schema = dict[str, Any]
 
@@ -133,8 +132,12 @@ def spec_validations() -> list[Schema]:
     the cross-field rules of kuberl.spec.combinations that need no more than field presence and the
     algorithm's name, so `kubectl apply` refuses them at once. Each names its field as the operator does.
     `algorithm` is compared upper-cased because the models accept any case ("ppo")."""
-    offline = [n for n, m in CONFIG_MODELS.items() if issubclass(m, OfflineConfigBase)]
-    no_record = [n for n, m in CONFIG_MODELS.items() if not getattr(m, "records_experience", True)]
+    # From the algorithms' capabilities (kuberl.spec.capabilities), as the pydantic validation reads them.
+    offline = supporting("offline_input")
+    no_record = [
+        n for n, m in CONFIG_MODELS.items() if not m.capabilities.offline_output and n not in offline
+    ]
+    multi_agent = supporting("multi_agent")
     algo = "self.algorithm.upperAscii()"
     return [
         {
@@ -159,10 +162,10 @@ def spec_validations() -> list[Schema]:
             ),
         },
         {
-            "rule": f"!has(self.multiAgent) || {algo} in {_cel_list(MULTI_AGENT_ALGORITHMS)}",
+            "rule": f"!has(self.multiAgent) || {algo} in {_cel_list(multi_agent)}",
             "fieldPath": ".multiAgent",
             "reason": "FieldValueForbidden",
-            "message": f"multiAgent runs with {', '.join(MULTI_AGENT_ALGORITHMS)} only",
+            "message": f"multiAgent runs with {', '.join(multi_agent)} only",
         },
         {
             "rule": "!has(self.multiAgent) || !has(self.external) || !has(self.external.enabled) "
