@@ -41,6 +41,12 @@ NOT_RUN_HERE = {
     "scripts/install-tools.sh": "CI runs it before the tests",
     "scripts/sync-chart-crds.sh": "writes into the chart; tests/helm checks the chart's CRDs equal crds/",
     "python bench/": "a benchmark, minutes long (bench/ is not part of CI)",
+    "python -m ruff": "CI runs it (.ci/run) before the tests",
+    "python -m mypy": "CI runs it (.ci/run) before the tests",
+    "lint-imports": "tests/integration/test_placement.py runs it (and CI, in .ci/run)",
+    "python scripts/fingerprint.py": "tests/integration/test_placement.py runs it on a few examples and with --restore "
+    "(all examples take minutes)",
+    "bash scripts/lock.sh": "resolves the ranges against the package index (network)",
     "export KUBERL_POLICY_SERVER_TOKEN": "the policy-server walkthrough: test_examples runs ppo-external.yaml "
     "with kuberl serve and examples/external_cartpole_client.py",
     "python examples/external_cartpole_client.py": "see export KUBERL_POLICY_SERVER_TOKEN",

@@ -95,17 +95,18 @@ def remove_dirs(created: list[Path]) -> None:
 
 def check_action_spaces(job: RLTrainingJob, action_spaces: list[gym.Space[Any]]) -> None:
     """Every action space the env has (each agent's, multi-agent) is one the algorithm can act in
-    (its config's `action_spaces`)."""
-    config = job.spec.config
+    (its config's `capabilities.action_spaces`)."""
+    kinds = job.spec.config.capabilities.action_spaces
+    names = {"discrete": "Discrete", "box": "Box"}
     for space in action_spaces:
         kind = type(space).__name__
-        if kind not in config.action_spaces:
+        if kind.lower() not in kinds:
             raise SpecError(
                 [
                     (
                         "spec.env",
                         f"{job.spec.env} has a {kind} action space ({space}); {job.spec.algorithm} acts in "
-                        f"{' and '.join(sorted(config.action_spaces))} action spaces only",
+                        f"{' and '.join(sorted(names[k] for k in kinds))} action spaces only",
                     )
                 ]
             )

@@ -192,7 +192,7 @@ def check_resumable(job: RLTrainingJob, loaded: Any) -> None:
     """The checkpoint was written by this algorithm, env and networks (kuberl.spec.resume)."""
     import json
 
-    from kuberl.algorithm import SPEC_FILE
+    from kuberl.algorithms.base import SPEC_FILE
     from kuberl.spec.resume import resume_problems
 
     try:

@@ -101,7 +101,7 @@ def _offline_problems(spec: RLTrainingJobSpec) -> list[Problem]:
         problems.append(
             ("external.enabled", f"{spec.algorithm} trains from recorded experience, not from simulators")
         )
-    # ES and ARS (records_experience = False) play whole episodes of perturbed policies in lockstep and
+    # ES and ARS (capabilities.offline_output False) play whole episodes of perturbed policies in lockstep and
     # keep returns only: there are no transitions to write.
     if spec.output is not None and not spec.config.capabilities.offline_output:
         problems.append(

@@ -19,8 +19,6 @@ class CQLConfig(OfflineConfigBase):
     """Conservative Q-Learning (Kumar et al. 2020, https://arxiv.org/abs/2006.04779), the CQL(H)
     variant on Soft Actor-Critic for continuous actions; trains from spec.input."""
 
-    action_spaces: ClassVar[frozenset[str]] = frozenset({"Box"})  # a continuous actor
-
     implementation: ClassVar[str] = "kuberl.algorithms.cql:CQL"
     capabilities: ClassVar[Capabilities] = Capabilities(BOX, offline_input=True, offline_output=False)
     algorithm: Literal["CQL"] = Field(

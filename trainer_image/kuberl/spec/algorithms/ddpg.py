@@ -22,8 +22,6 @@ class DDPGConfig(OffPolicyActorCriticConfig):
     """Deep Deterministic Policy Gradient (Lillicrap et al. 2016, https://arxiv.org/abs/1509.02971): one
     critic, no target policy smoothing, the actor updated with every critic update."""
 
-    action_spaces: ClassVar[frozenset[str]] = frozenset({"Box"})  # a continuous actor
-
     implementation: ClassVar[str] = "kuberl.algorithms.ddpg:DDPG"
     capabilities: ClassVar[Capabilities] = Capabilities(BOX, multi_agent=True)
     algorithm: Literal["DDPG"] = Field(

@@ -4,7 +4,7 @@ config adds what differs (batch sizes, buffer size, exploration, replay ratio, t
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal, Protocol
+from typing import Literal, Protocol
 
 from pydantic import Field
 
@@ -13,8 +13,6 @@ from kuberl.spec.algorithms.base import AlgorithmConfigBase, ModelConfig
 
 class QLearningConfigBase(AlgorithmConfigBase):
     """Fields DQN and Ape-X mean the same way (RLlib's names)."""
-
-    action_spaces: ClassVar[frozenset[str]] = frozenset({"Discrete"})  # one Q-value per action
 
     lr: float = Field(
         5e-4, gt=0.0, description="Adam learning rate (the start value when lrSchedule is set)."

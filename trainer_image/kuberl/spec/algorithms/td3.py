@@ -13,8 +13,6 @@ from kuberl.spec.capabilities import BOX, Capabilities
 class TD3Config(OffPolicyActorCriticConfig):
     """Twin Delayed DDPG (Fujimoto et al. 2018, https://arxiv.org/abs/1802.09477)."""
 
-    action_spaces: ClassVar[frozenset[str]] = frozenset({"Box"})  # a continuous actor
-
     implementation: ClassVar[str] = "kuberl.algorithms.td3:TD3"
     capabilities: ClassVar[Capabilities] = Capabilities(BOX, multi_agent=True)
     algorithm: Literal["TD3"] = Field(
