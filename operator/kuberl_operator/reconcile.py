@@ -203,13 +203,16 @@ def ray_job_manifest(ctx: Context, job: RLTrainingJob, *, attempt: int, resume: 
 
 
 async def ensure_children(ctx: Context, job: RLTrainingJob, *, attempt: int, resume: str) -> None:
-    """Create the ConfigMap, the NetworkPolicy, then the RayJob, of one attempt; each idempotent."""
+    """Create the ConfigMap, the NetworkPolicy, then the RayJob, of one attempt; each idempotent.
+    The first attempt, created as the job starts, gets the whole deadline (not the deadline less the
+    second or so since startTime, which only made the RayJob's value jitter); later ones what is left."""
+    first = attempt == 0 and not _started(job)
     children = build_children(
         job,
         attempt=attempt,
         resume=resume,
         defaults=ctx.defaults,
-        deadline_seconds=_deadline(job, ctx.now()),
+        deadline_seconds=job.spec.active_deadline_seconds if first else _deadline(job, ctx.now()),
     )
     for manifest in children:
         await ctx.api.create(manifest)
@@ -219,9 +222,13 @@ def _resume_for(job: RLTrainingJob, attempt: int) -> str:
     """Attempt 0 starts as the user asked, unless it already ran (its RayJob was deleted by someone
     and is being recreated: starting over would throw away what it trained); any later attempt
     continues from the newest checkpoint."""
+    return job.spec.resume if attempt == 0 and not _started(job) else "auto"
+
+
+def _started(job: RLTrainingJob) -> bool:
+    """Whether the job's training has begun (it ran, or was suspended after running)."""
     status = job.status
-    started = status is not None and (status.iteration is not None or status.phase not in (None, "Pending"))
-    return job.spec.resume if attempt == 0 and not started else "auto"
+    return status is not None and (status.iteration is not None or status.phase not in (None, "Pending"))
 
 
 async def create(ctx: Context, body: Body) -> None:
