@@ -57,8 +57,11 @@ def result_lines(workdir: Path) -> list[dict[str, int]]:
     path = workdir / "runs" / "killed" / "result.json"
     if not path.exists():
         return []
+    text_all = path.read_text()
+    # a line without its newline is torn (killed mid-write): the next run drops it, so must we
+    complete = text_all.split("\n")[:-1]
     lines = []
-    for text in path.read_text().splitlines():
+    for text in complete:
         try:
             lines.append(json.loads(text))
         except ValueError:
