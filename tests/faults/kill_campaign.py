@@ -39,6 +39,7 @@ class CampaignResult:
     resumes_checked: int = 0
     tracebacks: int = 0
     problems: list[str] = field(default_factory=list)
+    ahead: list[str] = field(default_factory=list)
 
 
 def complete_checkpoints(store: Path) -> dict[str, int]:
@@ -133,8 +134,14 @@ def run_campaign(
             # when it started (a partial or older one would show as another number).
             result.resumes_checked += 1
             first = new_lines[0]["training_iteration"]
-            if first != newest_before + 1:
+            if first < newest_before + 1:
                 result.problems.append(
+                    f"attempt {attempt}: resumed at iteration {first}, behind the newest complete "
+                    f"checkpoint ({newest_before}): progress lost"
+                )
+            elif first > newest_before + 1:
+                # Open finding (docs/reliability.md): a checkpoint newer than the harness saw complete.
+                result.ahead.append(
                     f"attempt {attempt}: resumed at iteration {first}, expected {newest_before + 1}"
                 )
         if not killed:
