@@ -14,6 +14,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -91,30 +92,43 @@ def record_input(doc: dict, cwd: Path) -> None:
         assert rec.returncode == 0, rec.stderr
 
 
+def wait_listening(port: int, proc: subprocess.Popen[str], timeout: float = 300) -> None:
+    """The documented order: the server first, then the clients (a client finding no server exits)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, "kuberl serve exited before it listened"
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.5)
+    raise AssertionError(f"kuberl serve did not listen on {port} within {timeout} s")
+
+
 def run_external(example: Path, sets: Sequence[str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    """`kuberl serve` with the documented client stepping CartPole against it until training stops."""
+    """`kuberl serve`, then the documented client stepping CartPole against it until training stops."""
     port = free_port()
-    env = {"KUBERL_POLICY_SERVER_TOKEN": TOKEN}
-    path = os.pathsep.join((str(ROOT / "trainer_image"), str(ROOT)))
-    client_env = {**os.environ, "PYTHONPATH": path, **env}
-    client = subprocess.Popen(
-        [sys.executable, str(ROOT / "examples" / "external_cartpole_client.py"),
-         "--address", f"http://127.0.0.1:{port}", "--seed", "1"],
-        cwd=cwd, env=client_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    path = os.pathsep.join((str(ROOT / "trainer_image"), str(ROOT / "operator"), str(ROOT)))
+    env = {**os.environ, "PYTHONPATH": path, "KUBERL_POLICY_SERVER_TOKEN": TOKEN}
+    serve_args = [*sets, "--set", f"external.port={port}", "--run-dir", "run", "--no-progress"]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "kuberl.cli", "serve", str(example), *serve_args],
+        cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
-        res = kuberl(
-            "serve", str(example), *sets, "--set", f"external.port={port}", "--run-dir", "run",
-            "--no-progress", cwd=cwd, env=env,
+        wait_listening(port, server)
+        client = subprocess.run(
+            [sys.executable, str(ROOT / "examples" / "external_cartpole_client.py"),
+             "--address", f"http://127.0.0.1:{port}", "--seed", "1"],
+            cwd=cwd, env=env, capture_output=True, text=True, timeout=400,
         )  # fmt: skip
-        out, err = client.communicate(timeout=60)
+        out, err = server.communicate(timeout=120)
     finally:
-        if client.poll() is None:
-            client.kill()
-            client.communicate()
-    assert client.returncode == 0, err
-    assert "stepped" in out
-    return res
+        if server.poll() is None:
+            server.kill()
+            server.communicate()
+    assert client.returncode == 0, client.stderr
+    assert "stepped" in client.stdout
+    return subprocess.CompletedProcess(server.args, server.returncode, out, err)
 
 
 @pytest.mark.parametrize("example", EXAMPLES, ids=[p.name for p in EXAMPLES])

@@ -20,6 +20,7 @@ def evaluate_checkpoint(
     doc = json.loads(loaded.files[SPEC_FILE])
     # Evaluate in this process: no runners, no Ray, no metrics server, no resume.
     doc["spec"]["resources"] = {**doc["spec"].get("resources", {}), "envRunners": 0, "gpusPerLearner": 0}
+    doc["spec"].pop("external", None)  # episodes are played here, not served: no policy server, no token
     job = parse_job(doc, source=uri)
     algo = build_algorithm(job, run_dir=Path("runs") / job.metadata.name)
     try:
