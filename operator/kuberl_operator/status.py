@@ -275,6 +275,25 @@ def checkpoint_condition(job: RLTrainingJob) -> tuple[Literal["True", "False"], 
     )
 
 
+def _spec_conditions(
+    conditions: list[Condition], job: RLTrainingJob, *, generation: int | None, now: datetime
+) -> list[Condition]:
+    """Valid=True and CheckpointsPersisted: the conditions a spec that parsed decides on its own."""
+    conditions = set_condition(
+        conditions, COND_VALID, "True", reason="SpecValid", message="", now=now, generation=generation
+    )
+    persisted, reason, message = checkpoint_condition(job)
+    return set_condition(
+        conditions,
+        COND_CHECKPOINTS_PERSISTED,
+        persisted,
+        reason=reason,
+        message=message,
+        now=now,
+        generation=generation,
+    )
+
+
 def initial_status(job: RLTrainingJob, *, now: datetime) -> RLTrainingJobStatus:
     """Status written before any child exists: the names of attempt 0, so a restart never duplicates."""
     names = child_names(job, 0)
@@ -286,19 +305,7 @@ def initial_status(job: RLTrainingJob, *, now: datetime) -> RLTrainingJobStatus:
         start_time=rfc3339(now),
         observed_generation=generation,
     )
-    conditions = set_condition(
-        [], COND_VALID, "True", reason="SpecValid", message="", now=now, generation=generation
-    )
-    persisted, reason, message = checkpoint_condition(job)
-    conditions = set_condition(
-        conditions,
-        COND_CHECKPOINTS_PERSISTED,
-        persisted,
-        reason=reason,
-        message=message,
-        now=now,
-        generation=generation,
-    )
+    conditions = _spec_conditions([], job, generation=generation, now=now)
     base = base.model_copy(update={"conditions": conditions})
     return _with_phase(
         base, "Pending", reason="Creating", message="creating the RayJob", now=now, generation=generation
@@ -350,25 +357,7 @@ def valid_again(
     """The conditions that depend on the spec alone, re-evaluated for a generation that parsed: Valid=True
     (again, after an invalid edit was fixed) and CheckpointsPersisted, each with this generation as its
     observedGeneration (lastTransitionTime moves only if its status flips)."""
-    conditions = set_condition(
-        list(status.conditions),
-        COND_VALID,
-        "True",
-        reason="SpecValid",
-        message="",
-        now=now,
-        generation=generation,
-    )
-    persisted, reason, message = checkpoint_condition(job)
-    conditions = set_condition(
-        conditions,
-        COND_CHECKPOINTS_PERSISTED,
-        persisted,
-        reason=reason,
-        message=message,
-        now=now,
-        generation=generation,
-    )
+    conditions = _spec_conditions(list(status.conditions), job, generation=generation, now=now)
     return status.model_copy(update={"conditions": conditions, "observed_generation": generation})
 
 

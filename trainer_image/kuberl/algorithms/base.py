@@ -470,21 +470,27 @@ class Algorithm:
             "algo": self.algorithm_state(),
         }
 
-    def set_state(self, state: Mapping[str, Any]) -> None:
-        if state.get("algorithm") != self.name:
-            raise ValueError(f"checkpoint is for algorithm {state.get('algorithm')!r}, not {self.name!r}")
+    def restore_progress(self, state: Mapping[str, Any]) -> None:
+        """The progress counters and the episode windows of a checkpoint's state (single- and multi-agent
+        checkpoints write them alike)."""
         c = state["counters"]
         self.iteration = int(c["iteration"])
         self.timesteps = int(c["timesteps"])
         self.timesteps_trained = int(c["timesteps_trained"])
         self.episodes_total = int(c["episodes_total"])
         self.time_total = float(c["time_total"])
-        self.env_restarts = int(c.get("env_restarts", 0))
-        self.runners.restarts = int(c.get("runner_restarts", 0))
         self.returns.clear()
         self.returns.extend(state["episodes"]["returns"])
         self.lengths.clear()
         self.lengths.extend(state["episodes"]["lengths"])
+
+    def set_state(self, state: Mapping[str, Any]) -> None:
+        if state.get("algorithm") != self.name:
+            raise ValueError(f"checkpoint is for algorithm {state.get('algorithm')!r}, not {self.name!r}")
+        self.restore_progress(state)
+        c = state["counters"]
+        self.env_restarts = int(c.get("env_restarts", 0))
+        self.runners.restarts = int(c.get("runner_restarts", 0))
         if state.get("filter") is not None:
             self.obs_filter = RunningStats.from_state(state["filter"])
         set_rng_state(self.np_rng, state["rng"])

@@ -426,18 +426,10 @@ class MultiAgentAlgorithm(Algorithm):
         missing = set(self.subs) - set(state["policies"])
         if missing:
             raise ValueError(f"checkpoint lacks policies {sorted(missing)}")
+        self.restore_progress(state)
         c = state["counters"]
-        self.iteration = int(c["iteration"])
-        self.timesteps = int(c["timesteps"])
-        self.timesteps_trained = int(c["timesteps_trained"])
-        self.episodes_total = int(c["episodes_total"])
-        self.time_total = float(c["time_total"])
         self.group.restarts = int(c["runner_restarts"])
         self.games_total = int(c["games_total"])
-        self.returns.clear()
-        self.returns.extend(state["episodes"]["returns"])
-        self.lengths.clear()
-        self.lengths.extend(state["episodes"]["lengths"])
         for pid, pe in state["policy_episodes"].items():
             if pid in self.policy_returns:
                 self.policy_returns[pid].clear()
