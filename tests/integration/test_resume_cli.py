@@ -85,3 +85,18 @@ def test_iterations_redone_after_a_crash_appear_once(tmp_path: Path) -> None:
     steps = [r["timesteps_total"] for r in rows]
     assert steps == sorted(steps)
     assert len(list((tmp_path / "runs" / "resume-test").glob("events.out.tfevents.*"))) >= 2
+
+
+def test_a_resume_that_already_meets_its_stop_trains_no_further(tmp_path: Path) -> None:
+    """A retry after the final checkpoint (or a re-run of a finished job) ends at once: it used to
+    train one iteration past `stop.iterations` before checking it."""
+    (tmp_path / "job.yaml").write_text(JOB)
+    assert kuberl(cwd=tmp_path).returncode == 0
+    store = tmp_path / "runs" / "resume-test" / "checkpoints"
+    before = sorted(p.name for p in store.glob("checkpoint_*"))
+    again = kuberl(cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert "resumed from" in again.stdout
+    assert "done: iterations 2 ≥ 2" in again.stdout
+    assert [r["training_iteration"] for r in results(tmp_path)] == [1, 2]
+    assert sorted(p.name for p in store.glob("checkpoint_*")) == before

@@ -302,6 +302,10 @@ def run_job(
             if dropped:
                 log.info("resumed at iteration %d: dropped %d later result lines", algo.iteration, dropped)
             outcome.resumed_from = algo.last_checkpoint = loaded.info.uri
+            # The restored progress is checked against the stop criteria before any training: a run
+            # resumed from a checkpoint that already meets them (a retry after the final save, or a
+            # re-run of a finished job) ends there instead of training past its stop.
+            outcome.result = algo.progress()
             metrics.note_resumed(loaded.info.uri, created=loaded.info.created)
             log.info("resumed from %s at iteration %d", loaded.info.uri, algo.iteration)
         if on_start is not None:

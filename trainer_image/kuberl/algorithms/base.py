@@ -517,6 +517,15 @@ class Algorithm:
     def default_checkpoint_uri(self) -> str:
         return self.spec.checkpoint.uri or str(self.run_dir / "checkpoints")
 
+    def progress(self) -> TrainResult:
+        """The counters a stop criterion reads, under the result dict's keys (as restored, before training)."""
+        return {
+            "training_iteration": self.iteration,
+            "timesteps_total": self.timesteps,
+            "time_total_s": self.time_total,
+            "episode_return_mean": float(np.mean(self.returns)) if self.returns else None,
+        }
+
     def checkpoint_metadata(self) -> dict[str, Any]:
         """The manifest metadata of a checkpoint of the current state (what listings order by)."""
         return {
