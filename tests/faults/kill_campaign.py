@@ -122,7 +122,7 @@ def run_campaign(
                     result.mid_checkpoint_kills += int(partial)
                     break
                 time.sleep(0.001 if mid_checkpoint else 0.02)
-        _, err = proc.communicate(timeout=300)
+        out, err = proc.communicate(timeout=300)
         if "Traceback" in err:
             result.tracebacks += 1
             result.problems.append(f"attempt {attempt}: traceback\n{err[-2000:]}")
@@ -143,6 +143,15 @@ def run_campaign(
                 # Open finding (docs/reliability.md): a checkpoint newer than the harness saw complete.
                 result.ahead.append(
                     f"attempt {attempt}: resumed at iteration {first}, expected {newest_before + 1}"
+                )
+        elif newest_before is not None and not killed:
+            # The kill came after the run had reached its stop and saved it: this last run resumes at
+            # the stop and must train nothing further (it used to train one iteration past it).
+            result.resumes_checked += 1
+            if newest_before != iterations or "resumed from" not in out:
+                result.problems.append(
+                    f"attempt {attempt}: wrote no iteration although the newest checkpoint "
+                    f"({newest_before}) is short of {iterations}"
                 )
         if not killed:
             break
