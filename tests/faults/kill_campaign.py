@@ -32,6 +32,9 @@ spec:
 """
 
 
+KILLED_RUN_STOP = 1_000_000
+
+
 @dataclass
 class CampaignResult:
     kills: int = 0
@@ -87,8 +90,20 @@ def run_campaign(
         before = complete_checkpoints(store)
         newest_before = max(before.values(), default=None)
         lines_before = len(result_lines(workdir))
+        # Runs to be killed get a stop they cannot reach first (a fast run used to finish before its
+        # kill); the last run goes at least two iterations past the newest checkpoint, so it trains.
+        target = KILLED_RUN_STOP if attempt < kills else max(iterations, (newest_before or 0) + 2)
         proc = subprocess.Popen(
-            [sys.executable, "-m", "kuberl.cli", "run", "job.yaml", "--no-progress"],
+            [
+                sys.executable,
+                "-m",
+                "kuberl.cli",
+                "run",
+                "job.yaml",
+                "--no-progress",
+                "--set",
+                f"stop.iterations={target}",
+            ],
             cwd=workdir,
             env=cli_env(),
             stdout=subprocess.PIPE,
@@ -122,6 +137,10 @@ def run_campaign(
                     result.mid_checkpoint_kills += int(partial)
                     break
                 time.sleep(0.001 if mid_checkpoint else 0.02)
+        if attempt < kills and not killed and proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)  # never caught a moment to kill within max_wait_s
+            killed = True
+            result.problems.append(f"attempt {attempt}: no checkpoint within {max_wait_s:.0f} s")
         out, err = proc.communicate(timeout=300)
         if "Traceback" in err:
             result.tracebacks += 1
@@ -144,18 +163,11 @@ def run_campaign(
                 result.ahead.append(
                     f"attempt {attempt}: resumed at iteration {first}, expected {newest_before + 1}"
                 )
-        elif newest_before is not None and not killed:
-            # The kill came after the run had reached its stop and saved it: this last run resumes at
-            # the stop and must train nothing further (it used to train one iteration past it).
-            result.resumes_checked += 1
-            if newest_before != iterations or "resumed from" not in out:
-                result.problems.append(
-                    f"attempt {attempt}: wrote no iteration although the newest checkpoint "
-                    f"({newest_before}) is short of {iterations}"
-                )
+        elif not killed:
+            result.problems.append(f"attempt {attempt}: the last run wrote no iteration\n{out[-500:]}")
         if not killed:
             break
     final = complete_checkpoints(store)
-    if max(final.values(), default=0) != iterations:
-        result.problems.append(f"the last run did not reach iteration {iterations}: {sorted(final.values())}")
+    if max(final.values(), default=0) != target:
+        result.problems.append(f"the last run did not reach iteration {target}: {sorted(final.values())}")
     return result
