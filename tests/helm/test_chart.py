@@ -309,8 +309,8 @@ def test_chart_crds_match_generated_crds() -> None:
 
 def test_crds_are_installed_with_the_chart(render: Render) -> None:
     names = sorted(c["metadata"]["name"] for c in by_kind(render(), "CustomResourceDefinition"))
-    # Ours, and kopf's peering CRDs (used when replicaCount > 1).
-    assert names == ["clusterkopfpeerings.kopf.dev", "kopfpeerings.kopf.dev", "rltrainingjobs.kuberl.io"]
+    # Ours only: replicas elect a leader through a Lease, so kopf's peering CRDs are not shipped.
+    assert names == ["rltrainingjobs.kuberl.io"]
 
 
 def test_chart_has_no_dependencies_to_fetch(helm: str, chart: Path) -> None:

@@ -20,11 +20,7 @@ EXAMPLES = sorted((REPO_ROOT / "examples").rglob("*.yaml"))
 
 
 def test_crds_are_accepted_and_served(kube: ControlPlane, kuberl_crds: list[str]) -> None:
-    assert sorted(kuberl_crds) == [
-        "clusterkopfpeerings.kopf.dev",
-        "kopfpeerings.kopf.dev",
-        "rltrainingjobs.kuberl.io",
-    ]
+    assert sorted(kuberl_crds) == ["rltrainingjobs.kuberl.io"]
     crd = kube.client.get("customresourcedefinitions", None, "rltrainingjobs.kuberl.io")
     assert crd is not None
     conditions = {c["type"]: c["status"] for c in crd["status"]["conditions"]}
