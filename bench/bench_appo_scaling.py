@@ -30,8 +30,16 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def measure(
-    runners: int, *, seconds: float, warmup_s: float, gpu: bool, extra: list[str]
+    runners: int,
+    *,
+    seconds: float,
+    warmup_s: float,
+    gpu: bool,
+    extra: list[str],
+    example: str = "appo-cartpole.yaml",
 ) -> dict[str, float]:
+    """Env and trained steps/s and the policy lag of `runners` env runners on examples/`example` (an
+    asynchronous job: APPO or IMPALA), over `seconds` after `warmup_s` of training."""
     overrides = [
         f"resources.envRunners={runners}",
         f"resources.gpusPerLearner={1 if gpu else 0}",
@@ -39,7 +47,7 @@ def measure(
         "config.min_sample_timesteps_per_iteration=2000",
         *extra,
     ]
-    doc = apply_overrides(read_document(ROOT / "examples" / "appo-cartpole.yaml"), overrides)
+    doc = apply_overrides(read_document(ROOT / "examples" / example), overrides)
     algo = build_algorithm(doc)
     try:
         start = time.perf_counter()
