@@ -128,6 +128,13 @@ def gpu_memory_mb() -> dict[str, float | None]:
     }
 
 
+def start_ray(sizes: Sizes) -> None:
+    """Ray with CPUs for the largest runner count any stage asks for (more than the cores oversubscribe
+    rather than wait). Started by the stages that need it, so a Ray that fails to start is recorded as
+    that stage's failure in the report; the in-driver stages of --smoke need no Ray."""
+    ensure_ray(max(*sizes.async_runners, sizes.atari_runners))
+
+
 def reset_gpu_peak() -> None:
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
@@ -158,6 +165,8 @@ def stage_ppo_atari(sizes: Sizes, gpu: bool) -> dict[str, Any]:
             },
         },
     )
+    if sizes.atari_runners > 0:
+        start_ray(sizes)
     reset_gpu_peak()
     algo = build_algorithm(doc)
     try:
@@ -249,6 +258,7 @@ def stage_offpolicy(sizes: Sizes, gpu: bool) -> dict[str, Any]:
 
 
 def stage_async_scaling(sizes: Sizes, gpu: bool) -> dict[str, Any]:
+    start_ray(sizes)
     result: dict[str, Any] = {
         "env": "CartPole-v1 (examples/appo-cartpole.yaml, examples/impala-cartpole.yaml; 8 sub-envs per runner)",
         "cpus": os.cpu_count(),
@@ -288,6 +298,7 @@ def stage_nccl_ddp(sizes: Sizes, gpu: bool) -> dict[str, Any]:
             "resources": {"envRunners": 2, "envsPerRunner": 16, "learners": 2, "gpusPerLearner": 1},
         },
     )
+    start_ray(sizes)
     algo = build_algorithm(doc)
     try:
         algo.train()  # warm-up: the process group joined, kernels loaded
@@ -446,7 +457,6 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     sizes = SMOKE if args.smoke else FULL
     t_start = time.perf_counter()
-    ensure_ray(max(max(sizes.async_runners), sizes.atari_runners))
     for name in args.stages:
         print(f"gpu_check: {name} …", file=sys.stderr, flush=True)
         t0 = time.perf_counter()

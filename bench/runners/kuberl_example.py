@@ -1,4 +1,4 @@
-"""kuberl on one of examples/*.yaml until the mean return of the last 100 training episodes reaches the
+"""kuberl on one of examples/*.yaml (or any job file, --job) until the mean return of the last 100 training episodes reaches the
 threshold (one seed), or with --eval-every N until the greedy policy's 10-episode evaluation
 (offpolicy_eval.py, every N env steps) does. Used by bench_ppo_cartpole (ppo-job.yaml), bench_a2c and
 bench_dqn."""
@@ -12,7 +12,9 @@ from common import race_parser, report  # type: ignore[import-not-found]
 from offpolicy_eval import Evaluator  # type: ignore[import-not-found]
 
 ap = race_parser(threshold=475.0, max_steps=500_000)
-ap.add_argument("--example", required=True, help="file name under examples/, e.g. ppo-job.yaml")
+which = ap.add_mutually_exclusive_group(required=True)
+which.add_argument("--example", help="file name under examples/, e.g. ppo-job.yaml")
+which.add_argument("--job", type=Path, help="a job file by path, e.g. bench/jobs/ppo-acrobot-zoo.yaml")
 ap.add_argument("--env-runners", type=int, default=0)
 ap.add_argument("--eval-every", type=int, default=0, help="0: stop on the training mean instead")
 args = ap.parse_args()
@@ -22,7 +24,7 @@ from kuberl.spec import apply_overrides, read_document  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 doc = apply_overrides(
-    read_document(ROOT / "examples" / args.example),
+    read_document(args.job if args.job else ROOT / "examples" / args.example),
     [
         f"seed={args.seed}",
         f"resources.envRunners={args.env_runners}",
