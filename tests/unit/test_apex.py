@@ -15,8 +15,8 @@ from pydantic import ValidationError
 from kuberl.algorithms.apex import APEX, PRIORITIES, ApexEnvRunner, epsilon_ladder, runner_epsilons
 from kuberl.algorithms.families.q_learning import dqn_loss
 from kuberl.build import build_algorithm
-from kuberl.core.nstep import nstep_transitions
 from kuberl.core.replay import WEIGHTS
+from kuberl.core.returns import nstep_transitions
 from kuberl.spec import SpecError, parse_job
 from kuberl.spec.algorithms.apex import APEXConfig
 from tests.fixtures.jobs import job_doc

@@ -13,7 +13,6 @@ import pytest
 import torch
 
 from kuberl.algorithms.dqn import QNetwork, QPolicy, build_q_network, dqn_loss
-from kuberl.algorithms.families.continuous import CategoricalActor
 from kuberl.algorithms.sac import (
     MaskedCategoricalActor,
     MaskedCategoricalPolicy,
@@ -23,8 +22,9 @@ from kuberl.algorithms.sac import (
 )
 from kuberl.build import build_algorithm
 from kuberl.core.multi_agent.masking import ILLEGAL_LOGIT
-from kuberl.core.nstep import DISCOUNTS
+from kuberl.core.networks import CategoricalActor
 from kuberl.core.replay import WEIGHTS
+from kuberl.core.returns import DISCOUNTS
 from kuberl.core.sample_batch import Columns
 from kuberl.multi_agent.algorithm import MultiAgentAlgorithm
 from kuberl.spec.algorithms import ModelConfig

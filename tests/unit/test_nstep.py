@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from kuberl.core.nstep import nstep_transitions
+from kuberl.core.returns import nstep_transitions
 from kuberl.core.sample_batch import Columns, SampleBatch
 
 G = 0.5

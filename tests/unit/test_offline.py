@@ -17,9 +17,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from kuberl.algorithms.base import Algorithm
 from kuberl.algorithms.cql import conservative_penalty
-from kuberl.algorithms.families.continuous import SquashedGaussianActor
 from kuberl.build import build_algorithm
 from kuberl.checkpoint.uri import parse_uri
+from kuberl.core.networks import SquashedGaussianActor
 from kuberl.core.offline import ope
 from kuberl.core.offline.reader import (
     OfflineData,

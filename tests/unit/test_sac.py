@@ -13,9 +13,9 @@ import pytest
 import torch
 from pydantic import ValidationError
 
-from kuberl.algorithms.families.continuous import SquashedGaussianActor
 from kuberl.algorithms.sac import SAC, SACLearner, alpha_loss, discrete_expectations
 from kuberl.build import build_algorithm
+from kuberl.core.networks import SquashedGaussianActor
 from kuberl.spec import parse_job
 from kuberl.spec.algorithms import ModelConfig
 from kuberl.spec.algorithms.sac import SACConfig

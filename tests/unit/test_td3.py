@@ -13,9 +13,10 @@ import pytest
 import torch
 from pydantic import ValidationError
 
-from kuberl.algorithms.families.continuous import ActionScaler, DeterministicActorPolicy
+from kuberl.algorithms.families.continuous import DeterministicActorPolicy
 from kuberl.algorithms.td3 import TD3, TD3Learner, target_policy_smoothing, td3_target
 from kuberl.build import build_algorithm
+from kuberl.core.networks import ActionScaler
 from kuberl.spec import parse_job
 from kuberl.spec.algorithms import ModelConfig
 from kuberl.spec.algorithms.td3 import TD3Config

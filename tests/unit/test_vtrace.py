@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from kuberl.core.returns import gae
-from kuberl.core.vtrace import vtrace
+from kuberl.core.returns import gae, vtrace
 
 
 def col(*xs: float) -> np.ndarray:

@@ -33,8 +33,8 @@ from kuberl.algorithms.families.q_learning import QLearner, QPolicy, build_q_net
 from kuberl.core.async_sampling import AsyncSampler
 from kuberl.core.env_runner import EnvRunner, Rollout, RunnerConfig
 from kuberl.core.learner import select_device
-from kuberl.core.nstep import nstep_transitions
 from kuberl.core.replay import INDICES, WEIGHTS, PrioritizedReplayBuffer
+from kuberl.core.returns import nstep_transitions
 from kuberl.core.runner_group import EnvRunnerGroup
 from kuberl.core.sample_batch import Columns, SampleBatch
 from kuberl.spec.algorithms import ModelConfig

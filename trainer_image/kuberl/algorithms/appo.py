@@ -32,8 +32,8 @@ from kuberl.algorithms.families.vtrace_async import (
     policy_dist_inputs,
 )
 from kuberl.core.distributions import ActionDistribution
+from kuberl.core.returns import vtrace
 from kuberl.core.sample_batch import Columns, SampleBatch
-from kuberl.core.vtrace import vtrace
 from kuberl.spec.algorithms.appo import APPOConfig
 
 # ---------------------------------------------------------------------------------------------------

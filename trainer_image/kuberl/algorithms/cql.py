@@ -24,13 +24,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from kuberl.algorithms.families.continuous import (
-    ActionScaler,
-    SquashedGaussianActor,
-    SquashedGaussianPolicy,
-    action_dims,
-    obs_tensor,
-)
+from kuberl.algorithms.families.continuous import SquashedGaussianPolicy
 from kuberl.algorithms.families.offline import OfflineAlgorithm
 from kuberl.algorithms.families.soft_actor_critic import (
     SoftActorCriticLearner,
@@ -42,6 +36,7 @@ from kuberl.algorithms.families.soft_actor_critic import (
 )
 from kuberl.core.learner import select_device
 from kuberl.core.models import obs_dim
+from kuberl.core.networks import ActionScaler, SquashedGaussianActor, action_dims, obs_tensor
 from kuberl.core.offline.schema import C
 from kuberl.core.policy import PolicyFactory
 from kuberl.core.target import polyak_update

@@ -19,8 +19,8 @@ import torch
 
 from kuberl.algorithms.families.deterministic_actor_critic import DeterministicActorCriticLearner
 from kuberl.algorithms.families.offpolicy_actor import DeterministicActorAlgorithm
-from kuberl.core.nstep import DISCOUNTS
 from kuberl.core.replay import WEIGHTS
+from kuberl.core.returns import DISCOUNTS
 from kuberl.core.sample_batch import Columns
 from kuberl.spec.algorithms.ddpg import DDPGConfig
 

@@ -20,8 +20,8 @@ import torch
 
 from kuberl.algorithms.families.vtrace_async import AsyncVTraceAlgorithm, VTraceLearner, forward_sequences
 from kuberl.core.distributions import ActionDistribution
+from kuberl.core.returns import vtrace
 from kuberl.core.sample_batch import Columns
-from kuberl.core.vtrace import vtrace
 from kuberl.spec.algorithms.impala import IMPALAConfig
 
 # ---------------------------------------------------------------------------------------------------

@@ -22,14 +22,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from kuberl.algorithms.families.continuous import (
-    ActionScaler,
-    CategoricalActor,
-    CategoricalPolicy,
-    SquashedGaussianActor,
-    SquashedGaussianPolicy,
-    action_dims,
-)
+from kuberl.algorithms.families.continuous import CategoricalPolicy, SquashedGaussianPolicy
 from kuberl.algorithms.families.offpolicy_actor import OffPolicyActorAlgorithm
 from kuberl.algorithms.families.soft_actor_critic import (
     SoftActorCriticLearner,
@@ -41,9 +34,10 @@ from kuberl.algorithms.families.soft_actor_critic import (
 )
 from kuberl.core.models import obs_dim
 from kuberl.core.multi_agent.masking import legal_actions, mask_slice, mask_values, random_legal_actions
-from kuberl.core.nstep import DISCOUNTS
+from kuberl.core.networks import ActionScaler, CategoricalActor, SquashedGaussianActor, action_dims
 from kuberl.core.policy import RunnerPolicy
 from kuberl.core.replay import WEIGHTS
+from kuberl.core.returns import DISCOUNTS
 from kuberl.core.sample_batch import Columns
 from kuberl.core.target import polyak_update
 from kuberl.spec.algorithms import ModelConfig

@@ -9,7 +9,7 @@ DistributedDataParallel, which averages the gradients across ranks during `backw
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -100,6 +100,12 @@ def make_adam(params: Any, *, lr: float, eps: float = 1e-8) -> torch.optim.Adam:
         return torch.optim.Adam(params, lr=lr, eps=eps, fused=True)
     except (RuntimeError, TypeError):
         return torch.optim.Adam(params, lr=lr, eps=eps, foreach=True)
+
+
+def clip_grads(params: Iterable[torch.Tensor], max_norm: float | None) -> None:
+    """Clip the gradients of `params` to a global norm of `max_norm` (None: leave them)."""
+    if max_norm is not None:
+        nn.utils.clip_grad_norm_(list(params), max_norm)
 
 
 class Learner:

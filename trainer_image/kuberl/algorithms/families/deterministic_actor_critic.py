@@ -17,15 +17,9 @@ from typing import Any, ClassVar
 import gymnasium as gym
 import torch
 
-from kuberl.algorithms.families.continuous import (
-    ActionScaler,
-    DeterministicActor,
-    QEnsemble,
-    action_dims,
-    clip_grads,
-)
-from kuberl.core.learner import load_state_dicts, make_adam, state_dicts
+from kuberl.core.learner import clip_grads, load_state_dicts, make_adam, state_dicts
 from kuberl.core.models import obs_dim
+from kuberl.core.networks import ActionScaler, DeterministicActor, QEnsemble, action_dims
 from kuberl.core.target import polyak_update
 from kuberl.spec.algorithms.offpolicy_actor_critic import OffPolicyActorCriticConfig
 

@@ -23,9 +23,9 @@ from kuberl.core.env_factory import import_object
 from kuberl.core.learner import Learner
 from kuberl.core.models import mlp, obs_dim
 from kuberl.core.multi_agent.masking import legal_actions, mask_slice, mask_values, random_legal_actions
-from kuberl.core.nstep import DISCOUNTS
 from kuberl.core.policy import PolicyBase
 from kuberl.core.replay import WEIGHTS
+from kuberl.core.returns import DISCOUNTS
 from kuberl.core.sample_batch import Columns
 from kuberl.core.target import hard_update, polyak_update
 from kuberl.spec.algorithms import ModelConfig

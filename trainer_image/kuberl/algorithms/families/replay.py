@@ -20,8 +20,8 @@ import numpy as np
 import torch
 
 from kuberl.algorithms.base import Algorithm, StepOutcome
-from kuberl.core.nstep import nstep_transitions
 from kuberl.core.replay import INDICES, PrioritizedReplayBuffer, ReplayBuffer
+from kuberl.core.returns import nstep_transitions
 from kuberl.core.sample_batch import SampleBatch
 
 # One gradient step's detached loss terms, and |TD error| per sample (the new replay priorities).

@@ -18,8 +18,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from kuberl.algorithms.families.continuous import QEnsemble, clip_grads
-from kuberl.core.learner import load_state_dicts, make_adam, state_dicts
+from kuberl.core.learner import clip_grads, load_state_dicts, make_adam, state_dicts
+from kuberl.core.networks import QEnsemble
 
 # The learner's networks and optimizers, by attribute name: its checkpoint layout.
 STATE_PARTS = ("actor", "critic", "target_critic", "actor_opt", "critic_opt", "alpha_opt")
