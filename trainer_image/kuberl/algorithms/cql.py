@@ -78,7 +78,7 @@ def conservative_penalty(
 # ---------------------------------------------------------------------------------------------------
 
 
-class CQLLearner(SoftActorCriticLearner):
+class CQLLearner(SoftActorCriticLearner[CQLConfig]):
     actor: SquashedGaussianActor
 
     def __init__(
@@ -89,18 +89,15 @@ class CQLLearner(SoftActorCriticLearner):
             raise ValueError(
                 f"CQL here is the continuous-action variant; the env's action space is {action_space}"
             )
-        self.config = config
-        self.device = device
         self.n_act = n_act
         self.scaler = ActionScaler(action_space).to(device)
         n_obs = obs_dim(obs_space)
         actor = SquashedGaussianActor(n_obs, n_act, config.model)
-        self.init_networks(actor, n_obs=n_obs, n_act=n_act, discrete=False, device=device)
+        super().__init__(config, actor, n_obs=n_obs, n_act=n_act, discrete=False, device=device)
         self.target_entropy = (
             -float(n_act) if config.target_entropy == "auto" else float(config.target_entropy)
         )
         self.gen = torch.Generator(device=device)
-        self.num_updates = 0
 
     def _repeat(self, obs: torch.Tensor) -> torch.Tensor:
         return obs.repeat_interleave(self.config.num_actions, dim=0)
@@ -140,7 +137,7 @@ class CQLLearner(SoftActorCriticLearner):
             temperature=cfg.temperature,
         )
         conservative_loss = bellman + cfg.min_q_weight * penalty.sum()
-        self.step(self.critic_opt, conservative_loss, self.critic.parameters())
+        self.critic_step(conservative_loss)
 
         # Actor: imitate the data for bc_iters steps, then SAC's objective against the critics.
         # (SAC's actor loss with log π(a_data|s) in place of Q: maximum likelihood plus entropy).
@@ -149,10 +146,10 @@ class CQLLearner(SoftActorCriticLearner):
             terms = actor_loss(logp, self.actor.log_prob(obs, actions), alpha)
         else:
             terms = actor_loss(logp, self.critic(obs, a_pi).min(0).values, alpha)
-        self.step(self.actor_opt, terms["actor_loss"], self.actor.parameters())
+        self.step(terms["actor_loss"])
 
         terms |= alpha_loss(self.log_alpha, -logp, self.target_entropy)
-        self.step(self.alpha_opt, terms["alpha_loss"], [self.log_alpha])
+        self.alpha_step(terms["alpha_loss"])
         polyak_update(self.target_critic, self.critic, cfg.tau)
         self.num_updates += 1
         return {

@@ -50,11 +50,10 @@ def actor_loss(q1_pi: torch.Tensor) -> dict[str, torch.Tensor]:
 # ---------------------------------------------------------------------------------------------------
 
 
-class DDPGLearner(DeterministicActorCriticLearner):
+class DDPGLearner(DeterministicActorCriticLearner[DDPGConfig]):
     """One critic; every update steps the critic, then the actor and the Polyak targets."""
 
     algorithm = "DDPG"
-    config: DDPGConfig
 
     def update(self, mb: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         obs, next_obs = mb[Columns.OBS], mb[Columns.NEXT_OBS]

@@ -121,7 +121,7 @@ def discrete_expectations(
 # ---------------------------------------------------------------------------------------------------
 
 
-class SACLearner(SoftActorCriticLearner):
+class SACLearner(SoftActorCriticLearner[SACConfig]):
     def __init__(
         self,
         obs_space: gym.Space[Any],
@@ -129,8 +129,6 @@ class SACLearner(SoftActorCriticLearner):
         config: SACConfig,
         device: torch.device,
     ) -> None:
-        self.config = config
-        self.device = device
         n_obs = obs_dim(obs_space)
         n_act, self.discrete = action_dims(action_space)
         self.action_start = int(action_space.start) if isinstance(action_space, gym.spaces.Discrete) else 0
@@ -147,14 +145,13 @@ class SACLearner(SoftActorCriticLearner):
             if self.discrete
             else SquashedGaussianActor(n_obs, n_act, config.model)
         )
-        self.init_networks(actor, n_obs=n_obs, n_act=n_act, discrete=self.discrete, device=device)
+        super().__init__(config, actor, n_obs=n_obs, n_act=n_act, discrete=self.discrete, device=device)
         # With an action mask and "auto", the target is per state (masked_target_entropy); this is its bound.
         self.auto_masked_entropy = self.mask is not None and config.target_entropy == "auto"
         if config.target_entropy != "auto":
             self.target_entropy = float(config.target_entropy)
         else:
             self.target_entropy = 0.98 * math.log(n_act) if self.discrete else -float(n_act)
-        self.num_updates = 0
 
     def _continuous_terms(
         self, mb: Mapping[str, torch.Tensor], alpha: torch.Tensor
@@ -168,12 +165,12 @@ class SACLearner(SoftActorCriticLearner):
             target = soft_q_target(mb[Columns.REWARDS], mb[DISCOUNTS], mb[Columns.TERMINATEDS], next_v)
         q = self.critic(obs, self.scaler.from_env(mb[Columns.ACTIONS]))
         terms = critic_loss(q, target, mb[WEIGHTS])
-        self.step(self.critic_opt, terms["critic_loss"], self.critic.parameters())
+        self.critic_step(terms["critic_loss"])
 
         a_pi, logp = self.actor.sample(obs)
         q_pi = self.critic(obs, a_pi).min(0).values
         terms |= actor_loss(logp, q_pi, alpha)
-        self.step(self.actor_opt, terms["actor_loss"], self.actor.parameters())
+        self.step(terms["actor_loss"])
         entropy = -logp.detach()
         return terms | {"q_mean": q.detach().mean(), "target_q_mean": target.mean(), "entropy": entropy}
 
@@ -188,12 +185,12 @@ class SACLearner(SoftActorCriticLearner):
         q_all = self.critic(obs)  # [E, B, n]
         q = q_all.gather(-1, actions.expand(q_all.shape[0], -1, 1)).squeeze(-1)
         terms = critic_loss(q, target, mb[WEIGHTS])
-        self.step(self.critic_opt, terms["critic_loss"], self.critic.parameters())
+        self.critic_step(terms["critic_loss"])
 
         # The policy improves against the critic without moving it: Q enters as a constant.
         v_pi, entropy = discrete_expectations(self.actor(obs), q_all.detach().min(0).values, alpha)
         terms["actor_loss"] = -v_pi.mean()
-        self.step(self.actor_opt, terms["actor_loss"], self.actor.parameters())
+        self.step(terms["actor_loss"])
         return terms | {
             "q_mean": q.detach().mean(),
             "target_q_mean": target.mean(),
@@ -211,7 +208,7 @@ class SACLearner(SoftActorCriticLearner):
                 assert self.mask is not None
                 target_entropy = masked_target_entropy(mb[Columns.OBS], self.mask, 0.98)
             terms |= alpha_loss(self.log_alpha, entropy, target_entropy)
-            self.step(self.alpha_opt, terms["alpha_loss"], [self.log_alpha])
+            self.alpha_step(terms["alpha_loss"])
         polyak_update(self.target_critic, self.critic, self.config.tau)
         self.num_updates += 1
         out = {k: v.detach() for k, v in terms.items() if k != "td_error"}

@@ -62,12 +62,11 @@ def actor_loss(q1_pi: torch.Tensor) -> dict[str, torch.Tensor]:
 # ---------------------------------------------------------------------------------------------------
 
 
-class TD3Learner(DeterministicActorCriticLearner):
+class TD3Learner(DeterministicActorCriticLearner[TD3Config]):
     """Twin critics (unless twin_q is off); smoothed target actions drawn from `gen`; the actor and the
     Polyak targets step every `policy_delay`-th critic update."""
 
     algorithm = "TD3"
-    config: TD3Config
 
     def __init__(
         self, obs_space: gym.Space[Any], action_space: gym.Space[Any], config: TD3Config, device: torch.device

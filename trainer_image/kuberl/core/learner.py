@@ -102,13 +102,12 @@ def make_adam(params: Any, *, lr: float, eps: float = 1e-8) -> torch.optim.Adam:
         return torch.optim.Adam(params, lr=lr, eps=eps, foreach=True)
 
 
-def clip_grads(params: Iterable[torch.Tensor], max_norm: float | None) -> None:
-    """Clip the gradients of `params` to a global norm of `max_norm` (None: leave them)."""
-    if max_norm is not None:
-        nn.utils.clip_grad_norm_(list(params), max_norm)
-
-
 class Learner:
+    """The one learner shape: a device, the trained `module` (the policy network) and its optimizer, a
+    gradient step, the learning-rate schedule, weights and checkpoint state. Learners with more networks
+    (the off-policy actor-critics' critics and temperature) keep them beside `module` and step them
+    through `step(loss, optimizer=..., params=...)`."""
+
     def __init__(
         self,
         module: nn.Module,
@@ -117,13 +116,15 @@ class Learner:
         grad_clip: float | None,
         device: torch.device,
         lr_schedule: Sequence[tuple[int, float]] | None = None,
+        adam_eps: float = 1e-5,
     ) -> None:
         self.device = device
         self.module = module.to(device)
         self.grad_clip = grad_clip
         self.lr_schedule = lr_schedule
-        # eps=1e-5 rather than Adam's 1e-8: the PPO implementation-details study found it more stable.
-        self.optimizer = make_adam(self.module.parameters(), lr=lr, eps=1e-5)
+        # eps=1e-5 rather than Adam's 1e-8 by default: the PPO implementation-details study found it more
+        # stable; the off-policy actor-critics keep Adam's own 1e-8, as their papers and SB3 do.
+        self.optimizer = make_adam(self.module.parameters(), lr=lr, eps=adam_eps)
         self.lr = lr
         # What the loss calls: the module itself (or a subclass's training-pass wrapper of it, such as a
         # recurrent network's SequenceForward), inside DistributedDataParallel once distribute() made this
@@ -168,19 +169,29 @@ class Learner:
     def to_tensors(self, batch: Mapping[str, np.ndarray]) -> dict[str, torch.Tensor]:
         return {k: torch.as_tensor(v, device=self.device) for k, v in batch.items()}
 
-    def step(self, loss: torch.Tensor) -> torch.Tensor:
+    def step(
+        self,
+        loss: torch.Tensor,
+        *,
+        optimizer: torch.optim.Optimizer | None = None,
+        params: Iterable[torch.Tensor] | None = None,
+    ) -> torch.Tensor:
         """Backward, clip, optimizer step. Returns the global gradient norm before clipping as a
-        tensor, so hot loops avoid a host sync per step."""
-        self.optimizer.zero_grad(set_to_none=True)
+        tensor, so hot loops avoid a host sync per step. By default it steps `optimizer` over
+        `module`; a learner with several networks (actor, critics, temperature) passes the optimizer
+        and parameters of the one this loss trains."""
+        opt = self.optimizer if optimizer is None else optimizer
+        opt.zero_grad(set_to_none=True)
         loss.backward()
-        params = [p for p in self.module.parameters() if p.grad is not None]
+        trained = self.module.parameters() if params is None else params
+        grads = [p for p in trained if p.grad is not None]
         if self.grad_clip is not None:
-            norm = nn.utils.clip_grad_norm_(params, self.grad_clip)
+            norm = nn.utils.clip_grad_norm_(grads, self.grad_clip)
         else:
             norm = torch.linalg.vector_norm(
-                torch.stack([torch.linalg.vector_norm(p.grad.detach()) for p in params if p.grad is not None])
+                torch.stack([torch.linalg.vector_norm(p.grad.detach()) for p in grads if p.grad is not None])
             )
-        self.optimizer.step()
+        opt.step()
         return norm.detach()
 
     def apply_gradients(self, loss: torch.Tensor) -> float:

@@ -1,9 +1,9 @@
 """The learner that TD3 and DDPG share: DDPG is TD3 with one critic, no target policy smoothing and no
 policy delay, so everything but those three changes lives here, once.
 
-`DeterministicActorCriticLearner` holds a deterministic tanh actor, E critics as one batched ensemble,
-target copies of both and their optimizers (kuberl.algorithms.families.continuous), and offers the two gradient steps
-of the paper's Algorithm 1 — `critic_step` and `actor_step` (the actor, then Polyak targets) — plus the
+`DeterministicActorCriticLearner` (a core `Learner`) holds a deterministic tanh actor, E critics as one
+batched ensemble, target copies of both (kuberl.core.networks) and their optimizers, and offers the two
+gradient steps of the paper's Algorithm 1 — `critic_step` and `actor_step` (the actor, then Polyak targets) — plus the
 checkpoint. Each algorithm file keeps its target, its losses and an `update` written from these steps,
 so it still reads like its paper.
 """
@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 import gymnasium as gym
 import torch
 
-from kuberl.core.learner import clip_grads, load_state_dicts, make_adam, state_dicts
+from kuberl.core.learner import Learner, load_state_dicts, make_adam, state_dicts
 from kuberl.core.models import obs_dim
 from kuberl.core.networks import ActionScaler, DeterministicActor, QEnsemble, action_dims
 from kuberl.core.target import polyak_update
@@ -27,9 +27,13 @@ from kuberl.spec.algorithms.offpolicy_actor_critic import OffPolicyActorCriticCo
 STATE_PARTS = ("actor", "critic", "target_actor", "target_critic", "actor_opt", "critic_opt")
 
 
-class DeterministicActorCriticLearner:
-    """μ(s), Q_1..Q_E(s, a) and their targets, all in the actor's [-1, 1] action space. Subclasses
-    name their `algorithm` (for errors) and may override `num_critics`."""
+ConfigT = TypeVar("ConfigT", bound=OffPolicyActorCriticConfig)
+
+
+class DeterministicActorCriticLearner(Learner, Generic[ConfigT]):
+    """A `Learner` whose module is the actor μ(s), with Q_1..Q_E(s, a) and their targets, all in the
+    actor's [-1, 1] action space. Subclasses name their `algorithm` (for errors) and may override
+    `num_critics`."""
 
     algorithm: ClassVar[str]
 
@@ -37,7 +41,7 @@ class DeterministicActorCriticLearner:
         self,
         obs_space: gym.Space[Any],
         action_space: gym.Space[Any],
-        config: OffPolicyActorCriticConfig,
+        config: ConfigT,
         device: torch.device,
     ) -> None:
         if not isinstance(action_space, gym.spaces.Box):
@@ -45,16 +49,20 @@ class DeterministicActorCriticLearner:
                 f"{self.algorithm} needs continuous (Box) actions, got {action_space}; use SAC or DQN"
             )
         self.config = config
-        self.device = device
         n_obs = obs_dim(obs_space)
         n_act, _ = action_dims(action_space)
         members = self.num_critics()
         self.scaler = ActionScaler(action_space).to(device)
-        self.actor = DeterministicActor(n_obs, n_act, config.model).to(device)
+        # The actor first, then the critics: parameters initialise in this order.
+        actor = DeterministicActor(n_obs, n_act, config.model)
+        super().__init__(
+            actor, lr=config.actor_lr or config.lr, grad_clip=config.grad_clip, device=device, adam_eps=1e-8
+        )
+        self.actor = actor
         self.critic = QEnsemble(n_obs, n_act, config.model, members=members, discrete=False).to(device)
         self.target_actor = copy.deepcopy(self.actor).requires_grad_(False)
         self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
-        self.actor_opt = make_adam(self.actor.parameters(), lr=config.actor_lr or config.lr)
+        self.actor_opt = self.optimizer  # the checkpoint's name for the module's optimizer
         self.critic_opt = make_adam(self.critic.parameters(), lr=config.critic_lr or config.lr)
         self.num_updates = 0
 
@@ -64,18 +72,12 @@ class DeterministicActorCriticLearner:
 
     def critic_step(self, loss: torch.Tensor) -> None:
         """One gradient step of the critics; counts the update (TD3's delay counts critic steps)."""
-        self.critic_opt.zero_grad(set_to_none=True)
-        loss.backward()
-        clip_grads(self.critic.parameters(), self.config.grad_clip)
-        self.critic_opt.step()
+        self.step(loss, optimizer=self.critic_opt, params=self.critic.parameters())
         self.num_updates += 1
 
     def actor_step(self, loss: torch.Tensor) -> None:
         """One gradient step of the actor, then both targets move towards their networks by τ."""
-        self.actor_opt.zero_grad(set_to_none=True)
-        loss.backward()
-        clip_grads(self.actor.parameters(), self.config.grad_clip)
-        self.actor_opt.step()
+        self.step(loss)
         polyak_update(self.target_critic, self.critic, self.config.tau)
         polyak_update(self.target_actor, self.actor, self.config.tau)
 

@@ -1,7 +1,7 @@
 """What SAC (kuberl.algorithms.sac) and CQL (kuberl.algorithms.cql, which is SAC plus a conservative
 penalty on the critics) share: the maximum-entropy losses of Haarnoja et al. 2018
 (https://arxiv.org/abs/1812.05905) as pure functions returning named terms, and the learner's
-temperature, gradient step and checkpoint layout (`SoftActorCriticLearner`).
+temperature, gradient steps and checkpoint layout (`SoftActorCriticLearner`, a core `Learner`).
 
 Each algorithm file builds its networks and writes its `update` from these pieces, so it still reads
 like its paper; what is its own (discrete SAC's exact expectations, CQL's penalty and behaviour-cloning
@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, Generic, Protocol, TypeVar
 
 import torch
 from torch import nn
 
-from kuberl.core.learner import clip_grads, load_state_dicts, make_adam, state_dicts
+from kuberl.core.learner import Learner, load_state_dicts, make_adam, state_dicts
 from kuberl.core.networks import QEnsemble
+from kuberl.spec.algorithms import ModelConfig
 
 # The learner's networks and optimizers, by attribute name: its checkpoint layout.
 STATE_PARTS = ("actor", "critic", "target_critic", "actor_opt", "critic_opt", "alpha_opt")
@@ -70,36 +71,71 @@ def alpha_loss(
 # ---------------------------------------------------------------------------------------------------
 
 
-class SoftActorCriticLearner:
-    """The networks, temperature log α, optimizers, gradient step and checkpoint of a learner with an
-    actor and Q ensemble (STATE_PARTS). Subclasses build their actor and call `init_networks`."""
+class SoftActorCriticSettings(Protocol):
+    """The config fields the learner reads: SAC's and CQL's configs both have them (read-only here)."""
 
-    config: Any
-    num_updates: int
+    @property
+    def model(self) -> ModelConfig: ...
+    @property
+    def twin_q(self) -> bool: ...
+    @property
+    def initial_alpha(self) -> float: ...
+    @property
+    def lr(self) -> float: ...
+    @property
+    def actor_lr(self) -> float | None: ...
+    @property
+    def critic_lr(self) -> float | None: ...
+    @property
+    def alpha_lr(self) -> float | None: ...
+    @property
+    def grad_clip(self) -> float | None: ...
+    @property
+    def tau(self) -> float: ...
+
+
+ConfigT = TypeVar("ConfigT", bound=SoftActorCriticSettings)
+
+
+class SoftActorCriticLearner(Learner, Generic[ConfigT]):
+    """A `Learner` whose module is the actor, with E critics as one batched ensemble (two with twin_q:
+    clipped double Q), their Polyak target, the temperature log α, and an Adam each for actor, critics
+    and α (actor_lr, critic_lr, alpha_lr, each falling back to lr); the checkpoint is STATE_PARTS.
+    Subclasses build their actor first (parameters initialise in this order), then call this."""
+
     actor: nn.Module
 
-    def init_networks(
-        self, actor: nn.Module, *, n_obs: int, n_act: int, discrete: bool, device: torch.device
+    def __init__(
+        self,
+        config: ConfigT,
+        actor: nn.Module,
+        *,
+        n_obs: int,
+        n_act: int,
+        discrete: bool,
+        device: torch.device,
     ) -> None:
-        """The built `actor`, E critics (two with twin_q: clipped double Q) as one batched ensemble,
-        their Polyak target, log α, and an Adam each for actor, critics and α (actor_lr, critic_lr,
-        alpha_lr, each falling back to lr). The actor comes first: parameters initialise in this order."""
-        cfg = self.config
-        self.actor = actor.to(device)
-        members = 2 if cfg.twin_q else 1
-        self.critic = QEnsemble(n_obs, n_act, cfg.model, members=members, discrete=discrete).to(device)
+        super().__init__(
+            actor, lr=config.actor_lr or config.lr, grad_clip=config.grad_clip, device=device, adam_eps=1e-8
+        )
+        self.config = config
+        self.actor = self.module
+        members = 2 if config.twin_q else 1
+        self.critic = QEnsemble(n_obs, n_act, config.model, members=members, discrete=discrete).to(device)
         self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
-        self.log_alpha = torch.tensor(math.log(cfg.initial_alpha), device=device, requires_grad=True)
-        self.actor_opt = make_adam(self.actor.parameters(), lr=cfg.actor_lr or cfg.lr)
-        self.critic_opt = make_adam(self.critic.parameters(), lr=cfg.critic_lr or cfg.lr)
-        self.alpha_opt = make_adam([self.log_alpha], lr=cfg.alpha_lr or cfg.lr)
+        self.log_alpha = torch.tensor(math.log(config.initial_alpha), device=device, requires_grad=True)
+        self.actor_opt = self.optimizer  # the checkpoint's name for the module's optimizer
+        self.critic_opt = make_adam(self.critic.parameters(), lr=config.critic_lr or config.lr)
+        self.alpha_opt = make_adam([self.log_alpha], lr=config.alpha_lr or config.lr)
+        self.num_updates = 0
 
-    def step(self, opt: torch.optim.Optimizer, loss: torch.Tensor, params: Iterable[Any]) -> None:
-        """One optimizer step on `loss`, gradients clipped to `config.grad_clip`."""
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        clip_grads(params, self.config.grad_clip)
-        opt.step()
+    def critic_step(self, loss: torch.Tensor) -> None:
+        """One gradient step of the critics on `loss`."""
+        self.step(loss, optimizer=self.critic_opt, params=self.critic.parameters())
+
+    def alpha_step(self, loss: torch.Tensor) -> None:
+        """One gradient step of the temperature log α on `loss`."""
+        self.step(loss, optimizer=self.alpha_opt, params=[self.log_alpha])
 
     def get_state(self) -> dict[str, Any]:
         return {
