@@ -14,11 +14,16 @@ Reads top to bottom like the paper's Algorithm 1:
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import torch
 
 from kuberl.algorithms.families.deterministic_actor_critic import DeterministicActorCriticLearner
-from kuberl.algorithms.families.offpolicy_actor import DeterministicActorAlgorithm
+from kuberl.algorithms.families.offpolicy_actor import (
+    OffPolicyActorAlgorithm,
+    deterministic_runner_options,
+    deterministic_runner_overrides,
+)
 from kuberl.core.replay import WEIGHTS
 from kuberl.core.returns import DISCOUNTS
 from kuberl.core.sample_batch import Columns
@@ -73,9 +78,15 @@ class DDPGLearner(DeterministicActorCriticLearner[DDPGConfig]):
 # ---------------------------------------------------------------------------------------------------
 
 
-class DDPG(DeterministicActorAlgorithm):
+class DDPG(OffPolicyActorAlgorithm):
     name = "DDPG"
     config: DDPGConfig
+
+    def runner_overrides(self) -> dict[str, Any]:
+        return deterministic_runner_overrides(self.config)
+
+    def runner_options(self) -> dict[str, Any]:
+        return deterministic_runner_options(self.config, self.timesteps)
 
     def build_learner(self, device: torch.device) -> DDPGLearner:
         return DDPGLearner(self.obs_space, self.action_space, self.config, device)

@@ -19,7 +19,11 @@ import gymnasium as gym
 import torch
 
 from kuberl.algorithms.families.deterministic_actor_critic import DeterministicActorCriticLearner
-from kuberl.algorithms.families.offpolicy_actor import DeterministicActorAlgorithm
+from kuberl.algorithms.families.offpolicy_actor import (
+    OffPolicyActorAlgorithm,
+    deterministic_runner_options,
+    deterministic_runner_overrides,
+)
 from kuberl.core.replay import WEIGHTS
 from kuberl.core.returns import DISCOUNTS
 from kuberl.core.sample_batch import Columns
@@ -109,9 +113,15 @@ class TD3Learner(DeterministicActorCriticLearner[TD3Config]):
 # ---------------------------------------------------------------------------------------------------
 
 
-class TD3(DeterministicActorAlgorithm):
+class TD3(OffPolicyActorAlgorithm):
     name = "TD3"
     config: TD3Config
+
+    def runner_overrides(self) -> dict[str, Any]:
+        return deterministic_runner_overrides(self.config)
+
+    def runner_options(self) -> dict[str, Any]:
+        return deterministic_runner_options(self.config, self.timesteps)
 
     def build_learner(self, device: torch.device) -> TD3Learner:
         learner = TD3Learner(self.obs_space, self.action_space, self.config, device)

@@ -81,25 +81,28 @@ class OffPolicyActorAlgorithm(ReplayAlgorithm):
             self.buffer.set_state(state["replay"])
 
 
-class DeterministicActorAlgorithm(OffPolicyActorAlgorithm):
-    """TD3 and DDPG: a deterministic actor explores with annealed action noise in the runners (after
-    random warm-up actions); compute_actions acts with the same runner policy."""
+# TD3's and DDPG's runner side, as functions each calls from its own `runner_overrides` and
+# `runner_options` (not a class between them and OffPolicyActorAlgorithm: DDPG stays three bases deep,
+# as in SB3).
 
-    config: TD3Config | DDPGConfig
 
-    def runner_overrides(self) -> dict[str, Any]:
-        return {
-            "store_next_obs": True,
-            "policy": DeterministicActorPolicy,
-            "policy_options": {"exploration": self.config.exploration_config.model_dump()},
-        }
+def deterministic_runner_overrides(config: TD3Config | DDPGConfig) -> dict[str, Any]:
+    """A deterministic actor explores with annealed action noise in the runners (after random warm-up
+    actions); compute_actions acts with the same runner policy."""
+    return {
+        "store_next_obs": True,
+        "policy": DeterministicActorPolicy,
+        "policy_options": {"exploration": config.exploration_config.model_dump()},
+    }
 
-    def runner_options(self) -> dict[str, Any]:
-        cfg = self.config
-        start = cfg.num_steps_sampled_before_learning_starts
-        expl = cfg.exploration_config
-        frac = min(max(self.timesteps - start, 0) / expl.scale_timesteps, 1.0)
-        return {
-            "random_actions": cfg.random_warmup and self.timesteps < start,
-            "noise_scale": expl.initial_scale + frac * (expl.final_scale - expl.initial_scale),
-        }
+
+def deterministic_runner_options(config: TD3Config | DDPGConfig, timesteps: int) -> dict[str, Any]:
+    """Random actions until learning starts, then the noise scale annealed linearly from
+    initial_scale to final_scale over scale_timesteps."""
+    start = config.num_steps_sampled_before_learning_starts
+    expl = config.exploration_config
+    frac = min(max(timesteps - start, 0) / expl.scale_timesteps, 1.0)
+    return {
+        "random_actions": config.random_warmup and timesteps < start,
+        "noise_scale": expl.initial_scale + frac * (expl.final_scale - expl.initial_scale),
+    }
