@@ -96,6 +96,7 @@ SERVER_CASES: list[Case] = [
         "spec.output.compression",
         spec__output={"uri": "s3://my-bucket/out", "compression": "rar"},
     ),
+    _c("enum-local-mode", "spec.resources.localMode", spec__resources__localMode="ray"),
     # out of range
     _c("range-envrunners", "spec.resources.envRunners", spec__resources__envRunners=-1),
     _c("range-envs-per-runner", "spec.resources.envsPerRunner", spec__resources__envsPerRunner=0),
@@ -136,6 +137,11 @@ SERVER_CASES: list[Case] = [
         spec__config={},
         spec__env="pettingzoo.mpe:simple_spread_v3",
         spec__multiAgent={},
+    ),
+    _c(
+        "combo-driver-many-runners",
+        "spec.resources.localMode",
+        spec__resources={"envRunners": 3, "localMode": "driver"},
     ),
     _c(
         "combo-multiagent-external",

@@ -94,6 +94,7 @@ def _tune(job: Any) -> int:
 def _train(job: Any, *, progress: bool) -> int:
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from kuberl.sampling import resolve_sampling
     from kuberl.trainer import run_dir_for, run_job
 
     if job.spec.tune is not None:
@@ -104,6 +105,7 @@ def _train(job: Any, *, progress: bool) -> int:
         f"[bold]kuberl[/] {_esc(job.spec.algorithm)} on {_esc(job.spec.env)} — "
         f"run dir [cyan]{_esc(run_dir_for(job))}[/]"
     )
+    out.print(_esc(resolve_sampling(job)[1].describe()), highlight=False)
     total = stop.timesteps
     columns = [
         TextColumn("iter {task.fields[it]:>4}"),

@@ -270,9 +270,14 @@ def run_job(
     from kuberl.checkpoint.writer import CheckpointWriter
     from kuberl.core.state_io import non_finite
     from kuberl.results import ResultLogger
+    from kuberl.sampling import resolve_sampling
 
     spec = job.spec
     store, resume_from = preflight(job)
+    # Locally, one env runner samples in the driver unless the job says otherwise (kuberl.sampling);
+    # params.json keeps the job as written, which a cluster runs with its actors.
+    train_job, sampling = resolve_sampling(job)
+    log.info("%s", sampling.describe())
     run_dir = run_dir_for(job)
     metrics, server = start_metrics(job)
     logger = ResultLogger(run_dir)
@@ -280,7 +285,7 @@ def run_job(
     algo = None
     outcome = RunOutcome(run_dir=run_dir, result=None, stopped_by="", last_checkpoint=None)
     try:
-        algo = build_algorithm(job, run_dir=run_dir)
+        algo = build_algorithm(train_job, run_dir=run_dir)
         if spec.resume == "auto":
             loaded = resume_latest(algo, store)
         elif resume_from is not None:

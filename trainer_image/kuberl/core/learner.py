@@ -167,7 +167,14 @@ class Learner:
         return self.lr
 
     def to_tensors(self, batch: Mapping[str, np.ndarray]) -> dict[str, torch.Tensor]:
-        return {k: torch.as_tensor(v, device=self.device) for k, v in batch.items()}
+        # A batch from a Ray actor is a read-only view of the object store, which torch cannot share
+        # (it warns, and a write through the tensor would be undefined): copy those, share the rest.
+        return {
+            k: torch.tensor(v, device=self.device)
+            if isinstance(v, np.ndarray) and not v.flags.writeable
+            else torch.as_tensor(v, device=self.device)
+            for k, v in batch.items()
+        }
 
     def step(
         self,

@@ -20,6 +20,9 @@ def ensure_ray(num_cpus_needed: float) -> None:
     if address:
         ray.init(address=address, logging_level=logging.WARNING)
         return
+    # Ray's own default for a new local instance (token authentication), said explicitly: left unset,
+    # Ray warns on every start that it chose it.
+    os.environ.setdefault("RAY_AUTH_MODE", "token")
     cpus = max(float(os.cpu_count() or 1), float(num_cpus_needed))
     # Workers must import custom envs and models the way the driver does (`module:factory`).
     paths = [os.getcwd(), *[p for p in sys.path if p]]

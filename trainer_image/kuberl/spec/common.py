@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 
 from kuberl.spec.base import WireModel
 
@@ -66,6 +66,27 @@ class ResourcesSpec(WireModel):
         0.0, description="GPUs per learner. 0 trains on CPU; more than 0 requires CUDA."
     )
     cpus_per_learner: Annotated[float, Field(gt=0)] = Field(1.0, description="CPUs reserved per learner.")
+    local_mode: Literal["auto", "driver", "actors"] = Field(
+        "auto",
+        description=(
+            "Where the env runner samples when the job runs locally (`kuberl run` outside Kubernetes, no "
+            "RAY_ADDRESS); on a Ray cluster the envRunners actors always run. auto: in the driver process "
+            "when envRunners is 1 and learners is 1 (no Ray to start: the fastest start), else as actors. "
+            "driver: in the driver (envRunners must be 0 or 1). actors: envRunners Ray actors on an "
+            "embedded Ray."
+        ),
+    )
+
+    @field_validator("local_mode")
+    @classmethod
+    def _driver_takes_one_runner(cls, mode: str, info: ValidationInfo) -> str:
+        runners = info.data.get("env_runners")
+        if mode == "driver" and runners is not None and runners > 1:
+            raise ValueError(
+                f"driver samples with one env runner in the driver process, but envRunners is {runners}; "
+                "use envRunners: 1, or localMode: auto or actors"
+            )
+        return mode
 
 
 def learner_problems(

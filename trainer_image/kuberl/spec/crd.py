@@ -196,6 +196,16 @@ def spec_schema() -> Schema:
         }
     ]
     schema["x-kubernetes-validations"] = spec_validations()
+    # ResourcesSpec's own cross-field rule (the models say it with the same field name and reason).
+    _node_at(schema, ("resources",))["x-kubernetes-validations"] = [
+        {
+            "rule": "!has(self.localMode) || self.localMode != 'driver' "
+            "|| (has(self.envRunners) && self.envRunners <= 1)",
+            "fieldPath": ".localMode",
+            "reason": "FieldValueInvalid",
+            "message": "driver samples with one env runner in the driver process: set envRunners to 0 or 1",
+        }
+    ]
     return schema
 
 

@@ -1,0 +1,99 @@
+"""The README's first command, `kuberl run examples/ppo-job.yaml`, as a user runs it: it samples in the
+driver (no Ray to start), prints no warnings, and the same file rendered for Kubernetes keeps its
+env-runner actor. Its speed is measured by bench/bench_startup.py, not here."""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from kuberl.sampling import resolve_sampling
+from kuberl.spec import load_job
+
+ROOT = Path(__file__).resolve().parents[2]
+QUICK_START = ROOT / "examples" / "ppo-job.yaml"
+# The variables that make a process a cluster member (kuberl.sampling.on_ray_cluster).
+CLUSTER_VARS = ("RAY_ADDRESS", "KUBERNETES_SERVICE_HOST")
+
+
+def kuberl(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k not in CLUSTER_VARS}
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "trainer_image"), str(ROOT / "operator")])
+    return subprocess.run(
+        [sys.executable, "-m", "kuberl.cli", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+
+
+def warning_lines(stderr: str) -> list[str]:
+    # Python's warnings ("UserWarning: …"), logging's ("WARNING …") and Ray's ("… WARNING file.py:85 -- …").
+    return [line for line in stderr.splitlines() if re.search(r"warn", line, re.IGNORECASE)]
+
+
+def run_quick_start(tmp_path: Path, *sets: str) -> subprocess.CompletedProcess[str]:
+    overrides = ["stop.iterations=1", f"runDir={tmp_path / 'run'}", "metrics.port=0", *sets]
+    return kuberl("run", str(QUICK_START), *[a for s in overrides for a in ("--set", s)], cwd=tmp_path)
+
+
+def test_quick_start_samples_in_the_driver_without_warnings(tmp_path: Path) -> None:
+    res = run_quick_start(tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert "sampling in the driver process (no Ray)" in res.stdout, res.stdout
+    assert "done: iterations 1" in res.stdout, res.stdout
+    assert warning_lines(res.stderr) == [], res.stderr
+    assert "Traceback" not in res.stderr, res.stderr
+
+
+def test_runner_actors_print_no_warnings_either(tmp_path: Path) -> None:
+    """localMode: actors starts an embedded Ray: its auth mode is set, and the read-only rollouts the actor
+    returns are copied before torch sees them, so neither Ray nor torch warns."""
+    res = run_quick_start(tmp_path, "resources.localMode=actors")
+    assert res.returncode == 0, res.stderr
+    assert "sampling in Ray env-runner actors" in res.stdout, res.stdout
+    assert "done: iterations 1" in res.stdout, res.stdout
+    assert warning_lines(res.stderr) == [], res.stderr
+
+
+def rendered(tmp_path: Path) -> dict[str, dict[str, Any]]:
+    res = kuberl("render", str(QUICK_START), cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    return {d["kind"]: d for d in yaml.safe_load_all(res.stdout)}
+
+
+def test_the_rendered_kubernetes_job_keeps_its_runner_actor(tmp_path: Path) -> None:
+    docs = rendered(tmp_path)
+    cluster = docs["RayJob"]["spec"]["rayClusterSpec"]
+    # The cluster is sized for the actor: a worker group with room for envRunners × cpusPerRunner.
+    (runners,) = [g for g in cluster["workerGroupSpecs"] if g["groupName"] == "env-runners"]
+    assert runners["replicas"] >= 1
+    # What the head pod's entrypoint trains: the ConfigMap's job with the entrypoint's --set overrides,
+    # in the environment of that container plus what Kubernetes and KubeRay add to every such pod.
+    (path, *rest) = shlex.split(docs["RayJob"]["spec"]["entrypoint"])[2:]
+    overrides = [rest[i + 1] for i in range(0, len(rest), 2) if rest[i] == "--set"]
+    spec_file = tmp_path / Path(path).name
+    spec_file.write_text(docs["ConfigMap"]["data"][Path(path).name])
+    job = load_job(spec_file, overrides)
+    head = cluster["headGroupSpec"]["template"]["spec"]["containers"][0]
+    environ = {e["name"]: e.get("value", "") for e in head.get("env", [])}
+    environ |= {"KUBERNETES_SERVICE_HOST": "10.96.0.1", "RAY_ADDRESS": "http://127.0.0.1:8265"}
+    trained, choice = resolve_sampling(job, environ)
+    assert not choice.in_driver, choice.describe()
+    assert trained.spec.resources.env_runners == 1
+
+
+@pytest.mark.parametrize("var", CLUSTER_VARS)
+def test_either_cluster_variable_alone_keeps_the_actor(var: str) -> None:
+    _, choice = resolve_sampling(load_job(QUICK_START), {var: "set"})
+    assert not choice.in_driver, choice.describe()
