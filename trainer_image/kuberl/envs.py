@@ -16,6 +16,9 @@ encoder (kuberl.core.encoders), which accepts the stacked layouts these wrappers
 
 `env: kuberl.envs:make_recall` — RecallEnv, a memory task that feed-forward policies cannot solve
 (envConfig: num_cues, delay); examples/ppo-lstm-recall.yaml and impala-lstm-recall.yaml train on it.
+
+`env: kuberl.envs:make_buttons` — ButtonsEnv, set several dials at once: a MultiDiscrete, MultiBinary,
+Dict or Tuple action space (envConfig.action); examples/ppo-multidiscrete.yaml trains on it.
 """
 
 from __future__ import annotations
@@ -98,3 +101,75 @@ class RecallEnv(gym.Env[np.ndarray, np.int64]):
 
 def make_recall(config: dict[str, Any]) -> RecallEnv:
     return RecallEnv(config)
+
+
+class ButtonsEnv(gym.Env[np.ndarray, Any]):
+    """Press the right buttons: `dims` dials of `options` settings each, a MultiDiscrete action. The
+    observation shows the wanted setting of every dial (one-hot per dial); a step earns the fraction of
+    dials set right. Episodes are `steps` long, so the best return is `steps` and random play earns
+    `steps / options`.
+
+    envConfig: dims (3), options (3), steps (8), and `action` to pick the action space kind:
+    "multi_discrete" (default), "multi_binary" (dials of two settings: a bit each; options is then 2),
+    "dict" ({"dials": MultiDiscrete, "gain": Box}: the Box must match obs' last entry, a float in
+    [-1, 1], for the other half of the reward) or "tuple" (the same as a Tuple)."""
+
+    def __init__(self, config: dict[str, Any] | None = None) -> None:
+        config = config or {}
+        self.kind = str(config.get("action", "multi_discrete"))
+        self.dims = int(config.get("dims", 3))
+        self.options = 2 if self.kind == "multi_binary" else int(config.get("options", 3))
+        self.steps = int(config.get("steps", 8))
+        dials: gym.Space[Any] = (
+            gym.spaces.MultiBinary(self.dims)
+            if self.kind == "multi_binary"
+            else gym.spaces.MultiDiscrete([self.options] * self.dims)
+        )
+        gain = gym.spaces.Box(-1.0, 1.0, shape=(1,), dtype=np.float32)
+        spaces: dict[str, gym.Space[Any]] = {
+            "multi_discrete": dials,
+            "multi_binary": dials,
+            "dict": gym.spaces.Dict({"dials": dials, "gain": gain}),
+            "tuple": gym.spaces.Tuple((dials, gain)),
+        }
+        if self.kind not in spaces:
+            raise ValueError(f"envConfig.action must be one of {sorted(spaces)}, not {self.kind!r}")
+        self.action_space = spaces[self.kind]
+        self.observation_space = gym.spaces.Box(
+            -1.0, 1.0, shape=(self.dims * self.options + 1,), dtype=np.float32
+        )
+        self.target = np.zeros(self.dims, dtype=np.int64)
+        self.gain = 0.0
+        self.t = 0
+
+    def _obs(self) -> np.ndarray:
+        self.target = self.np_random.integers(0, self.options, size=self.dims)
+        self.gain = float(self.np_random.uniform(-1.0, 1.0))
+        obs = np.zeros(self.dims * self.options + 1, dtype=np.float32)
+        obs[np.arange(self.dims) * self.options + self.target] = 1.0
+        obs[-1] = self.gain
+        return obs
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        super().reset(seed=seed)
+        self.t = 0
+        return self._obs(), {}
+
+    def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        if not self.action_space.contains(action):
+            raise ValueError(f"action {action!r} is not in {self.action_space}")
+        if self.kind in ("dict", "tuple"):
+            dials, gain = (action["dials"], action["gain"]) if self.kind == "dict" else action
+            # Half the reward for the dials, half for the gain (1 at the target, 0 a distance 1 away).
+            reward = 0.5 * float(np.mean(np.asarray(dials) == self.target))
+            reward += 0.5 * max(0.0, 1.0 - abs(float(gain[0]) - self.gain))
+        else:
+            reward = float(np.mean(np.asarray(action) == self.target))
+        self.t += 1
+        return self._obs(), reward, False, self.t >= self.steps, {}
+
+
+def make_buttons(config: dict[str, Any]) -> ButtonsEnv:
+    return ButtonsEnv(config)

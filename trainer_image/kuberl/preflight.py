@@ -95,18 +95,28 @@ def remove_dirs(created: list[Path]) -> None:
 
 def check_action_spaces(job: RLTrainingJob, action_spaces: list[gym.Space[Any]]) -> None:
     """Every action space the env has (each agent's, multi-agent) is one the algorithm can act in
-    (its config's `capabilities.action_spaces`)."""
+    (its config's `capabilities.action_spaces`), and one the features the job asks for can carry."""
+    from kuberl.core.action_spaces import NAMES, action_space_kind, action_space_problem
+
     kinds = job.spec.config.capabilities.action_spaces
-    names = {"discrete": "Discrete", "box": "Box"}
     for space in action_spaces:
-        kind = type(space).__name__
-        if kind.lower() not in kinds:
+        problem = action_space_problem(job.spec.algorithm, kinds, space)
+        if problem is not None:
+            raise SpecError([("spec.env", f"{job.spec.env}: {problem}")])
+        kind = action_space_kind(space)
+        # The policy server's JSON and the offline Parquet schema speak these kinds only.
+        assert kind is not None
+        if job.spec.external.enabled and kind not in _EXTERNAL_KINDS:
+            reason = "spec.external serves Discrete, Box and MultiDiscrete action spaces only"
             raise SpecError(
-                [
-                    (
-                        "spec.env",
-                        f"{job.spec.env} has a {kind} action space ({space}); {job.spec.algorithm} acts in "
-                        f"{' and '.join(sorted(names[k] for k in kinds))} action spaces only",
-                    )
-                ]
+                [("spec.env", f"{job.spec.env} has a {NAMES[kind]} action space ({space}); {reason}")]
             )
+        if job.spec.output is not None and kind not in _RECORDED_KINDS:
+            reason = "spec.output records Discrete and Box action spaces only"
+            raise SpecError(
+                [("spec.env", f"{job.spec.env} has a {NAMES[kind]} action space ({space}); {reason}")]
+            )
+
+
+_EXTERNAL_KINDS = ("discrete", "box", "multi_discrete")
+_RECORDED_KINDS = ("discrete", "box")

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from kuberl.checkpoint.errors import CheckpointMismatchError
+from kuberl.core.action_spaces import action_space_problem, is_structured, to_env, to_env_single
 from kuberl.core.env_factory import make_vector_env, seeds_for
 from kuberl.core.env_runner import Rollout, RunnerConfig
 from kuberl.core.models import action_distribution, flatten_obs, load_numpy_weights
@@ -39,6 +40,7 @@ from kuberl.core.state_io import dumps_state, loads_state
 from kuberl.results import TrainResult
 from kuberl.spec import RLTrainingJob, RLTrainingJobSpec, SpecError
 from kuberl.spec.algorithms import AlgorithmConfigBase
+from kuberl.spec.capabilities import ActionSpaceKind
 
 log = logging.getLogger(__name__)
 
@@ -75,19 +77,12 @@ def set_rng_state(np_rng: np.random.Generator, rng: Mapping[str, Any]) -> None:
     torch.set_rng_state(rng["torch"])
 
 
-def check_action_space(name: str, kinds: frozenset[str], space: gym.Space[Any]) -> None:
+def check_action_space(name: str, kinds: frozenset[ActionSpaceKind], space: gym.Space[Any]) -> None:
     """A SpecError naming spec.env when the env's action space is not one the algorithm trains
     (its capabilities.action_spaces)."""
-    kind = (
-        "discrete"
-        if isinstance(space, gym.spaces.Discrete)
-        else "box"
-        if isinstance(space, gym.spaces.Box)
-        else type(space).__name__
-    )
-    if kind not in kinds:
-        wanted = " or ".join(sorted({"discrete": "Discrete", "box": "Box"}[k] for k in kinds))
-        raise SpecError([("spec.env", f"{name} trains {wanted} action spaces; this env's is {space}")])
+    problem = action_space_problem(name, kinds, space)
+    if problem is not None:
+        raise SpecError([("spec.env", problem)])
 
 
 @dataclass(frozen=True)
@@ -374,8 +369,12 @@ class Algorithm:
             flat = self.obs_filter.normalize(flat)
         return single, flat
 
-    def _policy_output(self, actions: torch.Tensor, single: bool) -> np.ndarray:
+    def _policy_output(self, actions: torch.Tensor, single: bool) -> Any:
+        """Actions in the env's own structure (kuberl.core.action_spaces.to_env): an array for Discrete,
+        Box, MultiDiscrete and MultiBinary; a tuple or dict of (batched) components for Tuple/Dict."""
         out = actions.cpu().numpy()
+        if is_structured(self.action_space):
+            return to_env_single(self.action_space, out[0]) if single else to_env(self.action_space, out)
         if isinstance(self.action_space, gym.spaces.Box):
             out = np.clip(out, self.action_space.low, self.action_space.high)
         return out[0] if single else out

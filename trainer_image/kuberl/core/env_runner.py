@@ -14,6 +14,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from kuberl.core.action_spaces import is_structured, to_env
 from kuberl.core.env_factory import make_vector_env, seeds_for, sub_env_restarts
 from kuberl.core.models import flatten_obs, load_numpy_weights
 from kuberl.core.normalizer import RunningStats
@@ -78,6 +79,8 @@ class EnvRunner:
         # about every step's end. Feed-forward policies never see the hook, so their path is unchanged.
         self.recurrent = bool(getattr(self.policy, "recurrent", False))
         self.continuous = isinstance(self.action_space, gym.spaces.Box)
+        # MultiDiscrete, MultiBinary, Tuple, Dict: the policy's flat actions go to the env in its structure.
+        self.structured = is_structured(self.action_space)
         self.filter: RunningStats | None = None
         obs, _ = self.env.reset(seed=seeds_for(config.seed, config.worker_index, config.num_envs))
         self._obs = obs
@@ -142,7 +145,10 @@ class EnvRunner:
                     extra[key] = np.empty((T, *arr.shape), dtype=arr.dtype)
                 extra[key][t] = arr
             a = extra[Columns.ACTIONS][t]
-            env_action = np.clip(a, low, high) if self.continuous else a
+            if self.structured:
+                env_action = to_env(self.action_space, a)
+            else:
+                env_action = np.clip(a, low, high) if self.continuous else a
             next_obs, reward, terminated, truncated, info = self.env.step(env_action)
             rew_buf[t] = reward
             term_buf[t] = terminated

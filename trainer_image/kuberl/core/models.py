@@ -13,12 +13,21 @@ import numpy as np
 import torch
 from torch import nn
 
-from kuberl.core.distributions import ActionDistribution, Categorical, DiagGaussian
+from kuberl.core.action_spaces import action_width
+from kuberl.core.distributions import (
+    ActionDistribution,
+    Bernoulli,
+    Categorical,
+    Composite,
+    DiagGaussian,
+    MultiCategorical,
+)
 from kuberl.core.encoders import CNNEncoder
 from kuberl.core.env_factory import import_object
 from kuberl.core.preprocess import flat_dim, flatten_batch, image_layout
 from kuberl.spec.algorithms import ModelConfig
 
+_SUPPORTED = "Discrete, Box, MultiDiscrete, MultiBinary, and Tuple/Dict of those are"
 _ACTIVATIONS: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU, "silu": nn.SiLU}
 
 
@@ -33,19 +42,45 @@ def flatten_obs(space: gym.Space[Any], obs: Any) -> np.ndarray:
 
 
 def action_distribution(space: gym.Space[Any]) -> ActionDistribution:
+    """The distribution over this action space's flat actions (layout: kuberl.core.action_spaces)."""
     if isinstance(space, gym.spaces.Discrete):
         return Categorical()
     if isinstance(space, gym.spaces.Box):
         return DiagGaussian()
-    raise TypeError(f"action space {space} is not supported (Discrete and Box are)")
+    if isinstance(space, gym.spaces.MultiDiscrete):
+        return MultiCategorical([int(n) for n in np.asarray(space.nvec).ravel()])
+    if isinstance(space, gym.spaces.MultiBinary):
+        return Bernoulli()
+    if isinstance(space, gym.spaces.Tuple | gym.spaces.Dict):
+        subs = space.spaces if isinstance(space, gym.spaces.Tuple) else list(space.spaces.values())
+        return Composite(
+            [
+                (
+                    action_distribution(s),
+                    dist_input_dim(s),
+                    action_width(s),
+                    isinstance(s, gym.spaces.Discrete),
+                )
+                for s in subs
+            ]
+        )
+    raise TypeError(f"action space {space} is not supported ({_SUPPORTED})")
 
 
 def dist_input_dim(space: gym.Space[Any]) -> int:
+    """Width of the network output the space's distribution reads."""
     if isinstance(space, gym.spaces.Discrete):
         return int(space.n)
     if isinstance(space, gym.spaces.Box):
         return 2 * int(np.prod(space.shape))
-    raise TypeError(f"action space {space} is not supported (Discrete and Box are)")
+    if isinstance(space, gym.spaces.MultiDiscrete):
+        return int(np.sum(space.nvec))
+    if isinstance(space, gym.spaces.MultiBinary):
+        return int(np.prod(space.shape))
+    if isinstance(space, gym.spaces.Tuple | gym.spaces.Dict):
+        subs = space.spaces if isinstance(space, gym.spaces.Tuple) else list(space.spaces.values())
+        return sum(dist_input_dim(s) for s in subs)
+    raise TypeError(f"action space {space} is not supported ({_SUPPORTED})")
 
 
 def mlp(sizes: list[int], activation: str, *, out: int | None = None, out_gain: float = 1.0) -> nn.Sequential:

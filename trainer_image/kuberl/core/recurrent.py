@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from kuberl.core.action_spaces import action_dtype, action_width
 from kuberl.core.encoders import CNNEncoder
 from kuberl.core.models import action_distribution, dist_input_dim, mlp, obs_dim
 from kuberl.core.policy import PolicyBase
@@ -136,7 +137,16 @@ class RecurrentActorCritic(nn.Module):
         self.trunk = mlp([n_in, *hidden], config.fcnet_activation)
         self.discrete = isinstance(action_space, gym.spaces.Discrete)
         self.num_actions = int(action_space.n) if isinstance(action_space, gym.spaces.Discrete) else 0
-        self.action_shape: tuple[int, ...] = () if self.discrete else tuple(action_space.shape or ())
+        # Other kinds feed back their flat action (kuberl.core.action_spaces): MultiDiscrete indices,
+        # MultiBinary bits, a Tuple/Dict's columns side by side.
+        self.action_shape: tuple[int, ...] = (
+            ()
+            if self.discrete
+            else tuple(action_space.shape or ())
+            if isinstance(action_space, gym.spaces.Box)
+            else (action_width(action_space),)
+        )
+        self.action_dtype = torch.int64 if action_dtype(action_space) == "int64" else torch.float32
         self.use_prev_action = config.lstm_use_prev_action
         self.use_prev_reward = config.lstm_use_prev_reward
         extra = (self.num_actions or int(np.prod(self.action_shape))) if self.use_prev_action else 0
@@ -149,7 +159,7 @@ class RecurrentActorCritic(nn.Module):
                 bias.zero_()
                 bias[self.cell_size : 2 * self.cell_size] = 0.5
         n_out = dist_input_dim(action_space)
-        self.free_log_std = not self.discrete and config.free_log_std
+        self.free_log_std = isinstance(action_space, gym.spaces.Box) and config.free_log_std
         pi_out = n_out // 2 if self.free_log_std else n_out
         self.pi_head = mlp([self.cell_size], "tanh", out=pi_out, out_gain=0.01)
         self.vf_head = mlp([self.cell_size], "tanh", out=1, out_gain=1.0)
@@ -163,7 +173,7 @@ class RecurrentActorCritic(nn.Module):
         if self.discrete:
             prev_a = torch.full((batch,), -1, dtype=torch.int64, device=device)
         else:
-            prev_a = torch.zeros(batch, *self.action_shape, device=device)
+            prev_a = torch.zeros(batch, *self.action_shape, dtype=self.action_dtype, device=device)
         return RecurrentState(zeros, zeros.clone(), prev_a, torch.zeros(batch, device=device))
 
     def features(

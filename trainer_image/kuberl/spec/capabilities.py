@@ -11,8 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Literal
 
-# The Gymnasium action spaces an algorithm can act in ("discrete": Discrete, "box": Box).
-ActionSpaceKind = Literal["discrete", "box"]
+# The Gymnasium action spaces an algorithm can act in ("discrete": Discrete, "box": Box of floats,
+# "multi_discrete": MultiDiscrete, "multi_binary": MultiBinary, "tuple"/"dict": Tuple/Dict whose
+# components are any of these; kuberl.core.action_spaces maps a space to its kind).
+ActionSpaceKind = Literal["discrete", "box", "multi_discrete", "multi_binary", "tuple", "dict"]
 # How an algorithm honours an `action_mask` in a multi-agent observation: "model" (the trainer wraps its
 # actor-critic network with kuberl.core.multi_agent.masking), "own" (its own network and runner policy
 # read the mask), "none" (illegal actions are possible; a warning says so).
@@ -36,7 +38,10 @@ class Capabilities:
 
 # What each flag means, in the words of the spec field it governs.
 FEATURES: dict[str, str] = {
-    "action_spaces": "the env's action space kinds it trains (Discrete: discrete, Box: box)",
+    "action_spaces": (
+        "the env's action space kinds it trains (Discrete: discrete, Box: box, MultiDiscrete: multi_discrete, "
+        "MultiBinary: multi_binary, Tuple/Dict of those: tuple/dict)"
+    ),
     "external": "spec.external: trains from the policy server's experience (external simulators)",
     "multi_agent": "spec.multiAgent: one instance per trained policy, fed by the multi-agent runners",
     "action_masks": "how a multi-agent action_mask is applied: model, own or none",
@@ -51,3 +56,8 @@ assert set(FEATURES) == {f.name for f in fields(Capabilities)}
 DISCRETE: frozenset[ActionSpaceKind] = frozenset({"discrete"})
 BOX: frozenset[ActionSpaceKind] = frozenset({"box"})
 ANY_SPACE: frozenset[ActionSpaceKind] = frozenset({"discrete", "box"})
+# The policy-gradient family samples from a product distribution over any of these
+# (kuberl.core.distributions: MultiCategorical, Bernoulli, Composite).
+ALL_SPACES: frozenset[ActionSpaceKind] = frozenset(
+    {"discrete", "box", "multi_discrete", "multi_binary", "tuple", "dict"}
+)

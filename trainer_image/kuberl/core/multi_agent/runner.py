@@ -31,6 +31,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from kuberl.core.action_spaces import to_env_single
 from kuberl.core.env_factory import seeds_for
 from kuberl.core.env_runner import Rollout
 from kuberl.core.models import flatten_obs, load_numpy_weights
@@ -323,7 +324,7 @@ class MultiAgentEnvRunner:
                 elif isinstance(space, gym.spaces.Discrete):
                     actions[i][agent] = int(a)
                 else:
-                    actions[i][agent] = a
+                    actions[i][agent] = to_env_single(space, a)
                 ep.pending[agent] = _Step(obs=flat, extras={k: v[row] for k, v in cols.items()})
         return actions
 

@@ -7,7 +7,7 @@ from typing import ClassVar, Literal
 from pydantic import AliasChoices, Field, model_validator
 
 from kuberl.spec.algorithms.actor_critic import AdvantageActorCriticConfig, check_batch_or_fragment
-from kuberl.spec.capabilities import ANY_SPACE, Capabilities
+from kuberl.spec.capabilities import ALL_SPACES, Capabilities
 
 
 class A2CConfig(AdvantageActorCriticConfig):
@@ -17,7 +17,7 @@ class A2CConfig(AdvantageActorCriticConfig):
 
     implementation: ClassVar[str] = "kuberl.algorithms.a2c:A2C"
     capabilities: ClassVar[Capabilities] = Capabilities(
-        ANY_SPACE, external=True, multi_agent=True, action_masks="model", multi_learner=True
+        ALL_SPACES, external=True, multi_agent=True, action_masks="model", multi_learner=True
     )
     algorithm: Literal["A2C"] = Field(
         "A2C", exclude=True, description="Discriminator; set from spec.algorithm."

@@ -7,7 +7,7 @@ from typing import ClassVar, Literal
 from pydantic import AliasChoices, Field
 
 from kuberl.spec.algorithms.actor_critic import AdvantageActorCriticConfig
-from kuberl.spec.capabilities import ANY_SPACE, Capabilities
+from kuberl.spec.capabilities import ALL_SPACES, Capabilities
 
 
 class A3CConfig(AdvantageActorCriticConfig):
@@ -16,7 +16,7 @@ class A3CConfig(AdvantageActorCriticConfig):
     # The advantage estimator, loss weights and optimizer are AdvantageActorCriticConfig's (shared with A2C).
 
     implementation: ClassVar[str] = "kuberl.algorithms.a3c:A3C"
-    capabilities: ClassVar[Capabilities] = Capabilities(ANY_SPACE)
+    capabilities: ClassVar[Capabilities] = Capabilities(ALL_SPACES)
     algorithm: Literal["A3C"] = Field(
         "A3C", exclude=True, description="Discriminator; set from spec.algorithm."
     )

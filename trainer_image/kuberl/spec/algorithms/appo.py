@@ -8,7 +8,7 @@ from typing import ClassVar, Literal
 from pydantic import AliasChoices, Field
 
 from kuberl.spec.algorithms.impala import VTraceConfig
-from kuberl.spec.capabilities import ANY_SPACE, Capabilities
+from kuberl.spec.capabilities import ALL_SPACES, Capabilities
 
 
 class APPOConfig(VTraceConfig):
@@ -16,7 +16,7 @@ class APPOConfig(VTraceConfig):
     taken against a periodically updated target network."""
 
     implementation: ClassVar[str] = "kuberl.algorithms.appo:APPO"
-    capabilities: ClassVar[Capabilities] = Capabilities(ANY_SPACE, recurrent=True)
+    capabilities: ClassVar[Capabilities] = Capabilities(ALL_SPACES, recurrent=True)
     algorithm: Literal["APPO"] = Field(
         "APPO", exclude=True, description="Discriminator; set from spec.algorithm."
     )

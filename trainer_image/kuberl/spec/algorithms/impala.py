@@ -11,7 +11,7 @@ from typing import ClassVar, Literal
 from pydantic import AliasChoices, Field, model_validator
 
 from kuberl.spec.algorithms.base import AlgorithmConfigBase
-from kuberl.spec.capabilities import ANY_SPACE, Capabilities
+from kuberl.spec.capabilities import ALL_SPACES, Capabilities
 
 
 class VTraceConfig(AlgorithmConfigBase):
@@ -128,7 +128,7 @@ class IMPALAConfig(VTraceConfig):
     continuously with a lagging policy; the learner corrects with V-trace."""
 
     implementation: ClassVar[str] = "kuberl.algorithms.impala:IMPALA"
-    capabilities: ClassVar[Capabilities] = Capabilities(ANY_SPACE, recurrent=True)
+    capabilities: ClassVar[Capabilities] = Capabilities(ALL_SPACES, recurrent=True)
     algorithm: Literal["IMPALA"] = Field(
         "IMPALA", exclude=True, description="Discriminator; set from spec.algorithm."
     )

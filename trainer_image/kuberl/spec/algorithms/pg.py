@@ -7,7 +7,7 @@ from typing import ClassVar, Literal
 from pydantic import Field, model_validator
 
 from kuberl.spec.algorithms.actor_critic import ActorCriticOptimizerConfig, check_batch_or_fragment
-from kuberl.spec.capabilities import ANY_SPACE, Capabilities
+from kuberl.spec.capabilities import ALL_SPACES, Capabilities
 
 
 class PGConfig(ActorCriticOptimizerConfig):
@@ -17,7 +17,7 @@ class PGConfig(ActorCriticOptimizerConfig):
 
     implementation: ClassVar[str] = "kuberl.algorithms.pg:PG"
     capabilities: ClassVar[Capabilities] = Capabilities(
-        ANY_SPACE, external=True, multi_agent=True, action_masks="model", multi_learner=True
+        ALL_SPACES, external=True, multi_agent=True, action_masks="model", multi_learner=True
     )
     algorithm: Literal["PG"] = Field(
         "PG", exclude=True, description="Discriminator; set from spec.algorithm."

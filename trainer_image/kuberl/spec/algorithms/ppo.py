@@ -7,7 +7,7 @@ from typing import ClassVar, Literal
 from pydantic import AliasChoices, Field, model_validator
 
 from kuberl.spec.algorithms.base import AlgorithmConfigBase
-from kuberl.spec.capabilities import ANY_SPACE, Capabilities
+from kuberl.spec.capabilities import ALL_SPACES, Capabilities
 
 
 class PPOConfig(AlgorithmConfigBase):
@@ -15,7 +15,7 @@ class PPOConfig(AlgorithmConfigBase):
 
     implementation: ClassVar[str] = "kuberl.algorithms.ppo:PPO"
     capabilities: ClassVar[Capabilities] = Capabilities(
-        ANY_SPACE, external=True, multi_agent=True, action_masks="model", recurrent=True, multi_learner=True
+        ALL_SPACES, external=True, multi_agent=True, action_masks="model", recurrent=True, multi_learner=True
     )
     algorithm: Literal["PPO"] = Field(
         "PPO", exclude=True, description="Discriminator; set from spec.algorithm."
