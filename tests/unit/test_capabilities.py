@@ -13,7 +13,7 @@ from kuberl.algorithms.base import check_action_space
 from kuberl.spec import ALGORITHMS, SpecError, parse_job
 from kuberl.spec.algorithms import capabilities
 from kuberl.spec.algorithms.base import supporting
-from kuberl.spec.capabilities import FEATURES, Capabilities
+from kuberl.spec.capabilities import ALL_SPACES, FEATURES, Capabilities
 
 CAPS = capabilities()
 MA_ENV = "kuberl.multi_agent.envs:coop_match"
@@ -93,7 +93,12 @@ def test_the_action_space_check_follows_the_flag(algorithm: str) -> None:
     spaces = {
         "discrete": gym.spaces.Discrete(2),
         "box": gym.spaces.Box(-1.0, 1.0, (1,), np.float32),
+        "multi_discrete": gym.spaces.MultiDiscrete([2, 3]),
+        "multi_binary": gym.spaces.MultiBinary(3),
+        "tuple": gym.spaces.Tuple((gym.spaces.Discrete(2), gym.spaces.Box(-1.0, 1.0, (1,), np.float32))),
+        "dict": gym.spaces.Dict({"a": gym.spaces.Discrete(2), "b": gym.spaces.MultiBinary(2)}),
     }
+    assert set(spaces) == set(ALL_SPACES)
     for kind, space in spaces.items():
         if kind in CAPS[algorithm].action_spaces:
             check_action_space(algorithm, CAPS[algorithm].action_spaces, space)

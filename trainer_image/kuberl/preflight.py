@@ -102,7 +102,7 @@ def check_action_spaces(job: RLTrainingJob, action_spaces: list[gym.Space[Any]])
     for space in action_spaces:
         problem = action_space_problem(job.spec.algorithm, kinds, space)
         if problem is not None:
-            raise SpecError([("spec.env", f"{job.spec.env}: {problem}")])
+            raise SpecError([("spec.env", f"{job.spec.env} {problem}")])
         kind = action_space_kind(space)
         # The policy server's JSON and the offline Parquet schema speak these kinds only.
         assert kind is not None

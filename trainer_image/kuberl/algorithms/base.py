@@ -82,7 +82,7 @@ def check_action_space(name: str, kinds: frozenset[ActionSpaceKind], space: gym.
     (its capabilities.action_spaces)."""
     problem = action_space_problem(name, kinds, space)
     if problem is not None:
-        raise SpecError([("spec.env", problem)])
+        raise SpecError([("spec.env", f"the env {problem}")])
 
 
 @dataclass(frozen=True)

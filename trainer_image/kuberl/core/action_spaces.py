@@ -127,14 +127,15 @@ def _first(space: gym.Space[Any], batched: Any) -> Any:
 def action_space_problem(
     algorithm: str, kinds: frozenset[ActionSpaceKind], space: gym.Space[Any]
 ) -> str | None:
-    """Why `algorithm` (which trains the action space `kinds`) cannot act in `space`, or None if it can."""
+    """Why `algorithm` (which trains the action space `kinds`) cannot act in `space` (a phrase to follow
+    the env's name: "has a … action space …"), or None if it can."""
     wanted = ", ".join(NAMES[k] for k in NAMES if k in kinds)
     kind = action_space_kind(space)
     if kind is None:
         return (
-            f"the env's action space {space} is not one kuberl trains (Discrete, Box of floats, MultiDiscrete, "
-            f"MultiBinary, and Tuple/Dict of those); {algorithm} trains {wanted}"
+            f"has the action space {space}, which kuberl cannot train (it trains Discrete, Box of floats, "
+            f"MultiDiscrete, MultiBinary, and Tuple/Dict of those); {algorithm} acts in {wanted} action spaces"
         )
     if kind not in kinds:
-        return f"{algorithm} trains {wanted} action spaces; this env's is a {NAMES[kind]} ({space})"
+        return f"has a {NAMES[kind]} action space ({space}); {algorithm} acts in {wanted} action spaces only"
     return None
