@@ -24,11 +24,11 @@ QUICK_START = ROOT / "examples" / "ppo-job.yaml"
 CLUSTER_VARS = ("RAY_ADDRESS", "KUBERNETES_SERVICE_HOST")
 
 
-def kuberl(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+def kuberl(*args: str, cwd: Path, python: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k not in CLUSTER_VARS}
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "trainer_image"), str(ROOT / "operator")])
     return subprocess.run(
-        [sys.executable, "-m", "kuberl.cli", *args],
+        [sys.executable, *python, "-m", "kuberl.cli", *args],
         cwd=cwd,
         capture_output=True,
         text=True,
@@ -42,18 +42,30 @@ def warning_lines(stderr: str) -> list[str]:
     return [line for line in stderr.splitlines() if re.search(r"warn", line, re.IGNORECASE)]
 
 
-def run_quick_start(tmp_path: Path, *sets: str) -> subprocess.CompletedProcess[str]:
+def run_quick_start(
+    tmp_path: Path, *sets: str, python: tuple[str, ...] = ()
+) -> subprocess.CompletedProcess[str]:
     overrides = ["stop.iterations=1", f"runDir={tmp_path / 'run'}", "metrics.port=0", *sets]
-    return kuberl("run", str(QUICK_START), *[a for s in overrides for a in ("--set", s)], cwd=tmp_path)
+    args = [a for s in overrides for a in ("--set", s)]
+    return kuberl("run", str(QUICK_START), *args, cwd=tmp_path, python=python)
 
 
 def test_quick_start_samples_in_the_driver_without_warnings(tmp_path: Path) -> None:
-    res = run_quick_start(tmp_path)
+    res = run_quick_start(tmp_path, python=("-X", "importtime"))
     assert res.returncode == 0, res.stderr
     assert "sampling in the driver process (no Ray)" in res.stdout, res.stdout
     assert "done: iterations 1" in res.stdout, res.stdout
-    assert warning_lines(res.stderr) == [], res.stderr
-    assert "Traceback" not in res.stderr, res.stderr
+    imports = [line for line in res.stderr.splitlines() if line.startswith("import time:")]
+    stderr = "\n".join(line for line in res.stderr.splitlines() if not line.startswith("import time:"))
+    assert warning_lines(stderr) == [], stderr
+    assert "Traceback" not in stderr, stderr
+    # What the run does not use, it does not import: Ray (seconds), botocore (tensorboardX's optional S3;
+    # the blocked `import boto3` itself is listed, failing in microseconds).
+    imported = {line.rsplit("|", 1)[1].strip() for line in imports}
+    assert "torch" in imported, "importtime output not parsed"
+    assert imported.isdisjoint({"ray", "botocore"}), sorted(imported & {"ray", "botocore"})
+    assert (tmp_path / "run" / "checkpoints").is_dir()
+    assert list((tmp_path / "run").glob("events.out.tfevents.*")), "TensorBoard events are still written"
 
 
 def test_runner_actors_print_no_warnings_either(tmp_path: Path) -> None:
