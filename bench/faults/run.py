@@ -40,7 +40,7 @@ def kills_campaign(kills: int, seed: int) -> dict[str, Any]:
         "resumes_checked": r.resumes_checked,
         "tracebacks": r.tracebacks,
         "problems": r.problems,
-        "resumed_ahead_of_harness": r.ahead,
+        "redone_result_lines": r.redone_lines,
         "seconds": round(time.monotonic() - t, 1),
     }
 

@@ -1,6 +1,15 @@
 """SIGKILL `kuberl run` at random moments (some inside a checkpoint write), then resume it with
-`resume: auto`, and check that each resume starts from the newest complete checkpoint that was on disk
-at the kill, never a partial one. Shared by tests/faults (a few kills) and bench/faults (many)."""
+`resume: auto`, and check that each resume starts exactly at the newest complete checkpoint that was on
+disk at the kill: never a partial or older one (progress lost), never a later one (there is none).
+Shared by tests/faults (a few kills) and bench/faults (many).
+
+How a resume is read from result.json: a killed run has often logged an iteration or two past its newest
+complete checkpoint (an iteration's result line is written before its checkpoint's manifest), and the
+resumed run *rewinds* the file (kuberl.results.ResultLogger.rewind drops those lines, then logs the redone
+iterations again). So the resumed run's lines are not "the lines after the old line count": they are the
+lines after the longest prefix the file shares, verbatim, with the file before the run (a redone
+iteration's line differs in its timings). Counting lines instead is what made earlier campaigns report
+resumes "one iteration ahead" of the newest checkpoint (docs/reliability.md)."""
 
 from __future__ import annotations
 
@@ -41,8 +50,10 @@ class CampaignResult:
     mid_checkpoint_kills: int = 0
     resumes_checked: int = 0
     tracebacks: int = 0
+    #: result lines of killed runs that their resume dropped and redid (iterations logged past the
+    #: newest complete checkpoint); what the old line-count reading mistook for resumes "ahead"
+    redone_lines: int = 0
     problems: list[str] = field(default_factory=list)
-    ahead: list[str] = field(default_factory=list)
 
 
 def complete_checkpoints(store: Path) -> dict[str, int]:
@@ -56,21 +67,26 @@ def complete_checkpoints(store: Path) -> dict[str, int]:
     return out
 
 
-def result_lines(workdir: Path) -> list[dict[str, int]]:
-    """result.json, one JSON line per iteration, appended across runs (a torn last line is skipped)."""
+def result_lines(workdir: Path) -> list[str]:
+    """result.json's complete lines, verbatim (one JSON object per iteration, appended across runs)."""
     path = workdir / "runs" / "killed" / "result.json"
     if not path.exists():
         return []
-    text_all = path.read_text()
     # a line without its newline is torn (killed mid-write): the next run drops it, so must we
-    complete = text_all.split("\n")[:-1]
-    lines = []
-    for text in complete:
-        try:
-            lines.append(json.loads(text))
-        except ValueError:
-            continue
-    return lines
+    return path.read_text().split("\n")[:-1]
+
+
+def iteration_of(line: str) -> int:
+    return int(json.loads(line)["training_iteration"])
+
+
+def lines_of_new_run(before: list[str], after: list[str]) -> list[str]:
+    """The lines the run between `before` and `after` wrote: those past the prefix both share (a
+    resume may have dropped some of `before`'s last lines, see the module docstring)."""
+    shared = 0
+    while shared < min(len(before), len(after)) and before[shared] == after[shared]:
+        shared += 1
+    return after[shared:]
 
 
 def partial_checkpoint(store: Path) -> bool:
@@ -89,7 +105,7 @@ def run_campaign(
     for attempt in range(kills + 1):
         before = complete_checkpoints(store)
         newest_before = max(before.values(), default=None)
-        lines_before = len(result_lines(workdir))
+        lines_before = result_lines(workdir)
         # Runs to be killed get a stop they cannot reach first (a fast run used to finish before its
         # kill); the last run goes at least two iterations past the newest checkpoint, so it trains.
         target = KILLED_RUN_STOP if attempt < kills else max(iterations, (newest_before or 0) + 2)
@@ -147,22 +163,23 @@ def run_campaign(
             result.problems.append(f"attempt {attempt}: traceback\n{err[-2000:]}")
         if not killed and proc.returncode != 0:
             result.problems.append(f"attempt {attempt}: exit {proc.returncode}\n{err[-2000:]}")
-        new_lines = result_lines(workdir)[lines_before:]
+        lines_after = result_lines(workdir)
+        new_lines = lines_of_new_run(lines_before, lines_after)
+        kept = len(lines_after) - len(new_lines)
+        result.redone_lines += len(lines_before) - kept
         if newest_before is not None and new_lines:
             # This run resumed: its first iteration follows the newest complete checkpoint on disk
-            # when it started (a partial or older one would show as another number).
+            # when it started, exactly (a partial or older one would show as another number).
             result.resumes_checked += 1
-            first = new_lines[0]["training_iteration"]
-            if first < newest_before + 1:
+            first = iteration_of(new_lines[0])
+            if first != newest_before + 1:
                 result.problems.append(
-                    f"attempt {attempt}: resumed at iteration {first}, behind the newest complete "
-                    f"checkpoint ({newest_before}): progress lost"
+                    f"attempt {attempt}: resumed at iteration {first}, but the newest complete "
+                    f"checkpoint on disk was {newest_before}"
                 )
-            elif first > newest_before + 1:
-                # Open finding (docs/reliability.md): a checkpoint newer than the harness saw complete.
-                result.ahead.append(
-                    f"attempt {attempt}: resumed at iteration {first}, expected {newest_before + 1}"
-                )
+            its = [iteration_of(x) for x in lines_after]
+            if its != list(range(1, len(its) + 1)):
+                result.problems.append(f"attempt {attempt}: result.json is not 1, 2, …: {its}")
         elif not killed:
             result.problems.append(f"attempt {attempt}: the last run wrote no iteration\n{out[-500:]}")
         if not killed:

@@ -1,7 +1,7 @@
-"""SIGKILLs of `kuberl run`, some inside a checkpoint write, each followed by `resume: auto`: no resume
-starts behind the newest complete checkpoint on disk (no progress lost; every load is sha256-verified,
-so never a partial one), and the job still reaches its end. Resumes one iteration *ahead* of what the
-harness saw are reported by the campaign, not failed here: an open finding (docs/reliability.md)."""
+"""SIGKILLs of `kuberl run`, some inside a checkpoint write, each followed by `resume: auto`: every
+resume starts exactly at the newest complete checkpoint on disk (no progress lost, never a partial one:
+every load is sha256-verified), result.json ends up 1, 2, … with no gap or repeat, and the job still
+reaches its end."""
 
 from __future__ import annotations
 

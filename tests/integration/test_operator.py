@@ -50,10 +50,12 @@ class Operator:
         self.proc: subprocess.Popen[bytes] | None = None
         self.metrics_port = _free_port()
         self.runs = 0
+        self.health_url = ""
 
     def start(self) -> None:
         self.runs += 1
         health = _free_port()
+        self.health_url = f"http://127.0.0.1:{health}/healthz"
         env = {
             **os.environ,
             **self.extra_env,
@@ -69,7 +71,7 @@ class Operator:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "kuberl_operator"], env=env, stdout=log, stderr=log
         )
-        wait_for(lambda: _http_ok(f"http://127.0.0.1:{health}/healthz"), what="operator liveness", timeout=60)
+        wait_for(lambda: http_ok(self.health_url), what="operator liveness", timeout=60)
 
     def kill(self) -> None:
         assert self.proc is not None
@@ -90,7 +92,7 @@ class Operator:
         )
 
 
-def _http_ok(url: str) -> bool:
+def http_ok(url: str) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=1) as resp:
             return bool(resp.status == 200)
