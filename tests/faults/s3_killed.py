@@ -97,8 +97,9 @@ def run_s3_kill_campaign(
         )
         results = workdir / "runs" / "tiny" / "result.json"
         for _ in range(kills):
-            # kill once this run has trained past a random point (iterations 2 … iterations - 3)
-            at = rng.randint(2, max(2, iterations - 3))
+            # kill once this run has trained 1-6 iterations more (the first time: past iteration 2, so a
+            # checkpoint is in the store), while at least 2 are left to train after the restart
+            at = min(max(2, _iterations(results)) + rng.randint(1, 6), iterations - 2)
             deadline = time.monotonic() + 180
             while proc.poll() is None and _iterations(results) < at and time.monotonic() < deadline:
                 time.sleep(0.01 + rng.random() * 0.05)

@@ -13,7 +13,18 @@ from tests.faults.common import ROOT, cli_env
 
 def test_bench_faults_command_runs_and_reports(tmp_path: Path) -> None:
     out = tmp_path / "results.json"
-    cmd = [sys.executable, "bench/faults/run.py", "--kills", "0", "--jobs", "0", "--requests", "40"]
+    cmd = [
+        sys.executable,
+        "bench/faults/run.py",
+        "--kills",
+        "0",
+        "--s3-kills",
+        "0",
+        "--jobs",
+        "0",
+        "--requests",
+        "40",
+    ]
     res = subprocess.run(
         [*cmd, "--out", str(out)], cwd=ROOT, env=cli_env(), capture_output=True, text=True, timeout=300
     )
@@ -24,3 +35,4 @@ def test_bench_faults_command_runs_and_reports(tmp_path: Path) -> None:
     assert server["server_errors_5xx"] == 0
     assert server["healthz_with_1100_idle_connections"]["ok"] is True
     assert report["kills"] is None
+    assert report["s3_kills"] is None
