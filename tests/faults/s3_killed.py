@@ -29,10 +29,14 @@ from tests.fixtures.tcp_proxy import TcpProxy
 @dataclass
 class S3KillResult:
     kills: int = 0
+    #: the iteration the run had logged at each kill
+    killed_at: list[int] = field(default_factory=list)
     replayed_requests: int = 0
     exit_status: int | None = None
     #: saves that failed while the server was down (each logged, counted, none reported as done)
     failed_saves: int = 0
+    #: the first failure messages, to tell an outage from something else
+    failures: list[str] = field(default_factory=list)
     checkpoints_verified: int = 0
     resumed_from: str = ""
     newest_complete: str = ""
@@ -108,6 +112,7 @@ def run_s3_kill_campaign(
             proxy.set_mode("refused")  # no client reaches the server while it is down or replaying
             moto.kill()
             result.kills += 1
+            result.killed_at.append(_iterations(results))
             time.sleep(down_s)
             result.replayed_requests += moto.restart()
             proxy.set_mode("up")
@@ -115,7 +120,8 @@ def run_s3_kill_campaign(
         result.exit_status = proc.returncode
         if "Traceback" in err:
             result.problems.append(f"traceback:\n{err[-3000:]}")
-        result.failed_saves = sum("checkpoint" in x and "failed" in x for x in err.splitlines())
+        failures = [x for x in err.splitlines() if "checkpoint" in x and "failed" in x]
+        result.failed_saves, result.failures = len(failures), [x[:300] for x in failures[:3] + failures[-2:]]
         newest, result.checkpoints_verified = newest_complete(uri, moto.endpoint)
         result.newest_complete = newest
         if proc.returncode == 0:
