@@ -58,11 +58,12 @@ def s3_kills_campaign(kills: int, seed: int) -> dict[str, Any]:
     rng = random.Random(seed)
     with tempfile.TemporaryDirectory() as tmp:
         r = run_s3_kill_campaign(
-            Path(tmp), kills=kills, iterations=12 * kills + 12, seed=seed, down_s=rng.uniform(1.0, 3.0)
+            Path(tmp), kills=kills, iterations=40 * kills + 12, seed=seed, down_s=rng.uniform(1.0, 3.0)
         )
     return {
         "kills": r.kills,
         "killed_at_iterations": r.killed_at,
+        "recoveries": r.recoveries,
         "failed_saves": r.failed_saves,
         "replayed_requests": r.replayed_requests,
         "exit_status": r.exit_status,

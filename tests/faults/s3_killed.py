@@ -35,6 +35,8 @@ class S3KillResult:
     exit_status: int | None = None
     #: saves that failed while the server was down (each logged, counted, none reported as done)
     failed_saves: int = 0
+    #: restarts after which the run saved a checkpoint again before it ended
+    recoveries: int = 0
     #: the first failure messages, to tell an outage from something else
     failures: list[str] = field(default_factory=list)
     checkpoints_verified: int = 0
@@ -116,6 +118,13 @@ def run_s3_kill_campaign(
             time.sleep(down_s)
             result.replayed_requests += moto.restart()
             proxy.set_mode("up")
+            # the next kill only once the run saved again (it recovered), unless it ends first
+            deadline = time.monotonic() + 120
+            while proc.poll() is None and time.monotonic() < deadline:
+                if _newest_iteration(uri, moto.endpoint) > result.killed_at[-1]:
+                    result.recoveries += 1
+                    break
+                time.sleep(0.2)
         out, err = proc.communicate(timeout=300)
         result.exit_status = proc.returncode
         if "Traceback" in err:
@@ -175,6 +184,17 @@ def _boto_args() -> dict[str, str]:
         "aws_secret_access_key": DUMMY_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
         "region_name": DUMMY_CREDENTIALS["AWS_DEFAULT_REGION"],
     }
+
+
+def _newest_iteration(uri: str, endpoint: str) -> int:
+    """The highest checkpoint number with a manifest in the store (a cheap listing, no verification)."""
+    bucket, _, prefix = uri.removeprefix("s3://").partition("/")
+    client = boto3.session.Session(**_boto_args()).client("s3", endpoint_url=endpoint)
+    pages = client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=f"{prefix}/checkpoint_")
+    keys = [o["Key"] for page in pages for o in page.get("Contents", [])]
+    return max(
+        (int(k.split("/")[-2].split("_")[1]) for k in keys if k.endswith("/manifest.json")), default=-1
+    )
 
 
 def _iterations(results: Path) -> int:
