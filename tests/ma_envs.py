@@ -65,3 +65,47 @@ def by_parity(agent_id: str, episode: Any) -> str:
     """A mapping function: even episodes put agent_0 on `left`, odd ones swap."""
     first = agent_id == "agent_0"
     return "left" if first == (episode.id % 2 == 0) else "right"
+
+
+class TeamButtons(ParallelEnv[str, np.ndarray, Any]):
+    """Two agents each set their own dials (kuberl.envs ButtonsEnv, one per agent, same envConfig: a
+    MultiDiscrete, MultiBinary, Dict or Tuple action space). The env checks every action is in its
+    agent's space. Episodes end after `steps` steps; the best env return is 2 × steps."""
+
+    metadata = {"name": "team_buttons_v0"}
+
+    def __init__(self, config: dict[str, Any] | None = None) -> None:
+        from kuberl.envs import ButtonsEnv
+
+        self.possible_agents = ["agent_0", "agent_1"]
+        self.agents: list[str] = []
+        self.envs = {a: ButtonsEnv(config) for a in self.possible_agents}
+
+    def observation_space(self, agent: str) -> gym.Space[Any]:
+        return self.envs[agent].observation_space
+
+    def action_space(self, agent: str) -> gym.Space[Any]:
+        return self.envs[agent].action_space
+
+    def reset(
+        self, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[dict[str, np.ndarray], dict[str, dict[str, Any]]]:
+        self.agents = list(self.possible_agents)
+        obs = {
+            a: env.reset(seed=None if seed is None else seed + i)[0]
+            for i, (a, env) in enumerate(self.envs.items())
+        }
+        return obs, {a: {} for a in obs}
+
+    def step(self, actions: dict[str, Any]) -> tuple[Any, Any, Any, Any, Any]:
+        out = {a: self.envs[a].step(actions[a]) for a in self.agents}
+        obs = {a: o[0] for a, o in out.items()}
+        rewards = {a: o[1] for a, o in out.items()}
+        terms = {a: False for a in out}
+        truncs = {a: o[3] for a, o in out.items()}
+        self.agents = [a for a in self.agents if not truncs[a]]
+        return obs, rewards, terms, truncs, {a: {} for a in obs}
+
+
+def make_team_buttons(config: dict[str, Any]) -> TeamButtons:
+    return TeamButtons(config)
