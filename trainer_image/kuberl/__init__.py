@@ -12,12 +12,16 @@ __version__ = "0.1.0"
 if TYPE_CHECKING:
     from kuberl.algorithms.base import Algorithm
     from kuberl.build import build_algorithm
+    from kuberl.core.callbacks import CallbackError, DefaultCallbacks, Episode
     from kuberl.external.client import PolicyClient
 
 _LAZY = {
     "Algorithm": ("kuberl.algorithms.base", "Algorithm"),
     "build_algorithm": ("kuberl.build", "build_algorithm"),
     "PolicyClient": ("kuberl.external.client", "PolicyClient"),
+    "DefaultCallbacks": ("kuberl.core.callbacks", "DefaultCallbacks"),
+    "Episode": ("kuberl.core.callbacks", "Episode"),
+    "CallbackError": ("kuberl.core.callbacks", "CallbackError"),
 }
 
 
@@ -30,4 +34,12 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'kuberl' has no attribute {name!r}")
 
 
-__all__ = ["Algorithm", "PolicyClient", "__version__", "build_algorithm"]
+__all__ = [
+    "Algorithm",
+    "CallbackError",
+    "DefaultCallbacks",
+    "Episode",
+    "PolicyClient",
+    "__version__",
+    "build_algorithm",
+]

@@ -370,6 +370,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         errors = (*errors, CheckpointError)
     except ImportError:
         pass
+    from kuberl.core.callbacks import CallbackError, callback_error_of
+
     try:
         rc: int = args.func(args)
         return rc
@@ -379,6 +381,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         _console(stderr=True).print("aborted")
         return EXIT_INTERRUPTED
+    except CallbackError as exc:
+        # A user callback raised, in the driver or in an env-runner actor (Ray's wrapper is a subclass):
+        # its message names the hook and the line; the kuberl and Ray frames below it are noise.
+        failed = callback_error_of(exc) or exc
+        _console(stderr=True).print(f"error: {failed.message}", markup=False, highlight=False, soft_wrap=True)
+        return failed.exit_status
     except (
         TrainingFailedError
     ) as exc:  # a run that cannot end well: its own exit status (docs/reliability.md)

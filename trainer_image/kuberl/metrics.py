@@ -60,6 +60,13 @@ _LEARNER_GAUGES: dict[str, tuple[str, ...]] = {
     "policy_lag": ("policy_lag_mean", "policy_lag"),
 }
 
+# Custom metrics (config.callbacks) exported as kuberl_custom_metric{name, stat}: at most this many names
+# per job, each at most MAX_CUSTOM_NAME characters, so a callback that logs a metric per episode id cannot
+# blow up Prometheus' series count. Later names are left out with one warning (result.json keeps them).
+MAX_CUSTOM_METRICS = 32
+MAX_CUSTOM_NAME = 64
+_CUSTOM_STATS = ("mean", "min", "max")
+
 # Episode statistics: result key -> gauge attribute.
 _EPISODE_KEYS = {
     "episode_return_mean": "episode_return_mean",
@@ -135,6 +142,12 @@ class TrainerMetrics:
             return Counter(name, doc, _BASE_LABELS, registry=r)
 
         self.training_iteration = gauge("kuberl_training_iteration", "Training iterations completed.")
+        self.custom_metric = gauge(
+            "kuberl_custom_metric",
+            "A custom metric the job's callbacks logged: its mean, min or max over the episodes that ended "
+            "in the last iteration.",
+            (*_BASE_LABELS, "name", "stat"),
+        )
         self.training_start = gauge(
             "kuberl_training_start_timestamp_seconds", "UNIX time at which this trainer started training."
         )
@@ -276,6 +289,9 @@ class TrainerMetrics:
             c.labels(**self._labels)
 
         self._last_totals: dict[str, float] = {}
+        self._custom_names: list[str] = []
+        self._custom_refused: set[str] = set()
+        self._custom_values: dict[str, dict[str, float]] = {}
         self._last_iteration: float | None = None
         self._started = False
         self._status: dict[str, Any] = {
@@ -399,6 +415,10 @@ class TrainerMetrics:
                 if isinstance(vs_random, Mapping):
                     self._set(self.selfplay_random_win_rate, vs_random.get("win_rate"), policy=learning)
 
+            custom = result.get("custom_metrics")
+            if isinstance(custom, Mapping):
+                self._update_custom(custom)
+
             if iteration is not None:
                 self._status["iteration"] = int(iteration)
             ts = _num(timesteps)
@@ -408,6 +428,30 @@ class TrainerMetrics:
             if ret is not None:
                 self._status["episodeReturnMean"] = ret
             self._status["updatedAt"] = time.time()
+
+    def _update_custom(self, custom: Mapping[str, Any]) -> None:
+        """kuberl_custom_metric{name, stat} from result["custom_metrics"] (`name_mean`, `_min`, `_max`),
+        for the first MAX_CUSTOM_METRICS names seen; the same values go to /status."""
+        for key, value in custom.items():
+            name, _, stat = str(key).rpartition("_")
+            v = _num(value)
+            if stat not in _CUSTOM_STATS or not name or v is None:
+                continue
+            if name not in self._custom_names:
+                if len(self._custom_names) >= MAX_CUSTOM_METRICS or len(name) > MAX_CUSTOM_NAME:
+                    if name not in self._custom_refused:
+                        self._custom_refused.add(name)
+                        log.warning(
+                            "custom metric %r is not exported to Prometheus or /status: at most %d names of "
+                            "at most %d characters are (result.json and TensorBoard keep every one)",
+                            name[:100],
+                            MAX_CUSTOM_METRICS,
+                            MAX_CUSTOM_NAME,
+                        )
+                    continue
+                self._custom_names.append(name)
+            self.custom_metric.labels(**self._labels, name=name, stat=stat).set(v)
+            self._custom_values.setdefault(name, {})[stat] = v
 
     def _update_learner(self, policy: str, stats: Mapping[str, Any]) -> None:
         for key, value in stats.items():
@@ -484,6 +528,7 @@ class TrainerMetrics:
         """The ``/status`` JSON object (camelCase keys; null where unknown; RFC 3339 UTC timestamps)."""
         with self._lock:
             s = dict(self._status)
+            custom = {name: dict(stats) for name, stats in self._custom_values.items()}
         return {
             "phase": s["phase"],
             "iteration": s["iteration"],
@@ -496,6 +541,7 @@ class TrainerMetrics:
             "job": self.job,
             "namespace": self.namespace,
             "updatedAt": rfc3339(s["updatedAt"]),
+            "customMetrics": custom,
         }
 
     def exposition(self) -> bytes:

@@ -41,6 +41,23 @@ def check_custom_model(job: RLTrainingJob, spaces: tuple[gym.Space[Any], gym.Spa
         ) from None
 
 
+def check_callbacks(job: RLTrainingJob) -> None:
+    """`config.callbacks` imports, subclasses kuberl.DefaultCallbacks and builds with no arguments —
+    what every runner does later, where a failure would cost a Ray actor's start."""
+    path = getattr(job.spec.config, "callbacks", None)
+    if not path:
+        return
+    from kuberl.core.callbacks import load_callbacks
+    from kuberl.core.env_factory import EnvError
+
+    try:
+        load_callbacks(path)
+    except (EnvError, TypeError) as exc:
+        raise SpecError([("spec.config.callbacks", str(exc))]) from None
+    except Exception as exc:
+        raise SpecError([("spec.config.callbacks", f"{path}() failed: {exc!r}")]) from None
+
+
 def check_devices(job: RLTrainingJob) -> None:
     """GPUs asked for must exist where the learner runs. Without RAY_ADDRESS the learner runs on this
     machine; on a Ray cluster the GPU nodes are the cluster's business (Ray schedules onto them)."""

@@ -5,7 +5,8 @@ A run directory (default ``./runs/<name>/``) holds::
     params.json   the run's configuration (pretty JSON)
     result.json   one line per training iteration, flushed as written; NaN and infinities become null
     events.out.tfevents.*   TensorBoard scalars: every numeric leaf, nested keys joined by "/",
-                            step = timesteps_total
+                            step = timesteps_total; each hist_stats list as a histogram
+                            (hist_stats/<name>)
 
 tensorboardX is imported lazily, so ``import kuberl.results`` stays light (no torch, no ray).
 """
@@ -77,6 +78,10 @@ class TrainResult(TypedDict, total=False):
     # Multi-agent: per-policy agent-episode statistics, and self-play rates.
     policies: dict[str, dict[str, Any]]
     self_play: dict[str, Any]
+    # config.callbacks: name_mean/_min/_max of each custom metric over the episodes that ended this
+    # iteration; hist_stats: those episodes' returns and lengths, and the callbacks' hist_data lists.
+    custom_metrics: dict[str, float]
+    hist_stats: dict[str, list[float]]
 
 
 def to_jsonable(value: Any) -> Any:
@@ -214,6 +219,14 @@ class ResultLogger:
                 step = None
             for tag, v in flatten_numeric(result):
                 self._writer.add_scalar(tag, v, global_step=step)
+            hists = result.get("hist_stats")
+            if isinstance(hists, Mapping):
+                import numpy as np
+
+                for name, values in hists.items():
+                    finite = [float(x) for x in values if isinstance(x, int | float) and math.isfinite(x)]
+                    if finite:  # tensorboardX refuses an empty histogram
+                        self._writer.add_histogram(f"hist_stats/{name}", np.asarray(finite), global_step=step)
 
     def rewind(self, *, iteration: int, step: int) -> int:
         """A resumed run continues from a checkpoint at `iteration` (`step` env steps): drop the results

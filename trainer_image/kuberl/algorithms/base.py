@@ -26,6 +26,7 @@ import torch
 
 from kuberl.checkpoint.errors import CheckpointMismatchError
 from kuberl.core.action_spaces import action_space_problem, is_structured, to_env, to_env_single
+from kuberl.core.callbacks import EpisodeMetrics, Hooks, hist_stats, summarize
 from kuberl.core.env_factory import make_vector_env, seeds_for
 from kuberl.core.env_runner import Rollout, RunnerConfig
 from kuberl.core.models import action_distribution, flatten_obs, load_numpy_weights
@@ -47,6 +48,9 @@ log = logging.getLogger(__name__)
 STATE_FILE = "algorithm_state.pt"
 SPEC_FILE = "job.json"
 EPISODE_WINDOW = 100  # episodes in episode_return_mean, as RLlib's metrics window and SB3's ep_info_buffer
+# hist_stats lists hold at most this many of the iteration's episodes (the last ones to end), so a
+# result.json line stays small when episodes are very short.
+HIST_STATS_MAX = 1000
 
 
 def seed_all(seed: int | None) -> np.random.Generator:
@@ -125,6 +129,15 @@ class Algorithm:
         self.config: AlgorithmConfigBase = job.spec.config
         self.run_dir = Path(run_dir or self.spec.run_dir or Path("runs") / job.metadata.name)
         self.np_rng = seed_all(self.spec.seed)
+        # The user's callbacks (config.callbacks), driver side; the runners build their own.
+        self.hooks = Hooks(self.config.callbacks)
+        self.reset_iteration_episodes()
+
+    def reset_iteration_episodes(self) -> None:
+        """The episodes that end during the next iteration: hist_stats and custom_metrics cover these."""
+        self.iter_returns: list[float] = []
+        self.iter_lengths: list[int] = []
+        self.iter_metrics = EpisodeMetrics()
 
     def reset_progress(self) -> None:
         """Counters and episode windows of a run that has not trained yet (restored from checkpoints)."""
@@ -165,6 +178,7 @@ class Algorithm:
             model=self.config.model,
             seed=seed,
             use_filter=self.config.observation_filter == "MeanStdFilter",
+            callbacks=self.config.callbacks,
             # spec.output records s' for every transition, whatever the algorithm needs itself.
             **{**self.runner_overrides(), **({"store_next_obs": True} if self.spec.output else {})},
         )
@@ -184,6 +198,7 @@ class Algorithm:
             self.learner = parts.learner_group(self.learner)
         self.writer: Writer | None = parts.writer(self) if parts.writer is not None else None
         self.sync_weights()
+        self.hooks("on_algorithm_init", algorithm=self)
 
     # -- to implement ------------------------------------------------------------------------------
     def rollout_length(self) -> int:
@@ -253,6 +268,8 @@ class Algorithm:
         """Episode, step and observation-filter bookkeeping for experience that arrived from a runner."""
         if self.writer is not None:
             self.writer.add(r)
+        if r.episode_metrics is not None:
+            self.iter_metrics.extend(r.episode_metrics)
         self.record_experience(
             episode_returns=r.episode_returns,
             episode_lengths=r.episode_lengths,
@@ -272,6 +289,8 @@ class Algorithm:
     ) -> None:
         self.returns.extend(episode_returns)
         self.lengths.extend(episode_lengths)
+        self.iter_returns.extend(episode_returns)
+        self.iter_lengths.extend(episode_lengths)
         self.episodes_total += len(episode_returns)
         self.env_restarts += env_restarts
         self.timesteps += env_steps
@@ -282,7 +301,11 @@ class Algorithm:
         """Run one training iteration and return its result dict."""
         start = time.perf_counter()
         steps_before, episodes_before = self.timesteps, self.episodes_total
+        self.reset_iteration_episodes()
         outcome = self.training_step()
+        self.hooks(
+            "on_learn_on_batch", algorithm=self, samples=outcome.rollouts, result=outcome.learner_stats
+        )
         self.weights_version += 1
         self.timesteps_trained += outcome.env_steps_trained
         self.iteration += 1
@@ -294,7 +317,17 @@ class Algorithm:
         result.update(self.runners.report())  # e.g. the policy server's counters (docs/external.md)
         if self.spec.evaluation.interval and self.iteration % self.spec.evaluation.interval == 0:
             result["evaluation"] = self.evaluate()
+        self.add_episode_metrics(result)
+        self.hooks("on_train_result", algorithm=self, result=result)
         return result
+
+    def add_episode_metrics(self, result: TrainResult) -> None:
+        """custom_metrics (name_mean/_min/_max over this iteration's ended episodes) and hist_stats."""
+        result["custom_metrics"] = summarize(self.iter_metrics.custom_metrics)
+        result["hist_stats"] = {
+            k: v[-HIST_STATS_MAX:]
+            for k, v in hist_stats(self.iter_returns, self.iter_lengths, self.iter_metrics.hist_data).items()
+        }
 
     def _result(self, outcome: StepOutcome, elapsed: float, sampled: int, episodes: int) -> TrainResult:
         returns = list(self.returns)
@@ -497,6 +530,7 @@ class Algorithm:
         self.sync_weights()
 
     def checkpoint_files(self) -> dict[str, bytes]:
+        self.hooks("on_save", algorithm=self, checkpoint_name=self.checkpoint_name())
         state = dumps_state(self.get_state())
         # Only the fields the user set: defaults may change between versions, and a checkpoint must
         # stay loadable when they do.
@@ -512,6 +546,7 @@ class Algorithm:
         except (KeyError, IndexError, TypeError, ValueError, RuntimeError) as exc:
             # Another algorithm's or network shape's state, or a hand-made file: say so, no traceback.
             raise CheckpointMismatchError(f"{where}: cannot restore it into this job: {exc}") from None
+        self.hooks("on_checkpoint_loaded", algorithm=self)
 
     def default_checkpoint_uri(self) -> str:
         return self.spec.checkpoint.uri or str(self.run_dir / "checkpoints")

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from kuberl.core.action_spaces import is_structured, to_env
+from kuberl.core.callbacks import Episode, EpisodeMetrics, Hooks
 from kuberl.core.env_factory import make_vector_env, seeds_for, sub_env_restarts
 from kuberl.core.models import flatten_obs, load_numpy_weights
 from kuberl.core.normalizer import RunningStats
@@ -45,6 +46,8 @@ class RunnerConfig:
     policy_options: dict[str, Any] = field(default_factory=dict)
     # Off-policy learners need s' per transition (the final observation where an episode ended).
     store_next_obs: bool = False
+    # `module:Class` of the user's DefaultCallbacks subclass (config.callbacks), built in the runner.
+    callbacks: str | None = None
 
 
 @dataclass
@@ -55,6 +58,8 @@ class Rollout:
     filter_delta: RunningStats | None = None
     env_restarts: int = 0
     worker_index: int = 0
+    # Custom metrics and hist_data of the episodes that ended in this rollout (with config.callbacks).
+    episode_metrics: EpisodeMetrics | None = None
 
 
 class EnvRunner:
@@ -86,6 +91,40 @@ class EnvRunner:
         self._obs = obs
         self._ep_return = np.zeros(config.num_envs, dtype=np.float64)
         self._ep_len = np.zeros(config.num_envs, dtype=np.int64)
+        self.hooks = Hooks(config.callbacks)
+        self._episodes: list[Episode] = []
+        self._episode_counter = 0
+        if self.hooks.active:
+            for i in range(config.num_envs):
+                self._start_episode(i)
+
+    def _start_episode(self, i: int, info: Any = None) -> None:
+        """A new Episode for sub-env `i`, announced to the callbacks."""
+        self._episode_counter += 1
+        ep = Episode(env_index=i, worker_index=self.config.worker_index, id=self._episode_counter)
+        ep.last_info = info
+        if i < len(self._episodes):
+            self._episodes[i] = ep
+        else:
+            self._episodes.append(ep)
+        self.hooks("on_episode_start", episode=ep, env_runner=self, env_index=i)
+
+    def _step_episodes(
+        self, reward: np.ndarray, done: np.ndarray, info: dict[str, Any], rollout: Rollout
+    ) -> None:
+        """Callback bookkeeping of one vector step: step and end hooks, the next episodes' start."""
+        assert rollout.episode_metrics is not None
+        for i, ep in enumerate(self._episodes):
+            ep.length += 1
+            ep.last_reward = float(reward[i])
+            ep.total_reward += ep.last_reward
+            ep.last_info = _sub_info(info, i)
+            self.hooks("on_episode_step", episode=ep, env_runner=self, env_index=i)
+        for j in np.flatnonzero(done):
+            ended = self._episodes[int(j)]
+            self.hooks("on_episode_end", episode=ended, env_runner=self, env_index=int(j))
+            rollout.episode_metrics.add(ended)
+            self._start_episode(int(j))
 
     # -- state -----------------------------------------------------------------------------------
     def spaces(self) -> tuple[gym.Space[Any], gym.Space[Any]]:
@@ -126,6 +165,8 @@ class EnvRunner:
         # Recurrent policies: the LSTM state each pending_final bootstrap continues from.
         pending_states: list[RecurrentState] = []
         rollout = Rollout(batch=SampleBatch(), worker_index=self.config.worker_index)
+        if self.hooks.active:
+            rollout.episode_metrics = EpisodeMetrics()
         restarts_before = sub_env_restarts(self.env)
         low = high = None
         if self.continuous:
@@ -160,6 +201,8 @@ class EnvRunner:
             if next_obs_buf is not None:
                 next_obs_buf[t] = obs
             done = np.logical_or(terminated, truncated)
+            if self.hooks.active:
+                self._step_episodes(reward, done, info, rollout)
             if self.recurrent:
                 with torch.inference_mode():
                     kept = self.policy.after_step(  # type: ignore[attr-defined]
@@ -200,6 +243,7 @@ class EnvRunner:
         if raw_buf is not None:
             rollout.filter_delta = RunningStats.from_batch(raw_buf)
         rollout.env_restarts = sub_env_restarts(self.env) - restarts_before
+        self.hooks("on_sample_end", env_runner=self, samples=rollout)
         return rollout
 
     def _next_values(
@@ -233,3 +277,19 @@ class EnvRunner:
 
     def close(self) -> None:
         self.env.close()
+
+
+def _sub_info(info: dict[str, Any], i: int) -> dict[str, Any]:
+    """Sub-env `i`'s entries of a vector env's info dict (Gymnasium stacks them with `_key` masks)."""
+    out: dict[str, Any] = {}
+    for key, value in info.items():
+        if key.startswith("_") or key in ("final_obs", "final_info"):
+            continue
+        mask = info.get(f"_{key}")
+        if mask is not None and not mask[i]:
+            continue
+        try:
+            out[key] = value[i]
+        except (TypeError, IndexError, KeyError):
+            out[key] = value
+    return out

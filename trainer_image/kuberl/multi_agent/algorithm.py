@@ -147,6 +147,7 @@ class MultiAgentAlgorithm(Algorithm):
             self_play=seats,
             seed=seed,
             record=self.agent_writer is not None,
+            callbacks=self.config.callbacks,
         )
         self.group = MultiAgentRunnerGroup(
             self.ma_config, num_runners=res.env_runners, cpus_per_runner=res.cpus_per_runner
@@ -167,6 +168,7 @@ class MultiAgentAlgorithm(Algorithm):
         self.policy_steps: dict[str, int] = dict.fromkeys(ma.policies, 0)
         self.outcomes: deque[int] = deque(maxlen=OUTCOME_WINDOW)
         self.games_total = 0
+        self.hooks("on_algorithm_init", algorithm=self)
 
     def _build_sub(self, pid: str, index: int, feed: FeedRunnerGroup) -> Algorithm:
         """The single-agent algorithm of one policy, with runners that are the hub's feed."""
@@ -191,7 +193,8 @@ class MultiAgentAlgorithm(Algorithm):
                 "multi_agent": None,
                 "output": None,  # recorded per agent by the multi-agent writer, not per policy
                 "evaluation": EvaluationSpec(),
-                "config": config,
+                # The user's callbacks run once, in this multi-agent algorithm, not in each policy's.
+                "config": config.model_copy(update={"callbacks": None}),
                 # Distinct initial weights and sampling streams per policy.
                 "seed": None if spec.seed is None else spec.seed + index,
             }
@@ -243,7 +246,19 @@ class MultiAgentAlgorithm(Algorithm):
     def train(self) -> TrainResult:
         start = time.perf_counter()
         results = {pid: self.subs[pid].train() for pid in self.trained}
+        for pid, r in results.items():
+            self.hooks(
+                "on_learn_on_batch",
+                algorithm=self,
+                policy_id=pid,
+                samples=[],
+                result=r["learner"]["default_policy"],
+            )
         stats = self.hub.drain()
+        self.reset_iteration_episodes()
+        self.iter_returns = list(stats.episode_returns)
+        self.iter_lengths = list(stats.episode_lengths)
+        self.iter_metrics = stats.episode_metrics
         self.iteration += 1
         self.timesteps += stats.env_steps
         self.returns.extend(stats.episode_returns)
@@ -285,6 +300,8 @@ class MultiAgentAlgorithm(Algorithm):
             result["self_play"] = self_play
         if self.spec.evaluation.interval and self.iteration % self.spec.evaluation.interval == 0:
             result["evaluation"] = self.evaluate()
+        self.add_episode_metrics(result)
+        self.hooks("on_train_result", algorithm=self, result=result)
         return result
 
     def _ma_result(

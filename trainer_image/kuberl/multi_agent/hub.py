@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import gymnasium as gym
 import numpy as np
 
+from kuberl.core.callbacks import EpisodeMetrics
 from kuberl.core.env_runner import Rollout, RunnerConfig
 from kuberl.core.multi_agent.group import MultiAgentRunnerGroup
 from kuberl.core.multi_agent.runner import AgentEpisode, MultiAgentSample
@@ -42,6 +43,7 @@ class HubStats:
     policy_episodes: dict[str, list[tuple[float, int]]] = field(default_factory=lambda: defaultdict(list))
     agent_steps: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     outcomes: list[int] = field(default_factory=list)
+    episode_metrics: EpisodeMetrics = field(default_factory=EpisodeMetrics)
 
 
 def merge_rollouts(rollouts: list[Rollout]) -> Rollout:
@@ -129,6 +131,8 @@ class ExperienceHub:
         self.stats.episode_returns += s.episode_returns
         self.stats.episode_lengths += s.episode_lengths
         self.stats.outcomes += s.outcomes
+        if s.episode_metrics is not None:
+            self.stats.episode_metrics.extend(s.episode_metrics)
         for p, eps in s.policy_episodes.items():
             self.stats.policy_episodes[p] += eps
 

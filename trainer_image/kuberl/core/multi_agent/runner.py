@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from kuberl.core.action_spaces import to_env_single
+from kuberl.core.callbacks import Episode, EpisodeMetrics, Hooks
 from kuberl.core.env_factory import seeds_for
 from kuberl.core.env_runner import Rollout
 from kuberl.core.models import flatten_obs, load_numpy_weights
@@ -75,6 +76,7 @@ class MultiAgentRunnerConfig:
     seed: int | None = None
     worker_index: int = 0
     record: bool = False  # return whole agent episodes (spec.output)
+    callbacks: str | None = None  # config.callbacks, built in the runner
 
 
 @dataclass
@@ -111,6 +113,8 @@ class MultiAgentSample:
     agent_steps: dict[str, int] = field(default_factory=dict)
     worker_index: int = 0
     agent_episodes: list[AgentEpisode] = field(default_factory=list)  # with config.record
+    # With config.callbacks: what the episodes that ended logged.
+    episode_metrics: EpisodeMetrics | None = None
 
 
 @dataclass
@@ -140,6 +144,8 @@ class _Episode:
     # With config.record: every completed step per agent, copied when completed (the cut at the end of
     # a sample later marks a fragment's last step truncated, which a recording must not see).
     recorded: dict[str, list[_Step]] = field(default_factory=dict)
+    # With config.callbacks: what the hooks see of this episode.
+    cb: Episode | None = None
 
 
 def stack_raw(space: gym.Space[Any], items: list[Any]) -> Any:
@@ -157,6 +163,7 @@ class MultiAgentEnvRunner:
     def __init__(self, config: MultiAgentRunnerConfig) -> None:
         torch.set_num_threads(1)
         self.config = config
+        self.hooks = Hooks(config.callbacks)
         self.envs: list[AgentEnv] = [
             make_agent_env(config.env, config.env_config) for _ in range(config.num_envs)
         ]
@@ -238,6 +245,11 @@ class MultiAgentEnvRunner:
                 ep.opponent = RANDOM
             elif sp.use_pool and self.pool and self.rng.random() >= sp.latest_probability:
                 ep.opponent = int(self.rng.integers(len(self.pool)))
+        if self.hooks.active:
+            # policy_of is shared: the hooks see each agent's policy as soon as the mapping picks it.
+            ep.cb = Episode(env_index=env_index, worker_index=self.config.worker_index, id=ep.id)
+            ep.cb.policy_of = ep.policy_of
+            self.hooks("on_episode_start", episode=ep.cb, env_runner=self, env_index=env_index)
         return ep
 
     def _policy_of(self, env_index: int, ep: _Episode, agent: str) -> str:
@@ -262,6 +274,8 @@ class MultiAgentEnvRunner:
     def sample(self, num_steps: int, *, explore: bool = True) -> MultiAgentSample:
         """Step every env copy `num_steps` times; return the experience completed meanwhile."""
         out = MultiAgentSample(rollouts={}, env_steps=0, worker_index=self.config.worker_index)
+        if self.hooks.active:
+            out.episode_metrics = EpisodeMetrics()
         episodes: dict[str, list[tuple[float, int]]] = defaultdict(list)
         for _ in range(num_steps):
             actions = self._act(explore)
@@ -288,6 +302,7 @@ class MultiAgentEnvRunner:
                 rollout.episode_lengths = [n for _, n in episodes.get(pid, [])]
                 out.rollouts[pid] = rollout
         self._finished = defaultdict(list)
+        self.hooks("on_sample_end", env_runner=self, samples=out)
         return out
 
     def _act(self, explore: bool) -> list[dict[str, Any]]:
@@ -352,6 +367,15 @@ class MultiAgentEnvRunner:
             else:
                 step.next_obs = ep.flat[agent] = self._flat(pid, res.obs[agent])
             self._complete(ep, agent, step)
+        if ep.cb is not None:
+            cb = ep.cb
+            cb.length = ep.length
+            cb.last_reward = float(sum(res.rewards.values()))
+            cb.total_reward = ep.ret
+            for agent, r in res.rewards.items():
+                key = (agent, ep.policy_of.get(agent, ""))
+                cb.agent_rewards[key] = cb.agent_rewards.get(key, 0.0) + float(r)
+            self.hooks("on_episode_step", episode=cb, env_runner=self, env_index=i)
         for agent in res.terminated | res.truncated:
             self._end_agent(ep, agent, episodes)
         if res.done:
@@ -414,6 +438,9 @@ class MultiAgentEnvRunner:
             self._end_agent(ep, agent, episodes)
         out.episode_returns.append(float(ep.ret))
         out.episode_lengths.append(int(ep.length))
+        if ep.cb is not None and out.episode_metrics is not None:
+            self.hooks("on_episode_end", episode=ep.cb, env_runner=self, env_index=i)
+            out.episode_metrics.add(ep.cb)
         out.episode_ids.append(ep.id)
         if ep.seat is not None:
             mine = ep.agent_return.get(ep.seat, 0.0)

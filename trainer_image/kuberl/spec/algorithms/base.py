@@ -132,6 +132,14 @@ class AlgorithmConfigBase(WireModel):
         description="MeanStdFilter normalizes observations with running statistics shared by all runners.",
     )
     model: ModelConfig = Field(default_factory=ModelConfig, description="Policy and value networks.")
+    callbacks: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$",
+        description=(
+            "`module:Class` of a kuberl.DefaultCallbacks subclass, built inside every env runner and in the "
+            "driver; its hooks and custom metrics are described in docs/callbacks.md."
+        ),
+    )
 
     # The features this algorithm supports (kuberl.spec.capabilities): every algorithm config sets its own.
     capabilities: ClassVar[Capabilities]
