@@ -46,20 +46,31 @@ def test_round_trips_through_grafana_foundation_sdk(path: Path) -> None:
 
 def test_training_dashboard_covers_the_job() -> None:
     dash = load_dashboard(next(p for p in DASHBOARDS if p.stem == "training"))
-    assert [v["name"] for v in dash["templating"]["list"]] == ["datasource", "namespace", "job"]
+    names = [v["name"] for v in dash["templating"]["list"]]
+    assert names == ["datasource", "namespace", "job", "custom_metric"]
     exprs = " ".join(q.expr for q in panel_queries() if q.where.startswith(dash["title"]))
     for metric in ("kuberl_episode_return_mean", "kuberl_episode_length_mean", "kuberl_env_steps_total",
                    "kuberl_env_steps_trained_total", "kuberl_learner_loss", "kuberl_learner_entropy",
                    "kuberl_learner_kl", "kuberl_learner_learning_rate",
                    "kuberl_checkpoint_last_success_timestamp",
                    "kuberl_checkpoint_duration_seconds_bucket", "kuberl_env_runner_restarts_total",
-                   "ray_node_gpus_utilization"):  # fmt: skip
+                   "ray_node_gpus_utilization", "kuberl_custom_metric"):  # fmt: skip
         assert metric in exprs, metric
     for q in panel_queries():
         if q.where.startswith(dash["title"]) and "kuberl_" in q.expr and "ray_" not in q.expr:
             assert 'namespace="$namespace", job="$job"' in q.expr, q.where
         elif q.where.startswith(dash["title"]):  # Ray's series: the job is the pod's label, relabelled
             assert 'namespace="$namespace", kuberl_job="$job"' in q.expr, q.where
+
+
+def test_custom_metrics_get_one_panel_each() -> None:
+    """config.callbacks' custom metrics: a panel repeated per name of the job's kuberl_custom_metric."""
+    dash = load_dashboard(next(p for p in DASHBOARDS if p.stem == "training"))
+    [var] = [v for v in dash["templating"]["list"] if v["name"] == "custom_metric"]
+    assert var["query"]["query"].startswith("label_values(kuberl_custom_metric{")
+    assert var["includeAll"]
+    [panel] = [p for p in dash["panels"] if p.get("repeat") == "custom_metric"]
+    assert 'name=~"$custom_metric"' in panel["targets"][0]["expr"]
 
 
 def test_operator_dashboard_covers_the_operator() -> None:

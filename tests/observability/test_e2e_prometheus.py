@@ -7,6 +7,7 @@ synthetic reconciles (running the whole operator needs a Kubernetes API; tests/e
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -79,12 +80,20 @@ def start_trainer(port: int, run_dir: Path, log: Path) -> subprocess.Popen[bytes
         "checkpoint.keep": 2,
         "evaluation.interval": 5,
         "evaluation.episodes": 2,
+        # The documented example callbacks: the custom-metric panel needs kuberl_custom_metric series.
+        "config.callbacks": "examples.callbacks:CartPoleMetrics",
     }
     args = [tool("kuberl"), "run", str(REPO_ROOT / "examples" / "ppo-job.yaml"), "--no-progress",
             "--run-dir", str(run_dir)]  # fmt: skip
     for key, value in sets.items():
         args += ["--set", f"{key}={value}"]
-    return subprocess.Popen(args, stdout=log.open("wb"), stderr=subprocess.STDOUT, cwd=run_dir.parent)
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, (str(REPO_ROOT), os.environ.get("PYTHONPATH")))),
+    }
+    return subprocess.Popen(
+        args, stdout=log.open("wb"), stderr=subprocess.STDOUT, cwd=run_dir.parent, env=env
+    )
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
