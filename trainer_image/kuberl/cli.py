@@ -4,6 +4,7 @@
   kuberl train --algo PPO --env CartPole-v1   quick start without a YAML file
   kuberl evaluate CHECKPOINT [--episodes N] [--video DIR]
   kuberl record CHECKPOINT --output URI --steps N   a trained policy's experience as offline data
+  kuberl export CHECKPOINT --out FILE          the greedy policy as TorchScript (no kuberl, no Ray)
   kuberl plot RUN_DIR                          learning-curve PNG
   kuberl render JOB.yaml                       what the operator would create (dry run)
   kuberl crd                                   the CustomResourceDefinition
@@ -238,6 +239,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from kuberl.export import export_checkpoint
+
+    info = export_checkpoint(args.checkpoint, fmt=args.format, out=Path(args.out), policy_id=args.policy)
+    _console().print_json(json.dumps(info))
+    return 0
+
+
 def cmd_record(args: argparse.Namespace) -> int:
     from kuberl.record import record_checkpoint
 
@@ -339,6 +348,13 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--envs", type=int, default=4, help="sub-environments sampled in parallel")
     rec.add_argument("--seed", type=int, help="seed of the recording envs (default: the job's)")
     rec.set_defaults(func=cmd_record)
+
+    ex = sub.add_parser("export", help="a checkpoint's greedy policy as a file that runs without kuberl")
+    ex.add_argument("checkpoint", help="checkpoint URI: a checkpoint directory, a store root, or s3://…")
+    ex.add_argument("--format", default="torchscript", help="torchscript (docs/export.md)")
+    ex.add_argument("--out", required=True, help="the file to write, e.g. policy.pt")
+    ex.add_argument("--policy", help="multi-agent: the policy id (default: the learning policy)")
+    ex.set_defaults(func=cmd_export)
 
     pl = sub.add_parser("plot", help="learning-curve PNG of a run")
     pl.add_argument("run_dir")

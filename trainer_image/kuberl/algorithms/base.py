@@ -105,6 +105,45 @@ class Parts:
     ray_cpus: float | None = None
 
 
+DEFAULT_POLICY = "default_policy"
+
+
+class Policy:
+    """One policy of an algorithm, as RLlib's `algo.get_policy()` gives it: its network (`model`), its
+    weights, and inference. A view: it acts with, and writes weights into, the algorithm it came from."""
+
+    def __init__(self, algorithm: Algorithm, policy_id: str = DEFAULT_POLICY) -> None:
+        self.algorithm = algorithm
+        self.policy_id = policy_id
+        self.observation_space = algorithm.obs_space
+        self.action_space = algorithm.action_space
+
+    @property
+    def model(self) -> torch.nn.Module:
+        return self.algorithm.policy_module()
+
+    def get_weights(self) -> dict[str, np.ndarray]:
+        return self.algorithm.get_weights()
+
+    def set_weights(self, weights: Mapping[str, np.ndarray]) -> None:
+        self.algorithm.set_weights(weights)
+
+    def compute_actions(self, obs: Any, *, explore: bool = False) -> np.ndarray:
+        return self.algorithm.compute_actions(obs, explore=explore)
+
+    def compute_single_action(
+        self, obs: Any, state: RecurrentState | None = None, *, explore: bool = False
+    ) -> tuple[Any, RecurrentState | None, dict[str, Any]]:
+        """(action, next state, extras) for one observation, as RLlib's Policy.compute_single_action.
+        A recurrent policy starts from `state=None` and takes back the state it returned."""
+        if is_recurrent(self.model):
+            state = state if state is not None else self.algorithm.initial_state(1)
+            assert state is not None
+            action, next_state = self.algorithm.compute_actions_with_state(obs, state, explore=explore)
+            return action, next_state, {}
+        return self.algorithm.compute_actions(obs, explore=explore), None, {}
+
+
 @dataclass
 class StepOutcome:
     """What a training step reports back to the base class."""
@@ -355,6 +394,33 @@ class Algorithm:
                 "env_restarts_total": self.env_restarts,
             },
         }
+
+    # -- the policy API ----------------------------------------------------------------------------
+    def get_policy(self, policy_id: str = DEFAULT_POLICY) -> Policy:
+        """The policy `policy_id` (a single-agent algorithm has one: "default_policy")."""
+        if policy_id != DEFAULT_POLICY:
+            raise KeyError(f"{policy_id!r}: a single-agent algorithm has one policy, {DEFAULT_POLICY!r}")
+        return Policy(self, policy_id)
+
+    def set_weights(self, weights: Mapping[str, np.ndarray]) -> None:
+        """Load `weights` (as get_weights() returns them) into the policy network and send them to the
+        runners. Target networks (DQN, SAC, …) catch up at their next scheduled update."""
+        load_numpy_weights(self.policy_module(), dict(weights))
+        self.sync_weights()
+
+    def compute_single_action(
+        self,
+        obs: Any,
+        state: RecurrentState | None = None,
+        *,
+        explore: bool = False,
+        policy_id: str = DEFAULT_POLICY,
+    ) -> Any:
+        """RLlib's shape: the action for one observation; with a recurrent policy (or a `state`
+        given) the tuple (action, next state, {})."""
+        policy = self.get_policy(policy_id)
+        action, next_state, extras = policy.compute_single_action(obs, state, explore=explore)
+        return (action, next_state, extras) if next_state is not None else action
 
     # -- inference ---------------------------------------------------------------------------------
     def inference_policy_factory(self) -> PolicyFactory:

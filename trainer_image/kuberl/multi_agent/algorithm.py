@@ -20,7 +20,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from kuberl.algorithms.base import EPISODE_WINDOW, Algorithm, Parts, StepOutcome, rng_state, set_rng_state
+from kuberl.algorithms.base import (
+    DEFAULT_POLICY,
+    EPISODE_WINDOW,
+    Algorithm,
+    Parts,
+    Policy,
+    StepOutcome,
+    rng_state,
+    set_rng_state,
+)
 from kuberl.algorithms.registry import algorithm_class
 from kuberl.core.multi_agent.env import probe_spaces
 from kuberl.core.multi_agent.group import MultiAgentRunnerGroup
@@ -353,6 +362,22 @@ class MultiAgentAlgorithm(Algorithm):
 
     def policy_module(self) -> torch.nn.Module:
         return self.subs[self.default_policy()].policy_module()
+
+    def get_policy(self, policy_id: str = DEFAULT_POLICY) -> Policy:
+        """Policy `policy_id` (trained or frozen); "default_policy", when no policy has that name, is
+        the learning one. Its get_weights()/set_weights() are that policy's alone."""
+        pid = (
+            self.default_policy() if policy_id == DEFAULT_POLICY and policy_id not in self.subs else policy_id
+        )
+        if pid not in self.subs:
+            raise KeyError(
+                f"{policy_id!r}: no such network policy (policies with weights: {', '.join(self.subs)})"
+            )
+        return Policy(self.subs[pid], pid)
+
+    def set_weights(self, weights: Mapping[str, np.ndarray]) -> None:
+        """The learning policy's weights; per policy: get_policy(policy_id).set_weights(weights)."""
+        self.get_policy().set_weights(weights)
 
     def get_weights(self) -> dict[str, np.ndarray]:
         return self.subs[self.default_policy()].get_weights()

@@ -1,0 +1,150 @@
+"""`kuberl export` (docs/export.md) and the policy API: the exported TorchScript file, loaded with
+`torch.jit.load` in a process that never imports kuberl or Ray, gives the same greedy actions as
+`Algorithm.compute_actions` on 1,000 observations, for an MLP, a CNN and an LSTM policy (state in,
+state out); get_policy / get_weights / set_weights / compute_single_action behave as RLlib's."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from kuberl import build_algorithm
+from kuberl.core.models import flatten_obs
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.integration
+
+# Loads the file with nothing but torch and numpy, and proves kuberl and Ray stayed out of the process.
+STANDALONE = """
+import sys, numpy as np, torch
+policy = torch.jit.load(sys.argv[1])
+obs = torch.from_numpy(np.load(sys.argv[2]))
+if len(sys.argv) > 4:  # recurrent: steps of a batch, the state carried from step to step
+    h = c = torch.zeros(obs.shape[1], int(sys.argv[4]))
+    actions = []
+    for t in range(obs.shape[0]):
+        a, h, c = policy(obs[t], h, c)
+        actions.append(a)
+    out = torch.stack(actions)
+else:
+    out = policy(obs)
+np.save(sys.argv[3], out.numpy())
+assert not any(m.split(".")[0] in ("kuberl", "ray") for m in sys.modules), "imported kuberl or Ray"
+"""
+
+JOBS: dict[str, tuple[str, dict[str, Any]]] = {
+    "mlp": ("ppo-job.yaml", {}),
+    "cnn": (
+        "ppo-job.yaml",
+        {
+            "env": "tests.envs:make_bright_side",
+            "envConfig": {},
+            "config": {"model": {"conv_filters": [[4, 3, 2]]}},
+        },
+    ),
+    "lstm": ("ppo-lstm-recall.yaml", {}),
+}
+
+
+def trained_checkpoint(kind: str, tmp_path: Path, *, seed: int = 0) -> tuple[Any, str]:
+    """One small training iteration of the kind's job (in the driver), and its checkpoint."""
+    example, changes = JOBS[kind]
+    doc = yaml.safe_load((ROOT / "examples" / example).read_text())
+    spec = doc["spec"]
+    spec.update({k: v for k, v in changes.items() if k != "config"})
+    spec["config"].update(changes.get("config", {}))
+    spec["config"].update({"train_batch_size": 256, "minibatch_size": 128, "num_epochs": 1})
+    spec.update(
+        {"runDir": str(tmp_path / "run"), "seed": seed, "resources": {"envRunners": 0, "envsPerRunner": 4}}
+    )
+    algo = build_algorithm(doc)
+    algo.train()
+    return algo, algo.save(str(tmp_path / "ckpt"))
+
+
+def kuberl(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    path = os.pathsep.join((str(ROOT / "trainer_image"), str(ROOT / "operator"), str(ROOT)))
+    return subprocess.run(
+        [sys.executable, "-m", "kuberl.cli", *args], cwd=cwd, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "PYTHONPATH": path},
+    )  # fmt: skip
+
+
+def standalone(model: Path, obs: np.ndarray, tmp_path: Path, *extra: str) -> np.ndarray:
+    np.save(tmp_path / "obs.npy", obs)
+    res = subprocess.run(
+        [sys.executable, "-c", STANDALONE, str(model), str(tmp_path / "obs.npy"), str(tmp_path / "out.npy"), *extra],
+        capture_output=True, text=True, timeout=120, cwd=tmp_path, env={**os.environ, "PYTHONPATH": ""},
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    return np.load(tmp_path / "out.npy")
+
+
+@pytest.mark.parametrize("kind", ["mlp", "cnn", "lstm"])
+def test_exported_policy_acts_like_compute_actions(kind: str, tmp_path: Path) -> None:
+    algo, uri = trained_checkpoint(kind, tmp_path)
+    try:
+        res = kuberl("export", uri, "--format", "torchscript", "--out", "policy.pt", cwd=tmp_path)
+        assert res.returncode == 0, res.stderr
+        info = json.loads(res.stdout)
+        assert info["file"] == "policy.pt"
+        algo.obs_space.seed(0)
+        if kind == "lstm":
+            steps, batch = 10, 100  # 1,000 observations, the LSTM state carried through 10 steps
+            raw = np.stack([np.stack([algo.obs_space.sample() for _ in range(batch)]) for _ in range(steps)])
+            state = algo.initial_state(batch)
+            expected = []
+            for t in range(steps):
+                a, state = algo.compute_actions_with_state(raw[t], state)
+                expected.append(a)
+            flat = np.stack([flatten_obs(algo.obs_space, raw[t]) for t in range(steps)])
+            cell = str(algo.config.model.lstm_cell_size)
+            got = standalone(tmp_path / "policy.pt", flat, tmp_path, cell)
+            np.testing.assert_array_equal(got, np.stack(expected))
+        else:
+            raw = np.stack([algo.obs_space.sample() for _ in range(1000)])
+            flat = flatten_obs(algo.obs_space, raw)
+            # The documented input: a Box observation reshaped to [B, D] as float32.
+            np.testing.assert_array_equal(flat, raw.reshape(1000, -1).astype(np.float32))
+            got = standalone(tmp_path / "policy.pt", flat, tmp_path)
+            expected = algo.compute_actions(raw)
+            np.testing.assert_array_equal(got, expected)
+            assert len(np.unique(expected)) > 1 or kind == "cnn", (
+                "a policy that always acts the same proves little"
+            )
+    finally:
+        algo.stop()
+
+
+def test_policy_api(tmp_path: Path) -> None:
+    algo, _ = trained_checkpoint("mlp", tmp_path)
+    other, _ = trained_checkpoint("mlp", tmp_path / "other", seed=1)
+    try:
+        policy = algo.get_policy()
+        assert policy.policy_id == "default_policy"
+        with pytest.raises(KeyError, match="one policy"):
+            algo.get_policy("left")
+        obs = np.stack([algo.obs_space.sample() for _ in range(200)])
+        before = algo.compute_actions(obs)
+        assert not np.array_equal(before, other.compute_actions(obs)), "two seeds, one policy: proves nothing"
+        weights = other.get_policy().get_weights()
+        policy.set_weights(weights)
+        assert all(np.array_equal(v, algo.get_weights()[k]) for k, v in weights.items())
+        np.testing.assert_array_equal(algo.compute_actions(obs), other.compute_actions(obs))
+        single = algo.compute_single_action(obs[0])
+        assert int(single) == int(other.compute_actions(obs[:1])[0])
+        action, state, extras = policy.compute_single_action(obs[0])
+        assert (int(action), state, extras) == (int(single), None, {})
+        assert isinstance(policy.model, torch.nn.Module)
+    finally:
+        algo.stop()
+        other.stop()

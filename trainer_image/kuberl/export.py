@@ -1,0 +1,168 @@
+"""`kuberl export CHECKPOINT --format torchscript --out FILE`: a checkpoint's greedy policy as one
+TorchScript file that runs with plain PyTorch, without kuberl and without Ray (docs/export.md).
+
+The file's input is the flattened observation, float32 `[B, D]` (for a Box observation space simply
+`obs.reshape(B, -1)`); the observation filter (MeanStdFilter) and the action bounds are baked in, so
+its output is the action the env takes — the same as `Algorithm.compute_actions(obs)`. A recurrent
+policy (model.useLstm) maps `(obs, h, c)` to `(actions, h, c)`; zeros `[B, lstmCellSize]` start an
+episode. The graph is traced (torch.jit.trace) from the very act() the env runners sample with.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import torch
+from torch import nn
+
+from kuberl.core.models import action_distribution
+from kuberl.core.recurrent import RecurrentActorCritic, RecurrentState
+from kuberl.core.sample_batch import Columns
+from kuberl.spec import SpecError, parse_job
+
+FORMATS = ("torchscript",)
+FILTER_CLIP = 10.0  # RunningStats.normalize's clip
+
+
+class _Prepare(nn.Module):
+    """The observation filter and the action bounds as constants of the exported graph."""
+
+    mean: torch.Tensor
+    std: torch.Tensor
+    low: torch.Tensor
+    high: torch.Tensor
+
+    def __init__(self, algo: Any) -> None:
+        super().__init__()
+        stats = algo.obs_filter
+        self.normalize = stats is not None and stats.count >= 2
+        self.register_buffer(
+            "mean", torch.as_tensor(stats.mean if self.normalize else 0.0, dtype=torch.float32)
+        )
+        self.register_buffer(
+            "std", torch.as_tensor(stats.std if self.normalize else 1.0, dtype=torch.float32)
+        )
+        space = algo.action_space
+        self.bounded = isinstance(space, gym.spaces.Box)
+        low = torch.as_tensor(space.low, dtype=torch.float32) if self.bounded else torch.zeros(())
+        high = torch.as_tensor(space.high, dtype=torch.float32) if self.bounded else torch.zeros(())
+        self.register_buffer("low", low)
+        self.register_buffer("high", high)
+
+    def obs(self, obs: torch.Tensor) -> torch.Tensor:
+        if not self.normalize:
+            return obs
+        return torch.clamp((obs - self.mean) / self.std, -FILTER_CLIP, FILTER_CLIP)
+
+    def action(self, action: torch.Tensor) -> torch.Tensor:
+        return torch.maximum(torch.minimum(action, self.high), self.low) if self.bounded else action
+
+
+class GreedyPolicy(nn.Module):
+    """obs [B, D] → greedy actions, through the runner policy's own act()."""
+
+    def __init__(self, algo: Any) -> None:
+        super().__init__()
+        self.policy = algo.inference_policy()
+        self.net = self.policy.module  # registered, so its weights are in the file
+        self.prepare = _Prepare(algo)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        out = self.policy.act(self.prepare.obs(obs), explore=False, generator=torch.default_generator)
+        return self.prepare.action(out[Columns.ACTIONS])
+
+
+class RecurrentGreedyPolicy(nn.Module):
+    """(obs [B, D], h [B, H], c [B, H]) → (greedy actions, h, c)."""
+
+    net: RecurrentActorCritic
+
+    def __init__(self, algo: Any, module: RecurrentActorCritic) -> None:
+        super().__init__()
+        self.net = module
+        self.dist = action_distribution(algo.action_space)
+        self.prepare = _Prepare(algo)
+
+    def forward(self, obs: torch.Tensor, h: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        batch = obs.shape[0]
+        state = self.net.initial_state(batch, device=obs.device)
+        dist_in, _, h2, c2 = self.net.step(
+            self.prepare.obs(obs), RecurrentState(h, c, state.prev_actions, state.prev_rewards)
+        )
+        return self.prepare.action(self.dist.deterministic(dist_in)), h2, c2
+
+
+def inference_algorithm(uri: str, *, policy_id: str | None = None) -> tuple[Any, Any]:
+    """(the algorithm restored from `uri` in this process — no runners, no Ray —, the single-agent
+    algorithm of `policy_id` in it, or itself). Call `.stop()` on the first when done."""
+    from kuberl.algorithms.base import SPEC_FILE
+    from kuberl.build import build_algorithm
+    from kuberl.checkpoint import load_checkpoint
+
+    loaded = load_checkpoint(uri)
+    doc = json.loads(loaded.files[SPEC_FILE])
+    doc["spec"]["resources"] = {**doc["spec"].get("resources", {}), "envRunners": 0, "gpusPerLearner": 0}
+    doc["spec"].pop("external", None)
+    doc["spec"].pop("output", None)
+    job = parse_job(doc, source=uri)
+    algo = build_algorithm(job, run_dir=Path("runs") / job.metadata.name)
+    try:
+        algo.load_checkpoint_files(loaded.files, where=loaded.info.uri)
+        policy = algo.get_policy(policy_id) if policy_id else algo.get_policy()
+        return algo, policy.algorithm
+    except BaseException:
+        algo.stop()
+        raise
+
+
+def exportable(policy_algo: Any) -> nn.Module:
+    """The module to trace for a single-agent algorithm, or a SpecError saying why there is none."""
+    module = policy_algo.policy_module()
+    if isinstance(module, RecurrentActorCritic):
+        cfg = policy_algo.config.model
+        if cfg.lstm_use_prev_action or cfg.lstm_use_prev_reward:
+            raise SpecError(
+                [
+                    (
+                        "spec.config.model",
+                        "lstmUsePrevAction/lstmUsePrevReward policies are not exportable yet: the exported "
+                        "graph takes (obs, h, c) only",
+                    )
+                ]
+            )
+        return RecurrentGreedyPolicy(policy_algo, module)
+    return GreedyPolicy(policy_algo)
+
+
+def export_checkpoint(uri: str, *, fmt: str, out: Path, policy_id: str | None = None) -> dict[str, Any]:
+    """Write the policy of checkpoint `uri` to `out`; returns what the file expects and returns."""
+    if fmt not in FORMATS:
+        raise SpecError([("--format", f"{fmt!r} is not one of {', '.join(FORMATS)}")])
+    algo, policy_algo = inference_algorithm(uri, policy_id=policy_id)
+    try:
+        wrapper = exportable(policy_algo).eval()
+        dim = int(gym.spaces.flatdim(policy_algo.obs_space))
+        example = torch.zeros(2, dim)
+        recurrent = isinstance(wrapper, RecurrentGreedyPolicy)
+        with torch.no_grad():
+            if isinstance(wrapper, RecurrentGreedyPolicy):
+                h = torch.zeros(2, wrapper.net.cell_size)
+                traced = torch.jit.trace(wrapper, (example, h, h.clone()))
+            else:
+                traced = torch.jit.trace(wrapper, example)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        torch.jit.save(traced, str(out))
+        return {
+            "file": str(out),
+            "format": fmt,
+            "algorithm": algo.name,
+            "policy": policy_id or "default_policy",
+            "iteration": algo.iteration,
+            "inputs": [f"obs [B, {dim}] float32", *(["h [B, H]", "c [B, H]"] if recurrent else [])],
+            "outputs": ["actions", *(["h", "c"] if recurrent else [])],
+        }
+    finally:
+        algo.stop()
