@@ -91,7 +91,13 @@ def run(argv: list[str], cwd: Path, env: dict[str, str] | None = None) -> subpro
 
 
 def test_every_documented_command_is_run_or_has_a_reason() -> None:
-    handled = ("kuberl run examples/", "kuberl train ", "kuberl record ", "python -m kuberl.spec.")
+    handled = (
+        "kuberl run examples/",
+        "kuberl train ",
+        "kuberl record ",
+        "kuberl export ",
+        "python -m kuberl.spec.",
+    )
     loose = [(d, c) for d, c in ALL if not c.startswith(handled) and skip_reason(c) is None]
     assert not loose, f"commands in the docs that no test runs: {loose}"
     for doc, cmd in ALL:
@@ -130,6 +136,33 @@ def test_documented_record_command(tmp_path: Path, s3_bucket: str) -> None:
     rec = run([sys.executable, "-m", "kuberl.cli", *argv[1:]], cwd=tmp_path, env=env)
     assert rec.returncode == 0, rec.stderr
     assert f"s3://{bucket}/data/cartpole-expert" in rec.stdout
+
+
+def test_documented_export_command(tmp_path: Path) -> None:
+    """docs/export.md: train the example it names, export its checkpoint as the page says, load the file."""
+    [(doc, cmd)] = [(d, c) for d, c in ALL if c.startswith("kuberl export ")]
+    train = [c for d, c in ALL if d == doc and c.startswith("kuberl run examples/")]
+    assert train, f"{doc} exports a checkpoint it never trains"
+    budget = ["--set", "stop.timesteps=1", "--set", "resources.envRunners=0", "--set", "metrics.port=0"]
+    res = run(
+        [
+            sys.executable,
+            "-m",
+            "kuberl.cli",
+            "run",
+            str(ROOT / shlex.split(train[0])[2]),
+            "--no-progress",
+            *budget,
+        ],
+        cwd=tmp_path,
+    )
+    assert res.returncode == 0, res.stderr
+    out = run([sys.executable, "-m", "kuberl.cli", *shlex.split(cmd)[1:]], cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    import torch
+
+    policy = torch.jit.load(str(tmp_path / "policy.pt"))
+    assert policy(torch.zeros(3, 4)).shape == (3,)  # CartPole: 4 numbers in, an action each out
 
 
 def test_documented_generators_are_fresh(tmp_path: Path) -> None:
