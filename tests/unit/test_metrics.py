@@ -254,7 +254,9 @@ def test_checkpoint_metrics_and_status(metrics: TrainerMetrics, server: MetricsS
         "job",
         "namespace",
         "updatedAt",
+        "customMetrics",
     }
+    assert status["customMetrics"] == {}  # no callbacks logged any (tests/unit/test_callbacks.py)
     assert status["phase"] == "Running"
     assert status["iteration"] == 1
     assert status["timesteps"] == 100
