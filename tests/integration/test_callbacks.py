@@ -89,7 +89,7 @@ def test_custom_metrics_reach_every_sink(
         "ppo-callbacks.yaml",
         tmp_path,
         stop={"iterations": 2},
-        resources={"envRunners": runners, "envsPerRunner": 4},
+        resources={"envRunners": runners, "envsPerRunner": 4, "localMode": "actors" if runners else "auto"},
     )
     results, metrics, status = train_and_scrape(job)
     last = results[-1]
@@ -147,7 +147,7 @@ def test_a_raising_callback_in_an_env_runner_actor_reaches_the_driver(
         "ppo-callbacks.yaml",
         tmp_path,
         config={"callbacks": "examples.callbacks:FailingCallbacks"},
-        resources={"envRunners": 1, "envsPerRunner": 4},
+        resources={"envRunners": 1, "envsPerRunner": 4, "localMode": "actors"},
     )
     with pytest.raises(CallbackError) as info:
         run_job(job)
