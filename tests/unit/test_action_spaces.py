@@ -219,3 +219,14 @@ def test_the_policy_gradient_family_takes_every_kind() -> None:
         assert caps[name].action_spaces == ALL_SPACES, name
     for name in ("DQN", "APEX", "SAC", "TD3", "DDPG", "CQL"):
         assert not caps[name].action_spaces & {"multi_discrete", "multi_binary", "tuple", "dict"}, name
+
+
+def test_external_multidiscrete_actions_round_trip_in_nvec_shape() -> None:
+    # The policy server sends a client its env's shape and takes it back in the policy's flat layout.
+    from kuberl.external.spaces import action_to_json, validate_action
+
+    space = gym.spaces.MultiDiscrete([[2, 3], [4, 2]])
+    flat = action_distribution(space).sample(inputs(space))[0].numpy()
+    sent = action_to_json(space, flat)
+    assert space.contains(np.asarray(sent))
+    np.testing.assert_array_equal(validate_action(space, sent), flat)

@@ -106,7 +106,8 @@ def validate_action(space: gym.Space[Any], value: Any) -> np.ndarray:
     if isinstance(space, gym.spaces.Discrete):
         return np.asarray(_integer_in(arr, space.start, space.start + space.n, "action") - space.start)
     if isinstance(space, gym.spaces.MultiDiscrete):
-        return _multi_discrete(arr, space, "action")
+        # The policy's flat layout (kuberl.core.action_spaces): one index per dimension, nvec flattened.
+        return _multi_discrete(arr, space, "action").reshape(-1)
     if isinstance(space, gym.spaces.Box):
         if arr.shape != space.shape:
             raise InvalidValueError(
@@ -149,6 +150,8 @@ def action_to_json(space: gym.Space[Any], action: np.ndarray) -> Any:
         return int(action) + int(space.start)
     if isinstance(space, gym.spaces.Box):
         return np.clip(action, space.low, space.high).tolist()
+    if isinstance(space, gym.spaces.MultiDiscrete):
+        return np.asarray(action).reshape(np.asarray(space.nvec).shape).tolist()
     return np.asarray(action).tolist()
 
 
