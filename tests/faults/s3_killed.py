@@ -155,7 +155,7 @@ def run_s3_kill_campaign(
                 "job.yaml",
                 *args,
                 "--set",
-                f"stop.iterations={iterations + 1}",
+                f"stop.iterations={iterations}",
             ],
             cwd=workdir,
             env=env,
