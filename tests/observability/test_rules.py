@@ -15,7 +15,7 @@ from tests.helm.tools import run, tool
 from tests.observability.promql import alert_base, alert_rules, panel_queries, substitute, variable_queries
 
 HERE = Path(__file__).parent
-SAMPLE_VARS = {"namespace": "ml", "job": "ppo-cartpole"}
+SAMPLE_VARS = {"namespace": "ml", "job": "ppo-cartpole", "custom_metric": "steps_counted"}
 # KuberlOperatorDown needs the operator scraped, so it comes with the ServiceMonitor.
 RULES_ON = {"metrics": {"prometheusRule": {"enabled": True}, "serviceMonitor": {"enabled": True}}}
 ALERTS = 9
@@ -33,7 +33,7 @@ def test_every_panel_and_alert_parses(render: Render, tmp_path: Path) -> None:
         for i, q in enumerate(panel_queries())
     ]
     records += [
-        {"record": f"kuberl:check:var:{i}", "expr": expr.replace("$namespace", "ml")}
+        {"record": f"kuberl:check:var:{i}", "expr": substitute(expr, SAMPLE_VARS)}
         for i, (_, _, expr, _) in enumerate(variable_queries())
     ]
     path = tmp_path / "rules.yaml"
