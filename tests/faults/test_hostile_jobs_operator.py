@@ -122,6 +122,13 @@ def hostile_cluster(
     try:
         yield kube, ns, op
     finally:
+        # Delete the jobs while this operator still runs (it removes its finalizers), so no later
+        # cluster-wide operator of another module inherits a namespace of hostile jobs.
+        for obj in kube.client.list("rltrainingjobs", ns):
+            kube.client.delete("rltrainingjobs", ns, obj["metadata"]["name"])
+        deadline = time.monotonic() + 60
+        while kube.client.list("rltrainingjobs", ns) and time.monotonic() < deadline:
+            time.sleep(0.5)
         op.stop()
 
 
