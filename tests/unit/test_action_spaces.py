@@ -230,3 +230,23 @@ def test_external_multidiscrete_actions_round_trip_in_nvec_shape() -> None:
     sent = action_to_json(space, flat)
     assert space.contains(np.asarray(sent))
     np.testing.assert_array_equal(validate_action(space, sent), flat)
+
+
+def test_an_action_mask_with_a_multidiscrete_space_is_refused_at_preflight() -> None:
+    from kuberl.preflight import check_action_masks
+    from kuberl.spec import parse_job
+
+    masked_obs = gym.spaces.Dict({"obs": BOX2, "action_mask": gym.spaces.MultiBinary(8)})
+    job = parse_job(
+        {
+            "apiVersion": "kuberl.io/v1alpha1",
+            "kind": "RLTrainingJob",
+            "metadata": {"name": "masked"},
+            "spec": {"algorithm": "PPO", "env": "tests.ma_envs:make_team_buttons", "multiAgent": {}},
+        }
+    )
+    check_action_masks(job, [(masked_obs, gym.spaces.Discrete(8)), (BOX2, MD)])  # accepted
+    with pytest.raises(SpecError) as err:
+        check_action_masks(job, [(masked_obs, MD)])
+    assert err.value.first_path == "spec.env"
+    assert "action masks apply to Discrete action spaces only" in str(err.value)

@@ -137,3 +137,26 @@ def check_action_spaces(job: RLTrainingJob, action_spaces: list[gym.Space[Any]])
 
 _EXTERNAL_KINDS = ("discrete", "box", "multi_discrete")
 _RECORDED_KINDS = ("discrete", "box")
+
+
+def check_action_masks(job: RLTrainingJob, agent_spaces: list[tuple[gym.Space[Any], gym.Space[Any]]]) -> None:
+    """A multi-agent observation's `action_mask` has one entry per action of a Discrete space: the masked
+    models (kuberl.core.multi_agent.masking, DQN's, SAC's) cannot mask any other kind."""
+    from kuberl.core.action_spaces import NAMES, action_space_kind
+    from kuberl.core.multi_agent.masking import MASK_KEY, mask_slice
+
+    if job.spec.multi_agent is None:
+        return
+    for obs_space, action_space in agent_spaces:
+        kind = action_space_kind(action_space)
+        if mask_slice(obs_space) is not None and kind != "discrete":
+            name = NAMES[kind] if kind is not None else str(action_space)
+            raise SpecError(
+                [
+                    (
+                        "spec.env",
+                        f"{job.spec.env} has an {MASK_KEY!r} in its observations and a {name} action space; "
+                        "action masks apply to Discrete action spaces only",
+                    )
+                ]
+            )

@@ -126,6 +126,7 @@ def preflight(job: RLTrainingJob) -> tuple[Any, Any]:
     from kuberl.checkpoint import CheckpointError, load_checkpoint, open_store
     from kuberl.core.env_factory import EnvError, check_env
     from kuberl.preflight import (
+        check_action_masks,
         check_action_spaces,
         check_callbacks,
         check_custom_model,
@@ -145,6 +146,7 @@ def preflight(job: RLTrainingJob) -> tuple[Any, Any]:
     except EnvError as exc:
         raise SpecError([("spec.env", str(exc))]) from None
     check_action_spaces(job, [action for _, action in agent_spaces])
+    check_action_masks(job, agent_spaces)
     check_custom_model(job, agent_spaces[0] if agent_spaces else None)
     check_callbacks(job)
     check_devices(job)
