@@ -51,6 +51,8 @@ NOT_RUN_HERE = {
     "with kuberl serve and examples/external_cartpole_client.py",
     "python examples/external_cartpole_client.py": "see export KUBERL_POLICY_SERVER_TOKEN",
     "kuberl serve": "see export KUBERL_POLICY_SERVER_TOKEN",
+    "kuberl convert": "tests/integration/test_rllib_cli.py runs docs/rllib.md's convert command",
+    "kuberl rollout": "tests/integration/test_rllib_cli.py runs it on the run docs/rllib.md's train command makes",
 }
 # The budget every training command gets here, so the docs' commands run in seconds.
 TRAIN_BUDGET = ["--stop-iters", "1", "--no-progress", "--set", "resources.envRunners=0"]

@@ -4,7 +4,10 @@ defaults are filled in by the server, and malformed jobs are refused by the serv
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +19,10 @@ from tests.kube.malformed import SERVER_CASES, Case, base_job
 
 pytestmark = pytest.mark.kube
 
-EXAMPLES = sorted((REPO_ROOT / "examples").rglob("*.yaml"))
+# examples/rllib/ holds RLlib tuned-example files, not jobs: `kuberl convert` turns them into jobs
+# (test_converted_rllib_examples_pass_server_dry_run).
+EXAMPLES = sorted(p for p in (REPO_ROOT / "examples").rglob("*.yaml") if "rllib" not in p.parts)
+RLLIB_EXAMPLES = sorted((REPO_ROOT / "examples" / "rllib").glob("*.yaml"))
 
 
 def test_crds_are_accepted_and_served(kube: ControlPlane, kuberl_crds: list[str]) -> None:
@@ -48,19 +54,45 @@ def test_every_example_passes_server_dry_run(
     kube: ControlPlane, kuberl_crds: list[str], kube_namespace: str
 ) -> None:
     assert len(EXAMPLES) >= 25
-    out = kube.kubectl(
-        "apply",
-        "--dry-run=server",
-        "--validate=strict",
-        "--recursive",  # examples/cluster/ too
-        "-n",
-        kube_namespace,
-        "-f",
-        str(REPO_ROOT / "examples"),
-    ).stdout
+    files = [arg for p in EXAMPLES for arg in ("-f", str(p))]  # examples/cluster/ too
+    out = kube.kubectl("apply", "--dry-run=server", "--validate=strict", "-n", kube_namespace, *files).stdout
     names = [yaml.safe_load(p.read_text())["metadata"]["name"] for p in EXAMPLES]
     for name in names:
         assert f"rltrainingjob.kuberl.io/{name} created (server dry run)" in out, out
+
+
+def test_converted_rllib_examples_pass_server_dry_run(
+    kube: ControlPlane, kuberl_crds: list[str], kube_namespace: str, tmp_path: Path
+) -> None:
+    """`kuberl convert RLLIB.yaml` prints a job `kubectl apply --validate=strict` accepts as it is."""
+    assert len(RLLIB_EXAMPLES) >= 10
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join((str(REPO_ROOT / "trainer_image"), str(REPO_ROOT / "operator"))),
+    }
+    files = []
+    for example in RLLIB_EXAMPLES:
+        res = subprocess.run(
+            [sys.executable, "-m", "kuberl.cli", "convert", str(example)],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+            check=False,
+        )
+        assert res.returncode == 0, f"{example.name}: {res.stderr}"
+        path = tmp_path / example.name
+        path.write_text(res.stdout)
+        files += ["-f", str(path)]
+    # A job file may keep RLlib's old stop name too: the CRD lists it, so strict validation keeps it.
+    old_name = base_job("old-stop-name")
+    old_name["spec"]["stop"] = {"episodeRewardMean": 150}
+    (tmp_path / "old-stop-name.yaml").write_text(yaml.safe_dump(old_name))
+    files += ["-f", str(tmp_path / "old-stop-name.yaml")]
+    out = kube.kubectl("apply", "--dry-run=server", "--validate=strict", "-n", kube_namespace, *files).stdout
+    assert "rltrainingjob.kuberl.io/old-stop-name created (server dry run)" in out, out
+    for example in RLLIB_EXAMPLES:
+        assert f"rltrainingjob.kuberl.io/{example.stem} created (server dry run)" in out, out
 
 
 def _create(

@@ -1,7 +1,9 @@
 """The `kuberl` command line.
 
   kuberl run JOB.yaml [--set key=value …]     train as the job says (same file as `kubectl apply`)
-  kuberl train --algo PPO --env CartPole-v1   quick start without a YAML file
+  kuberl train --run PPO --env CartPole-v1    quick start without a YAML file (RLlib's `rllib train` flags)
+  kuberl convert RLLIB.yaml                   an RLlib tuned example as an RLTrainingJob (docs/rllib.md)
+  kuberl rollout CHECKPOINT --steps N --episodes N --out FILE   RLlib's `rllib rollout`
   kuberl evaluate CHECKPOINT [--episodes N] [--video DIR]
   kuberl record CHECKPOINT --output URI --steps N   a trained policy's experience as offline data
   kuberl export CHECKPOINT --out FILE          the greedy policy as TorchScript (no kuberl, no Ray)
@@ -173,34 +175,70 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return cmd_run(args)
 
 
-def cmd_train(args: argparse.Namespace) -> int:
-    from kuberl.spec import apply_overrides, parse_job
-
+def _json_flag(flag: str, text: str | None) -> dict[str, Any]:
+    if not text:
+        return {}
     try:
-        config = json.loads(args.config) if args.config else {}
+        value = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise UserError(f"--config: not valid JSON ({exc.msg} at column {exc.colno})") from None
-    stop: dict[str, Any] = {}
-    if args.stop_return is not None:
-        stop["episodeReturnMean"] = args.stop_return
-    if args.stop_timesteps is not None:
-        stop["timesteps"] = args.stop_timesteps
-    if args.stop_iters is not None:
-        stop["iterations"] = args.stop_iters
+        raise UserError(f"{flag}: not valid JSON ({exc.msg} at column {exc.colno})") from None
+    if not isinstance(value, dict):
+        raise UserError(f"{flag}: expected a JSON object, got {type(value).__name__}")
+    return value
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """`rllib train` as a job: --config and --stop take RLlib's keys (kuberl.spec.rllib) as well as kuberl's."""
+    from kuberl.spec import ALGORITHMS, apply_overrides, parse_job
+    from kuberl.spec.rllib import convert_config, convert_stop
+
+    algo = args.algo.upper()
+    if algo not in ALGORITHMS:
+        raise UserError(f"--run: unknown algorithm {args.algo!r}; choose one of {', '.join(ALGORITHMS)}")
+    config = _json_flag("--config", args.config)
+    spec, warnings, problems = convert_config(config, algo, where="--config")
+    stop, stop_problems = convert_stop(_json_flag("--stop", args.stop), where="--stop")
+    problems += stop_problems
+    if problems:
+        from kuberl.spec import SpecError
+
+        raise SpecError(problems, source="kuberl train")
+    for warning in warnings:
+        logging.getLogger("kuberl.rllib").warning("%s", warning)
+    for flag, key, value in (
+        ("--stop-return", "episodeReturnMean", args.stop_return),
+        ("--stop-timesteps", "timesteps", args.stop_timesteps),
+        ("--stop-iters", "iterations", args.stop_iters),
+    ):
+        if value is None:
+            continue
+        if key in stop:
+            raise UserError(f"{flag}: --stop sets {key} already; give one of the two")
+        stop[key] = value
+    if "env" in spec and spec["env"] != args.env:
+        raise UserError(f"--config: env {spec['env']!r} differs from --env {args.env!r}")
+    resources = {"envRunners": args.env_runners, **spec.pop("resources", {})}
+    checkpoint = spec.pop("checkpoint", {})
+    if args.checkpoint_freq is not None:
+        checkpoint["everyIterations"] = args.checkpoint_freq
+    if args.checkpoint_at_end:
+        checkpoint["atEnd"] = True
     doc = {
         "apiVersion": "kuberl.io/v1alpha1",
         "kind": "RLTrainingJob",
         "metadata": {
-            "name": args.name or f"{args.algo.lower()}-{args.env.lower().replace('/', '-')}"[:40].strip("-")
+            "name": args.name or f"{algo.lower()}-{args.env.lower().replace('/', '-')}"[:40].strip("-")
         },
         "spec": {
-            "algorithm": args.algo,
-            "env": args.env,
-            "config": config,
-            "stop": stop,
-            "resources": {"envRunners": args.env_runners},
             "resume": "never",
             "metrics": {"port": args.metrics_port},
+            **spec,
+            "algorithm": algo,
+            "env": args.env,
+            "config": spec.get("config", {}),
+            "stop": stop,
+            "resources": resources,
+            **({"checkpoint": checkpoint} if checkpoint else {}),
         },
     }
     job = parse_job(apply_overrides(doc, args.set or []), source="kuberl train")
@@ -209,6 +247,26 @@ def cmd_train(args: argparse.Namespace) -> int:
         # than appending to the old run's results and checkpoints.
         job.spec.run_dir = str(_fresh_dir(Path("runs") / job.metadata.name))
     return _train(job, progress=not args.no_progress and sys.stdout.isatty())
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    """Print an RLlib tuned example (or a job file) as the RLTrainingJob `kubectl apply` takes: validated
+    first, with only the fields the file sets, in the CRD's camelCase."""
+    import yaml
+
+    from kuberl.spec import apply_overrides, parse_job
+    from kuberl.spec.load import load_document
+
+    doc = apply_overrides(load_document(args.file), list(args.set or []))
+    job = parse_job(doc, source=str(args.file))
+    out = {
+        "apiVersion": job.api_version,
+        "kind": job.kind,
+        "metadata": job.metadata.model_dump(mode="json", by_alias=True, exclude_unset=True),
+        "spec": job.spec.model_dump(mode="json", by_alias=True, exclude_unset=True),
+    }
+    sys.stdout.write(yaml.safe_dump(out, sort_keys=False))
+    return 0
 
 
 def _fresh_dir(path: Path) -> Path:
@@ -244,6 +302,31 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     info = export_checkpoint(args.checkpoint, fmt=args.format, out=Path(args.out), policy_id=args.policy)
     _console().print_json(json.dumps(info))
+    return 0
+
+
+def cmd_rollout(args: argparse.Namespace) -> int:
+    """RLlib's `rllib rollout`: play a checkpoint's policy for --steps env steps or --episodes episodes,
+    whichever ends first (0: no limit of that kind), and write each episode's return and length."""
+    from kuberl.evaluate import rollout_checkpoint
+
+    if args.steps < 0 or args.episodes < 0:
+        raise UserError("--steps and --episodes: must be 0 (no limit) or more")
+    if not args.steps and not args.episodes:
+        raise UserError("--steps and --episodes are both 0: give at least one limit")
+    out = Path(args.out) if args.out else None
+    if out is not None and not out.parent.is_dir():
+        raise UserError(f"--out: directory {out.parent} does not exist")
+    try:
+        stats = rollout_checkpoint(
+            args.checkpoint, steps=args.steps or None, episodes=args.episodes or None, explore=args.explore
+        )
+    except ValueError as exc:
+        raise UserError(f"rollout: {exc}") from None
+    if out is not None:
+        out.write_text(json.dumps(stats, indent=2) + "\n")
+    summary = {k: v for k, v in stats.items() if k != "episode_returns" and k != "episode_lengths"}
+    _console().print_json(json.dumps(summary))
     return 0
 
 
@@ -319,9 +402,19 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(func=cmd_serve)
 
     train = sub.add_parser("train", help="quick start without a YAML file")
-    train.add_argument("--algo", required=True, help="algorithm, e.g. PPO")
+    train.add_argument("--algo", "--run", dest="algo", required=True, help="algorithm, e.g. PPO")
     train.add_argument("--env", required=True, help="Gymnasium id or module:factory")
-    train.add_argument("--config", help="algorithm config as JSON, e.g. '{\"lr\": 0.001}'")
+    train.add_argument(
+        "--config",
+        help="config as JSON, kuberl's or RLlib's keys (docs/rllib.md), e.g. '{\"lr\": 0.001, \"num_workers\": 0}'",
+    )
+    train.add_argument(
+        "--stop", help="stop criteria as JSON, RLlib's names too, e.g. '{\"episode_reward_mean\": 150}'"
+    )
+    train.add_argument(
+        "--checkpoint-freq", type=int, help="checkpoint every N iterations (0: only at the end)"
+    )
+    train.add_argument("--checkpoint-at-end", action="store_true", help="checkpoint when training stops")
     train.add_argument("--name", help="run name (default <algo>-<env>)")
     train.add_argument("--env-runners", type=int, default=0, help="EnvRunner actors (0: no Ray)")
     train.add_argument("--stop-return", type=float, help="stop at this mean episode return")
@@ -340,6 +433,19 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--video", metavar="DIR", help="record videos of the episodes into DIR")
     ev.add_argument("--explore", action="store_true", help="sample actions instead of acting greedily")
     ev.set_defaults(func=cmd_evaluate)
+
+    ro = sub.add_parser("rollout", help="play a checkpoint's policy as RLlib's `rllib rollout` did")
+    ro.add_argument("checkpoint", help="checkpoint URI: a checkpoint directory, a store root, or s3://…")
+    ro.add_argument("--steps", type=int, default=10000, help="stop after this many env steps (0: no limit)")
+    ro.add_argument("--episodes", type=int, default=0, help="stop after this many episodes (0: no limit)")
+    ro.add_argument("--out", help="write every episode's return and length as JSON to this file")
+    ro.add_argument("--explore", action="store_true", help="sample actions instead of acting greedily")
+    ro.set_defaults(func=cmd_rollout)
+
+    cv = sub.add_parser("convert", help="print an RLlib tuned-example YAML as an RLTrainingJob")
+    cv.add_argument("file", help="RLlib experiment YAML ({name: {env, run, stop, config}}) or a job file")
+    cv.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a field of the job")
+    cv.set_defaults(func=cmd_convert)
 
     rec = sub.add_parser("record", help="sample a checkpoint's policy into Parquet data (docs/offline.md)")
     rec.add_argument("checkpoint", help="checkpoint URI: a checkpoint directory, a store root, or s3://…")

@@ -6,7 +6,41 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from kuberl.spec import parse_job
+
+
+def rollout_checkpoint(
+    uri: str, *, steps: int | None, episodes: int | None, explore: bool = False
+) -> dict[str, Any]:
+    """`kuberl rollout`: episodes played until `episodes` are complete or `steps` env steps are taken."""
+    from kuberl.algorithms.base import SPEC_FILE
+    from kuberl.build import build_algorithm
+    from kuberl.checkpoint import load_checkpoint
+
+    loaded = load_checkpoint(uri)
+    doc = json.loads(loaded.files[SPEC_FILE])
+    doc["spec"]["resources"] = {**doc["spec"].get("resources", {}), "envRunners": 0, "gpusPerLearner": 0}
+    doc["spec"].pop("external", None)
+    job = parse_job(doc, source=uri)
+    algo = build_algorithm(job, run_dir=Path("runs") / job.metadata.name)
+    try:
+        if not hasattr(algo, "play_episodes"):
+            raise ValueError(f"{uri} is a multi-agent checkpoint; rollout plays single-agent policies")
+        algo.load_checkpoint_files(loaded.files, where=loaded.info.uri)
+        returns, lengths, played = algo.play_episodes(episodes, explore=explore, timesteps=steps)
+    finally:
+        algo.stop()
+    return {
+        "checkpoint": loaded.info.uri,
+        "iteration": algo.iteration,
+        "episodes": len(returns),
+        "num_env_steps_sampled": played,
+        "episode_return_mean": float(np.mean(returns)) if returns else None,
+        "episode_returns": returns,
+        "episode_lengths": lengths,
+    }
 
 
 def evaluate_checkpoint(

@@ -502,29 +502,64 @@ class Algorithm:
             actions = dist.sample(dist_in) if explore else dist.deterministic(dist_in)
         return self._policy_output(actions, single), RecurrentState(h, c, actions, state.prev_rewards)
 
-    def evaluate(self, episodes: int | None = None, *, explore: bool | None = None) -> dict[str, Any]:
-        """Play full episodes on fresh environments in the driver; returns return/length statistics."""
-        n = episodes or self.spec.evaluation.episodes
-        explore = self.spec.evaluation.explore if explore is None else explore
-        num_envs = min(n, 8)
-        env = make_vector_env(self.spec.env, self.spec.env_config, num_envs)
+    def evaluate(
+        self, episodes: int | None = None, *, explore: bool | None = None, timesteps: int | None = None
+    ) -> dict[str, Any]:
+        """Play episodes on fresh environments in the driver; returns return/length statistics.
+
+        `episodes` (default spec.evaluation.episodes) full episodes, or, with `timesteps` (default
+        spec.evaluation.timesteps when no `episodes` are asked for), that many env steps: the statistics
+        then cover the episodes completed within them (none: the returns are None), as RLlib's
+        evaluation_duration_unit: timesteps does. The evaluation envs get spec.envConfig updated with
+        spec.evaluation.envConfig."""
+        ev = self.spec.evaluation
+        if timesteps is None and episodes is None:
+            timesteps = ev.timesteps
+        returns, lengths, steps = self.play_episodes(
+            None if timesteps is not None and episodes is None else episodes or ev.episodes,
+            explore=ev.explore if explore is None else explore,
+            timesteps=timesteps,
+        )
+        return {
+            "episode_return_mean": float(np.mean(returns)) if returns else None,
+            "episode_return_min": float(np.min(returns)) if returns else None,
+            "episode_return_max": float(np.max(returns)) if returns else None,
+            "episode_len_mean": float(np.mean(lengths)) if returns else None,
+            "episodes": len(returns),
+            "num_env_steps_sampled": steps,
+        }
+
+    def play_episodes(
+        self, n: int | None, *, explore: bool, timesteps: int | None = None
+    ) -> tuple[list[float], list[int], int]:
+        """(returns, lengths, env steps) of the episodes played with this policy on evaluation
+        environments until `n` episodes are complete or `timesteps` env steps are taken, whichever comes
+        first (None: no such limit; one of the two must be given)."""
+        if n is None and timesteps is None:
+            raise ValueError("play_episodes needs a number of episodes or of timesteps")
+        # By steps alone: one env, so the steps go to as few (and as complete) episodes as possible.
+        num_envs = 1 if n is None else min(8, n, timesteps or 8)
+        env_config = {**self.spec.env_config, **self.spec.evaluation.env_config}
+        env = make_vector_env(self.spec.env, env_config, num_envs)
         base_seed = None if self.spec.seed is None else self.spec.seed + 1_000_003
         obs, _ = env.reset(seed=seeds_for(base_seed, 0, num_envs))
         ep_ret = np.zeros(num_envs)
         ep_len = np.zeros(num_envs, dtype=np.int64)
         returns: list[float] = []
         lengths: list[int] = []
+        steps = 0
         # Only count episodes that started before we had enough, so short episodes do not bias the mean.
         started = num_envs
         active = np.ones(num_envs, dtype=bool)
         state = self.initial_state(num_envs)  # recurrent policies: one LSTM state per sub-env
         try:
-            while active.any():
+            while active.any() and (timesteps is None or steps < timesteps):
                 if state is None:
                     actions = self.compute_actions(obs, explore=explore)
                 else:
                     actions, state = self.compute_actions_with_state(obs, state, explore=explore)
                 obs, reward, terminated, truncated, _ = env.step(actions)
+                steps += num_envs
                 if state is not None:
                     state = state.after_step(reward, np.logical_or(terminated, truncated))
                 ep_ret += reward
@@ -533,7 +568,7 @@ class Algorithm:
                     if active[i]:
                         returns.append(float(ep_ret[i]))
                         lengths.append(int(ep_len[i]))
-                        if started < n:
+                        if n is None or started < n:
                             started += 1
                         else:
                             active[i] = False
@@ -541,13 +576,7 @@ class Algorithm:
                     ep_len[i] = 0
         finally:
             env.close()
-        return {
-            "episode_return_mean": float(np.mean(returns)),
-            "episode_return_min": float(np.min(returns)),
-            "episode_return_max": float(np.max(returns)),
-            "episode_len_mean": float(np.mean(lengths)),
-            "episodes": len(returns),
-        }
+        return returns, lengths, steps
 
     # -- checkpoints -------------------------------------------------------------------------------
     def get_state(self) -> dict[str, Any]:

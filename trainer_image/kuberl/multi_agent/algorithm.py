@@ -388,9 +388,14 @@ class MultiAgentAlgorithm(Algorithm):
         """Actions of one policy (default: the learning one) for a batch of its agents' observations."""
         return self.subs[policy_id or self.default_policy()].compute_actions(obs, explore=explore)
 
-    def evaluate(self, episodes: int | None = None, *, explore: bool | None = None) -> dict[str, Any]:
+    def evaluate(
+        self, episodes: int | None = None, *, explore: bool | None = None, timesteps: int | None = None
+    ) -> dict[str, Any]:
         """Self-play: games against a random opponent. Otherwise: whole episodes with the current policies
-        (one per fresh env copy, so short episodes are not over-represented)."""
+        (one per fresh env copy, so short episodes are not over-represented). No timesteps unit: the spec
+        refuses evaluation.timesteps with multiAgent (kuberl.spec.combinations)."""
+        if timesteps is not None:
+            raise ValueError("multi-agent evaluation plays whole episodes; give episodes, not timesteps")
         n = episodes or self.spec.evaluation.episodes
         explore = self.spec.evaluation.explore if explore is None else explore
         if self.ma.self_play is not None:

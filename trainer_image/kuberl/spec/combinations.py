@@ -48,6 +48,15 @@ def _multi_agent_problems(spec: RLTrainingJobSpec) -> list[Problem]:
                 f"{algo} does not run multi-agent yet; use one of {', '.join(supporting('multi_agent'))}",
             )
         )
+    for field, value in (("timesteps", spec.evaluation.timesteps), ("envConfig", spec.evaluation.env_config)):
+        if value:
+            problems.append(
+                (
+                    f"evaluation.{field}",
+                    "multiAgent evaluation plays whole episodes (or self-play games) on the training env; "
+                    "use evaluation.episodes",
+                )
+            )
     if spec.config.observation_filter != "NoFilter":
         problems.append(
             (

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, ValidationInfo, field_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from kuberl.spec.base import WireModel
 
@@ -26,6 +26,29 @@ class StopSpec(WireModel):
     time_seconds: Annotated[float, Field(gt=0)] | None = Field(
         None, description="Stop after this much wall-clock training time (seconds)."
     )
+    # RLlib's old result name, kept so RLlib stop criteria paste in (docs/rllib.md). A field of its own
+    # (not only an alias) so the CRD lists it and `kubectl apply` keeps it; always moved into
+    # episodeReturnMean before validation, so it is never set on a parsed spec.
+    episode_reward_mean: float | None = Field(
+        None, description="The old (RLlib) name of episodeReturnMean; give one of the two."
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_name(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        old = [k for k in ("episodeRewardMean", "episode_reward_mean") if k in data]
+        if not old:
+            return data
+        new = [k for k in ("episodeReturnMean", "episode_return_mean") if k in data]
+        if new or len(old) > 1:
+            raise ValueError(
+                f"{' and '.join(old + new)} name the same criterion (episodeRewardMean is RLlib's old name "
+                "of episodeReturnMean): give one"
+            )
+        rest = {k: v for k, v in data.items() if k != old[0]}
+        return {**rest, "episodeReturnMean": data[old[0]]}
 
     def is_empty(self) -> bool:
         return all(
@@ -228,6 +251,17 @@ class EvaluationSpec(WireModel):
     episodes: PositiveInt = Field(10, description="Episodes per evaluation.")
     explore: bool = Field(
         False, description="Sample actions (True) or act greedily (False) during evaluation."
+    )
+    timesteps: PositiveInt | None = Field(
+        None,
+        description=(
+            "Evaluate for this many env steps instead of a number of episodes (RLlib's "
+            "evaluation_duration_unit: timesteps); statistics cover the episodes completed within them."
+        ),
+    )
+    env_config: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Overrides of spec.envConfig for the evaluation environments (RLlib's evaluation_config.env_config).",
     )
 
 

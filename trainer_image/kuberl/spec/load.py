@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import codecs
 import json
+import logging
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -164,7 +165,21 @@ def read_document(path: str | Path) -> dict[str, Any]:
     raise SpecError([("", f"expected exactly one RLTrainingJob document, found {len(jobs)}")], source=str(p))
 
 
-def load_job(path: str | Path, overrides: Iterable[str] = ()) -> RLTrainingJob:
-    """Read, override and validate a job file."""
+def load_document(path: str | Path) -> dict[str, Any]:
+    """Read a job file as an RLTrainingJob document: an RLlib tuned-example file (detected by its shape)
+    is converted first (kuberl.spec.rllib), its warnings logged."""
+    from kuberl.spec.rllib import convert_document, is_rllib_experiment
+
     raw = read_document(path)
+    if not is_rllib_experiment(raw):
+        return raw
+    doc, warnings = convert_document(raw, source=str(path))
+    for warning in warnings:
+        logging.getLogger("kuberl.rllib").warning("%s: %s", path, warning)
+    return doc
+
+
+def load_job(path: str | Path, overrides: Iterable[str] = ()) -> RLTrainingJob:
+    """Read, override and validate a job file (an RLTrainingJob, or an RLlib tuned example)."""
+    raw = load_document(path)
     return parse_job(apply_overrides(raw, overrides), source=str(path))
