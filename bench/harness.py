@@ -13,6 +13,7 @@ import contextlib
 import json
 import os
 import platform
+import resource
 import statistics
 import subprocess
 import sys
@@ -48,6 +49,9 @@ def run_one(
     A child may also report `eval_s` (time spent evaluating inside training) and `history`; then
     `train_excl_eval_s` is the training time without the evaluations."""
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled", "PYTHONUNBUFFERED": "1"}
+    # CPU seconds of the child (and the descendants it waited for; Ray's workers are not among them):
+    # on a shared machine wall time mostly measures the load, CPU time much less so.
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.time()
     child = subprocess.Popen(
         [sys.executable, *argv, "--seed", str(seed), *extra],
@@ -64,10 +68,12 @@ def run_one(
         if timeout_s is not None and time.time() - t0 > timeout_s:
             child.kill()
         time.sleep(0.05)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu_s = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     out = child.stdout.read() if child.stdout else ""
     lines = [line for line in out.splitlines() if line.startswith("{")]
     if not lines:
-        return {"framework": name, "seed": seed, "solved": False, "peak_mb": peak / 2**20}
+        return {"framework": name, "seed": seed, "solved": False, "peak_mb": peak / 2**20, "cpu_s": cpu_s}
     r = json.loads(lines[-1])
     solved = r["solved"] is not None
     optional: dict[str, Any] = {}
@@ -86,6 +92,7 @@ def run_one(
         "steps": r["steps"],
         "return": r.get("ret"),
         "peak_mb": peak / 2**20,
+        "cpu_s": cpu_s,
     }
 
 
@@ -127,6 +134,7 @@ def table(runs: list[dict[str, Any]], *, title: str, baseline: str = "kuberl") -
             "startup": median([r.get("startup_s") for r in rs]),
             "steps": median([r["steps"] for r in rs if r.get("solved")]),
             "mem": median([r["peak_mb"] for r in rs]),
+            "cpu": median([r.get("cpu_s") for r in rs]),
         }
     base = summary.get(baseline, {})
 
@@ -136,14 +144,14 @@ def table(runs: list[dict[str, Any]], *, title: str, baseline: str = "kuberl") -
         f"seeds {seeds[0]}..{seeds[-1]} (medians)",
         "",
         "| framework | solved | from process start (s) | from training start (s) | start-up (s) | env steps | "
-        f"peak RSS (MB) | {baseline} speed-up (process / training) |",
-        "|---|---|---|---|---|---|---|---|",
+        f"peak RSS (MB) | process CPU (s) | {baseline} speed-up (process / training) |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for n in names:
         s = summary[n]
         lines.append(
             f"| {n} | {s['solved']} | {fmt(s['proc'])} | {fmt(s['train'])} | {fmt(s['startup'])} "
-            f"| {fmt(s['steps'], ',.0f')} | {fmt(s['mem'], '.0f')} "
+            f"| {fmt(s['steps'], ',.0f')} | {fmt(s['mem'], '.0f')} | {fmt(s['cpu'])} "
             f"| {ratio(s['proc'], base.get('proc'))} / {ratio(s['train'], base.get('train'))} |"
         )
     return "\n".join(lines)
