@@ -7,6 +7,12 @@ the load average before and after is printed with the table, because this machin
 
     python bench/bench_same_hparams.py --algo ppo --seeds 3
     python bench/bench_same_hparams.py --algo a2c --seeds 3
+    python bench/bench_same_hparams.py --algo ppo --seeds 2 --budget-steps 40960 --threads 1
+
+--budget-steps N trains exactly N env steps (no threshold) and compares the CPU seconds of the training
+loops, which a loaded machine distorts far less than wall time; --threads 1 gives both frameworks one
+torch/OpenMP thread (kuberl's CPU learner uses one anyway; SB3 otherwise takes one per core, whose
+threads spin against each other on a contended machine).
 """
 
 from __future__ import annotations
@@ -29,8 +35,14 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--threshold", type=float, default=-100.0, help="mean return of the last 100 episodes")
     ap.add_argument("--max-steps", type=int, default=1_000_000)
+    ap.add_argument("--budget-steps", type=int, help="train exactly this many env steps, no threshold")
+    ap.add_argument("--threads", type=int, help="OMP_NUM_THREADS/MKL_NUM_THREADS for both frameworks")
     ap.add_argument("--json", type=Path, help="also write raw runs as JSON")
     args = ap.parse_args()
+    if args.threads:  # the children inherit the environment; torch reads these at start-up
+        os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(args.threads)
+    if args.budget_steps:
+        args.threshold, args.max_steps = float("inf"), args.budget_steps
     runners = {
         "kuberl": runner("kuberl_example.py", "--job", str(JOBS / f"{args.algo}-acrobot-zoo.yaml")),
         "sb3": runner("sb3_same_hparams.py", "--algo", args.algo),
@@ -45,7 +57,13 @@ def main() -> None:
     print(table(runs, title=title))
     print(f"\nload average (1/5/15 min) before {load_before}, after {load_after}")
     for r in runs:
-        print(f"  {r['framework']} seed {r['seed']}: training {r.get('from_train_s')} s, {r['steps']} steps")
+        cpu = r.get("train_cpu_s")
+        per_k = f"{1000 * cpu / r['steps']:.3f} CPU s per 1k steps" if cpu and r["steps"] else ""
+        print(
+            f"  {r['framework']} seed {r['seed']}: solved {r['solved']}, {r['steps']} steps, "
+            f"training CPU {cpu} s {per_k}, process CPU {r.get('cpu_s')} s, process wall "
+            f"{r.get('from_process_s')} s"
+        )
 
 
 if __name__ == "__main__":

@@ -79,6 +79,8 @@ def run_one(
     optional: dict[str, Any] = {}
     if "eval_s" in r:
         optional["train_excl_eval_s"] = (r["solved"] - r["train_start"] - r["eval_s"]) if solved else None
+    if "train_cpu_s" in r:  # CPU seconds of the training loop (this process's threads; no Ray workers)
+        optional["train_cpu_s"] = r["train_cpu_s"]
     if "history" in r:
         optional["history"] = r["history"]
     return {

@@ -36,6 +36,7 @@ algo = build_algorithm(doc)
 evaluate = Evaluator(doc["spec"]["env"], seed=args.seed) if args.eval_every else None
 next_eval = args.eval_every
 t_train = time.time()
+cpu_train = time.process_time()
 ret = None
 while algo.timesteps < args.max_steps:
     ret = algo.train()["episode_return_mean"]
@@ -47,7 +48,15 @@ while algo.timesteps < args.max_steps:
     if ret is not None and ret >= args.threshold:
         break
 t_end = time.time()
+train_cpu_s = time.process_time() - cpu_train
 solved = ret is not None and ret >= args.threshold
 extra = {"eval_s": evaluate.seconds, "history": evaluate.history} if evaluate is not None else {}
-report(train_start=t_train, solved=t_end if solved else None, steps=algo.timesteps, ret=ret, **extra)
+report(
+    train_start=t_train,
+    solved=t_end if solved else None,
+    steps=algo.timesteps,
+    ret=ret,
+    train_cpu_s=train_cpu_s,
+    **extra,
+)
 algo.stop()

@@ -55,8 +55,10 @@ def learn_and_report(
     an evaluator its seconds and history)."""
     cb = StopAt(threshold, evaluate, every)
     t_train = time.time()
+    cpu_train = time.process_time()
     model.learn(total_timesteps=total_timesteps, callback=cb)
     t_end = time.time()
+    train_cpu_s = time.process_time() - cpu_train
     solved = cb.ret is not None and cb.ret >= threshold
     extra: dict[str, Any] = (
         {"eval_s": evaluate.seconds, "history": evaluate.history} if evaluate is not None else {}
@@ -66,5 +68,6 @@ def learn_and_report(
         solved=t_end if solved else None,
         steps=int(model.num_timesteps),
         ret=cb.ret,
+        train_cpu_s=train_cpu_s,
         **extra,
     )
