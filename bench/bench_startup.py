@@ -33,6 +33,7 @@ def on_start(algo): marks["built"] = time.time() - T0
 def on_result(r): marks["last_result"] = time.time() - T0; marks.setdefault("first_result", marks["last_result"])
 outcome = trainer.run_job(job, on_start=on_start, on_result=on_result)
 marks["returned"] = time.time() - T0
+import gc; gc.freeze()  # as kuberl.cli.main does before the interpreter exits
 marks["timesteps"] = (outcome.result or {}).get("timesteps_total")
 marks["training_s"] = (outcome.result or {}).get("time_total_s")
 print("MARKS " + json.dumps(marks), flush=True)

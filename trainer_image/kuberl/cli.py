@@ -18,6 +18,7 @@ Every user error prints one message naming the field and the reason, and exits w
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import logging
 import sys
@@ -514,6 +515,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     ) as exc:  # a run that cannot end well: its own exit status (docs/reliability.md)
         _console(stderr=True).print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
         return exc.exit_status
+    finally:
+        if argv is None:  # the `kuberl` process itself (tests call main(argv) inside their own process)
+            # The interpreter exits next, and its final garbage collections walk every object torch and
+            # torch._dynamo created (6.4 s of exit at load 14 on 2 cores; 1.2 s frozen). Atexit handlers
+            # and module teardown still run; only the objects alive now are left out of those walks.
+            gc.freeze()
 
 
 if __name__ == "__main__":
