@@ -23,6 +23,7 @@ import kopf
 import yaml
 
 from kuberl.spec import RLTrainingJob, RLTrainingJobStatus, SpecError
+from kuberl.spec.resume import fixed_field_changes
 from kuberl_operator.builders import (
     DEFAULTS,
     Defaults,
@@ -188,6 +189,25 @@ async def last_valid_job(ctx: Context, body: Body) -> RLTrainingJob | None:
     return job
 
 
+async def fixed_field_edit(ctx: Context, body: Body, job: RLTrainingJob) -> SpecError | None:
+    """An edit of a started job that every later attempt (all `resume: auto`) would refuse: the
+    algorithm, env, networks, observation filter or agents changed from the spec its current attempt
+    runs (kuberl.spec.resume). None when there is nothing to compare with or nothing fixed changed."""
+    running = await last_valid_job(ctx, body)
+    if running is None:
+        return None
+    since = f"ConfigMap {job.status.config_map_name}" if job.status else "the running attempt"
+    problems = fixed_field_changes(running, job, since=since)
+    return SpecError(problems) if problems else None
+
+
+def _refused_edit(status: RLTrainingJobStatus | None) -> bool:
+    """The last edit was refused (Valid=False, InvalidSpecEdit): the attempt runs the ConfigMap's spec."""
+    return status is not None and any(
+        c.type == "Valid" and c.status == "False" and c.reason == "InvalidSpecEdit" for c in status.conditions
+    )
+
+
 def _deadline(job: RLTrainingJob, now: datetime) -> int | None:
     """What is left of the job-wide deadline: it covers all attempts together (as a Kubernetes Job's
     does), not each one."""
@@ -301,6 +321,10 @@ async def update(ctx: Context, body: Body, diff: Iterable[Any]) -> None:
     if job.status is None or job.status.ray_job_name is None:
         await create(ctx, body)  # it was invalid before (no children): a fixed spec starts it now
         return
+    refused = await fixed_field_edit(ctx, body, job)
+    if refused is not None:
+        await reject_edit(ctx, body, job.status, refused)  # started: keep what is running
+        return
     fields = changed_spec_fields(diff)
     status = valid_again(job.status, job, generation=_generation(body), now=ctx.now())
     if "suspend" in fields:
@@ -346,6 +370,9 @@ async def sync(
             job = await last_valid_job(ctx, body)
             if job is None:
                 return
+        if _refused_edit(job.status):
+            # A valid spec with a refused change of a fixed field (update): retries run the ConfigMap's.
+            job = await last_valid_job(ctx, body) or job
     status = job.status
     if status is None or status.ray_job_name is None:
         return  # the create handler has not saved the names yet

@@ -30,6 +30,23 @@ def _fixed(job: RLTrainingJob) -> dict[str, Any]:
     }
 
 
+def fixed_field_changes(before: RLTrainingJob, after: RLTrainingJob, *, since: str) -> list[Problem]:
+    """Fields that shape the saved state and differ between two versions of a job. The operator calls it
+    on an edit of a started job (`before`: the spec its current attempt runs), so a change a resumed run
+    would refuse is refused at the edit, in the job's status, instead of failing every later attempt."""
+    old, new = _fixed(before), _fixed(after)
+    return [
+        (
+            field,
+            f"cannot change once the job has started (was {old[field]!r} in {since}, now {new[field]!r}): "
+            "its checkpoints hold the algorithm, env, networks and agents it was trained with; set it "
+            "back, or create a new job with a new checkpoint location",
+        )
+        for field in new
+        if new[field] != old[field]
+    ]
+
+
 def resume_problems(saved: Mapping[str, Any], job: RLTrainingJob, *, checkpoint: str) -> list[Problem]:
     """Fields of `job` that differ from the job a checkpoint was written by (`saved`, its job.json)."""
     try:

@@ -21,7 +21,7 @@ class APEXConfig(QLearningConfigBase):
     one learner training continuously on prioritized replay at a fixed replay ratio."""
 
     implementation: ClassVar[str] = "kuberl.algorithms.apex:APEX"
-    capabilities: ClassVar[Capabilities] = Capabilities(DISCRETE)
+    capabilities: ClassVar[Capabilities] = Capabilities(DISCRETE, observation_filter=False)
     algorithm: Literal["APEX"] = Field(
         "APEX", exclude=True, description="Discriminator; set from spec.algorithm."
     )
@@ -123,5 +123,5 @@ class APEXConfig(QLearningConfigBase):
 
     @model_validator(mode="after")
     def _consistent(self) -> APEXConfig:
-        check_replay(self, "APEX")
+        check_replay(self, "APEX", keeps_filter=self.capabilities.observation_filter)
         return self

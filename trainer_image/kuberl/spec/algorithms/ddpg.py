@@ -23,7 +23,7 @@ class DDPGConfig(OffPolicyActorCriticConfig):
     critic, no target policy smoothing, the actor updated with every critic update."""
 
     implementation: ClassVar[str] = "kuberl.algorithms.ddpg:DDPG"
-    capabilities: ClassVar[Capabilities] = Capabilities(BOX, multi_agent=True)
+    capabilities: ClassVar[Capabilities] = Capabilities(BOX, multi_agent=True, observation_filter=False)
     algorithm: Literal["DDPG"] = Field(
         "DDPG", exclude=True, description="Discriminator; set from spec.algorithm."
     )

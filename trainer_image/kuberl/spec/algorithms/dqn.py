@@ -16,7 +16,9 @@ class DQNConfig(QLearningConfigBase):
     https://arxiv.org/abs/1710.02298): double Q, dueling heads, prioritized replay, n-step returns."""
 
     implementation: ClassVar[str] = "kuberl.algorithms.dqn:DQN"
-    capabilities: ClassVar[Capabilities] = Capabilities(DISCRETE, multi_agent=True, action_masks="own")
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        DISCRETE, multi_agent=True, action_masks="own", observation_filter=False
+    )
     algorithm: Literal["DQN"] = Field(
         "DQN", exclude=True, description="Discriminator; set from spec.algorithm."
     )
@@ -103,5 +105,5 @@ class DQNConfig(QLearningConfigBase):
         bad = [e for _, e in self.epsilon if not 0.0 <= e <= 1.0]
         if bad:
             raise ValueError(f"epsilon values must lie in [0, 1], got {bad}")
-        check_replay(self, "DQN")
+        check_replay(self, "DQN", keeps_filter=self.capabilities.observation_filter)
         return self

@@ -67,8 +67,9 @@ class _ReplaySettings(Protocol):
     def observation_filter(self) -> str: ...
 
 
-def check_replay(config: _ReplaySettings, algorithm: str) -> None:
-    """Replay settings that cannot work together, with the reason (raised as the config's error)."""
+def check_replay(config: _ReplaySettings, algorithm: str, *, keeps_filter: bool) -> None:
+    """Replay settings that cannot work together, with the reason (raised as the config's error).
+    `keeps_filter`: the algorithm's capabilities.observation_filter (False for replay; this says why)."""
     if config.num_steps_sampled_before_learning_starts > config.buffer_size:
         raise ValueError(
             f"num_steps_sampled_before_learning_starts ({config.num_steps_sampled_before_learning_starts}) "
@@ -85,7 +86,7 @@ def check_replay(config: _ReplaySettings, algorithm: str) -> None:
             f"n_step ({config.n_step}) must not exceed rollout_fragment_length "
             f"({config.rollout_fragment_length}): n-step returns are cut at the end of each fragment"
         )
-    if config.observation_filter != "NoFilter":
+    if config.observation_filter != "NoFilter" and not keeps_filter:
         raise ValueError(
             f"observation_filter must be NoFilter for {algorithm}: replayed observations would stay "
             "normalised with the statistics of when they were collected"

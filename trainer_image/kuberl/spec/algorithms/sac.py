@@ -16,7 +16,9 @@ class SACConfig(OffPolicyActorCriticConfig):
     env's action space."""
 
     implementation: ClassVar[str] = "kuberl.algorithms.sac:SAC"
-    capabilities: ClassVar[Capabilities] = Capabilities(ANY_SPACE, multi_agent=True, action_masks="own")
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        ANY_SPACE, multi_agent=True, action_masks="own", observation_filter=False
+    )
     algorithm: Literal["SAC"] = Field(
         "SAC", exclude=True, description="Discriminator; set from spec.algorithm."
     )

@@ -14,7 +14,7 @@ class TD3Config(OffPolicyActorCriticConfig):
     """Twin Delayed DDPG (Fujimoto et al. 2018, https://arxiv.org/abs/1802.09477)."""
 
     implementation: ClassVar[str] = "kuberl.algorithms.td3:TD3"
-    capabilities: ClassVar[Capabilities] = Capabilities(BOX, multi_agent=True)
+    capabilities: ClassVar[Capabilities] = Capabilities(BOX, multi_agent=True, observation_filter=False)
     algorithm: Literal["TD3"] = Field(
         "TD3", exclude=True, description="Discriminator; set from spec.algorithm."
     )
