@@ -30,7 +30,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import pytest
 import yaml
@@ -38,7 +38,7 @@ import yaml
 from kuberl import PolicyClient
 from kuberl.spec import ALGORITHMS, SpecError, parse_job
 from kuberl.spec.algorithms import CONFIG_MODELS, capabilities
-from kuberl.spec.capabilities import ActionSpaceKind
+from kuberl.spec.capabilities import ALL_SPACES
 from tests.fixtures.kube import ControlPlane
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -272,10 +272,9 @@ def rules_lifted(algorithm: str) -> Iterator[None]:
 
     config = CONFIG_MODELS[algorithm]
     caps = config.capabilities
-    kinds = cast(frozenset[ActionSpaceKind], frozenset({*ACTION_ENVS, "multidiscrete", "multibinary"}))
     claimed = replace(
         caps,
-        action_spaces=kinds,
+        action_spaces=ALL_SPACES,
         external=True,
         multi_agent=True,
         recurrent=True,
