@@ -76,16 +76,11 @@ def assert_refused(res: subprocess.CompletedProcess[str], *words: str) -> None:
         (
             ["algorithm=DQN", "env=kuberl.envs:make_buttons", "config={}"],
             ["spec.env", "MultiDiscrete action space", "DQN acts in Discrete action spaces only"],
-        ),
-        (
-            ["algorithm=TD3", "env=kuberl.envs:make_buttons", "envConfig={action: dict}", "config={}"],
-            ["spec.env", "Dict action space", "TD3 acts in Box action spaces only"],
-        ),
+        ),  # (PPO accepts it: tests/integration/test_examples.py runs examples/ppo-multidiscrete.yaml)
         (
             ["env=kuberl.envs:make_buttons", "envConfig={action: tuple}", "output.uri=out"],
             ["spec.env", "Tuple action space", "spec.output records Discrete and Box"],
         ),
-        (["env=kuberl.envs:make_buttons", "envConfig={action: multi_binary}"], []),  # PPO: accepted
         (["resume=./no-such-checkpoint"], ["spec.resume"]),
         (["runDir=/proc/kuberl-run"], ["spec.runDir", "cannot create /proc/kuberl-run"]),
         (["runDir=job.yaml"], ["spec.runDir", "exists and is not a directory"]),
