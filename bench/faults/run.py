@@ -64,6 +64,7 @@ def s3_kills_campaign(kills: int, seed: int) -> dict[str, Any]:
         "kills": r.kills,
         "killed_at_iterations": r.killed_at,
         "recoveries": r.recoveries,
+        "rss_mb": {"at_first_kill": round(r.rss_mb_at_first_kill), "peak_after": round(r.rss_mb_peak)},
         "failed_saves": r.failed_saves,
         "replayed_requests": r.replayed_requests,
         "exit_status": r.exit_status,

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import boto3
+import psutil
 
 from kuberl.checkpoint import open_store
 from tests.faults.common import TINY_JOB, cli_env, one_line
@@ -35,6 +36,10 @@ class S3KillResult:
     exit_status: int | None = None
     #: saves that failed while the server was down (each logged, counted, none reported as done)
     failed_saves: int = 0
+    #: the trainer's resident memory when the server was first killed, and its peak after (MB): failed
+    #: saves must not pile up serialised checkpoints
+    rss_mb_at_first_kill: float = 0.0
+    rss_mb_peak: float = 0.0
     #: restarts after which the run saved a checkpoint again before it ended
     recoveries: int = 0
     #: the first failure messages, to tell an outage from something else
@@ -108,10 +113,12 @@ def run_s3_kill_campaign(
             at = min(max(2, _iterations(results)) + rng.randint(1, 6), iterations - 2)
             deadline = time.monotonic() + 180
             while proc.poll() is None and _iterations(results) < at and time.monotonic() < deadline:
+                _sample_rss(proc, result)
                 time.sleep(0.01 + rng.random() * 0.05)
             if proc.poll() is not None:
                 break
             proxy.set_mode("refused")  # no client reaches the server while it is down or replaying
+            result.rss_mb_at_first_kill = result.rss_mb_at_first_kill or _rss_mb(proc)
             moto.kill()
             result.kills += 1
             result.killed_at.append(_iterations(results))
@@ -121,6 +128,7 @@ def run_s3_kill_campaign(
             # the next kill only once the run saved again (it recovered), unless it ends first
             deadline = time.monotonic() + 120
             while proc.poll() is None and time.monotonic() < deadline:
+                _sample_rss(proc, result)
                 if _newest_iteration(uri, moto.endpoint) > result.killed_at[-1]:
                     result.recoveries += 1
                     break
@@ -195,6 +203,18 @@ def _newest_iteration(uri: str, endpoint: str) -> int:
     return max(
         (int(k.split("/")[-2].split("_")[1]) for k in keys if k.endswith("/manifest.json")), default=-1
     )
+
+
+def _rss_mb(proc: subprocess.Popen[str]) -> float:
+    try:
+        return float(psutil.Process(proc.pid).memory_info().rss) / 2**20
+    except psutil.Error:
+        return 0.0  # it just ended
+
+
+def _sample_rss(proc: subprocess.Popen[str], result: S3KillResult) -> None:
+    if result.kills:
+        result.rss_mb_peak = max(result.rss_mb_peak, _rss_mb(proc))
 
 
 def _iterations(results: Path) -> int:
