@@ -37,6 +37,8 @@ from prometheus_client import (
 )
 from prometheus_client.metrics_core import Metric
 
+from kuberl.results import TrainResult
+
 __all__ = ["PHASES", "MetricsServer", "TrainerMetrics", "rfc3339"]
 
 log = logging.getLogger(__name__)
@@ -91,6 +93,16 @@ class _Registry(CollectorRegistry):
             trimmed = Metric(metric.name, metric.documentation, metric.type, metric.unit)
             trimmed.samples = [s for s in metric.samples if s.name != created]
             yield trimmed
+
+
+def _main_policy(result: TrainResult) -> str:
+    """The policy label of a result's top-level episode stats: the one trained policy, or "__all__"
+    for several (and for every multi-agent result, whose top level is over whole env episodes)."""
+    learner = result.get("learner")
+    policies = list(learner) if isinstance(learner, Mapping) and learner else []
+    if isinstance(result.get("policies"), Mapping) or len(policies) > 1:
+        return ALL_POLICIES
+    return str(policies[0]) if policies else DEFAULT_POLICY
 
 
 def _num(value: Any) -> float | None:
@@ -330,8 +342,9 @@ class TrainerMetrics:
 
     # -- the trainer's calls --------------------------------------------------------------------------
 
-    def update(self, result: Mapping[str, Any]) -> None:
-        """Record one training iteration's result dict (see the module docs for its keys)."""
+    def update(self, result: TrainResult) -> None:
+        """Record one training iteration's result (kuberl.results.TrainResult: the keys and their
+        meaning are defined there, once). Each part of the result is recorded by its own method."""
         with self._lock:
             self._mark_started()
             if self._status["phase"] == "Pending":
@@ -339,95 +352,105 @@ class TrainerMetrics:
             iteration = _num(result.get("training_iteration"))
             new_iteration = iteration is None or iteration != self._last_iteration
             self._last_iteration = iteration
-
             self._set(self.training_iteration, iteration)
             timesteps = result.get("timesteps_total", result.get("num_env_steps_sampled_lifetime"))
-            self._advance(self.env_steps, "env_steps", timesteps)
+            self._record_totals(result, timesteps)
+            self._record_episodes(result)
+            self._record_learners(result.get("learner"))
+            self._record_timing(result, new_iteration=new_iteration)
+            self._record_runners(result.get("env_runners"))
+            self._record_policy_server(result.get("policy_server"))
+            self._record_evaluation(result.get("evaluation"), result.get("off_policy_estimation"))
+            self._record_self_play(result.get("self_play"))
+            self._record_custom(result.get("custom_metrics"))
+            self._record_status(result, iteration, timesteps)
+
+    def _record_totals(self, result: TrainResult, timesteps: Any) -> None:
+        """The lifetime counters: env steps sampled and trained, episodes."""
+        self._advance(self.env_steps, "env_steps", timesteps)
+        self._advance(
+            self.env_steps_trained, "env_steps_trained", result.get("num_env_steps_trained_lifetime")
+        )
+        self._advance(self.episodes, "episodes", result.get("episodes_total"))
+
+    def _record_episodes(self, result: TrainResult) -> None:
+        """Episode statistics under the main policy label, and per policy for multi-agent results."""
+        main_policy = _main_policy(result)
+        for key, attr in _EPISODE_KEYS.items():
+            self._set(getattr(self, attr), result.get(key), policy=main_policy)
+        per_policy = result.get("policies")
+        if isinstance(per_policy, Mapping):
+            for pid, stats in per_policy.items():
+                if isinstance(stats, Mapping):
+                    for key, attr in _EPISODE_KEYS.items():
+                        self._set(getattr(self, attr), stats.get(key), policy=str(pid))
+
+    def _record_learners(self, learner: Any) -> None:
+        if isinstance(learner, Mapping):
+            for pid, stats in learner.items():
+                if isinstance(stats, Mapping):
+                    self._update_learner(str(pid), stats)
+
+    def _record_timing(self, result: TrainResult, *, new_iteration: bool) -> None:
+        """The iteration's duration (once per iteration) and the time of each phase."""
+        duration = _num(result.get("time_this_iter_s"))
+        if duration is not None and new_iteration:
+            self.iteration_duration.labels(**self._labels).observe(duration)
+        timers = result.get("timers")
+        if isinstance(timers, Mapping):
+            for phase, seconds in timers.items():
+                self._set(self.timer, seconds, phase=str(phase))
+
+    def _record_runners(self, runners: Any) -> None:
+        if isinstance(runners, Mapping):
+            self._set(self.env_runners_healthy, runners.get("num_healthy"))
+            self._advance(self.env_runner_restarts, "env_runner_restarts", runners.get("restarts_total"))
+            self._advance(self.env_restarts, "env_restarts", runners.get("env_restarts_total"))
+
+    def _record_policy_server(self, server: Any) -> None:
+        if isinstance(server, Mapping):
+            self._advance(self.policy_server_requests, "policy_server_requests", server.get("requests_total"))
             self._advance(
-                self.env_steps_trained, "env_steps_trained", result.get("num_env_steps_trained_lifetime")
+                self.policy_server_abandoned,
+                "policy_server_abandoned",
+                server.get("abandoned_episodes_total"),
             )
-            self._advance(self.episodes, "episodes", result.get("episodes_total"))
+            self._set(self.policy_server_open, server.get("open_episodes"))
 
-            learner = result.get("learner")
-            policies = list(learner) if isinstance(learner, Mapping) and learner else []
-            main_policy = (
-                str(policies[0]) if len(policies) == 1 else ALL_POLICIES if policies else DEFAULT_POLICY
-            )
-            if isinstance(
-                result.get("policies"), Mapping
-            ):  # multi-agent: top level is over whole env episodes
-                main_policy = ALL_POLICIES
-            for key, attr in _EPISODE_KEYS.items():
-                self._set(getattr(self, attr), result.get(key), policy=main_policy)
-            # Multi-agent: optional per-policy episode stats, {"policies": {pid: {episode_return_mean, ...}}}.
-            per_policy = result.get("policies")
-            if isinstance(per_policy, Mapping):
-                for pid, stats in per_policy.items():
-                    if isinstance(stats, Mapping):
-                        for key, attr in _EPISODE_KEYS.items():
-                            self._set(getattr(self, attr), stats.get(key), policy=str(pid))
+    def _record_evaluation(self, evaluation: Any, ope: Any) -> None:
+        """The evaluation return, and the offline algorithms' off-policy estimates."""
+        if isinstance(evaluation, Mapping):
+            self._set(self.evaluation_return_mean, evaluation.get("episode_return_mean"))
+        if isinstance(ope, Mapping):
+            for estimator in ("is", "wis"):
+                self._set(self.off_policy_estimate, ope.get(estimator), estimator=estimator)
 
-            if isinstance(learner, Mapping):
-                for pid, stats in learner.items():
-                    if isinstance(stats, Mapping):
-                        self._update_learner(str(pid), stats)
+    def _record_self_play(self, self_play: Any) -> None:
+        if not isinstance(self_play, Mapping):
+            return
+        learning = str(self_play.get("policy", DEFAULT_POLICY))
+        for outcome, g in self.selfplay_rates.items():
+            self._set(g, self_play.get(f"{outcome}_rate"), policy=learning)
+        self._set(self.selfplay_pool_size, self_play.get("pool_size"), policy=learning)
+        vs_random = self_play.get("vs_random")
+        if isinstance(vs_random, Mapping):
+            self._set(self.selfplay_random_win_rate, vs_random.get("win_rate"), policy=learning)
 
-            duration = _num(result.get("time_this_iter_s"))
-            if duration is not None and new_iteration:
-                self.iteration_duration.labels(**self._labels).observe(duration)
-            timers = result.get("timers")
-            if isinstance(timers, Mapping):
-                for phase, seconds in timers.items():
-                    self._set(self.timer, seconds, phase=str(phase))
+    def _record_status(self, result: TrainResult, iteration: float | None, timesteps: Any) -> None:
+        """The /status fields the operator reads (a missing or non-finite value keeps the last one)."""
+        if iteration is not None:
+            self._status["iteration"] = int(iteration)
+        ts = _num(timesteps)
+        if ts is not None:
+            self._status["timesteps"] = int(ts)
+        ret = _num(result.get("episode_return_mean"))
+        if ret is not None:
+            self._status["episodeReturnMean"] = ret
+        self._status["updatedAt"] = time.time()
 
-            runners = result.get("env_runners")
-            if isinstance(runners, Mapping):
-                self._set(self.env_runners_healthy, runners.get("num_healthy"))
-                self._advance(self.env_runner_restarts, "env_runner_restarts", runners.get("restarts_total"))
-                self._advance(self.env_restarts, "env_restarts", runners.get("env_restarts_total"))
-
-            server = result.get("policy_server")
-            if isinstance(server, Mapping):
-                self._advance(
-                    self.policy_server_requests, "policy_server_requests", server.get("requests_total")
-                )
-                self._advance(
-                    self.policy_server_abandoned,
-                    "policy_server_abandoned",
-                    server.get("abandoned_episodes_total"),
-                )
-                self._set(self.policy_server_open, server.get("open_episodes"))
-
-            evaluation = result.get("evaluation")
-            if isinstance(evaluation, Mapping):
-                self._set(self.evaluation_return_mean, evaluation.get("episode_return_mean"))
-            ope = result.get("off_policy_estimation")
-            if isinstance(ope, Mapping):
-                for estimator in ("is", "wis"):
-                    self._set(self.off_policy_estimate, ope.get(estimator), estimator=estimator)
-            self_play = result.get("self_play")
-            if isinstance(self_play, Mapping):
-                learning = str(self_play.get("policy", DEFAULT_POLICY))
-                for outcome, g in self.selfplay_rates.items():
-                    self._set(g, self_play.get(f"{outcome}_rate"), policy=learning)
-                self._set(self.selfplay_pool_size, self_play.get("pool_size"), policy=learning)
-                vs_random = self_play.get("vs_random")
-                if isinstance(vs_random, Mapping):
-                    self._set(self.selfplay_random_win_rate, vs_random.get("win_rate"), policy=learning)
-
-            custom = result.get("custom_metrics")
-            if isinstance(custom, Mapping):
-                self._update_custom(custom)
-
-            if iteration is not None:
-                self._status["iteration"] = int(iteration)
-            ts = _num(timesteps)
-            if ts is not None:
-                self._status["timesteps"] = int(ts)
-            ret = _num(result.get("episode_return_mean"))
-            if ret is not None:
-                self._status["episodeReturnMean"] = ret
-            self._status["updatedAt"] = time.time()
+    def _record_custom(self, custom: Any) -> None:
+        if isinstance(custom, Mapping):
+            self._update_custom(custom)
 
     def _update_custom(self, custom: Mapping[str, Any]) -> None:
         """kuberl_custom_metric{name, stat} from result["custom_metrics"] (`name_mean`, `_min`, `_max`),

@@ -149,7 +149,7 @@ class EnvRunner:
         return self.filter.normalize(flat) if self.filter is not None else flat
 
     # -- sampling --------------------------------------------------------------------------------
-    def sample(self, *, explore: bool = True) -> Rollout:
+    def sample(self, *, explore: bool = True) -> Rollout:  # noqa: C901 (the hot loop, kept inline)
         """One rollout of `rollout_length` vector steps. Actor-critic policies also get V(s') for every
         step (bootstrap-ready); `store_next_obs` adds s' (the final observation at episode ends)."""
         T, N = self.config.rollout_length, self.config.num_envs
