@@ -21,11 +21,10 @@ from kuberl.core.sample_batch import SampleBatch
 from kuberl.spec.algorithms.a2c import A2CConfig
 
 
-class A2C(SyncActorCriticAlgorithm):
+class A2C(SyncActorCriticAlgorithm[A2CConfig]):
     """Sampling, the learner and the training step: kuberl.algorithms.families.sync (shared with PG)."""
 
     name = "A2C"
-    config: A2CConfig
     default_train_batch_size: ClassVar[int] = 500
     returns_timer: ClassVar[str] = "advantages"
 

@@ -205,9 +205,8 @@ class A3CWorkerGroup(EnvRunnerGroup):
 # ---------------------------------------------------------------------------------------------------
 
 
-class A3C(Algorithm):
+class A3C(Algorithm[A3CConfig]):
     name = "A3C"
-    config: A3CConfig
     runners: A3CWorkerGroup
 
     def rollout_length(self) -> int:

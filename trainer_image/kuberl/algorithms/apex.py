@@ -141,12 +141,11 @@ class ApexRunnerGroup(EnvRunnerGroup):
 # ---------------------------------------------------------------------------------------------------
 
 
-class APEX(Algorithm):
+class APEX(Algorithm[APEXConfig]):
     """The driver is the paper's learner: it adds arriving fragments to replay and trains in between,
     never waiting for a runner unless it is ahead of the replay ratio."""
 
     name = "APEX"
-    config: APEXConfig
     learner: QLearner
 
     def rollout_length(self) -> int:

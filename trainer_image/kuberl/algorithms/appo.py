@@ -147,9 +147,8 @@ class APPOLearner(VTraceLearner):
 # ---------------------------------------------------------------------------------------------------
 
 
-class APPO(AsyncVTraceAlgorithm):
+class APPO(AsyncVTraceAlgorithm[APPOConfig]):
     """Asynchronous sampling, queueing and broadcasting: kuberl.algorithms.families.vtrace_async."""
 
     name = "APPO"
-    config: APPOConfig
     learner_class = APPOLearner

@@ -19,9 +19,8 @@ from kuberl.algorithms.families.evolution import EvolutionAlgorithm, noise
 from kuberl.spec.algorithms.ars import ARSConfig
 
 
-class ARS(EvolutionAlgorithm):
+class ARS(EvolutionAlgorithm[ARSConfig]):
     name = "ARS"
-    config: ARSConfig
 
     def setup_optimizer(self) -> None:
         # The paper starts from M = 0: every direction is then judged from the same neutral policy.

@@ -18,7 +18,7 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Generic, TypeVar, cast
 
 import gymnasium as gym
 import numpy as np
@@ -154,7 +154,12 @@ class StepOutcome:
     timers: dict[str, float] = field(default_factory=dict)
 
 
-class Algorithm:
+# The algorithm's config model (kuberl.spec.algorithms): `Algorithm[PPOConfig]` makes `self.config` a
+# PPOConfig for mypy; the registry pairs each algorithm with its config class, so the cast holds.
+ConfigT = TypeVar("ConfigT", bound=AlgorithmConfigBase)
+
+
+class Algorithm(Generic[ConfigT]):
     """Base class. Subclasses set `config_cls`, build their learner in `setup()` and implement `training_step()`."""
 
     name: ClassVar[str] = "base"
@@ -165,7 +170,7 @@ class Algorithm:
         """The job, its spec and config, the run directory, and every random generator seeded from the job."""
         self.job = job
         self.spec: RLTrainingJobSpec = job.spec
-        self.config: AlgorithmConfigBase = job.spec.config
+        self.config: ConfigT = cast(ConfigT, job.spec.config)
         self.run_dir = Path(run_dir or self.spec.run_dir or Path("runs") / job.metadata.name)
         self.np_rng = seed_all(self.spec.seed)
         # The user's callbacks (config.callbacks), driver side; the runners build their own.

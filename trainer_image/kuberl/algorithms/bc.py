@@ -17,9 +17,8 @@ from kuberl.algorithms.families.marwil import AdvantageWeightedAlgorithm
 from kuberl.spec.algorithms.bc import BCConfig
 
 
-class BC(AdvantageWeightedAlgorithm):
+class BC(AdvantageWeightedAlgorithm[BCConfig]):
     name = "BC"
-    config: BCConfig
 
     def loss_options(self) -> dict[str, Any]:
         # Every weight is 1 and the value head is left alone: plain maximum likelihood.

@@ -184,9 +184,8 @@ class CQLLearner(SoftActorCriticLearner[CQLConfig]):
 # ---------------------------------------------------------------------------------------------------
 
 
-class CQL(OfflineAlgorithm):
+class CQL(OfflineAlgorithm[CQLConfig]):
     name = "CQL"
-    config: CQLConfig
     data_columns = (C.OBS, C.ACTIONS, C.REWARDS, C.NEXT_OBS, C.TERMINATEDS)
 
     def setup_learner(self) -> None:

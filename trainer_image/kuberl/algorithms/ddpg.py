@@ -78,9 +78,8 @@ class DDPGLearner(DeterministicActorCriticLearner[DDPGConfig]):
 # ---------------------------------------------------------------------------------------------------
 
 
-class DDPG(OffPolicyActorAlgorithm):
+class DDPG(OffPolicyActorAlgorithm[DDPGConfig]):
     name = "DDPG"
-    config: DDPGConfig
 
     def runner_overrides(self) -> dict[str, Any]:
         return deterministic_runner_overrides(self.config)

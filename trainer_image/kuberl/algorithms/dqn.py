@@ -38,13 +38,12 @@ __all__ = ["DQN", "QLearner", "QNetwork", "QPolicy", "build_q_network", "dqn_los
 # ---------------------------------------------------------------------------------------------------
 
 
-class DQN(ReplayAlgorithm):
+class DQN(ReplayAlgorithm[DQNConfig]):
     """The replay step itself (sample → n-step transitions → replay → K gradient steps → broadcast) is
     kuberl.algorithms.families.replay's, shared with SAC, TD3 and DDPG; DQN adds its replay ratio, its
     epsilon and β schedules, the learning-rate schedule and the target network's update rule."""
 
     name = "DQN"
-    config: DQNConfig
 
     def runner_overrides(self) -> dict[str, Any]:
         return {

@@ -20,9 +20,8 @@ from kuberl.core.learner import load_optimizer_state
 from kuberl.spec.algorithms.es import ESConfig
 
 
-class ES(EvolutionAlgorithm):
+class ES(EvolutionAlgorithm[ESConfig]):
     name = "ES"
-    config: ESConfig
 
     def setup_optimizer(self) -> None:
         # Adam over the flat parameter vector: the driver is the only place θ changes.

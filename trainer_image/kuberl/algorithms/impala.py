@@ -84,9 +84,8 @@ class IMPALALearner(VTraceLearner):
 # ---------------------------------------------------------------------------------------------------
 
 
-class IMPALA(AsyncVTraceAlgorithm):
+class IMPALA(AsyncVTraceAlgorithm[IMPALAConfig]):
     """Asynchronous sampling, queueing and broadcasting: kuberl.algorithms.families.vtrace_async."""
 
     name = "IMPALA"
-    config: IMPALAConfig
     learner_class = IMPALALearner

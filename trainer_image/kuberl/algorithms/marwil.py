@@ -20,9 +20,8 @@ from kuberl.core.offline.schema import C
 from kuberl.spec.algorithms.marwil import MARWILConfig
 
 
-class MARWIL(AdvantageWeightedAlgorithm):
+class MARWIL(AdvantageWeightedAlgorithm[MARWILConfig]):
     name = "MARWIL"
-    config: MARWILConfig
     data_columns: ClassVar[tuple[str, ...]] = (C.OBS, C.ACTIONS, C.RETURNS_TO_GO)
 
     def returns_gamma(self) -> float | None:

@@ -21,11 +21,10 @@ from kuberl.core.sample_batch import SampleBatch
 from kuberl.spec.algorithms.pg import PGConfig
 
 
-class PG(SyncActorCriticAlgorithm):
+class PG(SyncActorCriticAlgorithm[PGConfig]):
     """Sampling, the learner and the training step: kuberl.algorithms.families.sync (shared with A2C)."""
 
     name = "PG"
-    config: PGConfig
     default_train_batch_size: ClassVar[int] = 2000
     returns_timer: ClassVar[str] = "returns"
 

@@ -206,12 +206,11 @@ def explained_variance(pred: np.ndarray, target: np.ndarray) -> float:
 # ---------------------------------------------------------------------------------------------------
 
 
-class PPO(SyncSamplingAlgorithm):
+class PPO(SyncSamplingAlgorithm[PPOConfig]):
     """The training step (sample → `estimate_returns` → `learn` → broadcast) is
     kuberl.algorithms.families.sync's, shared with A2C and PG."""
 
     name = "PPO"
-    config: PPOConfig
     returns_timer = "gae"
 
     def rollout_length(self) -> int:

@@ -223,9 +223,8 @@ class SACLearner(SoftActorCriticLearner[SACConfig]):
 # ---------------------------------------------------------------------------------------------------
 
 
-class SAC(OffPolicyActorAlgorithm):
+class SAC(OffPolicyActorAlgorithm[SACConfig]):
     name = "SAC"
-    config: SACConfig
 
     def runner_overrides(self) -> dict[str, Any]:
         # The runner builds its policy before the driver knows the spaces; the factory picks by action space.

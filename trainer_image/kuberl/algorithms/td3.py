@@ -113,9 +113,8 @@ class TD3Learner(DeterministicActorCriticLearner[TD3Config]):
 # ---------------------------------------------------------------------------------------------------
 
 
-class TD3(OffPolicyActorAlgorithm):
+class TD3(OffPolicyActorAlgorithm[TD3Config]):
     name = "TD3"
-    config: TD3Config
 
     def runner_overrides(self) -> dict[str, Any]:
         return deterministic_runner_overrides(self.config)

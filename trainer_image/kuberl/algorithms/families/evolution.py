@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import gymnasium as gym
 import numpy as np
@@ -38,6 +38,8 @@ from kuberl.core.policy import PolicyBase
 from kuberl.core.runner_group import EnvRunnerGroup
 from kuberl.core.sample_batch import Columns
 from kuberl.spec.algorithms import ModelConfig
+from kuberl.spec.algorithms.ars import ARSConfig
+from kuberl.spec.algorithms.es import ESConfig
 
 MAX_SEED = 2**31 - 1
 
@@ -269,13 +271,15 @@ def join_results(parts: list[PerturbationResults]) -> PerturbationResults:
 
 
 # -- the driver ------------------------------------------------------------------------------------------
-class EvolutionAlgorithm(Algorithm):
+EvolutionConfigT = TypeVar("EvolutionConfigT", bound=ESConfig | ARSConfig)
+
+
+class EvolutionAlgorithm(Algorithm[EvolutionConfigT]):
     """The training step ES and ARS share: draw direction seeds → evaluate θ ± σε on the runners →
     `update` (each algorithm's own) → broadcast θ. Subclasses implement `update` and may add their
     optimizer's state; both configs name the search's size the same way (noise_stdev, num_rollouts,
     episodes_per_rollout)."""
 
-    config: Any
     module: EvolutionNet
 
     def runner_overrides(self) -> dict[str, Any]:

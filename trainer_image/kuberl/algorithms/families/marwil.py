@@ -10,7 +10,7 @@ plain maximum likelihood, i.e. behaviour cloning.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -21,6 +21,8 @@ from kuberl.core.distributions import ActionDistribution
 from kuberl.core.learner import Learner, select_device
 from kuberl.core.models import action_distribution, build_model
 from kuberl.core.offline.schema import C
+from kuberl.spec.algorithms.bc import BCConfig
+from kuberl.spec.algorithms.marwil import MARWILConfig
 
 
 def marwil_loss(
@@ -116,7 +118,10 @@ class MARWILLearner(Learner):
         self.sqd_adv_norm = float(state.get("sqd_adv_norm", self.sqd_adv_norm))
 
 
-class AdvantageWeightedAlgorithm(OfflineAlgorithm):
+ImitationConfigT = TypeVar("ImitationConfigT", bound=BCConfig | MARWILConfig)
+
+
+class AdvantageWeightedAlgorithm(OfflineAlgorithm[ImitationConfigT]):
     """BC and MARWIL: an actor-critic module (kuberl.core.models) trained by `MARWILLearner`; the
     subclass names the loss options in `loss_options()`."""
 

@@ -10,7 +10,7 @@ episodes, when the data holds the behaviour policy's `action_logp`.
 from __future__ import annotations
 
 import time
-from typing import ClassVar
+from typing import ClassVar, TypeVar
 
 import numpy as np
 
@@ -24,13 +24,14 @@ from kuberl.spec.algorithms.offline import OfflineConfigBase
 from kuberl.spec.errors import SpecError
 from kuberl.spec.offline import InputSpec
 
+OfflineConfigT = TypeVar("OfflineConfigT", bound=OfflineConfigBase)
 
-class OfflineAlgorithm(Algorithm):
+
+class OfflineAlgorithm(Algorithm[OfflineConfigT]):
     """Subclasses set `data_columns`, build their learner in `setup_learner()` and implement
     `update(batch)`; those with action probabilities implement `target_logp` for OPE."""
 
     data_columns: ClassVar[tuple[str, ...]] = (C.OBS, C.ACTIONS)
-    config: OfflineConfigBase
 
     def make_runner_group(self) -> EnvRunnerGroup:
         return EnvRunnerGroup(self.runner_config, num_runners=0)

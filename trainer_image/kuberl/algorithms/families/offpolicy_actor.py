@@ -6,7 +6,7 @@ checkpoint of the learner, the update budget and (optionally) the replay buffer.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -24,15 +24,16 @@ from kuberl.spec.algorithms.ddpg import DDPGConfig
 from kuberl.spec.algorithms.offpolicy_actor_critic import OffPolicyActorCriticConfig
 from kuberl.spec.algorithms.td3 import TD3Config
 
+ActorConfigT = TypeVar("ActorConfigT", bound=OffPolicyActorCriticConfig)
 
-class OffPolicyActorAlgorithm(ReplayAlgorithm):
+
+class OffPolicyActorAlgorithm(ReplayAlgorithm[ActorConfigT]):
     """Subclasses build their learner in `build_learner` (with an `actor` module and
     `update(minibatch) -> terms` returning a `td_error` tensor and counting `num_updates`); `setup`
     adds the replay buffer and the update budget. Losses a learner reports only on some updates (TD3's
     delayed policy loss) average over those."""
 
     budget: UpdateBudget
-    config: OffPolicyActorCriticConfig
 
     def setup(self) -> None:
         res = self.spec.resources

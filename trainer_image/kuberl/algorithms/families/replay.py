@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -23,18 +23,23 @@ from kuberl.algorithms.base import Algorithm, StepOutcome
 from kuberl.core.replay import INDICES, PrioritizedReplayBuffer, ReplayBuffer
 from kuberl.core.returns import nstep_transitions
 from kuberl.core.sample_batch import SampleBatch
+from kuberl.spec.algorithms.dqn import DQNConfig
+from kuberl.spec.algorithms.offpolicy_actor_critic import OffPolicyActorCriticConfig
 
 # One gradient step's detached loss terms, and |TD error| per sample (the new replay priorities).
 Terms = dict[str, torch.Tensor]
 TDErrors = torch.Tensor | np.ndarray
 
 
-class ReplayAlgorithm(Algorithm):
+# Replay algorithms' configs: DQN's, and the off-policy actor-critics' (SAC, TD3, DDPG).
+ReplayConfigT = TypeVar("ReplayConfigT", bound=DQNConfig | OffPolicyActorCriticConfig)
+
+
+class ReplayAlgorithm(Algorithm[ReplayConfigT]):
     """Subclasses keep a `buffer` (built in their `setup`) and a `config` with `n_step`, `gamma`,
     `train_batch_size` and `num_steps_sampled_before_learning_starts`."""
 
     buffer: ReplayBuffer
-    config: Any
 
     def rollout_length(self) -> int:
         fragment: int = self.config.rollout_fragment_length

@@ -12,20 +12,21 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any, ClassVar
+from typing import ClassVar, TypeVar
 
 import torch
 
-from kuberl.algorithms.base import Algorithm, StepOutcome
+from kuberl.algorithms.base import Algorithm, ConfigT, StepOutcome
 from kuberl.algorithms.families.actor_critic import ActorCriticLearner
 from kuberl.core.sample_batch import SampleBatch
+from kuberl.spec.algorithms.a2c import A2CConfig
+from kuberl.spec.algorithms.pg import PGConfig
 
 
-class SyncSamplingAlgorithm(Algorithm):
+class SyncSamplingAlgorithm(Algorithm[ConfigT]):
     """Subclasses set `returns_timer` (the name of the returns phase in `timers`) and implement
     `estimate_returns` and `learn`."""
 
-    config: Any
     returns_timer: ClassVar[str]
 
     def estimate_returns(self, batch: SampleBatch) -> SampleBatch:
@@ -60,7 +61,11 @@ class SyncSamplingAlgorithm(Algorithm):
         )
 
 
-class SyncActorCriticAlgorithm(SyncSamplingAlgorithm):
+# The synchronous actor-critics' configs (A2C, PG).
+ActorCriticConfigT = TypeVar("ActorCriticConfigT", bound=A2CConfig | PGConfig)
+
+
+class SyncActorCriticAlgorithm(SyncSamplingAlgorithm[ActorCriticConfigT]):
     """A2C and PG: subclasses set `default_train_batch_size` (steps per update when the config leaves
     `train_batch_size` unset) and `returns_timer`, and implement `estimate_returns`."""
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 import torch
@@ -140,12 +140,14 @@ class VTraceLearner(Learner):
         self.version = int(state.get("version", 0))
 
 
-class AsyncVTraceAlgorithm(Algorithm):
+VTraceConfigT = TypeVar("VTraceConfigT", bound=VTraceConfig)
+
+
+class AsyncVTraceAlgorithm(Algorithm[VTraceConfigT]):
     """Runners sample continuously; the learner trains on fragments as they arrive and broadcasts new
     weights every `broadcast_interval` updates. Subclasses name their `learner_class` (a VTraceLearner
     with the algorithm's loss)."""
 
-    config: VTraceConfig
     learner: VTraceLearner
     learner_class: ClassVar[type[VTraceLearner]]
 
