@@ -208,6 +208,7 @@ class A3CWorkerGroup(EnvRunnerGroup):
 class A3C(Algorithm[A3CConfig]):
     name = "A3C"
     runners: A3CWorkerGroup
+    learner: ActorCriticLearner
 
     def rollout_length(self) -> int:
         return self.config.rollout_fragment_length

@@ -29,6 +29,7 @@ from kuberl.core.action_spaces import action_space_problem, is_structured, to_en
 from kuberl.core.callbacks import EpisodeMetrics, Hooks, hist_stats, summarize
 from kuberl.core.env_factory import make_vector_env, seeds_for
 from kuberl.core.env_runner import Rollout, RunnerConfig
+from kuberl.core.learner import Learner
 from kuberl.core.models import action_distribution, flatten_obs, load_numpy_weights
 from kuberl.core.normalizer import RunningStats
 from kuberl.core.offline.writer import Writer
@@ -163,7 +164,7 @@ class Algorithm(Generic[ConfigT]):
     """Base class. Subclasses set `config_cls`, build their learner in `setup()` and implement `training_step()`."""
 
     name: ClassVar[str] = "base"
-    learner: Any  # set by setup() in algorithms with one learner (see the defaults below)
+    learner: Learner  # set by setup() in algorithms with one learner (see the defaults below)
     torch_gen: torch.Generator  # optional: a learner-side minibatch generator, checkpointed when present
 
     def bind_job(self, job: RLTrainingJob, run_dir: Path | None) -> None:

@@ -186,6 +186,7 @@ class CQLLearner(SoftActorCriticLearner[CQLConfig]):
 
 class CQL(OfflineAlgorithm[CQLConfig]):
     name = "CQL"
+    learner: CQLLearner
     data_columns = (C.OBS, C.ACTIONS, C.REWARDS, C.NEXT_OBS, C.TERMINATEDS)
 
     def setup_learner(self) -> None:

@@ -43,6 +43,8 @@ class DQN(ReplayAlgorithm[DQNConfig]):
     kuberl.algorithms.families.replay's, shared with SAC, TD3 and DDPG; DQN adds its replay ratio, its
     epsilon and β schedules, the learning-rate schedule and the target network's update rule."""
 
+    learner: QLearner
+
     name = "DQN"
 
     def runner_overrides(self) -> dict[str, Any]:

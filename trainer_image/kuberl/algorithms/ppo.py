@@ -211,6 +211,7 @@ class PPO(SyncSamplingAlgorithm[PPOConfig]):
     kuberl.algorithms.families.sync's, shared with A2C and PG."""
 
     name = "PPO"
+    learner: PPOLearner
     returns_timer = "gae"
 
     def rollout_length(self) -> int:

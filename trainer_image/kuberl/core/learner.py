@@ -208,6 +208,10 @@ class Learner:
     def get_weights(self) -> dict[str, np.ndarray]:
         return weights_to_numpy(self.module)
 
+    def shutdown(self) -> None:
+        """Release what the learner holds outside this process: nothing for a learner training alone
+        (a data-parallel kuberl.core.learner_group.LearnerGroup stops its ranks)."""
+
     def get_state(self) -> dict[str, Any]:
         return {"module": self.module.state_dict(), "optimizer": self.optimizer.state_dict(), "lr": self.lr}
 

@@ -70,6 +70,11 @@ class DeterministicActorCriticLearner(Learner, Generic[ConfigT]):
         """How many critics the ensemble holds (DDPG: one); called once `config` is set."""
         return 1
 
+    def update(self, mb: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """One gradient update on a replay minibatch: the detached loss terms (and `td_error` per
+        sample for prioritized replay); counts `num_updates`."""
+        raise NotImplementedError(f"{type(self).__name__} must define its update")
+
     def critic_step(self, loss: torch.Tensor) -> None:
         """One gradient step of the critics; counts the update (TD3's delay counts critic steps)."""
         self.step(loss, optimizer=self.critic_opt, params=self.critic.parameters())

@@ -125,6 +125,8 @@ class AdvantageWeightedAlgorithm(OfflineAlgorithm[ImitationConfigT]):
     """BC and MARWIL: an actor-critic module (kuberl.core.models) trained by `MARWILLearner`; the
     subclass names the loss options in `loss_options()`."""
 
+    learner: MARWILLearner
+
     def loss_options(self) -> dict[str, Any]:
         raise NotImplementedError
 

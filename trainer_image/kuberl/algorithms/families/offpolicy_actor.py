@@ -17,13 +17,17 @@ from kuberl.algorithms.families.continuous import (
     make_replay,
     replay_batches,
 )
+from kuberl.algorithms.families.deterministic_actor_critic import DeterministicActorCriticLearner
 from kuberl.algorithms.families.replay import ReplayAlgorithm
+from kuberl.algorithms.families.soft_actor_critic import SoftActorCriticLearner
 from kuberl.core.learner import select_device
 from kuberl.core.models import weights_to_numpy
 from kuberl.spec.algorithms.ddpg import DDPGConfig
 from kuberl.spec.algorithms.offpolicy_actor_critic import OffPolicyActorCriticConfig
 from kuberl.spec.algorithms.td3 import TD3Config
 
+# The learners of this family: SAC's (soft) and TD3's and DDPG's (deterministic).
+OffPolicyLearner = SoftActorCriticLearner[Any] | DeterministicActorCriticLearner[Any]
 ActorConfigT = TypeVar("ActorConfigT", bound=OffPolicyActorCriticConfig)
 
 
@@ -34,6 +38,7 @@ class OffPolicyActorAlgorithm(ReplayAlgorithm[ActorConfigT]):
     delayed policy loss) average over those."""
 
     budget: UpdateBudget
+    learner: OffPolicyLearner
 
     def setup(self) -> None:
         res = self.spec.resources
@@ -42,7 +47,7 @@ class OffPolicyActorAlgorithm(ReplayAlgorithm[ActorConfigT]):
         self.buffer = make_replay(self.config.replay_buffer_config, seed=self.spec.seed)
         self.budget = UpdateBudget(self.config.gradient_steps_per_env_step())
 
-    def build_learner(self, device: torch.device) -> Any:
+    def build_learner(self, device: torch.device) -> OffPolicyLearner:
         """The algorithm's learner on `device` (setup() keeps it as `self.learner`)."""
         raise NotImplementedError(f"{type(self).__name__} must build its learner")
 

@@ -129,6 +129,11 @@ class SoftActorCriticLearner(Learner, Generic[ConfigT]):
         self.alpha_opt = make_adam([self.log_alpha], lr=config.alpha_lr or config.lr)
         self.num_updates = 0
 
+    def update(self, mb: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """One gradient update on a replay minibatch: the detached loss terms (and `td_error` per
+        sample for prioritized replay); counts `num_updates`."""
+        raise NotImplementedError(f"{type(self).__name__} must define its update")
+
     def critic_step(self, loss: torch.Tensor) -> None:
         """One gradient step of the critics on `loss`."""
         self.step(loss, optimizer=self.critic_opt, params=self.critic.parameters())

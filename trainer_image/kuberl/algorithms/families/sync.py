@@ -69,6 +69,8 @@ class SyncActorCriticAlgorithm(SyncSamplingAlgorithm[ActorCriticConfigT]):
     """A2C and PG: subclasses set `default_train_batch_size` (steps per update when the config leaves
     `train_batch_size` unset) and `returns_timer`, and implement `estimate_returns`."""
 
+    learner: ActorCriticLearner
+
     default_train_batch_size: ClassVar[int]
 
     def rollout_length(self) -> int:
