@@ -42,6 +42,8 @@ def measure(
     asynchronous job: APPO or IMPALA), over `seconds` after `warmup_s` of training."""
     overrides = [
         f"resources.envRunners={runners}",
+        # Runner actors even for one runner: the row measures the actor path the scaling is about.
+        "resources.localMode=actors",
         f"resources.gpusPerLearner={1 if gpu else 0}",
         f"runDir={tempfile.mkdtemp(prefix='bench-appo-')}",
         "config.min_sample_timesteps_per_iteration=2000",
