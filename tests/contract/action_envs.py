@@ -32,6 +32,10 @@ class CueEnv(gym.Env[np.ndarray, Any]):
         return self._new_cue(), {}
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        # As strict as a real env: an algorithm that does not act in this space must fail here, not
+        # pass because the reward could be computed from whatever it sent.
+        if not self.action_space.contains(action):
+            raise ValueError(f"{action!r} is not in {self.action_space}")
         flat = np.concatenate([np.ravel(np.asarray(a, np.float32)) for a in _leaves(action)])
         reward = float(np.mean(np.round(flat[:2]) == self.cue[: min(2, flat.size)]))
         self.t += 1

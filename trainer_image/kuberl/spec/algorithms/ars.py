@@ -8,14 +8,14 @@ from pydantic import Field, model_validator
 
 from kuberl.spec.algorithms.base import AlgorithmConfigBase, ModelConfig
 from kuberl.spec.algorithms.es import check_derivative_free
-from kuberl.spec.capabilities import ANY_SPACE, Capabilities
+from kuberl.spec.capabilities import EVOLUTION_SPACES, Capabilities
 
 
 class ARSConfig(AlgorithmConfigBase):
     """Augmented Random Search, V2-t (Mania et al. 2018, https://arxiv.org/abs/1803.07055)."""
 
     implementation: ClassVar[str] = "kuberl.algorithms.ars:ARS"
-    capabilities: ClassVar[Capabilities] = Capabilities(ANY_SPACE, offline_output=False)
+    capabilities: ClassVar[Capabilities] = Capabilities(EVOLUTION_SPACES, offline_output=False)
     # Only returns come back from the runners (kuberl.spec.combinations refuses spec.output).
     single_learner_reason: ClassVar[str] = (
         "has no gradient learner to split over data-parallel ranks (θ moves in the driver; scale it with "

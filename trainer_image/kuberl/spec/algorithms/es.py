@@ -7,7 +7,7 @@ from typing import ClassVar, Literal
 from pydantic import Field, model_validator
 
 from kuberl.spec.algorithms.base import AlgorithmConfigBase, ModelConfig
-from kuberl.spec.capabilities import ANY_SPACE, Capabilities
+from kuberl.spec.capabilities import EVOLUTION_SPACES, Capabilities
 
 
 def check_derivative_free(config: AlgorithmConfigBase, name: str, step_field: str) -> None:
@@ -32,7 +32,7 @@ class ESConfig(AlgorithmConfigBase):
     """Evolution Strategies (Salimans et al. 2017, https://arxiv.org/abs/1703.03864)."""
 
     implementation: ClassVar[str] = "kuberl.algorithms.es:ES"
-    capabilities: ClassVar[Capabilities] = Capabilities(ANY_SPACE, offline_output=False)
+    capabilities: ClassVar[Capabilities] = Capabilities(EVOLUTION_SPACES, offline_output=False)
     # Only returns come back from the runners (kuberl.spec.combinations refuses spec.output).
     single_learner_reason: ClassVar[str] = (
         "has no gradient learner to split over data-parallel ranks (θ moves in the driver; scale it with "
