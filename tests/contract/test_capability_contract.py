@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import _thread
 import os
-import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -39,6 +37,7 @@ from kuberl import PolicyClient
 from kuberl.spec import ALGORITHMS, SpecError, parse_job
 from kuberl.spec.algorithms import CONFIG_MODELS, capabilities
 from kuberl.spec.capabilities import ALL_SPACES
+from tests.cli import kuberl
 from tests.fixtures.kube import ControlPlane
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -352,18 +351,6 @@ def test_accepted_iff_a_tiny_run_succeeds(
         assert (algorithm, feature) in UNSOUND, (
             f"{algorithm} with {feature}: refused ({problems}), yet it trains with the rules lifted"
         )
-
-
-def kuberl(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    path = os.pathsep.join((str(ROOT / "trainer_image"), str(ROOT / "operator"), str(ROOT)))
-    return subprocess.run(
-        [sys.executable, "-m", "kuberl.cli", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "PYTHONPATH": path},
-    )
 
 
 @pytest.mark.parametrize(

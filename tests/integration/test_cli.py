@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.cli import kuberl
+
 ROOT = Path(__file__).resolve().parents[2]
 GOOD = """apiVersion: kuberl.io/v1alpha1
 kind: RLTrainingJob
@@ -22,17 +24,6 @@ spec:
   resources: {envRunners: 0, envsPerRunner: 4}
   metrics: {port: 0}
 """
-
-
-def kuberl(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "kuberl.cli", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=240,
-        env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
-    )
 
 
 @pytest.mark.parametrize(

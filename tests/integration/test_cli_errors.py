@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.cli import kuberl
+
 ROOT = Path(__file__).resolve().parents[2]
 GOOD = """apiVersion: kuberl.io/v1alpha1
 kind: RLTrainingJob
@@ -24,20 +26,6 @@ spec:
   resources: {envRunners: 0, envsPerRunner: 2}
   metrics: {port: 0}
 """
-
-
-def kuberl(
-    *args: str, cwd: Path, env: dict[str, str] | None = None, pythonpath: tuple[str, ...] = ()
-) -> subprocess.CompletedProcess[str]:
-    path = os.pathsep.join((*pythonpath, str(ROOT / "trainer_image"), str(ROOT / "operator"), str(ROOT)))
-    return subprocess.run(
-        [sys.executable, "-m", "kuberl.cli", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "PYTHONPATH": path, **(env or {})},
-    )
 
 
 def assert_refused(res: subprocess.CompletedProcess[str], *words: str) -> None:

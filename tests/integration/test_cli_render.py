@@ -3,14 +3,15 @@ and `kuberl run` (exit 2, the field and the reason, no traceback)."""
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+
+from tests import cli
 
 ROOT = Path(__file__).resolve().parents[2]
 JOB = """apiVersion: kuberl.io/v1alpha1
@@ -24,16 +25,7 @@ spec:
 """
 
 
-def kuberl(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    path = os.pathsep.join([str(ROOT / "trainer_image"), str(ROOT / "operator"), str(ROOT)])
-    return subprocess.run(
-        [sys.executable, "-m", "kuberl.cli", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "PYTHONPATH": path},
-    )
+kuberl = partial(cli.kuberl, timeout=120)
 
 
 def render(tmp_path: Path, *sets: str) -> subprocess.CompletedProcess[str]:

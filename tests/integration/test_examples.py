@@ -16,10 +16,13 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 
 import pytest
 import yaml
+
+from tests import cli
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))
@@ -32,18 +35,7 @@ TOKEN = "examples-test-token"
 pytestmark = pytest.mark.integration
 
 
-def kuberl(
-    *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 400
-) -> subprocess.CompletedProcess[str]:
-    path = os.pathsep.join(p for p in (str(ROOT / "trainer_image"), str(ROOT / "operator"), str(ROOT)) if p)
-    return subprocess.run(
-        [sys.executable, "-m", "kuberl.cli", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**os.environ, "PYTHONPATH": path, **(env or {})},
-    )
+kuberl = partial(cli.kuberl, timeout=400)
 
 
 def budget(doc: dict, name: str) -> list[str]:

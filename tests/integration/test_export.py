@@ -19,6 +19,7 @@ import yaml
 
 from kuberl import build_algorithm
 from kuberl.core.models import flatten_obs
+from tests.cli import kuberl
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.integration
@@ -69,14 +70,6 @@ def trained_checkpoint(kind: str, tmp_path: Path, *, seed: int = 0) -> tuple[Any
     algo = build_algorithm(doc)
     algo.train()
     return algo, algo.save(str(tmp_path / "ckpt"))
-
-
-def kuberl(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    path = os.pathsep.join((str(ROOT / "trainer_image"), str(ROOT / "operator"), str(ROOT)))
-    return subprocess.run(
-        [sys.executable, "-m", "kuberl.cli", *args], cwd=cwd, capture_output=True, text=True, timeout=300,
-        env={**os.environ, "PYTHONPATH": path},
-    )  # fmt: skip
 
 
 def standalone(model: Path, obs: np.ndarray, tmp_path: Path, *extra: str) -> np.ndarray:

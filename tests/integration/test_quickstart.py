@@ -4,11 +4,10 @@ env-runner actor. Its speed is measured by bench/bench_startup.py, not here."""
 
 from __future__ import annotations
 
-import os
 import re
 import shlex
 import subprocess
-import sys
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ import yaml
 
 from kuberl.sampling import resolve_sampling
 from kuberl.spec import load_job
+from tests import cli
 
 ROOT = Path(__file__).resolve().parents[2]
 QUICK_START = ROOT / "examples" / "ppo-job.yaml"
@@ -24,17 +24,8 @@ QUICK_START = ROOT / "examples" / "ppo-job.yaml"
 CLUSTER_VARS = ("RAY_ADDRESS", "KUBERNETES_SERVICE_HOST")
 
 
-def kuberl(*args: str, cwd: Path, python: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k not in CLUSTER_VARS}
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "trainer_image"), str(ROOT / "operator")])
-    return subprocess.run(
-        [sys.executable, *python, "-m", "kuberl.cli", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=env,
-    )
+# Not a cluster member, whatever runs the tests: the quick start is a local run.
+kuberl = partial(cli.kuberl, unset=CLUSTER_VARS)
 
 
 def warning_lines(stderr: str) -> list[str]:

@@ -4,10 +4,10 @@ hyperparameters take effect, edits to what the saved state depends on are refuse
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
+from functools import partial
 from pathlib import Path
+
+from tests import cli
 
 ROOT = Path(__file__).resolve().parents[2]
 JOB = """apiVersion: kuberl.io/v1alpha1
@@ -25,16 +25,8 @@ spec:
 """
 
 
-def kuberl(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    path = os.pathsep.join((str(ROOT / "trainer_image"), str(ROOT / "operator"), str(ROOT)))
-    return subprocess.run(
-        [sys.executable, "-m", "kuberl.cli", "run", "job.yaml", "--no-progress", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "PYTHONPATH": path},
-    )
+# Every run here is `kuberl run job.yaml` of the one job, with --set edits.
+kuberl = partial(cli.kuberl, "run", "job.yaml", "--no-progress")
 
 
 def results(cwd: Path) -> list[dict]:

@@ -7,31 +7,20 @@ did, and a refused key exits 2 with the key and the reason and writes nothing. T
 from __future__ import annotations
 
 import json
-import os
 import shlex
-import subprocess
-import sys
+from functools import partial
 from pathlib import Path
 
 import pytest
 
 from kuberl.spec import load_job
+from tests import cli
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "rllib.md"
 
 
-def kuberl(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    path = os.pathsep.join((str(ROOT / "trainer_image"), str(ROOT / "operator"), str(ROOT)))
-    return subprocess.run(
-        [sys.executable, "-m", "kuberl.cli", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env={**os.environ, "PYTHONPATH": path},
-        check=False,
-    )
+kuberl = partial(cli.kuberl, timeout=600)
 
 
 def documented(prefix: str) -> list[str]:
