@@ -24,7 +24,7 @@ from kuberl.spec.load import load_job, parse_spec
 from tests.faults.common import kuberl
 from tests.faults.test_hostile_jobs import BASE, VALUES, hostile_jobs
 from tests.fixtures.kube import ApiError, ControlPlane
-from tests.integration.test_operator import Operator, http_ok, install_chart
+from tests.integration.test_operator import Operator, delete_jobs, http_ok, install_chart, uninstall_chart
 
 pytestmark = [pytest.mark.integration, pytest.mark.kube]
 
@@ -124,12 +124,9 @@ def hostile_cluster(
     finally:
         # Delete the jobs while this operator still runs (it removes its finalizers), so no later
         # cluster-wide operator of another module inherits a namespace of hostile jobs.
-        for obj in kube.client.list("rltrainingjobs", ns):
-            kube.client.delete("rltrainingjobs", ns, obj["metadata"]["name"])
-        deadline = time.monotonic() + 60
-        while kube.client.list("rltrainingjobs", ns) and time.monotonic() < deadline:
-            time.sleep(0.5)
+        delete_jobs(kube, ns)
         op.stop()
+        uninstall_chart(kube, "rlhostile")
 
 
 def full_log(op: Operator) -> str:

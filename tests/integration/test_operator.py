@@ -150,6 +150,25 @@ def install_chart(
     return kube.service_account_kubeconfig(ns, f"{release}-kuberl"), env
 
 
+def uninstall_chart(kube: ControlPlane, release: str) -> None:
+    """`helm uninstall` a release of install_chart. Its ClusterRole and ClusterRoleBinding are cluster-wide
+    and named after the release, so a later install of the same release name (another module importing
+    the `cluster` fixture gets its own instance) would fail on them while the old release exists."""
+    listed = kube.helm("list", "--all-namespaces", "--filter", f"^{release}$", "--output", "json")
+    for rel in json.loads(listed.stdout or "[]"):
+        kube.helm("uninstall", release, "--namespace", rel["namespace"], "--wait")
+
+
+def delete_jobs(kube: ControlPlane, ns: str, *, timeout: float = 60) -> None:
+    """Delete a namespace's RLTrainingJobs while their operator still runs (it removes its finalizers), so
+    no operator of a later module inherits them."""
+    for obj in kube.client.list("rltrainingjobs", ns):
+        kube.client.delete("rltrainingjobs", ns, obj["metadata"]["name"])
+    deadline = time.monotonic() + timeout
+    while kube.client.list("rltrainingjobs", ns) and time.monotonic() < deadline:
+        time.sleep(0.5)
+
+
 @pytest.fixture(scope="module")
 def trainer() -> Iterator[TrainerStatus]:
     """One trainer-like /status for every job: the operator is told where it is by its own setting
@@ -178,11 +197,15 @@ def cluster(
     kubeconfig, env = install_chart(kube, release=RELEASE)
     operator = Operator(kubeconfig, workdir, extra_env={**env, "KUBERL_STATUS_URL_TEMPLATE": trainer.url})
     operator.start()
+    ns = kube.create_namespace("rl")
     try:
-        yield Cluster(api=kube.client, ns=kube.create_namespace("rl"), operator=operator, kube=kube)
+        yield Cluster(api=kube.client, ns=ns, operator=operator, kube=kube)
     finally:
+        if operator.proc is not None and operator.proc.poll() is None:
+            delete_jobs(kube, ns)
         operator.stop()
         print(operator.log())
+        uninstall_chart(kube, RELEASE)
 
 
 def job(name: str, **spec: Any) -> dict[str, Any]:
@@ -458,4 +481,5 @@ def test_namespaced_mode_reconciles_with_the_chart_roles(cluster: Cluster, tmp_p
     finally:
         op.stop()
         print(op.log())
+        uninstall_chart(kube, "rlns")
         cluster.operator.start()

@@ -63,12 +63,16 @@ def choose_sampling(job: RLTrainingJob, environ: Mapping[str, str], *, ray_runni
 
 
 def resolve_sampling(
-    job: RLTrainingJob, environ: Mapping[str, str] | None = None
+    job: RLTrainingJob, environ: Mapping[str, str] | None = None, *, ray_running: bool | None = None
 ) -> tuple[RLTrainingJob, SamplingChoice]:
-    """The job as it will train (envRunners: 0 when it samples in the driver), and the choice."""
+    """The job as it will train (envRunners: 0 when it samples in the driver), and the choice.
+
+    `environ` and `ray_running` default to this process's (os.environ; whether it already joined Ray)."""
     env = os.environ if environ is None else environ
-    ray = sys.modules.get("ray")  # imported only if someone already uses Ray: importing it costs seconds
-    choice = choose_sampling(job, env, ray_running=ray is not None and bool(ray.is_initialized()))
+    if ray_running is None:
+        ray = sys.modules.get("ray")  # imported only if someone already uses Ray: importing it costs seconds
+        ray_running = ray is not None and bool(ray.is_initialized())
+    choice = choose_sampling(job, env, ray_running=ray_running)
     res = job.spec.resources
     if not choice.in_driver or res.env_runners == 0:
         return job, choice
