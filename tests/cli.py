@@ -27,6 +27,12 @@ def cli_env(
     return {**env, **(extra or {})}
 
 
+def cli_command(*args: str, python: Iterable[str] = ()) -> list[str]:
+    """The argv of `kuberl ARGS…` with this interpreter; `python` are interpreter options
+    (e.g. `-X importtime`). For a Popen the test drives itself; `kuberl()` runs it to the end."""
+    return [sys.executable, *python, "-m", "kuberl.cli", *args]
+
+
 def kuberl(
     *args: str,
     cwd: Path,
@@ -38,7 +44,7 @@ def kuberl(
 ) -> subprocess.CompletedProcess[str]:
     """`kuberl ARGS…` in `cwd`; `python` are interpreter options (e.g. `-X importtime`)."""
     return subprocess.run(
-        [sys.executable, *python, "-m", "kuberl.cli", *args],
+        cli_command(*args, python=python),
         cwd=cwd,
         capture_output=True,
         text=True,

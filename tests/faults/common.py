@@ -3,9 +3,9 @@ tiny job that trains in a second or two without Ray."""
 
 from __future__ import annotations
 
-from tests.cli import PYTHONPATH, ROOT, cli_env, kuberl
+from tests.cli import PYTHONPATH, ROOT, cli_command, cli_env, kuberl
 
-__all__ = ["PYTHONPATH", "ROOT", "TINY_JOB", "cli_env", "kuberl", "one_line"]
+__all__ = ["PYTHONPATH", "ROOT", "TINY_JOB", "cli_command", "cli_env", "kuberl", "one_line"]
 
 TINY_JOB = """apiVersion: kuberl.io/v1alpha1
 kind: RLTrainingJob

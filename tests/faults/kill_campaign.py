@@ -18,12 +18,11 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.faults.common import cli_env
+from tests.faults.common import cli_command, cli_env
 
 JOB = """apiVersion: kuberl.io/v1alpha1
 kind: RLTrainingJob
@@ -110,16 +109,7 @@ def run_campaign(
         # kill); the last run goes at least two iterations past the newest checkpoint, so it trains.
         target = KILLED_RUN_STOP if attempt < kills else max(iterations, (newest_before or 0) + 2)
         proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "kuberl.cli",
-                "run",
-                "job.yaml",
-                "--no-progress",
-                "--set",
-                f"stop.iterations={target}",
-            ],
+            cli_command("run", "job.yaml", "--no-progress", "--set", f"stop.iterations={target}"),
             cwd=workdir,
             env=cli_env(),
             stdout=subprocess.PIPE,

@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import random
 import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +21,7 @@ import boto3
 import psutil
 
 from kuberl.checkpoint import open_store
-from tests.faults.common import TINY_JOB, cli_env, one_line
+from tests.faults.common import TINY_JOB, cli_command, cli_env, one_line
 from tests.fixtures.s3 import DUMMY_CREDENTIALS, KillableMoto
 from tests.fixtures.tcp_proxy import TcpProxy
 
@@ -90,16 +89,7 @@ def run_s3_kill_campaign(
     args = ["--no-progress", "--set", f"checkpoint.uri={uri}"]
     try:
         proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "kuberl.cli",
-                "run",
-                "job.yaml",
-                *args,
-                "--set",
-                f"stop.iterations={iterations}",
-            ],
+            cli_command("run", "job.yaml", *args, "--set", f"stop.iterations={iterations}"),
             cwd=workdir,
             env=env,
             stdout=subprocess.PIPE,
@@ -155,16 +145,7 @@ def run_s3_kill_campaign(
             result.problems.append(f"exit {proc.returncode}:\n{err[-3000:]}")
         # a later attempt (what the operator's retry runs) restores exactly the newest complete one
         later = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "kuberl.cli",
-                "run",
-                "job.yaml",
-                *args,
-                "--set",
-                f"stop.iterations={iterations}",
-            ],
+            cli_command("run", "job.yaml", *args, "--set", f"stop.iterations={iterations}"),
             cwd=workdir,
             env=env,
             capture_output=True,

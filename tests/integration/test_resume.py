@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -16,9 +14,8 @@ import yaml
 
 from kuberl.build import build_algorithm
 from kuberl.checkpoint import open_store
+from tests.cli import cli_command, cli_env
 from tests.fixtures import jobs
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def job_doc(ckpt_uri: str, *, every: int = 2, iterations: int = 200, runners: int = 0) -> dict[str, Any]:
@@ -38,12 +35,12 @@ def job_doc(ckpt_uri: str, *, every: int = 2, iterations: int = 200, runners: in
 def start(tmp_path: Path, doc: dict[str, Any], *extra: str) -> subprocess.Popen[str]:
     (tmp_path / "job.yaml").write_text(yaml.safe_dump(doc))
     return subprocess.Popen(
-        [sys.executable, "-m", "kuberl.cli", "run", "job.yaml", "--no-progress", *extra],
+        cli_command("run", "job.yaml", "--no-progress", *extra),
         cwd=tmp_path,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        env=cli_env(),
     )
 
 
@@ -67,10 +64,7 @@ def kill_then_resume(tmp_path: Path, uri: str) -> None:
     done_iters = latest.iteration
     # Continue from that checkpoint: two more iterations, not from zero.
     res = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "kuberl.cli",
+        cli_command(
             "run",
             "job.yaml",
             "--no-progress",
@@ -78,12 +72,12 @@ def kill_then_resume(tmp_path: Path, uri: str) -> None:
             f"stop.iterations={done_iters + 2}",
             "--set",
             "checkpoint.everyIterations=0",
-        ],
+        ),
         cwd=tmp_path,
         capture_output=True,
         text=True,
         timeout=240,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        env=cli_env(),
     )
     assert res.returncode == 0, res.stderr
     assert f"resumed from {latest.uri}" in " ".join(res.stdout.split())
