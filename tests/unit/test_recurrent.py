@@ -320,6 +320,36 @@ def play(algo: Any, obs: np.ndarray, steps: int) -> list[np.ndarray]:
     return actions
 
 
+def test_compute_actions_with_state_is_the_runner_policys_step(tmp_path: Path) -> None:
+    """One inference path: compute_actions_with_state with a caller-held state gives what a runner's
+    RecurrentActorCriticPolicy (same weights) gives stepping its own state, across an episode end."""
+    config = {**CONFIGS["PPO"], "model": {**LSTM, "max_seq_len": 10, "lstm_use_prev_reward": True}}
+    algo = build_algorithm(job("PPO", config), run_dir=tmp_path)
+    try:
+        runner = RecurrentActorCriticPolicy(algo.obs_space, algo.action_space, algo.runner_config.model, {})
+        runner.module.load_state_dict(algo.policy_module().state_dict())
+        obs = np.eye(4, dtype=np.float32)[[0, 1, 2, 3]]
+        rewards = np.array([1.0, 0.0, -1.0, 0.5])
+        state = algo.initial_state(len(obs))
+        assert state is not None
+        for t in range(5):
+            done = np.array([t == 2, False, t == 3, False])
+            ours, state = algo.compute_actions_with_state(obs, state)
+            with torch.inference_mode():
+                theirs = runner.act(torch.as_tensor(obs), explore=False, generator=torch.default_generator)
+            np.testing.assert_array_equal(ours, theirs[Columns.ACTIONS].numpy())
+            state = state.after_step(rewards, done)
+            runner.after_step(rewards, done, np.zeros(len(obs), dtype=bool))
+            assert runner.state is not None
+            torch.testing.assert_close(state.h, runner.state.h)
+            torch.testing.assert_close(state.prev_rewards, runner.state.prev_rewards)
+            obs = obs[[1, 2, 3, 0]]
+        # The algorithm's cached runner policy keeps no caller's state.
+        assert algo.inference_policy().state is None
+    finally:
+        algo.stop()
+
+
 @pytest.mark.parametrize("algorithm", ["PPO", "IMPALA", "APPO"])
 def test_training_compute_actions_and_checkpoint_round_trip(algorithm: str, tmp_path: Path) -> None:
     algo = build_algorithm(job(algorithm, CONFIGS[algorithm]), run_dir=tmp_path / "a")

@@ -30,12 +30,17 @@ from kuberl.core.callbacks import EpisodeMetrics, Hooks, hist_stats, summarize
 from kuberl.core.env_factory import make_vector_env, seeds_for
 from kuberl.core.env_runner import Rollout, RunnerConfig
 from kuberl.core.learner import Learner
-from kuberl.core.models import action_distribution, flatten_obs, load_numpy_weights
+from kuberl.core.models import flatten_obs, load_numpy_weights
 from kuberl.core.normalizer import RunningStats
 from kuberl.core.offline.writer import Writer
 from kuberl.core.policy import PolicyFactory, RunnerPolicy
 from kuberl.core.preprocess import batch_of_one, is_single
-from kuberl.core.recurrent import RecurrentActorCritic, RecurrentState, is_recurrent
+from kuberl.core.recurrent import (
+    RecurrentActorCritic,
+    RecurrentActorCriticPolicy,
+    RecurrentState,
+    is_recurrent,
+)
 from kuberl.core.runner_group import EnvRunnerGroup, RunnerGroup
 from kuberl.core.sample_batch import Columns
 from kuberl.core.state_io import dumps_state, loads_state
@@ -497,16 +502,16 @@ class Algorithm(Generic[ConfigT]):
         `state` holds one row per observation (one row for a single observation). After stepping the
         env, call `state.after_step(rewards, dones)` on the returned state: it records the rewards (for
         lstm_use_prev_reward) and resets the rows whose episode ended."""
-        module = self.policy_module()
-        if not isinstance(module, RecurrentActorCritic):
+        policy = self.inference_policy()
+        if not isinstance(policy, RecurrentActorCriticPolicy):
             raise ValueError("this policy is not recurrent: use compute_actions(obs)")
         single, flat = self._policy_input(obs)
-        dist = action_distribution(self.action_space)
-        device = next(module.parameters()).device
         with torch.inference_mode():
-            dist_in, _, h, c = module.step(torch.as_tensor(flat, device=device), state)
-            actions = dist.sample(dist_in) if explore else dist.deterministic(dist_in)
-        return self._policy_output(actions, single), RecurrentState(h, c, actions, state.prev_rewards)
+            # The runner policy's act(), from the caller's state: the same step the runners sample with.
+            out, next_state = policy.act_from(
+                torch.as_tensor(flat), state, explore=explore, generator=torch.default_generator
+            )
+        return self._policy_output(out[Columns.ACTIONS], single), next_state
 
     def evaluate(
         self, episodes: int | None = None, *, explore: bool | None = None, timesteps: int | None = None

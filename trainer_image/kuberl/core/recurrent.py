@@ -287,10 +287,18 @@ class RecurrentActorCriticPolicy(PolicyBase):
         return self.state
 
     def act(self, obs: torch.Tensor, *, explore: bool, generator: torch.Generator) -> dict[str, torch.Tensor]:
-        s = self.current_state(obs.shape[0])
+        columns, self.state = self.act_from(
+            obs, self.current_state(obs.shape[0]), explore=explore, generator=generator
+        )
+        return columns
+
+    def act_from(
+        self, obs: torch.Tensor, s: RecurrentState, *, explore: bool, generator: torch.Generator
+    ) -> tuple[dict[str, torch.Tensor], RecurrentState]:
+        """act() from a state the caller holds (Algorithm.compute_actions_with_state): the columns and
+        the state after the step; the policy's own per-sub-environment state is left as it was."""
         dist_in, value, h, c = self.module.step(obs, s)
         action = self.dist.sample(dist_in, generator) if explore else self.dist.deterministic(dist_in)
-        self.state = RecurrentState(h, c, action, s.prev_rewards)
         return {
             Columns.ACTIONS: action,
             Columns.ACTION_LOGP: self.dist.logp(dist_in, action),
@@ -300,7 +308,7 @@ class RecurrentActorCriticPolicy(PolicyBase):
             RecurrentColumns.STATE_C: s.c,
             RecurrentColumns.PREV_ACTIONS: s.prev_actions,
             RecurrentColumns.PREV_REWARDS: s.prev_rewards,
-        }
+        }, RecurrentState(h, c, action, s.prev_rewards)
 
     def after_step(self, rewards: np.ndarray, done: np.ndarray, keep: np.ndarray) -> RecurrentState | None:
         s = self.current_state(len(rewards)).with_rewards(rewards)
