@@ -11,7 +11,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 PY="${PYTHON:-python3}"
 "$PY" -m uv --version >/dev/null 2>&1 || "$PY" -m pip install -q uv
 "$PY" -m uv pip compile pyproject.toml \
-  --extra trainer --extra operator --extra dev --extra bench --extra video \
+  --extra trainer --extra operator --extra dev --extra bench --extra video --extra export \
   --constraint requirements/pins.txt \
   --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
   --custom-compile-command "bash scripts/lock.sh" \

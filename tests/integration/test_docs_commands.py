@@ -141,8 +141,12 @@ def test_documented_record_command(tmp_path: Path, s3_bucket: str) -> None:
 
 
 def test_documented_export_command(tmp_path: Path) -> None:
-    """docs/export.md: train the example it names, export its checkpoint as the page says, load the file."""
-    [(doc, cmd)] = [(d, c) for d, c in ALL if c.startswith("kuberl export ")]
+    """docs/export.md: train the example it names, export its checkpoint as the page says (each format),
+    load each file."""
+    exports = [(d, c) for d, c in ALL if c.startswith("kuberl export ")]
+    docs = {d for d, _ in exports}
+    assert len(docs) == 1, f"export commands in several pages: {docs}"
+    doc = docs.pop()
     train = [c for d, c in ALL if d == doc and c.startswith("kuberl run examples/")]
     assert train, f"{doc} exports a checkpoint it never trains"
     budget = ["--set", "stop.timesteps=1", "--set", "resources.envRunners=0", "--set", "metrics.port=0"]
@@ -159,12 +163,18 @@ def test_documented_export_command(tmp_path: Path) -> None:
         cwd=tmp_path,
     )
     assert res.returncode == 0, res.stderr
-    out = run([sys.executable, "-m", "kuberl.cli", *shlex.split(cmd)[1:]], cwd=tmp_path)
-    assert out.returncode == 0, out.stderr
+    for _, cmd in exports:
+        out = run([sys.executable, "-m", "kuberl.cli", *shlex.split(cmd)[1:]], cwd=tmp_path)
+        assert out.returncode == 0, out.stderr
+    import numpy as np
+    import onnxruntime
     import torch
 
     policy = torch.jit.load(str(tmp_path / "policy.pt"))
     assert policy(torch.zeros(3, 4)).shape == (3,)  # CartPole: 4 numbers in, an action each out
+    session = onnxruntime.InferenceSession(str(tmp_path / "policy.onnx"))
+    (actions,) = session.run(["actions"], {"obs": np.zeros((3, 4), np.float32)})
+    assert actions.shape == (3,)
 
 
 def test_documented_generators_are_fresh(tmp_path: Path) -> None:

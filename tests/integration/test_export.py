@@ -1,7 +1,8 @@
 """`kuberl export` (docs/export.md) and the policy API: the exported TorchScript file, loaded with
 `torch.jit.load` in a process that never imports kuberl or Ray, gives the same greedy actions as
 `Algorithm.compute_actions` on 1,000 observations, for an MLP, a CNN and an LSTM policy (state in,
-state out); get_policy / get_weights / set_weights / compute_single_action behave as RLlib's."""
+state out), and the exported ONNX file, run by onnxruntime in a process that never imports kuberl,
+torch or Ray, gives them too (discrete and continuous actions); get_policy / get_weights / set_weights / compute_single_action behave as RLlib's."""
 
 from __future__ import annotations
 
@@ -42,6 +43,24 @@ np.save(sys.argv[3], out.numpy())
 assert not any(m.split(".")[0] in ("kuberl", "ray") for m in sys.modules), "imported kuberl or Ray"
 """
 
+# The ONNX file with onnxruntime and numpy only: no kuberl, no torch, no Ray in the process.
+ONNX_STANDALONE = """
+import sys, numpy as np, onnxruntime as ort
+session = ort.InferenceSession(sys.argv[1], providers=["CPUExecutionProvider"])
+obs = np.load(sys.argv[2])
+if len(sys.argv) > 4:
+    h = c = np.zeros((obs.shape[1], int(sys.argv[4])), np.float32)
+    actions = []
+    for t in range(obs.shape[0]):
+        a, h, c = session.run(["actions", "h_out", "c_out"], {"obs": obs[t], "h": h, "c": c})
+        actions.append(a)
+    out = np.stack(actions)
+else:
+    (out,) = session.run(["actions"], {"obs": obs})
+np.save(sys.argv[3], out)
+assert not any(m.split(".")[0] in ("kuberl", "ray", "torch") for m in sys.modules), "imported kuberl/torch/Ray"
+"""
+
 JOBS: dict[str, tuple[str, dict[str, Any]]] = {
     "mlp": ("ppo-job.yaml", {}),
     "cnn": (
@@ -53,6 +72,7 @@ JOBS: dict[str, tuple[str, dict[str, Any]]] = {
         },
     ),
     "lstm": ("ppo-lstm-recall.yaml", {}),
+    "box": ("ppo-pendulum.yaml", {}),
 }
 
 
@@ -69,27 +89,35 @@ def trained_checkpoint(kind: str, tmp_path: Path, *, seed: int = 0) -> tuple[Any
     )
     algo = build_algorithm(doc)
     algo.train()
+    if kind == "box":  # larger weights: some greedy actions beyond the bounds, so the clipping is checked
+        algo.set_weights({k: v * 60 for k, v in algo.get_weights().items()})
     return algo, algo.save(str(tmp_path / "ckpt"))
 
 
 def standalone(model: Path, obs: np.ndarray, tmp_path: Path, *extra: str) -> np.ndarray:
     np.save(tmp_path / "obs.npy", obs)
+    script = ONNX_STANDALONE if model.suffix == ".onnx" else STANDALONE
     res = subprocess.run(
-        [sys.executable, "-c", STANDALONE, str(model), str(tmp_path / "obs.npy"), str(tmp_path / "out.npy"), *extra],
+        [sys.executable, "-c", script, str(model), str(tmp_path / "obs.npy"), str(tmp_path / "out.npy"), *extra],
         capture_output=True, text=True, timeout=120, cwd=tmp_path, env={**os.environ, "PYTHONPATH": ""},
     )  # fmt: skip
     assert res.returncode == 0, res.stderr
     return np.load(tmp_path / "out.npy")
 
 
-@pytest.mark.parametrize("kind", ["mlp", "cnn", "lstm"])
-def test_exported_policy_acts_like_compute_actions(kind: str, tmp_path: Path) -> None:
+FORMATS = [("torchscript", "mlp"), ("torchscript", "cnn"), ("torchscript", "lstm")]
+FORMATS += [("onnx", "mlp"), ("onnx", "cnn"), ("onnx", "lstm"), ("onnx", "box")]
+
+
+@pytest.mark.parametrize(("fmt", "kind"), FORMATS)
+def test_exported_policy_acts_like_compute_actions(fmt: str, kind: str, tmp_path: Path) -> None:
     algo, uri = trained_checkpoint(kind, tmp_path)
+    file = "policy.onnx" if fmt == "onnx" else "policy.pt"
     try:
-        res = kuberl("export", uri, "--format", "torchscript", "--out", "policy.pt", cwd=tmp_path)
+        res = kuberl("export", uri, "--format", fmt, "--out", file, cwd=tmp_path)
         assert res.returncode == 0, res.stderr
         info = json.loads(res.stdout)
-        assert info["file"] == "policy.pt"
+        assert info["file"] == file
         algo.obs_space.seed(0)
         if kind == "lstm":
             steps, batch = 10, 100  # 1,000 observations, the LSTM state carried through 10 steps
@@ -101,21 +129,39 @@ def test_exported_policy_acts_like_compute_actions(kind: str, tmp_path: Path) ->
                 expected.append(a)
             flat = np.stack([flatten_obs(algo.obs_space, raw[t]) for t in range(steps)])
             cell = str(algo.config.model.lstm_cell_size)
-            got = standalone(tmp_path / "policy.pt", flat, tmp_path, cell)
+            got = standalone(tmp_path / file, flat, tmp_path, cell)
             np.testing.assert_array_equal(got, np.stack(expected))
+            return
+        raw = np.stack([algo.obs_space.sample() for _ in range(1000)])
+        flat = flatten_obs(algo.obs_space, raw)
+        # The documented input: a Box observation reshaped to [B, D] as float32.
+        np.testing.assert_array_equal(flat, raw.reshape(1000, -1).astype(np.float32))
+        got = standalone(tmp_path / file, flat, tmp_path)
+        expected = algo.compute_actions(raw)
+        if kind == "box":
+            # Continuous: the deterministic mean, clipped to the bounds; onnxruntime's kernels round
+            # differently from torch's in the last float32 bits.
+            np.testing.assert_allclose(got, expected, rtol=0, atol=1e-5)
+            bound = float(algo.action_space.high[0])
+            # The clipping is checked only if some actions hit the bounds and some do not.
+            assert (np.abs(expected) == bound).any()
+            assert (np.abs(expected) < bound).any()
         else:
-            raw = np.stack([algo.obs_space.sample() for _ in range(1000)])
-            flat = flatten_obs(algo.obs_space, raw)
-            # The documented input: a Box observation reshaped to [B, D] as float32.
-            np.testing.assert_array_equal(flat, raw.reshape(1000, -1).astype(np.float32))
-            got = standalone(tmp_path / "policy.pt", flat, tmp_path)
-            expected = algo.compute_actions(raw)
             np.testing.assert_array_equal(got, expected)
-            assert len(np.unique(expected)) > 1 or kind == "cnn", (
-                "a policy that always acts the same proves little"
-            )
+        assert len(np.unique(expected)) > 1 or kind == "cnn", (
+            "a policy that always acts the same proves little"
+        )
     finally:
         algo.stop()
+
+
+def test_onnx_format_is_named_in_errors(tmp_path: Path) -> None:
+    res = kuberl("export", str(tmp_path / "none"), "--format", "savedmodel", "--out", "p", cwd=tmp_path)
+    assert res.returncode == 2
+    assert "--format" in res.stderr
+    assert "onnx" in res.stderr
+    assert "Traceback" not in res.stderr
+    assert not (tmp_path / "p").exists()
 
 
 def test_policy_api(tmp_path: Path) -> None:

@@ -6,7 +6,7 @@
   kuberl rollout CHECKPOINT --steps N --episodes N --out FILE   RLlib's `rllib rollout`
   kuberl evaluate CHECKPOINT [--episodes N] [--video DIR]
   kuberl record CHECKPOINT --output URI --steps N   a trained policy's experience as offline data
-  kuberl export CHECKPOINT --out FILE          the greedy policy as TorchScript (no kuberl, no Ray)
+  kuberl export CHECKPOINT --out FILE          the greedy policy as TorchScript or ONNX (no kuberl, no Ray)
   kuberl plot RUN_DIR                          learning-curve PNG
   kuberl render JOB.yaml                       what the operator would create (dry run)
   kuberl crd                                   the CustomResourceDefinition
@@ -458,7 +458,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     ex = sub.add_parser("export", help="a checkpoint's greedy policy as a file that runs without kuberl")
     ex.add_argument("checkpoint", help="checkpoint URI: a checkpoint directory, a store root, or s3://…")
-    ex.add_argument("--format", default="torchscript", help="torchscript (docs/export.md)")
+    ex.add_argument("--format", default="torchscript", help="torchscript or onnx (docs/export.md)")
     ex.add_argument("--out", required=True, help="the file to write, e.g. policy.pt")
     ex.add_argument("--policy", help="multi-agent: the policy id (default: the learning policy)")
     ex.set_defaults(func=cmd_export)

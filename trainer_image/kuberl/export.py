@@ -1,11 +1,14 @@
-"""`kuberl export CHECKPOINT --format torchscript --out FILE`: a checkpoint's greedy policy as one
-TorchScript file that runs with plain PyTorch, without kuberl and without Ray (docs/export.md).
+"""`kuberl export CHECKPOINT --format torchscript|onnx --out FILE`: a checkpoint's greedy policy as one
+TorchScript file that runs with plain PyTorch, or one ONNX file that runs with onnxruntime (no torch),
+without kuberl and without Ray (docs/export.md).
 
 The file's input is the flattened observation, float32 `[B, D]` (for a Box observation space simply
 `obs.reshape(B, -1)`); the observation filter (MeanStdFilter) and the action bounds are baked in, so
 its output is the action the env takes — the same as `Algorithm.compute_actions(obs)`. A recurrent
 policy (model.useLstm) maps `(obs, h, c)` to `(actions, h, c)`; zeros `[B, lstmCellSize]` start an
-episode. The graph is traced (torch.jit.trace) from the very act() the env runners sample with.
+episode. The graph is traced (torch.jit.trace, or torch.export for ONNX) from the very act() the env
+runners sample with. ONNX graph inputs are named `obs`, `h`, `c` and outputs `actions`, `h_out`, `c_out`,
+with a dynamic batch dimension.
 """
 
 from __future__ import annotations
@@ -23,7 +26,9 @@ from kuberl.core.recurrent import RecurrentActorCritic, RecurrentState
 from kuberl.core.sample_batch import Columns
 from kuberl.spec import SpecError, parse_job
 
-FORMATS = ("torchscript",)
+FORMATS = ("torchscript", "onnx")
+ONNX_INPUTS = ("obs", "h", "c")
+ONNX_OUTPUTS = ("actions", "h_out", "c_out")
 FILTER_CLIP = 10.0  # RunningStats.normalize's clip
 
 
@@ -137,6 +142,22 @@ def exportable(policy_algo: Any) -> nn.Module:
     return GreedyPolicy(policy_algo)
 
 
+def write_onnx(wrapper: nn.Module, args: tuple[torch.Tensor, ...], out: Path) -> None:
+    """torch.export → ONNX (the TorchScript-based exporter is deprecated since PyTorch 2.9), one
+    self-contained file (no external weights), the batch dimension dynamic."""
+    try:
+        import onnxscript  # noqa: F401  (torch.onnx's exporter needs it; a clear error beats its own)
+    except ImportError:
+        raise SpecError([("--format", "onnx needs the export extra: pip install 'kuberl[export]'")]) from None
+    names = ONNX_INPUTS[: len(args)]
+    batch = torch.export.Dim("batch")
+    torch.onnx.export(
+        wrapper, args, str(out), dynamo=True, verbose=False, external_data=False,
+        input_names=list(names), output_names=list(ONNX_OUTPUTS[: len(args)]),
+        dynamic_shapes=tuple({0: batch} for _ in names),
+    )  # fmt: skip
+
+
 def export_checkpoint(uri: str, *, fmt: str, out: Path, policy_id: str | None = None) -> dict[str, Any]:
     """Write the policy of checkpoint `uri` to `out`; returns what the file expects and returns."""
     if fmt not in FORMATS:
@@ -147,14 +168,16 @@ def export_checkpoint(uri: str, *, fmt: str, out: Path, policy_id: str | None = 
         dim = int(gym.spaces.flatdim(policy_algo.obs_space))
         example = torch.zeros(2, dim)
         recurrent = isinstance(wrapper, RecurrentGreedyPolicy)
-        with torch.no_grad():
-            if isinstance(wrapper, RecurrentGreedyPolicy):
-                h = torch.zeros(2, wrapper.net.cell_size)
-                traced = torch.jit.trace(wrapper, (example, h, h.clone()))
-            else:
-                traced = torch.jit.trace(wrapper, example)
+        args: tuple[torch.Tensor, ...] = (example,)
+        if isinstance(wrapper, RecurrentGreedyPolicy):
+            h = torch.zeros(2, wrapper.net.cell_size)
+            args = (example, h, h.clone())
         out.parent.mkdir(parents=True, exist_ok=True)
-        torch.jit.save(traced, str(out))
+        with torch.no_grad():
+            if fmt == "onnx":
+                write_onnx(wrapper, args, out)
+            else:
+                torch.jit.save(torch.jit.trace(wrapper, args), str(out))
         return {
             "file": str(out),
             "format": fmt,
@@ -162,7 +185,9 @@ def export_checkpoint(uri: str, *, fmt: str, out: Path, policy_id: str | None = 
             "policy": policy_id or "default_policy",
             "iteration": algo.iteration,
             "inputs": [f"obs [B, {dim}] float32", *(["h [B, H]", "c [B, H]"] if recurrent else [])],
-            "outputs": ["actions", *(["h", "c"] if recurrent else [])],
+            "outputs": list(ONNX_OUTPUTS if recurrent else ONNX_OUTPUTS[:1])
+            if fmt == "onnx"
+            else ["actions", *(["h", "c"] if recurrent else [])],
         }
     finally:
         algo.stop()
