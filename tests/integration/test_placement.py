@@ -4,7 +4,8 @@
 - scripts/fingerprint.py on a few examples prints the hashes committed in tests/fixtures/fingerprints.txt:
   the training state after two seeded in-driver iterations is bit-identical to what the code gave
   before the algorithm families moved out of core/ (all 26 training examples were compared by hand;
-  these cover the synchronous, replay, off-policy actor-critic and multi-agent paths).
+  these cover the synchronous, replay, off-policy actor-critic and multi-agent paths; ma-coop-ppo also
+  under two fixed str-hash seeds).
 - Checkpoints written by that earlier code (tests/fixtures/checkpoints) restore to the same state.
 """
 
@@ -26,7 +27,7 @@ def expected() -> dict[str, str]:
     return dict(line.split() for line in lines if line.strip())
 
 
-def run_script(*args: str) -> dict[str, str]:
+def run_script(*args: str, env: dict[str, str] | None = None) -> dict[str, str]:
     """scripts/fingerprint.py as a user runs it; its `name sha256` lines (Ray may log to stdout too)."""
     res = subprocess.run(
         [sys.executable, "scripts/fingerprint.py", *args],
@@ -34,7 +35,7 @@ def run_script(*args: str) -> dict[str, str]:
         capture_output=True,
         text=True,
         timeout=900,
-        env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0"},
+        env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0", **(env or {})},
     )
     assert res.returncode == 0, res.stderr[-3000:]
     found = {}
@@ -55,6 +56,16 @@ def test_import_contracts_are_kept() -> None:
 def test_training_fingerprints_are_unchanged() -> None:
     want = expected()
     assert run_script(*want) == want
+
+
+@pytest.mark.parametrize("hash_seed", ["1", "2"])
+def test_multi_agent_training_does_not_depend_on_str_hashing(hash_seed: str) -> None:
+    """ma-coop-ppo alone in a fresh process gives the hash it gives after other examples (the plain
+    fingerprint test): the multi-agent runner once ended simultaneous agents in a set's order, which
+    follows PYTHONHASHSEED (seeds 1 and 2 trained differently), and the policies' initial weights
+    depended on the torch thread count an earlier run had left."""
+    got = run_script("ma-coop-ppo", env={"PYTHONHASHSEED": hash_seed})
+    assert got == {"ma-coop-ppo": expected()["ma-coop-ppo"]}
 
 
 @pytest.mark.parametrize("example", sorted(p.name for p in (FIXTURES / "checkpoints").iterdir()))

@@ -83,6 +83,12 @@ class MultiAgentAlgorithm(Algorithm):
             from kuberl.core.ray_init import ensure_ray
 
             ensure_ray(res.env_runners * res.cpus_per_runner)
+        else:
+            # The in-driver runner runs torch on one thread (MultiAgentEnvRunner); set it before the
+            # policies' networks are initialised, as a single-agent in-driver run does (its EnvRunner is
+            # built before setup()): orthogonal init's QR gives other floats on another thread count, so
+            # the initial weights depended on whatever an earlier run in the process had left.
+            torch.set_num_threads(1)
 
         sp = ma.self_play
         seats = (

@@ -376,7 +376,10 @@ class MultiAgentEnvRunner:
                 key = (agent, ep.policy_of.get(agent, ""))
                 cb.agent_rewards[key] = cb.agent_rewards.get(key, 0.0) + float(r)
             self.hooks("on_episode_step", episode=cb, env_runner=self, env_index=i)
-        for agent in res.terminated | res.truncated:
+        # In the order agents first acted, not the sets' order: that follows str hashing (PYTHONHASHSEED)
+        # and decided the order of the policy's fragments, so two seeded runs trained differently.
+        leaving = res.terminated | res.truncated
+        for agent in [a for a in ep.policy_of if a in leaving]:
             self._end_agent(ep, agent, episodes)
         if res.done:
             self._end_episode(i, out, episodes)
