@@ -13,7 +13,9 @@ from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any
 
-from kuberl.spec import RLTrainingJob, RLTrainingJobStatus, SpecError, parse_job
+from kuberl.spec import RLTrainingJob, RLTrainingJobStatus, SpecError
+from kuberl.spec import parse_job as _parse_job
+from kuberl.spec.custom import deferred_custom_algorithms
 
 Body = Mapping[str, Any]
 CacheKey = tuple[str, int, str, str]
@@ -34,6 +36,13 @@ def job_document(body: Body) -> dict[str, Any]:
         },
         "spec": spec if spec is not None else {},
     }
+
+
+def parse_job(document: Mapping[str, Any]) -> RLTrainingJob:
+    """kuberl.spec.parse_job without importing custom algorithms (`algorithm: pkg.mod:Class`): the
+    operator never runs user code or torch; the trainer validates such a job fully when its pod starts."""
+    with deferred_custom_algorithms():
+        return _parse_job(document)
 
 
 def current_status(body: Body) -> RLTrainingJobStatus | None:

@@ -5,6 +5,7 @@ defaults are filled in by the server, and malformed jobs are refused by the serv
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ import pytest
 import yaml
 
 from kuberl.cli import main
+from kuberl.spec import SpecError, parse_job
 from tests.fixtures.kube import REPO_ROOT, ControlPlane, wait_until
 from tests.kube.malformed import SERVER_CASES, Case, base_job
 
@@ -192,3 +194,44 @@ def test_the_base_of_the_malformed_jobs_is_accepted(
     """So each malformed case is refused for its own change, not for something they share."""
     code, obj = _create(kube, kube_namespace, base_job("base"), dry_run=True)
     assert code == 201, obj
+
+
+def test_custom_algorithm_config_is_open_and_left_to_the_trainer(
+    kube: ControlPlane, kuberl_crds: list[str], kube_namespace: str
+) -> None:
+    """A custom algorithm (`module:Class`) is stored with its config as written, and the operator's parse
+    accepts it without importing the class (here one that does not exist anywhere); the trainer's parse
+    (`kuberl run` in the pod) refuses it naming spec.algorithm. A built-in job with a key its model lacks
+    is stored by the server (config is a free object: see kuberl.spec.crd) and refused by the operator
+    naming the key. A name that is neither a built-in nor module:Class is refused by the server."""
+    from kuberl_operator.parsing import parse_body
+
+    custom = base_job("custom-algo")
+    custom["spec"]["algorithm"] = "my_pkg.algos:MyPPO"
+    custom["spec"]["config"] = {"auxLossCoeff": 0.1, "model": {"fcnetHiddens": [32]}}
+    custom["spec"]["input"] = {"uris": ["/data/recorded"]}  # a CEL rule that names built-ins only
+    code, stored = _create(kube, kube_namespace, custom)
+    assert code == 201, stored
+    assert stored["spec"]["config"] == custom["spec"]["config"]  # nothing pruned
+    job = parse_body(stored)
+    assert job.spec.algorithm == "my_pkg.algos:MyPPO"
+    assert "my_pkg" not in sys.modules
+    with pytest.raises(SpecError) as refused:
+        parse_job(stored)
+    assert refused.value.problems[0][0] == "spec.algorithm", refused.value.problems
+    assert "cannot import 'my_pkg.algos'" in refused.value.problems[0][1]
+
+    builtin = base_job("builtin-extra-key")
+    builtin["spec"]["config"] = {"auxLossCoeff": 0.1}
+    code, stored = _create(kube, kube_namespace, builtin)
+    assert code == 201, stored
+    with pytest.raises(SpecError) as refused:
+        parse_body(stored)
+    assert refused.value.problems[0][0] == "spec.config.auxLossCoeff", refused.value.problems
+
+    for bad in ("examples.custom_algo:", "not-a-module:Class", "PPO2"):
+        wrong = base_job("bad-algorithm")
+        wrong["spec"]["algorithm"] = bad
+        code, obj = _create(kube, kube_namespace, wrong, dry_run=True)
+        assert code == 422, (bad, obj)
+        assert {c.get("field") for c in obj["details"]["causes"]} == {"spec.algorithm"}, (bad, obj)

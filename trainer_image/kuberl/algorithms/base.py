@@ -166,9 +166,12 @@ ConfigT = TypeVar("ConfigT", bound=AlgorithmConfigBase)
 
 
 class Algorithm(Generic[ConfigT]):
-    """Base class. Subclasses set `config_cls`, build their learner in `setup()` and implement `training_step()`."""
+    """Base class. Subclasses build their learner in `setup()` and implement `training_step()`."""
 
     name: ClassVar[str] = "base"
+    # A custom algorithm (`spec.algorithm: pkg.mod:Class`, kuberl.spec.custom) names its config model here;
+    # the built-ins are paired with theirs by the model's `implementation`.
+    config_class: ClassVar[type[AlgorithmConfigBase] | None] = None
     learner: Learner  # set by setup() in algorithms with one learner (see the defaults below)
     torch_gen: torch.Generator  # optional: a learner-side minibatch generator, checkpointed when present
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -136,6 +136,19 @@ class PPOLearner(Learner):
         if self.recurrent:
             self.train_module = SequenceForward(self.module)  # type: ignore[arg-type]
 
+    def loss(self, mb: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The named loss terms of one minibatch; `total_loss` is minimised, every term is reported as a
+        learner statistic. The extension point for a custom PPO (docs/custom-algorithms.md): override it,
+        call super() and add to `total_loss`."""
+        return ppo_loss(
+            self.train_module,
+            self.dist,
+            mb,
+            config=self.config,
+            kl_coeff=self.kl_coeff,
+            world_size=self.world_size,
+        )
+
     def update(self, batch: SampleBatch, *, timesteps: int, generator: torch.Generator) -> dict[str, float]:
         cfg = self.config
         lr = self.update_lr(timesteps)
@@ -153,14 +166,7 @@ class PPOLearner(Learner):
             epoch_start = len(history)
             for start in range(0, n - size + 1, size):
                 mb = {k: v.narrow(axis, start, size) for k, v in shuffled.items()}
-                terms = ppo_loss(
-                    self.train_module,
-                    self.dist,
-                    mb,
-                    config=cfg,
-                    kl_coeff=self.kl_coeff,
-                    world_size=self.world_size,
-                )
+                terms = self.loss(mb)
                 grad_norm = self.step(terms["total_loss"])
                 history.append({**{k: v.detach() for k, v in terms.items()}, "grad_norm": grad_norm})
             epochs_done += 1
@@ -212,6 +218,8 @@ class PPO(SyncSamplingAlgorithm[PPOConfig]):
 
     name = "PPO"
     learner: PPOLearner
+    # What setup() builds: a custom PPO names its PPOLearner subclass here (docs/custom-algorithms.md).
+    learner_class: ClassVar[type[PPOLearner]] = PPOLearner
     returns_timer = "gae"
 
     def rollout_length(self) -> int:
@@ -231,7 +239,7 @@ class PPO(SyncSamplingAlgorithm[PPOConfig]):
         module = build_model(self.obs_space, self.action_space, self.config.model)
         device = driver_learner_device(self.spec.resources)
         self.recurrent = is_recurrent(module)
-        self.learner = PPOLearner(module, action_distribution(self.action_space), self.config, device)
+        self.learner = self.learner_class(module, action_distribution(self.action_space), self.config, device)
         self.torch_gen = torch.Generator().manual_seed(self.spec.seed or 0)
 
     def estimate_returns(self, batch: SampleBatch) -> SampleBatch:

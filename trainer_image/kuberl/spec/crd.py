@@ -9,7 +9,10 @@ refuses the pair: unknown fields are pruned by the server, and refused under
 `kubectl apply --validate=strict`, without it). The models' defaults are kept as `default:` so that
 `kubectl explain` shows them and the server fills them in. `spec.config` is the per-algorithm
 discriminated union, which is not structural: the CRD keeps it as a free object and the operator
-validates it against the algorithm's model. Cross-field rules that a CEL expression can say are
+validates it against the algorithm's model — or, for a custom algorithm (`algorithm: pkg.mod:Class`,
+kuberl.spec.custom), whose model only the trainer can import, leaves it to the trainer in the pod. A
+per-algorithm closed key set cannot be said in a structural schema: CEL sees the keys of a map only, a
+map's values need a type, and a config's values are numbers, lists and objects alike. Cross-field rules that a CEL expression can say are
 repeated as `x-kubernetes-validations`, so `kubectl apply` refuses them at once (the operator still
 checks every rule, with the same field names, for `kuberl run` and for what CEL cannot express).
 
@@ -26,6 +29,7 @@ import yaml
 
 from kuberl.spec.algorithms import ALGORITHMS, CONFIG_MODELS
 from kuberl.spec.algorithms.base import supporting
+from kuberl.spec.custom import CUSTOM_ALGORITHM_PATTERN
 from kuberl.spec.job import (
     _DNS_LABEL,
     CATEGORIES,
@@ -45,12 +49,16 @@ Schema = dict[str, Any]
 # JSON Schema keywords Kubernetes' structural schemas do not accept (or that pydantic adds for humans).
 _DROPPED = {"title", "discriminator", "$defs"}
 _PRESERVE = "x-kubernetes-preserve-unknown-fields"
+# A CEL condition that holds for a custom algorithm (`pkg.mod:Class`): the built-in rules skip it.
+_CUSTOM_CEL = f"self.algorithm.matches('{CUSTOM_ALGORITHM_PATTERN}')"
 
 
 def _config_description() -> str:
     lines = [
         "The algorithm's hyperparameters. Validated by the operator against the model of spec.algorithm "
-        "(the Failed phase and the Valid condition name the bad field). Algorithms:"
+        "(the Failed phase and the Valid condition name the bad field). A custom algorithm (module:Class) "
+        "keeps any keys here: the trainer validates them against its config model when the pod starts. "
+        "Algorithms:"
     ]
     for name, model in CONFIG_MODELS.items():
         doc = (model.__doc__ or "").strip().splitlines()[0] if model.__doc__ else ""
@@ -147,7 +155,7 @@ def spec_validations() -> list[Schema]:
             "message": f"{', '.join(offline)} train from recorded experience: set input.uris",
         },
         {
-            "rule": f"!has(self.input) || {algo} in {_cel_list(offline)}",
+            "rule": f"!has(self.input) || {algo} in {_cel_list(offline)} || {_CUSTOM_CEL}",
             "fieldPath": ".input",
             "reason": "FieldValueForbidden",
             "message": f"input is read only by {', '.join(offline)}; online algorithms learn from the env",
@@ -162,7 +170,7 @@ def spec_validations() -> list[Schema]:
             ),
         },
         {
-            "rule": f"!has(self.multiAgent) || {algo} in {_cel_list(multi_agent)}",
+            "rule": f"!has(self.multiAgent) || {algo} in {_cel_list(multi_agent)} || {_CUSTOM_CEL}",
             "fieldPath": ".multiAgent",
             "reason": "FieldValueForbidden",
             "message": f"multiAgent runs with {', '.join(multi_agent)} only",
@@ -190,9 +198,9 @@ def spec_schema() -> Schema:
         _node_at(schema, path).pop("default", None)
     schema["properties"]["algorithm"]["x-kubernetes-validations"] = [
         {
-            "rule": f"self.upperAscii() in {_cel_list(ALGORITHMS)}",
+            "rule": f"self.upperAscii() in {_cel_list(ALGORITHMS)} || self.matches('{CUSTOM_ALGORITHM_PATTERN}')",
             "reason": "FieldValueInvalid",  # NotSupported is not among the reasons CEL rules may give
-            "message": f"unknown algorithm; choose one of {', '.join(ALGORITHMS)}",
+            "message": f"unknown algorithm; choose one of {', '.join(ALGORITHMS)}, or a custom one as module:Class",
         }
     ]
     schema["x-kubernetes-validations"] = spec_validations()

@@ -10,10 +10,21 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
-from pydantic import AliasChoices, Field, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    Field,
+    FieldSerializationInfo,
+    SerializerFunctionWrapHandler,
+    ValidationInfo,
+    ValidatorFunctionWrapHandler,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
-from kuberl.spec.algorithms import ALGORITHMS, AlgorithmConfig, AlgorithmConfigBase
+from kuberl.spec.algorithms import ALGORITHMS, CONFIG_MODELS, AlgorithmConfig, AlgorithmConfigBase
 from kuberl.spec.base import LenientModel, WireModel
 from kuberl.spec.cluster import ClusterSpec
 from kuberl.spec.combinations import COMBINATION_ERROR, check_combinations
@@ -25,6 +36,7 @@ from kuberl.spec.common import (
     StopSpec,
     validate_resume,
 )
+from kuberl.spec.custom import DeferredConfig, config_model, importing, is_custom, validate_config
 from kuberl.spec.external import ExternalSpec
 from kuberl.spec.multi_agent import MultiAgentSpec
 from kuberl.spec.offline import InputSpec, OutputSpec
@@ -92,7 +104,13 @@ class ObjectMeta(LenientModel):
 class RLTrainingJobSpec(WireModel):
     """What to train, for how long, on what resources, and where its checkpoints live."""
 
-    algorithm: str = Field(..., description=f"The algorithm: one of {', '.join(ALGORITHMS)}.")
+    algorithm: str = Field(
+        ...,
+        description=(
+            f"The algorithm: one of {', '.join(ALGORITHMS)}; or `module:Class`, a custom Algorithm subclass "
+            "whose config model is its `config_class` (docs/custom-algorithms.md)."
+        ),
+    )
     env: str = Field(
         ...,
         description=(
@@ -187,6 +205,12 @@ class RLTrainingJobSpec(WireModel):
         if not isinstance(data, dict):
             return data
         algorithm = data.get("algorithm")
+        if is_custom(algorithm):
+            # Its own config model validates `config` (_custom_config); no discriminator to inject. One
+            # that cannot be imported is reported on `algorithm` alone (_known_algorithm).
+            if importing() and not _importable(algorithm):
+                return {k: v for k, v in data.items() if k != "config"}
+            return {**data, "config": data.get("config") or {}}
         if isinstance(algorithm, str) and algorithm not in ALGORITHMS:
             upper = {a.upper(): a for a in ALGORITHMS}
             if algorithm.upper() not in upper:
@@ -203,9 +227,41 @@ class RLTrainingJobSpec(WireModel):
     @field_validator("algorithm")
     @classmethod
     def _known_algorithm(cls, v: str) -> str:
+        if is_custom(v):
+            if importing():
+                config_model(v)  # raises ValueError saying why the class cannot be used
+            return v
         if v not in ALGORITHMS:
-            raise ValueError(f"unknown algorithm {v!r}; choose one of {', '.join(ALGORITHMS)}")
+            raise ValueError(
+                f"unknown algorithm {v!r}; choose one of {', '.join(ALGORITHMS)}, or a custom Algorithm "
+                "as module:Class"
+            )
         return v
+
+    @field_validator("config", mode="wrap")
+    @classmethod
+    def _custom_config(cls, value: Any, handler: ValidatorFunctionWrapHandler, info: ValidationInfo) -> Any:
+        algorithm = info.data.get("algorithm")
+        if is_custom(algorithm):
+            return validate_config(algorithm, value)
+        return handler(value)
+
+    @field_serializer("config", mode="wrap")
+    def _config_as_is(
+        self, value: Any, handler: SerializerFunctionWrapHandler, info: FieldSerializationInfo
+    ) -> Any:
+        # The union serialises a member by the built-in model its tag names, which would drop a custom
+        # model's own fields (EntropyTargetPPOConfig's are not PPOConfig's) from job.json and the ConfigMap.
+        if isinstance(value, BaseModel) and type(value) not in _BUILTIN_CONFIGS:
+            return value.model_dump(
+                mode=info.mode,
+                by_alias=info.by_alias,
+                exclude_unset=info.exclude_unset,
+                exclude_defaults=info.exclude_defaults,
+                exclude_none=info.exclude_none,
+                round_trip=info.round_trip,
+            )
+        return handler(value)
 
     @field_validator("env")
     @classmethod
@@ -223,11 +279,15 @@ class RLTrainingJobSpec(WireModel):
 
     @model_validator(mode="after")
     def _combinations(self) -> RLTrainingJobSpec:
+        if isinstance(self.config, DeferredConfig):
+            return self  # a custom algorithm the operator cannot import: the trainer checks its rules
         check_combinations(self)  # cross-field rules: kuberl.spec.combinations
         return self
 
     @model_validator(mode="after")
     def _tune(self) -> RLTrainingJobSpec:
+        if isinstance(self.config, DeferredConfig):
+            return self
         problems = tune_problems(self)  # each trial's values applied to this spec: kuberl.spec.tune
         if problems:
             message = "; ".join(f"{field}: {reason}" for field, reason in problems)
@@ -239,6 +299,17 @@ class RLTrainingJobSpec(WireModel):
     @property
     def algo_config(self) -> AlgorithmConfigBase:
         return self.config
+
+
+_BUILTIN_CONFIGS = frozenset(CONFIG_MODELS.values())
+
+
+def _importable(path: str) -> bool:
+    try:
+        config_model(path)
+    except ValueError:
+        return False
+    return True
 
 
 class Condition(LenientModel):

@@ -164,7 +164,9 @@ class AlgorithmConfigBase(WireModel):
     def _schedules(self) -> AlgorithmConfigBase:
         _check_schedule("lr_schedule", self.lr_schedule)
         if self.model.use_lstm and not self.capabilities.recurrent:
-            name = getattr(self, "algorithm", type(self).__name__)
+            # A custom algorithm's model (a subclass outside this package) is named by its own class.
+            builtin = type(self).__module__.startswith("kuberl.spec.algorithms.")
+            name = getattr(self, "algorithm", "") if builtin else type(self).__name__
             raise ValueError(
                 f"model.use_lstm: {name} cannot train a recurrent policy ({', '.join(supporting('recurrent'))} "
                 "can); remove use_lstm or pick one of those algorithms"
