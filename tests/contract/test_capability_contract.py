@@ -91,6 +91,12 @@ UNSOUND: dict[tuple[str, str], str] = {
         for a in ("ARS", "ES")
     },
     **{
+        (a, "multi_agent"): f"{a} trains every agent of spec.env jointly: as a multiAgent policy's algorithm "
+        "it would ignore the policies and their mapping"
+        for a in ALGORITHMS
+        if CAPS[a].joint_agents
+    },
+    **{
         (a, "filter"): f"{a} replays observations normalised with the statistics of when they were sampled, "
         "which keep drifting: the run ends, but learns from inconsistent inputs"
         for a in ALGORITHMS
@@ -186,17 +192,23 @@ SMALL: dict[str, dict[str, Any]] = {
 
 def refusal(doc: dict[str, Any]) -> dict[str, str]:
     """What `kuberl run` refuses before writing anything: the spec, then the env's action spaces."""
-    from kuberl.core.env_factory import check_env
+    from kuberl.core.env_factory import EnvError, check_env
     from kuberl.core.multi_agent.env import probe_spaces
     from kuberl.preflight import check_action_spaces
 
     try:
         job = parse_job(doc)
-        if job.spec.multi_agent is not None:
+        if job.spec.config.capabilities.joint_agents:  # QMIX, VDN: the trainer's preflight probes this way
+            from kuberl.core.multi_agent.joint import probe_joint
+
+            spaces = [a for _, a in probe_joint(job.spec.env, job.spec.env_config)]
+        elif job.spec.multi_agent is not None:
             spaces = [a for _, a in probe_spaces(job.spec.env, job.spec.env_config).values()]
         else:
             spaces = [check_env(job.spec.env, job.spec.env_config)[1]]
         check_action_spaces(job, spaces)
+    except EnvError as exc:  # as the trainer's preflight reports it
+        return {"spec.env": str(exc)}
     except SpecError as err:
         return dict(err.problems)
     return {}

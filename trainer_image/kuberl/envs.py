@@ -19,6 +19,10 @@ encoder (kuberl.core.encoders), which accepts the stacked layouts these wrappers
 
 `env: kuberl.envs:make_buttons` — ButtonsEnv, set several dials at once: a MultiDiscrete, MultiBinary,
 Dict or Tuple action space (envConfig.action); examples/ppo-multidiscrete.yaml trains on it.
+
+`env: kuberl.envs:make_two_step_game` — the cooperative two-step matrix game of the QMIX paper (Rashid
+et al. 2018, Fig. 3) as a PettingZoo ParallelEnv with a global `state()`; examples/qmix-two-step.yaml and
+vdn-two-step.yaml train on it (docs/algorithms/qmix.md).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+from pettingzoo import ParallelEnv
 
 from kuberl.core.env_factory import env_creator
 
@@ -173,3 +178,73 @@ class ButtonsEnv(gym.Env[np.ndarray, Any]):
 
 def make_buttons(config: dict[str, Any]) -> ButtonsEnv:
     return ButtonsEnv(config)
+
+
+class TwoStepGame(ParallelEnv):
+    """Two agents, two steps. In the first state agent_0's action picks the second: 2A (every joint
+    action pays 7) or 2B (pays [[0, 1], [1, 8]] by agent_0's and agent_1's actions); agent_1's first
+    action does not matter. Every agent receives the team's payoff, so the summed return of the optimal
+    joint policy is 2 × 8 = 16, of the safe one 2 × 7 = 14.
+
+    Learned from uniformly random play, as in the paper, independent learners and VDN choose 2A (their
+    per-agent or additive values of 2B average over the partner's actions and fall under 7); QMIX's
+    monotonic mixer represents 2B's value and chooses it. Observations and `state()` are the one-hot
+    state (first, 2A, 2B; all zeros once the game ended)."""
+
+    metadata = {"name": "two_step_game_v0", "render_modes": []}
+    PAYOFF_2B = np.array([[0.0, 1.0], [1.0, 8.0]])
+
+    def __init__(self) -> None:
+        self.possible_agents = ["agent_0", "agent_1"]
+        self.agents: list[str] = []
+        self._obs_space = gym.spaces.Box(0.0, 1.0, (3,), np.float32)
+        self._action_space = gym.spaces.Discrete(2)
+        self.state_space = self._obs_space
+        self._state = 0
+
+    def observation_space(self, agent: str) -> gym.Space[Any]:
+        return self._obs_space
+
+    def action_space(self, agent: str) -> gym.Space[Any]:
+        return self._action_space
+
+    def state(self) -> np.ndarray:
+        out = np.zeros(3, np.float32)
+        if self._state < 3:
+            out[self._state] = 1.0
+        return out
+
+    def _observe(self) -> dict[str, np.ndarray]:
+        return {a: self.state() for a in self.possible_agents}
+
+    def reset(
+        self, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[dict[str, np.ndarray], dict[str, dict[str, Any]]]:
+        self.agents = list(self.possible_agents)
+        self._state = 0
+        return self._observe(), {a: {} for a in self.agents}
+
+    def step(self, actions: dict[str, Any]) -> tuple[dict[str, Any], ...]:
+        a0, a1 = (int(actions[a]) for a in self.possible_agents)
+        if self._state == 0:
+            self._state, payoff, done = (1 if a0 == 0 else 2), 0.0, False
+        else:
+            payoff = 7.0 if self._state == 1 else float(self.PAYOFF_2B[a0, a1])
+            self._state, done = 3, True
+        agents = self.possible_agents
+        obs = self._observe()
+        if done:
+            self.agents = []
+        return (
+            obs,
+            {a: payoff for a in agents},
+            {a: done for a in agents},
+            {a: False for a in agents},
+            {a: {} for a in agents},
+        )
+
+
+def make_two_step_game(config: dict[str, Any]) -> TwoStepGame:
+    if config:
+        raise ValueError(f"envConfig: unknown keys {sorted(config)} for kuberl.envs:make_two_step_game")
+    return TwoStepGame()

@@ -137,7 +137,11 @@ def preflight(job: RLTrainingJob) -> tuple[Any, Any]:
 
     spec = job.spec
     try:
-        if spec.multi_agent is not None:  # a PettingZoo env (docs/multi-agent.md)
+        if spec.config.capabilities.joint_agents:  # QMIX, VDN: a cooperative ParallelEnv, all agents
+            from kuberl.core.multi_agent.joint import probe_joint
+
+            agent_spaces = probe_joint(spec.env, spec.env_config)
+        elif spec.multi_agent is not None:  # a PettingZoo env (docs/multi-agent.md)
             from kuberl.core.multi_agent.env import probe_spaces
 
             agent_spaces = list(probe_spaces(spec.env, spec.env_config).values())

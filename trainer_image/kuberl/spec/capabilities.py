@@ -34,6 +34,7 @@ class Capabilities:
     offline_input: bool = False
     offline_output: bool = True
     multi_learner: bool = False
+    joint_agents: bool = False
 
 
 # What each flag means, in the words of the spec field it governs.
@@ -50,6 +51,10 @@ FEATURES: dict[str, str] = {
     "offline_input": "spec.input: trains from recorded experience only (and requires it)",
     "offline_output": "spec.output: records the transitions it samples",
     "multi_learner": "resources.learners > 1: data-parallel DDP learners",
+    "joint_agents": (
+        "spec.env: every agent of a cooperative PettingZoo ParallelEnv, trained by one joint learner "
+        "(no spec.multiAgent)"
+    ),
 }
 assert set(FEATURES) == {f.name for f in fields(Capabilities)}
 

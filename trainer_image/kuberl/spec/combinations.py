@@ -41,7 +41,15 @@ def _multi_agent_problems(spec: RLTrainingJobSpec) -> list[Problem]:
     problems: list[Problem] = []
     # Algorithms whose training step draws its experience through `Algorithm.sample()`, so the
     # multi-agent runners can feed them unchanged (IMPALA, APPO and A3C drive their runners asynchronously).
-    if not spec.config.capabilities.multi_agent:
+    if spec.config.capabilities.joint_agents:
+        problems.append(
+            (
+                "multiAgent",
+                f"{algo} trains every agent of spec.env jointly (one learner and a mixing network), so "
+                "multiAgent's per-policy setup does not apply; drop multiAgent",
+            )
+        )
+    elif not spec.config.capabilities.multi_agent:
         problems.append(
             (
                 "multiAgent",
