@@ -159,8 +159,7 @@ def _convert(config: dict[str, Any], *, run: str = "PPO", stop: dict[str, Any] |
         ("PPO", {"horizon": 200}, "exp.config.horizon", "max_episode_steps"),
         ("PPO", {"num_gpus_per_env_runner": 1}, "exp.config.num_gpus_per_env_runner", "CPU"),
         ("PPO", {"exploration_config": {"type": "EpsilonGreedy"}}, "exp.config.exploration_config", "PPO"),
-        ("DQN", {"num_atoms": 51}, "exp.config.num_atoms", "C51"),
-        ("DQN", {"noisy": True}, "exp.config.noisy", "noisy nets"),
+        ("PPO", {"num_atoms": 51}, "exp.config.num_atoms", "not a setting kuberl's PPO has"),
         ("DQN", {"hiddens": [256]}, "exp.config.hiddens", "fcnet_hiddens"),
         (
             "DQN",
@@ -182,6 +181,14 @@ def test_refused_keys_name_the_key_and_why(run: str, config: dict[str, Any], key
         _convert(config, run=run)
     line = next((ln for ln in str(err.value).splitlines() if key in ln), "")
     assert reason in line, str(err.value)
+
+
+def test_rainbow_keys_reach_dqn_config() -> None:
+    rainbow = {"num_atoms": 51, "v_min": -5.0, "v_max": 5.0, "noisy": True, "sigma0": 0.4}
+    job, warnings = _convert(rainbow, run="DQN")
+    cfg = job.spec.config
+    assert (cfg.num_atoms, cfg.v_min, cfg.v_max, cfg.noisy, cfg.sigma0) == (51, -5.0, 5.0, True, 0.4)
+    assert warnings == []
 
 
 def test_every_problem_is_reported_at_once() -> None:

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from kuberl.algorithms.base import Algorithm, StepOutcome
-from kuberl.algorithms.families.q_learning import QLearner, QPolicy, build_q_network, dqn_loss
+from kuberl.algorithms.families.q_learning import QLearner, QPolicy, build_q_network, dqn_loss, head_options
 from kuberl.core.async_sampling import AsyncSampler
 from kuberl.core.env_runner import EnvRunner, Rollout, RunnerConfig
 from kuberl.core.learner import select_device
@@ -160,7 +160,7 @@ class APEX(Algorithm[APEXConfig]):
         return {
             "policy": ApexPolicy,
             "policy_options": {
-                "dueling": cfg.dueling,
+                **head_options(cfg),
                 "n_step": cfg.n_step,
                 "gamma": cfg.gamma,
                 "double_q": cfg.double_q,
@@ -182,7 +182,7 @@ class APEX(Algorithm[APEXConfig]):
     def setup(self) -> None:
         cfg = self.config
         res = self.spec.resources
-        module = build_q_network(self.obs_space, self.action_space, cfg.model, dueling=cfg.dueling)
+        module = build_q_network(self.obs_space, self.action_space, cfg.model, **head_options(cfg))
         device = select_device(res.gpus_per_learner, cpus_per_learner=res.cpus_per_learner)
         self.learner = QLearner(module, cfg, device)
         self.buffer = PrioritizedReplayBuffer(

@@ -22,7 +22,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from kuberl.algorithms.families.q_learning import QLearner, QNetwork, QPolicy, build_q_network, dqn_loss
+from kuberl.algorithms.families.q_learning import (
+    QLearner,
+    QNetwork,
+    QPolicy,
+    build_q_network,
+    dqn_loss,
+    head_options,
+)
 from kuberl.algorithms.families.replay import ReplayAlgorithm
 from kuberl.core.learner import select_device
 from kuberl.core.replay import PrioritizedReplayBuffer, ReplayBuffer
@@ -50,7 +57,7 @@ class DQN(ReplayAlgorithm[DQNConfig]):
     def runner_overrides(self) -> dict[str, Any]:
         return {
             "policy": QPolicy,
-            "policy_options": {"dueling": self.config.dueling, "epsilon": self.epsilon()},
+            "policy_options": {**head_options(self.config), "epsilon": self.epsilon()},
             "store_next_obs": True,
         }
 
@@ -70,7 +77,7 @@ class DQN(ReplayAlgorithm[DQNConfig]):
 
     def setup(self) -> None:
         cfg = self.config
-        module = build_q_network(self.obs_space, self.action_space, cfg.model, dueling=cfg.dueling)
+        module = build_q_network(self.obs_space, self.action_space, cfg.model, **head_options(cfg))
         res = self.spec.resources
         device = select_device(res.gpus_per_learner, cpus_per_learner=res.cpus_per_learner)
         self.learner = QLearner(module, cfg, device)

@@ -8,6 +8,8 @@
   (discrete SAC): the continuous ones act in the normalised space [-1, 1]; `ActionScaler` maps to and
   from the env's Box bounds, so targets, noise and entropy are in the same units whatever the bounds
   (as Stable-Baselines3 does).
+- `NoisyLinear` (with `reset_noise`, `set_noisy`): the factorised-Gaussian noisy layer of noisy nets,
+  used by the Q-learning family's Q head.
 
 The on-policy actor-critic and Q networks are in kuberl.core.models.
 """
@@ -193,3 +195,55 @@ def obs_tensor(space: gym.Space[Any], obs: np.ndarray, device: torch.device) -> 
     if single:
         raw = raw[None]
     return torch.as_tensor(flatten_obs(space, raw), device=device), single
+
+
+class NoisyLinear(nn.Module):
+    """A linear layer with learned factorised Gaussian noise on its weights and biases (Fortunato et al.
+    2018, https://arxiv.org/abs/1706.10295, §3.2): w = μ_w + σ_w ⊙ f(ε_out) f(ε_in)ᵀ, b = μ_b + σ_b ⊙
+    f(ε_out), f(x) = sgn(x)·√|x|, initialised μ ~ U(±1/√p), σ = σ0/√p. The noise is drawn by
+    `reset_noise` (the paper: before each action choice and for each learner update), not per forward,
+    so the online and target passes of one update each see one fixed network. With `noisy = False` the
+    layer is its mean (greedy evaluation). The noise buffers are not persistent: the state dict holds only
+    the learned μ and σ."""
+
+    eps_in: torch.Tensor
+    eps_out: torch.Tensor
+
+    def __init__(self, n_in: int, n_out: int, *, sigma0: float) -> None:
+        super().__init__()
+        bound = 1.0 / math.sqrt(n_in)
+        self.weight_mu = nn.Parameter(torch.empty(n_out, n_in).uniform_(-bound, bound))
+        self.weight_sigma = nn.Parameter(torch.full((n_out, n_in), sigma0 / math.sqrt(n_in)))
+        self.bias_mu = nn.Parameter(torch.empty(n_out).uniform_(-bound, bound))
+        self.bias_sigma = nn.Parameter(torch.full((n_out,), sigma0 / math.sqrt(n_in)))
+        self.register_buffer("eps_in", torch.zeros(n_in), persistent=False)
+        self.register_buffer("eps_out", torch.zeros(n_out), persistent=False)
+        self.noisy = True
+
+    def reset_noise(self, generator: torch.Generator | None = None) -> None:
+        def f(n: int) -> torch.Tensor:
+            x = torch.randn(n, generator=generator).to(self.weight_mu.device)
+            return x.sign() * x.abs().sqrt()
+
+        self.eps_in.copy_(f(self.eps_in.shape[0]))
+        self.eps_out.copy_(f(self.eps_out.shape[0]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.noisy:
+            return F.linear(x, self.weight_mu, self.bias_mu)
+        weight = self.weight_mu + self.weight_sigma * torch.outer(self.eps_out, self.eps_in)
+        return F.linear(x, weight, self.bias_mu + self.bias_sigma * self.eps_out)
+
+
+def reset_noise(module: nn.Module, generator: torch.Generator | None = None) -> None:
+    """New noise in every NoisyLinear of `module` (none: nothing happens)."""
+    for m in module.modules():
+        if isinstance(m, NoisyLinear):
+            m.reset_noise(generator)
+
+
+def set_noisy(module: nn.Module, noisy: bool) -> None:
+    """Every NoisyLinear of `module` noisy (exploring, learning) or at its mean (greedy)."""
+    for m in module.modules():
+        if isinstance(m, NoisyLinear):
+            m.noisy = noisy

@@ -238,12 +238,6 @@ def _vtrace(value: Any, ctx: Context) -> Assignments:
     return []
 
 
-def _num_atoms(value: Any, _ctx: Context) -> Assignments:
-    if value != 1:
-        raise RefusedError(f"{value!r}: distributional (C51) DQN is not in kuberl yet; use num_atoms: 1")
-    return []
-
-
 _OPTIMIZATION = {
     "actor_learning_rate": "actor_lr",
     "critic_learning_rate": "critic_lr",
@@ -449,19 +443,6 @@ CONFIG_RULES: tuple[Rule, ...] = (
         _replay_buffer,
     ),
     Rule(("vtrace",), "—", "`true` accepted (IMPALA/APPO always use V-trace); `false` refused", _vtrace),
-    Rule(("num_atoms",), "—", "1 accepted; more refused (no C51 yet)", _num_atoms),
-    Rule(
-        ("noisy",),
-        "—",
-        "`false` accepted; `true` refused (no noisy nets yet)",
-        _only(False, "noisy nets are not in kuberl yet"),
-    ),
-    Rule(
-        ("v_min", "v_max", "sigma0"),
-        "—",
-        "parameters of C51 / noisy nets, which are off",
-        warn=True,
-    ),
     Rule(
         ("hiddens",),
         "—",

@@ -1,7 +1,8 @@
 """Q-learning pieces shared by DQN and Ape-X (kuberl.algorithms.dqn, kuberl.algorithms.apex): the
-Q-network (plain or dueling, masked where the observation carries an action mask), the runner's
-epsilon-greedy policy, the double-Q n-step TD loss with its new priorities, and the learner that owns
-the online and target networks.
+Q-network (plain or dueling, scalar or distributional (C51), plain or noisy head, masked where the
+observation carries an action mask), the runner's epsilon-greedy policy, the double-Q n-step loss (TD or,
+for a distributional network, cross-entropy to the projected target) with its new priorities, and the
+learner that owns the online and target networks.
 
 Epsilon-greedy takes one epsilon for every sub-env (DQN's schedule, sent with each weight sync) or one
 per sub-env (Ape-X's fixed ladder across runners, Horgan et al. 2018, https://arxiv.org/abs/1803.00933).
@@ -19,10 +20,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from kuberl.core.distributional import categorical_projection, categorical_support
 from kuberl.core.env_factory import import_object
 from kuberl.core.learner import Learner
 from kuberl.core.models import mlp, obs_dim
 from kuberl.core.multi_agent.masking import legal_actions, mask_slice, mask_values, random_legal_actions
+from kuberl.core.networks import NoisyLinear, reset_noise, set_noisy
 from kuberl.core.policy import PolicyBase
 from kuberl.core.replay import WEIGHTS
 from kuberl.core.returns import DISCOUNTS
@@ -56,6 +59,39 @@ class QLearnerConfig(QLossConfig, Protocol):
     @property
     def tau(self) -> float: ...
 
+    @property
+    def noisy(self) -> bool: ...
+
+
+class QHeadConfig(Protocol):
+    """The fields of a config that shape the Q head (QLearningConfigBase's)."""
+
+    @property
+    def dueling(self) -> bool: ...
+    @property
+    def num_atoms(self) -> int: ...
+    @property
+    def v_min(self) -> float: ...
+    @property
+    def v_max(self) -> float: ...
+    @property
+    def noisy(self) -> bool: ...
+    @property
+    def sigma0(self) -> float: ...
+
+
+def head_options(config: QHeadConfig) -> dict[str, Any]:
+    """The Q head's settings as build_q_network's keyword arguments, which are also the runner policy's
+    options (so the runners build the learner's network)."""
+    return {
+        "dueling": config.dueling,
+        "num_atoms": config.num_atoms,
+        "v_min": config.v_min,
+        "v_max": config.v_max,
+        "noisy": config.noisy,
+        "sigma0": config.sigma0,
+    }
+
 
 # ---------------------------------------------------------------------------------------------------
 # Network
@@ -68,25 +104,67 @@ class QNetwork(nn.Module):
 
     With `mask` (where an `action_mask` lies in the flat observation) illegal actions get ILLEGAL_LOGIT,
     so the greedy action, the double-Q argmax and the target's max over s' all range over legal actions
-    only. The mask is a slice, not a parameter: the state-dict keys are the same with and without it."""
+    only. The mask is a slice, not a parameter: the state-dict keys are the same with and without it.
+
+    Distributional (`num_atoms` > 1, C51): the heads give logits [B, actions, atoms] (dueling combines
+    V and A per atom before the softmax, as Rainbow does); Q is the mean of each distribution on the
+    support, so the policy, the argmax and the mask work on Q as before. Noisy: the output layers of
+    the heads are NoisyLinear (kuberl.core.networks)."""
+
+    support: torch.Tensor
 
     def __init__(
-        self, n_in: int, n_actions: int, config: ModelConfig, *, dueling: bool, mask: slice | None = None
+        self,
+        n_in: int,
+        n_actions: int,
+        config: ModelConfig,
+        *,
+        dueling: bool,
+        mask: slice | None = None,
+        num_atoms: int = 1,
+        v_min: float = -10.0,
+        v_max: float = 10.0,
+        noisy: bool = False,
+        sigma0: float = 0.5,
     ) -> None:
         super().__init__()
         self.mask = mask
         hidden = list(config.fcnet_hiddens)
         act = config.fcnet_activation
         self.dueling = dueling
+        self.n_actions = n_actions
+        self.num_atoms = num_atoms
         self.trunk = mlp([n_in, *hidden], act)
-        self.advantage = mlp([hidden[-1]], act, out=n_actions, out_gain=0.01)
-        self.value = mlp([hidden[-1]], act, out=1, out_gain=1.0) if dueling else None
+        self.advantage: nn.Module
+        self.value: nn.Module | None
+        if noisy:
+            self.advantage = NoisyLinear(hidden[-1], n_actions * num_atoms, sigma0=sigma0)
+            self.value = NoisyLinear(hidden[-1], num_atoms, sigma0=sigma0) if dueling else None
+        else:  # (built exactly as before C51 and noisy nets existed: same draws, same initial weights)
+            self.advantage = mlp([hidden[-1]], act, out=n_actions * num_atoms, out_gain=0.01)
+            self.value = mlp([hidden[-1]], act, out=num_atoms, out_gain=1.0) if dueling else None
+        if num_atoms > 1:
+            # Not persistent: computed from the config on every side, so weights and checkpoints stay
+            # the learned parameters only.
+            self.register_buffer("support", categorical_support(v_min, v_max, num_atoms), persistent=False)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        if self.num_atoms > 1:
+            return self.distribution(obs)[0]
         h = self.trunk(obs)
         adv = self.advantage(h)
         q = adv if self.value is None else self.value(h) + adv - adv.mean(dim=-1, keepdim=True)
         return mask_values(q, obs, self.mask)
+
+    def distribution(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(Q [B, actions], masked; log-probabilities [B, actions, atoms]) of a distributional network."""
+        h = self.trunk(obs)
+        adv = self.advantage(h).view(-1, self.n_actions, self.num_atoms)
+        if self.value is not None:
+            adv = self.value(h).unsqueeze(1) + adv - adv.mean(dim=1, keepdim=True)
+        log_p = adv.log_softmax(dim=-1)
+        q = (log_p.exp() * self.support).sum(dim=-1)
+        return mask_values(q, obs, self.mask), log_p
 
 
 class MaskedQ(nn.Module):
@@ -102,8 +180,15 @@ class MaskedQ(nn.Module):
 
 
 def build_q_network(
-    obs_space: gym.Space[Any], action_space: gym.Space[Any], config: ModelConfig, *, dueling: bool
+    obs_space: gym.Space[Any],
+    action_space: gym.Space[Any],
+    config: ModelConfig,
+    *,
+    dueling: bool,
+    **head: Any,
 ) -> nn.Module:
+    """The Q-network: a custom model, or QNetwork with `head` (head_options: num_atoms, v_min, v_max,
+    noisy, sigma0; the spec refuses a custom model with C51 or noisy nets)."""
     if not isinstance(action_space, gym.spaces.Discrete):
         raise TypeError(f"DQN needs a Discrete action space, got {action_space}")
     mask = mask_slice(
@@ -116,7 +201,7 @@ def build_q_network(
         if not isinstance(model, nn.Module):
             raise TypeError(f"custom_model {config.custom_model!r} did not build a torch.nn.Module")
         return model if mask is None else MaskedQ(model, mask)
-    return QNetwork(obs_dim(obs_space), int(action_space.n), config, dueling=dueling, mask=mask)
+    return QNetwork(obs_dim(obs_space), int(action_space.n), config, dueling=dueling, mask=mask, **head)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -128,7 +213,9 @@ class QPolicy(PolicyBase):
     """Implements kuberl.core.policy.RunnerPolicy. With probability epsilon a uniformly random action
     (among the legal ones when the observation carries an action mask), else argmax Q. Options:
     `dueling` (fixed, to build the same network as the learner) and `epsilon`: one number for every
-    sub-env (DQN: updated by the driver with every weight sync) or one per sub-env (Ape-X's ladder).
+    sub-env (DQN: updated by the driver with every weight sync) or one per sub-env (Ape-X's ladder);
+    and the Q head's (head_options). A noisy network draws new noise before every exploring action
+    step (one draw for the step's sub-envs) and acts on its mean weights when not exploring.
     No V(obs): the learner bootstraps from the target network."""
 
     def build_module(
@@ -138,9 +225,17 @@ class QPolicy(PolicyBase):
         self.n_actions = int(self.action_space.n)
         self.mask = mask_slice(obs_space)
         self.epsilon: float | torch.Tensor = _epsilon(options.get("epsilon", 1.0))
-        return build_q_network(obs_space, self.action_space, model, dueling=bool(options.get("dueling")))
+        self.noisy = bool(options.get("noisy", False))
+        head = {k: options[k] for k in ("num_atoms", "v_min", "v_max", "noisy", "sigma0") if k in options}
+        return build_q_network(
+            obs_space, self.action_space, model, dueling=bool(options.get("dueling")), **head
+        )
 
     def act(self, obs: torch.Tensor, *, explore: bool, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        if self.noisy:
+            set_noisy(self.module, explore)
+            if explore:
+                reset_noise(self.module, generator)
         greedy = self.module(obs).argmax(dim=-1)
         if not explore or (isinstance(self.epsilon, float) and self.epsilon <= 0.0):
             return {Columns.ACTIONS: greedy}
@@ -177,7 +272,10 @@ def dqn_loss(
     y = R + γ^k (1 − terminated) Q_target(s', a*), with a* = argmax_a Q_online(s', a) (double Q) or
     argmax_a Q_target(s', a); R and γ^k come from the n-step transform. With an action mask the networks
     mask their own outputs, so a* ranges over the actions legal in s' (its mask is part of s').
+    A distributional network (QNetwork with num_atoms > 1) takes `distributional_loss` instead.
     """
+    if isinstance(module, QNetwork) and module.num_atoms > 1:
+        return distributional_loss(module, target, batch, config=config)
     obs, next_obs = batch[Columns.OBS], batch[Columns.NEXT_OBS]
     if config.double_q:  # one forward pass of the online network over s and s'
         q_both = module(torch.cat([obs, next_obs]))
@@ -209,6 +307,51 @@ def dqn_loss(
     return terms, td.detach().abs()
 
 
+def distributional_loss(
+    module: QNetwork, target: nn.Module, batch: Mapping[str, torch.Tensor], *, config: QLossConfig
+) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """C51's loss (Bellemare et al. 2017, Algorithm 1), importance-weighted, and the new priorities.
+
+    m = Φ(R + γ^k (1 − terminated) Z_target(s', a*)), a* as in dqn_loss (the double-Q argmax of the
+    online network's mean Q, or the target's), projected onto the support (core.distributional); the loss
+    is the cross-entropy −Σ_i m_i log p_i(s, a). The priority is that cross-entropy per sample, as in
+    Rainbow (the KL divergence plus the target's entropy, which does not depend on the network).
+    `td_error_abs` reports |E[Z(s, a)] − E[m]|, comparable with the scalar loss's TD error."""
+    assert isinstance(target, QNetwork)
+    obs, next_obs = batch[Columns.OBS], batch[Columns.NEXT_OBS]
+    if config.double_q:  # one forward pass of the online network over s and s'
+        q_both, log_p_both = module.distribution(torch.cat([obs, next_obs]))
+        q, log_p = q_both[: len(obs)], log_p_both[: len(obs)]
+        q_next_online = q_both[len(obs) :].detach()
+    else:
+        q, log_p = module.distribution(obs)
+    actions = batch[Columns.ACTIONS].long()
+    rows = torch.arange(len(obs), device=obs.device)
+    log_p_taken = log_p[rows, actions]
+    with torch.no_grad():
+        q_next_target, log_p_next = target.distribution(next_obs)
+        best = (q_next_online if config.double_q else q_next_target).argmax(dim=1)
+        not_terminal = 1.0 - batch[Columns.TERMINATEDS].float()
+        m = categorical_projection(
+            log_p_next[rows, best].exp(),
+            batch[Columns.REWARDS],
+            batch[DISCOUNTS] * not_terminal,
+            module.support,
+        )
+        y = (m * module.support).sum(dim=-1)
+    cross_entropy = -(m * log_p_taken).sum(dim=-1)
+    loss = (batch[WEIGHTS] * cross_entropy).mean()
+    q_taken = q.detach()[rows, actions]
+    terms = {
+        "total_loss": loss,
+        "cross_entropy": cross_entropy.detach().mean(),
+        "td_error_abs": (q_taken - y).abs().mean(),
+        "q_mean": q_taken.mean(),
+        "target_q_mean": y.mean(),
+    }
+    return terms, cross_entropy.detach()
+
+
 # ---------------------------------------------------------------------------------------------------
 # Learner: one gradient step per replayed minibatch, and the target network
 # ---------------------------------------------------------------------------------------------------
@@ -230,6 +373,9 @@ class QLearner(Learner):
     def update(self, batch: Mapping[str, np.ndarray]) -> tuple[dict[str, torch.Tensor], np.ndarray]:
         """One gradient step; returns the detached terms (plus grad_norm) and |TD errors| as numpy."""
         data = self.to_tensors(batch)
+        if self.config.noisy:  # new noise for the online and the target network at every update
+            reset_noise(self.module)
+            reset_noise(self.target)
         terms, td_abs = dqn_loss(self.module, self.target, data, config=self.config)
         grad_norm = self.apply_gradients(terms["total_loss"])
         out = {k: v.detach() for k, v in terms.items()}

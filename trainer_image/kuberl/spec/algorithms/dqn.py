@@ -83,7 +83,8 @@ class DQNConfig(QLearningConfigBase):
         default_factory=lambda: [(0, 1.0), (10_000, 0.05)],
         description=(
             "Epsilon-greedy exploration as a piecewise-linear schedule [[timestep, epsilon], …] "
-            "(RLlib's `epsilon`); constant after the last point."
+            "(RLlib's `epsilon`); constant after the last point. With noisy: true and no epsilon "
+            "given it is 0: the noisy layers explore."
         ),
     )
     training_intensity: float | None = Field(
@@ -101,6 +102,9 @@ class DQNConfig(QLearningConfigBase):
 
     @model_validator(mode="after")
     def _consistent(self) -> DQNConfig:
+        if self.noisy and "epsilon" not in self.model_fields_set:
+            # Written past validate_assignment: re-validating here would run this validator again.
+            self.__dict__["epsilon"] = [(0, 0.0)]
         _check_schedule("epsilon", self.epsilon)
         bad = [e for _, e in self.epsilon if not 0.0 <= e <= 1.0]
         if bad:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Literal, Protocol
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from kuberl.spec.algorithms.base import AlgorithmConfigBase, ModelConfig
 
@@ -43,10 +43,55 @@ class QLearningConfigBase(AlgorithmConfigBase):
     td_error_loss_fn: Literal["huber", "mse"] = Field(
         "huber", description="Loss on the TD error: Huber (δ=1, as in the DQN paper) or squared error."
     )
+    num_atoms: int = Field(
+        1,
+        ge=1,
+        description=(
+            "Distributional Q-learning (C51, Bellemare et al. 2017): each Q(s, a) is a categorical "
+            "distribution on numAtoms atoms evenly spaced over [vMin, vMax], trained by cross-entropy "
+            "against the projected n-step target (prioritized replay then ranks by that cross-entropy). "
+            "1: off (a scalar Q, the TD loss); C51 uses 51. Built-in model only."
+        ),
+    )
+    v_min: float = Field(
+        -10.0, description="The lowest atom of the distributional support (with numAtoms > 1)."
+    )
+    v_max: float = Field(
+        10.0,
+        description=(
+            "The highest atom of the distributional support; returns outside [vMin, vMax] are clipped "
+            "to it, so it should bound the discounted return."
+        ),
+    )
+    noisy: bool = Field(
+        False,
+        description=(
+            "Noisy nets (Fortunato et al. 2018): the Q head's output layers are factorised-Gaussian "
+            "NoisyLinear layers whose learned noise explores; new noise for every action step and every "
+            "update. Greedy evaluation uses the mean weights. Built-in model only."
+        ),
+    )
+    sigma0: float = Field(
+        0.5, gt=0.0, description="σ0 of the noisy layers' initial noise scale σ = σ0/√fan_in (with noisy)."
+    )
     store_buffer_in_checkpoints: bool = Field(
         False,
         description="Include the replay buffer in checkpoints, so a resumed run continues with the same data.",
     )
+
+    @model_validator(mode="after")
+    def _q_head(self) -> QLearningConfigBase:
+        if self.num_atoms > 1 and not self.v_min < self.v_max:
+            raise ValueError(
+                f"v_min ({self.v_min}) must be below v_max ({self.v_max}): they bound the distributional support"
+            )
+        if (self.num_atoms > 1 or self.noisy) and self.model.custom_model:
+            part = "num_atoms > 1 (C51)" if self.num_atoms > 1 else "noisy"
+            raise ValueError(
+                f"{part} builds kuberl's own Q head; model.custom_model must return plain Q-values and "
+                "cannot be combined with it"
+            )
+        return self
 
 
 class _ReplaySettings(Protocol):
