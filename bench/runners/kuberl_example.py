@@ -5,6 +5,7 @@ bench_dqn."""
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 
@@ -17,7 +18,10 @@ which.add_argument("--example", help="file name under examples/, e.g. ppo-job.ya
 which.add_argument("--job", type=Path, help="a job file by path, e.g. bench/jobs/ppo-acrobot-zoo.yaml")
 ap.add_argument("--env-runners", type=int, default=0)
 ap.add_argument("--eval-every", type=int, default=0, help="0: stop on the training mean instead")
+ap.add_argument("--code", type=Path, help="import kuberl from this trainer_image (e.g. a baseline checkout)")
 args = ap.parse_args()
+if args.code:  # before the kuberl imports below: a before/after comparison runs two versions of the code
+    sys.path.insert(0, str(args.code.resolve()))
 
 from kuberl.build import build_algorithm  # noqa: E402
 from kuberl.spec import apply_overrides, read_document  # noqa: E402

@@ -168,7 +168,7 @@ class SACLearner(SoftActorCriticLearner[SACConfig]):
         self.critic_step(terms["critic_loss"])
 
         a_pi, logp = self.actor.sample(obs)
-        q_pi = self.critic(obs, a_pi).min(0).values
+        q_pi = self.critic(obs, a_pi, frozen=True).min(0).values  # the actor's gradient only
         terms |= actor_loss(logp, q_pi, alpha)
         self.step(terms["actor_loss"])
         entropy = -logp.detach()

@@ -96,7 +96,8 @@ class TD3Learner(DeterministicActorCriticLearner[TD3Config]):
         self.critic_step(terms["critic_loss"])
 
         if self.num_updates % cfg.policy_delay == 0:  # delayed policy and target updates
-            terms |= actor_loss(self.critic(obs, self.actor(obs))[0])
+            # Q₁ alone, as a fixed function of the action: the actor's gradient, nothing else.
+            terms |= actor_loss(self.critic(obs, self.actor(obs), frozen=True, members=1)[0])
             self.actor_step(terms["actor_loss"])
         return self.report(terms, q, target)
 

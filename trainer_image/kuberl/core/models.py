@@ -6,6 +6,7 @@ A model maps a batch of flat observations to (action distribution inputs, value 
 from __future__ import annotations
 
 import itertools
+from collections.abc import Mapping
 from typing import Any
 
 import gymnasium as gym
@@ -165,6 +166,17 @@ def weights_to_numpy(module: nn.Module) -> dict[str, np.ndarray]:
     return {k: v.detach().cpu().numpy() for k, v in module.state_dict().items()}
 
 
-def load_numpy_weights(module: nn.Module, weights: dict[str, np.ndarray]) -> None:
-    # Copy: arrays from Ray's object store are read-only views.
-    module.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in weights.items()})
+@torch.no_grad()
+def load_numpy_weights(module: nn.Module, weights: Mapping[str, np.ndarray]) -> None:
+    """Copy `weights` into the module's parameters and buffers in place. Runs after every iteration (a
+    runner in the driver with a one-step fragment: every env step), so it copies each array once straight
+    into its tensor instead of going through `load_state_dict`'s per-module walk; a read-only array (a
+    view of Ray's object store, which torch cannot wrap) is first copied to a writeable one. Keys or
+    shapes that do not match fall back to `load_state_dict`, for its error message."""
+    targets = module.state_dict()  # detached tensors sharing the parameters' storage
+    if targets.keys() != weights.keys() or any(t.shape != np.shape(weights[k]) for k, t in targets.items()):
+        module.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in weights.items()})
+        return
+    for key, target in targets.items():
+        value = np.asarray(weights[key])
+        target.copy_(torch.from_numpy(value if value.flags.writeable else np.array(value)))

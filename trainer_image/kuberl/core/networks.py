@@ -53,11 +53,21 @@ class MLPEnsemble(nn.Module):
             self.weights.append(nn.Parameter(torch.empty(members, n_in, n_out).uniform_(-bound, bound)))
             self.biases.append(nn.Parameter(torch.empty(members, 1, n_out).uniform_(-bound, bound)))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x: [B, in] (shared by all members) or [E, B, in] → [E, B, out]."""
-        h = x.expand(self.members, *x.shape) if x.dim() == 2 else x
+    def forward(self, x: torch.Tensor, *, frozen: bool = False, members: int | None = None) -> torch.Tensor:
+        """x: [B, in] (shared by all members) or [E, B, in] → [E, B, out].
+
+        `frozen`: the weights enter as constants, so backward computes gradients for the input only (an
+        actor's loss through its critics would otherwise also compute the critics' weight gradients, a
+        third of that backward's matrix products, only for the next critic step to discard them).
+        `members`: evaluate only the first that many members (TD3's actor loss reads Q₁ alone)."""
+        n = self.members if members is None else members
+        h = x.expand(n, *x.shape) if x.dim() == 2 else x
         last = len(self.weights) - 1
         for i, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
+            if members is not None:
+                w, b = w[:members], b[:members]
+            if frozen:
+                w, b = w.detach(), b.detach()
             h = torch.baddbmm(b, h, w)
             if i < last:
                 h = self.act(h)
@@ -76,11 +86,20 @@ class QEnsemble(nn.Module):
             [n_in, *config.fcnet_hiddens, n_out], members=members, activation=config.fcnet_activation
         )
 
-    def forward(self, obs: torch.Tensor, actions: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        obs: torch.Tensor,
+        actions: torch.Tensor | None = None,
+        *,
+        frozen: bool = False,
+        members: int | None = None,
+    ) -> torch.Tensor:
+        """`frozen` and `members` as in MLPEnsemble.forward: an actor's loss evaluates the critics as a
+        fixed function of the actions."""
         if self.discrete:
-            return self.net(obs)
+            return self.net(obs, frozen=frozen, members=members)
         assert actions is not None
-        return self.net(torch.cat([obs, actions], dim=-1)).squeeze(-1)
+        return self.net(torch.cat([obs, actions], dim=-1), frozen=frozen, members=members).squeeze(-1)
 
 
 def _mlp(sizes: list[int], activation: str) -> nn.Sequential:
