@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
@@ -124,3 +126,22 @@ def make_bright_side(config: dict[str, Any]) -> BrightSide:
 
 def make_match_target(config: dict[str, Any]) -> MatchTarget:
     return MatchTarget(config)
+
+
+class GatedCartPole(gym.Wrapper[np.ndarray, np.int64, np.ndarray, np.int64]):
+    """CartPole whose reset() waits until the file `gate` exists (tests/integration/test_parallel_evaluation:
+    an evaluation that cannot finish before the test lets it)."""
+
+    def __init__(self, gate: str) -> None:
+        super().__init__(gym.make("CartPole-v1"))
+        self.gate = Path(gate)
+
+    def reset(self, **kwargs: Any) -> tuple[np.ndarray, dict[str, Any]]:
+        while not self.gate.exists():
+            time.sleep(0.01)
+        return self.env.reset(**kwargs)
+
+
+def make_gated_cartpole(config: dict[str, Any]) -> gym.Env[np.ndarray, np.int64]:
+    """CartPole-v1; with config["gate"], a GatedCartPole (the training envs get no gate)."""
+    return GatedCartPole(config["gate"]) if config.get("gate") else gym.make("CartPole-v1")

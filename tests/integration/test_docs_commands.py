@@ -50,6 +50,8 @@ NOT_RUN_HERE = {
     "export KUBERL_POLICY_SERVER_TOKEN": "the policy-server walkthrough: test_examples runs ppo-external.yaml "
     "with kuberl serve and examples/external_cartpole_client.py",
     "python examples/external_cartpole_client.py": "see export KUBERL_POLICY_SERVER_TOKEN",
+    "kuberl serve --checkpoint": "a server that runs until stopped: tests/integration/test_serve_checkpoint.py "
+    "runs it as a subprocess and sends it requests",
     "kuberl serve": "see export KUBERL_POLICY_SERVER_TOKEN",
     "kuberl convert": "tests/integration/test_rllib_cli.py runs docs/rllib.md's convert command",
     "kuberl rollout": "tests/integration/test_rllib_cli.py runs it on the run docs/rllib.md's train command makes",

@@ -151,9 +151,9 @@ def _convert(config: dict[str, Any], *, run: str = "PPO", stop: dict[str, Any] |
         ("PPO", {"evaluation_duration": "auto"}, "exp.config.evaluation_duration", "give a number"),
         (
             "PPO",
-            {"evaluation_parallel_to_training": True},
+            {"evaluation_parallel_to_training": "yes"},
             "exp.config.evaluation_parallel_to_training",
-            "driver",
+            "true or false",
         ),
         ("PPO", {"evaluation_config": {"lr": 0.1}}, "exp.config.evaluation_config", "explore and env_config"),
         ("PPO", {"horizon": 200}, "exp.config.horizon", "max_episode_steps"),
@@ -255,6 +255,17 @@ def test_job_files_are_not_converted(tmp_path: Path) -> None:
     path = ROOT / "examples" / "ppo-job.yaml"
     assert not is_rllib_experiment(yaml.safe_load(path.read_text()))
     assert load_document(path) == yaml.safe_load(path.read_text())
+
+
+def test_parallel_evaluation() -> None:
+    job, _ = _convert({"evaluation_interval": 2, "evaluation_parallel_to_training": True})
+    assert (job.spec.evaluation.interval, job.spec.evaluation.parallel_to_training) == (2, True)
+    doc = yaml.safe_load((ROOT / "examples" / "ma-coop-ppo.yaml").read_text())
+    doc["spec"]["evaluation"] = {"interval": 1, "parallelToTraining": True}
+    with pytest.raises(
+        SpecError, match=r"evaluation\.parallelToTraining: multiAgent evaluation runs in the driver"
+    ):
+        parse_job(doc)
 
 
 def test_multi_agent_refuses_evaluation_by_timesteps() -> None:

@@ -11,6 +11,7 @@
   kuberl render JOB.yaml                       what the operator would create (dry run)
   kuberl crd                                   the CustomResourceDefinition
   kuberl serve JOB.yaml                        train from external simulators (policy server, spec.external)
+  kuberl serve --checkpoint CKPT [--port N]    answer actions over HTTP from a checkpoint (no training, no Ray)
 
 Every user error prints one message naming the field and the reason, and exits with status 2.
 """
@@ -171,7 +172,25 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    """`kuberl run` with spec.external.enabled forced on (docs/external.md)."""
+    """`kuberl run` with spec.external.enabled forced on (docs/external.md), or with --checkpoint the
+    inference-only server (docs/export.md)."""
+    if args.checkpoint:
+        if args.job or args.set or args.run_dir:
+            raise UserError(
+                "--checkpoint: serves a trained policy; give no JOB.yaml, --set or --run-dir with it"
+            )
+        from kuberl.inference import serve_checkpoint
+
+        def ready(url: str) -> None:
+            # stdout, flushed: scripts (and the tests) wait for this line to know the port
+            print(f"serving {args.checkpoint} at {url} (POST {url}/v1/actions)", flush=True)
+
+        serve_checkpoint(
+            args.checkpoint, host=args.host, port=args.port, policy_id=args.policy, on_ready=ready
+        )
+        return 0
+    if not args.job:
+        raise UserError("serve: give a JOB.yaml (train from external simulators) or --checkpoint CKPT")
     args.set = [*(args.set or []), "external.enabled=true"]
     return cmd_run(args)
 
@@ -392,7 +411,16 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=cmd_run)
 
     serve = sub.add_parser("serve", help="train from external simulators through the HTTP policy server")
-    serve.add_argument("job", help="RLTrainingJob YAML file (its env gives the observation/action spaces)")
+    serve.add_argument(
+        "job", nargs="?", help="RLTrainingJob YAML file (its env gives the observation/action spaces)"
+    )
+    serve.add_argument(
+        "--checkpoint",
+        help="inference only: answer actions from this checkpoint (directory, store root, s3://)",
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="--checkpoint: address to listen on")
+    serve.add_argument("--port", type=int, default=8000, help="--checkpoint: port (0: any free one)")
+    serve.add_argument("--policy", help="--checkpoint: multi-agent policy id (default: the learning one)")
     serve.add_argument(
         "--set", action="append", metavar="KEY=VALUE", help="override a field, e.g. external.port=9000"
     )

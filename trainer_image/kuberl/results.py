@@ -69,7 +69,8 @@ class TrainResult(TypedDict, total=False):
     # Learner statistics per trained policy ("default_policy" for single-agent jobs).
     learner: dict[str, dict[str, float]]
     env_runners: EnvRunnerHealth
-    # Every evaluation.interval iterations: Algorithm.evaluate()'s statistics.
+    # Every evaluation.interval iterations: Algorithm.evaluate()'s statistics (parallelToTraining: those of
+    # the evaluation that finished since the last result, plus weights_iteration).
     evaluation: dict[str, Any]
     # External simulators: the policy server's counters.
     policy_server: dict[str, Any]

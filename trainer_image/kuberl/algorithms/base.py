@@ -8,6 +8,7 @@ adds its learner and `training_step()`.
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import math
@@ -26,6 +27,7 @@ import torch
 
 from kuberl.checkpoint.errors import CheckpointMismatchError
 from kuberl.core.action_spaces import action_space_problem, is_structured, to_env, to_env_single
+from kuberl.core.background import BackgroundEvaluation
 from kuberl.core.callbacks import EpisodeMetrics, Hooks, hist_stats, summarize
 from kuberl.core.env_factory import make_vector_env, seeds_for
 from kuberl.core.env_runner import Rollout, RunnerConfig
@@ -209,6 +211,7 @@ class Algorithm(Generic[ConfigT]):
         # compute_actions' policy, rebuilt when weights_version moves (training, weight syncs, restores).
         self.weights_version = 0
         self._inference: tuple[tuple[int, int], RunnerPolicy] | None = None
+        self.background_evaluation: BackgroundEvaluation | None = None  # evaluation.parallelToTraining
 
     def __init__(
         self, job: RLTrainingJob, *, run_dir: Path | None = None, parts: Parts | None = None
@@ -368,11 +371,37 @@ class Algorithm(Generic[ConfigT]):
             outcome, elapsed, self.timesteps - steps_before, self.episodes_total - episodes_before
         )
         result.update(self.runners.report())  # e.g. the policy server's counters (docs/external.md)
-        if self.spec.evaluation.interval and self.iteration % self.spec.evaluation.interval == 0:
-            result["evaluation"] = self.evaluate()
+        self.evaluate_into(result)
         self.add_episode_metrics(result)
         self.hooks("on_train_result", algorithm=self, result=result)
         return result
+
+    def evaluate_into(self, result: TrainResult) -> None:
+        """result["evaluation"] every evaluation.interval iterations; with parallelToTraining, the
+        statistics of the evaluation a previous iteration launched, whenever it has finished."""
+        ev = self.spec.evaluation
+        due = bool(ev.interval) and self.iteration % ev.interval == 0
+        if not ev.parallel_to_training:
+            if due:
+                result["evaluation"] = self.evaluate()
+            return
+        if self.background_evaluation is None:
+            self.background_evaluation = BackgroundEvaluation()
+        done = self.background_evaluation.collect()
+        if done is not None:
+            result["evaluation"] = done
+        if due:
+            self.background_evaluation.launch(self.iteration, self.frozen().evaluate)
+
+    def frozen(self) -> Algorithm[Any]:
+        """A view of this algorithm that acts with this moment's weights and observation filter, for an
+        evaluation on another thread while training goes on: compute_actions and
+        compute_actions_with_state act through the inference policy, which training replaces (never
+        changes) when the weights change — the view keeps this one —, and the filter is copied."""
+        view = copy.copy(self)
+        view.obs_filter = copy.deepcopy(self.obs_filter)
+        view._inference = ((self.weights_version, self.timesteps), self.inference_policy())
+        return view
 
     def add_episode_metrics(self, result: TrainResult) -> None:
         """custom_metrics (name_mean/_min/_max over this iteration's ended episodes) and hist_stats."""
@@ -710,6 +739,9 @@ class Algorithm(Generic[ConfigT]):
             self.runners.interrupt()
 
     def stop(self) -> None:
+        background = getattr(self, "background_evaluation", None)  # None too when __init__ failed early
+        if background is not None:
+            background.close()
         writer = getattr(self, "writer", None)
         if writer is not None:
             writer.close()

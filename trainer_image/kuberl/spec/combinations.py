@@ -65,6 +65,13 @@ def _multi_agent_problems(spec: RLTrainingJobSpec) -> list[Problem]:
                     "use evaluation.episodes",
                 )
             )
+    if spec.evaluation.parallel_to_training:
+        problems.append(
+            (
+                "evaluation.parallelToTraining",
+                "multiAgent evaluation runs in the driver between iterations, not in parallel",
+            )
+        )
     if spec.config.observation_filter != "NoFilter":
         problems.append(
             (

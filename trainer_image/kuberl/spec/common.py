@@ -263,6 +263,14 @@ class EvaluationSpec(WireModel):
         default_factory=dict,
         description="Overrides of spec.envConfig for the evaluation environments (RLlib's evaluation_config.env_config).",
     )
+    parallel_to_training: bool = Field(
+        False,
+        description=(
+            "Evaluate on a thread of the trainer, with a snapshot of the weights, while the next iterations "
+            "train (RLlib's evaluation_parallel_to_training); the statistics appear in the result of the "
+            "iteration that finds the evaluation finished, with the iteration whose weights it used."
+        ),
+    )
 
 
 ResumeMode = Literal["auto", "never"]

@@ -113,6 +113,12 @@ def _evaluation_interval(value: Any, _ctx: Context) -> Assignments:
     return [("evaluation.interval", value or 0)]  # RLlib's None: never
 
 
+def _parallel_evaluation(value: Any, _ctx: Context) -> Assignments:
+    if not isinstance(value, bool):
+        raise RefusedError(f"{value!r}: give true or false")
+    return [("evaluation.parallelToTraining", value)]
+
+
 def _evaluation_duration(value: Any, ctx: Context) -> Assignments:
     if value == "auto":
         raise RefusedError(
@@ -418,9 +424,9 @@ CONFIG_RULES: tuple[Rule, ...] = (
     ),
     Rule(
         ("evaluation_parallel_to_training",),
-        "—",
-        "`false` accepted; `true` refused: kuberl evaluates in the driver between iterations",
-        _only(False, "kuberl evaluates in the driver between training iterations, not in parallel"),
+        "evaluation.parallelToTraining",
+        "evaluates on a trainer thread with a weights snapshot while training goes on (not multi-agent)",
+        _parallel_evaluation,
     ),
     Rule(
         ("evaluation_num_workers", "evaluation_num_env_runners"),
