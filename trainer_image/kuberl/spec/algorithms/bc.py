@@ -6,11 +6,11 @@ from typing import ClassVar, Literal
 
 from pydantic import Field
 
-from kuberl.spec.algorithms.imitation import ImitationConfigBase
+from kuberl.spec.algorithms.offline import OfflineConfigBase
 from kuberl.spec.capabilities import ANY_SPACE, Capabilities
 
 
-class BCConfig(ImitationConfigBase):
+class BCConfig(OfflineConfigBase):
     """Behaviour cloning: maximum likelihood of the recorded actions (MARWIL with β = 0); trains from
     spec.input."""
 

@@ -6,11 +6,11 @@ from typing import ClassVar, Literal
 
 from pydantic import Field
 
-from kuberl.spec.algorithms.imitation import ImitationConfigBase
+from kuberl.spec.algorithms.offline import OfflineConfigBase
 from kuberl.spec.capabilities import ANY_SPACE, Capabilities
 
 
-class MARWILConfig(ImitationConfigBase):
+class MARWILConfig(OfflineConfigBase):
     """Monotonic Advantage Re-Weighted Imitation Learning (Wang et al. 2018,
     https://papers.nips.cc/paper/7866): behaviour cloning weighted by exp(β·advantage); trains from
     spec.input."""

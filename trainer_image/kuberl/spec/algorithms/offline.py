@@ -20,6 +20,13 @@ class OfflineConfigBase(AlgorithmConfigBase):
         ),
         description="Recorded transitions per gradient step (a minibatch drawn through the shuffle buffer).",
     )
+    # BC's and MARWIL's Adam (CQL sets its own learning rates and clipping).
+    lr: float = Field(
+        1e-3, gt=0.0, description="Adam learning rate (the start value when lrSchedule is set)."
+    )
+    grad_clip: float | None = Field(
+        None, gt=0.0, description="Clip the global gradient norm to this (null: off, as RLlib)."
+    )
     updates_per_iteration: int = Field(
         100,
         ge=1,
