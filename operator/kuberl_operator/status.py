@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from kuberl.spec import Condition, RLTrainingJob, RLTrainingJobStatus, SpecError
+from kuberl.spec.job import CustomMetricStats
 from kuberl_operator.builders import child_names
 
 Phase = Literal["Pending", "Running", "Succeeded", "Failed", "Suspended"]
@@ -229,9 +230,42 @@ def mirrored_progress(progress: Mapping[str, Any] | None) -> dict[str, Any]:
     return out
 
 
-def _progress(status: RLTrainingJobStatus, progress: Mapping[str, Any] | None) -> RLTrainingJobStatus:
+# The trainer's /status serves at most 32 custom metric names of at most 64 characters (the Prometheus
+# label cap, kuberl.metrics); the reply is tenant-written, so the status is capped the same way again.
+MAX_CUSTOM_METRICS = 32
+MAX_CUSTOM_NAME = 64
+
+
+def mirrored_custom_metrics(progress: Mapping[str, Any] | None) -> dict[str, CustomMetricStats] | None:
+    """/status's `customMetrics` ({name: {mean, min, max}}) as the status holds it: the first
+    MAX_CUSTOM_METRICS valid names; a name that is not a short printable string, or a statistic that is
+    not a finite number, is dropped. None when the reply has no such object."""
+    raw = (progress or {}).get("customMetrics")
+    if not isinstance(raw, Mapping):
+        return None
+    out: dict[str, CustomMetricStats] = {}
+    for name, stats in raw.items():
+        if len(out) >= MAX_CUSTOM_METRICS:
+            break
+        if not (isinstance(name, str) and 0 < len(name) <= MAX_CUSTOM_NAME and name.isprintable()):
+            continue
+        if not isinstance(stats, Mapping):
+            continue
+        values = {k: v for k in ("mean", "min", "max") if (v := _finite(stats.get(k))) is not None}
+        if values:
+            out[name] = CustomMetricStats(**values)
+    return out
+
+
+def _progress(
+    status: RLTrainingJobStatus, progress: Mapping[str, Any] | None, job: RLTrainingJob
+) -> RLTrainingJobStatus:
     """Mirror the trainer's /status; missing or invalid keys (or an unreachable trainer) keep the last values."""
     update = mirrored_progress(progress)
+    if job.spec.metrics.custom_metrics_in_status:
+        custom = mirrored_custom_metrics(progress)
+        if custom:
+            update["custom_metrics"] = custom
     return status.model_copy(update=update) if update else status
 
 
@@ -381,7 +415,7 @@ def derive_status(
     current = job.status or RLTrainingJobStatus()
     previous = current.phase
     generation = _generation(job)
-    status = _progress(current, progress).model_copy(update={"observed_generation": generation})
+    status = _progress(current, progress, job).model_copy(update={"observed_generation": generation})
     if previous in TERMINAL_PHASES:
         # Terminal phases are final; only late progress (e.g. the last checkpoint) is still mirrored.
         return Transition(status=status, previous_phase=previous)

@@ -255,7 +255,7 @@ def gone(c: Cluster, plural: str, name: str) -> Callable[[], bool]:
 
 def test_apply_status_progress_and_success(cluster: Cluster, trainer: TrainerStatus) -> None:
     c = cluster
-    created = c.api.create("rltrainingjobs", c.ns, job("ok"))
+    created = c.api.create("rltrainingjobs", c.ns, job("ok", metrics={"customMetricsInStatus": True}))
     ray_job = wait_for(lambda: rayjob(c, "ok-r0"), what="RayJob ok-r0")
     config_map = wait_for(lambda: c.api.get("configmaps", c.ns, "ok-r0-spec"), what="ConfigMap")
     for child in (ray_job, config_map):
@@ -271,12 +271,15 @@ def test_apply_status_progress_and_success(cluster: Cluster, trainer: TrainerSta
         "timesteps": 48000,
         "episodeReturnMean": 187.5,
         "lastCheckpoint": "s3://b/c/10",
+        "customMetrics": {"pole_angle": {"mean": 0.25, "min": -0.5, "max": 1.0}},
     }
     ray_status(c, "ok-r0", "Running", "RUNNING", rayClusterName="ok-r0-abcde")
     wait_for(phase_is(c, "ok", "Running"), what="Running")
     wait_for(lambda: status(c, "ok").get("iteration") == 12, what="progress mirrored")
     st = status(c, "ok")
     assert (st["timesteps"], st["episodeReturnMean"], st["lastCheckpoint"]) == (48000, 187.5, "s3://b/c/10")
+    # spec.metrics.customMetricsInStatus: accepted by the CRD's status schema as the operator writes it
+    assert st["customMetrics"] == {"pole_angle": {"mean": 0.25, "min": -0.5, "max": 1.0}}
     running = next(x for x in st["conditions"] if x["type"] == "Running")
     assert running["status"] == "True"
 

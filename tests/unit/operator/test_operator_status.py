@@ -300,3 +300,32 @@ def test_hostile_progress_never_raises_and_keeps_the_status_encodable() -> None:
     # allow_nan=False: the API server refuses NaN/Infinity, so they must never reach a patch.
     json.dumps(s.to_wire(), allow_nan=False)
     assert s.iteration is None
+
+
+def test_custom_metrics_are_mirrored_only_when_asked_and_capped() -> None:
+    import json
+
+    running = {"jobDeploymentStatus": "Running", "jobStatus": "RUNNING"}
+    custom: dict[Any, Any] = {
+        "pole_angle": {"mean": 0.5, "min": -1, "max": 2.0},
+        "half": {"mean": 1.0, "min": float("nan"), "max": "x"},  # only the finite numbers stay
+        "x" * 65: {"mean": 1.0},  # longer than a Prometheus label value kuberl emits
+        "bad\nname": {"mean": 1.0},
+        "not_stats": 3,
+        **{f"m{i:02d}": {"mean": float(i)} for i in range(40)},
+    }
+    progress = {"iteration": 3, "customMetrics": custom}
+    plain = derive_status(_job(), running, progress, now=T0).status
+    assert plain.custom_metrics is None
+    assert "customMetrics" not in plain.to_wire()
+
+    s = derive_status(_job(metrics={"customMetricsInStatus": True}), running, progress, now=T0).status
+    wire = json.loads(json.dumps(s.to_wire(), allow_nan=False))["customMetrics"]
+    assert wire["pole_angle"] == {"mean": 0.5, "min": -1.0, "max": 2.0}
+    assert wire["half"] == {"mean": 1.0}
+    assert len(wire) == 32  # the first 32 valid names
+    assert list(wire)[:3] == ["pole_angle", "half", "m00"]
+    assert not {"x" * 65, "bad\nname", "not_stats", "m30"} & set(wire)
+    # An unreachable trainer or a reply without the object keeps the last values.
+    job = _job(metrics={"customMetricsInStatus": True}, status=s)
+    assert derive_status(job, running, {"iteration": 4}, now=T0).status.custom_metrics == s.custom_metrics

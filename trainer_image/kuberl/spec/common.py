@@ -242,6 +242,13 @@ class MetricsSpec(WireModel):
     port: int = Field(
         8080, ge=0, le=65535, description="Port for /metrics and /status (0 picks a free port)."
     )
+    custom_metrics_in_status: bool = Field(
+        False,
+        description=(
+            "Mirror the trainer's custom metrics (config.callbacks; the first 32 names, as /status serves "
+            "them) into status.customMetrics as name → {mean, min, max}."
+        ),
+    )
 
 
 class EvaluationSpec(WireModel):

@@ -323,6 +323,14 @@ class Condition(LenientModel):
     observed_generation: int | None = None
 
 
+class CustomMetricStats(LenientModel):
+    """One custom metric over the episodes of the trainer's last iteration that recorded it."""
+
+    mean: float | None = Field(None, description="Mean over those episodes.")
+    min: float | None = Field(None, description="Smallest value.")
+    max: float | None = Field(None, description="Largest value.")
+
+
 class RLTrainingJobStatus(LenientModel):
     """What the operator observed. Written by the operator only."""
 
@@ -336,6 +344,10 @@ class RLTrainingJobStatus(LenientModel):
     timesteps: int | None = Field(None, description="Environment steps sampled.")
     episode_return_mean: float | None = Field(None, description="Mean return of the last 100 episodes.")
     last_checkpoint: str | None = Field(None, description="URI of the newest complete checkpoint.")
+    custom_metrics: dict[str, CustomMetricStats] | None = Field(
+        None,
+        description="spec.metrics.customMetricsInStatus: the trainer's custom metrics (at most 32 names).",
+    )
     start_time: str | None = Field(None, description="When the first RayJob was created (RFC 3339).")
     completion_time: str | None = Field(None, description="When the job succeeded or failed (RFC 3339).")
     message: str | None = Field(None, description="Human-readable summary of the current phase.")
