@@ -147,6 +147,7 @@ class APEX(Algorithm[APEXConfig]):
 
     name = "APEX"
     learner: QLearner
+    replays_observations = True
 
     def rollout_length(self) -> int:
         return self.config.rollout_fragment_length

@@ -174,6 +174,13 @@ class Algorithm(Generic[ConfigT]):
     # A custom algorithm (`spec.algorithm: pkg.mod:Class`, kuberl.spec.custom) names its config model here;
     # the built-ins are paired with theirs by the model's `implementation`.
     config_class: ClassVar[type[AlgorithmConfigBase] | None] = None
+    # What the training step does with experience, so a job whose spec.input, spec.output or
+    # MeanStdFilter it would silently ignore or get wrong is refused here too, not only by the spec's
+    # capabilities (tests/contract runs every job with those lifted): the offline family reads spec.input
+    # and never samples the env; replay algorithms store filtered observations, whose statistics drift.
+    reads_input: ClassVar[bool] = False
+    samples_env: ClassVar[bool] = True
+    replays_observations: ClassVar[bool] = False
     learner: Learner  # set by setup() in algorithms with one learner (see the defaults below)
     torch_gen: torch.Generator  # optional: a learner-side minibatch generator, checkpointed when present
 
@@ -220,6 +227,7 @@ class Algorithm(Generic[ConfigT]):
         them the algorithm samples with its own runner group and records nothing."""
         parts = parts or Parts()
         self.bind_job(job, run_dir)
+        self.check_experience_features()
         seed = self.spec.seed
         res = self.spec.resources
         if parts.ray_cpus is not None:
@@ -250,11 +258,38 @@ class Algorithm(Generic[ConfigT]):
         )
         self.reset_progress()
         self.setup()
+        if self.config.model.use_lstm and not is_recurrent(self.policy_module()):
+            raise SpecError(
+                [
+                    (
+                        "spec.config.model.useLstm",
+                        f"{self.name} builds a feed-forward network; it has no LSTM policy",
+                    )
+                ]
+            )
         if parts.learner_group is not None:
             self.learner = parts.learner_group(self.learner)
         self.writer: Writer | None = parts.writer(self) if parts.writer is not None else None
         self.sync_weights()
         self.hooks("on_algorithm_init", algorithm=self)
+
+    def check_experience_features(self) -> None:
+        """Refuse (naming the field) what this algorithm's training step would ignore or get wrong."""
+        spec = self.spec
+        if spec.input_ is not None and not self.reads_input:
+            raise SpecError([("spec.input", f"{self.name} learns from the env and never reads spec.input")])
+        if spec.output is not None and not self.samples_env:
+            raise SpecError([("spec.output", f"{self.name} never samples the env: nothing to record")])
+        if self.config.observation_filter != "NoFilter" and self.replays_observations:
+            raise SpecError(
+                [
+                    (
+                        "spec.config.observationFilter",
+                        f"{self.name} replays observations filtered with the statistics of when they were "
+                        "sampled, which keep drifting",
+                    )
+                ]
+            )
 
     # -- to implement ------------------------------------------------------------------------------
     def rollout_length(self) -> int:

@@ -61,14 +61,12 @@ assert set(FEATURES) == {f.name for f in fields(Capabilities)}
 DISCRETE: frozenset[ActionSpaceKind] = frozenset({"discrete"})
 BOX: frozenset[ActionSpaceKind] = frozenset({"box"})
 ANY_SPACE: frozenset[ActionSpaceKind] = frozenset({"discrete", "box"})
-# ES and ARS act with the deterministic action of the same distributions (kuberl.core.distributions), so
-# any space without a Box inside a Tuple/Dict: they clip a top-level Box only (tests/contract found a
-# Tuple run, a Dict one failed).
-EVOLUTION_SPACES: frozenset[ActionSpaceKind] = frozenset(
-    {"discrete", "box", "multi_discrete", "multi_binary"}
-)
 # The policy-gradient family samples from a product distribution over any of these
 # (kuberl.core.distributions: MultiCategorical, Bernoulli, Composite).
 ALL_SPACES: frozenset[ActionSpaceKind] = frozenset(
     {"discrete", "box", "multi_discrete", "multi_binary", "tuple", "dict"}
 )
+# ES and ARS act with the deterministic action of the same distributions, and their perturbation
+# runners step the env through kuberl.core.action_spaces.to_env (Box parts clipped, Tuple/Dict
+# structured), as every other runner does.
+EVOLUTION_SPACES = ALL_SPACES

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from kuberl.algorithms.base import Algorithm, StepOutcome
+from kuberl.core.action_spaces import to_env
 from kuberl.core.env_runner import EnvRunner
 from kuberl.core.models import (
     action_distribution,
@@ -211,9 +212,9 @@ class PerturbationRunner(EnvRunner):
                     obs = self.filter.normalize(flat_obs) if self.filter is not None else flat_obs
                     with torch.inference_mode():
                         actions = dist.deterministic(batched(params, torch.from_numpy(obs))).numpy()
-                    if isinstance(self.action_space, gym.spaces.Box):
-                        actions = np.clip(actions, self.action_space.low, self.action_space.high)
-                    raw, reward, terminated, truncated, _ = self.env.step(actions)
+                    # The env's own action structure: Box parts clipped (a Box inside a Tuple/Dict
+                    # too), MultiDiscrete shifted by `start`, Tuple/Dict as tuples/dicts of batches.
+                    raw, reward, terminated, truncated, _ = self.env.step(to_env(self.action_space, actions))
                     ep_ret += np.where(active, reward, 0.0)
                     ep_len += active
                     for k in np.flatnonzero(active & (terminated | truncated)):

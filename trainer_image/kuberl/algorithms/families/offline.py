@@ -32,6 +32,8 @@ class OfflineAlgorithm(Algorithm[OfflineConfigT]):
     `update(batch)`; those with action probabilities implement `target_logp` for OPE."""
 
     data_columns: ClassVar[tuple[str, ...]] = (C.OBS, C.ACTIONS)
+    reads_input = True
+    samples_env = False
 
     def make_runner_group(self) -> EnvRunnerGroup:
         return EnvRunnerGroup(self.runner_config, num_runners=0)

@@ -40,6 +40,7 @@ class ReplayAlgorithm(Algorithm[ReplayConfigT]):
     `train_batch_size` and `num_steps_sampled_before_learning_starts`."""
 
     buffer: ReplayBuffer
+    replays_observations = True
 
     def rollout_length(self) -> int:
         fragment: int = self.config.rollout_fragment_length

@@ -229,6 +229,8 @@ ConfigT = TypeVar("ConfigT", bound=ValueFactorizationConfigBase)
 class ValueFactorizationAlgorithm(Algorithm[ConfigT]):
     """QMIX and VDN: they differ only in `build_mixer()`."""
 
+    replays_observations = True  # its ReplayBuffer keeps (filtered) observations
+
     learner: FactoredQLearner
 
     def build_mixer(self, n_agents: int, state_dim: int) -> nn.Module:
