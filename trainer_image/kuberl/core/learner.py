@@ -19,6 +19,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from kuberl.core.models import weights_to_numpy
+from kuberl.core.optim import OptimizerStep
 from kuberl.core.schedules import piecewise_linear
 from kuberl.spec.common import ResourcesSpec
 
@@ -131,6 +132,10 @@ class Learner:
         # learner one rank of a group. Checkpoints and weights use `module`.
         self.train_module: nn.Module = self.module
         self.world_size = 1
+        # Per-step costs kept out of the hot loop: the module's parameter list (rebuilt by
+        # `module.parameters()` on every call otherwise) and each optimizer's stepper.
+        self._params: tuple[nn.Module, list[nn.Parameter]] | None = None
+        self._steppers: dict[int, OptimizerStep] = {}
 
     # Axis along which a batch may be split into data-parallel shards (whole samples by default;
     # recurrent learners split along sequences).
@@ -176,6 +181,33 @@ class Learner:
             for k, v in batch.items()
         }
 
+    def trained_params(self) -> list[nn.Parameter]:
+        """`list(self.module.parameters())`, built once per module."""
+        if self._params is None or self._params[0] is not self.module:
+            self._params = (self.module, list(self.module.parameters()))
+        return self._params[1]
+
+    def stepper(self, optimizer: torch.optim.Optimizer) -> OptimizerStep:
+        """The `OptimizerStep` of `optimizer` (kuberl.core.optim: Adam's update without step()'s wrapper)."""
+        entry = self._steppers.get(id(optimizer))
+        if entry is None or entry.optimizer is not optimizer:
+            entry = self._steppers[id(optimizer)] = OptimizerStep(optimizer)
+        return entry
+
+    def clip_and_step(
+        self, optimizer: torch.optim.Optimizer, params: Iterable[torch.Tensor] | None = None
+    ) -> torch.Tensor:
+        """Clip the gradients of `params` (default: `module`'s) to `grad_clip`, then step `optimizer`.
+        Returns their global norm before clipping, as a tensor (no host sync)."""
+        trained = self.trained_params() if params is None else params
+        with_grad = [p for p in trained if p.grad is not None]
+        if self.grad_clip is not None:
+            norm = nn.utils.clip_grad_norm_(with_grad, self.grad_clip)
+        else:  # the same reduction clip_grad_norm_ makes (norm of the per-tensor norms)
+            norm = nn.utils.get_total_norm([p.grad for p in with_grad])  # type: ignore[misc]
+        self.stepper(optimizer).step()
+        return norm.detach()
+
     def step(
         self,
         loss: torch.Tensor,
@@ -188,18 +220,9 @@ class Learner:
         `module`; a learner with several networks (actor, critics, temperature) passes the optimizer
         and parameters of the one this loss trains."""
         opt = self.optimizer if optimizer is None else optimizer
-        opt.zero_grad(set_to_none=True)
+        self.stepper(opt).zero_grad()
         loss.backward()
-        trained = self.module.parameters() if params is None else params
-        grads = [p for p in trained if p.grad is not None]
-        if self.grad_clip is not None:
-            norm = nn.utils.clip_grad_norm_(grads, self.grad_clip)
-        else:
-            norm = torch.linalg.vector_norm(
-                torch.stack([torch.linalg.vector_norm(p.grad.detach()) for p in grads if p.grad is not None])
-            )
-        opt.step()
-        return norm.detach()
+        return self.clip_and_step(opt, params)
 
     def apply_gradients(self, loss: torch.Tensor) -> float:
         """`step()` returning the gradient norm as a float."""

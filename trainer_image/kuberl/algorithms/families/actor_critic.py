@@ -188,13 +188,7 @@ class ActorCriticLearner(Learner):
         )
 
     def _clip_and_step(self) -> float:
-        params = [p for p in self.module.parameters() if p.grad is not None]
-        if self.grad_clip is not None:
-            norm = float(nn.utils.clip_grad_norm_(params, self.grad_clip))
-        else:
-            norm = float(torch.linalg.vector_norm(torch.stack([p.grad.detach().norm() for p in params])))  # type: ignore[union-attr]
-        self.optimizer.step()
-        return norm
+        return float(self.clip_and_step(self.optimizer))
 
     def update(
         self,
@@ -217,19 +211,23 @@ class ActorCriticLearner(Learner):
             perm = torch.randperm(n, generator=generator).to(self.device)
             data = {k: v[perm] for k, v in data.items()}
         micro = min(microbatch_size or size, size)
-        sums: dict[str, float] = {}
+        # Each term with its weight, turned into floats once after the loop (not a host sync per term).
+        weighted: list[tuple[str, torch.Tensor, int]] = []
         steps = 0
+        stepper = self.stepper(self.optimizer)
         for start in range(0, n - size + 1, size):
-            self.optimizer.zero_grad(set_to_none=True)
+            stepper.zero_grad()
             for m in range(start, start + size, micro):
                 end = min(m + micro, start + size)
                 with self.grad_sync(last=end == start + size):
                     terms = self.loss({k: v[m:end] for k, v in data.items()})
                     (terms["total_loss"] * ((end - m) / size)).backward()
-                for k, v in terms.items():
-                    sums[k] = sums.get(k, 0.0) + float(v.detach()) * (end - m) / size
-            sums["grad_norm"] = sums.get("grad_norm", 0.0) + self._clip_and_step()
+                weighted += [(k, v.detach(), end - m) for k, v in terms.items()]
+            weighted.append(("grad_norm", self.clip_and_step(self.optimizer), size))
             steps += 1
+        sums: dict[str, float] = {}
+        for k, v, w in weighted:
+            sums[k] = sums.get(k, 0.0) + (float(v) * w / size if k != "grad_norm" else float(v))
         stats = {k: v / max(steps, 1) for k, v in sums.items()}
         stats["lr"] = lr
         stats["num_grad_updates"] = float(steps)

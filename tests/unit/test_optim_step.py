@@ -1,0 +1,100 @@
+"""kuberl.core.optim.OptimizerStep: Adam's update without Optimizer.step()'s wrapper is bit-identical to
+`Adam.step()` — through state creation, lr changes, a checkpoint restore mid-run and steps where a
+parameter has no gradient — and falls back to the optimizer's own step() where it does not apply."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+
+import pytest
+import torch
+from torch import nn
+
+from kuberl.core.learner import Learner, make_adam
+from kuberl.core.optim import OptimizerStep
+
+
+def _net() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(4, 16), nn.Tanh(), nn.Linear(16, 3))
+
+
+def _grads(net: nn.Module, seed: int, *, skip_last: bool) -> None:
+    """Deterministic gradients; with skip_last the output layer gets none (as a frozen head would)."""
+    gen = torch.Generator().manual_seed(seed)
+    params = list(net.parameters())
+    for i, p in enumerate(params):
+        p.grad = None if skip_last and i >= len(params) - 2 else torch.randn(p.shape, generator=gen)
+
+
+def _same(a: nn.Module, b: nn.Module, opt_a: torch.optim.Optimizer, opt_b: torch.optim.Optimizer) -> None:
+    for pa, pb in zip(a.parameters(), b.parameters(), strict=True):
+        assert torch.equal(pa, pb)
+    sa, sb = opt_a.state_dict()["state"], opt_b.state_dict()["state"]
+    assert sa.keys() == sb.keys()
+    for k in sa:
+        for name in sa[k]:
+            assert torch.equal(sa[k][name], sb[k][name]), (k, name)
+            assert sa[k][name].dtype == sb[k][name].dtype
+
+
+OPTIMIZERS: dict[str, Callable[[nn.Module], torch.optim.Optimizer]] = {
+    "fused adam (make_adam)": lambda m: make_adam(m.parameters(), lr=3e-4, eps=1e-5),
+    "default adam": lambda m: torch.optim.Adam(m.parameters(), lr=7e-4, eps=1e-5),
+    "adam with weight decay": lambda m: torch.optim.Adam(m.parameters(), lr=1e-3, weight_decay=0.1),
+    "amsgrad (falls back)": lambda m: torch.optim.Adam(m.parameters(), lr=1e-3, amsgrad=True),
+    "rmsprop (falls back)": lambda m: torch.optim.RMSprop(m.parameters(), lr=1e-3, alpha=0.99, eps=1e-5),
+}
+
+
+@pytest.mark.parametrize("make", OPTIMIZERS.values(), ids=OPTIMIZERS.keys())
+def test_steps_are_bit_identical_to_optimizer_step(
+    make: Callable[[nn.Module], torch.optim.Optimizer],
+) -> None:
+    ref, fast = _net(), _net()
+    opt_ref, opt_fast = make(ref), make(fast)
+    stepper = OptimizerStep(opt_fast)
+    for i in range(12):
+        if i == 5:  # an lr schedule's change, as Learner.update_lr makes it
+            for opt in (opt_ref, opt_fast):
+                for g in opt.param_groups:
+                    g["lr"] *= 0.5
+        if i == 8:  # a checkpoint restore replaces the state tensors the stepper collected
+            saved = copy.deepcopy(opt_ref.state_dict())
+            opt_ref.load_state_dict(copy.deepcopy(saved))
+            opt_fast.load_state_dict(copy.deepcopy(saved))
+        skip = i in (2, 3)  # some steps leave a layer without gradients
+        _grads(ref, i, skip_last=skip)
+        _grads(fast, i, skip_last=skip)
+        opt_ref.step()
+        stepper.step()
+        _same(ref, fast, opt_ref, opt_fast)
+        stepper.zero_grad()
+        assert all(p.grad is None for p in fast.parameters())
+
+
+def test_a_registered_step_hook_still_runs() -> None:
+    net = _net()
+    opt = make_adam(net.parameters(), lr=1e-3)
+    calls: list[int] = []
+    opt.register_step_post_hook(lambda *_: calls.append(1))
+    _grads(net, 0, skip_last=False)
+    OptimizerStep(opt).step()
+    assert calls == [1]
+
+
+def test_learner_step_matches_the_plain_torch_loop() -> None:
+    """Learner.step (cached parameter list, clip, OptimizerStep) = zero_grad/backward/clip/step in torch."""
+    ref, mine = _net(), _net()
+    opt_ref = make_adam(ref.parameters(), lr=3e-4, eps=1e-5)
+    learner = Learner(mine, lr=3e-4, grad_clip=0.5, device=torch.device("cpu"))
+    x = torch.randn(64, 4, generator=torch.Generator().manual_seed(1))
+    for _ in range(5):
+        opt_ref.zero_grad(set_to_none=True)
+        ref(x).pow(2).mean().backward()
+        norm_ref = nn.utils.clip_grad_norm_(list(ref.parameters()), 0.5)
+        opt_ref.step()
+        norm = learner.step(mine(x).pow(2).mean())
+        assert torch.equal(norm, norm_ref)
+    _same(ref, mine, opt_ref, learner.optimizer)

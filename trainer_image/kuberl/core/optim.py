@@ -1,0 +1,132 @@
+"""Optimizer steps for the learners' hot loop, without `torch.optim.Optimizer.step()`'s per-call wrapper.
+
+`Adam.step()` is `torch.optim.adam.adam` (torch's documented functional form of the update) behind
+three wrappers: the profiler's `record_function` and step hooks, `_use_grad_for_differentiable`, and
+`_init_group`, which re-collects every parameter's state on each call. With minibatch-64 PPO those cost
+about three times the fused update kernel itself.
+
+`OptimizerStep` calls the same `adam()` with the same arguments `Adam.step()` passes, on state lists it
+collects once (through Adam's own `_init_group`, so the state is created exactly as torch creates it)
+and again only when the optimizer's state or the set of parameters with gradients changes. The result
+is bit-identical to `Adam.step()` (tests/unit/test_optim_step.py). Anything else (RMSprop, amsgrad,
+capturable or differentiable Adam, registered step hooks, a torch whose private `_init_group` no longer
+fits) takes the optimizer's own `step()`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch.optim.adam import adam
+
+
+def _has_step_hooks(optimizer: torch.optim.Optimizer) -> bool:
+    from torch.optim import optimizer as optim_module  # the module-level (global) hooks live there
+
+    return bool(
+        getattr(optimizer, "_optimizer_step_pre_hooks", None)
+        or getattr(optimizer, "_optimizer_step_post_hooks", None)
+        or getattr(optim_module, "_global_optimizer_pre_hooks", None)
+        or getattr(optim_module, "_global_optimizer_post_hooks", None)
+    )
+
+
+def _plain_adam(optimizer: torch.optim.Optimizer) -> bool:
+    """An Adam whose step() is exactly `adam(...)` over its parameters with gradients."""
+    return type(optimizer) is torch.optim.Adam and all(
+        not g["amsgrad"] and not g["capturable"] and not g["differentiable"] for g in optimizer.param_groups
+    )
+
+
+class _GroupLists:
+    """One param group's arguments to adam(): the parameters that had gradients when collected, and
+    their state tensors (the optimizer's own, updated in place)."""
+
+    def __init__(self, optimizer: torch.optim.Adam, group: dict[str, Any]) -> None:
+        self.params: list[torch.Tensor] = []
+        grads: list[torch.Tensor] = []
+        self.exp_avgs: list[torch.Tensor] = []
+        self.exp_avg_sqs: list[torch.Tensor] = []
+        self.steps: list[torch.Tensor] = []
+        # Adam's own collection and lazy state initialisation (step's dtype and device depend on fused).
+        self.has_complex = bool(
+            optimizer._init_group(group, self.params, grads, self.exp_avgs, self.exp_avg_sqs, [], self.steps)
+        )
+
+    def grads(self, group: dict[str, Any]) -> list[torch.Tensor] | None:
+        """The current gradients, or None when the parameters with gradients are not the collected ones."""
+        grads = [p.grad for p in self.params]
+        n_with_grad = sum(p.grad is not None for p in group["params"])
+        if n_with_grad != len(grads) or any(g is None for g in grads):
+            return None
+        return grads  # type: ignore[return-value]
+
+
+class OptimizerStep:
+    """`zero_grad()` and `step()` of one optimizer; see the module docstring."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer) -> None:
+        self.optimizer = optimizer
+        self._lists: list[_GroupLists] | None = None
+        self._plain = True  # False once this torch's Adam internals turned out not to fit
+        # load_state_dict() (a checkpoint restore, Learner.to_device) replaces the state tensors.
+        optimizer.register_load_state_dict_post_hook(self._forget)
+
+    def _forget(self, optimizer: torch.optim.Optimizer) -> None:
+        self._lists = None
+
+    def zero_grad(self) -> None:
+        """`optimizer.zero_grad(set_to_none=True)`."""
+        for group in self.optimizer.param_groups:
+            for p in group["params"]:
+                p.grad = None
+
+    def step(self) -> None:
+        opt = self.optimizer
+        if not self._plain or not _plain_adam(opt) or _has_step_hooks(opt):
+            opt.step()
+            return
+        assert isinstance(opt, torch.optim.Adam)
+        if self._lists is None or len(self._lists) != len(opt.param_groups):
+            try:
+                self._lists = [_GroupLists(opt, g) for g in opt.param_groups]
+            except (AttributeError, TypeError):  # a torch whose _init_group differs: its own step()
+                self._plain = False
+                opt.step()
+                return
+        with torch.no_grad():  # as Adam.step(): the update is not part of any graph
+            self._update(opt)
+
+    def _update(self, opt: torch.optim.Adam) -> None:
+        assert self._lists is not None
+        for i, group in enumerate(opt.param_groups):
+            lists = self._lists[i]
+            grads = lists.grads(group)
+            if grads is None:  # another set of parameters has gradients this time: collect again
+                lists = self._lists[i] = _GroupLists(opt, group)
+                grads = [p.grad for p in lists.params]  # type: ignore[misc]
+            beta1, beta2 = group["betas"]
+            adam(
+                lists.params,
+                grads,
+                lists.exp_avgs,
+                lists.exp_avg_sqs,
+                [],
+                lists.steps,
+                amsgrad=False,
+                has_complex=lists.has_complex,
+                beta1=beta1,
+                beta2=beta2,
+                lr=group["lr"],
+                weight_decay=group["weight_decay"],
+                eps=group["eps"],
+                maximize=group["maximize"],
+                foreach=group["foreach"],
+                capturable=False,
+                differentiable=False,
+                fused=group["fused"],
+                grad_scale=getattr(opt, "grad_scale", None),
+                found_inf=getattr(opt, "found_inf", None),
+                decoupled_weight_decay=group["decoupled_weight_decay"],
+            )
