@@ -154,6 +154,11 @@ def main(argv: list[str] | None = None) -> int:
         "--restore", type=Path, default=None, metavar="DIR", help="restore DIR/<example> instead of training"
     )
     args = parser.parse_args(argv)
+    # Examples name user code by import path from the repository root (ppo-callbacks:
+    # `examples.callbacks:…`), as `kuberl run` resolves it from the directory it is run in;
+    # run as `python3 scripts/fingerprint.py`, only scripts/ would be on the path.
+    if str(REPO) not in sys.path:
+        sys.path.insert(0, str(REPO))
     names = args.examples or example_names()
     unknown = [n for n in names if not (EXAMPLES / f"{n}.yaml").exists() or n in SKIPPED]
     if unknown:
