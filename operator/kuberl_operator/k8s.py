@@ -25,6 +25,21 @@ RAY_GROUP, RAY_VERSION, RAY_PLURAL = "ray.io", "v1", "rayjobs"
 RETRY_DELAY_S = 5.0
 
 
+def merge_patch(before: Any, after: Any) -> Any:
+    """The JSON merge patch (RFC 7386) that turns `before` into `after`: `after` itself, plus a null for
+    every object key `before` has and `after` lacks. A merge patch keeps the keys it does not name, so
+    without those nulls a key that vanished (a custom metric name no longer reported) would stay on the
+    server for ever. Lists and scalars are replaced whole, as a merge patch does; a null for a key the
+    server no longer has is a no-op, so a stale `before` is harmless."""
+    if not isinstance(after, dict):
+        return after
+    old = before if isinstance(before, dict) else {}
+    patch: dict[str, Any] = {key: None for key in old if key not in after}
+    for key, value in after.items():
+        patch[key] = merge_patch(old.get(key), value)
+    return patch
+
+
 class Api(Protocol):
     """What the reconciler needs from Kubernetes (a fake implements it in the unit tests)."""
 

@@ -32,7 +32,7 @@ from kuberl_operator.builders import (
     build_ray_job,
     names_for,
 )
-from kuberl_operator.k8s import Api
+from kuberl_operator.k8s import Api, merge_patch
 from kuberl_operator.labels import SPEC_FILE
 from kuberl_operator.metrics import OperatorMetrics
 from kuberl_operator.parsing import ParseCache, current_status
@@ -133,8 +133,10 @@ async def _write_status(ctx: Context, body: Body, status: RLTrainingJobStatus) -
     ns, name = _where(body)
     status = status.model_copy(update={"observed_generation": _generation(body)})
     wire = status.to_wire()
-    before = current_status(ctx.known(body))
-    await ctx.api.patch_job_status(ns, name, wire)
+    known = ctx.known(body)
+    before = current_status(known)
+    # Nulls for what the new status no longer has (a vanished custom metric name): see merge_patch.
+    await ctx.api.patch_job_status(ns, name, merge_patch(known.get("status"), wire))
     if status.phase == "Failed" and (before is None or before.phase != "Failed"):
         reason = next((c.reason for c in status.conditions if c.type == "Failed"), "Unknown")
         ctx.metrics.failures.labels(namespace=ns, reason=reason).inc()

@@ -260,12 +260,17 @@ def mirrored_custom_metrics(progress: Mapping[str, Any] | None) -> dict[str, Cus
 def _progress(
     status: RLTrainingJobStatus, progress: Mapping[str, Any] | None, job: RLTrainingJob
 ) -> RLTrainingJobStatus:
-    """Mirror the trainer's /status; missing or invalid keys (or an unreachable trainer) keep the last values."""
+    """Mirror the trainer's /status; missing or invalid keys (or an unreachable trainer) keep the last values.
+    customMetrics is the exception: a reply that has the object replaces the whole map, so a name the
+    trainer no longer reports leaves the status (the write sends a null for it, reconcile._write_status);
+    with spec.metrics.customMetricsInStatus turned off the map goes."""
     update = mirrored_progress(progress)
     if job.spec.metrics.custom_metrics_in_status:
         custom = mirrored_custom_metrics(progress)
-        if custom:
-            update["custom_metrics"] = custom
+        if custom is not None:
+            update["custom_metrics"] = custom or None  # none left: no customMetrics key at all
+    elif status.custom_metrics is not None:
+        update["custom_metrics"] = None
     return status.model_copy(update=update) if update else status
 
 

@@ -292,6 +292,26 @@ def test_apply_status_progress_and_success(cluster: Cluster, trainer: TrainerSta
     assert {"RayJobCreated", "TrainingStarted", "TrainingSucceeded"} <= reasons
 
 
+def test_custom_metric_names_no_longer_reported_leave_the_status(
+    cluster: Cluster, trainer: TrainerStatus
+) -> None:
+    """The status is written with a JSON merge patch, which keeps the keys it does not name: a name the
+    trainer stops reporting must still leave status.customMetrics on the real API server."""
+    c = cluster
+    c.api.create("rltrainingjobs", c.ns, job("cm", metrics={"customMetricsInStatus": True}))
+    wait_for(lambda: rayjob(c, "cm-r0"), what="RayJob cm-r0")
+    trainer.payload = {"iteration": 1, "customMetrics": {"a": {"mean": 1.0}, "b": {"mean": 2.0}}}
+    ray_status(c, "cm-r0", "Running", "RUNNING", rayClusterName="cm-r0-abcde")
+    wait_for(lambda: set(status(c, "cm").get("customMetrics") or ()) == {"a", "b"}, what="a and b")
+    trainer.payload = {"iteration": 2, "customMetrics": {"b": {"mean": 3.0}}}
+    wait_for(lambda: status(c, "cm").get("iteration") == 2, what="iteration 2 mirrored")
+    assert status(c, "cm")["customMetrics"] == {"b": {"mean": 3.0}}
+    trainer.payload = {"iteration": 3, "customMetrics": {}}
+    wait_for(lambda: status(c, "cm").get("iteration") == 3, what="iteration 3 mirrored")
+    assert "customMetrics" not in status(c, "cm")
+    trainer.payload = {}
+
+
 def test_invalid_spec_fails_with_field_path(cluster: Cluster) -> None:
     """What the schema cannot check (spec.config against the algorithm's model) the operator refuses."""
     c = cluster

@@ -275,3 +275,18 @@ def test_a_deleted_rayjob_of_a_started_attempt_is_recreated_resuming() -> None:
     del api.objects[("RayJob", "ns", "job-r0")]  # someone deleted it
     asyncio.run(reconcile.sync(ctx, body))
     assert api.objects[("RayJob", "ns", "job-r0")]["spec"]["entrypoint"].endswith("resume=auto")
+
+
+def test_status_merge_patch_nulls_what_vanished() -> None:
+    """A merge patch keeps keys it does not name: the status write names vanished ones with null."""
+    from kuberl_operator.k8s import merge_patch
+
+    before = {"phase": "Running", "customMetrics": {"a": {"mean": 1.0}, "b": {"mean": 2.0}}, "x": [1, 2]}
+    after = {"phase": "Running", "customMetrics": {"b": {"mean": 3.0}}, "x": [3]}
+    assert merge_patch(before, after) == {
+        "phase": "Running",
+        "customMetrics": {"a": None, "b": {"mean": 3.0}},
+        "x": [3],
+    }
+    assert merge_patch(before, {"phase": "Failed"}) == {"phase": "Failed", "customMetrics": None, "x": None}
+    assert merge_patch(None, after) == after

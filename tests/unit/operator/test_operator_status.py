@@ -329,3 +329,17 @@ def test_custom_metrics_are_mirrored_only_when_asked_and_capped() -> None:
     # An unreachable trainer or a reply without the object keeps the last values.
     job = _job(metrics={"customMetricsInStatus": True}, status=s)
     assert derive_status(job, running, {"iteration": 4}, now=T0).status.custom_metrics == s.custom_metrics
+    assert derive_status(job, running, None, now=T0).status.custom_metrics == s.custom_metrics
+
+
+def test_custom_metric_names_the_trainer_no_longer_reports_leave_the_status() -> None:
+    running = {"jobDeploymentStatus": "Running", "jobStatus": "RUNNING"}
+    both = {"customMetrics": {"a": {"mean": 1.0}, "b": {"mean": 2.0}}}
+    s = derive_status(_job(metrics={"customMetricsInStatus": True}), running, both, now=T0).status
+    job = _job(metrics={"customMetricsInStatus": True}, status=s)
+    only_b = derive_status(job, running, {"customMetrics": {"b": {"mean": 3.0}}}, now=T0).status
+    assert only_b.to_wire()["customMetrics"] == {"b": {"mean": 3.0}}
+    # None left, or mirroring turned off by an edit: no customMetrics key at all.
+    assert "customMetrics" not in derive_status(job, running, {"customMetrics": {}}, now=T0).status.to_wire()
+    off = _job(status=s)
+    assert "customMetrics" not in derive_status(off, running, both, now=T0).status.to_wire()
