@@ -74,6 +74,32 @@ def test_steps_are_bit_identical_to_optimizer_step(
         assert all(p.grad is None for p in fast.parameters())
 
 
+def test_kuberl_adam_steps_and_checkpoints_as_torch_adam() -> None:
+    """make_adam's kuberl.core.optim.Adam (torch's Adam minus the wrappers that import torch._dynamo) is a
+    torch.optim.Adam whose steps are bit-identical to torch's and whose state_dict is torch's, so a
+    checkpoint written by either class restores into the other."""
+    ref, mine = _net(), _net()
+    opt_ref = torch.optim.Adam(ref.parameters(), lr=3e-4, eps=1e-5, fused=True)
+    opt_mine = make_adam(mine.parameters(), lr=3e-4, eps=1e-5)
+    assert isinstance(opt_mine, torch.optim.Adam)
+    assert type(opt_mine) is not torch.optim.Adam
+    stepper = OptimizerStep(opt_mine)
+    for i in range(8):
+        if i == 4:  # each restores the other's checkpoint
+            saved_ref, saved_mine = copy.deepcopy(opt_ref.state_dict()), copy.deepcopy(opt_mine.state_dict())
+            opt_ref.load_state_dict(saved_mine)
+            opt_mine.load_state_dict(saved_ref)
+        _grads(ref, i, skip_last=False)
+        _grads(mine, i, skip_last=False)
+        opt_ref.step()
+        stepper.step()
+        _same(ref, mine, opt_ref, opt_mine)
+        opt_mine.zero_grad()
+        assert all(p.grad is None for p in mine.parameters())
+    assert opt_ref.state_dict()["param_groups"] == opt_mine.state_dict()["param_groups"]
+    assert opt_ref.state_dict()["state"].keys() == opt_mine.state_dict()["state"].keys()
+
+
 def test_a_registered_step_hook_still_runs() -> None:
     net = _net()
     opt = make_adam(net.parameters(), lr=1e-3)

@@ -11,6 +11,11 @@ and again only when the optimizer's state or the set of parameters with gradient
 is bit-identical to `Adam.step()` (tests/unit/test_optim_step.py). Anything else (RMSprop, amsgrad,
 capturable or differentiable Adam, registered step hooks, a torch whose private `_init_group` no longer
 fits) takes the optimizer's own `step()`.
+
+`Adam` is `torch.optim.Adam` without the `torch._disable_dynamo` wrappers on its bookkeeping methods
+(`add_param_group`, `zero_grad`, `state_dict`, `load_state_dict`): each such wrapper imports
+`torch._dynamo` on its first call (1.7 s on a quiet 2-core machine, a third of the quick start before
+its first sample), only to keep a `torch.compile` trace out of them; kuberl never compiles its learners.
 """
 
 from __future__ import annotations
@@ -19,6 +24,28 @@ from typing import Any
 
 import torch
 from torch.optim.adam import adam
+
+
+def _eager(method: Any) -> Any:
+    """`method` without torch's `_disable_dynamo` wrapper, if that is what wraps it (recognised by the
+    wrapper's code object, so another decorator or a torch without the wrapper leaves it as it is)."""
+    if getattr(method, "__code__", None) is _DISABLE_DYNAMO_CODE:
+        return method.__wrapped__
+    return method
+
+
+_DISABLE_DYNAMO_CODE = torch._disable_dynamo(lambda: None).__code__
+
+
+class Adam(torch.optim.Adam):
+    """`torch.optim.Adam` whose construction, `zero_grad`, `state_dict` and `load_state_dict` are torch's
+    own methods minus the wrapper that imports `torch._dynamo` (see the module docstring). The state
+    and its `state_dict` are torch's: checkpoints load into either class."""
+
+    add_param_group = _eager(torch.optim.Optimizer.add_param_group)
+    zero_grad = _eager(torch.optim.Optimizer.zero_grad)
+    state_dict = _eager(torch.optim.Optimizer.state_dict)
+    load_state_dict = _eager(torch.optim.Optimizer.load_state_dict)
 
 
 def _has_step_hooks(optimizer: torch.optim.Optimizer) -> bool:
@@ -34,7 +61,7 @@ def _has_step_hooks(optimizer: torch.optim.Optimizer) -> bool:
 
 def _plain_adam(optimizer: torch.optim.Optimizer) -> bool:
     """An Adam whose step() is exactly `adam(...)` over its parameters with gradients."""
-    return type(optimizer) is torch.optim.Adam and all(
+    return type(optimizer) in (torch.optim.Adam, Adam) and all(
         not g["amsgrad"] and not g["capturable"] and not g["differentiable"] for g in optimizer.param_groups
     )
 
