@@ -16,6 +16,7 @@ import torch
 
 from kuberl.core.action_spaces import is_structured, to_env
 from kuberl.core.callbacks import Episode, EpisodeMetrics, Hooks
+from kuberl.core.encoders import CNNEncoder
 from kuberl.core.env_factory import make_vector_env, seeds_for, sub_env_restarts
 from kuberl.core.models import flatten_obs, load_numpy_weights
 from kuberl.core.normalizer import RunningStats
@@ -87,6 +88,16 @@ class EnvRunner:
         # MultiDiscrete, MultiBinary, Tuple, Dict: the policy's flat actions go to the env in its structure.
         self.structured = is_structured(self.action_space)
         self.filter: RunningStats | None = None
+        # Pixels stay uint8 from the env to the model's CNN encoder, which scales them to [0, 1] itself
+        # (the same float32 values as converting here): a quarter of the bytes to copy into the rollout,
+        # ship to the learner and replay, and no per-step float conversion. Only where the CNN is the
+        # sole reader of the observation: no filter (it normalises floats), no custom model.
+        self.pixels = (
+            not config.use_filter
+            and isinstance(self.obs_space, gym.spaces.Box)
+            and self.obs_space.dtype == np.uint8
+            and isinstance(getattr(self.module, "encoder", None), CNNEncoder)
+        )
         obs, _ = self.env.reset(seed=seeds_for(config.seed, config.worker_index, config.num_envs))
         self._obs = obs
         self._ep_return = np.zeros(config.num_envs, dtype=np.float64)
@@ -145,6 +156,9 @@ class EnvRunner:
         return self.config.worker_index
 
     def _prep(self, raw: np.ndarray) -> np.ndarray:
+        if self.pixels:
+            arr = np.asarray(raw)
+            return arr.reshape(arr.shape[0], -1)
         flat = flatten_obs(self.obs_space, raw)
         return self.filter.normalize(flat) if self.filter is not None else flat
 
@@ -154,7 +168,7 @@ class EnvRunner:
         step (bootstrap-ready); `store_next_obs` adds s' (the final observation at episode ends)."""
         T, N = self.config.rollout_length, self.config.num_envs
         first = self._prep(self._obs)
-        obs_buf = np.empty((T, N, first.shape[-1]), dtype=np.float32)
+        obs_buf = np.empty((T, N, first.shape[-1]), dtype=first.dtype)
         next_obs_buf = np.empty_like(obs_buf) if self.config.store_next_obs else None
         raw_buf = np.empty_like(obs_buf) if self.config.use_filter else None
         rew_buf = np.empty((T, N), dtype=np.float32)
