@@ -102,6 +102,8 @@ CI_SUBSET: set[tuple[str, str]] = {
     ("PPO", "box"),
     ("DQN", "box"),
     ("DDPG", "discrete"),
+    ("APEX_DDPG", "discrete"),
+    ("APEX_DDPG", "filter"),
     ("PPO", "multi_discrete"),
     ("DQN", "multi_discrete"),
     ("PPO", "multi_binary"),

@@ -22,6 +22,7 @@ import argparse
 import gc
 import json
 import logging
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -247,7 +248,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         "apiVersion": "kuberl.io/v1alpha1",
         "kind": "RLTrainingJob",
         "metadata": {
-            "name": args.name or f"{algo.lower()}-{args.env.lower().replace('/', '-')}"[:40].strip("-")
+            # A DNS label: APEX_DDPG's underscore and an env id's '/' or '_' become '-'.
+            "name": args.name or re.sub(r"[^a-z0-9-]+", "-", f"{algo}-{args.env}".lower())[:40].strip("-")
         },
         "spec": {
             "resume": "never",

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from typing import Any, ClassVar
 
 import gymnasium as gym
+import numpy as np
 import torch
 from torch import nn
 
@@ -126,8 +127,8 @@ class _ActorPolicy(PolicyBase):
 
 class DeterministicActorPolicy(_ActorPolicy):
     """μ(s) plus Gaussian or Ornstein-Uhlenbeck noise in the [-1, 1] space, clipped, then scaled to the
-    bounds (TD3, DDPG). Options: exploration (an ExplorationConfig dict); per sync: random_actions,
-    noise_scale. The OU state is per sub-environment and persists across episodes."""
+    bounds (TD3, DDPG, APEX_DDPG). Options: exploration (an ExplorationConfig dict); per sync:
+    random_actions, noise_scale (a number, or one per sub-env). The OU state is per sub-environment and persists across episodes."""
 
     actor_class = DeterministicActor
 
@@ -141,7 +142,7 @@ class DeterministicActorPolicy(_ActorPolicy):
         self.ou_theta = float(expl.get("ou_theta", 0.15))
         self.ou_sigma = float(expl.get("ou_sigma", 0.2))
         self.ou_base_scale = float(expl.get("ou_base_scale", 0.1))
-        self.noise_scale = 1.0
+        self.noise_scale: float | torch.Tensor = 1.0
         self.ou_state: torch.Tensor | None = None
         return actor
 
@@ -161,7 +162,11 @@ class DeterministicActorPolicy(_ActorPolicy):
 
     def set_options(self, options: dict[str, Any]) -> None:
         super().set_options(options)
-        self.noise_scale = float(options.get("noise_scale", self.noise_scale))
+        scale = options.get("noise_scale", self.noise_scale)
+        if isinstance(scale, float | int):
+            self.noise_scale = float(scale)
+        else:  # one scale per sub-env (Ape-X DDPG's ladder): a [N, 1] column against [N, act] noise
+            self.noise_scale = torch.as_tensor(np.asarray(scale), dtype=torch.float32).reshape(-1, 1)
 
 
 class SquashedGaussianPolicy(_ActorPolicy):

@@ -1,5 +1,6 @@
 """The learner that TD3 and DDPG share: DDPG is TD3 with one critic, no target policy smoothing and no
-policy delay, so everything but those three changes lives here, once.
+policy delay, so everything but those three changes lives here, once. DDPG's own learner (`DDPGLearner`,
+its target and losses) lives here too, because Ape-X DDPG (kuberl.algorithms.apex_ddpg) trains it as well.
 
 `DeterministicActorCriticLearner` (a core `Learner`) holds a deterministic tanh actor, E critics as one
 batched ensemble, target copies of both (kuberl.core.networks) and their optimizers, and offers the two
@@ -20,7 +21,11 @@ import torch
 from kuberl.core.learner import Learner, load_state_dicts, make_adam, state_dicts
 from kuberl.core.models import obs_dim
 from kuberl.core.networks import ActionScaler, DeterministicActor, QEnsemble, action_dims
+from kuberl.core.replay import WEIGHTS
+from kuberl.core.returns import DISCOUNTS
+from kuberl.core.sample_batch import Columns
 from kuberl.core.target import polyak_update
+from kuberl.spec.algorithms.ddpg import DDPGConfig
 from kuberl.spec.algorithms.offpolicy_actor_critic import OffPolicyActorCriticConfig
 
 # The learner's networks and optimizers, by attribute name: its checkpoint layout.
@@ -103,3 +108,54 @@ class DeterministicActorCriticLearner(Learner, Generic[ConfigT]):
     def set_state(self, state: Mapping[str, Any]) -> None:
         load_state_dicts(self, state, STATE_PARTS)
         self.num_updates = int(state["num_updates"])
+
+
+# ---------------------------------------------------------------------------------------------------
+# DDPG (Lillicrap et al. 2016): its target, losses and update (kuberl.algorithms.ddpg, .apex_ddpg)
+# ---------------------------------------------------------------------------------------------------
+
+
+def ddpg_target(mb: Mapping[str, torch.Tensor], next_q: torch.Tensor) -> torch.Tensor:
+    """y = r + γ^k (1 − terminated) Q'(s', μ'(s')); next_q: [1, B]."""
+    return mb[Columns.REWARDS] + mb[DISCOUNTS] * (~mb[Columns.TERMINATEDS]).float() * next_q[0]
+
+
+def critic_loss(q: torch.Tensor, target: torch.Tensor, weights: torch.Tensor) -> dict[str, torch.Tensor]:
+    """E[w (Q(s,a) − y)²] (q: [1, B]); w are replay importance weights."""
+    td = q - target.unsqueeze(0)
+    return {"critic_loss": (weights * td.pow(2)).mean(-1).sum(), "td_error": td.detach().abs().mean(0)}
+
+
+def actor_loss(q1_pi: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Deterministic policy gradient: maximise Q(s, μ(s))."""
+    return {"actor_loss": -q1_pi.mean()}
+
+
+DDPGConfigT = TypeVar("DDPGConfigT", bound=DDPGConfig)
+
+
+class DDPGLearner(DeterministicActorCriticLearner[DDPGConfigT]):
+    """One critic; every update steps the critic, then the actor and the Polyak targets."""
+
+    algorithm = "DDPG"
+
+    def update(self, mb: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        obs, next_obs = mb[Columns.OBS], mb[Columns.NEXT_OBS]
+        with torch.no_grad():
+            target = ddpg_target(mb, self.target_critic(next_obs, self.target_actor(next_obs)))
+        q = self.critic(obs, self.scaler.from_env(mb[Columns.ACTIONS]))
+        terms = critic_loss(q, target, mb[WEIGHTS])
+        self.critic_step(terms["critic_loss"])
+
+        terms |= actor_loss(self.critic(obs, self.actor(obs))[0])
+        self.actor_step(terms["actor_loss"])
+        return self.report(terms, q, target)
+
+    def td_errors(self, mb: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """|Q(s, a) − y| per transition under the current critic and targets (no gradient step): the
+        TD error `update` would see, e.g. as new transitions' replay priorities."""
+        obs, next_obs = mb[Columns.OBS], mb[Columns.NEXT_OBS]
+        with torch.no_grad():
+            target = ddpg_target(mb, self.target_critic(next_obs, self.target_actor(next_obs)))
+            q = self.critic(obs, self.scaler.from_env(mb[Columns.ACTIONS]))
+        return (q[0] - target).abs()
