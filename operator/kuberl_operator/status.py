@@ -9,7 +9,8 @@ RayJob states: https://docs.ray.io/en/latest/cluster/kubernetes/getting-started/
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -37,6 +38,17 @@ TERMINAL_PHASES = ("Succeeded", "Failed")
 # KubeRay failure reasons that another attempt cannot fix: KubeRay itself does not retry them
 # (`checkBackoffLimitAndUpdateStatusIfNeeded`), nor does a Kubernetes Job past its activeDeadlineSeconds.
 TERMINAL_RAY_REASONS = frozenset({"DeadlineExceeded", "ValidationFailed"})
+
+# How the operator learns that `kuberl run` refused its input inside the pod: Ray's job supervisor words a
+# failed entrypoint "Job entrypoint command failed with exit code N, last available logs (truncated to
+# 20,000 chars):\n<log tail>" (or "…exit code N. No logs available."; ray/dashboard/modules/job/
+# job_supervisor.py) and KubeRay copies that into the RayJob's status.message (reason AppFailed). The
+# RayJob carries no other trace of the exit status: its submitter's exit says only that the job failed.
+RAY_ENTRYPOINT_EXIT = re.compile(r"Job entrypoint command failed with exit code (-?\d+)")
+# `kuberl run`'s status for bad input (kuberl.cli.EXIT_USAGE, docs/reliability.md): another attempt runs
+# the same spec in the same image and is refused the same way, so it is never retried.
+EXIT_INVALID_SPEC = 2
+MAX_TRAINER_ERROR = 2000
 
 INT64_MAX = 2**63 - 1
 # Longest checkpoint URI mirrored (S3 keys are at most 1024 bytes; the bucket and scheme add < 100).
@@ -405,6 +417,27 @@ def _problems(error: SpecError) -> str:
     return "; ".join(f"{path or 'spec'}: {reason}" for path, reason in problems)
 
 
+def trainer_refusal(ray_message: str) -> str | None:
+    """The trainer's own error when the RayJob failed because `kuberl run` exited 2 (bad input), else None.
+
+    The error is what the CLI printed last: its `error: …` line and the indented lines under it (a
+    SpecError lists one problem per line), joined with "; "; with no such line in the log tail, a
+    generic text (the exit status alone decides)."""
+    found = RAY_ENTRYPOINT_EXIT.match(ray_message)
+    if found is None or int(found.group(1)) != EXIT_INVALID_SPEC:
+        return None
+    tail = ray_message[found.end() :].split("\n")[1:]  # the first line is Ray's own
+    starts = [i for i, line in enumerate(tail) if line.startswith("error:")]
+    if not starts:
+        return f"kuberl run exited {EXIT_INVALID_SPEC} (invalid input); see the RayJob's logs"
+    lines = [tail[starts[-1]].removeprefix("error:").strip()]
+    for line in tail[starts[-1] + 1 :]:
+        if not line[:1].isspace() or not line.strip():
+            break
+        lines.append(line.strip())
+    return "; ".join(lines)[:MAX_TRAINER_ERROR]
+
+
 def derive_status(
     job: RLTrainingJob,
     rayjob_status: Mapping[str, Any] | None,
@@ -468,6 +501,9 @@ def derive_status(
         if reason == "DeadlineExceeded" or deadline_passed:
             message = f"{detail}; activeDeadlineSeconds {limit} exceeded: not retried"
             return enter("Failed", "DeadlineExceeded", message, Event("Warning", "DeadlineExceeded", message))
+        refused = trainer_refusal(str(ray.get("message") or ""))
+        if refused is not None:
+            return _refused_in_pod(enter, status, refused, now=now, generation=generation)
         if reason in TERMINAL_RAY_REASONS:
             message = f"{detail}; {reason} is not retried"
             return enter("Failed", reason, message, Event("Warning", reason, message))
@@ -554,6 +590,31 @@ def derive_status(
         else f"waiting for the Ray cluster ({deployment or 'not started'})"
     )
     return enter("Pending", "Starting", message)
+
+
+def _refused_in_pod(
+    enter: Callable[..., Transition],
+    status: RLTrainingJobStatus,
+    refused: str,
+    *,
+    now: datetime,
+    generation: int | None,
+) -> Transition:
+    """`kuberl run` exited 2 in the pod: what only the trainer can check (a custom algorithm's class, a
+    resumed checkpoint that does not fit) is invalid. Failed at once, Valid=False with the trainer's
+    message, as for a spec the operator refuses itself; no retry, no resume loop."""
+    message = f"the trainer refused the job (exit {EXIT_INVALID_SPEC}): {refused}; not retried"
+    conditions = set_condition(
+        list(status.conditions),
+        COND_VALID,
+        "False",
+        reason="InvalidSpec",
+        message=refused,
+        now=now,
+        generation=generation,
+    )
+    base = status.model_copy(update={"conditions": conditions})
+    return enter("Failed", "InvalidSpec", message, Event("Warning", "InvalidSpec", message), base=base)
 
 
 def _reason(value: str, fallback: str) -> str:

@@ -408,6 +408,67 @@ def test_failed_rayjob_retried_up_to_backoff_limit(cluster: Cluster) -> None:
     assert f'kuberl_operator_jobs{{namespace="{c.ns}",phase="Failed"}}' in metrics
 
 
+POD_BAD_ARGS = ("--set", "algorithm=examples.custom_algo:Nope", "--set", "metrics.enabled=false")
+
+
+def test_a_job_the_trainer_refuses_fails_at_once(cluster: Cluster, tmp_path: Path) -> None:
+    """A custom algorithm's class is checked only in the pod, where `kuberl run` exits 2. Ray's job
+    supervisor puts the exit status and the log tail in the job's message, which KubeRay copies into the
+    RayJob's status: here the real CLI's output on the same spec, in Ray's words. No retry follows,
+    although backoffLimit allows two."""
+    c = cluster
+    c.api.create(
+        "rltrainingjobs", c.ns, job("refused", algorithm="examples.custom_algo:Nope", backoffLimit=2)
+    )
+    wait_for(lambda: rayjob(c, "refused-r0"), what="RayJob refused-r0 (the operator defers to the trainer)")
+    pod = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "kuberl.cli",
+            "run",
+            str(REPO / "examples" / "ppo-custom-loss.yaml"),
+            *POD_BAD_ARGS,
+        ],
+        cwd=tmp_path,
+        env={
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join(str(REPO / d) for d in ("operator", "trainer_image", "")),
+        },
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert pod.returncode == 2, pod.stderr[-2000:]
+    message = (
+        f"Job entrypoint command failed with exit code {pod.returncode}, last available logs (truncated to "
+        "20,000 chars):\n" + (pod.stdout + pod.stderr)[-20000:]
+    )
+    ray_status(c, "refused-r0", "Failed", "FAILED", reason="AppFailed", message=message)
+    wait_for(phase_is(c, "refused", "Failed"), what="Failed at once")
+    st = status(c, "refused")
+    assert st["attempt"] == 0
+    conds = {x["type"]: x for x in st["conditions"]}
+    assert (conds["Failed"]["reason"], conds["Valid"]["status"], conds["Valid"]["reason"]) == (
+        "InvalidSpec",
+        "False",
+        "InvalidSpec",
+    )
+    assert (
+        "spec.algorithm: module 'examples.custom_algo' has no attribute 'Nope'" in conds["Valid"]["message"]
+    )
+    assert "not retried" in st["message"]
+    time.sleep(1.0)  # a pass that retried would have created the next attempt's RayJob by now
+    assert rayjob(c, "refused-r1") is None
+
+    def reasons() -> list[str]:
+        events = c.api.list("events", c.ns)
+        return [e.get("reason") for e in events if e.get("involvedObject", {}).get("name") == "refused"]
+
+    wait_for(lambda: "InvalidSpec" in reasons(), what="InvalidSpec event")
+    assert "AttemptFailed" not in reasons()
+
+
 def test_delete_removes_children(cluster: Cluster) -> None:
     c = cluster
     c.api.create("rltrainingjobs", c.ns, job("gone", backoffLimit=1))

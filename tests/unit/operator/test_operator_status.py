@@ -343,3 +343,54 @@ def test_custom_metric_names_the_trainer_no_longer_reports_leave_the_status() ->
     assert "customMetrics" not in derive_status(job, running, {"customMetrics": {}}, now=T0).status.to_wire()
     off = _job(status=s)
     assert "customMetrics" not in derive_status(off, running, both, now=T0).status.to_wire()
+
+
+def _ray_failed(code: int, log_tail: str) -> dict[str, Any]:
+    """A RayJob as KubeRay leaves it when the entrypoint exits `code`: Ray's job supervisor's message."""
+    message = (
+        f"Job entrypoint command failed with exit code {code}, last available logs (truncated to 20,000 "
+        "chars):\n" + log_tail
+        if log_tail
+        else f"Job entrypoint command failed with exit code {code}. No logs available."
+    )
+    return {"jobDeploymentStatus": "Failed", "jobStatus": "FAILED", "reason": "AppFailed", "message": message}
+
+
+def test_a_job_the_trainer_refuses_fails_at_once_with_its_message() -> None:
+    """`kuberl run` exits 2 on bad input: no retry however many backoffLimit allows, Valid=False."""
+    tail = (
+        "INFO some log line\n"
+        "error: /etc/kuberl/job.yaml: invalid RLTrainingJob\n"
+        "  spec.algorithm: module 'my_pkg.algos' has no attribute 'Nope'\n"
+        "  spec.config.lr: must be > 0\n"
+    )
+    job = _job(backoff=3)
+    t = derive_status(job, _ray_failed(2, tail), None, now=T0)
+    assert not t.retry
+    assert (t.status.phase, t.status.attempt) == ("Failed", 0)
+    refused = (
+        "/etc/kuberl/job.yaml: invalid RLTrainingJob; spec.algorithm: module 'my_pkg.algos' has no "
+        "attribute 'Nope'; spec.config.lr: must be > 0"
+    )
+    conds = {c.type: c for c in t.status.conditions}
+    assert (conds["Failed"].status, conds["Failed"].reason) == ("True", "InvalidSpec")
+    assert (conds["Valid"].status, conds["Valid"].reason, conds["Valid"].message) == (
+        "False",
+        "InvalidSpec",
+        refused,
+    )
+    assert refused in (t.status.message or "")
+    assert "not retried" in (t.status.message or "")
+    assert _reasons(t) == ["InvalidSpec"]
+    # Without logs the exit status alone decides.
+    bare = derive_status(job, _ray_failed(2, ""), None, now=T0)
+    assert (bare.status.phase, bare.retry) == ("Failed", False)
+    assert "exited 2" in next(c.message for c in bare.status.conditions if c.type == "Valid")
+
+
+@pytest.mark.parametrize("code", [1, 65, 75, 137, -9, 20, 12])
+def test_other_exit_statuses_keep_retrying_from_the_checkpoint(code: int) -> None:
+    t = derive_status(_job(), _ray_failed(code, "error: something\n"), None, now=T0)
+    assert t.retry
+    assert (t.status.phase, t.status.attempt) == ("Pending", 1)
+    assert _reasons(t) == ["AttemptFailed", "RetryingFromCheckpoint"]
