@@ -1,5 +1,6 @@
 """QMIX and VDN: the mixers, validation (through `kuberl run`, exit 2 naming the field, nothing written),
-checkpoints that restore bit-identically, and compute_actions for a joint observation."""
+checkpoints that restore bit-identically, compute_actions for a joint observation, and action masks
+(never taken when acting, excluded from the TD target's max)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,14 @@ import pytest
 import torch
 import yaml
 
-from kuberl.algorithms.families.value_factorization import MonotonicMixer, SumMixer
+from kuberl.algorithms.families.value_factorization import (
+    FactoredQ,
+    MonotonicMixer,
+    SumMixer,
+    factored_td_loss,
+)
 from kuberl.build import build_algorithm
+from kuberl.core.multi_agent.agent_q import AgentQ, epsilon_greedy
 from kuberl.spec import SpecError, parse_job
 from tests.cli import kuberl
 
@@ -99,3 +106,42 @@ def test_kuberl_run_refuses_envs_it_cannot_train(env: str, reason: str, tmp_path
     assert "spec.env" in proc.stderr, proc.stderr[-1000:]
     assert reason in proc.stderr, proc.stderr[-1000:]
     assert not (tmp_path / "run").exists()
+
+
+# -- action masks ------------------------------------------------------------------------------------
+
+
+def test_masked_actions_are_never_taken_even_when_they_have_the_highest_q() -> None:
+    rng = np.random.default_rng(0)
+    q = torch.tensor([[[5.0, 1.0, 0.0], [0.0, 9.0, 1.0]]]).expand(500, -1, -1)  # [N, agents, actions]
+    legal = torch.tensor([[[False, True, True], [True, False, True]]]).expand(500, -1, -1)
+    greedy = epsilon_greedy(q, 0.0, rng, legal)
+    assert (greedy == np.array([1, 2])).all()  # the best legal action, not the argmax
+    random = epsilon_greedy(q, 1.0, rng, legal)
+    assert not (random[:, 0] == 0).any()
+    assert not (random[:, 1] == 1).any()
+    assert set(random[:, 0]) == {1, 2}
+    assert set(random[:, 1]) == {0, 2}
+
+
+def test_the_td_target_maximises_over_legal_next_actions_only() -> None:
+    """One agent whose next observation forbids its best action: the target values the best legal one."""
+    torch.manual_seed(0)
+    where = slice(0, 2)  # [mask(2) | observation(1)]
+    agent = AgentQ(3, 2, 2, [8], "relu")
+    online = FactoredQ(agent, SumMixer())
+    next_obs = torch.tensor([[[0.0, 1.0, 1.0], [1.0, 1.0, 1.0]]])  # agent_0 may only take action 1
+    with torch.no_grad():
+        agent.net[-1].weight.zero_()
+        agent.net[-1].bias.copy_(torch.tensor([10.0, -3.0]))  # Q(·, 0) = 10, Q(·, 1) = -3 everywhere
+    batch = {
+        "obs": next_obs, "state": torch.zeros(1, 1), "actions": torch.zeros(1, 2), "reward": torch.zeros(1),
+        "next_obs": next_obs, "next_state": torch.zeros(1, 1), "terminated": torch.zeros(1),
+    }  # fmt: skip
+    for double_q in (True, False):
+        masked = factored_td_loss(
+            online, online, batch, gamma=1.0, double_q=double_q, loss_fn="mse", mask=where
+        )
+        unmasked = factored_td_loss(online, online, batch, gamma=1.0, double_q=double_q, loss_fn="mse")
+        assert float(masked["target_q_tot_mean"]) == pytest.approx(-3.0 + 10.0)  # agent_0: -3, agent_1: 10
+        assert float(unmasked["target_q_tot_mean"]) == pytest.approx(20.0)

@@ -23,6 +23,10 @@ Dict or Tuple action space (envConfig.action); examples/ppo-multidiscrete.yaml t
 `env: kuberl.envs:make_two_step_game` — the cooperative two-step matrix game of the QMIX paper (Rashid
 et al. 2018, Fig. 3) as a PettingZoo ParallelEnv with a global `state()`; examples/qmix-two-step.yaml and
 vdn-two-step.yaml train on it (docs/algorithms/qmix.md).
+
+`env: kuberl.envs:make_forbidden_choice` — ForbiddenChoice, two agents whose observations carry an
+`action_mask` (PettingZoo's convention) that rules out the action paying most; examples/qmix-masked.yaml
+trains on it (docs/algorithms/qmix.md, "Action masks").
 """
 
 from __future__ import annotations
@@ -248,3 +252,97 @@ def make_two_step_game(config: dict[str, Any]) -> TwoStepGame:
     if config:
         raise ValueError(f"envConfig: unknown keys {sorted(config)} for kuberl.envs:make_two_step_game")
     return TwoStepGame()
+
+
+class ForbiddenChoice(ParallelEnv):
+    """Two agents, `steps` steps, three actions paying 1, 2 and 10 to the team. At step t the action
+    (t + i) % 3 is forbidden to agent i: its observation {"observation": one-hot step,
+    "action_mask": legal actions} says so, and taking it raises ValueError (envConfig `strict: false`
+    only counts it in `illegal_actions`). A learner that ignores the mask learns to take the 10 whenever
+    it is forbidden; one that honours it earns the best legal payoff: 2 or 10 by step and agent, in
+    total BEST_LEGAL_RETURN per episode for the default 3 steps (× 2 agents: every agent receives the
+    team's reward). `mask: false` drops the action_mask from the observations (a plain Box)."""
+
+    metadata = {"name": "forbidden_choice_v0", "render_modes": []}
+    PAYOFF = np.array([1.0, 2.0, 10.0])
+
+    def __init__(self, steps: int = 3, mask: bool = True, strict: bool = True) -> None:
+        self.possible_agents = ["agent_0", "agent_1"]
+        self.agents: list[str] = []
+        self.steps, self.use_mask, self.strict = steps, mask, strict
+        step_space = gym.spaces.Box(0.0, 1.0, (steps,), np.float32)
+        self._obs_space: gym.Space[Any] = (
+            gym.spaces.Dict({"observation": step_space, "action_mask": gym.spaces.Box(0, 1, (3,), np.int8)})
+            if mask
+            else step_space
+        )
+        self._action_space = gym.spaces.Discrete(3)
+        self.t = 0
+        self.illegal_actions = 0
+
+    def observation_space(self, agent: str) -> gym.Space[Any]:
+        return self._obs_space
+
+    def action_space(self, agent: str) -> gym.Space[Any]:
+        return self._action_space
+
+    def forbidden(self, i: int) -> int:
+        return (self.t + i) % 3
+
+    def _observe(self) -> dict[str, Any]:
+        step = np.zeros(self.steps, np.float32)
+        step[min(self.t, self.steps - 1)] = 1.0
+        out: dict[str, Any] = {}
+        for i, a in enumerate(self.possible_agents):
+            legal = np.ones(3, np.int8)
+            legal[self.forbidden(i)] = 0
+            out[a] = {"observation": step.copy(), "action_mask": legal} if self.use_mask else step.copy()
+        return out
+
+    def reset(
+        self, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+        self.agents = list(self.possible_agents)
+        self.t = 0
+        return self._observe(), {a: {} for a in self.agents}
+
+    def step(self, actions: dict[str, Any]) -> tuple[dict[str, Any], ...]:
+        payoff = 0.0
+        for i, a in enumerate(self.possible_agents):
+            act = int(actions[a])
+            if act == self.forbidden(i):
+                self.illegal_actions += 1
+                if self.strict:
+                    raise ValueError(f"{a} took action {act}, forbidden by its action_mask at step {self.t}")
+            payoff += float(self.PAYOFF[act])
+        self.t += 1
+        done = self.t >= self.steps
+        agents = self.possible_agents
+        obs = self._observe()
+        if done:
+            self.agents = []
+        return (
+            obs,
+            {a: payoff for a in agents},
+            {a: done for a in agents},
+            {a: False for a in agents},
+            {a: {} for a in agents},
+        )
+
+    @staticmethod
+    def best_legal_return(steps: int = 3) -> float:
+        """The summed return (over both agents) of always taking the best legal action."""
+        team = 0.0
+        for t in range(steps):
+            for i in range(2):
+                team += max(p for k, p in enumerate(ForbiddenChoice.PAYOFF) if k != (t + i) % 3)
+        return 2 * team
+
+
+def make_forbidden_choice(config: dict[str, Any]) -> ForbiddenChoice:
+    unknown = sorted(set(config) - {"steps", "mask", "strict"})
+    if unknown:
+        raise ValueError(f"envConfig: unknown keys {unknown} for kuberl.envs:make_forbidden_choice")
+    return ForbiddenChoice(
+        int(config.get("steps", 3)), bool(config.get("mask", True)), bool(config.get("strict", True))
+    )

@@ -141,11 +141,11 @@ _RECORDED_KINDS = ("discrete", "box")
 
 def check_action_masks(job: RLTrainingJob, agent_spaces: list[tuple[gym.Space[Any], gym.Space[Any]]]) -> None:
     """A multi-agent observation's `action_mask` has one entry per action of a Discrete space: the masked
-    models (kuberl.core.multi_agent.masking, DQN's, SAC's) cannot mask any other kind."""
+    models (kuberl.core.multi_agent.masking, DQN's, SAC's, QMIX's and VDN's) cannot mask any other kind."""
     from kuberl.core.action_spaces import NAMES, action_space_kind
     from kuberl.core.multi_agent.masking import MASK_KEY, mask_slice
 
-    if job.spec.multi_agent is None:
+    if job.spec.multi_agent is None and not job.spec.config.capabilities.joint_agents:
         return
     for obs_space, action_space in agent_spaces:
         kind = action_space_kind(action_space)

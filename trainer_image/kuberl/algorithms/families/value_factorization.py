@@ -10,9 +10,10 @@ the team's Q_tot(s, a), trained by a TD loss on the team reward from a replay of
 
 Because the mixer is monotonic in every agent's Q-value (VDN: a sum; QMIX: non-negative weights from
 hypernetworks of the state), each agent's greedy action maximises Q_tot: the agents act decentralised,
-each from its own observation, and `compute_actions` needs no state. Experience is sampled in the
-driver from `envsPerRunner` copies of the env (kuberl.core.multi_agent.joint), epsilon-greedy per agent.
-Agent networks are MLPs (the paper's are recurrent; the envs here need no memory).
+each from its own observation, and `compute_actions` needs no state. Experience comes from joint env
+runners (kuberl.core.multi_agent.joint_runner: `envRunners` Ray actors, or the driver when it is 0), each
+stepping `envsPerRunner` copies of the env, epsilon-greedy per agent, with the learner's agent network
+sent before every sample.
 """
 
 from __future__ import annotations
@@ -31,48 +32,34 @@ from torch import nn
 
 from kuberl.algorithms.base import Algorithm, Parts, StepOutcome
 from kuberl.algorithms.families.q_learning import build_target
-from kuberl.core.env_factory import EnvError, seeds_for
+from kuberl.core.env_factory import EnvError
 from kuberl.core.learner import Learner, driver_learner_device
-from kuberl.core.models import mlp
+from kuberl.core.multi_agent.agent_q import AgentQ, build_agent_q, epsilon_greedy, joint_legal, mask_q
 from kuberl.core.multi_agent.joint import JointEnv
+from kuberl.core.multi_agent.joint_runner import (
+    ACTIONS,
+    NEXT_OBS,
+    NEXT_STATE,
+    OBS,
+    REWARD,
+    STATE,
+    TERMINATED,
+    JointRunnerConfig,
+    JointRunnerGroup,
+)
+from kuberl.core.multi_agent.masking import mask_slice
 from kuberl.core.replay import ReplayBuffer
 from kuberl.core.schedules import piecewise_linear
 from kuberl.core.target import hard_update, polyak_update
-from kuberl.results import TrainResult
 from kuberl.spec import RLTrainingJob, SpecError
 from kuberl.spec.algorithms.value_factorization import ValueFactorizationConfigBase
 
 log = logging.getLogger(__name__)
 
-OBS, STATE, ACTIONS, REWARD = "obs", "state", "actions", "reward"
-NEXT_OBS, NEXT_STATE, TERMINATED = "next_obs", "next_state", "terminated"
-
 
 # ---------------------------------------------------------------------------------------------------
 # Networks
 # ---------------------------------------------------------------------------------------------------
-
-
-class AgentQ(nn.Module):
-    """Q(o_i, ·) of every agent, one network for all: the input is the observation and a one-hot id."""
-
-    def __init__(
-        self, obs_dim: int, n_agents: int, n_actions: int, hidden: list[int], activation: str
-    ) -> None:
-        super().__init__()
-        self.n_agents = n_agents
-        self.net = mlp([obs_dim + n_agents, *hidden], activation, out=n_actions, out_gain=0.01)
-        self.register_buffer("agent_ids", torch.eye(n_agents), persistent=False)
-
-    def agent_ids_buffer(self) -> torch.Tensor:
-        ids: torch.Tensor = self.get_buffer("agent_ids")
-        return ids
-
-    def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        """obs [B, agents, obs_dim] → Q [B, agents, actions]."""
-        ids = self.agent_ids_buffer().expand(obs.shape[0], -1, -1)
-        out: torch.Tensor = self.net(torch.cat([obs, ids], dim=-1))
-        return out
 
 
 class SumMixer(nn.Module):
@@ -131,15 +118,17 @@ def factored_td_loss(
     gamma: float,
     double_q: bool,
     loss_fn: str,
+    mask: slice | None = None,
 ) -> dict[str, torch.Tensor]:
-    """The joint TD loss on Q_tot (module docs) as named terms."""
+    """The joint TD loss on Q_tot (module docs) as named terms. `mask`: where the action mask lies in an
+    agent's flat observation; s' carries its own, so the target's choice of a*_i is among legal actions."""
     q = online.agent(batch[OBS])  # [B, agents, actions]
     q_taken = q.gather(2, batch[ACTIONS].long().unsqueeze(-1)).squeeze(-1)  # [B, agents]
     q_tot = online.mixer(q_taken, batch[STATE])
     with torch.no_grad():
         q_next_target = target.agent(batch[NEXT_OBS])
         chooser = online.agent(batch[NEXT_OBS]) if double_q else q_next_target
-        best = chooser.argmax(dim=-1, keepdim=True)
+        best = mask_q(chooser, batch[NEXT_OBS], mask).argmax(dim=-1, keepdim=True)
         q_next = q_next_target.gather(2, best).squeeze(-1)
         q_tot_next = target.mixer(q_next, batch[NEXT_STATE])
         y = batch[REWARD] + gamma * (1.0 - batch[TERMINATED]) * q_tot_next
@@ -157,11 +146,18 @@ def factored_td_loss(
 class FactoredQLearner(Learner):
     """The agent network and mixer (one optimizer over both) and their target copies."""
 
-    def __init__(self, module: FactoredQ, config: ValueFactorizationConfigBase, device: torch.device) -> None:
+    def __init__(
+        self,
+        module: FactoredQ,
+        config: ValueFactorizationConfigBase,
+        device: torch.device,
+        mask: slice | None = None,
+    ) -> None:
         super().__init__(
             module, lr=config.lr, grad_clip=config.grad_clip, device=device, lr_schedule=config.lr_schedule
         )
         self.config = config
+        self.mask = mask
         self.target: FactoredQ = build_target(module).to(device)  # type: ignore[assignment]
 
     def update(self, batch: Mapping[str, np.ndarray]) -> dict[str, float]:
@@ -174,6 +170,7 @@ class FactoredQLearner(Learner):
             gamma=self.config.gamma,
             double_q=self.config.double_q,
             loss_fn=self.config.td_error_loss_fn,
+            mask=self.mask,
         )
         grad_norm = self.apply_gradients(terms["total_loss"])
         return {**{k: float(v.detach()) for k, v in terms.items()}, "grad_norm": grad_norm}
@@ -192,37 +189,6 @@ class FactoredQLearner(Learner):
         self.target.load_state_dict(state["target"])
 
 
-# ---------------------------------------------------------------------------------------------------
-# Sampling: the driver steps every copy of the joint env
-# ---------------------------------------------------------------------------------------------------
-
-
-class DriverSampling:
-    """The RunnerGroup the base class reports on: sampling happens in the driver, so there is one
-    always-healthy "runner" that never restarts."""
-
-    restarts = 0
-    num_healthy = 1
-
-    def report(self) -> TrainResult:
-        return {}
-
-    def interrupt(self) -> None:
-        """Sampling takes bounded time: nothing to cut short."""
-
-    def stop(self) -> None:
-        """Nothing outside the driver to stop (the envs are closed by the algorithm)."""
-
-
-def epsilon_greedy(q: torch.Tensor, epsilon: float, rng: np.random.Generator) -> np.ndarray:
-    """q [N, agents, actions] → actions [N, agents]: each agent independently random with probability ε."""
-    greedy = q.argmax(dim=-1).cpu().numpy()
-    if epsilon <= 0.0:
-        return np.asarray(greedy)
-    random = rng.integers(0, q.shape[-1], size=greedy.shape)
-    return np.asarray(np.where(rng.random(greedy.shape) < epsilon, random, greedy))
-
-
 ConfigT = TypeVar("ConfigT", bound=ValueFactorizationConfigBase)
 
 
@@ -232,6 +198,7 @@ class ValueFactorizationAlgorithm(Algorithm[ConfigT]):
     replays_observations = True  # its ReplayBuffer keeps (filtered) observations
 
     learner: FactoredQLearner
+    runners: JointRunnerGroup  # type: ignore[assignment]
 
     def build_mixer(self, n_agents: int, state_dim: int) -> nn.Module:
         raise NotImplementedError
@@ -239,62 +206,72 @@ class ValueFactorizationAlgorithm(Algorithm[ConfigT]):
     def __init__(
         self, job: RLTrainingJob, *, run_dir: Path | None = None, parts: Parts | None = None
     ) -> None:
-        # The base __init__ builds single-agent env runners; a joint learner samples its own joint envs.
+        # The base __init__ builds single-agent env runners; a joint learner has joint runners
+        # (kuberl.core.multi_agent.joint_runner), in the driver or as Ray actors (resources.envRunners).
+        parts = parts or Parts()
         self.bind_job(job, run_dir)
         res = self.spec.resources
         if res.learners > 1:
             raise SpecError([("spec.resources.learners", f"{self.name} trains with one learner")])
+        if parts.ray_cpus is not None:
+            from kuberl.core.ray_init import ensure_ray
+
+            ensure_ray(parts.ray_cpus)
+        self.joint_config = JointRunnerConfig(
+            env=self.spec.env,
+            env_config=dict(self.spec.env_config),
+            num_envs=res.envs_per_runner,
+            rollout_length=self.config.rollout_fragment_length,
+            model=self.config.model,
+            seed=self.spec.seed,
+        )
         try:
-            self.envs = [JointEnv(self.spec.env, self.spec.env_config) for _ in range(res.envs_per_runner)]
+            self.runners = JointRunnerGroup(
+                self.joint_config,
+                num_runners=res.env_runners,
+                cpus_per_runner=res.cpus_per_runner,
+                rng=self.np_rng,
+            )
         except EnvError as exc:
             raise SpecError([("spec.env", str(exc))]) from None
-        first = self.envs[0]
-        if not isinstance(first.action_space, gym.spaces.Discrete):
-            for env in self.envs:
-                env.close()
+        spaces = self.runners.spaces()
+        if not isinstance(spaces.action_space, gym.spaces.Discrete):
+            self.runners.stop()
             raise SpecError(
                 [
                     (
                         "spec.env",
-                        f"{self.name} needs a Discrete action space per agent, got {first.action_space}",
+                        f"{self.name} needs a Discrete action space per agent, got {spaces.action_space}",
                     )
                 ]
             )
-        self.obs_space, self.action_space = first.obs_space, first.action_space
-        self.n_agents, self.state_dim = first.n_agents, first.state_dim
-        self.agent_ids = first.agents
-        self.runners = DriverSampling()  # type: ignore[assignment]
+        self.obs_space, self.action_space = spaces.obs_space, spaces.action_space
+        self.n_agents, self.state_dim = spaces.n_agents, spaces.state_dim
+        self.agent_ids = spaces.agents
         self.obs_filter = None
         self.writer = None
         self.reset_progress()
         self.setup()
-        self._reset_envs()
         self.hooks("on_algorithm_init", algorithm=self)
 
     def setup(self) -> None:
         cfg = self.config
-        agent = AgentQ(
+        agent = build_agent_q(
+            cfg.model,
             gym.spaces.flatdim(self.obs_space),
             self.n_agents,
             int(self.action_space.n),  # type: ignore[attr-defined]
-            list(cfg.model.fcnet_hiddens),
-            cfg.model.fcnet_activation,
         )
         module = FactoredQ(agent, self.build_mixer(self.n_agents, self.state_dim))
-        self.learner = FactoredQLearner(module, cfg, driver_learner_device(self.spec.resources))
+        self.mask = mask_slice(self.obs_space)
+        self.learner = FactoredQLearner(
+            module, cfg, driver_learner_device(self.spec.resources), mask=self.mask
+        )
         seed = self.spec.seed
         self.buffer = ReplayBuffer(cfg.buffer_size, seed=None if seed is None else seed + 7)
         self.last_target_update = 0
         self.num_updates = 0
         self.num_target_updates = 0
-
-    def _reset_envs(self) -> None:
-        seeds = seeds_for(self.spec.seed, 0, len(self.envs)) or [None] * len(self.envs)
-        joint = [env.reset(seed=s) for env, s in zip(self.envs, seeds, strict=True)]
-        self.cur_obs = np.stack([o for o, _ in joint])
-        self.cur_state = np.stack([s for _, s in joint])
-        self.ep_return = np.zeros(len(self.envs))
-        self.ep_len = np.zeros(len(self.envs), dtype=np.int64)
 
     def epsilon(self) -> float:
         return piecewise_linear(self.config.epsilon, self.timesteps)
@@ -303,46 +280,31 @@ class ValueFactorizationAlgorithm(Algorithm[ConfigT]):
         """obs [N, agents, obs_dim] → actions [N, agents] (decentralised: each agent's own Q-values)."""
         module = self.learner.module
         assert isinstance(module, FactoredQ)
+        x = torch.as_tensor(obs, device=self.learner.device)
         with torch.no_grad():
-            q = module.agent(torch.as_tensor(obs, device=self.learner.device))
-        return epsilon_greedy(q, epsilon, self.np_rng)
+            q = module.agent(x)
+        legal = joint_legal(x, self.mask) if self.mask is not None else None
+        return epsilon_greedy(q, epsilon, self.np_rng, legal)
 
     def collect(self) -> None:
-        """rolloutFragmentLength vector steps of every env into the replay buffer."""
-        cols: dict[str, list[Any]] = {
-            k: [] for k in (OBS, STATE, ACTIONS, REWARD, NEXT_OBS, NEXT_STATE, TERMINATED)
-        }
-        returns: list[float] = []
-        lengths: list[int] = []
-        for _ in range(self.config.rollout_fragment_length):
-            actions = self.act(self.cur_obs, epsilon=self.epsilon())
-            for i, env in enumerate(self.envs):
-                step = env.step(actions[i])
-                for k, v in (
-                    (OBS, self.cur_obs[i].copy()), (STATE, self.cur_state[i].copy()), (ACTIONS, actions[i]),
-                    (REWARD, step.reward), (NEXT_OBS, step.obs), (NEXT_STATE, step.state),
-                    (TERMINATED, float(step.terminated)),
-                ):  # fmt: skip
-                    cols[k].append(v)
-                self.ep_return[i] += step.reward
-                self.ep_len[i] += 1
-                if step.terminated or step.truncated:
-                    returns.append(float(self.ep_return[i]))
-                    lengths.append(int(self.ep_len[i]))
-                    self.ep_return[i], self.ep_len[i] = 0.0, 0
-                    obs, state = env.reset()
-                else:
-                    obs, state = step.obs, step.state
-                self.cur_obs[i], self.cur_state[i] = obs, state
-        batch = {k: np.asarray(v, dtype=np.int64 if k == ACTIONS else np.float32) for k, v in cols.items()}
-        self.buffer.add(batch)
-        self.record_experience(
-            episode_returns=returns,
-            episode_lengths=lengths,
-            env_steps=len(batch[REWARD]),
-            env_restarts=0,
-            filter_delta=None,
-        )
+        """One fragment from every joint runner, with the learner's weights and the current epsilon, into
+        the replay buffer (runner by runner, in worker order)."""
+        self.runners.sync(self.agent_weights(), {"epsilon": self.epsilon()})
+        for rollout in self.runners.sample():
+            self.buffer.add(rollout.batch)
+            self.record_experience(
+                episode_returns=rollout.episode_returns,
+                episode_lengths=rollout.episode_lengths,
+                env_steps=rollout.env_steps,
+                env_restarts=0,
+                filter_delta=None,
+            )
+
+    def agent_weights(self) -> dict[str, np.ndarray]:
+        """The agent network's weights, what the runners act with (the mixer stays with the learner)."""
+        module = self.learner.module
+        assert isinstance(module, FactoredQ)
+        return {k: v.detach().cpu().numpy() for k, v in module.agent.state_dict().items()}
 
     def training_step(self) -> StepOutcome:
         cfg = self.config
@@ -373,7 +335,8 @@ class ValueFactorizationAlgorithm(Algorithm[ConfigT]):
 
     # -- the policy API ----------------------------------------------------------------------------
     def sync_weights(self) -> None:
-        """The driver acts with the learner's own network: nothing to send."""
+        """The runners get the weights before every sample (collect); compute_actions and evaluation
+        act with the learner's own network."""
         self.weights_version += 1
 
     def compute_actions(self, obs: Any, *, explore: bool = False) -> Any:
@@ -438,5 +401,4 @@ class ValueFactorizationAlgorithm(Algorithm[ConfigT]):
             self.buffer.set_state(state["buffer"])
 
     def stop(self) -> None:
-        for env in self.envs:
-            env.close()
+        self.runners.stop()

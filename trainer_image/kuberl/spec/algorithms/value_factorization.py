@@ -15,10 +15,11 @@ from kuberl.spec.capabilities import DISCRETE, Capabilities
 class ValueFactorizationConfigBase(AlgorithmConfigBase):
     """Fields QMIX and VDN mean the same way (RLlib's names where RLlib has them)."""
 
-    # Discrete actions per agent; no external simulators, multiAgent, LSTMs, filters, offline data or
-    # data-parallel learners: the joint learner samples its own env in the driver.
+    # Discrete actions per agent, masked by the agents' own action_mask; no external simulators,
+    # multiAgent, LSTMs, filters, offline data or data-parallel learners: one joint learner, fed by its
+    # own joint env runners (kuberl.core.multi_agent.joint_runner).
     capabilities: ClassVar[Capabilities] = Capabilities(
-        DISCRETE, observation_filter=False, offline_output=False, joint_agents=True
+        DISCRETE, action_masks="own", observation_filter=False, offline_output=False, joint_agents=True
     )
 
     lr: float = Field(
@@ -41,8 +42,8 @@ class ValueFactorizationConfigBase(AlgorithmConfigBase):
         4,
         ge=1,
         description=(
-            "Vector steps per iteration: an iteration samples rolloutFragmentLength × envsPerRunner joint "
-            "env steps (in the driver)."
+            "Vector steps per runner per iteration: an iteration samples rolloutFragmentLength × "
+            "envsPerRunner × max(envRunners, 1) joint env steps."
         ),
     )
     buffer_size: int = Field(

@@ -1,0 +1,75 @@
+"""The agent network of the value-factorization learners (QMIX, VDN): one network shared by every agent
+of a joint env (kuberl.core.multi_agent.joint), built the same way by the learner and by the joint env
+runners (kuberl.core.multi_agent.joint_runner), and the per-agent epsilon-greedy choice they act with,
+restricted to the legal actions when the observations carry an `action_mask` (PettingZoo's convention:
+a Dict observation with "observation" and "action_mask"; kuberl.core.multi_agent.masking)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from kuberl.core.models import mlp
+from kuberl.core.multi_agent.masking import ILLEGAL_LOGIT, legal_actions
+from kuberl.spec.algorithms import ModelConfig
+
+
+class AgentQ(nn.Module):
+    """Q(o_i, ·) of every agent, one network for all: the input is the observation and a one-hot id."""
+
+    def __init__(
+        self, obs_dim: int, n_agents: int, n_actions: int, hidden: list[int], activation: str
+    ) -> None:
+        super().__init__()
+        self.n_agents = n_agents
+        self.net = mlp([obs_dim + n_agents, *hidden], activation, out=n_actions, out_gain=0.01)
+        self.register_buffer("agent_ids", torch.eye(n_agents), persistent=False)
+
+    def agent_ids_buffer(self) -> torch.Tensor:
+        ids: torch.Tensor = self.get_buffer("agent_ids")
+        return ids
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        """obs [B, agents, obs_dim] → Q [B, agents, actions]."""
+        ids = self.agent_ids_buffer().expand(obs.shape[0], -1, -1)
+        out: torch.Tensor = self.net(torch.cat([obs, ids], dim=-1))
+        return out
+
+
+def build_agent_q(model: ModelConfig, obs_dim: int, n_agents: int, n_actions: int) -> AgentQ:
+    """The agent network `model` (config.model) describes."""
+    return AgentQ(obs_dim, n_agents, n_actions, list(model.fcnet_hiddens), model.fcnet_activation)
+
+
+def joint_legal(obs: torch.Tensor, where: slice) -> torch.Tensor:
+    """The legal actions [B, agents, n] (bool) of joint observations [B, agents, D] whose flat layout
+    holds an `action_mask` at `where` (kuberl.core.multi_agent.masking.mask_slice)."""
+    b, agents, dim = obs.shape
+    return legal_actions(obs.reshape(b * agents, dim), where).view(b, agents, -1)
+
+
+def mask_q(q: torch.Tensor, obs: torch.Tensor, where: slice | None) -> torch.Tensor:
+    """Q [B, agents, n] with illegal actions set to ILLEGAL_LOGIT (unchanged without a mask), so every
+    argmax and max (acting, and the TD target's) only sees legal actions."""
+    if where is None:
+        return q
+    return q.masked_fill(~joint_legal(obs, where), ILLEGAL_LOGIT)
+
+
+def epsilon_greedy(
+    q: torch.Tensor, epsilon: float, rng: np.random.Generator, legal: torch.Tensor | None = None
+) -> np.ndarray:
+    """q [N, agents, actions] → actions [N, agents]: each agent independently random with probability ε.
+    With `legal` [N, agents, actions] (an action mask) both the greedy and the random choice are legal."""
+    if legal is not None:
+        q = q.masked_fill(~legal, ILLEGAL_LOGIT)
+    greedy = q.argmax(dim=-1).cpu().numpy()
+    if epsilon <= 0.0:
+        return np.asarray(greedy)
+    if legal is None:
+        random = rng.integers(0, q.shape[-1], size=greedy.shape)
+    else:  # uniform among the legal ones: the argmax of uniform noise over them
+        noise = np.where(legal.cpu().numpy(), rng.random(legal.shape), -1.0)
+        random = noise.argmax(axis=-1)
+    return np.asarray(np.where(rng.random(greedy.shape) < epsilon, random, greedy))
