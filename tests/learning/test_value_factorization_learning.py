@@ -116,3 +116,41 @@ def test_without_the_mask_the_team_learns_the_forbidden_actions(seed: int, tmp_p
         "envConfig.mask=false", "envConfig.strict=false",
     )  # fmt: skip
     assert greedy_return_after(doc, MASK_BUDGET) == BEST_FORBIDDEN
+
+
+# -- recurrent agents: kuberl.envs:make_team_recall, examples/qmix-gru-recall.yaml -------------------------
+RECALLED, GUESSED = 2.0, 1.0  # summed return: both answer the cue; the best blind (coordinated) guess
+RECALL_BUDGET = 4_000
+RECALL_EPISODES = 100
+
+
+def greedy_mean_after(doc: dict[str, Any], budget: int, episodes: int) -> float:
+    algo = build_algorithm(doc)
+    try:
+        while algo.timesteps < budget:
+            algo.train()
+        ret = algo.evaluate(episodes, explore=False)["episode_return_mean"]
+        assert ret is not None
+        return float(ret)
+    finally:
+        algo.stop()
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_qmix_gru_agents_remember_the_cue(seed: int, tmp_path: Path) -> None:
+    doc = example("qmix-gru-recall.yaml", tmp_path, f"seed={seed}", "evaluation.interval=0")
+    assert greedy_mean_after(doc, RECALL_BUDGET, RECALL_EPISODES) == RECALLED
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_feed_forward_agents_can_only_guess_the_cue(seed: int, tmp_path: Path) -> None:
+    """The control: the same job without useLstm. A blind answer is right half the time, so over 100
+    episodes the greedy team stays far below 2 (its expectation is at most 1)."""
+    doc = example(
+        "qmix-gru-recall.yaml",
+        tmp_path,
+        f"seed={seed}",
+        "evaluation.interval=0",
+        "config.model.use_lstm=false",
+    )
+    assert greedy_mean_after(doc, RECALL_BUDGET, RECALL_EPISODES) < 1.5

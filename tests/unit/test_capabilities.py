@@ -45,7 +45,7 @@ def test_every_algorithm_declares_its_capabilities() -> None:
 
 def test_supporting_lists_the_algorithms_with_a_flag_on() -> None:
     assert supporting("external") == ["A2C", "PG", "PPO"]
-    assert set(supporting("recurrent")) == {"APPO", "IMPALA", "PPO"}
+    assert set(supporting("recurrent")) == {"APPO", "IMPALA", "PPO", "QMIX", "VDN"}
     assert set(FEATURES) >= {"external", "multi_agent", "recurrent", "offline_input", "multi_learner"}
 
 

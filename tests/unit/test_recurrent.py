@@ -69,7 +69,7 @@ def test_spec_accepts_rllib_names_and_camel_case() -> None:
     assert all(f.description for f in ModelConfig.model_fields.values())
 
 
-@pytest.mark.parametrize("algorithm", sorted(set(CONFIG_MODELS) - {"PPO", "IMPALA", "APPO"}))
+@pytest.mark.parametrize("algorithm", sorted(set(CONFIG_MODELS) - {"PPO", "IMPALA", "APPO", "QMIX", "VDN"}))
 def test_use_lstm_is_rejected_by_algorithms_that_cannot_train_it(algorithm: str) -> None:
     with pytest.raises(ValidationError, match=rf"model.use_lstm: {algorithm} cannot train a recurrent"):
         CONFIG_MODELS[algorithm].model_validate({"model": {"useLstm": True}})

@@ -19,8 +19,11 @@ from kuberl.algorithms.families.value_factorization import (
     factored_td_loss,
 )
 from kuberl.build import build_algorithm
-from kuberl.core.multi_agent.agent_q import AgentQ, epsilon_greedy
+from kuberl.core.multi_agent.agent_q import AgentQ, build_agent_q, epsilon_greedy
+from kuberl.core.multi_agent.joint_runner import JointRunner, JointRunnerConfig
+from kuberl.core.multi_agent.sequence_replay import SequenceReplay
 from kuberl.spec import SpecError, parse_job
+from kuberl.spec.algorithms import ModelConfig
 from tests.cli import kuberl
 
 
@@ -145,3 +148,69 @@ def test_the_td_target_maximises_over_legal_next_actions_only() -> None:
         unmasked = factored_td_loss(online, online, batch, gamma=1.0, double_q=double_q, loss_fn="mse")
         assert float(masked["target_q_tot_mean"]) == pytest.approx(-3.0 + 10.0)  # agent_0: -3, agent_1: 10
         assert float(unmasked["target_q_tot_mean"]) == pytest.approx(20.0)
+
+
+# -- the recurrent (GRU) agent network ----------------------------------------------------------------
+
+
+def gru_runner(max_seq_len: int) -> JointRunner:
+    model = ModelConfig(fcnet_hiddens=[8], fcnet_activation="relu", use_lstm=True, lstm_cell_size=4,
+                        max_seq_len=max_seq_len)  # fmt: skip
+    runner = JointRunner(JointRunnerConfig("kuberl.envs:make_two_step_game", {}, 2, 2, model, seed=0))
+    torch.manual_seed(0)
+    net = build_agent_q(model, 3, 2, 2)
+    runner.set_state({k: v.numpy() for k, v in net.state_dict().items()}, {"epsilon": 0.5})
+    return runner
+
+
+def test_runners_return_whole_episodes_and_carry_the_gru_state_across_sequences() -> None:
+    whole = gru_runner(max_seq_len=20).sample()
+    # Two envs × two steps: each env's one two-step episode, from a zero state, its last step terminal.
+    assert len(whole.sequences) == 2
+    for seq in whole.sequences:
+        assert seq["obs"].shape == (3, 2, 3)
+        assert seq["actions"].shape == (2, 2)
+        assert float(seq["terminated"]) == 1.0
+        assert not seq["h0"].any()
+    cut = gru_runner(max_seq_len=1).sample()
+    # Sequences of one step: the second of each episode starts from the state after the first step.
+    assert len(cut.sequences) == 4
+    assert [float(s["terminated"]) for s in cut.sequences] == [0.0, 0.0, 1.0, 1.0]
+    assert not cut.sequences[0]["h0"].any()
+    assert cut.sequences[2]["h0"].any()
+    assert np.array_equal(cut.sequences[2]["obs"][0], cut.sequences[0]["obs"][1])
+
+
+def test_sequence_replay_pads_and_masks_the_steps_it_lacks() -> None:
+    replay = SequenceReplay(100, seed=0)
+    long = gru_runner(max_seq_len=20).sample().sequences[0]
+    short = gru_runner(max_seq_len=1).sample().sequences[0]
+    replay.add([long, short])
+    assert len(replay) == 3
+    batch = replay.sample(50)
+    assert batch["obs"].shape[1:] == (3, 2, 3)
+    for i in range(len(batch["valid"])):
+        n = int(batch["valid"][i].sum())
+        assert n in (1, 2)
+        assert batch["valid"][i].tolist() == [1.0] * n + [0.0] * (2 - n)
+    replay.add([long] * 60)  # 120 more steps: the oldest sequences go
+    assert len(replay) <= 100
+
+
+def test_qmix_with_a_gru_trains_checkpoints_and_restores_exactly(tmp_path: Path) -> None:
+    model = {"fcnet_hiddens": [8], "fcnet_activation": "relu", "use_lstm": True, "lstm_cell_size": 8}
+    doc = job(tmp_path, config={"num_steps_sampled_before_learning_starts": 16, "train_batch_size": 8,
+                                "store_buffer_in_checkpoints": True, "model": model})  # fmt: skip
+    algo = build_algorithm(doc)
+    for _ in range(20):
+        algo.train()
+    uri = algo.save(str(tmp_path / "ckpt"))
+    after = [algo.train()["learner"]["default_policy"]["total_loss"] for _ in range(3)]
+    assert algo.evaluate(2)["episode_return_mean"] is not None
+    with pytest.raises(ValueError, match="GRU state"):
+        algo.compute_actions(np.zeros((2, 3), np.float32))
+    algo.stop()
+    again = build_algorithm(doc)
+    again.restore(uri)
+    assert [again.train()["learner"]["default_policy"]["total_loss"] for _ in range(3)] == after
+    again.stop()

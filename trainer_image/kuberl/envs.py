@@ -27,6 +27,10 @@ vdn-two-step.yaml train on it (docs/algorithms/qmix.md).
 `env: kuberl.envs:make_forbidden_choice` — ForbiddenChoice, two agents whose observations carry an
 `action_mask` (PettingZoo's convention) that rules out the action paying most; examples/qmix-masked.yaml
 trains on it (docs/algorithms/qmix.md, "Action masks").
+
+`env: kuberl.envs:make_team_recall` — TeamRecall, two agents that must answer a cue seen only at the
+first step (envConfig: delay): feed-forward agents can only guess; examples/qmix-gru-recall.yaml trains
+QMIX's GRU agents on it (docs/algorithms/qmix.md, "Recurrent agents").
 """
 
 from __future__ import annotations
@@ -346,3 +350,69 @@ def make_forbidden_choice(config: dict[str, Any]) -> ForbiddenChoice:
     return ForbiddenChoice(
         int(config.get("steps", 3)), bool(config.get("mask", True)), bool(config.get("strict", True))
     )
+
+
+class TeamRecall(ParallelEnv):
+    """Two agents see a cue (one of two) at the first step only; after `delay` blank steps both must
+    answer it at once: the team is paid 1 when both answers match the cue (every agent receives it, so
+    the summed return is 2). Observations: the cue one-hot (zeros after the first step) and the step
+    one-hot. A feed-forward agent network answers blind (at best a coordinated guess: expected summed
+    return 1); a recurrent one (model.useLstm) remembers the cue and earns 2."""
+
+    metadata = {"name": "team_recall_v0", "render_modes": []}
+
+    def __init__(self, delay: int = 1) -> None:
+        self.possible_agents = ["agent_0", "agent_1"]
+        self.agents: list[str] = []
+        self.delay = delay
+        self.steps = delay + 2
+        self._obs_space = gym.spaces.Box(0.0, 1.0, (2 + self.steps,), np.float32)
+        self._action_space = gym.spaces.Discrete(2)
+        self.t, self.cue = 0, 0
+        self.rng = np.random.default_rng()
+
+    def observation_space(self, agent: str) -> gym.Space[Any]:
+        return self._obs_space
+
+    def action_space(self, agent: str) -> gym.Space[Any]:
+        return self._action_space
+
+    def _observe(self) -> dict[str, np.ndarray]:
+        obs = np.zeros(2 + self.steps, np.float32)
+        if self.t == 0:
+            obs[self.cue] = 1.0
+        obs[2 + min(self.t, self.steps - 1)] = 1.0
+        return {a: obs.copy() for a in self.possible_agents}
+
+    def reset(
+        self, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[dict[str, np.ndarray], dict[str, dict[str, Any]]]:
+        if seed is not None:
+            self.rng = np.random.default_rng(seed)
+        self.agents = list(self.possible_agents)
+        self.t, self.cue = 0, int(self.rng.integers(2))
+        return self._observe(), {a: {} for a in self.agents}
+
+    def step(self, actions: dict[str, Any]) -> tuple[dict[str, Any], ...]:
+        self.t += 1
+        done = self.t >= self.steps
+        answered = all(int(actions[a]) == self.cue for a in self.possible_agents)
+        payoff = 1.0 if done and answered else 0.0
+        agents = self.possible_agents
+        obs = self._observe()
+        if done:
+            self.agents = []
+        return (
+            obs,
+            {a: payoff for a in agents},
+            {a: done for a in agents},
+            {a: False for a in agents},
+            {a: {} for a in agents},
+        )
+
+
+def make_team_recall(config: dict[str, Any]) -> TeamRecall:
+    unknown = sorted(set(config) - {"delay"})
+    if unknown:
+        raise ValueError(f"envConfig: unknown keys {unknown} for kuberl.envs:make_team_recall")
+    return TeamRecall(int(config.get("delay", 1)))

@@ -34,7 +34,14 @@ from kuberl.algorithms.base import Algorithm, Parts, StepOutcome
 from kuberl.algorithms.families.q_learning import build_target
 from kuberl.core.env_factory import EnvError
 from kuberl.core.learner import Learner, driver_learner_device
-from kuberl.core.multi_agent.agent_q import AgentQ, build_agent_q, epsilon_greedy, joint_legal, mask_q
+from kuberl.core.multi_agent.agent_q import (
+    AgentQ,
+    RecurrentAgentQ,
+    build_agent_q,
+    epsilon_greedy,
+    joint_legal,
+    mask_q,
+)
 from kuberl.core.multi_agent.joint import JointEnv
 from kuberl.core.multi_agent.joint_runner import (
     ACTIONS,
@@ -48,6 +55,7 @@ from kuberl.core.multi_agent.joint_runner import (
     JointRunnerGroup,
 )
 from kuberl.core.multi_agent.masking import mask_slice
+from kuberl.core.multi_agent.sequence_replay import H0, VALID, SequenceReplay
 from kuberl.core.replay import ReplayBuffer
 from kuberl.core.schedules import piecewise_linear
 from kuberl.core.target import hard_update, polyak_update
@@ -99,7 +107,7 @@ class MonotonicMixer(nn.Module):
 class FactoredQ(nn.Module):
     """The agent network and the mixer: what the learner trains and the target copies."""
 
-    def __init__(self, agent: AgentQ, mixer: nn.Module) -> None:
+    def __init__(self, agent: AgentQ | RecurrentAgentQ, mixer: nn.Module) -> None:
         super().__init__()
         self.agent = agent
         self.mixer = mixer
@@ -143,6 +151,47 @@ def factored_td_loss(
     }
 
 
+def recurrent_td_loss(
+    online: FactoredQ,
+    target: FactoredQ,
+    batch: Mapping[str, torch.Tensor],
+    *,
+    gamma: float,
+    double_q: bool,
+    loss_fn: str,
+    mask: slice | None = None,
+) -> dict[str, torch.Tensor]:
+    """factored_td_loss over padded sequences (kuberl.core.multi_agent.sequence_replay): both agent
+    networks unroll every sequence from its stored GRU state h0, and padded steps carry no loss."""
+    obs, state, valid = batch[OBS], batch[STATE], batch[VALID]
+    b, t = valid.shape
+    q_all = online.agent.unroll(obs, batch[H0])  # type: ignore[operator]  # [B, T+1, agents, actions]
+    q_taken = q_all[:, :-1].gather(3, batch[ACTIONS].long().unsqueeze(-1)).squeeze(-1)  # [B, T, agents]
+    q_tot = online.mixer(q_taken.reshape(b * t, -1), state[:, :-1].reshape(b * t, -1)).view(b, t)
+    with torch.no_grad():
+        q_next_target = target.agent.unroll(obs, batch[H0])[:, 1:]  # type: ignore[operator]
+        chooser = q_all[:, 1:].detach() if double_q else q_next_target
+        next_obs = obs[:, 1:]
+        best = mask_q(
+            chooser.reshape(b * t, *chooser.shape[2:]), next_obs.reshape(b * t, *next_obs.shape[2:]), mask
+        )
+        q_next = q_next_target.reshape(b * t, *chooser.shape[2:]).gather(2, best.argmax(-1, keepdim=True))
+        q_tot_next = target.mixer(q_next.squeeze(-1), state[:, 1:].reshape(b * t, -1)).view(b, t)
+        y = batch[REWARD] + gamma * (1.0 - batch[TERMINATED]) * q_tot_next
+    err = q_tot - y
+    per_step = (
+        F.smooth_l1_loss(q_tot, y, beta=1.0, reduction="none") if loss_fn == "huber" else 0.5 * err.pow(2)
+    )
+    n = valid.sum().clamp(min=1.0)
+    return {
+        "total_loss": (per_step * valid).sum() / n,
+        "td_error_abs": (err.detach().abs() * valid).sum() / n,
+        "q_tot_mean": (q_tot.detach() * valid).sum() / n,
+        "target_q_tot_mean": (y * valid).sum() / n,
+        "agent_q_mean": (q_taken.detach().mean(-1) * valid).sum() / n,
+    }
+
+
 class FactoredQLearner(Learner):
     """The agent network and mixer (one optimizer over both) and their target copies."""
 
@@ -163,7 +212,8 @@ class FactoredQLearner(Learner):
     def update(self, batch: Mapping[str, np.ndarray]) -> dict[str, float]:
         data = self.to_tensors(batch)
         assert isinstance(self.module, FactoredQ)
-        terms = factored_td_loss(
+        loss = recurrent_td_loss if VALID in data else factored_td_loss
+        terms = loss(
             self.module,
             self.target,
             data,
@@ -268,7 +318,12 @@ class ValueFactorizationAlgorithm(Algorithm[ConfigT]):
             module, cfg, driver_learner_device(self.spec.resources), mask=self.mask
         )
         seed = self.spec.seed
-        self.buffer = ReplayBuffer(cfg.buffer_size, seed=None if seed is None else seed + 7)
+        self.recurrent = cfg.model.use_lstm
+        self.buffer: ReplayBuffer | SequenceReplay = (
+            SequenceReplay(cfg.buffer_size, seed=None if seed is None else seed + 7)
+            if self.recurrent
+            else ReplayBuffer(cfg.buffer_size, seed=None if seed is None else seed + 7)
+        )
         self.last_target_update = 0
         self.num_updates = 0
         self.num_target_updates = 0
@@ -276,22 +331,31 @@ class ValueFactorizationAlgorithm(Algorithm[ConfigT]):
     def epsilon(self) -> float:
         return piecewise_linear(self.config.epsilon, self.timesteps)
 
-    def act(self, obs: np.ndarray, *, epsilon: float) -> np.ndarray:
-        """obs [N, agents, obs_dim] → actions [N, agents] (decentralised: each agent's own Q-values)."""
+    def act(
+        self, obs: np.ndarray, *, epsilon: float, h: torch.Tensor | None = None
+    ) -> tuple[np.ndarray, torch.Tensor | None]:
+        """obs [N, agents, obs_dim] → (actions [N, agents], next GRU state) (decentralised: each agent's own
+        Q-values; `h` [N, agents, cell] is the recurrent agent network's state, None for the MLP)."""
         module = self.learner.module
         assert isinstance(module, FactoredQ)
         x = torch.as_tensor(obs, device=self.learner.device)
         with torch.no_grad():
-            q = module.agent(x)
+            if h is not None:
+                q, h = module.agent.step(x, h)  # type: ignore[operator]
+            else:
+                q = module.agent(x)
         legal = joint_legal(x, self.mask) if self.mask is not None else None
-        return epsilon_greedy(q, epsilon, self.np_rng, legal)
+        return epsilon_greedy(q, epsilon, self.np_rng, legal), h
 
     def collect(self) -> None:
         """One fragment from every joint runner, with the learner's weights and the current epsilon, into
         the replay buffer (runner by runner, in worker order)."""
         self.runners.sync(self.agent_weights(), {"epsilon": self.epsilon()})
         for rollout in self.runners.sample():
-            self.buffer.add(rollout.batch)
+            if isinstance(self.buffer, SequenceReplay):
+                self.buffer.add(rollout.sequences)
+            else:
+                self.buffer.add(rollout.batch)
             self.record_experience(
                 episode_returns=rollout.episode_returns,
                 episode_lengths=rollout.episode_lengths,
@@ -343,15 +407,20 @@ class ValueFactorizationAlgorithm(Algorithm[ConfigT]):
         """Greedy (or, explore, epsilon-greedy) actions for a joint observation: a dict {agent: obs} gives
         {agent: action}; an array [agents, obs_dim] (or [B, agents, obs_dim]) gives actions [agents] ([B, agents])."""
         epsilon = self.epsilon() if explore else 0.0
+        if self.recurrent:
+            raise ValueError(
+                f"{self.name} with model.useLstm acts from each agent's GRU state: play whole episodes "
+                "(evaluate) instead of compute_actions"
+            )
         if isinstance(obs, Mapping):
             flat = np.stack(
                 [np.asarray(gym.spaces.flatten(self.obs_space, obs[a]), np.float32) for a in self.agent_ids]
             )
-            actions = self.act(flat[None], epsilon=epsilon)[0]
+            actions = self.act(flat[None], epsilon=epsilon)[0][0]
             return {a: int(x) for a, x in zip(self.agent_ids, actions, strict=True)}
         arr = np.asarray(obs, dtype=np.float32)
         single = arr.ndim == 2
-        actions = self.act(arr[None] if single else arr, epsilon=epsilon)
+        actions = self.act(arr[None] if single else arr, epsilon=epsilon)[0]
         return actions[0] if single else actions
 
     def play_episodes(
@@ -371,8 +440,10 @@ class ValueFactorizationAlgorithm(Algorithm[ConfigT]):
             while (n is None or len(returns) < n) and (timesteps is None or steps < timesteps):
                 obs, _ = env.reset(seed=None if base_seed is None else base_seed + len(returns))
                 ret, length, done = 0.0, 0, False
+                h = self.learner.module.agent.initial_state(1) if self.recurrent else None  # type: ignore[operator,union-attr]
                 while not done and (timesteps is None or steps < timesteps):
-                    step = env.step(self.act(obs[None], epsilon=epsilon)[0])
+                    actions, h = self.act(obs[None], epsilon=epsilon, h=h)
+                    step = env.step(actions[0])
                     obs, ret, length, steps = step.obs, ret + step.reward, length + 1, steps + 1
                     done = step.terminated or step.truncated
                 if done:

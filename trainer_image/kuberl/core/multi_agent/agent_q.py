@@ -37,8 +37,59 @@ class AgentQ(nn.Module):
         return out
 
 
-def build_agent_q(model: ModelConfig, obs_dim: int, n_agents: int, n_actions: int) -> AgentQ:
-    """The agent network `model` (config.model) describes."""
+class RecurrentAgentQ(nn.Module):
+    """The paper's recurrent agent network (model.useLstm; the cell is a GRU as in QMIX, RLlib's QMIX
+    and pymarl, sized by model.lstmCellSize): an MLP over observation and one-hot id, a GRU cell, a
+    linear Q head. Each agent carries its own hidden state through the episode."""
+
+    recurrent = True
+
+    def __init__(
+        self, obs_dim: int, n_agents: int, n_actions: int, hidden: list[int], activation: str, cell: int
+    ) -> None:
+        super().__init__()
+        self.n_agents, self.cell_size = n_agents, cell
+        self.encoder = mlp([obs_dim + n_agents, *hidden], activation)
+        self.gru = nn.GRUCell(hidden[-1] if hidden else obs_dim + n_agents, cell)
+        self.head = nn.Linear(cell, n_actions)
+        nn.init.orthogonal_(self.head.weight, gain=0.01)
+        nn.init.zeros_(self.head.bias)
+        self.register_buffer("agent_ids", torch.eye(n_agents), persistent=False)
+
+    def initial_state(self, batch: int) -> torch.Tensor:
+        """Zeros [batch, agents, cell]: the state at an episode's start."""
+        return torch.zeros(batch, self.n_agents, self.cell_size, device=self.head.weight.device)
+
+    def step(self, obs: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """obs [B, agents, obs_dim], h [B, agents, cell] → (Q [B, agents, actions], next h)."""
+        b, agents, _ = obs.shape
+        ids: torch.Tensor = self.get_buffer("agent_ids").expand(b, -1, -1)
+        x = self.encoder(torch.cat([obs, ids], dim=-1)).reshape(b * agents, -1)
+        h_next = self.gru(x, h.reshape(b * agents, -1)).view(b, agents, -1)
+        return self.head(h_next), h_next
+
+    def unroll(self, obs: torch.Tensor, h0: torch.Tensor) -> torch.Tensor:
+        """obs [B, T, agents, obs_dim] from states h0 [B, agents, cell] → Q [B, T, agents, actions]."""
+        h, out = h0, []
+        for t in range(obs.shape[1]):
+            q, h = self.step(obs[:, t], h)
+            out.append(q)
+        return torch.stack(out, dim=1)
+
+
+def build_agent_q(
+    model: ModelConfig, obs_dim: int, n_agents: int, n_actions: int
+) -> AgentQ | RecurrentAgentQ:
+    """The agent network `model` (config.model) describes: an MLP, or with useLstm the GRU network."""
+    if model.use_lstm:
+        return RecurrentAgentQ(
+            obs_dim,
+            n_agents,
+            n_actions,
+            list(model.fcnet_hiddens),
+            model.fcnet_activation,
+            model.lstm_cell_size,
+        )
     return AgentQ(obs_dim, n_agents, n_actions, list(model.fcnet_hiddens), model.fcnet_activation)
 
 

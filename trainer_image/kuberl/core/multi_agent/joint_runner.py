@@ -50,6 +50,8 @@ class JointRollout:
     episode_returns: list[float] = field(default_factory=list)
     episode_lengths: list[int] = field(default_factory=list)
     worker_index: int = 0
+    # Recurrent agent network (model.useLstm): the sequences that ended in this rollout (Sequence).
+    sequences: list[dict[str, np.ndarray]] = field(default_factory=list)
 
     @property
     def env_steps(self) -> int:
@@ -65,6 +67,33 @@ class JointSpaces:
     n_agents: int
     state_dim: int
     agents: list[str]
+
+
+class Sequence:
+    """One env's steps since its episode (or its previous sequence) began, for a recurrent agent network:
+    obs/state hold T+1 entries (the last is s' of the last step), actions/reward T; h0 is the agents'
+    GRU state at the first step. It ends with the episode or after model.maxSeqLen steps."""
+
+    def __init__(self, obs: np.ndarray, state: np.ndarray, h0: np.ndarray) -> None:
+        self.obs, self.state, self.h0 = [obs.copy()], [state.copy()], h0.copy()
+        self.actions: list[np.ndarray] = []
+        self.reward: list[float] = []
+
+    def add(self, action: np.ndarray, reward: float, obs: np.ndarray, state: np.ndarray) -> None:
+        self.actions.append(action)
+        self.reward.append(reward)
+        self.obs.append(obs.copy())
+        self.state.append(state.copy())
+
+    def arrays(self, terminated: bool) -> dict[str, np.ndarray]:
+        return {
+            OBS: np.asarray(self.obs, np.float32),
+            STATE: np.asarray(self.state, np.float32),
+            ACTIONS: np.asarray(self.actions, np.int64),
+            REWARD: np.asarray(self.reward, np.float32),
+            TERMINATED: np.asarray(terminated, np.float32),
+            "h0": self.h0.astype(np.float32),
+        }
 
 
 class JointRunner:
@@ -89,6 +118,9 @@ class JointRunner:
             self.rng = np.random.default_rng([config.seed, config.worker_index])
         self.mask = mask_slice(first.obs_space)  # where each agent's action_mask lies, if it has one
         self.module: torch.nn.Module | None = None
+        self.recurrent = bool(config.model.use_lstm)
+        self.h: torch.Tensor | None = None  # recurrent: the agents' GRU states [envs, agents, cell]
+        self.sequences: list[Sequence] = []
         self.epsilon = 1.0
         seeds = seeds_for(config.seed, config.worker_index, len(self.envs)) or [None] * len(self.envs)
         joint = [env.reset(seed=s) for env, s in zip(self.envs, seeds, strict=True)]
@@ -115,6 +147,12 @@ class JointRunner:
                     sp.n_agents,
                     int(sp.action_space.n),  # type: ignore[attr-defined]
                 )
+            if self.recurrent:
+                self.h = self.module.initial_state(len(self.envs))  # type: ignore[operator]
+                self.sequences = [
+                    Sequence(self.cur_obs[i], self.cur_state[i], self.h[i].numpy())
+                    for i in range(len(self.envs))
+                ]
         load_numpy_weights(self.module, weights)
         if options and "epsilon" in options:
             self.epsilon = float(options["epsilon"])
@@ -123,7 +161,10 @@ class JointRunner:
         assert self.module is not None, "set_state() first: the runner has no weights yet"
         x = torch.as_tensor(obs)
         with torch.no_grad():
-            q = self.module(x)
+            if self.h is not None:
+                q, self.h = self.module.step(x, self.h)  # type: ignore[operator]
+            else:
+                q = self.module(x)
         legal = joint_legal(x, self.mask) if self.mask is not None else None
         return epsilon_greedy(q, self.epsilon, self.rng, legal)
 
@@ -143,18 +184,43 @@ class JointRunner:
                     cols[k].append(v)
                 self.ep_return[i] += step.reward
                 self.ep_len[i] += 1
+                if self.recurrent:
+                    self._extend_sequence(i, actions[i], step, rollout)
                 if step.terminated or step.truncated:
                     rollout.episode_returns.append(float(self.ep_return[i]))
                     rollout.episode_lengths.append(int(self.ep_len[i]))
                     self.ep_return[i], self.ep_len[i] = 0.0, 0
                     obs, state = env.reset()
-                else:
-                    obs, state = step.obs, step.state
-                self.cur_obs[i], self.cur_state[i] = obs, state
+                    self.cur_obs[i], self.cur_state[i] = obs, state
+                    if self.recurrent:
+                        self._restart_sequence(i)
+                    continue
+                self.cur_obs[i], self.cur_state[i] = step.obs, step.state
         rollout.batch = {
             k: np.asarray(v, dtype=np.int64 if k == ACTIONS else np.float32) for k, v in cols.items()
         }
         return rollout
+
+    def _extend_sequence(self, i: int, action: np.ndarray, step: Any, rollout: JointRollout) -> None:
+        """Env i's step into its sequence; an ended episode (or a full sequence) goes to the rollout and
+        the next one starts: from a zero state after an episode, from the carried one otherwise."""
+        assert self.h is not None
+        seq = self.sequences[i]
+        seq.add(action, step.reward, step.obs, step.state)
+        done = step.terminated or step.truncated
+        if done:
+            rollout.sequences.append(seq.arrays(step.terminated))
+            self.h[i] = 0.0
+        elif len(seq.actions) >= self.config.model.max_seq_len:
+            rollout.sequences.append(seq.arrays(False))
+        else:
+            return
+        # The next sequence starts where this env is now (after an episode: set by the reset, below).
+        self.sequences[i] = Sequence(step.obs, step.state, self.h[i].numpy())
+
+    def _restart_sequence(self, i: int) -> None:
+        assert self.h is not None
+        self.sequences[i] = Sequence(self.cur_obs[i], self.cur_state[i], self.h[i].numpy())
 
     def close(self) -> None:
         for env in self.envs:

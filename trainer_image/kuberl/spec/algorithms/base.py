@@ -61,7 +61,8 @@ class ModelConfig(WireModel):
         False,
         description=(
             "Recurrent policy: an LSTM between the encoder (MLP, or CNN + MLP) and the policy and value "
-            "heads, which it feeds both. PPO, IMPALA and APPO support it."
+            "heads, which it feeds both. PPO, IMPALA and APPO support it; QMIX and VDN give their agent "
+            "network a GRU cell of lstmCellSize instead (docs/algorithms/qmix.md)."
         ),
     )
     lstm_cell_size: int = Field(

@@ -15,11 +15,16 @@ from kuberl.spec.capabilities import DISCRETE, Capabilities
 class ValueFactorizationConfigBase(AlgorithmConfigBase):
     """Fields QMIX and VDN mean the same way (RLlib's names where RLlib has them)."""
 
-    # Discrete actions per agent, masked by the agents' own action_mask; no external simulators,
-    # multiAgent, LSTMs, filters, offline data or data-parallel learners: one joint learner, fed by its
+    # Discrete actions per agent, masked by the agents' own action_mask, a GRU agent network with
+    # model.useLstm; no external simulators, multiAgent, filters, offline data or data-parallel learners: one joint learner, fed by its
     # own joint env runners (kuberl.core.multi_agent.joint_runner).
     capabilities: ClassVar[Capabilities] = Capabilities(
-        DISCRETE, action_masks="own", observation_filter=False, offline_output=False, joint_agents=True
+        DISCRETE,
+        action_masks="own",
+        recurrent=True,
+        observation_filter=False,
+        offline_output=False,
+        joint_agents=True,
     )
 
     lr: float = Field(
@@ -32,7 +37,9 @@ class ValueFactorizationConfigBase(AlgorithmConfigBase):
         default_factory=lambda: ModelConfig(fcnet_hiddens=[64, 64], fcnet_activation="relu"),
         description=(
             "The agent network, shared by all agents: an MLP over the agent's flattened observation and a "
-            "one-hot agent id, one Q-value per action (default 64-64 ReLU)."
+            "one-hot agent id, one Q-value per action (default 64-64 ReLU). useLstm: a GRU cell of "
+            "lstmCellSize after the MLP (the paper's agent), replayed as whole episodes (sequences of at "
+            "most maxSeqLen steps, each from the GRU state it started with)."
         ),
     )
     train_batch_size: int = Field(
