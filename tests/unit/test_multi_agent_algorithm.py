@@ -9,9 +9,13 @@ from typing import Any
 import numpy as np
 import pytest
 
+from kuberl.algorithms.base import Algorithm
+from kuberl.algorithms.ppo import PPO
 from kuberl.build import build_algorithm
+from kuberl.evaluate import rollout_checkpoint
 from kuberl.metrics import TrainerMetrics
 from kuberl.multi_agent.algorithm import MultiAgentAlgorithm
+from kuberl.record import record_checkpoint
 from kuberl.spec import parse_job
 from kuberl.trainer import run_job
 from tests.fixtures.jobs import job_doc
@@ -99,6 +103,34 @@ def test_frozen_policy_is_unchanged_by_training(tmp_path: Path) -> None:
         assert evaluation["episode_len_mean"] == 10
     finally:
         algo.stop()
+
+
+def test_one_algorithm_per_policy_by_composition(tmp_path: Path) -> None:
+    """The multi-agent algorithm has one unmodified single-agent Algorithm per policy with weights and
+    is not one itself; the policy API reaches each policy's own."""
+    assert not issubclass(MultiAgentAlgorithm, Algorithm)
+    algo = build(coop_doc(tmp_path, TWO_POLICIES))
+    try:
+        assert {pid: type(sub) for pid, sub in algo.subs.items()} == {"learner": PPO, "fixed": PPO}
+        assert algo.get_policy("fixed").algorithm is algo.subs["fixed"]
+        assert algo.get_policy().algorithm is algo.subs["learner"]  # "default_policy": the learning one
+        obs = algo.policy_spaces["fixed"][0].sample()
+        assert algo.compute_single_action(obs, policy_id="fixed") == algo.subs["fixed"].compute_actions(obs)
+    finally:
+        algo.stop()
+
+
+def test_rollout_and_record_refuse_a_multi_agent_checkpoint(tmp_path: Path) -> None:
+    algo = build(coop_doc(tmp_path, TWO_POLICIES))
+    try:
+        uri = algo.save()
+    finally:
+        algo.stop()
+    with pytest.raises(ValueError, match="multi-agent checkpoint; rollout plays single-agent policies"):
+        rollout_checkpoint(uri, steps=10, episodes=None)
+    with pytest.raises(ValueError, match="multi-agent checkpoint: record writes one policy"):
+        record_checkpoint(uri, output=str(tmp_path / "out"), steps=10)
+    assert not (tmp_path / "out").exists()
 
 
 def test_metrics_carry_the_policy_label(tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from kuberl.algorithms.api import AlgorithmAPI
 from kuberl.algorithms.base import Algorithm, Parts
 from kuberl.algorithms.registry import algorithm_class
 from kuberl.core.offline.writer import ExperienceWriter, Writer
@@ -21,22 +22,37 @@ from kuberl.core.runner_group import RunnerGroup
 from kuberl.spec import RLTrainingJob, RLTrainingJobSpec, load_job, parse_job
 from kuberl.spec.common import ResourcesSpec
 
-__all__ = ["algorithm_class", "build_algorithm", "parts_for"]
+__all__ = ["algorithm_class", "build_algorithm", "build_single_agent", "parts_for"]
 
 
 def build_algorithm(
     job: RLTrainingJob | Mapping[str, Any] | str | Path, *, run_dir: Path | None = None
-) -> Algorithm:
-    """Build an algorithm from a job object, a raw document, or a YAML path."""
-    if isinstance(job, str | Path):
-        job = load_job(job)
-    elif not isinstance(job, RLTrainingJob):
-        job = parse_job(job)
+) -> AlgorithmAPI:
+    """Build an algorithm from a job object, a raw document, or a YAML path: a MultiAgentAlgorithm (one
+    Algorithm per policy) for `spec.multiAgent`, the job's Algorithm otherwise."""
+    job = _job(job)
     if job.spec.multi_agent is not None:
         from kuberl.multi_agent.algorithm import MultiAgentAlgorithm
 
         return MultiAgentAlgorithm(job, run_dir=run_dir)
+    return build_single_agent(job, run_dir=run_dir)
+
+
+def build_single_agent(
+    job: RLTrainingJob | Mapping[str, Any] | str | Path, *, run_dir: Path | None = None
+) -> Algorithm:
+    """The job's single-agent Algorithm, for commands that sample or play its one policy's env (rollout,
+    record); a ValueError for a multi-agent job."""
+    job = _job(job)
+    if job.spec.multi_agent is not None:
+        raise ValueError("a multi-agent job: this command plays single-agent policies")
     return algorithm_class(job.spec.algorithm)(job, run_dir=run_dir, parts=parts_for(job.spec))
+
+
+def _job(job: RLTrainingJob | Mapping[str, Any] | str | Path) -> RLTrainingJob:
+    if isinstance(job, str | Path):
+        return load_job(job)
+    return job if isinstance(job, RLTrainingJob) else parse_job(job)
 
 
 def parts_for(spec: RLTrainingJobSpec) -> Parts:

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from kuberl.spec import parse_job
+
+if TYPE_CHECKING:
+    from kuberl.algorithms.base import Algorithm
 
 
 def rollout_checkpoint(
@@ -16,7 +19,7 @@ def rollout_checkpoint(
 ) -> dict[str, Any]:
     """`kuberl rollout`: episodes played until `episodes` are complete or `steps` env steps are taken."""
     from kuberl.algorithms.base import SPEC_FILE
-    from kuberl.build import build_algorithm
+    from kuberl.build import build_single_agent
     from kuberl.checkpoint import load_checkpoint
 
     loaded = load_checkpoint(uri)
@@ -24,10 +27,10 @@ def rollout_checkpoint(
     doc["spec"]["resources"] = {**doc["spec"].get("resources", {}), "envRunners": 0, "gpusPerLearner": 0}
     doc["spec"].pop("external", None)
     job = parse_job(doc, source=uri)
-    algo = build_algorithm(job, run_dir=Path("runs") / job.metadata.name)
+    if job.spec.multi_agent is not None:
+        raise ValueError(f"{uri} is a multi-agent checkpoint; rollout plays single-agent policies")
+    algo = build_single_agent(job, run_dir=Path("runs") / job.metadata.name)
     try:
-        if not hasattr(algo, "play_episodes"):
-            raise ValueError(f"{uri} is a multi-agent checkpoint; rollout plays single-agent policies")
         algo.load_checkpoint_files(loaded.files, where=loaded.info.uri)
         returns, lengths, played = algo.play_episodes(episodes, explore=explore, timesteps=steps)
     finally:
@@ -56,12 +59,17 @@ def evaluate_checkpoint(
     doc["spec"]["resources"] = {**doc["spec"].get("resources", {}), "envRunners": 0, "gpusPerLearner": 0}
     doc["spec"].pop("external", None)  # episodes are played here, not served: no policy server, no token
     job = parse_job(doc, source=uri)
+    if video_dir and job.spec.multi_agent is not None:
+        raise ValueError(f"{uri} is a multi-agent checkpoint; --video records single-agent episodes")
     algo = build_algorithm(job, run_dir=Path("runs") / job.metadata.name)
     try:
         algo.load_checkpoint_files(loaded.files, where=loaded.info.uri)
         stats = algo.evaluate(episodes, explore=explore)
         if video_dir:
-            stats["videos"] = record_videos(algo, Path(video_dir), episodes=min(episodes, 3), explore=explore)
+            policy = algo.get_policy().algorithm  # a single-agent run's policy acts with the run itself
+            stats["videos"] = record_videos(
+                policy, Path(video_dir), episodes=min(episodes, 3), explore=explore
+            )
         stats["checkpoint"] = loaded.info.uri
         stats["iteration"] = algo.iteration
         return stats
@@ -69,7 +77,7 @@ def evaluate_checkpoint(
         algo.stop()
 
 
-def record_videos(algo: Any, out: Path, *, episodes: int, explore: bool) -> list[str]:
+def record_videos(algo: Algorithm, out: Path, *, episodes: int, explore: bool) -> list[str]:
     """Play `episodes` episodes in one rgb_array env wrapped in Gymnasium's RecordVideo."""
     from gymnasium.wrappers import RecordVideo
 
@@ -90,7 +98,7 @@ def record_videos(algo: Any, out: Path, *, episodes: int, explore: bool) -> list
                     action, state = algo.compute_actions_with_state(obs, state, explore=explore)
                 obs, reward, terminated, truncated, _ = env.step(action)
                 if state is not None:
-                    state = state.with_rewards([reward])
+                    state = state.with_rewards([float(reward)])
                 done = terminated or truncated
     finally:
         env.close()

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
 import torch
@@ -25,6 +25,10 @@ from kuberl.core.models import action_distribution
 from kuberl.core.recurrent import RecurrentActorCritic, RecurrentState
 from kuberl.core.sample_batch import Columns
 from kuberl.spec import SpecError, parse_job
+
+if TYPE_CHECKING:
+    from kuberl.algorithms.api import AlgorithmAPI
+    from kuberl.algorithms.base import Algorithm
 
 FORMATS = ("torchscript", "onnx")
 ONNX_INPUTS = ("obs", "h", "c")
@@ -40,20 +44,23 @@ class _Prepare(nn.Module):
     low: torch.Tensor
     high: torch.Tensor
 
-    def __init__(self, algo: Any) -> None:
+    def __init__(self, algo: Algorithm) -> None:
         super().__init__()
         stats = algo.obs_filter
         self.normalize = stats is not None and stats.count >= 2
         self.register_buffer(
-            "mean", torch.as_tensor(stats.mean if self.normalize else 0.0, dtype=torch.float32)
+            "mean",
+            torch.as_tensor(stats.mean if stats is not None and self.normalize else 0.0, dtype=torch.float32),
         )
         self.register_buffer(
-            "std", torch.as_tensor(stats.std if self.normalize else 1.0, dtype=torch.float32)
+            "std",
+            torch.as_tensor(stats.std if stats is not None and self.normalize else 1.0, dtype=torch.float32),
         )
         space = algo.action_space
         self.bounded = isinstance(space, gym.spaces.Box)
-        low = torch.as_tensor(space.low, dtype=torch.float32) if self.bounded else torch.zeros(())
-        high = torch.as_tensor(space.high, dtype=torch.float32) if self.bounded else torch.zeros(())
+        box = space if isinstance(space, gym.spaces.Box) else None
+        low = torch.as_tensor(box.low, dtype=torch.float32) if box is not None else torch.zeros(())
+        high = torch.as_tensor(box.high, dtype=torch.float32) if box is not None else torch.zeros(())
         self.register_buffer("low", low)
         self.register_buffer("high", high)
 
@@ -69,7 +76,7 @@ class _Prepare(nn.Module):
 class GreedyPolicy(nn.Module):
     """obs [B, D] → greedy actions, through the runner policy's own act()."""
 
-    def __init__(self, algo: Any) -> None:
+    def __init__(self, algo: Algorithm) -> None:
         super().__init__()
         self.policy = algo.inference_policy()
         self.net = self.policy.module  # registered, so its weights are in the file
@@ -85,7 +92,7 @@ class RecurrentGreedyPolicy(nn.Module):
 
     net: RecurrentActorCritic
 
-    def __init__(self, algo: Any, module: RecurrentActorCritic) -> None:
+    def __init__(self, algo: Algorithm, module: RecurrentActorCritic) -> None:
         super().__init__()
         self.net = module
         self.dist = action_distribution(algo.action_space)
@@ -100,7 +107,7 @@ class RecurrentGreedyPolicy(nn.Module):
         return self.prepare.action(self.dist.deterministic(dist_in)), h2, c2
 
 
-def inference_algorithm(uri: str, *, policy_id: str | None = None) -> tuple[Any, Any]:
+def inference_algorithm(uri: str, *, policy_id: str | None = None) -> tuple[AlgorithmAPI, Algorithm]:
     """(the algorithm restored from `uri` in this process — no runners, no Ray —, the single-agent
     algorithm of `policy_id` in it, or itself). Call `.stop()` on the first when done."""
     from kuberl.algorithms.base import SPEC_FILE
@@ -123,7 +130,7 @@ def inference_algorithm(uri: str, *, policy_id: str | None = None) -> tuple[Any,
         raise
 
 
-def exportable(policy_algo: Any) -> nn.Module:
+def exportable(policy_algo: Algorithm) -> nn.Module:
     """The module to trace for a single-agent algorithm, or a SpecError saying why there is none."""
     module = policy_algo.policy_module()
     if isinstance(module, RecurrentActorCritic):

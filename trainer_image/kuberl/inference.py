@@ -104,6 +104,7 @@ class InferencePolicy:
 
     def _state(self, state: LstmState | None, batch: int) -> RecurrentState:
         initial = self.policy.initial_state(batch)
+        assert initial is not None, "a recurrent policy has an initial state"  # _state is called for those
         if state is None:
             return initial
         h, c = (np.asarray(x, dtype=np.float32) for x in (state.h, state.c))

@@ -27,7 +27,7 @@ def record_checkpoint(
     from kuberl.algorithms.base import SPEC_FILE
     from kuberl.algorithms.families.offline import OfflineAlgorithm
     from kuberl.algorithms.registry import algorithm_class
-    from kuberl.build import build_algorithm
+    from kuberl.build import build_single_agent
     from kuberl.checkpoint import load_checkpoint
     from kuberl.core.offline.writer import ExperienceWriter
 
@@ -50,7 +50,12 @@ def record_checkpoint(
         raise ValueError(
             f"{uri} is an offline {job.spec.algorithm} checkpoint: it has no runner policy to sample"
         )
-    algo = build_algorithm(job, run_dir=Path("runs") / job.metadata.name)
+    if job.spec.multi_agent is not None:
+        raise ValueError(
+            f"{uri} is a multi-agent checkpoint: record writes one policy's experience (a multi-agent run "
+            "records every agent's with spec.output)"
+        )
+    algo = build_single_agent(job, run_dir=Path("runs") / job.metadata.name)
     try:
         algo.load_checkpoint_files(loaded.files, where=loaded.info.uri)
         start, episodes = algo.timesteps, algo.episodes_total

@@ -22,6 +22,7 @@ from kuberl.results import TrainResult
 from kuberl.spec import RLTrainingJob, SpecError, StopSpec
 
 if TYPE_CHECKING:  # imported where used: `kuberl --help` must not pay for prometheus/HTTP imports
+    from kuberl.algorithms.api import AlgorithmAPI
     from kuberl.metrics import MetricsServer, TrainerMetrics
 
 log = logging.getLogger(__name__)
@@ -179,7 +180,7 @@ def preflight(job: RLTrainingJob) -> tuple[Any, Any]:
     return store, resume_from
 
 
-def resume_latest(algo: Any, store: Any) -> Any:
+def resume_latest(algo: AlgorithmAPI, store: Any) -> Any:
     """`resume: auto`: restore the newest checkpoint the algorithm accepts, and continue its run (same
     run id, so retention and `latest` treat the retry's saves as that run's). A corrupt or refused one
     (e.g. a forged state file) is skipped with a warning, like a partial one. Returns it, or None."""
@@ -270,7 +271,7 @@ def run_job(  # noqa: C901 (the trainer loop; split pending: other work is in it
     job: RLTrainingJob,
     *,
     on_result: Callable[[TrainResult], None] | None = None,
-    on_start: Callable[[Any], None] | None = None,
+    on_start: Callable[[AlgorithmAPI], None] | None = None,
 ) -> RunOutcome:
     """Train `job` until a stop criterion or a signal. `on_result` sees every iteration's result."""
     from kuberl.build import build_algorithm

@@ -162,37 +162,23 @@ class StepOutcome:
     timers: dict[str, float] = field(default_factory=dict)
 
 
-# The algorithm's config model (kuberl.spec.algorithms): `Algorithm[PPOConfig]` makes `self.config` a
-# PPOConfig for mypy; the registry pairs each algorithm with its config class, so the cast holds.
-ConfigT = TypeVar("ConfigT", bound=AlgorithmConfigBase)
+class TrainingRun:
+    """What every trainable run shares, single- or multi-agent: the job and its seeded generators, the
+    user's driver-side callbacks, the progress counters and episode windows, the iteration's episode
+    metrics, and checkpoints as files (save, restore, metadata). `Algorithm` adds runners, a learner and
+    a training step; `kuberl.multi_agent.algorithm.MultiAgentAlgorithm` composes one Algorithm per
+    policy. Callers use either through `kuberl.algorithms.api.AlgorithmAPI`."""
 
-
-class Algorithm(Generic[ConfigT]):
-    """Base class. Subclasses build their learner in `setup()` and implement `training_step()`."""
-
-    name: ClassVar[str] = "base"
-    # A custom algorithm (`spec.algorithm: pkg.mod:Class`, kuberl.spec.custom) names its config model here;
-    # the built-ins are paired with theirs by the model's `implementation`.
-    config_class: ClassVar[type[AlgorithmConfigBase] | None] = None
-    # What the training step does with experience, so a job whose spec.input, spec.output or
-    # MeanStdFilter it would silently ignore or get wrong is refused here too, not only by the spec's
-    # capabilities (tests/contract runs every job with those lifted): the offline family reads spec.input
-    # and never samples the env; replay algorithms store filtered observations, whose statistics drift.
-    reads_input: ClassVar[bool] = False
-    samples_env: ClassVar[bool] = True
-    replays_observations: ClassVar[bool] = False
-    learner: Learner  # set by setup() in algorithms with one learner (see the defaults below)
-    torch_gen: torch.Generator  # optional: a learner-side minibatch generator, checkpointed when present
+    name: str  # checkpoints record it: the algorithm's name
 
     def bind_job(self, job: RLTrainingJob, run_dir: Path | None) -> None:
         """The job, its spec and config, the run directory, and every random generator seeded from the job."""
         self.job = job
         self.spec: RLTrainingJobSpec = job.spec
-        self.config: ConfigT = cast(ConfigT, job.spec.config)
         self.run_dir = Path(run_dir or self.spec.run_dir or Path("runs") / job.metadata.name)
         self.np_rng = seed_all(self.spec.seed)
         # The user's callbacks (config.callbacks), driver side; the runners build their own.
-        self.hooks = Hooks(self.config.callbacks)
+        self.hooks = Hooks(job.spec.config.callbacks)
         self.reset_iteration_episodes()
 
     def reset_iteration_episodes(self) -> None:
@@ -215,6 +201,146 @@ class Algorithm(Generic[ConfigT]):
         # The run this algorithm's checkpoints belong to: a fresh one unless the trainer continues a run
         # (`resume: auto`); retention and `latest` compare iterations only within a run (checkpoint/store.py).
         self.run_id = uuid.uuid4().hex[:12]
+
+    def restore_progress(self, state: Mapping[str, Any]) -> None:
+        """The progress counters and the episode windows of a checkpoint's state (single- and multi-agent
+        checkpoints write them alike)."""
+        c = state["counters"]
+        self.iteration = int(c["iteration"])
+        self.timesteps = int(c["timesteps"])
+        self.timesteps_trained = int(c["timesteps_trained"])
+        self.episodes_total = int(c["episodes_total"])
+        self.time_total = float(c["time_total"])
+        self.returns.clear()
+        self.returns.extend(state["episodes"]["returns"])
+        self.lengths.clear()
+        self.lengths.extend(state["episodes"]["lengths"])
+
+    def add_episode_metrics(self, result: TrainResult) -> None:
+        """custom_metrics (name_mean/_min/_max over this iteration's ended episodes) and hist_stats."""
+        result["custom_metrics"] = summarize(self.iter_metrics.custom_metrics)
+        result["hist_stats"] = {
+            k: v[-HIST_STATS_MAX:]
+            for k, v in hist_stats(self.iter_returns, self.iter_lengths, self.iter_metrics.hist_data).items()
+        }
+
+    # -- each kind of run has its own state and policies --------------------------------------------
+    def get_state(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def set_state(self, state: Mapping[str, Any]) -> None:
+        raise NotImplementedError
+
+    def get_policy(self, policy_id: str = DEFAULT_POLICY) -> Policy:
+        raise NotImplementedError
+
+    def compute_single_action(
+        self,
+        obs: Any,
+        state: RecurrentState | None = None,
+        *,
+        explore: bool = False,
+        policy_id: str = DEFAULT_POLICY,
+    ) -> Any:
+        """RLlib's shape: the action for one observation; with a recurrent policy (or a `state`
+        given) the tuple (action, next state, {})."""
+        policy = self.get_policy(policy_id)
+        action, next_state, extras = policy.compute_single_action(obs, state, explore=explore)
+        return (action, next_state, extras) if next_state is not None else action
+
+    def checkpoint_files(self) -> dict[str, bytes]:
+        self.hooks("on_save", algorithm=self, checkpoint_name=self.checkpoint_name())
+        state = dumps_state(self.get_state())
+        # Only the fields the user set: defaults may change between versions, and a checkpoint must
+        # stay loadable when they do.
+        doc = self.job.model_dump(mode="json", by_alias=True, exclude_unset=True)
+        spec = json.dumps(doc, indent=2).encode()
+        return {STATE_FILE: state, SPEC_FILE: spec}
+
+    def load_checkpoint_files(self, files: Mapping[str, bytes], *, where: str = "checkpoint") -> None:
+        # Never unpickles code: the store is a trust boundary (core/state_io.py, docs/reliability.md).
+        state = loads_state(files[STATE_FILE], where=f"{where}/{STATE_FILE}")
+        try:
+            self.set_state(state)
+        except (KeyError, IndexError, TypeError, ValueError, RuntimeError) as exc:
+            # Another algorithm's or network shape's state, or a hand-made file: say so, no traceback.
+            raise CheckpointMismatchError(f"{where}: cannot restore it into this job: {exc}") from None
+        self.hooks("on_checkpoint_loaded", algorithm=self)
+
+    def default_checkpoint_uri(self) -> str:
+        return self.spec.checkpoint.uri or str(self.run_dir / "checkpoints")
+
+    def progress(self) -> TrainResult:
+        """The counters a stop criterion reads, under the result dict's keys (as restored, before training)."""
+        return {
+            "training_iteration": self.iteration,
+            "timesteps_total": self.timesteps,
+            "time_total_s": self.time_total,
+            "episode_return_mean": float(np.mean(self.returns)) if self.returns else None,
+        }
+
+    def checkpoint_metadata(self) -> dict[str, Any]:
+        """The manifest metadata of a checkpoint of the current state (what listings order by)."""
+        return {
+            "iteration": self.iteration,
+            "timesteps": self.timesteps,
+            "algorithm": self.name,
+            "episode_return_mean": float(np.mean(self.returns)) if self.returns else None,
+            "run": self.run_id,
+        }
+
+    def checkpoint_name(self) -> str:
+        return f"checkpoint_{self.iteration:06d}"
+
+    def save(self, uri: str | None = None) -> str:
+        """Write a complete checkpoint (manifest last) to `uri` or the spec's checkpoint location."""
+        from kuberl.checkpoint import open_store
+
+        store = open_store(uri or self.default_checkpoint_uri())
+        info = store.save(
+            self.checkpoint_name(), self.checkpoint_files(), metadata=self.checkpoint_metadata()
+        )
+        store.prune(self.spec.checkpoint.keep, run=self.run_id)
+        self.last_checkpoint = info.uri
+        return info.uri
+
+    def restore(self, uri: str) -> None:
+        """Load a checkpoint URI (one checkpoint, or a store root → its newest complete checkpoint)."""
+        from kuberl.checkpoint import load_checkpoint
+
+        loaded = load_checkpoint(uri)
+        self.load_checkpoint_files(loaded.files, where=loaded.info.uri)
+        self.last_checkpoint = loaded.info.uri
+
+
+# The algorithm's config model (kuberl.spec.algorithms): `Algorithm[PPOConfig]` makes `self.config` a
+# PPOConfig for mypy; the registry pairs each algorithm with its config class, so the cast holds.
+ConfigT = TypeVar("ConfigT", bound=AlgorithmConfigBase)
+
+
+class Algorithm(TrainingRun, Generic[ConfigT]):
+    """Base class. Subclasses build their learner in `setup()` and implement `training_step()`."""
+
+    name = "base"
+    # A custom algorithm (`spec.algorithm: pkg.mod:Class`, kuberl.spec.custom) names its config model here;
+    # the built-ins are paired with theirs by the model's `implementation`.
+    config_class: ClassVar[type[AlgorithmConfigBase] | None] = None
+    # What the training step does with experience, so a job whose spec.input, spec.output or
+    # MeanStdFilter it would silently ignore or get wrong is refused here too, not only by the spec's
+    # capabilities (tests/contract runs every job with those lifted): the offline family reads spec.input
+    # and never samples the env; replay algorithms store filtered observations, whose statistics drift.
+    reads_input: ClassVar[bool] = False
+    samples_env: ClassVar[bool] = True
+    replays_observations: ClassVar[bool] = False
+    learner: Learner  # set by setup() in algorithms with one learner (see the defaults below)
+    torch_gen: torch.Generator  # optional: a learner-side minibatch generator, checkpointed when present
+
+    def bind_job(self, job: RLTrainingJob, run_dir: Path | None) -> None:
+        super().bind_job(job, run_dir)
+        self.config: ConfigT = cast(ConfigT, job.spec.config)
+
+    def reset_progress(self) -> None:
+        super().reset_progress()
         # compute_actions' policy, rebuilt when weights_version moves (training, weight syncs, restores).
         self.weights_version = 0
         self._inference: tuple[tuple[int, int], RunnerPolicy] | None = None
@@ -438,14 +564,6 @@ class Algorithm(Generic[ConfigT]):
         view._inference = ((self.weights_version, self.timesteps), self.inference_policy())
         return view
 
-    def add_episode_metrics(self, result: TrainResult) -> None:
-        """custom_metrics (name_mean/_min/_max over this iteration's ended episodes) and hist_stats."""
-        result["custom_metrics"] = summarize(self.iter_metrics.custom_metrics)
-        result["hist_stats"] = {
-            k: v[-HIST_STATS_MAX:]
-            for k, v in hist_stats(self.iter_returns, self.iter_lengths, self.iter_metrics.hist_data).items()
-        }
-
     def _result(self, outcome: StepOutcome, elapsed: float, sampled: int, episodes: int) -> TrainResult:
         returns = list(self.returns)
         return {
@@ -485,20 +603,6 @@ class Algorithm(Generic[ConfigT]):
         runners. Target networks (DQN, SAC, …) catch up at their next scheduled update."""
         load_numpy_weights(self.policy_module(), dict(weights))
         self.sync_weights()
-
-    def compute_single_action(
-        self,
-        obs: Any,
-        state: RecurrentState | None = None,
-        *,
-        explore: bool = False,
-        policy_id: str = DEFAULT_POLICY,
-    ) -> Any:
-        """RLlib's shape: the action for one observation; with a recurrent policy (or a `state`
-        given) the tuple (action, next state, {})."""
-        policy = self.get_policy(policy_id)
-        action, next_state, extras = policy.compute_single_action(obs, state, explore=explore)
-        return (action, next_state, extras) if next_state is not None else action
 
     # -- inference ---------------------------------------------------------------------------------
     def inference_policy_factory(self) -> PolicyFactory:
@@ -675,20 +779,6 @@ class Algorithm(Generic[ConfigT]):
             "algo": self.algorithm_state(),
         }
 
-    def restore_progress(self, state: Mapping[str, Any]) -> None:
-        """The progress counters and the episode windows of a checkpoint's state (single- and multi-agent
-        checkpoints write them alike)."""
-        c = state["counters"]
-        self.iteration = int(c["iteration"])
-        self.timesteps = int(c["timesteps"])
-        self.timesteps_trained = int(c["timesteps_trained"])
-        self.episodes_total = int(c["episodes_total"])
-        self.time_total = float(c["time_total"])
-        self.returns.clear()
-        self.returns.extend(state["episodes"]["returns"])
-        self.lengths.clear()
-        self.lengths.extend(state["episodes"]["lengths"])
-
     def set_state(self, state: Mapping[str, Any]) -> None:
         if state.get("algorithm") != self.name:
             raise ValueError(f"checkpoint is for algorithm {state.get('algorithm')!r}, not {self.name!r}")
@@ -701,70 +791,6 @@ class Algorithm(Generic[ConfigT]):
         set_rng_state(self.np_rng, state["rng"])
         self.set_algorithm_state(state["algo"])
         self.sync_weights()
-
-    def checkpoint_files(self) -> dict[str, bytes]:
-        self.hooks("on_save", algorithm=self, checkpoint_name=self.checkpoint_name())
-        state = dumps_state(self.get_state())
-        # Only the fields the user set: defaults may change between versions, and a checkpoint must
-        # stay loadable when they do.
-        doc = self.job.model_dump(mode="json", by_alias=True, exclude_unset=True)
-        spec = json.dumps(doc, indent=2).encode()
-        return {STATE_FILE: state, SPEC_FILE: spec}
-
-    def load_checkpoint_files(self, files: Mapping[str, bytes], *, where: str = "checkpoint") -> None:
-        # Never unpickles code: the store is a trust boundary (core/state_io.py, docs/reliability.md).
-        state = loads_state(files[STATE_FILE], where=f"{where}/{STATE_FILE}")
-        try:
-            self.set_state(state)
-        except (KeyError, IndexError, TypeError, ValueError, RuntimeError) as exc:
-            # Another algorithm's or network shape's state, or a hand-made file: say so, no traceback.
-            raise CheckpointMismatchError(f"{where}: cannot restore it into this job: {exc}") from None
-        self.hooks("on_checkpoint_loaded", algorithm=self)
-
-    def default_checkpoint_uri(self) -> str:
-        return self.spec.checkpoint.uri or str(self.run_dir / "checkpoints")
-
-    def progress(self) -> TrainResult:
-        """The counters a stop criterion reads, under the result dict's keys (as restored, before training)."""
-        return {
-            "training_iteration": self.iteration,
-            "timesteps_total": self.timesteps,
-            "time_total_s": self.time_total,
-            "episode_return_mean": float(np.mean(self.returns)) if self.returns else None,
-        }
-
-    def checkpoint_metadata(self) -> dict[str, Any]:
-        """The manifest metadata of a checkpoint of the current state (what listings order by)."""
-        return {
-            "iteration": self.iteration,
-            "timesteps": self.timesteps,
-            "algorithm": self.name,
-            "episode_return_mean": float(np.mean(self.returns)) if self.returns else None,
-            "run": self.run_id,
-        }
-
-    def checkpoint_name(self) -> str:
-        return f"checkpoint_{self.iteration:06d}"
-
-    def save(self, uri: str | None = None) -> str:
-        """Write a complete checkpoint (manifest last) to `uri` or the spec's checkpoint location."""
-        from kuberl.checkpoint import open_store
-
-        store = open_store(uri or self.default_checkpoint_uri())
-        info = store.save(
-            self.checkpoint_name(), self.checkpoint_files(), metadata=self.checkpoint_metadata()
-        )
-        store.prune(self.spec.checkpoint.keep, run=self.run_id)
-        self.last_checkpoint = info.uri
-        return info.uri
-
-    def restore(self, uri: str) -> None:
-        """Load a checkpoint URI (one checkpoint, or a store root → its newest complete checkpoint)."""
-        from kuberl.checkpoint import load_checkpoint
-
-        loaded = load_checkpoint(uri)
-        self.load_checkpoint_files(loaded.files, where=loaded.info.uri)
-        self.last_checkpoint = loaded.info.uri
 
     def interrupt(self) -> None:
         """A stop signal arrived (called from its handler): a sample() that waits for experience (the

@@ -4,8 +4,6 @@ hypernetworks of the global state (kuberl.algorithms.families.value_factorizatio
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 from torch import nn
 
 from kuberl.algorithms.families.value_factorization import MonotonicMixer, ValueFactorizationAlgorithm
@@ -13,7 +11,7 @@ from kuberl.spec.algorithms.qmix import QMIXConfig
 
 
 class QMIX(ValueFactorizationAlgorithm[QMIXConfig]):
-    name: ClassVar[str] = "QMIX"
+    name = "QMIX"
 
     def build_mixer(self, n_agents: int, state_dim: int) -> nn.Module:
         cfg = self.config

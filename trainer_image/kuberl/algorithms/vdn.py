@@ -3,8 +3,6 @@ agents' Q-values (kuberl.algorithms.families.value_factorization)."""
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 from torch import nn
 
 from kuberl.algorithms.families.value_factorization import SumMixer, ValueFactorizationAlgorithm
@@ -12,7 +10,7 @@ from kuberl.spec.algorithms.vdn import VDNConfig
 
 
 class VDN(ValueFactorizationAlgorithm[VDNConfig]):
-    name: ClassVar[str] = "VDN"
+    name = "VDN"
 
     def build_mixer(self, n_agents: int, state_dim: int) -> nn.Module:
         return SumMixer()

@@ -26,7 +26,7 @@ from kuberl.algorithms.base import (
     Algorithm,
     Parts,
     Policy,
-    StepOutcome,
+    TrainingRun,
     rng_state,
     set_rng_state,
 )
@@ -46,7 +46,7 @@ from kuberl.multi_agent.hub import ExperienceHub, FeedRunnerGroup
 from kuberl.multi_agent.self_play import OUTCOME_WINDOW, OpponentPool, play_vs_random, rates
 from kuberl.results import TrainResult
 from kuberl.spec import RLTrainingJob, SpecError
-from kuberl.spec.algorithms import capabilities
+from kuberl.spec.algorithms import AlgorithmConfigBase, capabilities
 from kuberl.spec.combinations import combination_problems
 from kuberl.spec.common import EvaluationSpec
 from kuberl.spec.multi_agent import MultiAgentSpec
@@ -64,14 +64,15 @@ def _stats(values: list[float] | deque[float]) -> dict[str, float | None]:
     }
 
 
-class MultiAgentAlgorithm(Algorithm):
-    """Shares the single-agent Algorithm API (train, save, restore, evaluate, compute_actions)."""
+class MultiAgentAlgorithm(TrainingRun):
+    """Not an Algorithm: it has one Algorithm per policy with weights (`subs`) and offers the same API
+    (kuberl.algorithms.api.AlgorithmAPI: train, save, restore, evaluate, the policy API). From
+    TrainingRun it shares the counters, episode windows and checkpoint files of a run."""
 
     def __init__(self, job: RLTrainingJob, *, run_dir: Path | None = None) -> None:
-        # The base __init__ builds single-agent runners; everything it would set up is done here instead.
         self.bind_job(job, run_dir)
-        # `name` is a ClassVar for single-agent algorithms; here it follows the spec (checkpoints record it).
-        self.__dict__["name"] = job.spec.algorithm
+        self.name = job.spec.algorithm  # checkpoints record it, as a single-agent run's
+        self.config: AlgorithmConfigBase = job.spec.config
         ma = job.spec.multi_agent
         if ma is None:
             raise SpecError([("spec.multiAgent", "required for a multi-agent algorithm")])
@@ -174,7 +175,6 @@ class MultiAgentAlgorithm(Algorithm):
             self.hub.set_pool(self.pool.as_list())
         self.hub.push()
 
-        self.obs_filter = None
         self.reset_progress()
         self.policy_returns: dict[str, deque[tuple[float, int]]] = {
             pid: deque(maxlen=EPISODE_WINDOW) for pid in ma.policies
@@ -359,9 +359,6 @@ class MultiAgentAlgorithm(Algorithm):
             },
         }
 
-    def training_step(self) -> StepOutcome:
-        raise NotImplementedError("MultiAgentAlgorithm.train() drives one algorithm per policy")
-
     # -- inference and evaluation ------------------------------------------------------------------
     def default_policy(self) -> str:
         return self.ma.self_play.policy if self.ma.self_play is not None else self.trained[0]
@@ -499,6 +496,9 @@ class MultiAgentAlgorithm(Algorithm):
             self.hub.set_pool(self.pool.as_list())
         set_rng_state(self.np_rng, state["rng"])
         self.hub.push()
+
+    def interrupt(self) -> None:
+        """A stop signal arrived: the multi-agent runners sample in bounded time, so nothing to cut short."""
 
     def stop(self) -> None:
         self.group.stop()

@@ -15,7 +15,7 @@ from typing import Any
 
 from ray import tune
 
-from kuberl.algorithms.base import Algorithm
+from kuberl.algorithms.api import AlgorithmAPI
 from kuberl.build import build_algorithm
 from kuberl.spec import parse_job
 from kuberl.spec.tune import trial_spec_doc
@@ -49,7 +49,7 @@ class KuberlTrainable(tune.Trainable):
     """One trial. `job_doc` is the whole RLTrainingJob document and `run_dir` the job's run directory
     (both bound with tune.with_parameters); `config` holds the trial's {field path: value}."""
 
-    algo: Algorithm
+    algo: AlgorithmAPI
 
     def setup(self, config: dict[Any, Any], **params: Any) -> None:
         self._job_doc: dict[str, Any] = params["job_doc"]
