@@ -11,12 +11,15 @@ episodes (returns summed over agents), plus `policies` (per-policy agent-episode
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 import torch
 
@@ -33,7 +36,7 @@ from kuberl.algorithms.base import (
 from kuberl.algorithms.registry import algorithm_class
 from kuberl.core.multi_agent.env import probe_spaces
 from kuberl.core.multi_agent.group import MultiAgentRunnerGroup
-from kuberl.core.multi_agent.mapping import PolicyMapper, SelfPlaySeats, policy_spaces
+from kuberl.core.multi_agent.mapping import EpisodeInfo, PolicyMapper, SelfPlaySeats, policy_spaces
 from kuberl.core.multi_agent.masking import mask_slice, masked_model_config
 from kuberl.core.multi_agent.runner import (
     RANDOM_POLICY,
@@ -52,6 +55,9 @@ from kuberl.spec.common import EvaluationSpec
 from kuberl.spec.multi_agent import MultiAgentSpec
 
 log = logging.getLogger(__name__)
+
+# Policy ids name folders (run_dir/policies/ID) and metric labels.
+_POLICY_ID = re.compile(r"[A-Za-z0-9_.-]+")
 
 
 def _stats(values: list[float] | deque[float]) -> dict[str, float | None]:
@@ -104,7 +110,8 @@ class MultiAgentAlgorithm(TrainingRun):
             list(ma.policies), rules=rules, function=ma.policy_mapping_function, self_play=seats
         )
         try:
-            spaces = policy_spaces(probe_spaces(self.spec.env, self.spec.env_config), mapper)
+            self.agent_spaces = probe_spaces(self.spec.env, self.spec.env_config)
+            spaces = policy_spaces(self.agent_spaces, mapper)
         except ValueError as exc:
             raise SpecError([("spec.multiAgent", str(exc))]) from None
         self.policy_spaces = spaces
@@ -117,6 +124,7 @@ class MultiAgentAlgorithm(TrainingRun):
             self.hub.recorder = lambda episodes, worker: writer.add(episodes, worker_index=worker)
         self.trained = ma.trained_policies()
         self.subs: dict[str, Algorithm] = {}
+        self.feeds: dict[str, FeedRunnerGroup] = {}
         slots: dict[str, PolicySlot] = {}
         for index, (pid, pspec) in enumerate(ma.policies.items()):
             obs_space, action_space = spaces[pid]
@@ -125,23 +133,11 @@ class MultiAgentAlgorithm(TrainingRun):
                     obs_space, action_space, RANDOM_POLICY, self.config.model, trained=False
                 )
                 continue
-            feed = FeedRunnerGroup(self.hub, pid, spaces[pid])
-            self.subs[pid] = self._build_sub(pid, index, feed)
+            slots[pid] = self._add_sub(pid, index, spaces[pid])
             if pspec.checkpoint:
                 self._load_frozen(pid, pspec.checkpoint, pspec.checkpoint_policy or pid)
-            rc = feed.runner_config
-            assert rc is not None, "the policy's algorithm did not build its runner group"
-            slots[pid] = PolicySlot(
-                obs_space,
-                action_space,
-                rc.policy,
-                rc.model,
-                dict(rc.policy_options),
-                rc.store_next_obs,
-                trained=pid in self.trained,
-            )
             if pid in self.trained:
-                self.hub.wanted[pid] = rc.rollout_length * rc.num_envs * max(res.env_runners, 1)
+                self.hub.wanted[pid] = self._wanted(pid)
         if sp is not None:
             # Opponents are snapshots of the learner: the same network class and options.
             learner_slot = slots[sp.policy]
@@ -183,7 +179,31 @@ class MultiAgentAlgorithm(TrainingRun):
         self.policy_steps: dict[str, int] = dict.fromkeys(ma.policies, 0)
         self.outcomes: deque[int] = deque(maxlen=OUTCOME_WINDOW)
         self.games_total = 0
+        self.league: dict[str, Any] | None = None  # what add_policy/remove_policy changed
         self.hooks("on_algorithm_init", algorithm=self)
+
+    def _add_sub(self, pid: str, index: int, spaces: tuple[gym.Space[Any], gym.Space[Any]]) -> PolicySlot:
+        """Build policy `pid`'s algorithm, fed by the hub; returns the runners' slot for it."""
+        feed = FeedRunnerGroup(self.hub, pid, spaces)
+        self.subs[pid] = self._build_sub(pid, index, feed)
+        self.feeds[pid] = feed
+        rc = feed.runner_config
+        assert rc is not None, "the policy's algorithm did not build its runner group"
+        return PolicySlot(
+            spaces[0],
+            spaces[1],
+            rc.policy,
+            rc.model,
+            dict(rc.policy_options),
+            rc.store_next_obs,
+            trained=pid in self.trained,
+        )
+
+    def _wanted(self, pid: str) -> int:
+        """Agent steps of `pid` its algorithm trains on per iteration (what the hub collects for it)."""
+        rc = self.feeds[pid].runner_config
+        assert rc is not None
+        return rc.rollout_length * rc.num_envs * max(self.spec.resources.env_runners, 1)
 
     def _build_sub(self, pid: str, index: int, feed: FeedRunnerGroup) -> Algorithm:
         """The single-agent algorithm of one policy, with runners that are the hub's feed."""
@@ -325,8 +345,7 @@ class MultiAgentAlgorithm(TrainingRun):
         returns = list(self.returns)
         overall = _stats(returns)
         policies: dict[str, Any] = {}
-        for pid in self.ma.policies:
-            window = self.policy_returns[pid]
+        for pid, window in self.policy_returns.items():
             policies[pid] = {
                 **_stats([r for r, _ in window]),
                 "episode_len_mean": float(np.mean([n for _, n in window])) if window else None,
@@ -358,6 +377,191 @@ class MultiAgentAlgorithm(TrainingRun):
                 "env_restarts_total": self.env_restarts,
             },
         }
+
+    # -- leagues: RLlib's add_policy / remove_policy ------------------------------------------------
+    def add_policy(
+        self,
+        policy_id: str,
+        *,
+        from_policy: str | None = None,
+        weights: Mapping[str, np.ndarray] | None = None,
+        policy_mapping: Mapping[str, str] | None = None,
+        mapping_fn: str | None = None,
+        policies_to_train: Collection[str] | None = None,
+    ) -> Policy:
+        """Add policy `policy_id` while training, as RLlib's `Algorithm.add_policy` (self-play leagues).
+
+        Its network is `from_policy`'s (default: the learning policy) — same spaces, model and algorithm
+        — with `from_policy`'s current weights, or `weights` when given (a snapshot: an independent copy).
+        `policy_mapping` ({agent pattern: policy}, ordered, as spec.multiAgent.policyMapping) or
+        `mapping_fn` (an import path, as policyMappingFunction) replaces the mapping; episodes under way
+        keep theirs. It is frozen unless `policies_to_train` (the whole new set of trained policies)
+        names it. Runners in the driver and Ray runners get it; checkpoints keep it."""
+        if not policy_id or not _POLICY_ID.fullmatch(policy_id):
+            raise ValueError(f"policy id {policy_id!r}: use letters, digits, '_', '-' and '.' only")
+        if policy_id in self.ma_config.policies:
+            raise ValueError(f"policy {policy_id!r} exists already")
+        if self.agent_writer is not None:
+            raise ValueError("add_policy: spec.output records the spec's policies; a league run records none")
+        template = from_policy or self.default_policy()
+        if template not in self.subs:
+            raise ValueError(
+                f"from_policy={template!r}: no policy with weights by that name ({', '.join(self.subs)})"
+            )
+        source = weights if weights is not None else self.subs[template].get_weights()
+        copied = {k: np.array(v, copy=True) for k, v in source.items()}
+        self._grow(policy_id, template)
+        self.subs[policy_id].set_weights(copied)
+        self._apply_league(policy_mapping, mapping_fn, policies_to_train)
+        return self.get_policy(policy_id)
+
+    def remove_policy(
+        self,
+        policy_id: str,
+        *,
+        policy_mapping: Mapping[str, str] | None = None,
+        mapping_fn: str | None = None,
+        policies_to_train: Collection[str] | None = None,
+    ) -> None:
+        """Remove policy `policy_id` (RLlib's `Algorithm.remove_policy`), optionally with a new mapping.
+        Refused while the mapping (the new one, if given) still maps an agent to it. An episode under
+        way that uses it is cut short and restarted."""
+        if policy_id not in self.ma_config.policies:
+            raise ValueError(f"no policy {policy_id!r} (policies: {', '.join(self.ma_config.policies)})")
+        sp = self.ma.self_play
+        if sp is not None and policy_id in (sp.policy, sp.opponent_policy):
+            raise ValueError(
+                f"policy {policy_id!r} holds a spec.multiAgent.selfPlay seat; it cannot be removed"
+            )
+        if policies_to_train is None:
+            policies_to_train = [p for p in self.trained if p != policy_id]
+        self._apply_league(policy_mapping, mapping_fn, policies_to_train, removing=policy_id)
+
+    def _grow(self, pid: str, template: str) -> None:
+        """Build an added policy's algorithm with `template`'s network (no mapping change yet)."""
+        self.policy_spaces[pid] = self.policy_spaces[template]
+        slot = self._add_sub(pid, len(self.subs) + len(self.ma.policies), self.policy_spaces[pid])
+        self.ma_config = replace(self.ma_config, policies={**self.ma_config.policies, pid: slot})
+        self.policy_returns[pid] = deque(maxlen=EPISODE_WINDOW)
+        self.policy_episodes[pid] = 0
+        self.policy_steps[pid] = 0
+        league = self._league()
+        league["added"][pid] = template
+
+    def _league(self) -> dict[str, Any]:
+        """What add_policy/remove_policy changed, for checkpoints (absent from those of other runs)."""
+        if self.league is None:
+            self.league = {"added": {}, "removed": [], "rules": [], "function": None, "trained": []}
+        return self.league
+
+    def _apply_league(
+        self,
+        policy_mapping: Mapping[str, str] | None,
+        mapping_fn: str | None,
+        policies_to_train: Collection[str] | None,
+        *,
+        removing: str | None = None,
+    ) -> None:
+        """Check the new mapping and trained set against the policies, then hand them to the runners."""
+        if policy_mapping is not None and mapping_fn is not None:
+            raise ValueError("give policy_mapping or mapping_fn, not both")
+        if self.ma.self_play is not None and (policy_mapping is not None or mapping_fn is not None):
+            raise ValueError("spec.multiAgent.selfPlay maps the seats; a run with it takes no policy_mapping")
+        keep = policy_mapping is None and mapping_fn is None
+        rules = (
+            self.ma_config.rules
+            if keep
+            else tuple((str(a), str(p)) for a, p in (policy_mapping or {}).items())
+        )
+        function = self.ma_config.mapping_function if keep else mapping_fn
+        policies = {pid: s for pid, s in self.ma_config.policies.items() if pid != removing}
+        trained = list(self.trained if policies_to_train is None else policies_to_train)
+        unknown = [p for p in trained if p not in self.subs or p == removing]
+        if unknown or not trained:
+            raise ValueError(
+                f"policies_to_train {trained}: each must be a policy with weights ({', '.join(self.subs)}), "
+                "and at least one"
+            )
+        used = self._mapped(self.ma_config.policies, rules, function)  # the removed one still counts
+        if removing is not None and removing in used:
+            raise ValueError(
+                f"policy {removing!r} is still mapped to agents {', '.join(sorted(used[removing]))}: "
+                "give a policy_mapping or mapping_fn that maps no agent to it"
+            )
+        if removing is not None:
+            self._drop(removing)
+            league = self._league()
+            if league["added"].pop(removing, None) is None:
+                league["removed"].append(removing)
+        self.trained = trained
+        self.hub.wanted = {pid: self._wanted(pid) for pid in trained}
+        for pid in list(self.hub.buffers):
+            if pid not in trained:
+                self.hub.buffers.pop(pid)
+                self.hub.buffered.pop(pid, None)
+        league = self._league()
+        league.update(rules=[list(r) for r in rules], function=function, trained=list(trained))
+        self.ma_config = replace(
+            self.ma_config,
+            policies={pid: replace(s, trained=pid in trained) for pid, s in policies.items()},
+            rules=rules,
+            mapping_function=function,
+        )
+        self.group.reconfigure(self.ma_config)
+        self.hub.dirty = True
+        self.hub.push()
+
+    def _drop(self, pid: str) -> None:
+        """Forget a removed policy: its algorithm, statistics and what the hub holds of it."""
+        sub = self.subs.pop(pid, None)
+        if sub is not None:
+            sub.stop()
+        self.feeds.pop(pid, None)
+        self.policy_returns.pop(pid, None)
+        self.policy_episodes.pop(pid, None)
+        self.policy_steps.pop(pid, None)
+        self.policy_spaces.pop(pid, None)
+        self.hub.weights.pop(pid, None)
+        self.hub.options.pop(pid, None)
+        self.hub.buffers.pop(pid, None)
+        self.hub.buffered.pop(pid, None)
+
+    def _mapped(
+        self, policies: Mapping[str, PolicySlot], rules: tuple[tuple[str, str], ...], function: str | None
+    ) -> dict[str, set[str]]:
+        """{policy: agents} the mapping gives over a few probe episodes; a ValueError when an agent maps
+        to no policy, to an unknown one, or to one whose spaces are not the agent's."""
+        sp = self.ma_config.self_play
+        mapper = PolicyMapper(list(policies), rules=rules, function=function, self_play=sp)
+        agents = list(self.agent_spaces)
+        used: dict[str, set[str]] = {}
+        for ep in range(8 if function is not None else 1):
+            for agent in agents:
+                pid = mapper(agent, EpisodeInfo(id=ep), seat=agents[ep % len(agents)])
+                if pid not in policies:
+                    raise ValueError(f"the mapping sends agent {agent!r} to {pid!r}, which is not a policy")
+                slot = policies[pid]
+                if (slot.obs_space, slot.action_space) != self.agent_spaces[agent]:
+                    raise ValueError(f"agent {agent!r} cannot act with policy {pid!r}: their spaces differ")
+                used.setdefault(pid, set()).add(agent)
+        return used
+
+    def _restore_league(self, league: Mapping[str, Any]) -> None:
+        """Rebuild a checkpoint's added (and drop its removed) policies and its mapping, before the
+        policies' states load."""
+        for pid, template in league["added"].items():
+            if pid not in self.ma_config.policies:
+                self._grow(pid, template)
+        self.ma_config = replace(
+            self.ma_config,
+            rules=tuple((str(a), str(p)) for a, p in league["rules"]),
+            mapping_function=league["function"],
+        )
+        for pid in league["removed"]:
+            if pid in self.ma_config.policies:
+                self._apply_league(None, None, league["trained"], removing=pid)
+        self._apply_league(None, None, league["trained"])
+        self.league = {**self._league(), "added": dict(league["added"]), "removed": list(league["removed"])}
 
     # -- inference and evaluation ------------------------------------------------------------------
     def default_policy(self) -> str:
@@ -466,6 +670,7 @@ class MultiAgentAlgorithm(TrainingRun):
                 else None
             ),
             "rng": rng_state(self.np_rng),
+            **({"league": self.league} if self.league is not None else {}),
         }
 
     def set_state(self, state: Mapping[str, Any]) -> None:
@@ -473,6 +678,8 @@ class MultiAgentAlgorithm(TrainingRun):
             raise ValueError("checkpoint is from a single-agent run, not a multi-agent one")
         if state.get("algorithm") != self.name:
             raise ValueError(f"checkpoint is for algorithm {state.get('algorithm')!r}, not {self.name!r}")
+        if state.get("league") is not None:
+            self._restore_league(state["league"])
         missing = set(self.subs) - set(state["policies"])
         if missing:
             raise ValueError(f"checkpoint lacks policies {sorted(missing)}")

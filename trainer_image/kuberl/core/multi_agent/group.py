@@ -32,6 +32,18 @@ class MultiAgentRunnerGroup(RunnerActorGroup):
             [a.set_state.remote(ref) for a in self.actors], lambda i: self.actors[i].set_state.remote(ref)
         )
 
+    def reconfigure(self, config: MultiAgentRunnerConfig) -> None:
+        """Every runner's policies and mapping (MultiAgentEnvRunner.reconfigure); a recreated runner
+        starts from the new config."""
+        self.base = config
+        if self.local is not None:
+            self.local.reconfigure(config)
+            return
+        ref = self._ray().put(config)
+        self._wait_all(
+            [a.reconfigure.remote(ref) for a in self.actors], lambda i: self.actors[i].reconfigure.remote(ref)
+        )
+
     def sample(self, num_steps: int) -> list[MultiAgentSample]:
         if self.local is not None:
             return [self.local.sample(num_steps)]

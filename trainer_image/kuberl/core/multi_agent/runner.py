@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 import secrets
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import gymnasium as gym
@@ -216,10 +216,13 @@ class MultiAgentEnvRunner:
         options: dict[str, Any] | None = None,
     ) -> None:
         """`state`: {"weights": {pid: numpy weights}, "options": {pid: options}, "pool": [weights…] or None}."""
+        # Only this runner's policies: a recreated runner may get the last state from before a policy was
+        # removed (reconfigure).
         for pid, weights in state.get("weights", {}).items():
-            load_numpy_weights(self.policies[pid].module, weights)
+            if pid in self.policies:
+                load_numpy_weights(self.policies[pid].module, weights)
         for pid, opts in state.get("options", {}).items():
-            if opts:
+            if opts and pid in self.policies:
                 self.policies[pid].set_options(opts)
         pool = state.get("pool")
         sp = self.config.self_play
@@ -233,6 +236,33 @@ class MultiAgentEnvRunner:
             for policy, weights in zip(self.pool, pool, strict=True):
                 load_numpy_weights(policy.module, weights)
                 policy.module.eval()
+
+    def reconfigure(self, config: MultiAgentRunnerConfig) -> None:
+        """Policies added or removed and a new mapping (MultiAgentAlgorithm.add_policy/remove_policy).
+        Episodes under way keep the policies their agents mapped to, as in RLlib; an episode that maps
+        an agent to a removed policy is cut short and restarted (its unfinished steps are dropped)."""
+        config = replace(config, worker_index=self.config.worker_index)
+        removed = set(self.policies) - set(config.policies)
+        for pid, slot in config.policies.items():
+            if pid not in self.policies:
+                self.policies[pid] = slot.policy(
+                    slot.obs_space, slot.action_space, slot.model, dict(slot.options)
+                )
+                self.policies[pid].module.eval()
+        for pid in removed:
+            del self.policies[pid]
+            self._finished.pop(pid, None)
+        self.config = config
+        self.mapper = PolicyMapper(
+            list(config.policies),
+            rules=config.rules,
+            function=config.mapping_function,
+            self_play=config.self_play,
+        )
+        for i, ep in enumerate(self._episodes):
+            if removed & set(ep.policy_of.values()):
+                self._obs[i] = self.envs[i].reset()
+                self._episodes[i] = self._new_episode(i)
 
     # -- episodes --------------------------------------------------------------------------------
     def _new_episode(self, env_index: int) -> _Episode:
