@@ -67,7 +67,7 @@ def test_resolve_trains_the_quick_start_without_runner_actors() -> None:
     assert "localMode: auto" in choice.describe()
     assert trained.spec.resources.env_runners == 0
     # The envs sampled per iteration are the same: one runner's envsPerRunner, now in the driver.
-    assert trained.spec.resources.envs_per_runner == written.spec.resources.envs_per_runner == 32
+    assert trained.spec.resources.envs_per_runner == written.spec.resources.envs_per_runner == 16
     assert written.spec.resources.env_runners == 1, (
         "the job as written (params.json, the cluster) is untouched"
     )
