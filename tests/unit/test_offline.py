@@ -397,6 +397,36 @@ def test_cql_checkpoint_round_trip(tmp_path: Path, pendulum_data: Path) -> None:
     _round_trip(doc, obs)
 
 
+def test_cql_acts_through_the_runner_policy(tmp_path: Path, pendulum_data: Path) -> None:
+    """CQL samples no env, yet compute_actions goes through the one inference path (SAC's runner policy
+    with the learner's actor weights): greedy actions are tanh(μ(s)) scaled to the bounds, exploring ones
+    samples within them."""
+    doc = job(
+        "CQL",
+        "Pendulum-v1",
+        tmp_path,
+        input={"uris": [str(pendulum_data)]},
+        config={"model": SMALL, "trainBatchSize": 32, "updatesPerIteration": 5, "numActions": 3},
+    )
+    space = gym.make("Pendulum-v1").observation_space
+    space.seed(0)
+    obs = np.stack([space.sample() for _ in range(16)])
+    algo = build_algorithm(doc)
+    try:
+        algo.train()
+        learner = algo.learner  # type: ignore[attr-defined]
+        with torch.inference_mode():
+            direct = learner.scaler.to_env(learner.actor.deterministic(torch.as_tensor(obs))).numpy()
+        np.testing.assert_allclose(algo.compute_actions(obs), direct, rtol=1e-6, atol=1e-7)
+        np.testing.assert_allclose(algo.compute_actions(obs[0]), direct[0], rtol=1e-6, atol=1e-7)
+        explored = algo.compute_actions(obs, explore=True)
+        assert explored.shape == direct.shape
+        assert np.all(np.abs(explored) <= 2.0)
+        assert not np.allclose(explored, direct)
+    finally:
+        algo.stop()
+
+
 def test_writer_rejects_rollouts_without_next_obs(tmp_path: Path) -> None:
     from kuberl.core.env_runner import Rollout
     from kuberl.core.offline.writer import ExperienceWriter

@@ -36,7 +36,7 @@ from kuberl.algorithms.families.soft_actor_critic import (
 )
 from kuberl.core.learner import select_device
 from kuberl.core.models import obs_dim
-from kuberl.core.networks import ActionScaler, SquashedGaussianActor, action_dims, obs_tensor
+from kuberl.core.networks import ActionScaler, SquashedGaussianActor, action_dims
 from kuberl.core.offline.schema import C
 from kuberl.core.policy import PolicyFactory
 from kuberl.core.target import polyak_update
@@ -217,12 +217,3 @@ class CQL(OfflineAlgorithm[CQLConfig]):
 
     def get_weights(self) -> dict[str, np.ndarray]:
         return {k: v.detach().cpu().numpy() for k, v in self.learner.actor.state_dict().items()}
-
-    def compute_actions(self, obs: np.ndarray, *, explore: bool = False) -> np.ndarray:
-        """tanh(μ(s)) scaled to the bounds, or a sample of the squashed Gaussian when exploring."""
-        x, single = obs_tensor(self.obs_space, obs, self.learner.device)
-        with torch.inference_mode():
-            actor = self.learner.actor
-            a = actor.sample(x)[0] if explore else actor.deterministic(x)
-            out = self.learner.scaler.to_env(a).cpu().numpy()
-        return out[0] if single else out
