@@ -15,10 +15,11 @@ from kuberl.checkpoint import (
     CheckpointError,
     CheckpointStore,
     CorruptCheckpointError,
+    StoreUnavailableError,
     load_checkpoint,
     open_store,
 )
-from kuberl.checkpoint.s3 import S3CheckpointStore
+from kuberl.checkpoint.s3 import S3CheckpointStore, is_transient
 from kuberl.checkpoint.uri import parse_uri
 from tests.fixtures.s3 import free_port
 
@@ -185,13 +186,14 @@ def test_check_access_missing_bucket(s3_bucket: str) -> None:
     assert time.monotonic() - start < 10
     assert uri in str(exc.value)
     assert "does not exist" in str(exc.value)
+    assert not isinstance(exc.value, StoreUnavailableError)  # retrying cannot create the bucket
 
 
 def test_check_access_unreachable_endpoint(s3_bucket: str, monkeypatch: pytest.MonkeyPatch) -> None:
     endpoint = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
     start = time.monotonic()
-    with pytest.raises(CheckpointError) as exc:
+    with pytest.raises(StoreUnavailableError) as exc:  # an endpoint that may come back: retry later
         open_store(s3_bucket).check_access()
     assert time.monotonic() - start < 10
     assert s3_bucket in str(exc.value)
@@ -212,3 +214,22 @@ def test_check_access_without_credentials(
         open_store(s3_bucket).check_access()
     assert time.monotonic() - start < 10
     assert s3_bucket in str(exc.value)
+
+
+@pytest.mark.parametrize(
+    ("code", "status", "transient"),
+    [
+        ("SlowDown", 503, True),
+        ("InternalError", 500, True),
+        ("ServiceUnavailable", 503, True),
+        ("RequestTimeout", 400, True),
+        ("NoSuchBucket", 404, False),
+        ("AccessDenied", 403, False),
+        ("InvalidAccessKeyId", 403, False),
+    ],
+)
+def test_which_s3_answers_are_worth_a_retry(code: str, status: int, transient: bool) -> None:
+    from botocore.exceptions import ClientError
+
+    err = ClientError({"Error": {"Code": code}, "ResponseMetadata": {"HTTPStatusCode": status}}, "HeadBucket")
+    assert is_transient(err) is transient

@@ -60,7 +60,9 @@ def test_missing_file(tmp_path: Path) -> None:
     assert "cannot read nope.yaml" in res.stderr
 
 
-def test_unreachable_s3_bucket(tmp_path: Path) -> None:
+def test_unreachable_s3_endpoint_exits_75(tmp_path: Path) -> None:
+    """An S3 endpoint that does not answer may be briefly down: exit 75 (the operator retries), not 2
+    (bad input, never retried); nothing written."""
     (tmp_path / "job.yaml").write_text(GOOD)
     env = {
         "AWS_ENDPOINT_URL": "http://127.0.0.1:9",
@@ -69,9 +71,27 @@ def test_unreachable_s3_bucket(tmp_path: Path) -> None:
         "AWS_DEFAULT_REGION": "us-east-1",
     }
     res = kuberl("run", "job.yaml", "--set", "checkpoint.uri=s3://no-such-bucket/ckpt", cwd=tmp_path, env=env)
-    assert res.returncode == 2, res.stderr
+    assert res.returncode == 75, res.stderr
     assert "spec.checkpoint.uri" in res.stderr
     assert "s3://no-such-bucket" in res.stderr
+    assert "unreachable" in res.stderr
+    assert "Traceback" not in res.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+def test_missing_s3_bucket_exits_2(tmp_path: Path, moto_server: str) -> None:
+    """A bucket the (reachable) endpoint does not have is bad input: exit 2 naming the field, nothing written."""
+    (tmp_path / "job.yaml").write_text(GOOD)
+    env = {
+        "AWS_ENDPOINT_URL": moto_server,
+        "AWS_ACCESS_KEY_ID": "x",
+        "AWS_SECRET_ACCESS_KEY": "y",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    res = kuberl("run", "job.yaml", "--set", "checkpoint.uri=s3://no-such-bucket/ckpt", cwd=tmp_path, env=env)
+    assert res.returncode == 2, res.stderr
+    assert "spec.checkpoint.uri" in res.stderr
+    assert "does not exist" in res.stderr
     assert not (tmp_path / "runs").exists()
 
 

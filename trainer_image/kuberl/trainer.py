@@ -48,6 +48,15 @@ class FinalCheckpointError(TrainingFailedError):
     exit_status = 75
 
 
+class StoreUnreachableError(TrainingFailedError):
+    """The checkpoint store (`spec.checkpoint.uri`, or an S3 `spec.resume`) could not be reached when the
+    run started: nothing was trained or written. Exit 75 (EX_TEMPFAIL), like a failed final checkpoint:
+    an endpoint briefly down must not fail the job for good, so the operator retries; a missing bucket or
+    refused credentials stay exit 2."""
+
+    exit_status = 75
+
+
 class DivergedError(TrainingFailedError):
     """The weights became NaN or infinite; they are never checkpointed. Exit 65 (EX_DATAERR)."""
 
@@ -124,7 +133,7 @@ def preflight(job: RLTrainingJob) -> tuple[Any, Any]:
 
     Checks that write nothing come first; the run directory is created last, and removed again (with any
     parents created for it) when the checkpoint store then fails, so a bad job leaves nothing behind."""
-    from kuberl.checkpoint import CheckpointError, load_checkpoint, open_store
+    from kuberl.checkpoint import CheckpointError, StoreUnavailableError, load_checkpoint, open_store
     from kuberl.core.env_factory import EnvError, check_env
     from kuberl.preflight import (
         check_action_masks,
@@ -159,6 +168,8 @@ def preflight(job: RLTrainingJob) -> tuple[Any, Any]:
     if spec.resume not in ("auto", "never"):
         try:
             resume_from = load_checkpoint(spec.resume)
+        except StoreUnavailableError as exc:
+            raise StoreUnreachableError(f"spec.resume: {exc} (a later attempt may succeed)") from None
         except CheckpointError as exc:
             raise SpecError([("spec.resume", str(exc))]) from None
     created = make_dirs(run_dir_for(job), field="spec.runDir")
@@ -171,6 +182,9 @@ def preflight(job: RLTrainingJob) -> tuple[Any, Any]:
         latest = next(store.candidates(), None) if spec.resume == "auto" else resume_from
         if latest is not None:
             check_resumable(job, latest)
+    except StoreUnavailableError as exc:
+        remove_dirs(created)
+        raise StoreUnreachableError(f"spec.checkpoint.uri: {exc} (a later attempt may succeed)") from None
     except CheckpointError as exc:
         remove_dirs(created)
         raise SpecError([("spec.checkpoint.uri", str(exc))]) from None

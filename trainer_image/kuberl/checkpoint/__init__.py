@@ -16,7 +16,7 @@ only when an S3 store is used.
 
 from __future__ import annotations
 
-from kuberl.checkpoint.errors import CheckpointError, CorruptCheckpointError
+from kuberl.checkpoint.errors import CheckpointError, CorruptCheckpointError, StoreUnavailableError
 from kuberl.checkpoint.info import CheckpointInfo, LoadedCheckpoint
 from kuberl.checkpoint.store import CheckpointStore
 from kuberl.checkpoint.uri import Location, parse_uri
@@ -27,6 +27,7 @@ __all__ = [
     "CheckpointStore",
     "CorruptCheckpointError",
     "LoadedCheckpoint",
+    "StoreUnavailableError",
     "load_checkpoint",
     "open_store",
 ]

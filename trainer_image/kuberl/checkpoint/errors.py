@@ -12,6 +12,12 @@ class CheckpointError(Exception):
     """A checkpoint store cannot be used, or no usable checkpoint exists where one was asked for."""
 
 
+class StoreUnavailableError(CheckpointError):
+    """The store could not be reached: connection refused or timed out, a 5xx answer, throttling. Bad
+    luck rather than bad input: the same request may succeed later, so a run that meets it at start-up
+    exits 75 (retried by the operator), not 2 (refused for good)."""
+
+
 class CorruptCheckpointError(CheckpointError):
     """A checkpoint is partial (no manifest) or damaged (a file's size or sha256 disagrees with it)."""
 

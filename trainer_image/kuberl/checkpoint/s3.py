@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
-from kuberl.checkpoint.errors import CheckpointError
+from kuberl.checkpoint.errors import CheckpointError, StoreUnavailableError
 from kuberl.checkpoint.manifest import MANIFEST_FILE
 from kuberl.checkpoint.store import CheckpointStore, Entry
 from kuberl.checkpoint.uri import Location
@@ -24,6 +24,15 @@ MULTIPART_THRESHOLD = 64 * 1024 * 1024
 #: DeleteObjects accepts at most 1000 keys per request.
 DELETE_BATCH = 1000
 _NOT_FOUND = {"NoSuchKey", "404", "NotFound"}
+# Error codes S3 (and S3-compatible servers) answer when busy or briefly unwell: worth a later retry.
+_TRANSIENT_CODES = {
+    "SlowDown",
+    "Throttling",
+    "ThrottlingException",
+    "RequestTimeout",
+    "ServiceUnavailable",
+    "InternalError",
+}
 
 
 def make_client(*, connect_timeout: float = 5, read_timeout: float = 60, max_attempts: int = 3) -> Any:
@@ -68,6 +77,21 @@ def describe_error(exc: Exception, uri: str, endpoint: str | None) -> str:
     return repr(exc)
 
 
+def is_transient(exc: Exception) -> bool:
+    """Whether a boto3/botocore failure may go away by itself: the endpoint unreachable or timing out,
+    the connection dropped, a 5xx answer or throttling. Missing buckets, refused credentials and denied
+    access are not: retrying them only delays the error."""
+    from botocore import exceptions as bex
+
+    if isinstance(exc, bex.ConnectionError | bex.HTTPClientError):
+        return True
+    if isinstance(exc, bex.ClientError):
+        code = str(exc.response.get("Error", {}).get("Code", ""))
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        return code in _TRANSIENT_CODES or (isinstance(status, int) and status >= 500)
+    return False
+
+
 class S3CheckpointStore(CheckpointStore):
     """Checkpoints as `s3://bucket/prefix/<name>/<file>` with `s3://bucket/prefix/latest`.
 
@@ -98,7 +122,8 @@ class S3CheckpointStore(CheckpointStore):
 
     def _fail(self, action: str, exc: Exception, client: Any = None) -> CheckpointError:
         endpoint = (client or self.client).meta.endpoint_url
-        return CheckpointError(f"cannot {action} {self.uri}: {describe_error(exc, self.uri, endpoint)}")
+        kind = StoreUnavailableError if is_transient(exc) else CheckpointError
+        return kind(f"cannot {action} {self.uri}: {describe_error(exc, self.uri, endpoint)}")
 
     def _key(self, rel: str) -> str:
         return f"{self.prefix}/{rel}" if self.prefix else rel
