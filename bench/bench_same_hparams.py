@@ -13,6 +13,11 @@ machine is shared.
     python bench/bench_same_hparams.py --algo sac --seeds 2 --budget-steps 12000 --threads 1 \\
         --baseline-code /tmp/kuberl-main/trainer_image
 
+Besides the time-to-threshold table it prints training CPU by phase: per env step of the warm-up (the
+steps before the first gradient step: SAC/TD3's 10,000 random steps), and in the learning phase per
+gradient step and per env step, for every framework; a run with random warm-up mixes a cheap phase with
+an expensive one, so its total CPU alone does not compare the learners.
+
 --baseline-code DIR adds a third runner, kuberl imported from another checkout's trainer_image (e.g. main
 before a change), interleaved with the other two: before/after figures from the same run.
 
@@ -29,9 +34,10 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import run_interleaved, runner, table
+from harness import fmt, median, run_interleaved, runner, table
 
 JOBS = Path(__file__).resolve().parent / "jobs"
 # algorithm → (environment of its job file, bench/jobs/<algo>-<env>-zoo.yaml; default threshold)
@@ -42,6 +48,47 @@ SETTINGS = {
     "sac": ("Hopper-v5", 3000.0),
     "td3": ("Hopper-v5", 3000.0),
 }
+
+
+def phases(r: dict[str, Any]) -> dict[str, float | None]:
+    """One run's training CPU split at the first gradient step: milliseconds per warm-up env step, and in
+    the learning phase per gradient step and per env step (None where a run has no such phase)."""
+    cpu, steps, grads = r.get("train_cpu_s"), r.get("steps"), r.get("grad_steps")
+    if cpu is None or not steps:
+        return {"warmup": None, "per_grad": None, "per_step": None}
+    w_cpu, w_steps = r.get("warmup_cpu_s", 0.0), r.get("warmup_steps", 0)
+    learn_cpu, learn_steps = cpu - w_cpu, steps - w_steps
+    return {
+        "warmup": 1000 * w_cpu / w_steps if w_steps else None,
+        "per_grad": 1000 * learn_cpu / grads if grads else None,
+        "per_step": 1000 * learn_cpu / learn_steps if learn_steps else None,
+    }
+
+
+def phase_table(runs: list[dict[str, Any]]) -> str:
+    """Training CPU by phase, medians per framework, and kuberl's speed-up (other / kuberl) in each."""
+    names = list(dict.fromkeys(r["framework"] for r in runs))
+    med = {n: {k: median([phases(r)[k] for r in runs if r["framework"] == n]) for k in PHASES} for n in names}
+    lines = [
+        "| framework | warm-up CPU ms per env step | learning CPU ms per gradient step "
+        "| learning CPU ms per env step | kuberl speed-up (warm-up / per gradient step) |",
+        "|---|---|---|---|---|",
+    ]
+    for n in names:
+        m, k = med[n], med.get("kuberl", {})
+        lines.append(
+            f"| {n} | {fmt(m['warmup'], '.2f')} | {fmt(m['per_grad'], '.2f')} | {fmt(m['per_step'], '.2f')} "
+            f"| {ratio2(m['warmup'], k.get('warmup'))} / {ratio2(m['per_grad'], k.get('per_grad'))} |"
+        )
+    return "\n".join(lines)
+
+
+PHASES = ("warmup", "per_grad", "per_step")
+
+
+def ratio2(a: float | None, b: float | None) -> str:
+    """`a / b` to two decimals: the per-phase ratios sit near 1, where harness.ratio's one decimal blurs."""
+    return f"{a / b:.2f}×" if a and b else "—"
 
 
 def main() -> None:
@@ -78,13 +125,15 @@ def main() -> None:
     title = f"{args.algo.upper()}, {env_id} to mean return ≥ {args.threshold:g}, same hyperparameters and networks"
     print(table(runs, title=title))
     print(f"\nload average (1/5/15 min) before {load_before}, after {load_after}")
+    print("\n" + phase_table(runs))
     for r in runs:
         cpu = r.get("train_cpu_s")
         per_k = f"{1000 * cpu / r['steps']:.3f} CPU s per 1k steps" if cpu and r["steps"] else ""
         print(
             f"  {r['framework']} seed {r['seed']}: solved {r['solved']}, {r['steps']} steps, "
             f"training CPU {cpu} s {per_k}, process CPU {r.get('cpu_s')} s, process wall "
-            f"{r.get('from_process_s')} s"
+            f"{r.get('from_process_s')} s; warm-up {r.get('warmup_steps', 0)} steps in "
+            f"{r.get('warmup_cpu_s', 0.0)} CPU s, {r.get('grad_steps')} gradient steps, return {r.get('return')}"
         )
 
 

@@ -81,6 +81,9 @@ def run_one(
         optional["train_excl_eval_s"] = (r["solved"] - r["train_start"] - r["eval_s"]) if solved else None
     if "train_cpu_s" in r:  # CPU seconds of the training loop (this process's threads; no Ray workers)
         optional["train_cpu_s"] = r["train_cpu_s"]
+    for key in ("warmup_cpu_s", "warmup_steps", "grad_steps"):  # the warm-up apart from learning
+        if key in r:
+            optional[key] = r[key]
     if "history" in r:
         optional["history"] = r["history"]
     return {

@@ -37,13 +37,30 @@ doc = apply_overrides(
     ],
 )
 algo = build_algorithm(doc)
+
+
+def grad_steps(algo: object) -> int | None:
+    """Gradient steps so far of a replay algorithm (DQN counts them itself, SAC/TD3 in their learner);
+    None for the others. The warm-up (env steps before the first gradient step: random actions for
+    SAC/TD3) ends with the last iteration where this is 0; its CPU is reported apart, so learning CPU per
+    gradient step is not diluted by the cheaper warm-up steps."""
+    for owner in (algo, getattr(algo, "learner", None)):
+        n = getattr(owner, "num_updates", None)
+        if isinstance(n, int):
+            return n
+    return None
+
+
 evaluate = Evaluator(doc["spec"]["env"], seed=args.seed) if args.eval_every else None
 next_eval = args.eval_every
 t_train = time.time()
 cpu_train = time.process_time()
 ret = None
+warmup: dict[str, float] = {}
 while algo.timesteps < args.max_steps:
     ret = algo.train()["episode_return_mean"]
+    if grad_steps(algo) == 0:
+        warmup = {"warmup_cpu_s": time.process_time() - cpu_train, "warmup_steps": algo.timesteps}
     if evaluate is not None:
         if algo.timesteps < next_eval:
             continue
@@ -61,6 +78,8 @@ report(
     steps=algo.timesteps,
     ret=ret,
     train_cpu_s=train_cpu_s,
+    grad_steps=grad_steps(algo),
+    **warmup,
     **extra,
 )
 algo.stop()

@@ -43,6 +43,22 @@ class StopAt(BaseCallback):
         return True
 
 
+class WarmupClock(BaseCallback):
+    """CPU seconds and env steps up to the first gradient step (SB3 calls `_on_step` after each env
+    step, before `train()`), so learning CPU can be reported apart from the warm-up's."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.start = time.process_time()
+        self.cpu_s = 0.0
+        self.steps = 0
+
+    def _on_step(self) -> bool:
+        if getattr(self.model, "_n_updates", 0) == 0:
+            self.cpu_s, self.steps = time.process_time() - self.start, self.num_timesteps
+        return True
+
+
 def learn_and_report(
     model: BaseAlgorithm,
     *,
@@ -56,7 +72,8 @@ def learn_and_report(
     cb = StopAt(threshold, evaluate, every)
     t_train = time.time()
     cpu_train = time.process_time()
-    model.learn(total_timesteps=total_timesteps, callback=cb)
+    clock = WarmupClock()
+    model.learn(total_timesteps=total_timesteps, callback=[cb, clock])
     t_end = time.time()
     train_cpu_s = time.process_time() - cpu_train
     solved = cb.ret is not None and cb.ret >= threshold
@@ -69,5 +86,8 @@ def learn_and_report(
         steps=int(model.num_timesteps),
         ret=cb.ret,
         train_cpu_s=train_cpu_s,
+        warmup_cpu_s=clock.cpu_s,
+        warmup_steps=clock.steps,
+        grad_steps=int(getattr(model, "_n_updates", 0)),
         **extra,
     )
