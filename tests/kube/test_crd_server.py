@@ -14,6 +14,8 @@ import yaml
 
 from kuberl.cli import main
 from kuberl.spec import SpecError, parse_job
+from kuberl.spec.algorithms.base import supporting
+from kuberl.spec.crd import config_keys
 from tests.fixtures.kube import REPO_ROOT, ControlPlane, wait_until
 from tests.kube.malformed import SERVER_CASES, Case, base_job
 
@@ -202,13 +204,14 @@ def test_custom_algorithm_config_is_open_and_left_to_the_trainer(
     """A custom algorithm (`module:Class`) is stored with its config as written, and the operator's parse
     accepts it without importing the class (here one that does not exist anywhere); the trainer's parse
     (`kuberl run` in the pod) refuses it naming spec.algorithm. A built-in job with a key its model lacks
-    is stored by the server (config is a free object: see kuberl.spec.crd) and refused by the operator
-    naming the key. A name that is neither a built-in nor module:Class is refused by the server."""
+    is refused by the server (test_builtin_config_keys_are_closed). A name that is neither a built-in nor
+    module:Class is refused by the server."""
     from kuberl_operator.parsing import parse_body
 
     custom = base_job("custom-algo")
     custom["spec"]["algorithm"] = "my_pkg.algos:MyPPO"
-    custom["spec"]["config"] = {"auxLossCoeff": 0.1, "model": {"fcnetHiddens": [32]}}
+    # Keys of its own, a key only DQN has, and a built-in key with a value no built-in model takes.
+    custom["spec"]["config"] = {"auxLossCoeff": 0.1, "bufferSize": 5, "model": {"fcnetHiddens": [32], "x": 1}}
     custom["spec"]["input"] = {"uris": ["/data/recorded"]}  # a CEL rule that names built-ins only
     code, stored = _create(kube, kube_namespace, custom)
     assert code == 201, stored
@@ -221,13 +224,13 @@ def test_custom_algorithm_config_is_open_and_left_to_the_trainer(
     assert refused.value.problems[0][0] == "spec.algorithm", refused.value.problems
     assert "cannot import 'my_pkg.algos'" in refused.value.problems[0][1]
 
+    # The same config under a built-in algorithm is refused by the server (its config is closed).
     builtin = base_job("builtin-extra-key")
-    builtin["spec"]["config"] = {"auxLossCoeff": 0.1}
-    code, stored = _create(kube, kube_namespace, builtin)
-    assert code == 201, stored
-    with pytest.raises(SpecError) as refused:
-        parse_body(stored)
-    assert refused.value.problems[0][0] == "spec.config.auxLossCoeff", refused.value.problems
+    builtin["spec"]["config"] = custom["spec"]["config"]
+    code, obj = _create(kube, kube_namespace, builtin, dry_run=True)
+    assert code == 422, obj
+    assert [c["field"] for c in obj["details"]["causes"]] == ["spec.config"], obj
+    assert "PPO accepts: " in obj["message"], obj
 
     for bad in ("examples.custom_algo:", "not-a-module:Class", "PPO2"):
         wrong = base_job("bad-algorithm")
@@ -235,3 +238,63 @@ def test_custom_algorithm_config_is_open_and_left_to_the_trainer(
         code, obj = _create(kube, kube_namespace, wrong, dry_run=True)
         assert code == 422, (bad, obj)
         assert {c.get("field") for c in obj["details"]["causes"]} == {"spec.algorithm"}, (bad, obj)
+
+
+def _apply_error(kube: ControlPlane, ns: str, tmp_path: Path, doc: dict[str, Any]) -> str:
+    path = tmp_path / f"{doc['metadata']['name']}.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    proc = kube.kubectl("apply", "--dry-run=server", "-n", ns, "-f", str(path), check=False)
+    assert proc.returncode != 0, proc.stdout
+    return proc.stderr
+
+
+def test_builtin_config_keys_are_closed(
+    kube: ControlPlane, kuberl_crds: list[str], kube_namespace: str, tmp_path: Path
+) -> None:
+    """`kubectl apply` of a built-in algorithm's job with a config key its model does not take is
+    refused at once, naming the algorithm and what it accepts, and the key when CEL can see it (a key
+    some built-in algorithm takes); a key no built-in model has is counted but not named."""
+    other = base_job("other-algorithms-key")
+    other["spec"]["algorithm"] = "ppo"  # any case, as the models take it
+    other["spec"]["config"] = {"train_batch_size": 512, "bufferSize": 10000}
+    error = _apply_error(kube, kube_namespace, tmp_path, other)
+    assert "spec.config: Invalid value" in error, error
+    assert "config.bufferSize is not a hyperparameter of PPO. PPO accepts: gamma, lr," in error, error
+    assert "clipParam" in error, error
+
+    typo = base_job("typo")
+    typo["spec"]["config"] = {"train_batch_size": 512, "clip_parm": 0.2}
+    error = _apply_error(kube, kube_namespace, tmp_path, typo)
+    assert "config has a key that no built-in algorithm takes" in error, error
+    assert "PPO accepts: gamma, lr," in error, error
+
+    # A key set to null looks the same to CEL (size() counts it, nothing else sees it): refused, saying
+    # so. (`kubectl apply` drops nulls before sending; this is what a create or server-side apply gets.)
+    null = base_job("null-key")
+    null["spec"]["config"] = {"train_batch_size": 512, "gradClip": None}
+    code, obj = _create(kube, kube_namespace, null, dry_run=True)
+    assert code == 422, obj
+    assert "or a null value" in obj["message"], obj
+
+    # ES takes no gradient steps: lr, which every other algorithm has, is refused for it.
+    es = base_job("es-lr")
+    es["spec"]["algorithm"] = "ES"
+    es["spec"]["config"] = {"lr": 0.01}
+    error = _apply_error(kube, kube_namespace, tmp_path, es)
+    assert "config.lr is not a hyperparameter of ES. ES accepts: " in error, error
+
+
+def test_every_spelling_a_builtin_model_takes_passes_the_server(
+    kube: ControlPlane, kuberl_crds: list[str], kube_namespace: str
+) -> None:
+    """For each built-in algorithm, a config with every key its model takes, in every spelling
+    (camelCase, snake_case, RLlib's aliases), passes the server; the values are the operator's to check."""
+    offline = supporting("offline_input")
+    for algorithm, keys in config_keys().items():
+        doc = base_job(f"all-keys-{algorithm.lower().replace('_', '-')}")
+        doc["spec"]["algorithm"] = algorithm
+        doc["spec"]["config"] = dict.fromkeys(keys, 1)
+        if algorithm in offline:
+            doc["spec"]["input"] = {"uris": ["/data/recorded"]}
+        code, obj = _create(kube, kube_namespace, doc, dry_run=True)
+        assert code == 201, (algorithm, obj)

@@ -7,10 +7,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
+from pydantic import BaseModel, ValidationError
+from pydantic.alias_generators import to_camel, to_snake
 
 from kuberl.spec import parse_job
-from kuberl.spec.crd import build_crd, crd_yaml
+from kuberl.spec.algorithms import CONFIG_MODELS
+from kuberl.spec.base import field_spellings
+from kuberl.spec.crd import build_crd, config_keys, crd_yaml
 from tests.fixtures.k8s import crd_validator
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -120,3 +125,64 @@ def test_cel_rules_name_fields_of_the_schema() -> None:
             node = node["properties"][part]
         assert rule["message"]
         assert rule["reason"].startswith("FieldValue")
+
+
+def _errors(model: type[BaseModel], data: dict[str, Any]) -> list[tuple[str, tuple[Any, ...]]]:
+    try:
+        model.model_validate(data)
+    except ValidationError as exc:
+        return [(e["type"], tuple(e["loc"])) for e in exc.errors()]
+    return []
+
+
+def _takes_key(model: type[BaseModel], key: str) -> bool:
+    """Whether pydantic takes `key` as one of `model`'s fields (whatever it then says of the value): not
+    an unknown field, and not refused as a whole (DDPG names TD3's keys: use TD3 for these)."""
+    # A field's own default is a value it takes; for a key of no field, any value will do.
+    fields = [f for f, spellings in field_spellings(model).items() if key in spellings]
+    value = model.model_fields[fields[0]].get_default(call_default_factory=True) if fields else None
+    errors = _errors(model, {key: value})
+    return ("extra_forbidden", (key,)) not in errors and not any(
+        loc == () and (kind, loc) not in _errors(model, {}) for kind, loc in errors
+    )
+
+
+def _candidate_keys() -> set[str]:
+    """Every key any built-in config knows, in every spelling pydantic might take, and near misses."""
+    out: set[str] = set()
+    for keys in config_keys().values():
+        out.update(keys)
+    for model in CONFIG_MODELS.values():
+        for name in model.model_fields:
+            out.update({name, to_camel(name), to_snake(to_camel(name)), name.upper(), name + "s"})
+    return out
+
+
+@pytest.mark.parametrize("algorithm", sorted(CONFIG_MODELS))
+def test_crd_config_keys_are_exactly_what_the_model_takes(algorithm: str) -> None:
+    """Parity: the keys the CRD lets through for a built-in algorithm are the keys its pydantic model
+    takes (camelCase, snake_case and every alias), no more and no fewer, so the two cannot drift."""
+    model = CONFIG_MODELS[algorithm]
+    crd_keys = set(config_keys()[algorithm])
+    taken = {k for k in _candidate_keys() if _takes_key(model, k)}
+    assert crd_keys == taken
+    # Both spellings of every field: snake_case (validate_by_name) and the alias.
+    for name in set(model.model_fields) - set(model.refused_fields):
+        assert {name, to_camel(name).rstrip("_")} <= crd_keys, name
+
+
+def test_crd_declares_every_config_key_and_closes_each_algorithm() -> None:
+    spec = build_crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    config = spec["properties"]["config"]
+    declared = {k for keys in config_keys().values() for k in keys}
+    assert set(config["properties"]) == declared
+    # Untyped: one key takes different values in different algorithms; the operator checks values.
+    assert all(
+        node == {"x-kubernetes-preserve-unknown-fields": True, "nullable": True}
+        for node in config["properties"].values()
+    )
+    (rule,) = [r for r in spec["x-kubernetes-validations"] if r["fieldPath"] == ".config"]
+    for algorithm, keys in config_keys().items():
+        assert f"'{algorithm}': [" + ", ".join(f"'{k}'" for k in keys) + "]" in rule["rule"]
+    # A custom algorithm (module:Class) is not among the closed ones: its config stays open.
+    assert "self.algorithm.upperAscii() in ['A2C'" in rule["rule"]

@@ -7,7 +7,7 @@ and what the CRD declares agree.
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import AliasChoices, BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
 
 
@@ -36,3 +36,27 @@ class LenientModel(WireModel):
     """For objects Kubernetes itself extends (metadata, status): unknown fields are kept, not errors."""
 
     model_config = ConfigDict(extra="allow")
+
+
+def field_spellings(model: type[BaseModel]) -> dict[str, tuple[str, ...]]:
+    """The keys `model` accepts for each of its fields, by field name: the name itself (WireModel
+    validates by name) and the validation aliases, or the alias when there are none. The CRD's closed
+    config key sets (kuberl.spec.crd) and `--set`'s alias resolution (kuberl.spec.load) read them here,
+    so what they accept is what pydantic accepts."""
+    out: dict[str, tuple[str, ...]] = {}
+    for name, info in model.model_fields.items():
+        spellings = [name]
+        alias = info.validation_alias
+        if isinstance(alias, AliasChoices):
+            choices = alias.choices
+        elif alias is not None:
+            choices = [alias]
+        else:
+            choices = [info.alias or name]
+        for choice in choices:
+            if not isinstance(choice, str):  # an AliasPath reads a nested value: no spec model has one
+                raise TypeError(f"{model.__name__}.{name}: alias paths are not supported ({choice!r})")
+            if choice not in spellings:
+                spellings.append(choice)
+        out[name] = tuple(spellings)
+    return out

@@ -8,11 +8,14 @@ boolean `exclusiveMinimum`, and no `additionalProperties: false` beside `propert
 refuses the pair: unknown fields are pruned by the server, and refused under
 `kubectl apply --validate=strict`, without it). The models' defaults are kept as `default:` so that
 `kubectl explain` shows them and the server fills them in. `spec.config` is the per-algorithm
-discriminated union, which is not structural: the CRD keeps it as a free object and the operator
-validates it against the algorithm's model — or, for a custom algorithm (`algorithm: pkg.mod:Class`,
-kuberl.spec.custom), whose model only the trainer can import, leaves it to the trainer in the pod. A
-per-algorithm closed key set cannot be said in a structural schema: CEL sees the keys of a map only, a
-map's values need a type, and a config's values are numbers, lists and objects alike. Cross-field rules that a CEL expression can say are
+discriminated union, which is not structural: the CRD keeps it an open object (a custom algorithm,
+`algorithm: pkg.mod:Class` (kuberl.spec.custom), keeps any keys: only the trainer can import its
+model) and closes it for the built-in algorithms with one CEL rule (config_key_validation): every
+top-level key must be one that algorithm's model accepts, in any spelling pydantic takes (camelCase,
+snake_case, RLlib's names). Each spelling of every built-in key is declared as an untyped property,
+because the server shows CEL only declared fields (plus the object's size, which counts the rest);
+values and nested objects (config.model, …) stay the operator's to validate against the model, which
+names the field. Cross-field rules that a CEL expression can say are
 repeated as `x-kubernetes-validations`, so `kubectl apply` refuses them at once (the operator still
 checks every rule, with the same field names, for `kuberl run` and for what CEL cannot express).
 
@@ -22,6 +25,7 @@ checks every rule, with the same field names, for `kuberl run` and for what CEL 
 from __future__ import annotations
 
 import copy
+import re
 import sys
 from typing import Any
 
@@ -29,6 +33,7 @@ import yaml
 
 from kuberl.spec.algorithms import ALGORITHMS, CONFIG_MODELS
 from kuberl.spec.algorithms.base import supporting
+from kuberl.spec.base import field_spellings
 from kuberl.spec.custom import CUSTOM_ALGORITHM_PATTERN
 from kuberl.spec.job import (
     _DNS_LABEL,
@@ -51,6 +56,33 @@ _DROPPED = {"title", "discriminator", "$defs"}
 _PRESERVE = "x-kubernetes-preserve-unknown-fields"
 # A CEL condition that holds for a custom algorithm (`pkg.mod:Class`): the built-in rules skip it.
 _CUSTOM_CEL = f"self.algorithm.matches('{CUSTOM_ALGORITHM_PATTERN}')"
+_CEL_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# CEL's reserved words (https://github.com/google/cel-spec/blob/master/doc/langdef.md#syntax).
+_CEL_RESERVED = frozenset(
+    [
+        "as",
+        "break",
+        "const",
+        "continue",
+        "else",
+        "false",
+        "for",
+        "function",
+        "if",
+        "import",
+        "in",
+        "let",
+        "loop",
+        "package",
+        "namespace",
+        "null",
+        "return",
+        "true",
+        "var",
+        "void",
+        "while",
+    ]
+)
 
 
 def _config_description() -> str:
@@ -185,14 +217,87 @@ def spec_validations() -> list[Schema]:
     ]
 
 
-def spec_schema() -> Schema:
-    raw = RLTrainingJobSpec.model_json_schema(by_alias=True)
-    defs = raw.get("$defs", {})
-    raw["properties"]["config"] = {
+def config_keys() -> dict[str, tuple[str, ...]]:
+    """Every key each built-in algorithm's config accepts at the top level, in every spelling."""
+    return {
+        name: tuple(
+            key
+            for field, spellings in field_spellings(model).items()
+            if field not in model.refused_fields
+            for key in spellings
+        )
+        for name, model in CONFIG_MODELS.items()
+    }
+
+
+def config_schema() -> Schema:
+    """`spec.config`: open (custom algorithms keep any keys), with every key a built-in algorithm
+    accepts declared so that config_key_validation's CEL can see it. The declarations carry no type
+    (one key takes different values in different algorithms; the operator checks values) and no
+    description (the CRD stays well under the 256 KiB that client-side `kubectl apply` can annotate)."""
+    declared = sorted({key for keys in config_keys().values() for key in keys})
+    return {
         "type": "object",
         _PRESERVE: True,
         "description": _config_description(),
+        "properties": {key: {_PRESERVE: True, "nullable": True} for key in declared},
     }
+
+
+def _cel_map(mapping: dict[str, str]) -> str:
+    return "{" + ", ".join(f"'{k}': {v}" for k, v in mapping.items()) + "}"
+
+
+def config_key_validation() -> Schema:
+    """The rule that closes spec.config for the built-in algorithms: the number of keys (CEL's size()
+    counts every key) equals the number of keys present that the algorithm accepts. The message names
+    a declared key the algorithm does not take. Kubernetes shows rules neither undeclared keys nor keys
+    set to null (only size() counts them), so for those the message says so and lists what the
+    algorithm accepts; `kuberl render` and the operator's Valid condition name the key."""
+    keys = config_keys()
+    declared = sorted({k for ks in keys.values() for k in ks})
+    for key in declared:  # has() below selects them as CEL identifiers
+        if not _CEL_IDENTIFIER.match(key) or "__" in key or key in _CEL_RESERVED:
+            raise ValueError(f"config key {key!r} cannot be named in a CEL rule")
+    algo = "self.algorithm.upperAscii()"
+    config = "dyn(self.config)"
+    allowed = f"{_cel_map({name: _cel_list(ks) for name, ks in keys.items()})}[{algo}]"
+    allowed_set = f"{_cel_map({n: _cel_map(dict.fromkeys(ks, 'true')) for n, ks in keys.items()})}[{algo}]"
+    # The declared keys present, found with has(): iterating the config instead fails at run time when
+    # it holds an undeclared key (and the server then prints `message`, which cannot name the key).
+    present = "[" + ", ".join(f"has({config}.{k}) ? '{k}' : ''" for k in declared) + "]"
+    foreign = f"{present}.filter(k, k != '' && !(k in {allowed_set}))"
+    # One spelling of each field (the camelCase one) for the message.
+    accepts = {
+        name: ", ".join(
+            s[1] if len(s) > 1 else s[0]
+            for f, s in field_spellings(model).items()
+            if f not in model.refused_fields
+        )
+        for name, model in CONFIG_MODELS.items()
+    }
+    return {
+        "rule": (
+            f"!has(self.config) || !({algo} in {_cel_list(list(keys))}) "
+            f"|| size({config}) == {allowed}.filter(k, k in {config}).size()"
+        ),
+        "fieldPath": ".config",
+        "reason": "FieldValueInvalid",
+        # What the server says if the expression below cannot be evaluated.
+        "message": "config holds a key the algorithm does not accept: `kuberl render JOB.yaml` names it",
+        "messageExpression": (
+            f"({foreign}.size() > 0 ? 'config.' + {foreign}[0] + ' is not a hyperparameter of ' + {algo} "
+            ": 'config has a key that no built-in algorithm takes, or a null value (the API server hides both "
+            "from rules: `kuberl render JOB.yaml` names the key; leave a key out for its default)') "
+            f"+ '. ' + {algo} + ' accepts: ' + {_cel_map({n: repr(t) for n, t in accepts.items()})}[{algo}]"
+        ),
+    }
+
+
+def spec_schema() -> Schema:
+    raw = RLTrainingJobSpec.model_json_schema(by_alias=True)
+    defs = raw.get("$defs", {})
+    raw["properties"]["config"] = config_schema()
     schema = _convert(raw, defs)
     for path in OPERATOR_DEFAULTS:
         _node_at(schema, path).pop("default", None)
@@ -203,7 +308,7 @@ def spec_schema() -> Schema:
             "message": f"unknown algorithm; choose one of {', '.join(ALGORITHMS)}, or a custom one as module:Class",
         }
     ]
-    schema["x-kubernetes-validations"] = spec_validations()
+    schema["x-kubernetes-validations"] = [*spec_validations(), config_key_validation()]
     # ResourcesSpec's own cross-field rule (the models say it with the same field name and reason).
     _node_at(schema, ("resources",))["x-kubernetes-validations"] = [
         {

@@ -101,11 +101,17 @@ class ObjectMeta(LenientModel):
         return v
 
 
+MAX_ALGORITHM_LENGTH = 256
+
+
 class RLTrainingJobSpec(WireModel):
     """What to train, for how long, on what resources, and where its checkpoints live."""
 
     algorithm: str = Field(
         ...,
+        # A bound on the name keeps the CRD's CEL rules within the API server's cost budget (they
+        # upper-case it per config key); module paths are far shorter.
+        max_length=MAX_ALGORITHM_LENGTH,
         description=(
             f"The algorithm: one of {', '.join(ALGORITHMS)}; or `module:Class`, a custom Algorithm subclass "
             "whose config model is its `config_class` (docs/custom-algorithms.md)."

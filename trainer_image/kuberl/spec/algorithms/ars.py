@@ -7,7 +7,7 @@ from typing import ClassVar, Literal
 from pydantic import Field, model_validator
 
 from kuberl.spec.algorithms.base import AlgorithmConfigBase, ModelConfig
-from kuberl.spec.algorithms.es import check_derivative_free
+from kuberl.spec.algorithms.es import DERIVATIVE_FREE_REFUSED, check_derivative_free
 from kuberl.spec.capabilities import EVOLUTION_SPACES, Capabilities
 
 
@@ -16,6 +16,7 @@ class ARSConfig(AlgorithmConfigBase):
 
     implementation: ClassVar[str] = "kuberl.algorithms.ars:ARS"
     capabilities: ClassVar[Capabilities] = Capabilities(EVOLUTION_SPACES, offline_output=False)
+    refused_fields: ClassVar[tuple[str, ...]] = DERIVATIVE_FREE_REFUSED
     # Only returns come back from the runners (kuberl.spec.combinations refuses spec.output).
     single_learner_reason: ClassVar[str] = (
         "has no gradient learner to split over data-parallel ranks (θ moves in the driver; scale it with "

@@ -144,6 +144,9 @@ class AlgorithmConfigBase(WireModel):
 
     # The features this algorithm supports (kuberl.spec.capabilities): every algorithm config sets its own.
     capabilities: ClassVar[Capabilities]
+    # Inherited fields this algorithm refuses whenever they are set (ES and ARS take no gradient steps):
+    # the CRD leaves them out of the algorithm's config keys (kuberl.spec.crd.config_keys).
+    refused_fields: ClassVar[tuple[str, ...]] = ()
 
     @model_validator(mode="after")
     def _sizes(self) -> AlgorithmConfigBase:

@@ -9,14 +9,16 @@ from pydantic import Field, model_validator
 from kuberl.spec.algorithms.base import AlgorithmConfigBase, ModelConfig
 from kuberl.spec.capabilities import EVOLUTION_SPACES, Capabilities
 
+# The gradient-descent fields every other algorithm has, which ES and ARS refuse (their refused_fields).
+DERIVATIVE_FREE_REFUSED = ("lr", "lr_schedule", "grad_clip", "gamma")
+
 
 def check_derivative_free(config: AlgorithmConfigBase, name: str, step_field: str) -> None:
     """ES and ARS follow no loss gradient and learn no critic: the gradient-descent fields every other
     algorithm has would be silently ignored, so setting one is an error that says what to use instead."""
-    ignored = {"lr": step_field, "lr_schedule": step_field, "grad_clip": None, "gamma": None}
-    for field, instead in ignored.items():
+    for field in DERIVATIVE_FREE_REFUSED:
         if field in config.model_fields_set:
-            hint = f"; set {step_field} instead" if instead else ""
+            hint = f"; set {step_field} instead" if field in ("lr", "lr_schedule") else ""
             raise ValueError(
                 f"{field}: {name} maximises the undiscounted episode return by perturbing the policy's "
                 f"parameters and never takes a loss gradient, so {field} has no effect{hint}"
@@ -33,6 +35,7 @@ class ESConfig(AlgorithmConfigBase):
 
     implementation: ClassVar[str] = "kuberl.algorithms.es:ES"
     capabilities: ClassVar[Capabilities] = Capabilities(EVOLUTION_SPACES, offline_output=False)
+    refused_fields: ClassVar[tuple[str, ...]] = DERIVATIVE_FREE_REFUSED
     # Only returns come back from the runners (kuberl.spec.combinations refuses spec.output).
     single_learner_reason: ClassVar[str] = (
         "has no gradient learner to split over data-parallel ranks (θ moves in the driver; scale it with "
