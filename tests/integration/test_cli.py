@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.cli import kuberl
 
@@ -44,6 +45,26 @@ def test_bad_spec_fields(tmp_path: Path, edit: list[str], words: str) -> None:
     assert words in " ".join(res.stderr.split()), res.stderr
     assert "Traceback" not in res.stderr
     assert not (tmp_path / "runs").exists()
+
+
+def test_set_replaces_a_snake_case_key_in_any_spelling() -> None:
+    """`--set config.model.useLstm=false` on an example written in snake_case (`use_lstm: true`) sets
+    that key instead of adding a second one (which the model refused as an unknown field), and so do an
+    RLlib alias (numSgdIter for num_epochs) and the alias of lambda_."""
+    sets = ["config.model.useLstm=false", "config.numSgdIter=2", "config.lambda=0.9"]
+    res = kuberl(
+        "convert", "examples/ppo-lstm-recall.yaml", *[a for s in sets for a in ("--set", s)], cwd=ROOT
+    )
+    assert res.returncode == 0, res.stderr
+    config = yaml.safe_load(res.stdout)["spec"]["config"]
+    assert config["model"]["useLstm"] is False
+    assert (config["numEpochs"], config["lambda"]) == (2, 0.9)
+    # `kuberl run` reads the file the same way: the bad value is refused by its name, not as a duplicate.
+    res = kuberl("run", "examples/ppo-lstm-recall.yaml", "--set", "config.model.maxSeqLen=0", cwd=ROOT)
+    assert res.returncode == 2, res.stderr
+    assert "spec.config.model.max_seq_len: Input should be greater than or equal to 1" in res.stderr
+    assert "unknown field" not in res.stderr
+    assert "Traceback" not in res.stderr
 
 
 def test_malformed_yaml(tmp_path: Path) -> None:

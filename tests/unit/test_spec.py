@@ -105,6 +105,26 @@ def test_overrides_apply_relative_to_spec_and_parse_yaml_values() -> None:
         apply_overrides(doc(), ["novalue"])
 
 
+def test_overrides_replace_the_spelling_the_document_has() -> None:
+    """A field the models take in several spellings is set where the document already has it, whatever
+    spelling the override uses; free-form mappings (envConfig, a custom algorithm's config) keep keys
+    as written, since there `max_steps` and `maxSteps` may be two different things."""
+    d = doc()
+    d["spec"]["envConfig"] = {"max_steps": 10}
+    d["spec"]["config"] = {"num_sgd_iter": 3, "lambda_": 0.9, "model": {"use_lstm": True, "useLstm": True}}
+    out = apply_overrides(d, ["config.numEpochs=2", "config.lambda=0.5", "config.model.useLstm=false"])
+    assert out["spec"]["config"] == {"num_sgd_iter": 2, "lambda_": 0.5, "model": {"use_lstm": False}}
+    assert parse_job(out).spec.config.num_epochs == 2
+    out = apply_overrides(d, ["envConfig.maxSteps=5", "resources.env_runners=0", "spec.config.newKey=1"])
+    assert out["spec"]["envConfig"] == {"max_steps": 10, "maxSteps": 5}
+    assert out["spec"]["resources"]["env_runners"] == 0
+    assert out["spec"]["config"]["newKey"] == 1  # no field of PPO: added as written (and refused by parse)
+    d["spec"]["algorithm"] = "my_pkg.algos:MyPPO"
+    out = apply_overrides(d, ["config.numEpochs=2"])
+    assert out["spec"]["config"]["num_sgd_iter"] == 3
+    assert out["spec"]["config"]["numEpochs"] == 2
+
+
 def test_malformed_yaml_reports_the_line(tmp_path: Path) -> None:
     p = tmp_path / "bad.yaml"
     p.write_text("apiVersion: kuberl.io/v1alpha1\nspec:\n  algorithm: PPO\n   env: [unclosed\n")

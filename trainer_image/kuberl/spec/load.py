@@ -7,11 +7,14 @@ import json
 import logging
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from types import UnionType
+from typing import Any, Union, get_args, get_origin
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
+from kuberl.spec.algorithms import CONFIG_MODELS
+from kuberl.spec.base import field_spellings
 from kuberl.spec.errors import SpecError, from_validation_error
 from kuberl.spec.job import RLTrainingJob, RLTrainingJobSpec
 
@@ -93,9 +96,34 @@ def _parse_value(text: str) -> Any:
         return text
 
 
+def _model_of(annotation: Any) -> type[BaseModel] | None:
+    """The one model a field holds (`X`, `X | None`), or None for free-form values (dicts, lists, …)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    models = {m for m in map(_model_of, get_args(annotation)) if m is not None}
+    return models.pop() if len(models) == 1 and get_origin(annotation) in (Union, UnionType) else None
+
+
+def _field_at(model: type[BaseModel] | None, key: str, doc: dict[str, Any]) -> tuple[tuple[str, ...], Any]:
+    """The spellings `model` takes for the field `key` names ((key,) where it names none or the value
+    is free-form), and the model of that field's value (None: free-form, keys are taken as written)."""
+    if model is None:
+        return (key,), None
+    for name, spellings in field_spellings(model).items():
+        if key in spellings:
+            if model is RLTrainingJobSpec and name == "config":
+                # The algorithm's own model; a custom algorithm's config is left as written.
+                algorithm = str(doc.get("spec", {}).get("algorithm", "")).upper()
+                return spellings, CONFIG_MODELS.get(algorithm)
+            return spellings, _model_of(model.model_fields[name].annotation)
+    return (key,), None
+
+
 def apply_overrides(data: dict[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
     """Apply `a.b.c=value` overrides to a raw document (paths relative to the document root; a path
-    not starting with metadata/spec/apiVersion/kind is taken relative to `spec`)."""
+    not starting with metadata/spec/apiVersion/kind is taken relative to `spec`). A key the models
+    take in several spellings replaces the spelling the document already has (`--set
+    config.model.useLstm=false` on a file saying `use_lstm: true`), so no second key appears."""
     out = json.loads(json.dumps(data))
     for item in overrides:
         if "=" not in item:
@@ -106,17 +134,24 @@ def apply_overrides(data: dict[str, Any], overrides: Iterable[str]) -> dict[str,
             raise SpecError([("--set", f"{item!r} has an empty key")])
         if parts[0] not in ("metadata", "spec", "apiVersion", "kind"):
             parts = ["spec", *parts]
-        node = out
-        for p in parts[:-1]:
-            nxt = node.get(p)
+        node, model = out, RLTrainingJob
+        for i, part in enumerate(parts):
+            spellings, model = _field_at(model, part, out)
+            present = [k for k in node if k in spellings]
+            for extra in present[1:]:  # the document had two spellings: the override replaces both
+                del node[extra]
+            name = present[0] if present else part
+            if i == len(parts) - 1:
+                node[name] = _parse_value(value)
+                break
+            nxt = node.get(name)
             if nxt is None:
-                nxt = node[p] = {}
+                nxt = node[name] = {}
             if not isinstance(nxt, dict):
                 raise SpecError(
-                    [(".".join(parts), f"cannot set a field inside {p!r}, which is not a mapping")]
+                    [(".".join(parts), f"cannot set a field inside {part!r}, which is not a mapping")]
                 )
             node = nxt
-        node[parts[-1]] = _parse_value(value)
     return out
 
 
