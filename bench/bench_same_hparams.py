@@ -95,6 +95,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--algo", choices=sorted(SETTINGS), required=True)
     ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--first-seed", type=int, default=0, help="seeds first-seed … first-seed + seeds - 1")
     ap.add_argument("--threshold", type=float, help="mean return of the last 100 episodes (default: per env)")
     ap.add_argument("--max-steps", type=int, default=1_000_000)
     ap.add_argument("--budget-steps", type=int, help="train exactly this many env steps, no threshold")
@@ -118,7 +119,7 @@ def main() -> None:
     runners["sb3"] = runner("sb3_same_hparams.py", "--algo", args.algo)
     load_before = os.getloadavg()
     extra = ["--threshold", str(args.threshold), "--max-steps", str(args.max_steps)]
-    runs = run_interleaved(runners, args.seeds, extra=extra)
+    runs = run_interleaved(runners, args.seeds, extra=extra, first_seed=args.first_seed)
     load_after = os.getloadavg()
     if args.json:
         args.json.write_text(json.dumps(runs, indent=2))

@@ -47,6 +47,7 @@ def main() -> None:
     args = ap.parse_args()
     proc = psutil.Process(args.pid)
     start = proc.create_time()
+    args.run_dir.mkdir(parents=True, exist_ok=True)  # started beside the run, before it makes the dir
     out = args.run_dir / "cpu_log.jsonl"
     while True:
         try:

@@ -102,11 +102,12 @@ def run_one(
 
 
 def run_interleaved(
-    runners: Mapping[str, Sequence[str]], seeds: int, *, extra: Sequence[str] = ()
+    runners: Mapping[str, Sequence[str]], seeds: int, *, extra: Sequence[str] = (), first_seed: int = 0
 ) -> list[dict[str, Any]]:
-    """Every framework once per seed, alternating, so drift in machine load hits all of them alike."""
+    """Every framework once per seed (`first_seed` … `first_seed + seeds - 1`), alternating, so drift in
+    machine load hits all of them alike."""
     runs = []
-    for seed in range(seeds):
+    for seed in range(first_seed, first_seed + seeds):
         for name, argv in runners.items():
             runs.append(run_one(name, argv, seed, extra=extra))
             print(json.dumps(runs[-1]), file=sys.stderr, flush=True)
