@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -145,3 +147,39 @@ class GatedCartPole(gym.Wrapper[np.ndarray, np.int64, np.ndarray, np.int64]):
 def make_gated_cartpole(config: dict[str, Any]) -> gym.Env[np.ndarray, np.int64]:
     """CartPole-v1; with config["gate"], a GatedCartPole (the training envs get no gate)."""
     return GatedCartPole(config["gate"]) if config.get("gate") else gym.make("CartPole-v1")
+
+
+class EvaluationMarkers(gym.Wrapper[np.ndarray, np.int64, np.ndarray, np.int64]):
+    """CartPole that leaves files in `markers` (tests/integration/test_evaluation_runners): with
+    role "eval" (set by evaluation.envConfig) `open-PID-ID` at its first reset and `closed-PID-ID` when
+    closed, so a test sees which processes evaluated; the training envs (no role) wait at each reset
+    while an evaluation is under way (more opened than closed, at most 120 s), so an evaluation started
+    in parallel is finished before the iterations after it end: its result cannot miss the run."""
+
+    def __init__(self, markers: str, role: str | None) -> None:
+        super().__init__(gym.make("CartPole-v1"))
+        self.markers = Path(markers)
+        self.role = role
+        self.id = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self.opened = False
+
+    def reset(self, **kwargs: Any) -> tuple[np.ndarray, dict[str, Any]]:
+        if self.role == "eval" and not self.opened:
+            self.opened = True
+            (self.markers / f"open-{self.id}").touch()
+        elif self.role is None:
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline and len(list(self.markers.glob("open-*"))) > len(
+                list(self.markers.glob("closed-*"))
+            ):
+                time.sleep(0.01)
+        return self.env.reset(**kwargs)
+
+    def close(self) -> None:
+        if self.opened:
+            (self.markers / f"closed-{self.id}").touch()
+        super().close()
+
+
+def make_marked_cartpole(config: dict[str, Any]) -> gym.Env[np.ndarray, np.int64]:
+    return EvaluationMarkers(config["markers"], config.get("role"))

@@ -416,7 +416,7 @@ def _worker_group(
 
 
 def cpu_worker_replicas(job: RLTrainingJob) -> int:
-    """Enough pods for every EnvRunner actor at cpusPerRunner each (explicit replicas win)."""
+    """Enough pods for every EnvRunner and evaluation actor at cpusPerRunner each (explicit replicas win)."""
     group = job.spec.cluster.cpu_workers
     if group.replicas is not None:
         return group.replicas
@@ -427,7 +427,8 @@ def cpu_worker_replicas(job: RLTrainingJob) -> int:
         trials_cpus = job.spec.tune.max_concurrent_trials * trial_cpus(res)
         return math.ceil(trials_cpus / cpu_cores(group.cpu))
     per_pod = max(1, math.floor(cpu_cores(group.cpu) / res.cpus_per_runner))
-    return math.ceil(res.env_runners / per_pod)
+    # The evaluation actors (evaluation.numEnvRunners) reserve cpusPerRunner each, as env runners do.
+    return math.ceil((res.env_runners + job.spec.evaluation.num_env_runners) / per_pod)
 
 
 def head_gpus(job: RLTrainingJob) -> int:

@@ -268,6 +268,18 @@ def test_parallel_evaluation() -> None:
         parse_job(doc)
 
 
+@pytest.mark.parametrize("key", ["evaluation_num_env_runners", "evaluation_num_workers"])
+def test_evaluation_runners(key: str) -> None:
+    job, warnings = _convert({"num_env_runners": 2, key: 3, "evaluation_interval": 1})
+    assert job.spec.evaluation.num_env_runners == 3
+    assert not [w for w in warnings if key in w]
+    # num_env_runners: 0 runs without Ray in kuberl: the evaluation stays in the driver.
+    job, _ = _convert({"num_env_runners": 0, key: 1, "evaluation_interval": 1})
+    assert job.spec.evaluation.num_env_runners == 0
+    with pytest.raises(SpecError, match=rf"exp\.config\.{key}: -1 is not a whole number"):
+        _convert({key: -1})
+
+
 def test_multi_agent_refuses_evaluation_by_timesteps() -> None:
     doc = yaml.safe_load((ROOT / "examples" / "ma-coop-ppo.yaml").read_text())
     doc["spec"]["evaluation"] = {"interval": 1, "timesteps": 100}

@@ -93,3 +93,13 @@ def test_unknown_local_mode_is_a_spec_error() -> None:
     with pytest.raises(SpecError) as err:
         job(envRunners=1, localMode="ray")
     assert "spec.resources.localMode" in str(err.value)
+
+
+def test_evaluation_actors_make_a_local_run_use_ray() -> None:
+    """One env runner locally would sample in the driver, but the evaluation actors need Ray anyway."""
+    doc = job(envRunners=1).model_dump(mode="json", by_alias=True, exclude_unset=True)
+    doc["spec"]["evaluation"] = {"interval": 1, "numEnvRunners": 2}
+    trained, choice = resolve_sampling(parse_job(doc), LOCAL, ray_running=False)
+    assert not choice.in_driver
+    assert choice.reason == "localMode: auto with evaluation.numEnvRunners: 2 (Ray runs them anyway)"
+    assert trained.spec.resources.env_runners == 1

@@ -62,11 +62,16 @@ def parts_for(spec: RLTrainingJobSpec) -> Parts:
     # The policy server stands in for the env runners: no runner actors then.
     runner_cpus = 0.0 if external else res.env_runners * res.cpus_per_runner
     learner_cpus = res.learners * res.cpus_per_learner if res.learners > 1 else 0.0
+    # Evaluation actors only where the env runners are Ray actors: a job that samples in the driver
+    # (envRunners: 0, or localMode's choice; kuberl.sampling) evaluates there too.
+    evaluation_runners = spec.evaluation.num_env_runners if runner_cpus > 0 else 0
+    ray_cpus = runner_cpus + learner_cpus + evaluation_runners * res.cpus_per_runner
     return Parts(
         runner_group=_external_runner_group if external else None,
         writer=(_episode_writer if external else _writer) if spec.output is not None else None,
         learner_group=partial(_learner_group, resources=res) if res.learners > 1 else None,
-        ray_cpus=runner_cpus + learner_cpus if runner_cpus + learner_cpus > 0 else None,
+        ray_cpus=ray_cpus if ray_cpus > 0 else None,
+        evaluation_runners=evaluation_runners,
     )
 
 

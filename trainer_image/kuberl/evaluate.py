@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from kuberl.sampling import in_driver
 from kuberl.spec import parse_job
 
 if TYPE_CHECKING:
@@ -24,7 +25,7 @@ def rollout_checkpoint(
 
     loaded = load_checkpoint(uri)
     doc = json.loads(loaded.files[SPEC_FILE])
-    doc["spec"]["resources"] = {**doc["spec"].get("resources", {}), "envRunners": 0, "gpusPerLearner": 0}
+    in_driver(doc["spec"])
     doc["spec"].pop("external", None)
     job = parse_job(doc, source=uri)
     if job.spec.multi_agent is not None:
@@ -56,7 +57,7 @@ def evaluate_checkpoint(
     loaded = load_checkpoint(uri)
     doc = json.loads(loaded.files[SPEC_FILE])
     # Evaluate in this process: no runners, no Ray, no metrics server, no resume.
-    doc["spec"]["resources"] = {**doc["spec"].get("resources", {}), "envRunners": 0, "gpusPerLearner": 0}
+    in_driver(doc["spec"])
     doc["spec"].pop("external", None)  # episodes are played here, not served: no policy server, no token
     job = parse_job(doc, source=uri)
     if video_dir and job.spec.multi_agent is not None:

@@ -24,6 +24,7 @@ from torch import nn
 from kuberl.core.models import action_distribution
 from kuberl.core.recurrent import RecurrentActorCritic, RecurrentState
 from kuberl.core.sample_batch import Columns
+from kuberl.sampling import in_driver
 from kuberl.spec import SpecError, parse_job
 
 if TYPE_CHECKING:
@@ -116,7 +117,7 @@ def inference_algorithm(uri: str, *, policy_id: str | None = None) -> tuple[Algo
 
     loaded = load_checkpoint(uri)
     doc = json.loads(loaded.files[SPEC_FILE])
-    doc["spec"]["resources"] = {**doc["spec"].get("resources", {}), "envRunners": 0, "gpusPerLearner": 0}
+    in_driver(doc["spec"])
     doc["spec"].pop("external", None)
     doc["spec"].pop("output", None)
     job = parse_job(doc, source=uri)

@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from kuberl.sampling import in_driver
 from kuberl.spec import parse_job
 
 
@@ -36,12 +37,7 @@ def record_checkpoint(
     loaded = load_checkpoint(uri)
     doc = json.loads(loaded.files[SPEC_FILE])
     spec = doc["spec"]
-    spec["resources"] = {
-        **spec.get("resources", {}),
-        "envRunners": 0,
-        "envsPerRunner": envs,
-        "gpusPerLearner": 0,
-    }
+    in_driver(spec, envsPerRunner=envs)
     spec["output"] = {"uri": output, **({"maxRowsPerFile": max_rows_per_file} if max_rows_per_file else {})}
     if seed is not None:
         spec["seed"] = seed

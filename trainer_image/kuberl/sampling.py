@@ -14,6 +14,7 @@ import os
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from kuberl.spec import RLTrainingJob
 
@@ -55,6 +56,11 @@ def choose_sampling(job: RLTrainingJob, environ: Mapping[str, str], *, ray_runni
         )
     if res.learners > 1:
         return SamplingChoice(False, f"localMode: auto with learners: {res.learners} (Ray runs them anyway)")
+    if spec.evaluation.num_env_runners:
+        n = spec.evaluation.num_env_runners
+        return SamplingChoice(
+            False, f"localMode: auto with evaluation.numEnvRunners: {n} (Ray runs them anyway)"
+        )
     if ray_running:
         return SamplingChoice(False, "localMode: auto, and this process already joined Ray")
     return SamplingChoice(
@@ -79,3 +85,11 @@ def resolve_sampling(
     resources = res.model_copy(update={"env_runners": 0})
     spec = job.spec.model_copy(update={"resources": resources})
     return job.model_copy(update={"spec": spec}), choice
+
+
+def in_driver(spec: dict[str, Any], **resources: Any) -> None:
+    """Make a job document (`spec`, camelCase as checkpoints store it) play in this process without Ray
+    actors, for the commands that replay a checkpoint's policy (evaluate, rollout, record, export): no
+    env runners, learner GPUs or evaluation actors; `resources` are further resources fields to set."""
+    spec["resources"] = {**spec.get("resources", {}), "envRunners": 0, "gpusPerLearner": 0, **resources}
+    spec["evaluation"] = {**spec.get("evaluation", {}), "numEnvRunners": 0}

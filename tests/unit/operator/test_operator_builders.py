@@ -415,3 +415,21 @@ def test_network_policy_keeps_ray_ports_to_the_job() -> None:
             "rayClusterSpec"
         ]
     )
+
+
+def test_evaluation_actors_are_counted_in_the_env_runner_pods() -> None:
+    """evaluation.numEnvRunners actors reserve cpusPerRunner each, like env runners: the RayJob's
+    env-runners group has room for both (what the operator accepts is what the trainer starts)."""
+
+    def replicas(**spec: Any) -> int:
+        groups = build_ray_job(_job(**spec), attempt=0, resume="auto")["spec"]["rayClusterSpec"][
+            "workerGroupSpecs"
+        ]
+        (group,) = [g for g in groups if g["groupName"] == "env-runners"]
+        return int(group["replicas"])
+
+    resources = {"envRunners": 4, "cpusPerRunner": 1, "localMode": "auto"}
+    cluster = {"cpuWorkers": {"cpu": "2"}}
+    alone = replicas(resources=resources, cluster=cluster)
+    with_eval = replicas(resources=resources, cluster=cluster, evaluation={"interval": 1, "numEnvRunners": 3})
+    assert (alone, with_eval) == (2, 4)  # 4 runners on 2-CPU pods; 4 + 3 actors: 4 pods

@@ -9,6 +9,7 @@ adds its learner and `training_step()`.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import logging
 import math
@@ -26,24 +27,23 @@ import numpy as np
 import torch
 
 from kuberl.checkpoint.errors import CheckpointMismatchError
-from kuberl.core.action_spaces import action_space_problem, is_structured, to_env, to_env_single
+from kuberl.core.action_spaces import action_space_problem
 from kuberl.core.background import BackgroundEvaluation
 from kuberl.core.callbacks import EpisodeMetrics, Hooks, hist_stats, summarize
-from kuberl.core.env_factory import make_vector_env, seeds_for
 from kuberl.core.env_runner import Rollout, RunnerConfig
+from kuberl.core.evaluation import EpisodeStats, evaluation_seed, play, policy_input, policy_output
 from kuberl.core.learner import Learner
-from kuberl.core.models import flatten_obs, load_numpy_weights
+from kuberl.core.models import load_numpy_weights
 from kuberl.core.normalizer import RunningStats
 from kuberl.core.offline.writer import Writer
 from kuberl.core.policy import PolicyFactory, RunnerPolicy
-from kuberl.core.preprocess import batch_of_one, is_single
 from kuberl.core.recurrent import (
     RecurrentActorCritic,
     RecurrentActorCriticPolicy,
     RecurrentState,
     is_recurrent,
 )
-from kuberl.core.runner_group import EnvRunnerGroup, RunnerGroup
+from kuberl.core.runner_group import ActorEvaluation, EnvRunnerGroup, EvaluationRunnerGroup, RunnerGroup
 from kuberl.core.sample_batch import Columns
 from kuberl.core.state_io import dumps_state, loads_state
 from kuberl.results import TrainResult
@@ -111,6 +111,8 @@ class Parts:
     # CPUs the Ray actors (runners, learners) reserve: Ray is started or joined before they are built.
     # None: no Ray actors.
     ray_cpus: float | None = None
+    # Evaluation actors (evaluation.numEnvRunners, counted in ray_cpus); 0: evaluate in the driver.
+    evaluation_runners: int = 0
 
 
 DEFAULT_POLICY = "default_policy"
@@ -395,9 +397,25 @@ class Algorithm(TrainingRun, Generic[ConfigT]):
             )
         if parts.learner_group is not None:
             self.learner = parts.learner_group(self.learner)
+        self.evaluation_runners: EvaluationRunnerGroup | None = (
+            self.make_evaluation_runners(parts.evaluation_runners) if parts.evaluation_runners else None
+        )
         self.writer: Writer | None = parts.writer(self) if parts.writer is not None else None
         self.sync_weights()
         self.hooks("on_algorithm_init", algorithm=self)
+
+    def make_evaluation_runners(self, n: int) -> EvaluationRunnerGroup:
+        """`n` evaluation actors acting as compute_actions does: the inference policy with its options,
+        on envs with spec.evaluation.envConfig over spec.envConfig."""
+        config = dataclasses.replace(
+            self.runner_config,
+            env_config={**self.spec.env_config, **self.spec.evaluation.env_config},
+            policy=self.inference_policy_factory(),
+            callbacks=None,  # evaluation episodes are not training episodes: no user hooks
+        )
+        return EvaluationRunnerGroup(
+            config, num_runners=n, cpus_per_runner=self.spec.resources.cpus_per_runner
+        )
 
     def check_experience_features(self) -> None:
         """Refuse (naming the field) what this algorithm's training step would ignore or get wrong."""
@@ -551,7 +569,10 @@ class Algorithm(TrainingRun, Generic[ConfigT]):
         done = self.background_evaluation.collect()
         if done is not None:
             result["evaluation"] = done
-        if due:
+        if due and self.evaluation_runners is not None:
+            # The actors get this iteration's weights now, before the next iteration changes them.
+            self.background_evaluation.launch_with(self.iteration, self.start_evaluation)
+        elif due:
             self.background_evaluation.launch(self.iteration, self.frozen().evaluate)
 
     def frozen(self) -> Algorithm[Any]:
@@ -637,28 +658,11 @@ class Algorithm(TrainingRun, Generic[ConfigT]):
                 "with state = initial_state(batch_size)"
             )
         policy = self.inference_policy()
-        single, flat = self._policy_input(obs)
+        single, flat = policy_input(self.obs_space, obs, self.obs_filter)
         with torch.inference_mode():
             # The global generator: exploring draws from torch's global stream, which seed_all seeds.
             out = policy.act(torch.as_tensor(flat), explore=explore, generator=torch.default_generator)
-        return self._policy_output(out[Columns.ACTIONS], single)
-
-    def _policy_input(self, obs: Any) -> tuple[bool, np.ndarray]:
-        single = is_single(self.obs_space, obs)
-        flat = flatten_obs(self.obs_space, batch_of_one(self.obs_space, obs) if single else obs)
-        if self.obs_filter is not None:
-            flat = self.obs_filter.normalize(flat)
-        return single, flat
-
-    def _policy_output(self, actions: torch.Tensor, single: bool) -> Any:
-        """Actions in the env's own structure (kuberl.core.action_spaces.to_env): an array for Discrete,
-        Box, MultiDiscrete and MultiBinary; a tuple or dict of (batched) components for Tuple/Dict."""
-        out = actions.cpu().numpy()
-        if is_structured(self.action_space):
-            return to_env_single(self.action_space, out[0]) if single else to_env(self.action_space, out)
-        if isinstance(self.action_space, gym.spaces.Box):
-            out = np.clip(out, self.action_space.low, self.action_space.high)
-        return out[0] if single else out
+        return policy_output(self.action_space, out[Columns.ACTIONS], single)
 
     def initial_state(self, batch_size: int = 1) -> RecurrentState | None:
         """A recurrent policy's state at the start of `batch_size` episodes; None for feed-forward ones."""
@@ -676,89 +680,80 @@ class Algorithm(TrainingRun, Generic[ConfigT]):
         policy = self.inference_policy()
         if not isinstance(policy, RecurrentActorCriticPolicy):
             raise ValueError("this policy is not recurrent: use compute_actions(obs)")
-        single, flat = self._policy_input(obs)
+        single, flat = policy_input(self.obs_space, obs, self.obs_filter)
         with torch.inference_mode():
             # The runner policy's act(), from the caller's state: the same step the runners sample with.
             out, next_state = policy.act_from(
                 torch.as_tensor(flat), state, explore=explore, generator=torch.default_generator
             )
-        return self._policy_output(out[Columns.ACTIONS], single), next_state
+        return policy_output(self.action_space, out[Columns.ACTIONS], single), next_state
 
     def evaluate(
         self, episodes: int | None = None, *, explore: bool | None = None, timesteps: int | None = None
     ) -> dict[str, Any]:
-        """Play episodes on fresh environments in the driver; returns return/length statistics.
+        """Play episodes on fresh environments; returns return/length statistics. On the evaluation
+        actors when the job has them (evaluation.numEnvRunners, with `num_env_runners`: how many played),
+        else in the driver.
 
         `episodes` (default spec.evaluation.episodes) full episodes, or, with `timesteps` (default
         spec.evaluation.timesteps when no `episodes` are asked for), that many env steps: the statistics
         then cover the episodes completed within them (none: the returns are None), as RLlib's
         evaluation_duration_unit: timesteps does. The evaluation envs get spec.envConfig updated with
         spec.evaluation.envConfig."""
+        n, explore, timesteps = self._evaluation_duration(episodes, explore, timesteps)
+        if self.evaluation_runners is not None:
+            return self.start_evaluation(n, explore=explore, timesteps=timesteps).result()
+        returns, lengths, steps = self.play_episodes(n, explore=explore, timesteps=timesteps)
+        return EpisodeStats(returns, lengths, steps).summary()
+
+    def _evaluation_duration(
+        self, episodes: int | None, explore: bool | None, timesteps: int | None
+    ) -> tuple[int | None, bool, int | None]:
+        """(episodes, explore, timesteps) of an evaluation, the spec's where the caller gives none."""
         ev = self.spec.evaluation
         if timesteps is None and episodes is None:
             timesteps = ev.timesteps
-        returns, lengths, steps = self.play_episodes(
-            None if timesteps is not None and episodes is None else episodes or ev.episodes,
-            explore=ev.explore if explore is None else explore,
+        n = None if timesteps is not None and episodes is None else episodes or ev.episodes
+        return n, ev.explore if explore is None else explore, timesteps
+
+    def start_evaluation(
+        self, episodes: int | None = None, *, explore: bool | None = None, timesteps: int | None = None
+    ) -> ActorEvaluation:
+        """Start an evaluation on the evaluation actors with the current weights, observation filter and
+        inference options; returns at once (the statistics: .result())."""
+        assert self.evaluation_runners is not None, "the job has no evaluation actors"
+        n, explore, timesteps = self._evaluation_duration(episodes, explore, timesteps)
+        return self.evaluation_runners.start(
+            self.get_weights(),
+            self.obs_filter.state() if self.obs_filter is not None else None,
+            self.inference_options(),
+            episodes=n,
             timesteps=timesteps,
+            explore=explore,
         )
-        return {
-            "episode_return_mean": float(np.mean(returns)) if returns else None,
-            "episode_return_min": float(np.min(returns)) if returns else None,
-            "episode_return_max": float(np.max(returns)) if returns else None,
-            "episode_len_mean": float(np.mean(lengths)) if returns else None,
-            "episodes": len(returns),
-            "num_env_steps_sampled": steps,
-        }
 
     def play_episodes(
         self, n: int | None, *, explore: bool, timesteps: int | None = None
     ) -> tuple[list[float], list[int], int]:
         """(returns, lengths, env steps) of the episodes played with this policy on evaluation
-        environments until `n` episodes are complete or `timesteps` env steps are taken, whichever comes
-        first (None: no such limit; one of the two must be given)."""
-        if n is None and timesteps is None:
-            raise ValueError("play_episodes needs a number of episodes or of timesteps")
-        # By steps alone: one env, so the steps go to as few (and as complete) episodes as possible.
-        num_envs = 1 if n is None else min(8, n, timesteps or 8)
-        env_config = {**self.spec.env_config, **self.spec.evaluation.env_config}
-        env = make_vector_env(self.spec.env, env_config, num_envs)
-        base_seed = None if self.spec.seed is None else self.spec.seed + 1_000_003
-        obs, _ = env.reset(seed=seeds_for(base_seed, 0, num_envs))
-        ep_ret = np.zeros(num_envs)
-        ep_len = np.zeros(num_envs, dtype=np.int64)
-        returns: list[float] = []
-        lengths: list[int] = []
-        steps = 0
-        # Only count episodes that started before we had enough, so short episodes do not bias the mean.
-        started = num_envs
-        active = np.ones(num_envs, dtype=bool)
-        state = self.initial_state(num_envs)  # recurrent policies: one LSTM state per sub-env
-        try:
-            while active.any() and (timesteps is None or steps < timesteps):
-                if state is None:
-                    actions = self.compute_actions(obs, explore=explore)
-                else:
-                    actions, state = self.compute_actions_with_state(obs, state, explore=explore)
-                obs, reward, terminated, truncated, _ = env.step(actions)
-                steps += num_envs
-                if state is not None:
-                    state = state.after_step(reward, np.logical_or(terminated, truncated))
-                ep_ret += reward
-                ep_len += 1
-                for i in np.flatnonzero(np.logical_or(terminated, truncated)):
-                    if active[i]:
-                        returns.append(float(ep_ret[i]))
-                        lengths.append(int(ep_len[i]))
-                        if n is None or started < n:
-                            started += 1
-                        else:
-                            active[i] = False
-                    ep_ret[i] = 0.0
-                    ep_len[i] = 0
-        finally:
-            env.close()
-        return returns, lengths, steps
+        environments in the driver until `n` episodes are complete or `timesteps` env steps are taken,
+        whichever comes first (None: no such limit; one of the two must be given)."""
+
+        def act(obs: Any, state: RecurrentState | None) -> tuple[Any, RecurrentState | None]:
+            if state is None:
+                return self.compute_actions(obs, explore=explore), None
+            return self.compute_actions_with_state(obs, state, explore=explore)
+
+        stats = play(
+            self.spec.env,
+            {**self.spec.env_config, **self.spec.evaluation.env_config},
+            act=act,
+            initial_state=self.initial_state,  # recurrent policies: one LSTM state per sub-env
+            n=n,
+            timesteps=timesteps,
+            seed=evaluation_seed(self.spec.seed),
+        )
+        return stats.returns, stats.lengths, stats.steps
 
     # -- checkpoints -------------------------------------------------------------------------------
     def get_state(self) -> dict[str, Any]:
@@ -803,6 +798,9 @@ class Algorithm(TrainingRun, Generic[ConfigT]):
         background = getattr(self, "background_evaluation", None)  # None too when __init__ failed early
         if background is not None:
             background.close()
+        evaluation_runners = getattr(self, "evaluation_runners", None)
+        if evaluation_runners is not None:
+            evaluation_runners.stop()
         writer = getattr(self, "writer", None)
         if writer is not None:
             writer.close()

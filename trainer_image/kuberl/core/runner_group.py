@@ -12,6 +12,7 @@ import gymnasium as gym
 import numpy as np
 
 from kuberl.core.env_runner import EnvRunner, Rollout, RunnerConfig
+from kuberl.core.evaluation import EpisodeStats, EvaluationRunner, shares
 from kuberl.results import TrainResult
 
 log = logging.getLogger(__name__)
@@ -173,3 +174,71 @@ class EnvRunnerGroup(RunnerActorGroup):
             return [self.local.sample()]
         futures = [a.sample.remote() for a in self.actors]
         return self._wait_all(futures, lambda i: self.actors[i].sample.remote())
+
+
+class EvaluationRunnerGroup(RunnerActorGroup):
+    """evaluation.numEnvRunners Ray actors (EvaluationRunner), started once and kept for the run, with
+    the recovery every runner group has: an actor that dies is recreated with the weights of the
+    evaluation it was playing and asked again."""
+
+    runner_cls = EvaluationRunner
+    kind = "evaluation runner"
+
+    def start(
+        self,
+        weights: dict[str, np.ndarray],
+        filter_state: dict[str, Any] | None,
+        options: dict[str, Any] | None,
+        *,
+        episodes: int | None,
+        timesteps: int | None,
+        explore: bool,
+    ) -> ActorEvaluation:
+        """Send the weights (filter state, policy options) and start every actor's share of the
+        evaluation; returns at once. Each actor runs its calls in order, so it plays with these weights."""
+        self._state = (weights, filter_state, options)
+        ray = self._ray()
+        ref = ray.put(weights)
+        for actor in self.actors:
+            actor.set_state.remote(ref, filter_state, options)
+        # Episodes, or else timesteps, split over the actors (fewer actors when there are fewer units).
+        split = shares(episodes, self.num_runners) if episodes is not None else None
+        steps = shares(timesteps, self.num_runners) if split is None and timesteps is not None else None
+        count = len(split or steps or [])
+
+        def ask(i: int) -> Any:
+            return self.actors[i].evaluate.remote(
+                split[i] if split else None, steps[i] if steps else timesteps, explore
+            )
+
+        return ActorEvaluation(self, [ask(i) for i in range(count)], ask)
+
+    def wait_all(self, futures: list[Any], retry: Callable[[int], Any]) -> list[Any]:
+        return self._wait_all(futures, retry)
+
+
+class ActorEvaluation:
+    """An evaluation running on the evaluation actors (kuberl.core.background.Pending)."""
+
+    def __init__(self, group: EvaluationRunnerGroup, futures: list[Any], ask: Callable[[int], Any]) -> None:
+        self.group = group
+        self.futures = futures
+        self.ask = ask
+
+    def done(self) -> bool:
+        ready, _ = self.group._ray().wait(self.futures, num_returns=len(self.futures), timeout=0)
+        return len(ready) == len(self.futures)
+
+    def wait(self, timeout: float | None = None) -> None:
+        self.group._ray().wait(self.futures, num_returns=len(self.futures), timeout=timeout)
+
+    def result(self) -> dict[str, Any]:
+        """The merged statistics (the keys of Algorithm.evaluate) and `num_env_runners`: how many actors
+        played. Blocks until every share is done; a dead actor is recreated and asked again."""
+        parts = self.group.wait_all(self.futures, self.ask)
+        stats = EpisodeStats()
+        for part in parts:
+            stats.merge(part["stats"])
+        pids = sorted({part["pid"] for part in parts})
+        log.debug("evaluation played by %d actors, pids %s", len(parts), pids)
+        return {**stats.summary(), "num_env_runners": len(parts)}

@@ -72,6 +72,13 @@ def _multi_agent_problems(spec: RLTrainingJobSpec) -> list[Problem]:
                 "multiAgent evaluation runs in the driver between iterations, not in parallel",
             )
         )
+    if spec.evaluation.num_env_runners:
+        problems.append(
+            (
+                "evaluation.numEnvRunners",
+                "multiAgent evaluation runs in the driver between iterations, not on evaluation actors; use 0",
+            )
+        )
     if spec.config.observation_filter != "NoFilter":
         problems.append(
             (
@@ -200,10 +207,50 @@ def _port_problems(spec: RLTrainingJobSpec) -> list[Problem]:
     return problems
 
 
+def _evaluation_runner_problems(spec: RLTrainingJobSpec) -> list[Problem]:
+    """Evaluation actors (evaluation.numEnvRunners) are Ray actors beside the env runners: they need the
+    job to run on Ray, and a Ray cluster sized for them."""
+    n = spec.evaluation.num_env_runners
+    if not n:
+        return []
+    field = "evaluation.numEnvRunners"
+    res = spec.resources
+    if spec.external.enabled:
+        return [(field, "external simulators bring their own envs and no Ray env runners; use 0")]
+    if spec.config.capabilities.joint_agents:
+        return [(field, f"{spec.algorithm} evaluates its agents jointly on one env in the driver; use 0")]
+    if res.env_runners == 0:
+        return [
+            (
+                field,
+                f"{n} evaluation actors need Ray, but envRunners: 0 runs without it; set envRunners ≥ 1 or use 0",
+            )
+        ]
+    if res.local_mode == "driver":
+        return [
+            (
+                field,
+                f"{n} evaluation actors need Ray, but localMode: driver runs without it; use localMode auto or actors, or 0",
+            )
+        ]
+    if spec.tune is not None:
+        return [
+            (
+                field,
+                "a Tune trial's placement group holds its env runners only; evaluate in the trial's driver (0)",
+            )
+        ]
+    return []  # fmt: skip
+
+
 def combination_problems(spec: RLTrainingJobSpec) -> list[Problem]:
     """Every (field path relative to `spec`, reason) that makes this combination of features invalid."""
     problems = (
-        _offline_problems(spec) + _external_problems(spec) + _capability_problems(spec) + _port_problems(spec)
+        _offline_problems(spec)
+        + _external_problems(spec)
+        + _capability_problems(spec)
+        + _port_problems(spec)
+        + _evaluation_runner_problems(spec)
     )
     problems += learner_problems(
         spec.resources,

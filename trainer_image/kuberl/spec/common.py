@@ -273,9 +273,20 @@ class EvaluationSpec(WireModel):
     parallel_to_training: bool = Field(
         False,
         description=(
-            "Evaluate on a thread of the trainer, with a snapshot of the weights, while the next iterations "
-            "train (RLlib's evaluation_parallel_to_training); the statistics appear in the result of the "
-            "iteration that finds the evaluation finished, with the iteration whose weights it used."
+            "Evaluate while the next iterations train (RLlib's evaluation_parallel_to_training): on the "
+            "numEnvRunners evaluation actors, or with 0 on a thread of the trainer, with the weights of the "
+            "iteration that started it; the statistics appear in the result of the iteration that finds the "
+            "evaluation finished, with weights_iteration naming the iteration whose weights it used."
+        ),
+    )
+    num_env_runners: int = Field(
+        0,
+        ge=0,
+        description=(
+            "Evaluation actors (RLlib's evaluation_num_env_runners): Ray actors of their own, started once, "
+            "sent the current weights at each evaluation, each playing its share of the episodes (or "
+            "timesteps). cpusPerRunner CPUs each, counted in the Ray cluster the operator builds. 0: "
+            "evaluate in the driver (on a thread with parallelToTraining). Needs envRunners ≥ 1."
         ),
     )
 

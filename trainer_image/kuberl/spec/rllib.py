@@ -138,6 +138,18 @@ def _evaluation_unit(value: Any, _ctx: Context) -> Assignments:
     return []  # read by evaluation_duration
 
 
+def _evaluation_runners(value: Any, ctx: Context) -> Assignments:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise RefusedError(f"{value!r} is not a whole number of evaluation env runners (0 or more)")
+    runner_keys = ("num_env_runners", "num_rollout_workers", "num_workers")
+    runners = next((ctx.config[k] for k in runner_keys if k in ctx.config), None)
+    if runners == 0:
+        # RLlib would start evaluation actors beside a driver that samples alone; kuberl's envRunners: 0
+        # runs without Ray at all, so evaluation stays in the driver (the same statistics, one process).
+        return []
+    return [("evaluation.numEnvRunners", value)]
+
+
 EVALUATION_CONFIG_KEYS = {"explore": "evaluation.explore", "env_config": "evaluation.envConfig"}
 
 
@@ -430,9 +442,9 @@ CONFIG_RULES: tuple[Rule, ...] = (
     ),
     Rule(
         ("evaluation_num_workers", "evaluation_num_env_runners"),
-        "—",
-        "evaluation runs in the driver on its own environments",
-        warn=True,
+        "evaluation.numEnvRunners",
+        "evaluation actors; with num_env_runners: 0 (no Ray) evaluation runs in the driver instead",
+        _evaluation_runners,
     ),
     Rule(("explore",), "—", "`true` accepted; `false` refused (use evaluation_config)", _explore),
     Rule(
