@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import gymnasium as gym
 import numpy as np
+import pytest
 import torch
 
 from kuberl.core.env_runner import EnvRunner, RunnerConfig
-from kuberl.core.models import weights_to_numpy
+from kuberl.core.models import build_model, load_numpy_weights, weights_to_numpy
 from kuberl.core.sample_batch import Columns
 from kuberl.spec import ModelConfig
 
@@ -80,3 +82,31 @@ def test_crashing_sub_environment_is_restarted_and_episode_truncated() -> None:
     assert out.batch[Columns.TRUNCATEDS][29].all()
     assert not out.batch[Columns.TERMINATEDS].any()
     assert r.sample().batch.env_steps == 200  # and it keeps sampling
+
+
+@pytest.mark.parametrize(
+    ("model", "action_space"),
+    [
+        ({}, gym.spaces.Discrete(2)),
+        ({"vf_share_layers": True}, gym.spaces.Discrete(3)),
+        ({"free_log_std": True, "fcnet_activation": "relu"}, gym.spaces.Box(-1, 1, (2,))),
+        ({"fcnet_hiddens": [32], "fcnet_activation": "elu"}, gym.spaces.Box(-1, 1, (3,))),
+    ],
+)
+def test_inference_forward_equals_the_module_and_follows_weight_updates(
+    model: dict[str, object], action_space: gym.Space
+) -> None:
+    """The runners' forward (ActorCritic.inference_forward, no nn.Module call per layer) is the module's
+    forward bit for bit, also after weights are loaded in place as the runners receive them."""
+    obs_space = gym.spaces.Box(-1, 1, (4,))
+    module = build_model(obs_space, action_space, ModelConfig(**model))  # type: ignore[arg-type]
+    forward = module.inference_forward()  # type: ignore[operator]
+    other = build_model(obs_space, action_space, ModelConfig(**model))  # type: ignore[arg-type]
+    x = torch.randn(16, 4, generator=torch.Generator().manual_seed(0))
+    for weights in (None, weights_to_numpy(other)):
+        if weights is not None:
+            load_numpy_weights(module, weights)
+        with torch.inference_mode():
+            expected, got = module(x), forward(x)
+        assert all(torch.equal(e, g) for e, g in zip(expected, got, strict=True))
+    assert torch.equal(got[0], other(x)[0].detach())

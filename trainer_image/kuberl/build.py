@@ -12,15 +12,17 @@ from __future__ import annotations
 from collections.abc import Mapping
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kuberl.algorithms.api import AlgorithmAPI
 from kuberl.algorithms.base import Algorithm, Parts
 from kuberl.algorithms.registry import algorithm_class
-from kuberl.core.offline.writer import ExperienceWriter, Writer
 from kuberl.core.runner_group import RunnerGroup
 from kuberl.spec import RLTrainingJob, RLTrainingJobSpec, load_job, parse_job
 from kuberl.spec.common import ResourcesSpec
+
+if TYPE_CHECKING:  # the writer imports pyarrow: only jobs with spec.output load it (_writer)
+    from kuberl.core.offline.writer import ExperienceWriter, Writer
 
 __all__ = ["algorithm_class", "build_algorithm", "build_single_agent", "parts_for"]
 
@@ -76,6 +78,8 @@ def parts_for(spec: RLTrainingJobSpec) -> Parts:
 
 
 def _writer(algo: Algorithm) -> ExperienceWriter:
+    from kuberl.core.offline.writer import ExperienceWriter
+
     assert algo.spec.output is not None
     return ExperienceWriter(
         algo.spec.output, algo.obs_space, algo.action_space, filtered=algo.obs_filter is not None

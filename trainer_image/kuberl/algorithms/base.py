@@ -20,7 +20,7 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Generic, TypeVar, cast
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, cast
 
 import gymnasium as gym
 import numpy as np
@@ -35,7 +35,6 @@ from kuberl.core.evaluation import EpisodeStats, evaluation_seed, play, policy_i
 from kuberl.core.learner import Learner
 from kuberl.core.models import load_numpy_weights
 from kuberl.core.normalizer import RunningStats
-from kuberl.core.offline.writer import Writer
 from kuberl.core.policy import PolicyFactory, RunnerPolicy
 from kuberl.core.recurrent import (
     RecurrentActorCritic,
@@ -50,6 +49,9 @@ from kuberl.results import TrainResult
 from kuberl.spec import RLTrainingJob, RLTrainingJobSpec, SpecError
 from kuberl.spec.algorithms import AlgorithmConfigBase
 from kuberl.spec.capabilities import ActionSpaceKind
+
+if TYPE_CHECKING:  # pyarrow, behind the writer, is imported only by jobs with spec.output
+    from kuberl.core.offline.writer import Writer
 
 log = logging.getLogger(__name__)
 

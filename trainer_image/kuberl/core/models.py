@@ -6,13 +6,15 @@ A model maps a batch of flat observations to (action distribution inputs, value 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from functools import partial
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from kuberl.core.action_spaces import action_width
 from kuberl.core.distributions import (
@@ -142,6 +144,46 @@ class ActorCritic(nn.Module):
         if self.free_log_std:
             dist_in = torch.cat([dist_in, self.log_std.expand_as(dist_in)], dim=-1)
         return dist_in, value.squeeze(-1)
+
+    def inference_forward(self) -> Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
+        """`forward` for the runners' per-step inference: the same ops on the same parameter tensors
+        (bit-identical), without nn.Module.__call__ and a parameter lookup per layer, which cost as much as
+        the arithmetic of a 64x64 MLP on 16 observations (about 40% of the forward). The parameters
+        are updated in place (load_numpy_weights, load_state_dict), so the closure stays current;
+        hooks registered on the layers are not run. A CNN encoder keeps the module's own forward."""
+        if self.encoder is not None:
+            return self.forward
+        trunk = _layer_calls(self.trunk) if self.shared else []
+        pi = _layer_calls(self.pi_head if self.shared else self.pi)
+        vf = _layer_calls(self.vf_head if self.shared else self.vf)
+        log_std = self.log_std if self.free_log_std else None
+
+        def forward(obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            h = _chain(trunk, obs)
+            dist_in, value = _chain(pi, h), _chain(vf, h)
+            if log_std is not None:
+                dist_in = torch.cat([dist_in, log_std.expand_as(dist_in)], dim=-1)
+            return dist_in, value.squeeze(-1)
+
+        return forward
+
+
+Layer = Callable[[torch.Tensor], torch.Tensor]
+
+
+def _layer_calls(seq: nn.Sequential) -> list[Layer]:
+    """Each layer of `seq` as a plain call: F.linear bound to a Linear's own weight and bias tensors
+    (what Linear.forward computes), the layer's forward method otherwise."""
+    return [
+        partial(F.linear, weight=layer.weight, bias=layer.bias) if type(layer) is nn.Linear else layer.forward
+        for layer in seq
+    ]
+
+
+def _chain(layers: list[Layer], x: torch.Tensor) -> torch.Tensor:
+    for layer in layers:
+        x = layer(x)
+    return x
 
 
 def build_model(obs_space: gym.Space[Any], action_space: gym.Space[Any], config: ModelConfig) -> nn.Module:

@@ -14,7 +14,7 @@ import gymnasium as gym
 import torch
 from torch import nn
 
-from kuberl.core.models import action_distribution, build_model
+from kuberl.core.models import ActorCritic, action_distribution, build_model
 from kuberl.core.sample_batch import Columns
 from kuberl.spec.algorithms import ModelConfig
 
@@ -82,10 +82,15 @@ class ActorCriticPolicy(PolicyBase):
     ) -> nn.Module:
         module = build_model(obs_space, self.action_space, model)
         self.dist = action_distribution(self.action_space)
+        # The built-in MLP's per-step forward without nn.Module overhead (bit-identical); a subclass or a
+        # custom model runs its own forward.
+        self.forward: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]] = (
+            module.inference_forward() if type(module) is ActorCritic else module
+        )
         return module
 
     def act(self, obs: torch.Tensor, *, explore: bool, generator: torch.Generator) -> dict[str, torch.Tensor]:
-        dist_in, value = self.module(obs)
+        dist_in, value = self.forward(obs)
         action = self.dist.sample(dist_in, generator) if explore else self.dist.deterministic(dist_in)
         return {
             Columns.ACTIONS: action,
@@ -95,4 +100,4 @@ class ActorCriticPolicy(PolicyBase):
         }
 
     def value(self, obs: torch.Tensor) -> torch.Tensor | None:
-        return self.module(obs)[1]
+        return self.forward(obs)[1]

@@ -203,9 +203,11 @@ def read_document(path: str | Path) -> dict[str, Any]:
 def load_document(path: str | Path) -> dict[str, Any]:
     """Read a job file as an RLTrainingJob document: an RLlib tuned-example file (detected by its shape)
     is converted first (kuberl.spec.rllib), its warnings logged."""
+    raw = read_document(path)
+    if "kind" in raw or "apiVersion" in raw:  # an RLTrainingJob: no need to load the RLlib converter
+        return raw
     from kuberl.spec.rllib import convert_document, is_rllib_experiment
 
-    raw = read_document(path)
     if not is_rllib_experiment(raw):
         return raw
     doc, warnings = convert_document(raw, source=str(path))
