@@ -82,9 +82,6 @@ UNSOUND: dict[tuple[str, str], str] = {
         for a in ALGORITHMS
         if CAPS[a].joint_agents
     },
-    ("DQN", "learners"): "DQN's learner runs inside LearnerGroup with the rules lifted and the run ends "
-    "(full run, 2026-12-03); whether its replayed minibatches and target updates are right across ranks "
-    "is unverified, so the spec refuses it until a learning test shows it",
 }
 
 # CI's share: every algorithm that samples an env plain (its default env's kind), and every feature on

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.learning.common import example, train_until_evaluation
+from tests.learning.common import SEED, example, train_until_evaluation
 
 
 @pytest.mark.learning
@@ -22,5 +22,30 @@ def test_dqn_cartpole_greedy_evaluation_reaches_400_within_100k_steps(tmp_path: 
         every=2_000,
         ready=lambda algo, result: (result["episode_return_mean"] or 0) >= 150,
     )
+    assert out.best >= 400, out.describe()
+    assert out.steps <= 100_000 + 1_000
+
+
+@pytest.mark.learning
+@pytest.mark.usefixtures("ray_session")
+def test_dqn_cartpole_with_two_ddp_learners_reaches_400_within_100k_steps(tmp_path: Path) -> None:
+    """The same example, threshold and budget on two data-parallel learners: each replayed minibatch of
+    64 is split 32/32 over two DDP ranks (gloo), whose averaged gradient is the one learner's step
+    (tests/unit/test_dqn_learners.py checks that exactly). Seeds checked: docs/algorithms/dqn.md."""
+    doc = example(
+        "dqn-cartpole.yaml",
+        tmp_path,
+        "resources.envRunners=1",
+        "resources.learners=2",
+        "resources.cpusPerLearner=0.5",  # one runner (1 CPU) and two learners in the tests' 2-CPU Ray
+    )
+    out = train_until_evaluation(
+        doc,
+        threshold=400,
+        budget=100_000,
+        every=2_000,
+        ready=lambda algo, result: (result["episode_return_mean"] or 0) >= 150,
+    )
+    print(f"dqn-cartpole, 2 DDP learners, seed {SEED}: {out.describe()}")
     assert out.best >= 400, out.describe()
     assert out.steps <= 100_000 + 1_000

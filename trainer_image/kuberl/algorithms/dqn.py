@@ -31,7 +31,7 @@ from kuberl.algorithms.families.q_learning import (
     head_options,
 )
 from kuberl.algorithms.families.replay import ReplayAlgorithm
-from kuberl.core.learner import select_device
+from kuberl.core.learner import driver_learner_device
 from kuberl.core.replay import PrioritizedReplayBuffer, ReplayBuffer
 from kuberl.core.schedules import piecewise_linear
 from kuberl.spec.algorithms.dqn import DQNConfig
@@ -78,9 +78,8 @@ class DQN(ReplayAlgorithm[DQNConfig]):
     def setup(self) -> None:
         cfg = self.config
         module = build_q_network(self.obs_space, self.action_space, cfg.model, **head_options(cfg))
-        res = self.spec.resources
-        device = select_device(res.gpus_per_learner, cpus_per_learner=res.cpus_per_learner)
-        self.learner = QLearner(module, cfg, device)
+        # With learners > 1 this copy stays on CPU: the data-parallel ranks train on their own devices.
+        self.learner = QLearner(module, cfg, driver_learner_device(self.spec.resources))
         buffer_seed = int(self.np_rng.integers(2**63))
         self.buffer = (
             PrioritizedReplayBuffer(

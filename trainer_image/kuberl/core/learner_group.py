@@ -80,9 +80,25 @@ def rank_seeds(generator: torch.Generator, world_size: int) -> list[int]:
     return [int(s) for s in torch.randint(0, 2**62, (world_size,), generator=generator)]
 
 
-def average_stats(stats: list[dict[str, float]]) -> dict[str, float]:
-    """The mean of each statistic over the ranks (each rank's is the mean over its own minibatches)."""
-    return {k: float(np.mean([s[k] for s in stats])) for k in stats[0]}
+def average_stats(stats: list[Mapping[str, Any]]) -> dict[str, float]:
+    """The mean of each statistic over the ranks (each rank's is the mean over its own minibatches);
+    a statistic may be a float or a one-element tensor."""
+    return {k: float(np.mean([float(s[k]) for s in stats])) for k in stats[0]}
+
+
+# What a learner's `update` returns: its statistics, or (statistics, one value per sample of the batch),
+# as a Q learner returns its |TD errors| for the replay priorities.
+UpdateResult = Mapping[str, Any] | tuple[Mapping[str, Any], np.ndarray]
+
+
+def combine_results(results: list[UpdateResult]) -> dict[str, float] | tuple[dict[str, float], np.ndarray]:
+    """The group's result from the ranks' (in rank order): statistics averaged; per-sample values
+    concatenated in rank order, which is the batch's order (each rank took a contiguous shard)."""
+    first = results[0]
+    if isinstance(first, tuple):
+        pairs = [r for r in results if isinstance(r, tuple)]
+        return average_stats([stats for stats, _ in pairs]), np.concatenate([np.asarray(v) for _, v in pairs])
+    return average_stats([r for r in results if not isinstance(r, tuple)])
 
 
 def _cpu(state: Any) -> Any:
@@ -128,7 +144,7 @@ class LearnerWorker:
 
     def update(
         self, shard: dict[str, np.ndarray], seed: int | None, kwargs: dict[str, Any]
-    ) -> tuple[dict[str, float], dict[str, np.ndarray] | None]:
+    ) -> tuple[UpdateResult, dict[str, np.ndarray] | None]:
         """The learner's update on this rank's shard; rank 0 also returns the new weights."""
         if seed is not None:
             kwargs = {**kwargs, "generator": torch.Generator().manual_seed(seed)}
@@ -139,6 +155,10 @@ class LearnerWorker:
 
     def get_weights(self) -> dict[str, np.ndarray]:
         return self.learner.get_weights()
+
+    def call(self, method: str, args: tuple[Any, ...]) -> Any:
+        """The learner's `method(*args)` on this rank (LearnerGroup.update_lr, update_target)."""
+        return getattr(self.learner, method)(*args)
 
     def get_state(self) -> dict[str, Any]:
         return _cpu(self.learner.get_state())
@@ -230,9 +250,13 @@ class LearnerGroup:
     def lr(self) -> float:
         return self.local.lr
 
-    def update(self, batch: Mapping[str, np.ndarray], **kwargs: Any) -> dict[str, float]:
+    def update(
+        self, batch: Mapping[str, np.ndarray], **kwargs: Any
+    ) -> dict[str, float] | tuple[dict[str, float], np.ndarray]:
         """The learner's `update(batch, **kwargs)`, data-parallel. A `generator` argument (the
-        minibatch shuffle) becomes one seed per rank drawn from it."""
+        minibatch shuffle) becomes one seed per rank drawn from it. Statistics come back averaged over
+        the ranks; a learner that also returns one value per sample (a Q learner's |TD errors|) gets
+        them back for the whole batch, in its order."""
         generator = kwargs.pop("generator", None)
         seeds: list[int | None] = (
             list(rank_seeds(generator, self.world_size))
@@ -247,8 +271,20 @@ class LearnerGroup:
         weights = results[0][1]
         assert weights is not None
         load_numpy_weights(self.local.module, weights)
-        self.local.lr = results[0][0].get("lr", self.local.lr)
-        return average_stats([stats for stats, _ in results])
+        combined = combine_results([out for out, _ in results])
+        stats = combined[0] if isinstance(combined, tuple) else combined
+        self.local.lr = stats.get("lr", self.local.lr)
+        return combined
+
+    def update_lr(self, timesteps: int) -> float:
+        """The learning-rate schedule's value at `timesteps`, set on every rank (and the driver's copy)."""
+        self._get([a.call.remote("update_lr", (timesteps,)) for a in self.actors])
+        return self.local.update_lr(timesteps)
+
+    def update_target(self) -> None:
+        """A learner with a target network it updates between gradient steps (the Q learners): every
+        rank updates its own from its online network, which DDP keeps identical across ranks."""
+        self._get([a.call.remote("update_target", ()) for a in self.actors])
 
     def get_weights(self) -> dict[str, np.ndarray]:
         return self.local.get_weights()

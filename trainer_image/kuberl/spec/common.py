@@ -6,6 +6,7 @@ import re
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
+from pydantic.alias_generators import to_camel
 
 from kuberl.spec.base import WireModel
 
@@ -157,7 +158,10 @@ def learner_problems(
                 "each data-parallel learner needs whole GPUs (gpusPerLearner >= 1)",
             )
         ]
-    minibatch = getattr(config, "minibatch_size", None)
+    # The batch each gradient step splits over the ranks: a minibatch (the policy-gradient family), or
+    # what the config names in `sharded_batch` (DQN: train_batch_size, one replayed minibatch per step).
+    batch_field: str = getattr(config, "sharded_batch", "minibatch_size")
+    minibatch = getattr(config, batch_field, None)
     model: Any = getattr(config, "model", None)
     if minibatch is not None and getattr(model, "use_lstm", False):
         # A recurrent minibatch is whole sequences of maxSeqLen steps (shorter only when a rollout is),
@@ -175,7 +179,7 @@ def learner_problems(
     elif minibatch is not None and minibatch % n:
         return [
             (
-                "config.minibatchSize",
+                f"config.{to_camel(batch_field)}",
                 f"{minibatch} is not a multiple of resources.learners ({n}): each learner takes an equal part "
                 "of every minibatch",
             )

@@ -182,6 +182,19 @@ def noisy_head(n_in: int, n_out: int, *, sigma0: float, gain: float) -> NoisyLin
     return layer
 
 
+class DistributionPass(nn.Module):
+    """A distributional QNetwork's training pass as a module whose forward() returns
+    `distribution(obs)`: DistributedDataParallel averages gradients only for passes through its wrapped
+    module's forward(), so a data-parallel rank wraps this, not the QNetwork."""
+
+    def __init__(self, inner: QNetwork) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.inner.distribution(obs)
+
+
 class MaskedQ(nn.Module):
     """A custom Q model's outputs with illegal actions masked (as QNetwork masks its own)."""
 
@@ -280,9 +293,18 @@ def _epsilon(value: float | Sequence[float] | np.ndarray) -> float | torch.Tenso
 
 
 def dqn_loss(
-    module: nn.Module, target: nn.Module, batch: Mapping[str, torch.Tensor], *, config: QLossConfig
+    module: nn.Module,
+    target: nn.Module,
+    batch: Mapping[str, torch.Tensor],
+    *,
+    config: QLossConfig,
+    train: nn.Module | None = None,
 ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     """Importance-weighted TD loss as named terms, and |TD error| per sample (the new priorities).
+
+    `train`: what the gradient pass calls instead of `module` (the learner's train_module: the module
+    inside DistributedDataParallel on a data-parallel rank, whose forward() is where DDP hooks the
+    gradient all-reduce; for a distributional network a DistributionPass of it). Default: `module`.
 
     y = R + γ^k (1 − terminated) Q_target(s', a*), with a* = argmax_a Q_online(s', a) (double Q) or
     argmax_a Q_target(s', a); R and γ^k come from the n-step transform. With an action mask the networks
@@ -290,13 +312,14 @@ def dqn_loss(
     A distributional network (QNetwork with num_atoms > 1) takes `distributional_loss` instead.
     """
     if isinstance(module, QNetwork) and module.num_atoms > 1:
-        return distributional_loss(module, target, batch, config=config)
+        return distributional_loss(module, target, batch, config=config, train=train)
+    online = module if train is None else train
     obs, next_obs = batch[Columns.OBS], batch[Columns.NEXT_OBS]
     if config.double_q:  # one forward pass of the online network over s and s'
-        q_both = module(torch.cat([obs, next_obs]))
+        q_both = online(torch.cat([obs, next_obs]))
         q, q_next_online = q_both[: len(obs)], q_both[len(obs) :].detach()
     else:
-        q = module(obs)
+        q = online(obs)
     q_taken = q.gather(1, batch[Columns.ACTIONS].long().unsqueeze(1)).squeeze(1)
     with torch.no_grad():
         q_next_target = target(next_obs)
@@ -323,7 +346,12 @@ def dqn_loss(
 
 
 def distributional_loss(
-    module: QNetwork, target: nn.Module, batch: Mapping[str, torch.Tensor], *, config: QLossConfig
+    module: QNetwork,
+    target: nn.Module,
+    batch: Mapping[str, torch.Tensor],
+    *,
+    config: QLossConfig,
+    train: nn.Module | None = None,
 ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     """C51's loss (Bellemare et al. 2017, Algorithm 1), importance-weighted, and the new priorities.
 
@@ -331,15 +359,17 @@ def distributional_loss(
     online network's mean Q, or the target's), projected onto the support (core.distributional); the loss
     is the cross-entropy −Σ_i m_i log p_i(s, a). The priority is that cross-entropy per sample, as in
     Rainbow (the KL divergence plus the target's entropy, which does not depend on the network).
-    `td_error_abs` reports |E[Z(s, a)] − E[m]|, comparable with the scalar loss's TD error."""
+    `td_error_abs` reports |E[Z(s, a)] − E[m]|, comparable with the scalar loss's TD error.
+    `train` (as in dqn_loss) returns module.distribution's (Q, log-probabilities)."""
     assert isinstance(target, QNetwork)
+    online = module.distribution if train is None else train
     obs, next_obs = batch[Columns.OBS], batch[Columns.NEXT_OBS]
     if config.double_q:  # one forward pass of the online network over s and s'
-        q_both, log_p_both = module.distribution(torch.cat([obs, next_obs]))
+        q_both, log_p_both = online(torch.cat([obs, next_obs]))
         q, log_p = q_both[: len(obs)], log_p_both[: len(obs)]
         q_next_online = q_both[len(obs) :].detach()
     else:
-        q, log_p = module.distribution(obs)
+        q, log_p = online(obs)
     actions = batch[Columns.ACTIONS].long()
     rows = torch.arange(len(obs), device=obs.device)
     log_p_taken = log_p[rows, actions]
@@ -373,7 +403,13 @@ def distributional_loss(
 
 
 class QLearner(Learner):
-    """The online network, its optimizer and the target network (DQN and Ape-X)."""
+    """The online network, its optimizer and the target network (DQN and Ape-X).
+
+    As one rank of a data-parallel group (kuberl.core.learner_group) the gradient pass goes through
+    `train_module` (DDP averages the gradients of the ranks' shards of each minibatch, so every rank
+    takes the same step and the online networks stay identical); each rank copies its own online
+    network into its target at the same iterations, so the targets stay identical too. The |TD errors|
+    of the shards come back in rank order, which is the minibatch's order (the replay priorities)."""
 
     def __init__(self, module: nn.Module, config: QLearnerConfig, device: torch.device) -> None:
         super().__init__(
@@ -384,6 +420,8 @@ class QLearner(Learner):
         # Thousands of small steps per iteration: the fused (CPU and CUDA) Adam kernel cuts the
         # per-step overhead of the default per-parameter loop. Same hyperparameters as the base class.
         self.optimizer = torch.optim.Adam(self.module.parameters(), lr=config.lr, eps=1e-5, fused=True)
+        if isinstance(module, QNetwork) and module.num_atoms > 1:
+            self.train_module = DistributionPass(module)
 
     def update(self, batch: Mapping[str, np.ndarray]) -> tuple[dict[str, torch.Tensor], np.ndarray]:
         """One gradient step; returns the detached terms (plus grad_norm) and |TD errors| as numpy."""
@@ -391,7 +429,7 @@ class QLearner(Learner):
         if self.config.noisy:  # new noise for the online and the target network at every update
             reset_noise(self.module)
             reset_noise(self.target)
-        terms, td_abs = dqn_loss(self.module, self.target, data, config=self.config)
+        terms, td_abs = dqn_loss(self.module, self.target, data, config=self.config, train=self.train_module)
         grad_norm = self.apply_gradients(terms["total_loss"])
         out = {k: v.detach() for k, v in terms.items()}
         out["grad_norm"] = torch.tensor(grad_norm)

@@ -17,8 +17,10 @@ class DQNConfig(QLearningConfigBase):
 
     implementation: ClassVar[str] = "kuberl.algorithms.dqn:DQN"
     capabilities: ClassVar[Capabilities] = Capabilities(
-        DISCRETE, multi_agent=True, action_masks="own", observation_filter=False
+        DISCRETE, multi_agent=True, action_masks="own", observation_filter=False, multi_learner=True
     )
+    # With resources.learners > 1 every replayed minibatch of train_batch_size is split over the ranks.
+    sharded_batch: ClassVar[str] = "train_batch_size"
     algorithm: Literal["DQN"] = Field(
         "DQN", exclude=True, description="Discriminator; set from spec.algorithm."
     )
