@@ -123,18 +123,7 @@ class APEX(DistributedReplayAlgorithm[APEXConfig]):
 
     @property
     def settings(self) -> DriverSettings:
-        cfg = self.config
-        return DriverSettings(
-            train_batch_size=cfg.train_batch_size,
-            n_step=cfg.n_step,
-            gamma=cfg.gamma,
-            learning_starts=cfg.num_steps_sampled_before_learning_starts,
-            buffer_size=cfg.buffer_size,
-            broadcast_interval=cfg.broadcast_interval,
-            requests_in_flight=cfg.max_requests_in_flight_per_env_runner,
-            min_sample_timesteps=cfg.min_sample_timesteps_per_iteration,
-            store_buffer=cfg.store_buffer_in_checkpoints,
-        )
+        return DriverSettings.from_config(self.config, buffer_size=self.config.buffer_size)
 
     def setup_learner(self) -> None:
         cfg = self.config

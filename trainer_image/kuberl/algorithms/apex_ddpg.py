@@ -82,18 +82,7 @@ class APEX_DDPG(DistributedReplayAlgorithm[APEX_DDPGConfig]):  # noqa: N801 (RLl
     # -- learner and replay -------------------------------------------------------------------------
     @property
     def settings(self) -> DriverSettings:
-        cfg = self.config
-        return DriverSettings(
-            train_batch_size=cfg.train_batch_size,
-            n_step=cfg.n_step,
-            gamma=cfg.gamma,
-            learning_starts=cfg.num_steps_sampled_before_learning_starts,
-            buffer_size=cfg.replay_buffer_config.capacity,
-            broadcast_interval=cfg.broadcast_interval,
-            requests_in_flight=cfg.max_requests_in_flight_per_env_runner,
-            min_sample_timesteps=cfg.min_sample_timesteps_per_iteration,
-            store_buffer=cfg.store_buffer_in_checkpoints,
-        )
+        return DriverSettings.from_config(self.config, buffer_size=self.config.replay_buffer_config.capacity)
 
     def setup_learner(self) -> None:
         cfg = self.config

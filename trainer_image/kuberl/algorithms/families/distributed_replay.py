@@ -136,6 +136,22 @@ class DriverSettings:
     min_sample_timesteps: int
     store_buffer: bool
 
+    @classmethod
+    def from_config(cls, cfg: APEXConfig | APEX_DDPGConfig, *, buffer_size: int) -> DriverSettings:
+        """The knobs both configs name alike; `buffer_size` is passed in because the configs keep the
+        replay capacity in different places (APEX's buffer_size, APEX_DDPG's replay_buffer_config)."""
+        return cls(
+            train_batch_size=cfg.train_batch_size,
+            n_step=cfg.n_step,
+            gamma=cfg.gamma,
+            learning_starts=cfg.num_steps_sampled_before_learning_starts,
+            buffer_size=buffer_size,
+            broadcast_interval=cfg.broadcast_interval,
+            requests_in_flight=cfg.max_requests_in_flight_per_env_runner,
+            min_sample_timesteps=cfg.min_sample_timesteps_per_iteration,
+            store_buffer=cfg.store_buffer_in_checkpoints,
+        )
+
 
 # The configs of the algorithms on this driver.
 ConfigT = TypeVar("ConfigT", bound=APEXConfig | APEX_DDPGConfig)

@@ -12,11 +12,12 @@ from typing import ClassVar, Literal
 
 from pydantic import AliasChoices, Field, model_validator
 
+from kuberl.spec.algorithms.distributed_replay import DistributedReplayFields
 from kuberl.spec.algorithms.q_learning import QLearningConfigBase, check_replay
 from kuberl.spec.capabilities import DISCRETE, Capabilities
 
 
-class APEXConfig(QLearningConfigBase):
+class APEXConfig(DistributedReplayFields, QLearningConfigBase):
     """Ape-X DQN: asynchronous env runners on a per-runner epsilon ladder, runner-side initial priorities,
     one learner training continuously on prioritized replay at a fixed replay ratio."""
 
@@ -101,24 +102,6 @@ class APEXConfig(QLearningConfigBase):
             "waits for samples when ahead of it and the runners idle when it is behind, so it neither "
             "overfits a small buffer nor falls behind the data."
         ),
-    )
-    broadcast_interval: int = Field(
-        1,
-        ge=1,
-        description=(
-            "Learner updates between weight broadcasts; each runner takes the newest weights with its "
-            "next request, without blocking (the paper: actors fetch every 400 env steps)."
-        ),
-    )
-    max_requests_in_flight_per_env_runner: int = Field(
-        2,
-        ge=1,
-        description="Sample requests kept queued at each env runner, so it samples while the learner trains.",
-    )
-    min_sample_timesteps_per_iteration: int = Field(
-        1000,
-        ge=1,
-        description="An iteration (one result row) lasts until at least this many env steps arrived.",
     )
 
     @model_validator(mode="after")

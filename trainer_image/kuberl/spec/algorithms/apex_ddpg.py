@@ -14,6 +14,7 @@ from typing import ClassVar, Literal
 from pydantic import Field, model_validator
 
 from kuberl.spec.algorithms.ddpg import DDPGConfig
+from kuberl.spec.algorithms.distributed_replay import DistributedReplayFields
 from kuberl.spec.algorithms.offpolicy_actor_critic import OffPolicyReplayConfig
 from kuberl.spec.capabilities import BOX, Capabilities
 
@@ -27,7 +28,7 @@ class PrioritizedReplayConfig(OffPolicyReplayConfig):
     )
 
 
-class APEX_DDPGConfig(DDPGConfig):  # noqa: N801 (the algorithm's name, as RLlib spells it)
+class APEX_DDPGConfig(DistributedReplayFields, DDPGConfig):  # noqa: N801 (the algorithm's name, as RLlib spells it)
     """Ape-X DDPG: asynchronous env runners on a per-sub-env noise-scale ladder, initial priorities for
     new transitions, one DDPG learner training continuously on prioritized replay at a fixed replay ratio."""
 
@@ -53,24 +54,6 @@ class APEX_DDPGConfig(DDPGConfig):  # noqa: N801 (the algorithm's name, as RLlib
     )
     noise_scale_alpha: float = Field(
         7.0, ge=0.0, description="α of the noise ladder: the last sub-env's noise is scaled by base^(1+α)."
-    )
-    broadcast_interval: int = Field(
-        1,
-        ge=1,
-        description=(
-            "Learner updates between actor-weight broadcasts; each runner takes the newest weights with its "
-            "next request, without blocking."
-        ),
-    )
-    max_requests_in_flight_per_env_runner: int = Field(
-        2,
-        ge=1,
-        description="Sample requests kept queued at each env runner, so it samples while the learner trains.",
-    )
-    min_sample_timesteps_per_iteration: int = Field(
-        1000,
-        ge=1,
-        description="An iteration (one result row) lasts until at least this many env steps arrived.",
     )
 
     @model_validator(mode="after")
