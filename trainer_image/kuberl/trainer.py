@@ -23,7 +23,10 @@ from kuberl.spec import RLTrainingJob, SpecError, StopSpec
 
 if TYPE_CHECKING:  # imported where used: `kuberl --help` must not pay for prometheus/HTTP imports
     from kuberl.algorithms.api import AlgorithmAPI
+    from kuberl.checkpoint.writer import CheckpointWriter
     from kuberl.metrics import MetricsServer, TrainerMetrics
+    from kuberl.results import ResultLogger
+    from kuberl.spec.job import RLTrainingJobSpec
 
 log = logging.getLogger(__name__)
 
@@ -281,7 +284,168 @@ def serve_metrics(metrics: TrainerMetrics, *, port: int, in_cluster: bool) -> Me
     return server
 
 
-def run_job(  # noqa: C901 (the trainer loop; split pending: other work is in it now)
+@dataclass
+class _Run:
+    """One training run's parts, shared by the steps of `run_job` below."""
+
+    algo: AlgorithmAPI
+    spec: RLTrainingJobSpec
+    store: Any
+    logger: ResultLogger
+    metrics: TrainerMetrics
+    outcome: RunOutcome
+    writer: CheckpointWriter | None = None
+    saved_at: int = -1  # the iteration of this run's newest checkpoint (-1: none yet)
+
+    def resume(self, resume_from: Any) -> None:
+        """Load the checkpoint `spec.resume` names (auto: the store's newest), if any, and continue from it."""
+        if self.spec.resume == "auto":
+            loaded = resume_latest(self.algo, self.store)
+        elif resume_from is not None:
+            self.algo.load_checkpoint_files(resume_from.files, where=resume_from.info.uri)
+            loaded = resume_from  # a fork of that run: this run keeps its own fresh run id
+        else:
+            loaded = None
+            others = self.store.list()
+            if others:
+                log.warning(
+                    "resume: never: %s holds %d checkpoint(s) of earlier runs; this run (%s) neither "
+                    "resumes nor prunes them, but replaces any with the same name",
+                    self.store.uri,
+                    len(others),
+                    self.algo.run_id,
+                )
+        if loaded is not None:
+            self._continue_from(loaded)
+
+    def _continue_from(self, loaded: Any) -> None:
+        algo, outcome = self.algo, self.outcome
+        dropped = self.logger.rewind(iteration=algo.iteration, step=algo.timesteps)
+        if dropped:
+            log.info("resumed at iteration %d: dropped %d later result lines", algo.iteration, dropped)
+        outcome.resumed_from = algo.last_checkpoint = loaded.info.uri
+        # The restored progress is checked against the stop criteria before any training: a run
+        # resumed from a checkpoint that already meets them (a retry after the final save, or a
+        # re-run of a finished job) ends there instead of training past its stop.
+        outcome.result = algo.progress()
+        self.metrics.note_resumed(loaded.info.uri, created=loaded.info.created)
+        log.info("resumed from %s at iteration %d", loaded.info.uri, algo.iteration)
+
+    def start_checkpoints(self) -> None:
+        from kuberl.checkpoint.writer import CheckpointWriter
+
+        self.saved_at = self.algo.iteration if self.outcome.resumed_from else -1
+        self.writer = CheckpointWriter(self.store, deadline_s=CHECKPOINT_DEADLINE_S)
+        self.metrics.watch_checkpoint(self.writer.in_progress_s)
+
+    def checkpoint(self) -> bool:
+        """A mid-run save: a failure is logged and counted, and training goes on."""
+        from kuberl.checkpoint import CheckpointError
+
+        algo, metrics = self.algo, self.metrics
+        assert self.writer is not None
+        t = time.perf_counter()
+        try:
+            files = algo.checkpoint_files()
+            info = self.writer.save(
+                algo.checkpoint_name(),
+                files,
+                metadata=algo.checkpoint_metadata(),
+                keep=self.spec.checkpoint.keep,
+                run=algo.run_id,
+            )
+        except CheckpointError as exc:
+            log.error("checkpoint at iteration %d failed: %s", algo.iteration, exc)
+            metrics.record_checkpoint(duration_s=time.perf_counter() - t, success=False)
+            return False
+        except Exception:
+            log.exception("checkpoint at iteration %d failed", algo.iteration)
+            metrics.record_checkpoint(duration_s=time.perf_counter() - t, success=False)
+            return False
+        algo.last_checkpoint = info.uri
+        metrics.record_checkpoint(duration_s=time.perf_counter() - t, success=True, uri=info.uri)
+        self.outcome.last_checkpoint = info.uri
+        self.saved_at = algo.iteration
+        return True
+
+    def final_checkpoint(self) -> None:
+        """The run's result: retried, and a failure fails the run instead of ending it "done"."""
+        assert self.writer is not None
+        self.writer.wait(CHECKPOINT_DEADLINE_S)  # a mid-run save still in flight goes first
+        for attempt in range(1, FINAL_ATTEMPTS + 1):
+            if self.checkpoint():
+                return
+            if attempt < FINAL_ATTEMPTS:
+                log.warning("retrying the final checkpoint (attempt %d of %d)", attempt + 1, FINAL_ATTEMPTS)
+                time.sleep(FINAL_BACKOFF_S * attempt)
+                self.writer.wait(CHECKPOINT_DEADLINE_S)
+        last = self.outcome.last_checkpoint or "none"
+        raise FinalCheckpointError(
+            f"the final checkpoint (iteration {self.algo.iteration}) to {self.store.uri} failed "
+            f"{FINAL_ATTEMPTS} times; the last complete checkpoint is {last}. Exit status "
+            f"{FinalCheckpointError.exit_status}: a retry with resume: auto continues from it"
+        )
+
+    def train(self, stopper: GracefulStop, on_result: Callable[[TrainResult], None] | None) -> None:
+        """Iterations until a stop criterion or a signal, then the final checkpoint (spec.checkpoint.atEnd)."""
+        algo, outcome, spec = self.algo, self.outcome, self.spec
+        reason = self._iterate(stopper, on_result)
+        outcome.interrupted = stopper.requested
+        outcome.stopped_by = (
+            f"signal {signal.Signals(stopper.signal).name}" if stopper.signal is not None else (reason or "")
+        )
+        if spec.checkpoint.at_end and algo.iteration > 0 and self.saved_at != algo.iteration:
+            self.final_checkpoint()
+
+    def _iterate(self, stopper: GracefulStop, on_result: Callable[[TrainResult], None] | None) -> str | None:
+        """The iteration loop; returns the stop criterion met (None: stopped by a signal)."""
+        algo, outcome, spec = self.algo, self.outcome, self.spec
+        while True:
+            reason = stop_reason(spec.stop, outcome.result) if outcome.result else None
+            if reason or stopper.requested:
+                return reason
+            result = _train_once(algo, stopper)
+            if result is None:
+                return reason
+            _check_finite(algo)
+            outcome.result = result
+            self.logger.log(result)
+            self.metrics.update(result)
+            if on_result is not None:
+                on_result(result)
+            every = spec.checkpoint.every_iterations
+            if every and algo.iteration % every == 0 and not stop_reason(spec.stop, result):
+                self.checkpoint()
+
+
+def _train_once(algo: AlgorithmAPI, stopper: GracefulStop) -> TrainResult | None:
+    """One iteration; None when the stop signal cut it short (any other failure raises)."""
+    try:
+        return algo.train()
+    except Exception as exc:
+        if not stopper.requested:
+            raise
+        # InterruptedError: a wait the signal cut short (algo.interrupt), not a fault.
+        log.warning(
+            "iteration interrupted by the stop signal", exc_info=not isinstance(exc, InterruptedError)
+        )
+        return None
+
+
+def _check_finite(algo: AlgorithmAPI) -> None:
+    """NaN or infinite weights end the run before they are logged or checkpointed."""
+    from kuberl.core.state_io import non_finite
+
+    bad = non_finite(algo.get_weights())
+    if bad:
+        raise DivergedError(
+            f"iteration {algo.iteration}: the weights became NaN or infinite ({', '.join(bad[:3])}"
+            f"{', …' if len(bad) > 3 else ''}); nothing was checkpointed from this iteration on. "
+            "Lower config.lr, clip gradients (config.grad_clip) or check the rewards"
+        )
+
+
+def run_job(
     job: RLTrainingJob,
     *,
     on_result: Callable[[TrainResult], None] | None = None,
@@ -289,13 +453,9 @@ def run_job(  # noqa: C901 (the trainer loop; split pending: other work is in it
 ) -> RunOutcome:
     """Train `job` until a stop criterion or a signal. `on_result` sees every iteration's result."""
     from kuberl.build import build_algorithm
-    from kuberl.checkpoint import CheckpointError
-    from kuberl.checkpoint.writer import CheckpointWriter
-    from kuberl.core.state_io import non_finite
     from kuberl.results import ResultLogger
     from kuberl.sampling import resolve_sampling
 
-    spec = job.spec
     store, resume_from = preflight(job)
     # Locally, one env runner samples in the driver unless the job says otherwise (kuberl.sampling);
     # params.json keeps the job as written, which a cluster runs with its actors.
@@ -309,125 +469,14 @@ def run_job(  # noqa: C901 (the trainer loop; split pending: other work is in it
     outcome = RunOutcome(run_dir=run_dir, result=None, stopped_by="", last_checkpoint=None)
     try:
         algo = build_algorithm(train_job, run_dir=run_dir)
-        if spec.resume == "auto":
-            loaded = resume_latest(algo, store)
-        elif resume_from is not None:
-            algo.load_checkpoint_files(resume_from.files, where=resume_from.info.uri)
-            loaded = resume_from  # a fork of that run: this run keeps its own fresh run id
-        else:
-            loaded = None
-            others = store.list()
-            if others:
-                log.warning(
-                    "resume: never: %s holds %d checkpoint(s) of earlier runs; this run (%s) neither "
-                    "resumes nor prunes them, but replaces any with the same name",
-                    store.uri,
-                    len(others),
-                    algo.run_id,
-                )
-        if loaded is not None:
-            dropped = logger.rewind(iteration=algo.iteration, step=algo.timesteps)
-            if dropped:
-                log.info("resumed at iteration %d: dropped %d later result lines", algo.iteration, dropped)
-            outcome.resumed_from = algo.last_checkpoint = loaded.info.uri
-            # The restored progress is checked against the stop criteria before any training: a run
-            # resumed from a checkpoint that already meets them (a retry after the final save, or a
-            # re-run of a finished job) ends there instead of training past its stop.
-            outcome.result = algo.progress()
-            metrics.note_resumed(loaded.info.uri, created=loaded.info.created)
-            log.info("resumed from %s at iteration %d", loaded.info.uri, algo.iteration)
+        run = _Run(algo=algo, spec=job.spec, store=store, logger=logger, metrics=metrics, outcome=outcome)
+        run.resume(resume_from)
         if on_start is not None:
             on_start(algo)
         metrics.set_phase("Running")
-        saved_at = {"iteration": algo.iteration if outcome.resumed_from else -1}
-        writer = CheckpointWriter(store, deadline_s=CHECKPOINT_DEADLINE_S)
-        metrics.watch_checkpoint(writer.in_progress_s)
-
-        def checkpoint() -> bool:
-            assert algo is not None
-            t = time.perf_counter()
-            try:
-                files = algo.checkpoint_files()
-                info = writer.save(
-                    algo.checkpoint_name(),
-                    files,
-                    metadata=algo.checkpoint_metadata(),
-                    keep=spec.checkpoint.keep,
-                    run=algo.run_id,
-                )
-            except CheckpointError as exc:
-                log.error("checkpoint at iteration %d failed: %s", algo.iteration, exc)
-                metrics.record_checkpoint(duration_s=time.perf_counter() - t, success=False)
-                return False
-            except Exception:
-                log.exception("checkpoint at iteration %d failed", algo.iteration)
-                metrics.record_checkpoint(duration_s=time.perf_counter() - t, success=False)
-                return False
-            algo.last_checkpoint = info.uri
-            metrics.record_checkpoint(duration_s=time.perf_counter() - t, success=True, uri=info.uri)
-            outcome.last_checkpoint = info.uri
-            saved_at["iteration"] = algo.iteration
-            return True
-
-        def final_checkpoint() -> None:
-            """The run's result: retried, and a failure fails the run instead of ending it "done"."""
-            assert algo is not None
-            writer.wait(CHECKPOINT_DEADLINE_S)  # a mid-run save still in flight goes first
-            for attempt in range(1, FINAL_ATTEMPTS + 1):
-                if checkpoint():
-                    return
-                if attempt < FINAL_ATTEMPTS:
-                    log.warning(
-                        "retrying the final checkpoint (attempt %d of %d)", attempt + 1, FINAL_ATTEMPTS
-                    )
-                    time.sleep(FINAL_BACKOFF_S * attempt)
-                    writer.wait(CHECKPOINT_DEADLINE_S)
-            last = outcome.last_checkpoint or "none"
-            raise FinalCheckpointError(
-                f"the final checkpoint (iteration {algo.iteration}) to {store.uri} failed "
-                f"{FINAL_ATTEMPTS} times; the last complete checkpoint is {last}. Exit status "
-                f"{FinalCheckpointError.exit_status}: a retry with resume: auto continues from it"
-            )
-
+        run.start_checkpoints()
         with GracefulStop(on_signal=algo.interrupt) as stopper:
-            while True:
-                reason = stop_reason(spec.stop, outcome.result) if outcome.result else None
-                if reason or stopper.requested:
-                    break
-                try:
-                    result = algo.train()
-                except Exception as exc:
-                    if not stopper.requested:
-                        raise
-                    # InterruptedError: a wait the signal cut short (algo.interrupt), not a fault.
-                    log.warning(
-                        "iteration interrupted by the stop signal",
-                        exc_info=not isinstance(exc, InterruptedError),
-                    )
-                    break
-                bad = non_finite(algo.get_weights())
-                if bad:
-                    raise DivergedError(
-                        f"iteration {algo.iteration}: the weights became NaN or infinite ({', '.join(bad[:3])}"
-                        f"{', …' if len(bad) > 3 else ''}); nothing was checkpointed from this iteration on. "
-                        "Lower config.lr, clip gradients (config.grad_clip) or check the rewards"
-                    )
-                outcome.result = result
-                logger.log(result)
-                metrics.update(result)
-                if on_result is not None:
-                    on_result(result)
-                every = spec.checkpoint.every_iterations
-                if every and algo.iteration % every == 0 and not stop_reason(spec.stop, result):
-                    checkpoint()
-            outcome.interrupted = stopper.requested
-            outcome.stopped_by = (
-                f"signal {signal.Signals(stopper.signal).name}"
-                if stopper.signal is not None
-                else (reason or "")
-            )
-            if spec.checkpoint.at_end and algo.iteration > 0 and saved_at["iteration"] != algo.iteration:
-                final_checkpoint()
+            run.train(stopper, on_result)
         outcome.last_checkpoint = outcome.last_checkpoint or algo.last_checkpoint
         metrics.set_phase("Stopped" if outcome.interrupted else "Succeeded")
         return outcome

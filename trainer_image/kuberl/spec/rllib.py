@@ -700,64 +700,108 @@ def convert_stop(
     return out, problems
 
 
-def convert_experiment(  # noqa: C901 (landed before the C901 gate; split pending)
-    name: str, exp: Mapping[str, Any], *, source: str | None = None
-) -> tuple[dict[str, Any], list[str]]:
-    """One experiment → (an RLTrainingJob document, warnings). Raises SpecError naming every bad key."""
-    problems: list[tuple[str, str]] = []
-    for key in exp:
-        if key not in EXPERIMENT_RULES:
-            problems.append(
-                (f"{name}.{key}", f"not an experiment key kuberl knows ({', '.join(EXPERIMENT_RULES)})")
-            )
+# -- one experiment, step by step: each step adds its part of the job to `spec` and returns its problems,
+# so one SpecError names every bad key at once.
+Problems = list[tuple[str, str]]
+CHECKPOINT_CONFIG_KEYS = {
+    "checkpoint_frequency": "everyIterations",
+    "checkpoint_at_end": "atEnd",
+    "num_to_keep": "keep",
+}
+CHECKPOINT_KEYS = {
+    "checkpoint_freq": "everyIterations",
+    "checkpoint_at_end": "atEnd",
+    "keep_checkpoints_num": "keep",
+}
+
+
+def _unknown_keys(name: str, exp: Mapping[str, Any]) -> Problems:
+    known = ", ".join(EXPERIMENT_RULES)
+    return [
+        (f"{name}.{key}", f"not an experiment key kuberl knows ({known})")
+        for key in exp
+        if key not in EXPERIMENT_RULES
+    ]
+
+
+def _algorithm(name: str, exp: Mapping[str, Any]) -> tuple[str, Problems]:
     run = exp.get("run")
     algorithm = str(run).upper() if isinstance(run, str) else ""
-    if algorithm not in ALGORITHMS:
-        problems.append(
-            (f"{name}.run", f"{run!r} is not a kuberl algorithm; choose one of {', '.join(ALGORITHMS)}")
-        )
+    if algorithm in ALGORITHMS:
+        return algorithm, []
+    return algorithm, [
+        (f"{name}.run", f"{run!r} is not a kuberl algorithm; choose one of {', '.join(ALGORITHMS)}")
+    ]
+
+
+def _config(name: str, exp: Mapping[str, Any]) -> tuple[Mapping[str, Any], Problems]:
     config = exp.get("config") or {}
-    if not isinstance(config, Mapping):
-        problems.append((f"{name}.config", f"expected a mapping, got {type(config).__name__}"))
-        config = {}
-    spec, warnings, config_problems = convert_config(config, algorithm, where=f"{name}.config")
-    problems += config_problems
+    if isinstance(config, Mapping):
+        return config, []
+    return {}, [(f"{name}.config", f"expected a mapping, got {type(config).__name__}")]
+
+
+def _env(name: str, exp: Mapping[str, Any], config: Mapping[str, Any], spec: dict[str, Any]) -> Problems:
+    """`env` beside `run` (it must agree with config.env when both are given) or config.env."""
+    problems: Problems = []
     if "env" in exp:
         if "env" in config and config["env"] != exp["env"]:
             problems.append((f"{name}.env", f"{exp['env']!r} differs from config.env {config['env']!r}"))
         spec["env"] = exp["env"]
     if "env" not in spec:
         problems.append((f"{name}.env", "missing: give env beside run, or config.env"))
+    return problems
+
+
+def _stop(name: str, exp: Mapping[str, Any], spec: dict[str, Any]) -> Problems:
     stop = exp.get("stop") or {}
-    if isinstance(stop, Mapping):
-        spec["stop"], stop_problems = convert_stop(stop, where=f"{name}.stop")
-        problems += stop_problems
-    else:
-        problems.append((f"{name}.stop", f"expected a mapping, got {type(stop).__name__}"))
-    checkpoint: dict[str, Any] = {}
-    if "checkpoint_freq" in exp:
-        checkpoint["everyIterations"] = exp["checkpoint_freq"]
-    if "checkpoint_at_end" in exp:
-        checkpoint["atEnd"] = exp["checkpoint_at_end"]
-    if "keep_checkpoints_num" in exp:
-        checkpoint["keep"] = exp["keep_checkpoints_num"]
+    if not isinstance(stop, Mapping):
+        return [(f"{name}.stop", f"expected a mapping, got {type(stop).__name__}")]
+    spec["stop"], problems = convert_stop(stop, where=f"{name}.stop")
+    return problems
+
+
+def _checkpoint(name: str, exp: Mapping[str, Any], spec: dict[str, Any]) -> Problems:
+    """The old top-level checkpoint keys, then Tune's checkpoint_config (which wins where both are set)."""
+    checkpoint = {CHECKPOINT_KEYS[key]: exp[key] for key in CHECKPOINT_KEYS if key in exp}
+    problems: Problems = []
     cc = exp.get("checkpoint_config") or {}
-    names = {"checkpoint_frequency": "everyIterations", "checkpoint_at_end": "atEnd", "num_to_keep": "keep"}
     for key, value in cc.items() if isinstance(cc, Mapping) else ():
-        if key in names:
-            checkpoint[names[key]] = value
+        if key in CHECKPOINT_CONFIG_KEYS:
+            checkpoint[CHECKPOINT_CONFIG_KEYS[key]] = value
         else:
-            problems.append((f"{name}.checkpoint_config.{key}", f"kuberl has {', '.join(names)}"))
+            problems.append(
+                (f"{name}.checkpoint_config.{key}", f"kuberl has {', '.join(CHECKPOINT_CONFIG_KEYS)}")
+            )
     if checkpoint:
         spec["checkpoint"] = checkpoint
-    samples = exp.get("num_samples", 1)
-    if samples != 1:
-        problems.append(
-            (f"{name}.num_samples", f"{samples!r}: repeated trials are spec.tune in kuberl (docs/tune.md)")
-        )
+    return problems
+
+
+def _trials_and_storage(name: str, exp: Mapping[str, Any], spec: dict[str, Any]) -> Problems:
+    """num_samples (only 1: repeated trials are spec.tune) and the storage folder (→ runDir)."""
     for key in ("storage_path", "local_dir"):
         if key in exp:
             spec["runDir"] = f"{str(exp[key]).rstrip('/')}/{name}"
+    samples = exp.get("num_samples", 1)
+    if samples == 1:
+        return []
+    return [(f"{name}.num_samples", f"{samples!r}: repeated trials are spec.tune in kuberl (docs/tune.md)")]
+
+
+def convert_experiment(
+    name: str, exp: Mapping[str, Any], *, source: str | None = None
+) -> tuple[dict[str, Any], list[str]]:
+    """One experiment → (an RLTrainingJob document, warnings). Raises SpecError naming every bad key."""
+    problems = _unknown_keys(name, exp)
+    algorithm, algorithm_problems = _algorithm(name, exp)
+    config, config_type_problems = _config(name, exp)
+    spec, warnings, config_problems = convert_config(config, algorithm, where=f"{name}.config")
+    problems += algorithm_problems + config_type_problems + config_problems
+    problems += _env(name, exp, config, spec)
+    problems += _stop(name, exp, spec)
+    problems += _checkpoint(name, exp, spec)
+    problems += _trials_and_storage(name, exp, spec)
     if problems:
         raise SpecError(problems, source=source)
     spec["algorithm"] = algorithm
