@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from tests.cli import kuberl
+from tests.fixtures.s3 import DUMMY_CREDENTIALS
 
 ROOT = Path(__file__).resolve().parents[2]
 GOOD = """apiVersion: kuberl.io/v1alpha1
@@ -81,17 +82,20 @@ def test_missing_file(tmp_path: Path) -> None:
     assert "cannot read nope.yaml" in res.stderr
 
 
+def run_with_s3_checkpoints(tmp_path: Path, *, endpoint: str) -> subprocess.CompletedProcess[str]:
+    """`kuberl run` on GOOD checkpointing to s3://no-such-bucket/ckpt, against the S3 `endpoint` with
+    dummy credentials."""
+    (tmp_path / "job.yaml").write_text(GOOD)
+    env = {"AWS_ENDPOINT_URL": endpoint, **DUMMY_CREDENTIALS}
+    return kuberl(
+        "run", "job.yaml", "--set", "checkpoint.uri=s3://no-such-bucket/ckpt", cwd=tmp_path, env=env
+    )
+
+
 def test_unreachable_s3_endpoint_exits_75(tmp_path: Path) -> None:
     """An S3 endpoint that does not answer may be briefly down: exit 75 (the operator retries), not 2
     (bad input, never retried); nothing written."""
-    (tmp_path / "job.yaml").write_text(GOOD)
-    env = {
-        "AWS_ENDPOINT_URL": "http://127.0.0.1:9",
-        "AWS_ACCESS_KEY_ID": "x",
-        "AWS_SECRET_ACCESS_KEY": "y",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }
-    res = kuberl("run", "job.yaml", "--set", "checkpoint.uri=s3://no-such-bucket/ckpt", cwd=tmp_path, env=env)
+    res = run_with_s3_checkpoints(tmp_path, endpoint="http://127.0.0.1:9")  # nothing listens on port 9
     assert res.returncode == 75, res.stderr
     assert "spec.checkpoint.uri" in res.stderr
     assert "s3://no-such-bucket" in res.stderr
@@ -102,14 +106,7 @@ def test_unreachable_s3_endpoint_exits_75(tmp_path: Path) -> None:
 
 def test_missing_s3_bucket_exits_2(tmp_path: Path, moto_server: str) -> None:
     """A bucket the (reachable) endpoint does not have is bad input: exit 2 naming the field, nothing written."""
-    (tmp_path / "job.yaml").write_text(GOOD)
-    env = {
-        "AWS_ENDPOINT_URL": moto_server,
-        "AWS_ACCESS_KEY_ID": "x",
-        "AWS_SECRET_ACCESS_KEY": "y",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }
-    res = kuberl("run", "job.yaml", "--set", "checkpoint.uri=s3://no-such-bucket/ckpt", cwd=tmp_path, env=env)
+    res = run_with_s3_checkpoints(tmp_path, endpoint=moto_server)
     assert res.returncode == 2, res.stderr
     assert "spec.checkpoint.uri" in res.stderr
     assert "does not exist" in res.stderr

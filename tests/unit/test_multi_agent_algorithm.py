@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 
 from kuberl.algorithms.base import Algorithm
@@ -19,21 +18,14 @@ from kuberl.record import record_checkpoint
 from kuberl.spec import parse_job
 from kuberl.trainer import run_job
 from tests.fixtures.jobs import job_doc
-
-SMALL_PPO = {"trainBatchSize": 200, "minibatchSize": 100, "numEpochs": 2}
-
-
-def coop_doc(tmp_path: Path, multi_agent: dict[str, Any], **spec: Any) -> dict[str, Any]:
-    own = {"envConfig": {"agents": 2}, "metrics": {"enabled": False}, "multiAgent": multi_agent}
-    return job_doc(
-        "PPO",
-        "kuberl.multi_agent.envs:coop_match",
-        seed=0,
-        name="ma-coop",
-        run_dir=tmp_path,
-        config=SMALL_PPO,
-        **{**own, **spec},
-    )
+from tests.fixtures.multi_agent import (
+    SMALL_PPO,
+    TWO_POLICIES,
+    build_multi_agent,
+    coop_doc,
+    copy_weights,
+    weights_equal,
+)
 
 
 def selfplay_doc(tmp_path: Path, **spec: Any) -> dict[str, Any]:
@@ -62,33 +54,13 @@ def selfplay_doc(tmp_path: Path, **spec: Any) -> dict[str, Any]:
     )
 
 
-def build(doc: dict[str, Any]) -> MultiAgentAlgorithm:
-    algo = build_algorithm(doc)
-    assert isinstance(algo, MultiAgentAlgorithm)
-    return algo
-
-
-def weights_equal(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> bool:
-    return a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
-
-
-def copy(weights: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    return {k: np.array(v, copy=True) for k, v in weights.items()}
-
-
-TWO_POLICIES = {
-    "policies": {"learner": {}, "fixed": {"trainable": False}},
-    "policyMapping": [
-        {"agentPattern": "agent_0", "policy": "learner"},
-        {"agentPattern": "*", "policy": "fixed"},
-    ],
-}
-
-
 def test_frozen_policy_is_unchanged_by_training(tmp_path: Path) -> None:
-    algo = build(coop_doc(tmp_path, TWO_POLICIES))
+    algo = build_multi_agent(coop_doc(tmp_path, TWO_POLICIES))
     try:
-        fixed0, learner0 = copy(algo.subs["fixed"].get_weights()), copy(algo.subs["learner"].get_weights())
+        fixed0, learner0 = (
+            copy_weights(algo.subs["fixed"].get_weights()),
+            copy_weights(algo.subs["learner"].get_weights()),
+        )
         for _ in range(2):
             result = algo.train()
         assert weights_equal(algo.subs["fixed"].get_weights(), fixed0)
@@ -109,7 +81,7 @@ def test_one_algorithm_per_policy_by_composition(tmp_path: Path) -> None:
     """The multi-agent algorithm has one unmodified single-agent Algorithm per policy with weights and
     is not one itself; the policy API reaches each policy's own."""
     assert not issubclass(MultiAgentAlgorithm, Algorithm)
-    algo = build(coop_doc(tmp_path, TWO_POLICIES))
+    algo = build_multi_agent(coop_doc(tmp_path, TWO_POLICIES))
     try:
         assert {pid: type(sub) for pid, sub in algo.subs.items()} == {"learner": PPO, "fixed": PPO}
         assert algo.get_policy("fixed").algorithm is algo.subs["fixed"]
@@ -121,7 +93,7 @@ def test_one_algorithm_per_policy_by_composition(tmp_path: Path) -> None:
 
 
 def test_rollout_and_record_refuse_a_multi_agent_checkpoint(tmp_path: Path) -> None:
-    algo = build(coop_doc(tmp_path, TWO_POLICIES))
+    algo = build_multi_agent(coop_doc(tmp_path, TWO_POLICIES))
     try:
         uri = algo.save()
     finally:
@@ -134,7 +106,7 @@ def test_rollout_and_record_refuse_a_multi_agent_checkpoint(tmp_path: Path) -> N
 
 
 def test_metrics_carry_the_policy_label(tmp_path: Path) -> None:
-    algo = build(selfplay_doc(tmp_path))
+    algo = build_multi_agent(selfplay_doc(tmp_path))
     try:
         result = algo.train()
     finally:
@@ -153,13 +125,16 @@ def test_metrics_carry_the_policy_label(tmp_path: Path) -> None:
 
 
 def test_checkpoint_round_trip_with_self_play_pool(tmp_path: Path) -> None:
-    algo = build(selfplay_doc(tmp_path / "a"))
+    algo = build_multi_agent(selfplay_doc(tmp_path / "a"))
     try:
         for _ in range(3):
             algo.train()
         uri = algo.save(str(tmp_path / "ckpt"))
         assert algo.pool is not None
-        main, pool = copy(algo.subs["main"].get_weights()), [copy(w) for w in algo.pool.as_list()]
+        main, pool = (
+            copy_weights(algo.subs["main"].get_weights()),
+            [copy_weights(w) for w in algo.pool.as_list()],
+        )
         counters = (
             algo.iteration,
             algo.timesteps,
@@ -172,7 +147,7 @@ def test_checkpoint_round_trip_with_self_play_pool(tmp_path: Path) -> None:
     assert len(pool) == 2  # a FIFO of 2 …
     assert algo.pool.taken == 4  # … of the initial weights plus one snapshot per iteration
 
-    restored = build(selfplay_doc(tmp_path / "b"))
+    restored = build_multi_agent(selfplay_doc(tmp_path / "b"))
     try:
         restored.restore(uri)
         assert restored.pool is not None
@@ -203,7 +178,7 @@ def test_checkpoint_round_trip_with_self_play_pool(tmp_path: Path) -> None:
             {"agentPattern": "*", "policy": "teacher"},
         ],
     }
-    seeded = build(doc)
+    seeded = build_multi_agent(doc)
     try:
         assert weights_equal(seeded.subs["teacher"].get_weights(), main)
     finally:
@@ -225,7 +200,7 @@ def test_single_agent_checkpoint_is_refused(tmp_path: Path) -> None:
     )
     uri = single.save(str(tmp_path / "sa-ckpt"))
     single.stop()
-    algo = build(coop_doc(tmp_path / "ma", {}))
+    algo = build_multi_agent(coop_doc(tmp_path / "ma", {}))
     try:
         with pytest.raises(ValueError, match="single-agent run"):
             algo.restore(uri)
@@ -238,7 +213,7 @@ def test_ray_runners_and_recovery(tmp_path: Path) -> None:
     doc = coop_doc(
         tmp_path, TWO_POLICIES, resources={"envRunners": 2, "envsPerRunner": 2, "cpusPerRunner": 0.5}
     )
-    algo = build(doc)
+    algo = build_multi_agent(doc)
     try:
         first = algo.train()
         assert first["env_runners"]["num_healthy"] == 2

@@ -8,62 +8,24 @@ import re
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 
-from kuberl.build import build_algorithm
-from kuberl.multi_agent.algorithm import MultiAgentAlgorithm
-from tests.fixtures.jobs import job_doc
+from tests.fixtures.multi_agent import TWO_POLICIES, build_multi_agent, coop_doc, copy_weights, weights_equal
 
 ROOT = Path(__file__).resolve().parents[2]
-SMALL_PPO = {"trainBatchSize": 200, "minibatchSize": 100, "numEpochs": 2}
-TWO_POLICIES = {
-    "policies": {"learner": {}, "fixed": {"trainable": False}},
-    "policyMapping": [
-        {"agentPattern": "agent_0", "policy": "learner"},
-        {"agentPattern": "*", "policy": "fixed"},
-    ],
-}
 SNAPSHOT_SEAT = {"agent_0": "learner", "*": "snap"}
-
-
-def coop_doc(tmp_path: Path, **spec: Any) -> dict[str, Any]:
-    own = {"envConfig": {"agents": 2}, "metrics": {"enabled": False}, "multiAgent": TWO_POLICIES}
-    return job_doc(
-        "PPO",
-        "kuberl.multi_agent.envs:coop_match",
-        seed=0,
-        name="ma-league",
-        run_dir=tmp_path,
-        config=SMALL_PPO,
-        **{**own, **spec},
-    )
-
-
-def build(doc: dict[str, Any]) -> MultiAgentAlgorithm:
-    algo = build_algorithm(doc)
-    assert isinstance(algo, MultiAgentAlgorithm)
-    return algo
-
-
-def copy(weights: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    return {k: np.array(v, copy=True) for k, v in weights.items()}
-
-
-def same(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> bool:
-    return a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
 
 
 def test_frozen_snapshot_plays_trained_policy_learns_and_removal_needs_an_unused_policy(
     tmp_path: Path,
 ) -> None:
-    algo = build(coop_doc(tmp_path))
+    algo = build_multi_agent(coop_doc(tmp_path, TWO_POLICIES, name="ma-league"))
     try:
         algo.train()
         policy = algo.add_policy("snap", from_policy="learner", policy_mapping=SNAPSHOT_SEAT)
-        taken = copy(algo.subs["learner"].get_weights())
+        taken = copy_weights(algo.subs["learner"].get_weights())
         assert policy.policy_id == "snap"
-        assert same(policy.get_weights(), taken)
+        assert weights_equal(policy.get_weights(), taken)
         fixed_steps = algo.policy_steps["fixed"]
         result = algo.train()
         # It acted for agent_1 in the runners, instead of "fixed", and was not trained.
@@ -71,8 +33,8 @@ def test_frozen_snapshot_plays_trained_policy_learns_and_removal_needs_an_unused
         assert result["policies"]["snap"]["trained"] is False
         assert algo.policy_steps["fixed"] == fixed_steps
         assert list(result["learner"]) == ["learner"]
-        assert same(algo.subs["snap"].get_weights(), taken)
-        assert not same(algo.subs["learner"].get_weights(), taken)
+        assert weights_equal(algo.subs["snap"].get_weights(), taken)
+        assert not weights_equal(algo.subs["learner"].get_weights(), taken)
 
         with pytest.raises(ValueError, match=r"policy 'snap' is still mapped to agents agent_1"):
             algo.remove_policy("snap")
@@ -88,7 +50,7 @@ def test_frozen_snapshot_plays_trained_policy_learns_and_removal_needs_an_unused
         assert "snap" not in algo.ma_config.policies
         result = algo.train()
         assert sorted(result["learner"]) == ["learner", "second"]
-        assert not same(algo.subs["second"].get_weights(), taken)
+        assert not weights_equal(algo.subs["second"].get_weights(), taken)
         assert "snap" not in result["policies"]
     finally:
         algo.stop()
@@ -108,7 +70,7 @@ def test_frozen_snapshot_plays_trained_policy_learns_and_removal_needs_an_unused
     ],
 )
 def test_refusals_name_the_policy(tmp_path: Path, call: Any, message: str) -> None:
-    algo = build(coop_doc(tmp_path))
+    algo = build_multi_agent(coop_doc(tmp_path, TWO_POLICIES, name="ma-league"))
     try:
         with pytest.raises(ValueError, match=re.escape(message)):
             call(algo)
@@ -117,23 +79,23 @@ def test_refusals_name_the_policy(tmp_path: Path, call: Any, message: str) -> No
 
 
 def test_checkpoint_round_trip_keeps_the_league(tmp_path: Path) -> None:
-    algo = build(coop_doc(tmp_path))
+    algo = build_multi_agent(coop_doc(tmp_path, TWO_POLICIES, name="ma-league"))
     try:
         algo.add_policy("snap", policy_mapping=SNAPSHOT_SEAT)
         algo.remove_policy("fixed")
         algo.train()
-        state = {pid: copy(sub.get_weights()) for pid, sub in algo.subs.items()}
+        state = {pid: copy_weights(sub.get_weights()) for pid, sub in algo.subs.items()}
         checkpoint = algo.save()
     finally:
         algo.stop()
-    restored = build(coop_doc(tmp_path / "again"))
+    restored = build_multi_agent(coop_doc(tmp_path / "again", TWO_POLICIES, name="ma-league"))
     try:
         restored.restore(checkpoint)
         assert sorted(restored.subs) == ["learner", "snap"]
         assert sorted(restored.ma_config.policies) == ["learner", "snap"]
         assert restored.ma_config.rules == tuple(SNAPSHOT_SEAT.items())
         for pid, weights in state.items():
-            assert same(restored.subs[pid].get_weights(), weights), pid
+            assert weights_equal(restored.subs[pid].get_weights(), weights), pid
         result = restored.train()
         assert result["policies"]["snap"]["agent_steps_total"] > 0
     finally:
@@ -142,13 +104,15 @@ def test_checkpoint_round_trip_keeps_the_league(tmp_path: Path) -> None:
 
 @pytest.mark.usefixtures("ray_session")
 def test_added_policy_reaches_ray_runners(tmp_path: Path) -> None:
-    algo = build(coop_doc(tmp_path, resources={"envRunners": 1, "envsPerRunner": 2}))
+    algo = build_multi_agent(
+        coop_doc(tmp_path, TWO_POLICIES, name="ma-league", resources={"envRunners": 1, "envsPerRunner": 2})
+    )
     try:
         algo.add_policy("snap", policy_mapping=SNAPSHOT_SEAT)
-        taken = copy(algo.subs["snap"].get_weights())
+        taken = copy_weights(algo.subs["snap"].get_weights())
         result = algo.train()
         assert result["policies"]["snap"]["agent_steps_total"] > 0
-        assert same(algo.subs["snap"].get_weights(), taken)
+        assert weights_equal(algo.subs["snap"].get_weights(), taken)
     finally:
         algo.stop()
 
@@ -171,5 +135,5 @@ def test_docs_league_recipe_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert namespace["result"]["policies"]["main_v1"]["agent_steps_total"] > 0
     assert namespace["result"]["policies"]["main_v1"]["trained"] is False
     learner = namespace["algo"].subs["main"].get_weights()
-    assert not same(learner, namespace["snapshot"]), "the learner trained on after the snapshot"
+    assert not weights_equal(learner, namespace["snapshot"]), "the learner trained on after the snapshot"
     assert "main_v1" not in namespace["restored"].subs
