@@ -242,8 +242,9 @@ def mirrored_progress(progress: Mapping[str, Any] | None) -> dict[str, Any]:
     return out
 
 
-# The trainer's /status serves at most 32 custom metric names of at most 64 characters (the Prometheus
-# label cap, kuberl.metrics); the reply is tenant-written, so the status is capped the same way again.
+# The trainer's /status serves custom metric names of at most 64 characters, at most
+# spec.metrics.maxCustomMetrics of them (kuberl.metrics); the reply is tenant-written and the status lives
+# in etcd, so the status keeps at most the default 32 whatever the job sets.
 MAX_CUSTOM_METRICS = 32
 MAX_CUSTOM_NAME = 64
 

@@ -37,11 +37,12 @@ spec:
         (["--set", "config.not_a_field=1"], "spec.config.not_a_field: unknown field"),
         (["--set", "resources.envRunners=many"], "spec.resources.envRunners"),
         (["--set", "env=tests.envs:no_such_factory"], "has no attribute 'no_such_factory'"),
+        (["--set", "metrics.maxCustomMetrics=-1"], "spec.metrics.maxCustomMetrics: Input should be greater"),
     ],
 )
 def test_bad_spec_fields(tmp_path: Path, edit: list[str], words: str) -> None:
     (tmp_path / "job.yaml").write_text(GOOD)
-    res = kuberl("run", "job.yaml", *edit, cwd=tmp_path, env={"PYTHONPATH": str(ROOT)})
+    res = kuberl("run", "job.yaml", *edit, cwd=tmp_path)  # tests.cli puts this checkout and its root first
     assert res.returncode == 2, res.stderr
     assert words in " ".join(res.stderr.split()), res.stderr
     assert "Traceback" not in res.stderr

@@ -353,3 +353,55 @@ def test_policy_lag_of_asynchronous_algorithms_is_exported() -> None:
         if s.name.endswith("lag")
     }
     assert samples == {"kuberl_learner_policy_lag": 3.5}
+
+
+def test_custom_metric_names_are_bounded_and_expire(caplog: pytest.LogCaptureFixture) -> None:
+    """spec.metrics.maxCustomMetrics names at a time, one warning for those left out; a name missing
+    from customMetricExpiryIterations reports leaves /metrics and /status and frees its place. Results
+    without custom metrics (no episode ended) age nothing."""
+    metrics = TrainerMetrics(**LABELS, max_custom_metrics=2, custom_metric_expiry=2)
+    srv = MetricsServer(metrics, host="127.0.0.1", port=0)
+    srv.start()
+
+    def exported() -> dict[str, float]:
+        series = scrape(srv).get("kuberl_custom_metric", [])
+        assert all({k: lbl[k] for k in LABELS} == LABELS for lbl, _ in series)
+        return {f"{lbl['name']}_{lbl['stat']}": v for lbl, v in series}
+
+    def status() -> dict[str, Any]:
+        custom: dict[str, Any] = requests.get(url(srv, "/status"), timeout=5).json()["customMetrics"]
+        return custom
+
+    try:
+        with caplog.at_level("WARNING", logger="kuberl.metrics"):
+            metrics.update(
+                {"training_iteration": 1, "custom_metrics": {"a_mean": 1.0, "b_mean": 2.0, "c_mean": 3.0}}
+            )
+            assert exported() == {"a_mean": 1.0, "b_mean": 2.0}  # c: no room
+            metrics.update(
+                {"training_iteration": 2, "custom_metrics": {"a_mean": 1.5, "c_mean": 3.0, "d_max": 4.0}}
+            )
+            assert exported() == {
+                "a_mean": 1.5,
+                "b_mean": 2.0,
+            }  # b missed one report: kept, at its last value
+            metrics.update({"training_iteration": 3, "custom_metrics": {}})  # no report: nothing ages
+            metrics.update({"training_iteration": 4})
+            assert exported() == {"a_mean": 1.5, "b_mean": 2.0}
+            metrics.update({"training_iteration": 5, "custom_metrics": {"a_mean": 1.7, "c_mean": 3.5}})
+            # b missed two reports: gone from both endpoints, and c takes its place in the same report.
+            assert exported() == {"a_mean": 1.7, "c_mean": 3.5}
+            assert status() == {"a": {"mean": 1.7}, "c": {"mean": 3.5}}
+    finally:
+        srv.stop()
+    warned = [r.getMessage() for r in caplog.records if "not exported to Prometheus" in r.getMessage()]
+    assert len(warned) == 1, warned  # c and d were left out, three times: one warning
+    assert "'c'" in warned[0]
+    assert "spec.metrics.maxCustomMetrics" in warned[0]
+
+
+def test_max_custom_metrics_zero_exports_none() -> None:
+    metrics = TrainerMetrics(**LABELS, max_custom_metrics=0)
+    metrics.update({"training_iteration": 1, "custom_metrics": {"a_mean": 1.0}})
+    assert b"kuberl_custom_metric{" not in metrics.exposition()
+    assert metrics.status()["customMetrics"] == {}

@@ -21,7 +21,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -63,10 +63,13 @@ _LEARNER_GAUGES: dict[str, tuple[str, ...]] = {
 }
 
 # Custom metrics (config.callbacks) exported as kuberl_custom_metric{name, stat}: at most this many names
-# per job, each at most MAX_CUSTOM_NAME characters, so a callback that logs a metric per episode id cannot
-# blow up Prometheus' series count. Later names are left out with one warning (result.json keeps them).
+# at a time (spec.metrics.maxCustomMetrics), each at most MAX_CUSTOM_NAME characters, so a callback that
+# logs a metric per episode id cannot blow up Prometheus' series count. Names beyond are left out with one
+# warning per run (result.json and TensorBoard keep them); a name missing from CUSTOM_METRIC_EXPIRY
+# consecutive reports (spec.metrics.customMetricExpiryIterations) is removed, freeing its place.
 MAX_CUSTOM_METRICS = 32
 MAX_CUSTOM_NAME = 64
+CUSTOM_METRIC_EXPIRY = 10
 _CUSTOM_STATS = ("mean", "min", "max")
 
 # Episode statistics: result key -> gauge attribute.
@@ -127,6 +130,61 @@ def rfc3339(ts: float | None) -> str | None:
     return datetime.fromtimestamp(ts, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+class CustomMetricNames:
+    """Which custom metric names are exported: the names of the last `expire_after` reports (results
+    carrying custom metrics), at most `limit` of them, first come first served. The state is bounded by
+    `limit`: dropped names are not remembered, only whether each kind of drop was warned about."""
+
+    def __init__(self, *, limit: int = MAX_CUSTOM_METRICS, expire_after: int = CUSTOM_METRIC_EXPIRY) -> None:
+        self.limit = limit
+        self.expire_after = expire_after
+        self.reports = 0
+        self.last_seen: dict[str, int] = {}  # exported name -> the report it was last in
+        self._warned: set[str] = set()  # "limit", "length": one warning each per run
+
+    def admit(self, names: Collection[str]) -> tuple[list[str], list[str]]:
+        """One report's names -> (the names to export now, the names that expired). Expired names go
+        first, so a place they free serves a new name of the same report."""
+        self.reports += 1
+        expired = [
+            n
+            for n, seen in self.last_seen.items()
+            if n not in names and self.reports - seen >= self.expire_after
+        ]
+        for name in expired:
+            del self.last_seen[name]
+        exported = []
+        for name in names:
+            if name not in self.last_seen and not self._room_for(name):
+                continue
+            self.last_seen[name] = self.reports
+            exported.append(name)
+        return exported, expired
+
+    def _room_for(self, name: str) -> bool:
+        if len(name) > MAX_CUSTOM_NAME:
+            reason = f"names longer than {MAX_CUSTOM_NAME} characters are not exported"
+            return self._drop("length", name, reason)
+        if len(self.last_seen) >= self.limit:
+            reason = (
+                f"at most {self.limit} names are exported at a time (spec.metrics.maxCustomMetrics), until one "
+                f"has been missing from {self.expire_after} reports (spec.metrics.customMetricExpiryIterations)"
+            )
+            return self._drop("limit", name, reason)
+        return True
+
+    def _drop(self, kind: str, name: str, reason: str) -> bool:
+        if kind not in self._warned:
+            self._warned.add(kind)
+            log.warning(
+                "custom metric %r and any others like it are not exported to Prometheus or /status: %s "
+                "(result.json and TensorBoard keep every one; this is said once)",
+                name[:100],
+                reason,
+            )
+        return False
+
+
 class TrainerMetrics:
     """Prometheus metrics and ``/status`` progress of one training job, on its own registry."""
 
@@ -137,6 +195,8 @@ class TrainerMetrics:
         namespace: str,
         algorithm: str,
         registry: CollectorRegistry | None = None,
+        max_custom_metrics: int = MAX_CUSTOM_METRICS,
+        custom_metric_expiry: int = CUSTOM_METRIC_EXPIRY,
     ) -> None:
         self.job = job
         self.namespace = namespace
@@ -301,8 +361,7 @@ class TrainerMetrics:
             c.labels(**self._labels)
 
         self._last_totals: dict[str, float] = {}
-        self._custom_names: list[str] = []
-        self._custom_refused: set[str] = set()
+        self._custom_names = CustomMetricNames(limit=max_custom_metrics, expire_after=custom_metric_expiry)
         self._custom_values: dict[str, dict[str, float]] = {}
         self._last_iteration: float | None = None
         self._started = False
@@ -454,27 +513,25 @@ class TrainerMetrics:
 
     def _update_custom(self, custom: Mapping[str, Any]) -> None:
         """kuberl_custom_metric{name, stat} from result["custom_metrics"] (`name_mean`, `_min`, `_max`),
-        for the first MAX_CUSTOM_METRICS names seen; the same values go to /status."""
+        for the names CustomMetricNames admits; the same values go to /status. A result without custom
+        metrics (no episode ended) is no report: names do not age while nothing is reported."""
+        reported: dict[str, dict[str, float | None]] = {}
         for key, value in custom.items():
             name, _, stat = str(key).rpartition("_")
-            v = _num(value)
-            if stat not in _CUSTOM_STATS or not name or v is None:
-                continue
-            if name not in self._custom_names:
-                if len(self._custom_names) >= MAX_CUSTOM_METRICS or len(name) > MAX_CUSTOM_NAME:
-                    if name not in self._custom_refused:
-                        self._custom_refused.add(name)
-                        log.warning(
-                            "custom metric %r is not exported to Prometheus or /status: at most %d names of "
-                            "at most %d characters are (result.json and TensorBoard keep every one)",
-                            name[:100],
-                            MAX_CUSTOM_METRICS,
-                            MAX_CUSTOM_NAME,
-                        )
-                    continue
-                self._custom_names.append(name)
-            self.custom_metric.labels(**self._labels, name=name, stat=stat).set(v)
-            self._custom_values.setdefault(name, {})[stat] = v
+            if stat in _CUSTOM_STATS and name:
+                reported.setdefault(name, {})[stat] = _num(value)
+        if not reported:
+            return
+        exported, expired = self._custom_names.admit(reported)
+        for name in expired:
+            for stat in _CUSTOM_STATS:
+                self.custom_metric.remove(*(self._labels[k] for k in _BASE_LABELS), name, stat)
+            self._custom_values.pop(name, None)
+        for name in exported:
+            for stat, v in reported[name].items():
+                if v is not None:  # NaN or missing: the last finite value stays
+                    self.custom_metric.labels(**self._labels, name=name, stat=stat).set(v)
+                    self._custom_values.setdefault(name, {})[stat] = v
 
     def _update_learner(self, policy: str, stats: Mapping[str, Any]) -> None:
         for key, value in stats.items():

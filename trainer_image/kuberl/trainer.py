@@ -243,6 +243,8 @@ def start_metrics(job: RLTrainingJob) -> tuple[TrainerMetrics, MetricsServer | N
         job=os.environ.get("KUBERL_JOB_NAME", job.metadata.name),
         namespace=os.environ.get("KUBERL_NAMESPACE", job.metadata.namespace or "default"),
         algorithm=job.spec.algorithm,
+        max_custom_metrics=job.spec.metrics.max_custom_metrics,
+        custom_metric_expiry=job.spec.metrics.custom_metric_expiry_iterations,
     )
     server = None
     if job.spec.metrics.enabled:

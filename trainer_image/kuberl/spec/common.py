@@ -249,8 +249,26 @@ class MetricsSpec(WireModel):
     custom_metrics_in_status: bool = Field(
         False,
         description=(
-            "Mirror the trainer's custom metrics (config.callbacks; the first 32 names, as /status serves "
-            "them) into status.customMetrics as name → {mean, min, max}."
+            "Mirror the trainer's custom metrics (config.callbacks; /status's names, at most 32 of them) into "
+            "status.customMetrics as name → {mean, min, max}."
+        ),
+    )
+    max_custom_metrics: int = Field(
+        32,
+        ge=0,
+        le=1000,
+        description=(
+            "Custom metric names (config.callbacks) exported to /metrics and /status at a time, first come "
+            "first served; names beyond are left out with one warning (result.json and TensorBoard keep every "
+            "one). Bounds kuberl_custom_metric's series when names vary."
+        ),
+    )
+    custom_metric_expiry_iterations: int = Field(
+        10,
+        ge=1,
+        description=(
+            "A custom metric name missing from this many consecutive iterations that report custom metrics is "
+            "removed from /metrics and /status, freeing its place for a new name."
         ),
     )
 
