@@ -300,6 +300,9 @@ class ValueFactorizationAlgorithm(Algorithm[ConfigT]):
         self.agent_ids = spaces.agents
         self.obs_filter = None
         self.writer = None
+        # Evaluation plays joint episodes in the driver (play_episodes), never on evaluation actors;
+        # the base __init__ that would build those is not called.
+        self.evaluation_runners = None
         self.reset_progress()
         self.setup()
         self.hooks("on_algorithm_init", algorithm=self)
