@@ -35,7 +35,7 @@ QMIX's GRU agents on it (docs/algorithms/qmix.md, "Recurrent agents").
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 import gymnasium as gym
 import numpy as np
@@ -188,6 +188,29 @@ def make_buttons(config: dict[str, Any]) -> ButtonsEnv:
     return ButtonsEnv(config)
 
 
+class _TeamEnv(Protocol):
+    possible_agents: list[str]
+    agents: list[str]
+
+    def _observe(self) -> dict[str, Any]: ...
+
+
+def _team_step(env: _TeamEnv, payoff: float, done: bool) -> tuple[dict[str, Any], ...]:
+    """The end of a cooperative ParallelEnv's step (PettingZoo's five dicts): every agent observes,
+    receives the team's payoff and terminates together; a finished game has no agents left."""
+    agents = env.possible_agents
+    obs = env._observe()
+    if done:
+        env.agents = []
+    return (
+        obs,
+        {a: payoff for a in agents},
+        {a: done for a in agents},
+        {a: False for a in agents},
+        {a: {} for a in agents},
+    )
+
+
 class TwoStepGame(ParallelEnv):
     """Two agents, two steps. In the first state agent_0's action picks the second: 2A (every joint
     action pays 7) or 2B (pays [[0, 1], [1, 8]] by agent_0's and agent_1's actions); agent_1's first
@@ -239,17 +262,7 @@ class TwoStepGame(ParallelEnv):
         else:
             payoff = 7.0 if self._state == 1 else float(self.PAYOFF_2B[a0, a1])
             self._state, done = 3, True
-        agents = self.possible_agents
-        obs = self._observe()
-        if done:
-            self.agents = []
-        return (
-            obs,
-            {a: payoff for a in agents},
-            {a: done for a in agents},
-            {a: False for a in agents},
-            {a: {} for a in agents},
-        )
+        return _team_step(self, payoff, done)
 
 
 def make_two_step_game(config: dict[str, Any]) -> TwoStepGame:
@@ -321,17 +334,7 @@ class ForbiddenChoice(ParallelEnv):
             payoff += float(self.PAYOFF[act])
         self.t += 1
         done = self.t >= self.steps
-        agents = self.possible_agents
-        obs = self._observe()
-        if done:
-            self.agents = []
-        return (
-            obs,
-            {a: payoff for a in agents},
-            {a: done for a in agents},
-            {a: False for a in agents},
-            {a: {} for a in agents},
-        )
+        return _team_step(self, payoff, done)
 
     @staticmethod
     def best_legal_return(steps: int = 3) -> float:
@@ -398,17 +401,7 @@ class TeamRecall(ParallelEnv):
         done = self.t >= self.steps
         answered = all(int(actions[a]) == self.cue for a in self.possible_agents)
         payoff = 1.0 if done and answered else 0.0
-        agents = self.possible_agents
-        obs = self._observe()
-        if done:
-            self.agents = []
-        return (
-            obs,
-            {a: payoff for a in agents},
-            {a: done for a in agents},
-            {a: False for a in agents},
-            {a: {} for a in agents},
-        )
+        return _team_step(self, payoff, done)
 
 
 def make_team_recall(config: dict[str, Any]) -> TeamRecall:

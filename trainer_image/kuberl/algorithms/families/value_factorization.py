@@ -34,14 +34,7 @@ from kuberl.algorithms.base import Algorithm, Parts, StepOutcome
 from kuberl.algorithms.families.q_learning import build_target
 from kuberl.core.env_factory import EnvError
 from kuberl.core.learner import Learner, driver_learner_device
-from kuberl.core.multi_agent.agent_q import (
-    AgentQ,
-    RecurrentAgentQ,
-    build_agent_q,
-    epsilon_greedy,
-    joint_legal,
-    mask_q,
-)
+from kuberl.core.multi_agent.agent_q import AgentQ, RecurrentAgentQ, act, build_agent_q, mask_q
 from kuberl.core.multi_agent.joint import JointEnv
 from kuberl.core.multi_agent.joint_runner import (
     ACTIONS,
@@ -342,13 +335,7 @@ class ValueFactorizationAlgorithm(Algorithm[ConfigT]):
         module = self.learner.module
         assert isinstance(module, FactoredQ)
         x = torch.as_tensor(obs, device=self.learner.device)
-        with torch.no_grad():
-            if h is not None:
-                q, h = module.agent.step(x, h)  # type: ignore[operator]
-            else:
-                q = module.agent(x)
-        legal = joint_legal(x, self.mask) if self.mask is not None else None
-        return epsilon_greedy(q, epsilon, self.np_rng, legal), h
+        return act(module.agent, x, epsilon=epsilon, rng=self.np_rng, mask=self.mask, h=h)
 
     def collect(self) -> None:
         """One fragment from every joint runner, with the learner's weights and the current epsilon, into

@@ -1,6 +1,7 @@
 """The agent network of the value-factorization learners (QMIX, VDN): one network shared by every agent
 of a joint env (kuberl.core.multi_agent.joint), built the same way by the learner and by the joint env
-runners (kuberl.core.multi_agent.joint_runner), and the per-agent epsilon-greedy choice they act with,
+runners (kuberl.core.multi_agent.joint_runner), and the one way every copy of it acts (`act`: the
+runners, and the driver's compute_actions and evaluation): the per-agent epsilon-greedy choice,
 restricted to the legal actions when the observations carry an `action_mask` (PettingZoo's convention:
 a Dict observation with "observation" and "action_mask"; kuberl.core.multi_agent.masking)."""
 
@@ -124,3 +125,27 @@ def epsilon_greedy(
         noise = np.where(legal.cpu().numpy(), rng.random(legal.shape), -1.0)
         random = noise.argmax(axis=-1)
     return np.asarray(np.where(rng.random(greedy.shape) < epsilon, random, greedy))
+
+
+def act(
+    agent: AgentQ | RecurrentAgentQ,
+    obs: torch.Tensor,
+    *,
+    epsilon: float,
+    rng: np.random.Generator,
+    mask: slice | None,
+    h: torch.Tensor | None = None,
+) -> tuple[np.ndarray, torch.Tensor | None]:
+    """Joint observations [N, agents, obs_dim] → (actions [N, agents], the next GRU state): each agent
+    epsilon-greedy over its own Q-values (decentralised), its legal actions only when `mask` (the
+    action_mask's place, kuberl.core.multi_agent.masking.mask_slice) is given. `h` [N, agents, cell] is
+    the recurrent network's state (None, and None back, for the MLP). The runners and the driver's
+    compute_actions and evaluation all act through this function."""
+    with torch.no_grad():
+        if h is not None:
+            assert isinstance(agent, RecurrentAgentQ), "a GRU state for a feed-forward agent network"
+            q, h = agent.step(obs, h)
+        else:
+            q = agent(obs)
+    legal = joint_legal(obs, mask) if mask is not None else None
+    return epsilon_greedy(q, epsilon, rng, legal), h

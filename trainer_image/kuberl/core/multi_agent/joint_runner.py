@@ -18,7 +18,7 @@ import torch
 
 from kuberl.core.env_factory import seeds_for
 from kuberl.core.models import load_numpy_weights
-from kuberl.core.multi_agent.agent_q import build_agent_q, epsilon_greedy, joint_legal
+from kuberl.core.multi_agent.agent_q import AgentQ, RecurrentAgentQ, act, build_agent_q
 from kuberl.core.multi_agent.joint import JointEnv
 from kuberl.core.multi_agent.masking import mask_slice
 from kuberl.core.runner_group import RunnerActorGroup
@@ -117,7 +117,7 @@ class JointRunner:
         else:
             self.rng = np.random.default_rng([config.seed, config.worker_index])
         self.mask = mask_slice(first.obs_space)  # where each agent's action_mask lies, if it has one
-        self.module: torch.nn.Module | None = None
+        self.module: AgentQ | RecurrentAgentQ | None = None
         self.recurrent = bool(config.model.use_lstm)
         self.h: torch.Tensor | None = None  # recurrent: the agents' GRU states [envs, agents, cell]
         self.sequences: list[Sequence] = []
@@ -148,7 +148,8 @@ class JointRunner:
                     int(sp.action_space.n),  # type: ignore[attr-defined]
                 )
             if self.recurrent:
-                self.h = self.module.initial_state(len(self.envs))  # type: ignore[operator]
+                assert isinstance(self.module, RecurrentAgentQ)
+                self.h = self.module.initial_state(len(self.envs))
                 self.sequences = [
                     Sequence(self.cur_obs[i], self.cur_state[i], self.h[i].numpy())
                     for i in range(len(self.envs))
@@ -159,14 +160,10 @@ class JointRunner:
 
     def act(self, obs: np.ndarray) -> np.ndarray:
         assert self.module is not None, "set_state() first: the runner has no weights yet"
-        x = torch.as_tensor(obs)
-        with torch.no_grad():
-            if self.h is not None:
-                q, self.h = self.module.step(x, self.h)  # type: ignore[operator]
-            else:
-                q = self.module(x)
-        legal = joint_legal(x, self.mask) if self.mask is not None else None
-        return epsilon_greedy(q, self.epsilon, self.rng, legal)
+        actions, self.h = act(
+            self.module, torch.as_tensor(obs), epsilon=self.epsilon, rng=self.rng, mask=self.mask, h=self.h
+        )
+        return actions
 
     def sample(self) -> JointRollout:
         """rollout_length vector steps of every env."""
