@@ -19,7 +19,7 @@ from kuberl.algorithms.families.value_factorization import (
     factored_td_loss,
 )
 from kuberl.build import build_algorithm
-from kuberl.core.multi_agent.agent_q import AgentQ, build_agent_q, epsilon_greedy
+from kuberl.core.multi_agent.agent_q import AgentQ, TeamState, build_agent_q, epsilon_greedy
 from kuberl.core.multi_agent.joint_runner import JointRunner, JointRunnerConfig
 from kuberl.core.multi_agent.sequence_replay import SequenceReplay
 from kuberl.spec import SpecError, parse_job
@@ -207,10 +207,47 @@ def test_qmix_with_a_gru_trains_checkpoints_and_restores_exactly(tmp_path: Path)
     uri = algo.save(str(tmp_path / "ckpt"))
     after = [algo.train()["learner"]["default_policy"]["total_loss"] for _ in range(3)]
     assert algo.evaluate(2)["episode_return_mean"] is not None
-    with pytest.raises(ValueError, match="GRU state"):
+    with pytest.raises(ValueError, match="compute_actions_with_state"):
         algo.compute_actions(np.zeros((2, 3), np.float32))
+    assert_compute_actions_with_state_steps_each_agents_gru(algo)
     algo.stop()
     again = build_algorithm(doc)
     again.restore(uri)
     assert [again.train()["learner"]["default_policy"]["total_loss"] for _ in range(3)] == after
     again.stop()
+
+
+def assert_compute_actions_with_state_steps_each_agents_gru(algo: Any) -> None:
+    """The recurrent team's policy API: the state starts at zeros per agent, one GRU step per call
+    (the step the runners take), rows independent, reset where an episode ended; compute_single_action
+    takes a joint observation as a dict and gives back the state."""
+    obs = np.random.default_rng(0).random((3, 2, 3)).astype(np.float32)
+    state = algo.initial_state(3)
+    assert isinstance(state, TeamState)
+    assert state.h.shape == (3, 2, 8)
+    assert not state.h.any()
+    actions, nxt = algo.compute_actions_with_state(obs, state)
+    assert actions.shape == (3, 2)
+    agent = algo.agent_network()
+    with torch.no_grad():
+        q, h = agent.step(torch.as_tensor(obs), state.h)
+    assert torch.equal(nxt.h, h)
+    np.testing.assert_array_equal(actions, q.argmax(-1).numpy())
+    one, one_next = algo.compute_actions_with_state(
+        obs[1], algo.initial_state(1)
+    )  # [agents, D]: one joint obs
+    np.testing.assert_array_equal(one, actions[1])
+    torch.testing.assert_close(one_next.h[0], nxt.h[1])  # a batch of 1 rounds differently in the last bits
+    reset = nxt.after_step(np.zeros(3), np.array([False, True, False]))
+    assert not reset.h[1].any()
+    assert torch.equal(reset.h[0], nxt.h[0])
+    action, state1, extras = algo.get_policy().compute_single_action(
+        {"agent_0": obs[1, 0], "agent_1": obs[1, 1]}
+    )
+    assert action == {"agent_0": int(actions[1, 0]), "agent_1": int(actions[1, 1])}
+    assert torch.equal(state1.h, one_next.h)
+    assert extras == {}
+    again = algo.compute_single_action(obs[1], state1)
+    assert again[1].h.shape == (1, 2, 8)
+    with pytest.raises(ValueError, match="rows"):
+        algo.compute_actions_with_state(obs, algo.initial_state(2))

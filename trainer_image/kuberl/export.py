@@ -21,7 +21,9 @@ import gymnasium as gym
 import torch
 from torch import nn
 
+from kuberl.algorithms.families.value_factorization import ValueFactorizationAlgorithm
 from kuberl.core.models import action_distribution
+from kuberl.core.multi_agent.agent_q import AgentQ, RecurrentAgentQ, greedy
 from kuberl.core.recurrent import RecurrentActorCritic, RecurrentState
 from kuberl.core.sample_batch import Columns
 from kuberl.sampling import in_driver
@@ -108,6 +110,29 @@ class RecurrentGreedyPolicy(nn.Module):
         return self.prepare.action(self.dist.deterministic(dist_in)), h2, c2
 
 
+class TeamGreedyPolicy(nn.Module):
+    """A QMIX/VDN team: joint observations [B, agents, D] → every agent's greedy (legal) action
+    [B, agents], through agent_q.greedy, the runners' act() at epsilon 0."""
+
+    def __init__(self, agent: AgentQ | RecurrentAgentQ, mask: slice | None) -> None:
+        super().__init__()
+        self.agent = agent
+        self.mask = mask
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return greedy(self.agent, obs, self.mask, None)[0]
+
+
+class RecurrentTeamGreedyPolicy(TeamGreedyPolicy):
+    """(obs [B, agents, D], h [B, agents, cell]) → (greedy actions [B, agents], h_out): a recurrent
+    team, every agent's GRU state in and out (zeros at an episode's start)."""
+
+    def forward(self, obs: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # type: ignore[override]
+        actions, h_out = greedy(self.agent, obs, self.mask, h)
+        assert h_out is not None
+        return actions, h_out
+
+
 def inference_algorithm(uri: str, *, policy_id: str | None = None) -> tuple[AlgorithmAPI, Algorithm]:
     """(the algorithm restored from `uri` in this process — no runners, no Ray —, the single-agent
     algorithm of `policy_id` in it, or itself). Call `.stop()` on the first when done."""
@@ -132,7 +157,13 @@ def inference_algorithm(uri: str, *, policy_id: str | None = None) -> tuple[Algo
 
 
 def exportable(policy_algo: Algorithm) -> nn.Module:
-    """The module to trace for a single-agent algorithm, or a SpecError saying why there is none."""
+    """The module to trace for a single-agent algorithm or a QMIX/VDN team, or a SpecError saying why
+    there is none."""
+    if isinstance(policy_algo, ValueFactorizationAlgorithm):
+        agent = policy_algo.agent_network()
+        if isinstance(agent, RecurrentAgentQ):
+            return RecurrentTeamGreedyPolicy(agent, policy_algo.mask)
+        return TeamGreedyPolicy(agent, policy_algo.mask)
     module = policy_algo.policy_module()
     if isinstance(module, RecurrentActorCritic):
         cfg = policy_algo.config.model
@@ -166,6 +197,23 @@ def write_onnx(wrapper: nn.Module, args: tuple[torch.Tensor, ...], out: Path) ->
     )  # fmt: skip
 
 
+def example_inputs(wrapper: nn.Module, dim: int) -> tuple[tuple[torch.Tensor, ...], list[str]]:
+    """(the example arguments to trace `wrapper` with, a batch of 2, and their description)."""
+    if isinstance(wrapper, TeamGreedyPolicy):
+        agents = wrapper.agent.n_agents
+        obs = torch.zeros(2, agents, dim)
+        described = [f"obs [B, {agents}, {dim}] float32 (agents in the env's order)"]
+        if isinstance(wrapper.agent, RecurrentAgentQ):
+            cell = wrapper.agent.cell_size
+            return (obs, wrapper.agent.initial_state(2)), [*described, f"h [B, {agents}, {cell}] float32"]
+        return (obs,), described
+    example = torch.zeros(2, dim)
+    if isinstance(wrapper, RecurrentGreedyPolicy):
+        h = torch.zeros(2, wrapper.net.cell_size)
+        return (example, h, h.clone()), [f"obs [B, {dim}] float32", "h [B, H]", "c [B, H]"]
+    return (example,), [f"obs [B, {dim}] float32"]
+
+
 def export_checkpoint(uri: str, *, fmt: str, out: Path, policy_id: str | None = None) -> dict[str, Any]:
     """Write the policy of checkpoint `uri` to `out`; returns what the file expects and returns."""
     if fmt not in FORMATS:
@@ -174,12 +222,7 @@ def export_checkpoint(uri: str, *, fmt: str, out: Path, policy_id: str | None = 
     try:
         wrapper = exportable(policy_algo).eval()
         dim = int(gym.spaces.flatdim(policy_algo.obs_space))
-        example = torch.zeros(2, dim)
-        recurrent = isinstance(wrapper, RecurrentGreedyPolicy)
-        args: tuple[torch.Tensor, ...] = (example,)
-        if isinstance(wrapper, RecurrentGreedyPolicy):
-            h = torch.zeros(2, wrapper.net.cell_size)
-            args = (example, h, h.clone())
+        args, inputs = example_inputs(wrapper, dim)
         out.parent.mkdir(parents=True, exist_ok=True)
         with torch.no_grad():
             if fmt == "onnx":
@@ -192,10 +235,10 @@ def export_checkpoint(uri: str, *, fmt: str, out: Path, policy_id: str | None = 
             "algorithm": algo.name,
             "policy": policy_id or "default_policy",
             "iteration": algo.iteration,
-            "inputs": [f"obs [B, {dim}] float32", *(["h [B, H]", "c [B, H]"] if recurrent else [])],
-            "outputs": list(ONNX_OUTPUTS if recurrent else ONNX_OUTPUTS[:1])
+            "inputs": inputs,
+            "outputs": list(ONNX_OUTPUTS[: len(args)])
             if fmt == "onnx"
-            else ["actions", *(["h", "c"] if recurrent else [])],
+            else ["actions", *(["h", "c"][: len(args) - 1])],
         }
     finally:
         algo.stop()

@@ -25,6 +25,7 @@ from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 
+from kuberl.algorithms.families.value_factorization import ValueFactorizationAlgorithm
 from kuberl.core.recurrent import RecurrentActorCritic, RecurrentState
 from kuberl.export import inference_algorithm
 from kuberl.external.spaces import InvalidValueError, space_to_json, validate_observation
@@ -62,6 +63,19 @@ class InferencePolicy:
 
     def __init__(self, uri: str, *, policy_id: str | None = None) -> None:
         self.algo, self.policy = inference_algorithm(uri, policy_id=policy_id)
+        if isinstance(self.policy, ValueFactorizationAlgorithm):
+            # Its observations are joint ones (one per agent) and its recurrent state is per agent:
+            # not what /v1/actions takes (one observation of the policy's space per row).
+            self.algo.stop()
+            raise SpecError(
+                [
+                    (
+                        "--checkpoint",
+                        f"a {self.policy.name} team acts on joint observations, which this server does "
+                        "not take yet: serve its agent network from a kuberl export file (docs/export.md)",
+                    )
+                ]
+            )
         module = self.policy.policy_module()
         self.recurrent = isinstance(module, RecurrentActorCritic)
         cfg = self.policy.config.model
@@ -93,6 +107,7 @@ class InferencePolicy:
                 return ActionsResponse(actions=np.asarray(actions).tolist())
             state = self._state(req.state, len(obs))
             actions, nxt = self.policy.compute_actions_with_state(obs, state, explore=req.explore)
+        assert isinstance(nxt, RecurrentState), "an LSTM policy returns an LSTM state"
         out = LstmState(h=nxt.h.detach().cpu().tolist(), c=nxt.c.detach().cpu().tolist())
         return ActionsResponse(actions=np.asarray(actions).tolist(), state=out)
 
@@ -104,7 +119,8 @@ class InferencePolicy:
 
     def _state(self, state: LstmState | None, batch: int) -> RecurrentState:
         initial = self.policy.initial_state(batch)
-        assert initial is not None, "a recurrent policy has an initial state"  # _state is called for those
+        # _state is called for LSTM policies only
+        assert isinstance(initial, RecurrentState), "an LSTM policy has an LSTM state"
         if state is None:
             return initial
         h, c = (np.asarray(x, dtype=np.float32) for x in (state.h, state.c))

@@ -14,8 +14,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from kuberl.algorithms.base import DEFAULT_POLICY, Policy
-from kuberl.core.recurrent import RecurrentState
+from kuberl.algorithms.base import DEFAULT_POLICY, Policy, PolicyState
 from kuberl.results import TrainResult
 from kuberl.spec import RLTrainingJob, RLTrainingJobSpec
 
@@ -69,7 +68,7 @@ class AlgorithmAPI(Protocol):
     def compute_single_action(
         self,
         obs: Any,
-        state: RecurrentState | None = None,
+        state: PolicyState | None = None,
         *,
         explore: bool = False,
         policy_id: str = DEFAULT_POLICY,

@@ -34,6 +34,7 @@ from kuberl.core.env_runner import Rollout, RunnerConfig
 from kuberl.core.evaluation import EpisodeStats, evaluation_seed, play, policy_input, policy_output
 from kuberl.core.learner import Learner
 from kuberl.core.models import load_numpy_weights
+from kuberl.core.multi_agent.agent_q import TeamState
 from kuberl.core.normalizer import RunningStats
 from kuberl.core.policy import PolicyFactory, RunnerPolicy
 from kuberl.core.recurrent import (
@@ -119,6 +120,10 @@ class Parts:
 
 DEFAULT_POLICY = "default_policy"
 
+# What a recurrent policy carries between compute_actions_with_state calls: an LSTM policy's
+# RecurrentState, or a recurrent QMIX/VDN team's GRU states (one per agent).
+PolicyState = RecurrentState | TeamState
+
 
 class Policy:
     """One policy of an algorithm, as RLlib's `algo.get_policy()` gives it: its network (`model`), its
@@ -144,13 +149,13 @@ class Policy:
         return self.algorithm.compute_actions(obs, explore=explore)
 
     def compute_single_action(
-        self, obs: Any, state: RecurrentState | None = None, *, explore: bool = False
-    ) -> tuple[Any, RecurrentState | None, dict[str, Any]]:
+        self, obs: Any, state: PolicyState | None = None, *, explore: bool = False
+    ) -> tuple[Any, PolicyState | None, dict[str, Any]]:
         """(action, next state, extras) for one observation, as RLlib's Policy.compute_single_action.
         A recurrent policy starts from `state=None` and takes back the state it returned."""
-        if is_recurrent(self.model):
-            state = state if state is not None else self.algorithm.initial_state(1)
-            assert state is not None
+        initial = self.algorithm.initial_state(1)
+        if initial is not None:  # a recurrent policy (an LSTM, or a QMIX/VDN team's GRUs)
+            state = state if state is not None else initial
             action, next_state = self.algorithm.compute_actions_with_state(obs, state, explore=explore)
             return action, next_state, {}
         return self.algorithm.compute_actions(obs, explore=explore), None, {}
@@ -241,7 +246,7 @@ class TrainingRun:
     def compute_single_action(
         self,
         obs: Any,
-        state: RecurrentState | None = None,
+        state: PolicyState | None = None,
         *,
         explore: bool = False,
         policy_id: str = DEFAULT_POLICY,
@@ -666,14 +671,14 @@ class Algorithm(TrainingRun, Generic[ConfigT]):
             out = policy.act(torch.as_tensor(flat), explore=explore, generator=torch.default_generator)
         return policy_output(self.action_space, out[Columns.ACTIONS], single)
 
-    def initial_state(self, batch_size: int = 1) -> RecurrentState | None:
+    def initial_state(self, batch_size: int = 1) -> PolicyState | None:
         """A recurrent policy's state at the start of `batch_size` episodes; None for feed-forward ones."""
         module = self.policy_module()
         return module.initial_state(batch_size) if isinstance(module, RecurrentActorCritic) else None
 
     def compute_actions_with_state(
-        self, obs: Any, state: RecurrentState, *, explore: bool = False
-    ) -> tuple[np.ndarray, RecurrentState]:
+        self, obs: Any, state: PolicyState, *, explore: bool = False
+    ) -> tuple[Any, PolicyState]:
         """A recurrent policy's actions and next state (RLlib's compute_single_action(obs, state)).
 
         `state` holds one row per observation (one row for a single observation). After stepping the
@@ -682,6 +687,10 @@ class Algorithm(TrainingRun, Generic[ConfigT]):
         policy = self.inference_policy()
         if not isinstance(policy, RecurrentActorCriticPolicy):
             raise ValueError("this policy is not recurrent: use compute_actions(obs)")
+        if not isinstance(state, RecurrentState):
+            raise ValueError(
+                f"an LSTM policy's state is a RecurrentState (initial_state()), not {type(state).__name__}"
+            )
         single, flat = policy_input(self.obs_space, obs, self.obs_filter)
         with torch.inference_mode():
             # The runner policy's act(), from the caller's state: the same step the runners sample with.
@@ -741,7 +750,7 @@ class Algorithm(TrainingRun, Generic[ConfigT]):
         environments in the driver until `n` episodes are complete or `timesteps` env steps are taken,
         whichever comes first (None: no such limit; one of the two must be given)."""
 
-        def act(obs: Any, state: RecurrentState | None) -> tuple[Any, RecurrentState | None]:
+        def act(obs: Any, state: PolicyState | None) -> tuple[Any, PolicyState | None]:
             if state is None:
                 return self.compute_actions(obs, explore=explore), None
             return self.compute_actions_with_state(obs, state, explore=explore)

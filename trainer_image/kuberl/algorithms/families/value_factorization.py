@@ -30,11 +30,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kuberl.algorithms.base import Algorithm, Parts, StepOutcome
+from kuberl.algorithms.base import Algorithm, Parts, PolicyState, StepOutcome
 from kuberl.algorithms.families.q_learning import build_target
 from kuberl.core.env_factory import EnvError
 from kuberl.core.learner import Learner, driver_learner_device
-from kuberl.core.multi_agent.agent_q import AgentQ, RecurrentAgentQ, act, build_agent_q, mask_q
+from kuberl.core.multi_agent.agent_q import (
+    AgentQ,
+    RecurrentAgentQ,
+    TeamState,
+    act,
+    build_agent_q,
+    mask_q,
+)
 from kuberl.core.multi_agent.joint import JointEnv
 from kuberl.core.multi_agent.joint_runner import (
     ACTIONS,
@@ -396,22 +403,63 @@ class ValueFactorizationAlgorithm(Algorithm[ConfigT]):
     def compute_actions(self, obs: Any, *, explore: bool = False) -> Any:
         """Greedy (or, explore, epsilon-greedy) actions for a joint observation: a dict {agent: obs} gives
         {agent: action}; an array [agents, obs_dim] (or [B, agents, obs_dim]) gives actions [agents] ([B, agents])."""
-        epsilon = self.epsilon() if explore else 0.0
         if self.recurrent:
             raise ValueError(
-                f"{self.name} with model.useLstm acts from each agent's GRU state: play whole episodes "
-                "(evaluate) instead of compute_actions"
+                f"{self.name} with model.useLstm acts from each agent's GRU state: use "
+                "compute_actions_with_state(obs, state) with state = initial_state(batch_size)"
             )
+        kind, flat = self._joint_input(obs)
+        actions, _ = self.act(flat, epsilon=self.epsilon() if explore else 0.0)
+        return self._joint_output(actions, kind)
+
+    def initial_state(self, batch_size: int = 1) -> TeamState | None:
+        """A recurrent team's state at the start of `batch_size` episodes (every agent's GRU state at
+        zeros, [batch_size, agents, lstmCellSize]); None for the feed-forward agent network."""
+        if not self.recurrent:
+            return None
+        agent = self.agent_network()
+        assert isinstance(agent, RecurrentAgentQ)
+        return TeamState(agent.initial_state(batch_size))
+
+    def compute_actions_with_state(
+        self, obs: Any, state: PolicyState, *, explore: bool = False
+    ) -> tuple[Any, TeamState]:
+        """A recurrent team's actions (as compute_actions gives them) and its next state, one row of
+        `state` per joint observation: the GRU step the runners take, from the caller's state."""
+        if not self.recurrent:
+            raise ValueError(f"{self.name} without model.useLstm is not recurrent: use compute_actions(obs)")
+        if not isinstance(state, TeamState):
+            raise ValueError(
+                f"{self.name}'s state is a TeamState (initial_state()), not {type(state).__name__}"
+            )
+        kind, flat = self._joint_input(obs)
+        if len(state) != len(flat):
+            raise ValueError(f"state has {len(state)} rows for {len(flat)} joint observations")
+        h = state.h.to(self.learner.device)
+        actions, h_next = self.act(flat, epsilon=self.epsilon() if explore else 0.0, h=h)
+        assert h_next is not None
+        return self._joint_output(actions, kind), TeamState(h_next.cpu())
+
+    def agent_network(self) -> AgentQ | RecurrentAgentQ:
+        """The shared agent network (what the agents act with, and what `kuberl export` writes)."""
+        module = self.learner.module
+        assert isinstance(module, FactoredQ)
+        return module.agent
+
+    def _joint_input(self, obs: Any) -> tuple[str, np.ndarray]:
+        """("dict" | "single" | "batch", flat joint observations [B, agents, obs_dim] float32)."""
         if isinstance(obs, Mapping):
             flat = np.stack(
                 [np.asarray(gym.spaces.flatten(self.obs_space, obs[a]), np.float32) for a in self.agent_ids]
             )
-            actions = self.act(flat[None], epsilon=epsilon)[0][0]
-            return {a: int(x) for a, x in zip(self.agent_ids, actions, strict=True)}
+            return "dict", flat[None]
         arr = np.asarray(obs, dtype=np.float32)
-        single = arr.ndim == 2
-        actions = self.act(arr[None] if single else arr, epsilon=epsilon)[0]
-        return actions[0] if single else actions
+        return ("single", arr[None]) if arr.ndim == 2 else ("batch", arr)
+
+    def _joint_output(self, actions: np.ndarray, kind: str) -> Any:
+        if kind == "dict":
+            return {a: int(x) for a, x in zip(self.agent_ids, actions[0], strict=True)}
+        return actions[0] if kind == "single" else actions
 
     def play_episodes(
         self, n: int | None, *, explore: bool, timesteps: int | None = None

@@ -7,6 +7,9 @@ a Dict observation with "observation" and "action_mask"; kuberl.core.multi_agent
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 import numpy as np
 import torch
 from torch import nn
@@ -142,10 +145,49 @@ def act(
     the recurrent network's state (None, and None back, for the MLP). The runners and the driver's
     compute_actions and evaluation all act through this function."""
     with torch.no_grad():
-        if h is not None:
-            assert isinstance(agent, RecurrentAgentQ), "a GRU state for a feed-forward agent network"
-            q, h = agent.step(obs, h)
-        else:
-            q = agent(obs)
+        q, h = agent_q_values(agent, obs, h)
     legal = joint_legal(obs, mask) if mask is not None else None
     return epsilon_greedy(q, epsilon, rng, legal), h
+
+
+def agent_q_values(
+    agent: AgentQ | RecurrentAgentQ, obs: torch.Tensor, h: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(Q [N, agents, actions], next GRU state): one forward pass, or one GRU step from `h`."""
+    if h is None:
+        return agent(obs), None
+    assert isinstance(agent, RecurrentAgentQ), "a GRU state for a feed-forward agent network"
+    return agent.step(obs, h)
+
+
+def greedy(
+    agent: AgentQ | RecurrentAgentQ, obs: torch.Tensor, mask: slice | None, h: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """act() with epsilon 0 in torch only, for `kuberl export` to trace: (actions [N, agents] int64,
+    next GRU state), each agent's best legal action."""
+    q, h = agent_q_values(agent, obs, h)
+    return mask_q(q, obs, mask).argmax(dim=-1), h
+
+
+@dataclass(frozen=True)
+class TeamState:
+    """A recurrent team's state between calls of compute_actions_with_state (QMIX/VDN with
+    model.useLstm): every agent's GRU state, `h` [B, agents, cell], one row per joint observation.
+    It has RecurrentState's step methods, so loops written for LSTM policies carry it too."""
+
+    h: torch.Tensor
+
+    def __len__(self) -> int:
+        return int(self.h.shape[0])
+
+    def reset(self, done: np.ndarray | torch.Tensor) -> TeamState:
+        """A copy with the rows whose episode ended back at zeros (an episode's start)."""
+        ended = torch.as_tensor(np.asarray(done, dtype=bool), device=self.h.device)
+        return TeamState(self.h * (~ended).to(self.h.dtype).view(-1, 1, 1))
+
+    def with_rewards(self, rewards: Any) -> TeamState:
+        """The GRU sees no rewards: unchanged (RecurrentState's signature)."""
+        return self
+
+    def after_step(self, rewards: Any, done: np.ndarray | torch.Tensor) -> TeamState:
+        return self.reset(done)
