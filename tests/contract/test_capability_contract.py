@@ -16,7 +16,8 @@ it ends, does not do what the job asks (it silently ignores the feature).
 
 Cost: CI runs the deterministic subset CI_SUBSET (every algorithm plain, every feature on the algorithms
 it is most likely to break, refused ones included; 39 in-process runs, ~50 s here, plus PPO on two DDP
-learners: one Ray start, 51 s at load 21 on this 2-core machine) plus two `kuberl run` subprocesses
+learners: one Ray start, 51 s at load 21 on this 2-core machine; DQN on two learners joins that Ray:
+18 + 47 s for the two at load 7, 2026-12-03) plus two `kuberl run` subprocesses
 (~40 s) and one server-side dry run of every combination (~7 s); `KUBERL_CONTRACT=full` runs the whole
 cross product: learners > 1 on every algorithm, the offline algorithms on recorded data.
 """
@@ -85,8 +86,9 @@ UNSOUND: dict[tuple[str, str], str] = {
 }
 
 # CI's share: every algorithm that samples an env plain (its default env's kind), and every feature on
-# a few algorithms that accept it and a few that refuse it, data-parallel learners on PPO (one Ray
-# start) and an offline algorithm asked to record (refused by the trainer before its input is read).
+# a few algorithms that accept it and a few that refuse it, data-parallel learners on PPO and on DQN (one
+# Ray start: the second run joins it; DQN's replayed minibatches, priorities and target updates through
+# the group) and an offline algorithm asked to record (refused by the trainer before its input is read).
 # Only in the full run: the offline algorithms training on recorded data (Ray Data reads their input:
 # 40-200 s a run on a loaded 2-core machine) and learners > 1 on every other algorithm.
 OFFLINE = {a for a in ALGORITHMS if CAPS[a].offline_input}
@@ -124,6 +126,7 @@ CI_SUBSET: set[tuple[str, str]] = {
     ("SAC", "external"),
     ("CQL", "output"),
     ("PPO", "learners"),
+    ("DQN", "learners"),
 }
 # Data recorded for the offline algorithms, by action-space kind (CI trains none of them on data).
 RECORDED_KINDS = ("discrete", "box") if FULL else ()
@@ -168,13 +171,24 @@ def document(algorithm: str, feature: str, run_dir: Path, data: dict[str, Path])
     }
 
 
+# The replay algorithms learn from the first sample on: no learning-starts or random warm-up (their defaults,
+# 500-50,000 env steps, outlast the one iteration, and a run that never takes a gradient step cannot show
+# that the learner works with the feature), on small replayed minibatches.
+REPLAY_NOW = {"num_steps_sampled_before_learning_starts": 0, "train_batch_size": 32}
 # Iterations small enough for a 2-core CI machine (the defaults of PPO and the offline ones are larger).
+# The off-policy actor-critics take one gradient step per env step: 8-step fragments on the 2 envs (16).
+# APEX and APEX_DDPG: an iteration lasts until 1,000 env steps arrived by default; 32 here.
 SMALL: dict[str, dict[str, Any]] = {
     "PPO": {"train_batch_size": 128, "minibatch_size": 64, "num_epochs": 1},
     "A2C": {"train_batch_size": 64},
     "BC": {"updates_per_iteration": 2},
     "MARWIL": {"updates_per_iteration": 2},
     "CQL": {"updates_per_iteration": 2},
+    "DQN": REPLAY_NOW,
+    "QMIX": REPLAY_NOW,
+    "VDN": REPLAY_NOW,
+    **{a: {**REPLAY_NOW, "rollout_fragment_length": 8} for a in ("SAC", "TD3", "DDPG")},
+    **{a: {**REPLAY_NOW, "min_sample_timesteps_per_iteration": 32} for a in ("APEX", "APEX_DDPG")},
 }
 
 
@@ -267,6 +281,9 @@ def train(doc: dict[str, Any]) -> str | None:
         return hung[0]
     if outcome.result is None or outcome.last_checkpoint is None:
         return f"ended without a result or checkpoint ({outcome.stopped_by})"
+    if not outcome.result.get("num_env_steps_trained_lifetime"):
+        # A run that never reached its learner has not shown that the learner works with the feature.
+        return "ended without a learner update (num_env_steps_trained_lifetime is 0)"
     return None
 
 

@@ -34,6 +34,7 @@ OBS = gym.spaces.Box(-1.0, 1.0, (4,), np.float32)
 ACT = gym.spaces.Discrete(3)
 # Half a CPU each: two learners fit in the 2-CPU Ray of ray_session.
 TWO = ResourcesSpec(learners=2, cpus_per_learner=0.5)
+JOB_SEED = 7  # not torch's default seed, which an unseeded rank's generator would start from
 
 
 def q_learner(**config: Any) -> QLearner:
@@ -64,11 +65,19 @@ def rank_states(group: LearnerGroup) -> list[dict[str, Any]]:
 
 
 @pytest.mark.usefixtures("ray_session")
-@pytest.mark.parametrize("head", [{}, {"num_atoms": 11, "v_min": -5.0, "v_max": 5.0}], ids=["scalar", "c51"])
+@pytest.mark.parametrize(
+    "head",
+    [{}, {"num_atoms": 11, "v_min": -5.0, "v_max": 5.0}, {"noisy": True}],
+    ids=["scalar", "c51", "noisy"],
+)
 def test_two_ddp_q_learners_step_exactly_like_one_and_stay_identical(head: dict[str, Any]) -> None:
+    """Noisy nets draw new noise for the online and target networks before every update from torch's
+    global generator: the group seeds it alike on every rank from the job's seed, so with the one
+    learner's generator seeded the same, all of them draw the same noise and take the same step."""
     single = q_learner(**head)
     initial = copy.deepcopy(single.module.state_dict())
-    group = LearnerGroup(copy.deepcopy(single), resources=TWO)
+    group = LearnerGroup(copy.deepcopy(single), resources=TWO, seed=JOB_SEED)
+    torch.manual_seed(JOB_SEED)  # the one learner's noise (the driver's global generator)
     try:
         for step in range(4):
             batch = replay_minibatch(64, seed=step)

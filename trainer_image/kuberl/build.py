@@ -71,7 +71,7 @@ def parts_for(spec: RLTrainingJobSpec) -> Parts:
     return Parts(
         runner_group=_external_runner_group if external else None,
         writer=(_episode_writer if external else _writer) if spec.output is not None else None,
-        learner_group=partial(_learner_group, resources=res) if res.learners > 1 else None,
+        learner_group=partial(_learner_group, resources=res, seed=spec.seed) if res.learners > 1 else None,
         ray_cpus=ray_cpus if ray_cpus > 0 else None,
         evaluation_runners=evaluation_runners,
     )
@@ -99,8 +99,8 @@ def _external_runner_group(algo: Algorithm) -> RunnerGroup:
     return external_runner_group(algo)
 
 
-def _learner_group(learner: Any, *, resources: ResourcesSpec) -> Any:
+def _learner_group(learner: Any, *, resources: ResourcesSpec, seed: int | None) -> Any:
     """Data-parallel DDP learners in place of the one setup() built (docs/algorithms/ppo.md)."""
     from kuberl.core.learner_group import LearnerGroup
 
-    return LearnerGroup(learner, resources=resources)
+    return LearnerGroup(learner, resources=resources, seed=seed)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import datetime
 import logging
 import os
+import secrets
 from collections.abc import Mapping
 from typing import Any
 
@@ -115,9 +116,16 @@ def _cpu(state: Any) -> Any:
 class LearnerWorker:
     """One rank (a Ray actor): a copy of the driver's learner, moved to this process's device."""
 
-    def __init__(self, learner: Learner, *, rank: int, world_size: int, gpus: float, cpus: float) -> None:
+    def __init__(
+        self, learner: Learner, *, rank: int, world_size: int, gpus: float, cpus: float, seed: int
+    ) -> None:
         self.rank = rank
         self.world_size = world_size
+        # What a learner draws from torch's global generator (a noisy net's noise before each update)
+        # would otherwise come from whatever state this actor's process has: one seed on every rank, so
+        # the ranks draw the same noise (the group's step is one learner's step under one noise sample)
+        # and a seeded job draws the same noise on every run.
+        torch.manual_seed(seed)
         self.learner = learner
         self.learner.to_device(select_device(gpus, cpus_per_learner=cpus))
         self.store: dist.TCPStore | None = None
@@ -173,7 +181,8 @@ class LearnerWorker:
 class LearnerGroup:
     """N data-parallel learner actors standing in for one learner (see the module docstring)."""
 
-    def __init__(self, learner: Learner, *, resources: ResourcesSpec) -> None:
+    def __init__(self, learner: Learner, *, resources: ResourcesSpec, seed: int | None = None) -> None:
+        """`seed`: the job's seed, for every rank's global torch generator (an unseeded job: a random one)."""
         self.local = learner  # the template, and the driver's copy of the policy
         self.world_size = resources.learners
         self.shard_axis = learner.shard_axis
@@ -183,9 +192,10 @@ class LearnerGroup:
         # The operator's learner pods advertise LEARNER_RESOURCE; on a laptop no node has it and the
         # learners are placed by CPUs and GPUs alone.
         ray_resources = {LEARNER_RESOURCE: 1.0} if _cluster_has(LEARNER_RESOURCE) else None
+        rank_seed = seed if seed is not None else secrets.randbits(63)
         self.actors: list[Any] = [
             actor_cls.options(num_cpus=cpus, num_gpus=gpus, resources=ray_resources).remote(
-                learner, rank=rank, world_size=self.world_size, gpus=gpus, cpus=cpus
+                learner, rank=rank, world_size=self.world_size, gpus=gpus, cpus=cpus, seed=rank_seed
             )
             for rank in range(self.world_size)
         ]
