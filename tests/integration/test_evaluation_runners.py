@@ -69,8 +69,15 @@ def test_cli_run_evaluates_on_two_actors_in_parallel(tmp_path: Path) -> None:
     assert len(pids) == 2, pids
     assert str(proc.pid) not in pids
     # The training envs never carried the evaluation's envConfig: only evaluation envs left markers,
-    # and each evaluation closed every env it opened.
-    assert len(list(markers.glob("closed-*"))) == len(list(markers.glob("open-*")))
+    # and each evaluation closed every env it opened, except the one still under way when training
+    # stopped (its actors end with the run, as RLlib's do): at most that evaluation's envs, i.e. each
+    # actor's share of evaluation.episodes (2 of 4, one sub-env per episode).
+    opened = {p.name.removeprefix("open-") for p in markers.glob("open-*")}
+    closed = {p.name.removeprefix("closed-") for p in markers.glob("closed-*")}
+    assert closed <= opened
+    left_open = sorted(opened - closed)
+    per_actor = [sum(1 for i in left_open if i.startswith(f"{pid}-")) for pid in pids]
+    assert max(per_actor) <= 2, left_open
 
 
 def _job(tmp_path: Path, **evaluation: Any) -> dict[str, Any]:
@@ -80,7 +87,11 @@ def _job(tmp_path: Path, **evaluation: Any) -> dict[str, Any]:
          "resources": {"envRunners": 1, "envsPerRunner": 2, "cpusPerRunner": 0.5, "localMode": "actors"},
          "evaluation": {"interval": 1, "episodes": 5, "numEnvRunners": 2, **evaluation}}
     )  # fmt: skip
-    doc["spec"]["config"].update({"train_batch_size": 128, "minibatch_size": 64, "num_epochs": 1})
+    # lr pinned (not the example's): with seed 3 and lr 0.003, iteration 1's greedy policy plays
+    # differently from all-zero weights, which the weights test needs to tell them apart.
+    doc["spec"]["config"].update(
+        {"train_batch_size": 128, "minibatch_size": 64, "num_epochs": 1, "lr": 0.003}
+    )
     return doc
 
 

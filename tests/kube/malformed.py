@@ -177,7 +177,7 @@ OPERATOR_CASES: list[Case] = [
     _c(
         "learners-unsupported",
         "spec.resources.learners",
-        spec__algorithm="DQN",
+        spec__algorithm="APPO",
         spec__config={},
         spec__resources={"learners": 2},
     ),

@@ -110,3 +110,26 @@ def test_inference_forward_equals_the_module_and_follows_weight_updates(
             expected, got = module(x), forward(x)
         assert all(torch.equal(e, g) for e, g in zip(expected, got, strict=True))
     assert torch.equal(got[0], other(x)[0].detach())
+
+
+@pytest.mark.parametrize("how", ["deepcopy", "pickle"])
+def test_a_copied_policy_acts_with_its_own_weights(how: str) -> None:
+    """The policy's fast forward is a closure over its module's parameters: a deep copy (the evaluation
+    tests replay a copied inference policy) or an unpickled policy must act with the copy's weights, not
+    the original's."""
+    import copy
+    import pickle
+
+    from kuberl.core.policy import ActorCriticPolicy
+
+    obs_space, action_space = gym.spaces.Box(-1, 1, (4,)), gym.spaces.Discrete(2)
+    policy = ActorCriticPolicy(obs_space, action_space, ModelConfig(), {})
+    clone = copy.deepcopy(policy) if how == "deepcopy" else pickle.loads(pickle.dumps(policy))
+    other = build_model(obs_space, action_space, ModelConfig())
+    load_numpy_weights(clone.module, weights_to_numpy(other))
+    x = torch.randn(16, 4, generator=torch.Generator().manual_seed(0))
+    gen = torch.Generator().manual_seed(0)
+    with torch.inference_mode():
+        got = clone.act(x, explore=False, generator=gen)[Columns.ACTION_DIST_INPUTS]
+        assert torch.equal(got, other(x)[0])
+        assert not torch.equal(got, policy.act(x, explore=False, generator=gen)[Columns.ACTION_DIST_INPUTS])

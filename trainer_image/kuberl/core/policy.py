@@ -82,12 +82,19 @@ class ActorCriticPolicy(PolicyBase):
     ) -> nn.Module:
         module = build_model(obs_space, self.action_space, model)
         self.dist = action_distribution(self.action_space)
-        # The built-in MLP's per-step forward without nn.Module overhead (bit-identical); a subclass or a
-        # custom model runs its own forward.
-        self.forward: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]] = (
-            module.inference_forward() if type(module) is ActorCritic else module
-        )
+        self.forward = _fast_forward(module)
         return module
+
+    def __getstate__(self) -> dict[str, Any]:
+        # `forward` is a closure over this module's parameter tensors: a copy (deepcopy, pickle) builds its
+        # own over the copied module in __setstate__ instead of acting with the original's weights.
+        state = self.__dict__.copy()
+        state.pop("forward", None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.forward = _fast_forward(self.module)
 
     def act(self, obs: torch.Tensor, *, explore: bool, generator: torch.Generator) -> dict[str, torch.Tensor]:
         dist_in, value = self.forward(obs)
@@ -101,3 +108,9 @@ class ActorCriticPolicy(PolicyBase):
 
     def value(self, obs: torch.Tensor) -> torch.Tensor | None:
         return self.forward(obs)[1]
+
+
+def _fast_forward(module: nn.Module) -> Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
+    """The built-in MLP's per-step forward without nn.Module overhead (bit-identical); a subclass or a
+    custom model runs its own forward."""
+    return module.inference_forward() if type(module) is ActorCritic else module
