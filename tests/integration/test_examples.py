@@ -70,18 +70,34 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def record_input(doc: dict, cwd: Path) -> None:
-    """Record what `spec.input.uris` names: a tiny run of a sampling example, then `kuberl record`."""
-    source = OFFLINE_SOURCES[doc["spec"]["env"]]
-    run = kuberl(
-        "run", str(ROOT / "examples" / source), "--run-dir", "source", "--no-progress",
-        "--set", "stop.timesteps=1", "--set", "metrics.port=0", "--set", "resources.envRunners=0",
-        cwd=cwd,
-    )  # fmt: skip
-    assert run.returncode == 0, run.stderr
+@pytest.fixture(scope="module")
+def recordings(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where `record_input` keeps what it recorded, for the module: BC and MARWIL read the same CartPole
+    recording, made once (a `kuberl run` and a `kuberl record`, ~20 s on CI) and linked into each test."""
+    return tmp_path_factory.mktemp("recordings")
+
+
+def record_input(doc: dict, cwd: Path, store: Path) -> None:
+    """Make what `spec.input.uris` names where the example reads it (`cwd`): a tiny run of a sampling
+    example, then `kuberl record` of its checkpoint into `store` (unless an earlier test did), linked."""
+    env = doc["spec"]["env"]
+    source = store / env / "source"
+    if not source.exists():
+        run = kuberl(
+            "run", str(ROOT / "examples" / OFFLINE_SOURCES[env]), "--run-dir", str(source), "--no-progress",
+            "--set", "stop.timesteps=1", "--set", "metrics.port=0", "--set", "resources.envRunners=0",
+            cwd=store,
+        )  # fmt: skip
+        assert run.returncode == 0, run.stderr
     for uri in doc["spec"]["input"]["uris"]:
-        rec = kuberl("record", "source/checkpoints", "--output", uri, "--steps", "600", cwd=cwd)
-        assert rec.returncode == 0, rec.stderr
+        data = store / env / uri
+        if not data.exists():
+            rec = kuberl(
+                "record", str(source / "checkpoints"), "--output", str(data), "--steps", "600", cwd=store
+            )
+            assert rec.returncode == 0, rec.stderr
+        (cwd / uri).parent.mkdir(parents=True, exist_ok=True)
+        (cwd / uri).symlink_to(data, target_is_directory=True)
 
 
 def wait_listening(port: int, proc: subprocess.Popen[str], timeout: float = 300) -> None:
@@ -124,11 +140,15 @@ def run_external(example: Path, sets: Sequence[str], cwd: Path) -> subprocess.Co
 
 
 @pytest.mark.parametrize("example", EXAMPLES, ids=[p.name for p in EXAMPLES])
-def test_example_runs_evaluates_and_renders(example: Path, tmp_path: Path) -> None:
+def test_example_runs_evaluates_and_renders(
+    example: Path,
+    tmp_path: Path,
+    recordings: Path,
+) -> None:
     doc = yaml.safe_load(example.read_text())
     sets = budget(doc, example.name)
     if "input" in doc["spec"]:
-        record_input(doc, tmp_path)
+        record_input(doc, tmp_path, recordings)
     if doc["spec"].get("external", {}).get("enabled"):
         res = run_external(example, sets, tmp_path)
     else:
