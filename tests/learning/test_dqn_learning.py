@@ -29,8 +29,8 @@ def test_dqn_cartpole_greedy_evaluation_reaches_400_within_100k_steps(tmp_path: 
 @pytest.mark.learning
 @pytest.mark.usefixtures("ray_session")
 def test_dqn_cartpole_with_two_ddp_learners_reaches_400_within_100k_steps(tmp_path: Path) -> None:
-    """The same example, threshold and budget on two data-parallel learners: each replayed minibatch of
-    64 is split 32/32 over two DDP ranks (gloo), whose averaged gradient is the one learner's step
+    """The same example, threshold and budget on two data-parallel learners, with replayed minibatches of
+    128 split 64/64 over two DDP ranks (gloo), whose averaged gradient is the one learner's step
     (tests/unit/test_dqn_learners.py checks that exactly). Seeds checked: docs/algorithms/dqn.md."""
     doc = example(
         "dqn-cartpole.yaml",
@@ -38,6 +38,9 @@ def test_dqn_cartpole_with_two_ddp_learners_reaches_400_within_100k_steps(tmp_pa
         "resources.envRunners=1",
         "resources.learners=2",
         "resources.cpusPerLearner=0.5",  # one runner (1 CPU) and two learners in the tests' 2-CPU Ray
+        # Every minibatch is a round trip to both ranks, the test's main cost: twice the example's batch
+        # at the same replay ratio (trainingIntensity) is half the round trips per env step.
+        "config.train_batch_size=128",
     )
     out = train_until_evaluation(
         doc,
