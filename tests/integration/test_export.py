@@ -7,9 +7,6 @@ torch or Ray, gives them too (discrete and continuous actions); get_policy / get
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -21,45 +18,10 @@ import yaml
 from kuberl import build_algorithm
 from kuberl.core.models import flatten_obs
 from tests.cli import kuberl
+from tests.export_replay import replay
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.integration
-
-# Loads the file with nothing but torch and numpy, and proves kuberl and Ray stayed out of the process.
-STANDALONE = """
-import sys, numpy as np, torch
-policy = torch.jit.load(sys.argv[1])
-obs = torch.from_numpy(np.load(sys.argv[2]))
-if len(sys.argv) > 4:  # recurrent: steps of a batch, the state carried from step to step
-    h = c = torch.zeros(obs.shape[1], int(sys.argv[4]))
-    actions = []
-    for t in range(obs.shape[0]):
-        a, h, c = policy(obs[t], h, c)
-        actions.append(a)
-    out = torch.stack(actions)
-else:
-    out = policy(obs)
-np.save(sys.argv[3], out.numpy())
-assert not any(m.split(".")[0] in ("kuberl", "ray") for m in sys.modules), "imported kuberl or Ray"
-"""
-
-# The ONNX file with onnxruntime and numpy only: no kuberl, no torch, no Ray in the process.
-ONNX_STANDALONE = """
-import sys, numpy as np, onnxruntime as ort
-session = ort.InferenceSession(sys.argv[1], providers=["CPUExecutionProvider"])
-obs = np.load(sys.argv[2])
-if len(sys.argv) > 4:
-    h = c = np.zeros((obs.shape[1], int(sys.argv[4])), np.float32)
-    actions = []
-    for t in range(obs.shape[0]):
-        a, h, c = session.run(["actions", "h_out", "c_out"], {"obs": obs[t], "h": h, "c": c})
-        actions.append(a)
-    out = np.stack(actions)
-else:
-    (out,) = session.run(["actions"], {"obs": obs})
-np.save(sys.argv[3], out)
-assert not any(m.split(".")[0] in ("kuberl", "ray", "torch") for m in sys.modules), "imported kuberl/torch/Ray"
-"""
 
 JOBS: dict[str, tuple[str, dict[str, Any]]] = {
     "mlp": ("ppo-job.yaml", {}),
@@ -94,17 +56,6 @@ def trained_checkpoint(kind: str, tmp_path: Path, *, seed: int = 0) -> tuple[Any
     return algo, algo.save(str(tmp_path / "ckpt"))
 
 
-def standalone(model: Path, obs: np.ndarray, tmp_path: Path, *extra: str) -> np.ndarray:
-    np.save(tmp_path / "obs.npy", obs)
-    script = ONNX_STANDALONE if model.suffix == ".onnx" else STANDALONE
-    res = subprocess.run(
-        [sys.executable, "-c", script, str(model), str(tmp_path / "obs.npy"), str(tmp_path / "out.npy"), *extra],
-        capture_output=True, text=True, timeout=120, cwd=tmp_path, env={**os.environ, "PYTHONPATH": ""},
-    )  # fmt: skip
-    assert res.returncode == 0, res.stderr
-    return np.load(tmp_path / "out.npy")
-
-
 FORMATS = [("torchscript", "mlp"), ("torchscript", "cnn"), ("torchscript", "lstm")]
 FORMATS += [("onnx", "mlp"), ("onnx", "cnn"), ("onnx", "lstm"), ("onnx", "box")]
 
@@ -128,15 +79,14 @@ def test_exported_policy_acts_like_compute_actions(fmt: str, kind: str, tmp_path
                 a, state = algo.compute_actions_with_state(raw[t], state)
                 expected.append(a)
             flat = np.stack([flatten_obs(algo.obs_space, raw[t]) for t in range(steps)])
-            cell = str(algo.config.model.lstm_cell_size)
-            got = standalone(tmp_path / file, flat, tmp_path, cell)
+            got = replay(tmp_path / file, flat, tmp_path, cell=algo.config.model.lstm_cell_size)
             np.testing.assert_array_equal(got, np.stack(expected))
             return
         raw = np.stack([algo.obs_space.sample() for _ in range(1000)])
         flat = flatten_obs(algo.obs_space, raw)
         # The documented input: a Box observation reshaped to [B, D] as float32.
         np.testing.assert_array_equal(flat, raw.reshape(1000, -1).astype(np.float32))
-        got = standalone(tmp_path / file, flat, tmp_path)
+        got = replay(tmp_path / file, flat, tmp_path)
         expected = algo.compute_actions(raw)
         if kind == "box":
             # Continuous: the deterministic mean, clipped to the bounds; onnxruntime's kernels round

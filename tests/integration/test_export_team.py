@@ -8,9 +8,6 @@ serves single-agent policies, refuses a team with the reason."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -22,49 +19,10 @@ import yaml
 from kuberl import build_algorithm
 from kuberl.core.multi_agent.joint import JointEnv
 from tests.cli import kuberl
+from tests.export_replay import replay
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.integration
-
-# argv: model, obs.npy ([B, agents, D], or [T, B, agents, D] with dones.npy [T, B] and the GRU size),
-# out.npy. The recurrent team's state starts at zeros and is zeroed again where an episode ended.
-TORCHSCRIPT = """
-import sys, numpy as np, torch
-team = torch.jit.load(sys.argv[1])
-obs = torch.from_numpy(np.load(sys.argv[2]))
-if len(sys.argv) > 4:
-    dones = torch.from_numpy(np.load(sys.argv[4]))
-    h = torch.zeros(obs.shape[1], obs.shape[2], int(sys.argv[5]))
-    actions = []
-    for t in range(obs.shape[0]):
-        a, h = team(obs[t], h)
-        actions.append(a)
-        h = h * (~dones[t]).float()[:, None, None]
-    out = torch.stack(actions)
-else:
-    out = team(obs)
-np.save(sys.argv[3], out.numpy())
-assert not any(m.split(".")[0] in ("kuberl", "ray") for m in sys.modules), "imported kuberl or Ray"
-"""
-
-ONNX = """
-import sys, numpy as np, onnxruntime as ort
-session = ort.InferenceSession(sys.argv[1], providers=["CPUExecutionProvider"])
-obs = np.load(sys.argv[2])
-if len(sys.argv) > 4:
-    dones = np.load(sys.argv[4])
-    h = np.zeros((obs.shape[1], obs.shape[2], int(sys.argv[5])), np.float32)
-    actions = []
-    for t in range(obs.shape[0]):
-        a, h = session.run(["actions", "h_out"], {"obs": obs[t], "h": h})
-        actions.append(a)
-        h = h * (~dones[t]).astype(np.float32)[:, None, None]
-    out = np.stack(actions)
-else:
-    (out,) = session.run(["actions"], {"obs": obs})
-np.save(sys.argv[3], out)
-assert not any(m.split(".")[0] in ("kuberl", "ray", "torch") for m in sys.modules), "imported kuberl/torch/Ray"
-"""
 
 # kind: (example, iterations of 8 env steps): long enough that the greedy team's actions differ by
 # observation (a team that always answers the same proves little).
@@ -79,22 +37,6 @@ def team_checkpoint(kind: str, tmp_path: Path) -> tuple[Any, str]:
     for _ in range(iterations):
         algo.train()
     return algo, algo.save(str(tmp_path / "ckpt"))
-
-
-def standalone(model: Path, tmp_path: Path, obs: np.ndarray, *recurrent: Any) -> np.ndarray:
-    np.save(tmp_path / "obs.npy", obs)
-    extra: list[str] = []
-    if recurrent:
-        dones, cell = recurrent
-        np.save(tmp_path / "dones.npy", dones)
-        extra = [str(tmp_path / "dones.npy"), str(cell)]
-    script = ONNX if model.suffix == ".onnx" else TORCHSCRIPT
-    res = subprocess.run(
-        [sys.executable, "-c", script, str(model), str(tmp_path / "obs.npy"), str(tmp_path / "out.npy"), *extra],
-        capture_output=True, text=True, timeout=120, cwd=tmp_path, env={**os.environ, "PYTHONPATH": ""},
-    )  # fmt: skip
-    assert res.returncode == 0, res.stderr
-    return np.load(tmp_path / "out.npy")
 
 
 def greedy_episodes(algo: Any, steps: int, batch: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -135,7 +77,7 @@ def test_exported_team_acts_like_compute_actions(kind: str, fmt: str, tmp_path: 
             obs, expected, dones = greedy_episodes(algo, steps=10, batch=100)
             assert dones.sum() == 300
             cell = algo.config.model.lstm_cell_size
-            got = standalone(tmp_path / file, tmp_path, obs, dones, cell)
+            got = replay(tmp_path / file, obs, tmp_path, cell=cell, mode="team", dones=dones)
             # The cue (first step only) decides the answer two steps later: the state carries it.
             assert len(np.unique(expected[2])) > 1
         else:
@@ -145,7 +87,7 @@ def test_exported_team_acts_like_compute_actions(kind: str, fmt: str, tmp_path: 
                 [[gym.spaces.flatten(algo.obs_space, o) for o in joint] for joint in raw], np.float32
             )
             expected = algo.compute_actions(obs)
-            got = standalone(tmp_path / file, tmp_path, obs)
+            got = replay(tmp_path / file, obs, tmp_path)
             # The graph honours the masks: no agent's action is one its mask forbids (all-zero: any).
             masks = np.asarray([[o["action_mask"] for o in joint] for joint in raw])
             legal = np.take_along_axis(masks, got[..., None], axis=-1)[..., 0] == 1
