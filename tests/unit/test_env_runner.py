@@ -133,3 +133,31 @@ def test_a_copied_policy_acts_with_its_own_weights(how: str) -> None:
         got = clone.act(x, explore=False, generator=gen)[Columns.ACTION_DIST_INPUTS]
         assert torch.equal(got, other(x)[0])
         assert not torch.equal(got, policy.act(x, explore=False, generator=gen)[Columns.ACTION_DIST_INPUTS])
+
+
+def _wrappers(env: gym.Env) -> list[str]:
+    names = []
+    while isinstance(env, gym.Wrapper):
+        names.append(type(env).__name__)
+        env = env.env
+    return names
+
+
+def test_env_checker_is_left_out_only_for_gymnasium_s_own_environments() -> None:
+    from kuberl.core.env_factory import env_creator
+
+    # Gymnasium's CartPole: no PassiveEnvChecker in every sub-env's step chain (Gymnasium tests its own envs).
+    assert "PassiveEnvChecker" not in _wrappers(env_creator("CartPole-v1", {})())
+    # The user's envConfig still decides.
+    assert "PassiveEnvChecker" in _wrappers(env_creator("CartPole-v1", {"disable_env_checker": False})())
+    # An environment registered by someone else keeps Gymnasium's checker.
+    if "KuberlTestChain-v0" not in gym.registry:
+        gym.register("KuberlTestChain-v0", entry_point="tests.envs:ChainEnv")
+    assert "PassiveEnvChecker" in _wrappers(env_creator("KuberlTestChain-v0", {})())
+    # Either way the runner's rollouts are the same: the checker only checks.
+    torch.manual_seed(0)  # the same initial weights
+    a = runner().sample().batch
+    torch.manual_seed(0)
+    b = runner(env_config={"disable_env_checker": False}).sample().batch
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key])
