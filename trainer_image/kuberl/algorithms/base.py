@@ -35,7 +35,7 @@ from kuberl.core.evaluation import EpisodeStats, evaluation_seed, play, policy_i
 from kuberl.core.learner import Learner
 from kuberl.core.models import load_numpy_weights
 from kuberl.core.multi_agent.agent_q import TeamState
-from kuberl.core.normalizer import RunningStats
+from kuberl.core.normalizer import RunningStats, filters_state
 from kuberl.core.policy import PolicyFactory, RunnerPolicy
 from kuberl.core.recurrent import (
     RecurrentActorCritic,
@@ -377,6 +377,8 @@ class Algorithm(TrainingRun, Generic[ConfigT]):
             model=self.config.model,
             seed=seed,
             use_filter=self.config.observation_filter == "MeanStdFilter",
+            reward_norm_gamma=self.config.gamma if self.config.normalize_rewards else None,
+            reward_norm_clip=self.config.normalized_reward_clip,
             callbacks=self.config.callbacks,
             # spec.output records s' for every transition, whatever the algorithm needs itself.
             **{**self.runner_overrides(), **({"store_next_obs": True} if self.spec.output else {})},
@@ -390,6 +392,10 @@ class Algorithm(TrainingRun, Generic[ConfigT]):
             RunningStats(shape=(gym.spaces.flatdim(self.obs_space),))
             if self.runner_config.use_filter
             else None
+        )
+        # config.normalizeRewards: the merged statistics of the discounted returns (kuberl.core.normalizer).
+        self.reward_filter: RunningStats | None = (
+            RunningStats(shape=(1,)) if self.config.normalize_rewards else None
         )
         self.reset_progress()
         self.setup()
@@ -419,6 +425,7 @@ class Algorithm(TrainingRun, Generic[ConfigT]):
             env_config={**self.spec.env_config, **self.spec.evaluation.env_config},
             policy=self.inference_policy_factory(),
             callbacks=None,  # evaluation episodes are not training episodes: no user hooks
+            reward_norm_gamma=None,  # evaluation reports raw returns and trains nothing
         )
         return EvaluationRunnerGroup(
             config, num_runners=n, cpus_per_runner=self.spec.resources.cpus_per_runner
@@ -431,6 +438,15 @@ class Algorithm(TrainingRun, Generic[ConfigT]):
             raise SpecError([("spec.input", f"{self.name} learns from the env and never reads spec.input")])
         if spec.output is not None and not self.samples_env:
             raise SpecError([("spec.output", f"{self.name} never samples the env: nothing to record")])
+        if self.config.normalize_rewards and not self.config.capabilities.reward_normalization:
+            raise SpecError(
+                [
+                    (
+                        "spec.config.normalizeRewards",
+                        f"{self.name} does not train on the env runners' rewards as they are sampled",
+                    )
+                ]
+            )
         if self.config.observation_filter != "NoFilter" and self.replays_observations:
             raise SpecError(
                 [
@@ -495,9 +511,7 @@ class Algorithm(TrainingRun, Generic[ConfigT]):
     def sync_weights(self) -> None:
         self.weights_version += 1
         self.runners.sync(
-            self.get_weights(),
-            self.obs_filter.state() if self.obs_filter is not None else None,
-            self.runner_options(),
+            self.get_weights(), filters_state(self.obs_filter, self.reward_filter), self.runner_options()
         )
 
     def sample(self) -> list[Rollout]:
@@ -518,6 +532,7 @@ class Algorithm(TrainingRun, Generic[ConfigT]):
             env_steps=r.batch.env_steps,
             env_restarts=r.env_restarts,
             filter_delta=r.filter_delta,
+            reward_delta=r.reward_delta,
         )
 
     def record_experience(
@@ -528,6 +543,7 @@ class Algorithm(TrainingRun, Generic[ConfigT]):
         env_steps: int,
         env_restarts: int,
         filter_delta: RunningStats | None,
+        reward_delta: RunningStats | None = None,
     ) -> None:
         self.returns.extend(episode_returns)
         self.lengths.extend(episode_lengths)
@@ -538,6 +554,8 @@ class Algorithm(TrainingRun, Generic[ConfigT]):
         self.timesteps += env_steps
         if self.obs_filter is not None and filter_delta is not None:
             self.obs_filter.merge(filter_delta)
+        if self.reward_filter is not None and reward_delta is not None:
+            self.reward_filter.merge(reward_delta)
 
     def train(self) -> TrainResult:
         """Run one training iteration and return its result dict."""
@@ -768,7 +786,7 @@ class Algorithm(TrainingRun, Generic[ConfigT]):
 
     # -- checkpoints -------------------------------------------------------------------------------
     def get_state(self) -> dict[str, Any]:
-        return {
+        state = {
             "algorithm": self.name,
             "counters": {
                 "iteration": self.iteration,
@@ -784,6 +802,9 @@ class Algorithm(TrainingRun, Generic[ConfigT]):
             "rng": rng_state(self.np_rng),
             "algo": self.algorithm_state(),
         }
+        if self.reward_filter is not None:  # only then: every other checkpoint stays as it was
+            state["reward_filter"] = self.reward_filter.state()
+        return state
 
     def set_state(self, state: Mapping[str, Any]) -> None:
         if state.get("algorithm") != self.name:
@@ -794,6 +815,8 @@ class Algorithm(TrainingRun, Generic[ConfigT]):
         self.runners.restarts = int(c.get("runner_restarts", 0))
         if state.get("filter") is not None:
             self.obs_filter = RunningStats.from_state(state["filter"])
+        if self.reward_filter is not None and state.get("reward_filter") is not None:
+            self.reward_filter = RunningStats.from_state(state["reward_filter"])
         set_rng_state(self.np_rng, state["rng"])
         self.set_algorithm_state(state["algo"])
         self.sync_weights()

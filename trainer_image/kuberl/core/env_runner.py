@@ -19,7 +19,7 @@ from kuberl.core.callbacks import Episode, EpisodeMetrics, Hooks
 from kuberl.core.encoders import CNNEncoder
 from kuberl.core.env_factory import make_vector_env, seeds_for, sub_env_restarts
 from kuberl.core.models import flatten_obs, load_numpy_weights
-from kuberl.core.normalizer import RunningStats
+from kuberl.core.normalizer import RewardNormalizer, RunningStats, obs_filter_from
 from kuberl.core.policy import ActorCriticPolicy, PolicyFactory, RunnerPolicy
 from kuberl.core.preprocess import batch_of_one
 from kuberl.core.recurrent import RecurrentState
@@ -41,6 +41,10 @@ class RunnerConfig:
     seed: int | None = None
     worker_index: int = 0
     use_filter: bool = False
+    # config.normalizeRewards: the discount of the returns whose std scales the rewards (None: off), and
+    # the clip of the scaled rewards.
+    reward_norm_gamma: float | None = None
+    reward_norm_clip: float = 10.0
     # The RunnerPolicy class (or factory) and its options (see kuberl.core.policy). Classes pickle by
     # reference: a Ray runner imports the module that defines it.
     policy: PolicyFactory = ActorCriticPolicy
@@ -57,6 +61,7 @@ class Rollout:
     episode_returns: list[float] = field(default_factory=list)
     episode_lengths: list[int] = field(default_factory=list)
     filter_delta: RunningStats | None = None
+    reward_delta: RunningStats | None = None
     env_restarts: int = 0
     worker_index: int = 0
     # Custom metrics and hist_data of the episodes that ended in this rollout (with config.callbacks).
@@ -88,6 +93,11 @@ class EnvRunner:
         # MultiDiscrete, MultiBinary, Tuple, Dict: the policy's flat actions go to the env in its structure.
         self.structured = is_structured(self.action_space)
         self.filter: RunningStats | None = None
+        self.reward_norm = (
+            RewardNormalizer(config.num_envs, config.reward_norm_gamma, config.reward_norm_clip)
+            if config.reward_norm_gamma is not None
+            else None
+        )
         # Pixels stay uint8 from the env to the model's CNN encoder, which scales them to [0, 1] itself
         # (the same float32 values as converting here): a quarter of the bytes to copy into the rollout,
         # ship to the learner and replay, and no per-step float conversion. Only where the CNN is the
@@ -148,7 +158,9 @@ class EnvRunner:
         options: dict[str, Any] | None = None,
     ) -> None:
         load_numpy_weights(self.module, weights)
-        self.filter = RunningStats.from_state(filter_state) if filter_state is not None else None
+        self.filter = obs_filter_from(filter_state)
+        if self.reward_norm is not None:
+            self.reward_norm.set_stats(filter_state.get("reward") if filter_state is not None else None)
         if options:
             self.policy.set_options(options)
 
@@ -205,7 +217,9 @@ class EnvRunner:
             else:
                 env_action = np.clip(a, low, high) if self.continuous else a
             next_obs, reward, terminated, truncated, info = self.env.step(env_action)
-            rew_buf[t] = reward
+            done = np.logical_or(terminated, truncated)
+            # The learner sees the scaled rewards; the episode returns reported below stay raw.
+            rew_buf[t] = reward if self.reward_norm is None else self.reward_norm(reward, done)
             term_buf[t] = terminated
             trunc_buf[t] = truncated
             self._ep_return += reward
@@ -214,13 +228,14 @@ class EnvRunner:
             obs = self._prep(next_obs)
             if next_obs_buf is not None:
                 next_obs_buf[t] = obs
-            done = np.logical_or(terminated, truncated)
             if self.hooks.active:
                 self._step_episodes(reward, done, info, rollout)
             if self.recurrent:
                 with torch.inference_mode():
                     kept = self.policy.after_step(  # type: ignore[attr-defined]
-                        reward, done, np.logical_and(truncated, np.logical_not(terminated))
+                        reward if self.reward_norm is None else rew_buf[t],
+                        done,
+                        np.logical_and(truncated, np.logical_not(terminated)),
                     )
                 if kept is not None:
                     pending_states.append(kept)
@@ -256,6 +271,8 @@ class EnvRunner:
         rollout.batch = batch
         if raw_buf is not None:
             rollout.filter_delta = RunningStats.from_batch(raw_buf)
+        if self.reward_norm is not None:
+            rollout.reward_delta = self.reward_norm.take_delta()
         rollout.env_restarts = sub_env_restarts(self.env) - restarts_before
         self.hooks("on_sample_end", env_runner=self, samples=rollout)
         return rollout

@@ -22,7 +22,7 @@ from kuberl.core.action_spaces import is_structured, to_env, to_env_single
 from kuberl.core.env_factory import make_vector_env, seeds_for
 from kuberl.core.env_runner import RunnerConfig
 from kuberl.core.models import flatten_obs, load_numpy_weights
-from kuberl.core.normalizer import RunningStats
+from kuberl.core.normalizer import RunningStats, obs_filter_from
 from kuberl.core.policy import RunnerPolicy
 from kuberl.core.preprocess import batch_of_one, is_single
 from kuberl.core.recurrent import RecurrentActorCritic, RecurrentActorCriticPolicy, RecurrentState
@@ -209,7 +209,7 @@ class EvaluationRunner:
         options: dict[str, Any] | None = None,
     ) -> None:
         load_numpy_weights(self.policy.module, weights)
-        self.filter = RunningStats.from_state(filter_state) if filter_state is not None else None
+        self.filter = obs_filter_from(filter_state)  # (reward statistics, if any, are not needed here)
         if options:
             self.policy.set_options(options)
 

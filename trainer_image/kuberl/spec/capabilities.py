@@ -31,6 +31,7 @@ class Capabilities:
     action_masks: ActionMasking = "none"
     recurrent: bool = False
     observation_filter: bool = True
+    reward_normalization: bool = False
     offline_input: bool = False
     offline_output: bool = True
     multi_learner: bool = False
@@ -48,6 +49,10 @@ FEATURES: dict[str, str] = {
     "action_masks": "how a multi-agent action_mask is applied: model, own or none",
     "recurrent": "config.model.useLstm: recurrent (LSTM) policies",
     "observation_filter": "config.observationFilter: MeanStdFilter",
+    "reward_normalization": (
+        "config.normalizeRewards: rewards scaled by the running std of the discounted return (on-policy "
+        "learners fed by the env runners)"
+    ),
     "offline_input": "spec.input: trains from recorded experience only (and requires it)",
     "offline_output": "spec.output: records the transitions it samples",
     "multi_learner": "resources.learners > 1: data-parallel DDP learners",

@@ -86,6 +86,13 @@ def _multi_agent_problems(spec: RLTrainingJobSpec) -> list[Problem]:
                 "must be NoFilter with multiAgent (filters are kept per single-agent runner)",
             )
         )
+    if spec.config.normalize_rewards:
+        problems.append(
+            (
+                "config.normalizeRewards",
+                "not supported with multiAgent (the reward statistics are kept by the single-agent runners)",
+            )
+        )
     if getattr(spec.config.model, "use_lstm", False):
         # The multi-agent runner keeps no recurrent state per agent, and its per-policy batches are
         # agents' fragments laid end to end, not the fixed-length sequences a recurrent learner needs.
@@ -132,6 +139,14 @@ def _offline_problems(spec: RLTrainingJobSpec) -> list[Problem]:
         problems.append(
             ("external.enabled", f"{spec.algorithm} trains from recorded experience, not from simulators")
         )
+    if spec.output is not None and spec.config.normalize_rewards:
+        # The recorded rewards would be scaled by statistics of this run that the reader never sees.
+        problems.append(
+            (
+                "config.normalizeRewards",
+                "output records raw experience for offline algorithms; drop normalizeRewards or output",
+            )
+        )
     # ES and ARS (capabilities.offline_output False) play whole episodes of perturbed policies in lockstep and
     # keep returns only: there are no transitions to write.
     if spec.output is not None and not spec.config.capabilities.offline_output:
@@ -147,15 +162,25 @@ def _offline_problems(spec: RLTrainingJobSpec) -> list[Problem]:
 
 def _capability_problems(spec: RLTrainingJobSpec) -> list[Problem]:
     """Features the algorithm's capabilities (kuberl.spec.capabilities) leave out, that no other rule covers."""
+    problems: list[Problem] = []
     if spec.config.observation_filter != "NoFilter" and not spec.config.capabilities.observation_filter:
         able = ", ".join(supporting("observation_filter"))
-        return [
+        problems.append(
             (
                 "config.observationFilter",
                 f"{spec.algorithm} keeps no observation filter; use NoFilter, or {able}",
             )
-        ]
-    return []
+        )
+    if spec.config.normalize_rewards and not spec.config.capabilities.reward_normalization:
+        able = ", ".join(supporting("reward_normalization"))
+        problems.append(
+            (
+                "config.normalizeRewards",
+                f"{spec.algorithm} does not learn from the env runners' rewards as they are sampled (offline "
+                f"data, replay or whole-episode returns); normalizeRewards is for {able}",
+            )
+        )
+    return problems
 
 
 def _external_problems(spec: RLTrainingJobSpec) -> list[Problem]:
@@ -169,6 +194,8 @@ def _external_problems(spec: RLTrainingJobSpec) -> list[Problem]:
         reasons.append(f"external simulators train {', '.join(supporting('external'))}, not {spec.algorithm}")
     if spec.config.observation_filter != "NoFilter":
         reasons.append("observationFilter MeanStdFilter is not supported with external simulators")
+    if spec.config.normalize_rewards:
+        reasons.append("normalizeRewards is not supported with external simulators")
     if spec.config.model.use_lstm:
         reasons.append("recurrent models (use_lstm) are not supported with external simulators yet")
     return [("external.enabled", "; ".join(reasons))] if reasons else []

@@ -1,6 +1,6 @@
 """What a resumed run may change. Hyperparameters (learning rates, entropy, clipping, stop criteria,
 checkpoint and evaluation settings, resources) take effect on resume; what shapes the saved state — the
-algorithm, the environment (its spaces), the networks, the observation filter, the agents' policies —
+algorithm, the environment (its spaces), the networks, the observation filter, reward normalization, the agents' policies —
 cannot, and a change is refused naming the field, instead of a shape-mismatch traceback or weights
 silently loaded into a different problem."""
 
@@ -26,6 +26,8 @@ def _fixed(job: RLTrainingJob) -> dict[str, Any]:
         "spec.env": spec.env,
         "spec.config.model": config.get("model"),
         "spec.config.observationFilter": config.get("observationFilter"),
+        # The value function learned returns in the normalized rewards' scale.
+        "spec.config.normalizeRewards": config.get("normalizeRewards"),
         "spec.multiAgent": multi_agent,
     }
 

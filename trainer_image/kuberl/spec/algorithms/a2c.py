@@ -17,7 +17,12 @@ class A2CConfig(AdvantageActorCriticConfig):
 
     implementation: ClassVar[str] = "kuberl.algorithms.a2c:A2C"
     capabilities: ClassVar[Capabilities] = Capabilities(
-        ALL_SPACES, external=True, multi_agent=True, action_masks="model", multi_learner=True
+        ALL_SPACES,
+        external=True,
+        multi_agent=True,
+        action_masks="model",
+        multi_learner=True,
+        reward_normalization=True,
     )
     algorithm: Literal["A2C"] = Field(
         "A2C", exclude=True, description="Discriminator; set from spec.algorithm."

@@ -132,6 +132,20 @@ class AlgorithmConfigBase(WireModel):
         "NoFilter",
         description="MeanStdFilter normalizes observations with running statistics shared by all runners.",
     )
+    normalize_rewards: bool = Field(
+        False,
+        description=(
+            "Scale the rewards the learner sees by the running std of each sub-env's discounted return "
+            "(discount gamma), then clip them to ±normalizedRewardClip: SB3's VecNormalize(norm_reward=True) "
+            "and CleanRL's NormalizeReward. The statistics are shared by all runners (as MeanStdFilter's) and "
+            "checkpointed; reported episode returns stay raw."
+        ),
+    )
+    normalized_reward_clip: float = Field(
+        10.0,
+        gt=0.0,
+        description="With normalizeRewards: clip the scaled rewards to ±this (SB3's clip_reward).",
+    )
     model: ModelConfig = Field(default_factory=ModelConfig, description="Policy and value networks.")
     callbacks: str | None = Field(
         None,

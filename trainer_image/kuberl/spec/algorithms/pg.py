@@ -25,7 +25,12 @@ class PGConfig(AlgorithmConfigBase):
 
     implementation: ClassVar[str] = "kuberl.algorithms.pg:PG"
     capabilities: ClassVar[Capabilities] = Capabilities(
-        ALL_SPACES, external=True, multi_agent=True, action_masks="model", multi_learner=True
+        ALL_SPACES,
+        external=True,
+        multi_agent=True,
+        action_masks="model",
+        multi_learner=True,
+        reward_normalization=True,
     )
     optimizer: Literal["adam", "rmsprop"] = Field("adam", description="Adam or RMSprop.")
     optimizer_eps: OptimizerEps = 1e-5

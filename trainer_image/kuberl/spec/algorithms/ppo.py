@@ -15,7 +15,13 @@ class PPOConfig(AlgorithmConfigBase):
 
     implementation: ClassVar[str] = "kuberl.algorithms.ppo:PPO"
     capabilities: ClassVar[Capabilities] = Capabilities(
-        ALL_SPACES, external=True, multi_agent=True, action_masks="model", recurrent=True, multi_learner=True
+        ALL_SPACES,
+        external=True,
+        multi_agent=True,
+        action_masks="model",
+        recurrent=True,
+        multi_learner=True,
+        reward_normalization=True,
     )
     algorithm: Literal["PPO"] = Field(
         "PPO", exclude=True, description="Discriminator; set from spec.algorithm."
