@@ -45,7 +45,7 @@ def test_raw_returns_reported_and_statistics_resumed(tmp_path: Path) -> None:
     rows = [json.loads(line) for line in (run_dir / "result.json").read_text().splitlines()]
     # CartPole pays 1 a step: a raw return equals its episode's length (scaled, it would be far less).
     for row in rows:
-        assert row["episode_reward_mean"] == pytest.approx(row["episode_len_mean"])
+        assert row["episode_return_mean"] == pytest.approx(row["episode_len_mean"])
     assert _reward_filter(run_dir)["count"] == rows[-1]["timesteps_total"] == 512
 
     # The resumed run starts from the checkpointed statistics and adds its own steps to them.

@@ -343,6 +343,9 @@ class Algorithm(TrainingRun, Generic[ConfigT]):
     replays_observations: ClassVar[bool] = False
     learner: Learner  # set by setup() in algorithms with one learner (see the defaults below)
     torch_gen: torch.Generator  # optional: a learner-side minibatch generator, checkpointed when present
+    # config.normalizeRewards' merged statistics; None also for the algorithms whose own __init__ builds
+    # no single-agent runners (QMIX/VDN).
+    reward_filter: RunningStats | None = None
 
     def bind_job(self, job: RLTrainingJob, run_dir: Path | None) -> None:
         super().bind_job(job, run_dir)
@@ -394,9 +397,7 @@ class Algorithm(TrainingRun, Generic[ConfigT]):
             else None
         )
         # config.normalizeRewards: the merged statistics of the discounted returns (kuberl.core.normalizer).
-        self.reward_filter: RunningStats | None = (
-            RunningStats(shape=(1,)) if self.config.normalize_rewards else None
-        )
+        self.reward_filter = RunningStats(shape=(1,)) if self.config.normalize_rewards else None
         self.reset_progress()
         self.setup()
         if self.config.model.use_lstm and not is_recurrent(self.policy_module()):
