@@ -97,6 +97,18 @@ class ModelConfig(WireModel):
 
 ScheduleType = list[tuple[Annotated[int, Field(ge=0)], float]]
 
+# The replay algorithms' (DQN family, SAC/DDPG/TD3 family, QMIX/VDN) opt-in to checkpointing their buffer:
+# declared once, so every config documents it alike.
+StoreBufferInCheckpoints = Annotated[
+    bool,
+    Field(
+        description=(
+            "Also save the replay buffer in checkpoints, so a resumed run continues with the same data "
+            "(large: up to capacity transitions)."
+        )
+    ),
+]
+
 
 def _check_schedule(name: str, schedule: ScheduleType | None) -> None:
     if schedule is None:

@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import AliasChoices, Field, model_validator
 
-from kuberl.spec.algorithms.base import AlgorithmConfigBase, ModelConfig
+from kuberl.spec.algorithms.base import AlgorithmConfigBase, ModelConfig, StoreBufferInCheckpoints
 from kuberl.spec.base import WireModel
 
 
@@ -67,13 +67,7 @@ class OffPolicyActorCriticConfig(AlgorithmConfigBase):
     replay_buffer_config: OffPolicyReplayConfig = Field(
         default_factory=OffPolicyReplayConfig, description="Replay buffer type, capacity and priorities."
     )
-    store_buffer_in_checkpoints: bool = Field(
-        False,
-        description=(
-            "Also save the replay buffer in checkpoints, so a resumed run continues exactly (large: up to "
-            "capacity transitions)."
-        ),
-    )
+    store_buffer_in_checkpoints: StoreBufferInCheckpoints = False
     num_steps_sampled_before_learning_starts: int = Field(
         1000,
         ge=0,

@@ -8,7 +8,7 @@ from typing import Literal, Protocol
 
 from pydantic import Field, model_validator
 
-from kuberl.spec.algorithms.base import AlgorithmConfigBase, ModelConfig
+from kuberl.spec.algorithms.base import AlgorithmConfigBase, ModelConfig, StoreBufferInCheckpoints
 
 
 class QLearningConfigBase(AlgorithmConfigBase):
@@ -74,10 +74,7 @@ class QLearningConfigBase(AlgorithmConfigBase):
     sigma0: float = Field(
         0.5, gt=0.0, description="σ0 of the noisy layers' initial noise scale σ = σ0/√fan_in (with noisy)."
     )
-    store_buffer_in_checkpoints: bool = Field(
-        False,
-        description="Include the replay buffer in checkpoints, so a resumed run continues with the same data.",
-    )
+    store_buffer_in_checkpoints: StoreBufferInCheckpoints = False
 
     @model_validator(mode="after")
     def _q_head(self) -> QLearningConfigBase:

@@ -8,7 +8,13 @@ from typing import ClassVar, Literal
 
 from pydantic import AliasChoices, Field, model_validator
 
-from kuberl.spec.algorithms.base import AlgorithmConfigBase, ModelConfig, ScheduleType, _check_schedule
+from kuberl.spec.algorithms.base import (
+    AlgorithmConfigBase,
+    ModelConfig,
+    ScheduleType,
+    StoreBufferInCheckpoints,
+    _check_schedule,
+)
 from kuberl.spec.capabilities import DISCRETE, Capabilities
 
 
@@ -96,10 +102,7 @@ class ValueFactorizationConfigBase(AlgorithmConfigBase):
         "mse", description="Loss on the joint TD error: squared error (the paper's) or Huber (δ=1)."
     )
     num_updates_per_iteration: int = Field(1, ge=1, description="Gradient steps per iteration.")
-    store_buffer_in_checkpoints: bool = Field(
-        False,
-        description="Include the replay buffer in checkpoints, so a resumed run continues with the same data.",
-    )
+    store_buffer_in_checkpoints: StoreBufferInCheckpoints = False
 
     @model_validator(mode="after")
     def _consistent(self) -> ValueFactorizationConfigBase:
