@@ -298,3 +298,70 @@ def test_every_spelling_a_builtin_model_takes_passes_the_server(
             doc["spec"]["input"] = {"uris": ["/data/recorded"]}
         code, obj = _create(kube, kube_namespace, doc, dry_run=True)
         assert code == 201, (algorithm, obj)
+
+
+# A job file as a user writes it: a bare `off` (YAML reads it as false), the strings "off" and none.
+OFF_JOB = """\
+apiVersion: kuberl.io/v1alpha1
+kind: RLTrainingJob
+metadata: {name: clips-off}
+spec:
+  algorithm: IMPALA
+  env: CartPole-v1
+  config:
+    gradClip: off
+    vtraceClipRhoThreshold: "off"
+    vtraceClipPgRhoThreshold: none
+---
+apiVersion: kuberl.io/v1alpha1
+kind: RLTrainingJob
+metadata: {name: clip-null}
+spec:
+  algorithm: IMPALA
+  env: CartPole-v1
+  config: {gradClip: null}
+"""
+
+
+def test_off_survives_kubectl_apply_where_null_does_not(
+    capsys: pytest.CaptureFixture[str],
+    kube: ControlPlane,
+    kuberl_crds: list[str],
+    kube_namespace: str,
+    tmp_path: Path,
+) -> None:
+    """`kubectl apply` drops nulls: `gradClip: null` reaches the cluster as the default clip (40), while
+    `off` comes back as written and the operator's parse (and `kuberl render`'s job) turns the clips off."""
+    path = tmp_path / "clips.yaml"
+    path.write_text(OFF_JOB)
+    written = {d["metadata"]["name"]: d for d in yaml.safe_load_all(OFF_JOB)}
+    kube.kubectl("apply", "-n", kube_namespace, "-f", str(path))
+    stored = {name: kube.client.get("rltrainingjobs", kube_namespace, name) for name in written}
+    assert stored["clips-off"] is not None
+    assert stored["clip-null"] is not None
+    assert stored["clips-off"]["spec"]["config"] == written["clips-off"]["spec"]["config"]
+    assert stored["clips-off"]["spec"]["config"] == {
+        "gradClip": False,
+        "vtraceClipRhoThreshold": "off",
+        "vtraceClipPgRhoThreshold": "none",
+    }
+    off = parse_job(stored["clips-off"]).spec.config
+    assert (off.grad_clip, off.vtrace_clip_rho_threshold, off.vtrace_clip_pg_rho_threshold) == (
+        None,
+        None,
+        None,
+    )
+    # The problem `off` solves: the same file with null is another job on the cluster than locally.
+    assert "gradClip" not in stored["clip-null"]["spec"].get("config", {})
+    assert parse_job(stored["clip-null"]).spec.config.grad_clip == 40.0
+    assert parse_job(written["clip-null"]).spec.config.grad_clip is None
+    # What the trainer pod reads (the ConfigMap `kuberl render` prints): the clips off, as null.
+    (tmp_path / "one.yaml").write_text(yaml.safe_dump(written["clips-off"]))
+    assert main(["render", str(tmp_path / "one.yaml")]) == 0
+    config_map = next(d for d in yaml.safe_load_all(capsys.readouterr().out) if d["kind"] == "ConfigMap")
+    (job_text,) = config_map["data"].values()
+    assert yaml.safe_load(job_text)["spec"]["config"] == {
+        "gradClip": None,
+        "vtraceClipRhoThreshold": None,
+        "vtraceClipPgRhoThreshold": None,
+    }

@@ -143,3 +143,55 @@ def test_field_reference_is_fresh() -> None:
 
     current = (ROOT / "docs" / "spec.md").read_text()
     assert current == render(), "docs/spec.md is stale: run `python -m kuberl.spec.reference > docs/spec.md`"
+
+
+def _off_fields() -> list[tuple[str, str]]:
+    """(algorithm, field) for every config field of type OffFloat: found, not listed, so a new one is covered."""
+    from kuberl.spec.algorithms import CONFIG_MODELS
+
+    return [
+        (name, field)
+        for name, model in CONFIG_MODELS.items()
+        for field, info in model.model_fields.items()
+        if any("_off_is_none" in repr(m) for m in info.metadata)
+    ]
+
+
+def _job(algorithm: str, field: str, value: Any) -> dict[str, Any]:
+    from kuberl.spec.algorithms import CONFIG_MODELS
+
+    offline = CONFIG_MODELS[algorithm].capabilities.offline_input  # BC, MARWIL, CQL train from data
+    return doc(
+        algorithm=algorithm, config={field: value}, **({"input": {"uris": ["./data"]}} if offline else {})
+    )
+
+
+def _set(algorithm: str, field: str, value: Any) -> Any:
+    return getattr(parse_job(_job(algorithm, field, value)).spec.config, field)
+
+
+def test_off_fields_take_off_spellings_and_refuse_other_words() -> None:
+    fields = _off_fields()
+    # gradClip of every algorithm, MARWIL's maxWeight, IMPALA's and APPO's two V-trace clips.
+    assert {f for _, f in fields} == {
+        "grad_clip",
+        "max_weight",
+        "vtrace_clip_rho_threshold",
+        "vtrace_clip_pg_rho_threshold",
+    }
+    assert len(fields) >= 20
+    for algorithm, field in fields:
+        if algorithm in ("ARS", "ES"):  # they take no gradient and refuse gradClip: off alike
+            null, off = ({field: v} for v in (None, "off"))
+            assert problems(doc(algorithm=algorithm, config=off)) == problems(
+                doc(algorithm=algorithm, config=null)
+            )
+            continue
+        assert _set(algorithm, field, None) is None
+        for spelling in (False, "off", "OFF", "none", "None"):
+            assert _set(algorithm, field, spelling) is None, (algorithm, field, spelling)
+        assert _set(algorithm, field, "0.25") == 0.25
+    camel = "spec.config.gradClip"
+    assert "neither a number nor off" in problems(doc(config={"gradClip": "of"}))[camel]
+    assert "give a number, or off" in problems(doc(config={"gradClip": True}))[camel]
+    assert "greater than 0" in problems(doc(config={"gradClip": 0}))[camel]

@@ -16,6 +16,7 @@ from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticUndefined
 
 from kuberl.spec.algorithms import CONFIG_MODELS, capabilities
+from kuberl.spec.algorithms.base import OFF_SPELLINGS
 from kuberl.spec.capabilities import FEATURES, Capabilities
 from kuberl.spec.job import RLTrainingJobSpec, RLTrainingJobStatus
 
@@ -121,6 +122,13 @@ def render() -> str:
         "",
         "Generated from the pydantic models by `python -m kuberl.spec.reference` (do not edit by hand).",
         "Fields are camelCase; snake_case spellings (and RLlib's names) are accepted on input.",
+        "",
+        "A setting whose description says `off:` (gradClip, maxWeight, the V-trace clips) is turned off",
+        "with `off` (YAML reads a bare `off` as false; false, and the strings "
+        + " and ".join(f'"{w}"' for w in OFF_SPELLINGS),
+        "in any case, mean the same). null means the same in a local file, but `kubectl apply` drops nulls,",
+        "so `gradClip: null` would reach the cluster as the default: write `off`, which means the same to",
+        "`kuberl run` and on Kubernetes.",
         "",
         "## `spec`",
         "",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import ConfigDict, Field, model_validator
+from pydantic import BeforeValidator, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
@@ -97,6 +97,32 @@ class ModelConfig(WireModel):
 
 ScheduleType = list[tuple[Annotated[int, Field(ge=0)], float]]
 
+#: How a job turns off a setting whose off value is None (gradClip, maxWeight, the V-trace clips).
+#: `kubectl apply` drops nulls, so `gradClip: null` would reach the cluster as the default: `off`
+#: survives. YAML 1.1 (PyYAML, kubectl) reads a bare `off` as false, so false is off too; the strings
+#: "off" and "none" (RLlib's None, written in YAML) mean the same, in a local file and on a cluster.
+OFF_SPELLINGS = ("off", "none")
+
+
+def _off_is_none(value: Any) -> Any:
+    if value is False:
+        return None
+    if value is True:  # a float field would otherwise take it as 1.0
+        raise ValueError("true is not a number: give a number, or off")
+    if not isinstance(value, str):
+        return value
+    if value.strip().lower() in OFF_SPELLINGS:
+        return None
+    try:
+        float(value)
+    except ValueError:
+        raise ValueError(f"{value!r} is neither a number nor off") from None
+    return value
+
+
+#: A float setting that `off` (or null) turns off; the model holds None then.
+OffFloat = Annotated[float | None, BeforeValidator(_off_is_none)]
+
 # The replay algorithms' (DQN family, SAC/DDPG/TD3 family, QMIX/VDN) opt-in to checkpointing their buffer:
 # declared once, so every config documents it alike.
 StoreBufferInCheckpoints = Annotated[
@@ -137,8 +163,8 @@ class AlgorithmConfigBase(WireModel):
         None,
         description="Piecewise-linear learning rate as [[timestep, lr], …]; held constant after the last point.",
     )
-    grad_clip: float | None = Field(
-        0.5, gt=0.0, description="Clip the global gradient norm to this (null: off)."
+    grad_clip: OffFloat = Field(
+        0.5, gt=0.0, description="Clip the global gradient norm to this (off: no clipping)."
     )
     observation_filter: Literal["NoFilter", "MeanStdFilter"] = Field(
         "NoFilter",

@@ -6,7 +6,7 @@ from typing import ClassVar, Literal
 
 from pydantic import Field
 
-from kuberl.spec.algorithms.base import ModelConfig
+from kuberl.spec.algorithms.base import ModelConfig, OffFloat
 from kuberl.spec.algorithms.offline import OfflineConfigBase
 from kuberl.spec.capabilities import BOX, Capabilities
 
@@ -28,8 +28,8 @@ class CQLConfig(OfflineConfigBase):
     actor_lr: float | None = Field(None, gt=0.0, description="Actor learning rate (null: lr).")
     critic_lr: float | None = Field(None, gt=0.0, description="Critic learning rate (null: lr).")
     alpha_lr: float | None = Field(None, gt=0.0, description="Temperature learning rate (null: lr).")
-    grad_clip: float | None = Field(
-        None, gt=0.0, description="Clip each network's gradient norm (null: off)."
+    grad_clip: OffFloat = Field(
+        None, gt=0.0, description="Clip each network's gradient norm (off: no clipping)."
     )
     model: ModelConfig = Field(
         default_factory=_cql_model,

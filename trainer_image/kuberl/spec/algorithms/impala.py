@@ -10,7 +10,7 @@ from typing import ClassVar, Literal
 
 from pydantic import AliasChoices, Field, model_validator
 
-from kuberl.spec.algorithms.base import AlgorithmConfigBase
+from kuberl.spec.algorithms.base import AlgorithmConfigBase, OffFloat
 from kuberl.spec.capabilities import ALL_SPACES, Capabilities
 
 
@@ -50,20 +50,20 @@ class VTraceConfig(AlgorithmConfigBase):
         ),
     )
     lr: float = Field(5e-4, gt=0.0, description="Learning rate (the start value when lrSchedule is set).")
-    grad_clip: float | None = Field(
-        40.0, gt=0.0, description="Clip the global gradient norm to this (null: off)."
+    grad_clip: OffFloat = Field(
+        40.0, gt=0.0, description="Clip the global gradient norm to this (off: no clipping)."
     )
     vf_loss_coeff: float = Field(0.5, ge=0.0, description="Weight of the value loss.")
     entropy_coeff: float = Field(0.01, ge=0.0, description="Weight of the entropy bonus.")
-    vtrace_clip_rho_threshold: float | None = Field(
+    vtrace_clip_rho_threshold: OffFloat = Field(
         1.0,
         gt=0.0,
-        description="ρ̄: clip of the importance ratio in the V-trace value targets (null: unclipped).",
+        description="ρ̄: clip of the importance ratio in the V-trace value targets (off: unclipped).",
     )
-    vtrace_clip_pg_rho_threshold: float | None = Field(
+    vtrace_clip_pg_rho_threshold: OffFloat = Field(
         1.0,
         gt=0.0,
-        description="ρ̄ of the policy-gradient advantages (null: unclipped).",
+        description="ρ̄ of the policy-gradient advantages (off: unclipped).",
     )
     broadcast_interval: int = Field(
         1,

@@ -6,6 +6,7 @@ from typing import ClassVar, Literal
 
 from pydantic import Field
 
+from kuberl.spec.algorithms.base import OffFloat
 from kuberl.spec.algorithms.offline import OfflineConfigBase
 from kuberl.spec.capabilities import ANY_SPACE, Capabilities
 
@@ -35,8 +36,8 @@ class MARWILConfig(OfflineConfigBase):
         le=1.0,
         description="Update rate of c² towards each minibatch's mean squared advantage (RLlib's default: 1e-8).",
     )
-    max_weight: float | None = Field(
+    max_weight: OffFloat = Field(
         20.0,
         gt=0.0,
-        description="Clip exp(β·A/c) to this (null: off), as advantage-weighted regression does for stability.",
+        description="Clip exp(β·A/c) to this (off: no clipping), as advantage-weighted regression does for stability.",
     )

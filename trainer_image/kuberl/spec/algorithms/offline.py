@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pydantic import AliasChoices, Field
 
-from kuberl.spec.algorithms.base import AlgorithmConfigBase
+from kuberl.spec.algorithms.base import AlgorithmConfigBase, OffFloat
 
 
 class OfflineConfigBase(AlgorithmConfigBase):
@@ -24,8 +24,8 @@ class OfflineConfigBase(AlgorithmConfigBase):
     lr: float = Field(
         1e-3, gt=0.0, description="Adam learning rate (the start value when lrSchedule is set)."
     )
-    grad_clip: float | None = Field(
-        None, gt=0.0, description="Clip the global gradient norm to this (null: off, as RLlib)."
+    grad_clip: OffFloat = Field(
+        None, gt=0.0, description="Clip the global gradient norm to this (off: no clipping, as RLlib)."
     )
     updates_per_iteration: int = Field(
         100,

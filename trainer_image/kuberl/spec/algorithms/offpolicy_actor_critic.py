@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import AliasChoices, Field, model_validator
 
-from kuberl.spec.algorithms.base import AlgorithmConfigBase, ModelConfig, StoreBufferInCheckpoints
+from kuberl.spec.algorithms.base import AlgorithmConfigBase, ModelConfig, OffFloat, StoreBufferInCheckpoints
 from kuberl.spec.base import WireModel
 
 
@@ -46,8 +46,8 @@ class OffPolicyActorCriticConfig(AlgorithmConfigBase):
     (SAC) temperature learning rates; each can be set apart."""
 
     lr: float = Field(3e-4, gt=0.0, description="Default learning rate of every optimizer (Adam).")
-    grad_clip: float | None = Field(
-        None, gt=0.0, description="Clip each network's global gradient norm to this (null: off)."
+    grad_clip: OffFloat = Field(
+        None, gt=0.0, description="Clip each network's global gradient norm to this (off: no clipping)."
     )
     model: ModelConfig = Field(
         default_factory=_relu_256,

@@ -58,7 +58,9 @@ class PPOConfig(AlgorithmConfigBase):
     )
     clip_param: float = Field(0.2, gt=0.0, description="PPO clip range ε of the probability ratio.")
     vf_clip_param: float | None = Field(
-        None, gt=0.0, description="Clip value-function updates to ±this around the old value (null: off)."
+        None,
+        gt=0.0,
+        description="Clip value-function updates to ±this around the old value (off: no clipping).",
     )
     vf_loss_coeff: float = Field(0.5, ge=0.0, description="Weight of the value loss.")
     entropy_coeff: float = Field(0.0, ge=0.0, description="Weight of the entropy bonus.")

@@ -8,7 +8,7 @@ from typing import Literal, Protocol
 
 from pydantic import Field, model_validator
 
-from kuberl.spec.algorithms.base import AlgorithmConfigBase, ModelConfig, StoreBufferInCheckpoints
+from kuberl.spec.algorithms.base import AlgorithmConfigBase, ModelConfig, OffFloat, StoreBufferInCheckpoints
 
 
 class QLearningConfigBase(AlgorithmConfigBase):
@@ -17,8 +17,8 @@ class QLearningConfigBase(AlgorithmConfigBase):
     lr: float = Field(
         5e-4, gt=0.0, description="Adam learning rate (the start value when lrSchedule is set)."
     )
-    grad_clip: float | None = Field(
-        40.0, gt=0.0, description="Clip the global gradient norm to this (null: off)."
+    grad_clip: OffFloat = Field(
+        40.0, gt=0.0, description="Clip the global gradient norm to this (off: no clipping)."
     )
     model: ModelConfig = Field(
         default_factory=lambda: ModelConfig(fcnet_hiddens=[256, 256], fcnet_activation="relu"),

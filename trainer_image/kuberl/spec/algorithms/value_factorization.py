@@ -11,6 +11,7 @@ from pydantic import AliasChoices, Field, model_validator
 from kuberl.spec.algorithms.base import (
     AlgorithmConfigBase,
     ModelConfig,
+    OffFloat,
     ScheduleType,
     StoreBufferInCheckpoints,
     _check_schedule,
@@ -36,8 +37,8 @@ class ValueFactorizationConfigBase(AlgorithmConfigBase):
     lr: float = Field(
         5e-4, gt=0.0, description="Adam learning rate (the start value when lrSchedule is set)."
     )
-    grad_clip: float | None = Field(
-        10.0, gt=0.0, description="Clip the global gradient norm to this (null: off)."
+    grad_clip: OffFloat = Field(
+        10.0, gt=0.0, description="Clip the global gradient norm to this (off: no clipping)."
     )
     model: ModelConfig = Field(
         default_factory=lambda: ModelConfig(fcnet_hiddens=[64, 64], fcnet_activation="relu"),
