@@ -19,8 +19,10 @@ import platform
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import torch
 
 from kuberl.build import build_algorithm
 from kuberl.core.ray_init import ensure_ray
@@ -71,6 +73,55 @@ def measure(
         }
     finally:
         algo.stop()
+
+
+def learner_ceiling(*, seconds: float, gpu: bool, example: str = "appo-cartpole.yaml") -> dict[str, float]:
+    """Steps/s of the example's learner alone: `learner.update` on synthetic train batches of the
+    example's shape ([rollout_fragment_length, train_batch_size / rollout_fragment_length]), no env
+    runners, over `seconds` (one update at least) after two warm-up updates. Env runners can add
+    throughput only up to this figure: a scaling table is read against it."""
+    import gymnasium as gym
+
+    from kuberl.algorithms.registry import algorithm_class
+    from kuberl.core.learner import select_device
+    from kuberl.core.models import action_distribution, build_model
+    from kuberl.core.sample_batch import Columns, SampleBatch
+    from kuberl.spec import parse_job
+
+    job = parse_job(read_document(ROOT / "examples" / example))
+    cfg: Any = job.spec.config
+    env = gym.make(job.spec.env)
+    T = cfg.rollout_fragment_length
+    n = max(1, cfg.train_batch_size // T)
+    rng = np.random.default_rng(0)
+    obs = rng.normal(size=(T, n, *env.observation_space.shape)).astype(np.float32)
+    batch = SampleBatch(
+        {
+            Columns.OBS: obs,
+            Columns.NEXT_OBS: obs + np.float32(0.01),
+            Columns.ACTIONS: np.stack([[env.action_space.sample() for _ in range(n)] for _ in range(T)]),
+            Columns.REWARDS: np.ones((T, n), np.float32),
+            Columns.TERMINATEDS: rng.random((T, n)) < 0.02,
+            Columns.TRUNCATEDS: np.zeros((T, n), bool),
+            Columns.ACTION_LOGP: np.full((T, n), -0.69, np.float32),
+        }
+    )
+    env.close()
+    algo_class: Any = algorithm_class(job.spec.algorithm)  # an AsyncVTraceAlgorithm: it names its learner
+    learner_class = algo_class.learner_class
+    device = select_device(1 if gpu else 0, cpus_per_learner=job.spec.resources.cpus_per_learner)
+    module = build_model(env.observation_space, env.action_space, cfg.model)
+    learner = learner_class(module, action_distribution(env.action_space), cfg, device)
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(2):
+        learner.update(batch, timesteps=0, generator=generator)
+    updates = 0
+    t0 = time.perf_counter()
+    while updates == 0 or time.perf_counter() - t0 < seconds:
+        learner.update(batch, timesteps=0, generator=generator)  # returns floats: synced with the device
+        updates += 1
+    dt = time.perf_counter() - t0
+    return {"updates": updates, "seconds": dt, "steps_per_s": updates * T * n / dt}
 
 
 def main() -> None:

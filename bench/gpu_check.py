@@ -9,7 +9,8 @@ Stages:
   offpolicy       SAC and TD3 gradient updates per second (256×256 networks, batch 256) on the GPU and on
                   the CPU, through the algorithm's own replay step (replay sampling and copies included).
   async_scaling   APPO and IMPALA throughput with 1, 2, 4, 8 and 15 env runners, learner on the GPU:
-                  env steps/s and scaling efficiency (bench/bench_appo_scaling.py's measure()).
+                  env steps/s and scaling efficiency (bench/bench_appo_scaling.py's measure()), and the
+                  learner's own ceiling (its updates on synthetic batches, no runners: learner_ceiling()).
   nccl_ddp        PPO on two data-parallel learners, one GPU each (torch DDP over nccl); skipped, with the
                   reason recorded, where fewer than two GPUs are visible.
 
@@ -40,6 +41,7 @@ from kuberl.core.ray_init import ensure_ray
 
 # bench/ holds scripts, not a package: its sibling is imported from this directory.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_appo_scaling import learner_ceiling
 from bench_appo_scaling import measure as measure_async
 
 SCHEMA = 1
@@ -276,6 +278,9 @@ def stage_async_scaling(sizes: Sizes, gpu: bool) -> dict[str, Any]:
                 example=example,
             )
             rows.append({"env_runners": n, **m})
+        result[f"{algorithm}_learner_alone"] = learner_ceiling(
+            seconds=sizes.async_seconds / 2, gpu=gpu, example=example
+        )
         single = rows[0]["steps_per_s"] if rows[0]["env_runners"] == 1 else None
         for row in rows:
             row["scaling_efficiency"] = row["steps_per_s"] / (row["env_runners"] * single) if single else None
@@ -403,6 +408,12 @@ def markdown(report: dict[str, Any]) -> str:
                 "|---|---|---|---|---|---|",
             ]
             for algorithm in ("APPO", "IMPALA"):
+                alone = r.get(f"{algorithm}_learner_alone")
+                if alone is not None:
+                    lines.append(
+                        f"| {algorithm} | learner alone (synthetic batches, no runners) | n/a | "
+                        f"{fmt(alone['steps_per_s'])} | n/a | n/a |"
+                    )
                 for row in r[algorithm]:
                     eff = fmt(row["scaling_efficiency"], ".0%")
                     lines.append(

@@ -77,6 +77,9 @@ def test_cpu_smoke_runs_every_stage_and_reports_sane_figures(tmp_path: Path) -> 
             rows[1]["steps_per_s"] / (2 * rows[0]["steps_per_s"])
         )
         assert all(r["lag_max"] >= r["lag_mean"] >= 0 for r in rows)
+        alone = scaling["result"][f"{algorithm}_learner_alone"]
+        assert alone["updates"] >= 1
+        assert alone["steps_per_s"] == pytest.approx(alone["updates"] * 400 / alone["seconds"])
 
     nccl = stages["nccl_ddp"]
     assert nccl["status"] == "skipped"

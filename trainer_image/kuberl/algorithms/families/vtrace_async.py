@@ -116,19 +116,23 @@ class VTraceLearner(Learner):
         cfg = self.config
         lr = self.update_lr(timesteps)
         data = self.to_tensors({k: batch[k] for k in (*LOSS_COLUMNS, *RECURRENT_COLUMNS) if k in batch})
-        sums: dict[str, float] = {}
+        # Each step's terms and gradient norm stay on the device, summed in float64 (as Python floats
+        # would be), and reach the host once per update: a host sync per term and step stalled a GPU
+        # learner's queue of kernels up to ten times per gradient step.
+        names: list[str] = []
+        sums: torch.Tensor | None = None
         steps = 0
-        grad_norm = 0.0
         for _ in range(cfg.num_epochs):
             for mb in sequence_minibatches(data, minibatch_size=cfg.minibatch_size, generator=generator):
                 terms = self.loss(mb)
-                grad_norm += self.apply_gradients(terms["total_loss"])
-                for k, v in terms.items():
-                    sums[k] = sums.get(k, 0.0) + float(v.detach())
+                norm = self.step(terms["total_loss"])
+                names = [*terms, "grad_norm"]
+                row = torch.stack([*(v.detach().reshape(()) for v in terms.values()), norm.reshape(())])
+                row = row.to(torch.float64)
+                sums = row if sums is None else sums + row
                 steps += 1
         self.version += 1
-        stats = {k: v / max(steps, 1) for k, v in sums.items()}
-        stats["grad_norm"] = grad_norm / max(steps, 1)
+        stats = {} if sums is None else {k: v / steps for k, v in zip(names, sums.tolist(), strict=True)}
         stats["lr"] = lr
         return stats
 
