@@ -211,7 +211,6 @@ def test_config_joins_the_union_with_rllib_names() -> None:
     [
         ({"buffer_size": 100, "learning_starts": 200}, "must not exceed buffer_size"),
         ({"n_step": 5, "rollout_fragment_length": 4}, "cut at the end of each fragment"),
-        ({"observation_filter": "MeanStdFilter"}, "NoFilter"),
         ({"epsilon_base": 1.0}, "epsilon_base"),
         ({"model": {"use_lstm": True}}, "cannot train a recurrent policy"),
     ],

@@ -193,7 +193,6 @@ def test_config_defaults_and_rllib_names() -> None:
         ({"replay_buffer_config": {"type": "ReplayBuffer"}}, "PrioritizedReplayBuffer"),
         ({"exploration_config": {"final_scale": 0.1}}, "noise_scale_base"),
         ({"twin_q": True}, "use algorithm TD3"),
-        ({"observation_filter": "MeanStdFilter"}, "MeanStdFilter is not supported"),
         ({"noise_scale_base": 0.0}, "noise_scale_base"),
     ],
 )

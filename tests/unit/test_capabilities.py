@@ -83,6 +83,27 @@ def test_input_is_required_iff_the_flag_is_on(algorithm: str) -> None:
 
 
 @pytest.mark.parametrize("algorithm", ALGORITHMS)
+@pytest.mark.parametrize(
+    ("flag", "field", "value"),
+    [
+        ("observation_filter", "observationFilter", "MeanStdFilter"),
+        ("reward_normalization", "normalizeRewards", True),
+    ],
+)
+def test_config_features_are_accepted_iff_the_flag_is_on(
+    algorithm: str, flag: str, field: str, value: Any
+) -> None:
+    """One rule each (kuberl.spec.combinations.capability_problems), naming the field and the algorithms
+    that take it."""
+    problems = refused(job(algorithm, config={field: value}))
+    if getattr(CAPS[algorithm], flag):
+        assert problems == {}, problems
+    else:
+        assert list(problems) == [f"spec.config.{field}"], problems
+        assert ", ".join(supporting(flag)) in problems[f"spec.config.{field}"]
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
 def test_data_parallel_learners_are_accepted_iff_the_flag_is_on(algorithm: str) -> None:
     problems = refused(job(algorithm, resources={"learners": 2}))
     assert ("spec.resources.learners" not in problems) == CAPS[algorithm].multi_learner, problems

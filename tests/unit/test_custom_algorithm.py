@@ -12,10 +12,12 @@ import pytest
 import yaml
 
 from examples.custom_algo import EntropyTargetPPO, EntropyTargetPPOConfig
+from kuberl.algorithms.dqn import DQN
 from kuberl.algorithms.ppo import PPO
 from kuberl.algorithms.registry import algorithm_class
 from kuberl.spec import SpecError, parse_job
 from kuberl.spec.algorithms import PPOConfig
+from kuberl.spec.algorithms.dqn import DQNConfig
 from kuberl.spec.custom import DeferredConfig, deferred_custom_algorithms
 from kuberl_operator.builders import job_document
 from kuberl_operator.parsing import parse_body
@@ -27,6 +29,12 @@ CUSTOM = "examples.custom_algo:EntropyTargetPPO"
 
 class NoConfigClass(PPO):
     """A PPO subclass that does not name its config model."""
+
+
+class CustomDQN(DQN):
+    """A custom algorithm on DQN's config: no observation filter, no reward normalization."""
+
+    config_class = DQNConfig
 
 
 class NotAnAlgorithm:
@@ -70,6 +78,31 @@ def test_capabilities_come_from_the_config_model() -> None:
         in problems(doc(model={"useLstm": True}))["spec.config"]
     )
     parse_job(doc("PPO", model={"useLstm": True}))  # the built-in still can
+
+
+@pytest.mark.parametrize("algorithm", ["DQN", f"{__name__}:CustomDQN"])
+@pytest.mark.parametrize(
+    ("edit", "field"),
+    [
+        ({"normalize_rewards": True}, "normalizeRewards"),
+        ({"observation_filter": "MeanStdFilter"}, "observationFilter"),
+    ],
+)
+def test_the_trainer_refuses_a_capability_as_validation_does(
+    algorithm: str, edit: dict[str, Any], field: str
+) -> None:
+    """Built-in or custom, the trainer (which also sees jobs nothing validated, e.g. with the rules lifted)
+    names the same field with the same words as validation."""
+    job = parse_job(doc(algorithm))
+    # model_copy skips validation: the job as it would reach the trainer with the rules lifted.
+    config = job.spec.config.model_copy(update=edit)
+    job = job.model_copy(update={"spec": job.spec.model_copy(update={"config": config})})
+    with pytest.raises(SpecError) as err:
+        algorithm_class(algorithm)(job)
+    validation = problems(doc(algorithm, **{field: next(iter(edit.values()))}))
+    assert dict(err.value.problems) == validation
+    assert list(validation) == [f"spec.config.{field}"]
+    assert algorithm in validation[f"spec.config.{field}"]
 
 
 @pytest.mark.parametrize(

@@ -49,7 +49,6 @@ def test_config_joins_the_union_and_accepts_rllib_names() -> None:
         ({"n_step": 5, "rollout_fragment_length": 4}, "cut at the end of each fragment"),
         ({"epsilon": [[0, 1.5]]}, r"lie in \[0, 1\]"),
         ({"epsilon": [[100, 1.0], [0, 0.1]]}, "increasing"),
-        ({"observation_filter": "MeanStdFilter"}, "NoFilter"),
         ({"tau": 0.0}, "tau"),
     ],
 )

@@ -102,8 +102,6 @@ def test_config_rejects_inconsistent_settings() -> None:
         SACConfig(updates_per_step=1.0, training_intensity=256.0)
     with pytest.raises(ValidationError, match="n_step"):
         SACConfig(n_step=10, rollout_fragment_length=4)
-    with pytest.raises(ValidationError, match="MeanStdFilter"):
-        SACConfig(observation_filter="MeanStdFilter")
     with pytest.raises(ValidationError, match=r"exceeds replay_buffer_config\.capacity"):
         SACConfig(train_batch_size=512, replay_buffer_config={"capacity": 100})
     # RLlib names are accepted.

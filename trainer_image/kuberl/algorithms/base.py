@@ -50,6 +50,7 @@ from kuberl.results import TrainResult
 from kuberl.spec import RLTrainingJob, RLTrainingJobSpec, SpecError
 from kuberl.spec.algorithms import AlgorithmConfigBase
 from kuberl.spec.capabilities import ActionSpaceKind
+from kuberl.spec.combinations import capability_problems
 
 if TYPE_CHECKING:  # pyarrow, behind the writer, is imported only by jobs with spec.output
     from kuberl.core.offline.writer import Writer
@@ -433,31 +434,32 @@ class Algorithm(TrainingRun, Generic[ConfigT]):
         )
 
     def check_experience_features(self) -> None:
-        """Refuse (naming the field) what this algorithm's training step would ignore or get wrong."""
+        """Refuse (naming every field) what this algorithm's training step would ignore or get wrong: what
+        the class says of its training step, which holds even where the capabilities claim more, and the
+        config's capability rules in validation's words (a custom algorithm's job is refused alike)."""
         spec = self.spec
+        problems: list[tuple[str, str]] = []
         if spec.input_ is not None and not self.reads_input:
-            raise SpecError([("spec.input", f"{self.name} learns from the env and never reads spec.input")])
+            problems.append(("spec.input", f"{self.name} learns from the env and never reads spec.input"))
         if spec.output is not None and not self.samples_env:
-            raise SpecError([("spec.output", f"{self.name} never samples the env: nothing to record")])
-        if self.config.normalize_rewards and not self.config.capabilities.reward_normalization:
-            raise SpecError(
-                [
-                    (
-                        "spec.config.normalizeRewards",
-                        f"{self.name} does not train on the env runners' rewards as they are sampled",
-                    )
-                ]
-            )
+            problems.append(("spec.output", f"{self.name} never samples the env: nothing to record"))
+        # Validation's fields are relative to spec; SpecError paths here start at spec.
+        problems += [
+            (f"spec.{path}", reason) for path, reason in capability_problems(self.config, spec.algorithm)
+        ]
         if self.config.observation_filter != "NoFilter" and self.replays_observations:
-            raise SpecError(
-                [
-                    (
-                        "spec.config.observationFilter",
-                        f"{self.name} replays observations filtered with the statistics of when they were "
-                        "sampled, which keep drifting",
-                    )
-                ]
+            problems.append(
+                (
+                    "spec.config.observationFilter",
+                    f"{self.name} replays observations filtered with the statistics of when they were "
+                    "sampled, which keep drifting",
+                )
             )
+        first: dict[str, str] = {}
+        for path, reason in problems:  # one reason per field, as validation gives: the capability's
+            first.setdefault(path, reason)
+        if first:
+            raise SpecError(list(first.items()))
 
     # -- to implement ------------------------------------------------------------------------------
     def rollout_length(self) -> int:

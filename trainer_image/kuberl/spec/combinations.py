@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from pydantic_core import PydanticCustomError
 
-from kuberl.spec.algorithms.base import supporting
+from kuberl.spec.algorithms.base import AlgorithmConfigBase, supporting
 from kuberl.spec.algorithms.offline import OfflineConfigBase
 from kuberl.spec.common import learner_problems
 from kuberl.spec.ports import (
@@ -160,24 +160,28 @@ def _offline_problems(spec: RLTrainingJobSpec) -> list[Problem]:
     return problems
 
 
-def _capability_problems(spec: RLTrainingJobSpec) -> list[Problem]:
-    """Features the algorithm's capabilities (kuberl.spec.capabilities) leave out, that no other rule covers."""
+def capability_problems(config: AlgorithmConfigBase, algorithm: str) -> list[Problem]:
+    """The config-level features `config.capabilities` (kuberl.spec.capabilities) leave out, that no other
+    rule covers, with fields relative to `spec`. One function for validation and the trainer
+    (kuberl.algorithms.base.Algorithm.check_experience_features), so a built-in and a custom `module:Class`
+    algorithm are refused with the same field and words; `algorithm` is spec.algorithm as written."""
     problems: list[Problem] = []
-    if spec.config.observation_filter != "NoFilter" and not spec.config.capabilities.observation_filter:
+    if config.observation_filter != "NoFilter" and not config.capabilities.observation_filter:
         able = ", ".join(supporting("observation_filter"))
         problems.append(
             (
                 "config.observationFilter",
-                f"{spec.algorithm} keeps no observation filter; use NoFilter, or {able}",
+                f"{algorithm} keeps no observation filter (replayed observations would stay normalised with "
+                f"the statistics of when they were sampled, which keep drifting); use NoFilter, or {able}",
             )
         )
-    if spec.config.normalize_rewards and not spec.config.capabilities.reward_normalization:
+    if config.normalize_rewards and not config.capabilities.reward_normalization:
         able = ", ".join(supporting("reward_normalization"))
         problems.append(
             (
                 "config.normalizeRewards",
-                f"{spec.algorithm} does not learn from the env runners' rewards as they are sampled (offline "
-                f"data, replay or whole-episode returns); normalizeRewards is for {able}",
+                f"{algorithm} does not learn from the env runners' rewards as they are sampled (offline "
+                f"data, replay, whole-episode returns or asynchronous runners); normalizeRewards is for {able}",
             )
         )
     return problems
@@ -275,7 +279,7 @@ def combination_problems(spec: RLTrainingJobSpec) -> list[Problem]:
     problems = (
         _offline_problems(spec)
         + _external_problems(spec)
-        + _capability_problems(spec)
+        + capability_problems(spec.config, spec.algorithm)
         + _port_problems(spec)
         + _evaluation_runner_problems(spec)
     )

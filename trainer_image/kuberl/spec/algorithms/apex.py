@@ -106,5 +106,5 @@ class APEXConfig(DistributedReplayFields, QLearningConfigBase):
 
     @model_validator(mode="after")
     def _consistent(self) -> APEXConfig:
-        check_replay(self, "APEX", keeps_filter=self.capabilities.observation_filter)
+        check_replay(self)
         return self

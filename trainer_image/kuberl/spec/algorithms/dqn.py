@@ -111,5 +111,5 @@ class DQNConfig(QLearningConfigBase):
         bad = [e for _, e in self.epsilon if not 0.0 <= e <= 1.0]
         if bad:
             raise ValueError(f"epsilon values must lie in [0, 1], got {bad}")
-        check_replay(self, "DQN", keeps_filter=self.capabilities.observation_filter)
+        check_replay(self)
         return self

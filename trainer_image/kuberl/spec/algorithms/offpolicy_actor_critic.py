@@ -140,12 +140,6 @@ class OffPolicyActorCriticConfig(AlgorithmConfigBase):
                 f"n_step ({self.n_step}) must not exceed rollout_fragment_length "
                 f"({self.rollout_fragment_length}): n-step returns are summed inside one fragment"
             )
-        # capabilities.observation_filter is False for every replay algorithm; this says why.
-        if self.observation_filter != "NoFilter" and not self.capabilities.observation_filter:
-            raise ValueError(
-                "observation_filter MeanStdFilter is not supported with replay: stored observations would "
-                "be normalized with statistics that keep drifting while they sit in the buffer"
-            )
         if self.model.custom_model is not None:
             raise ValueError(
                 "model.custom_model is not supported here: set model.fcnetHiddens/fcnetActivation"

@@ -94,7 +94,7 @@ class QLearningConfigBase(AlgorithmConfigBase):
 class _ReplaySettings(Protocol):
     """What check_replay reads; each Q-learning config declares these with its own defaults."""
 
-    # Read-only members, so a config's narrower types (e.g. a Literal filter name) satisfy them.
+    # Read-only members, so a config's narrower types satisfy them.
     @property
     def num_steps_sampled_before_learning_starts(self) -> int: ...
     @property
@@ -105,13 +105,11 @@ class _ReplaySettings(Protocol):
     def n_step(self) -> int: ...
     @property
     def rollout_fragment_length(self) -> int: ...
-    @property
-    def observation_filter(self) -> str: ...
 
 
-def check_replay(config: _ReplaySettings, algorithm: str, *, keeps_filter: bool) -> None:
-    """Replay settings that cannot work together, with the reason (raised as the config's error).
-    `keeps_filter`: the algorithm's capabilities.observation_filter (False for replay; this says why)."""
+def check_replay(config: _ReplaySettings) -> None:
+    """Replay settings that cannot work together, with the reason (raised as the config's error). A
+    MeanStdFilter is refused by the capability rule (kuberl.spec.combinations.capability_problems)."""
     if config.num_steps_sampled_before_learning_starts > config.buffer_size:
         raise ValueError(
             f"num_steps_sampled_before_learning_starts ({config.num_steps_sampled_before_learning_starts}) "
@@ -127,9 +125,4 @@ def check_replay(config: _ReplaySettings, algorithm: str, *, keeps_filter: bool)
         raise ValueError(
             f"n_step ({config.n_step}) must not exceed rollout_fragment_length "
             f"({config.rollout_fragment_length}): n-step returns are cut at the end of each fragment"
-        )
-    if config.observation_filter != "NoFilter" and not keeps_filter:
-        raise ValueError(
-            f"observation_filter must be NoFilter for {algorithm}: replayed observations would stay "
-            "normalised with the statistics of when they were collected"
         )

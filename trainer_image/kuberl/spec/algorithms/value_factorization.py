@@ -125,9 +125,4 @@ class ValueFactorizationConfigBase(AlgorithmConfigBase):
                 "model.custom_model: QMIX and VDN build their own agent network (an MLP over observation "
                 "and agent id); set fcnet_hiddens/fcnet_activation instead"
             )
-        if self.observation_filter != "NoFilter":
-            raise ValueError(
-                "observation_filter must be NoFilter: replayed observations would stay normalised with the "
-                "statistics of when they were collected"
-            )
         return self
