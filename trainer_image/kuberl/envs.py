@@ -7,11 +7,13 @@
       id: ALE/Pong-v5            # a Gymnasium id or a `module:factory`
       envKwargs: {frameskip: 1}  # passed to gymnasium.make / the factory
       atari: true                # AtariPreprocessing (noop reset, frame skip 4, 84×84 grayscale)
+      fireReset: true            # press FIRE to serve after reset and each lost life (default: with
+                                 # atari, for games that have FIRE)
       grayscale: false           # GrayscaleObservation (non-Atari image envs)
       resize: [64, 64]           # ResizeObservation
       frameStack: 4              # FrameStackObservation: the last k observations
 
-The wrappers are Gymnasium's own; kuberl only orders them. Image observations then reach the CNN
+The wrappers are Gymnasium's own, except FireReset (below); kuberl only orders them. Image observations then reach the CNN
 encoder (kuberl.core.encoders), which accepts the stacked layouts these wrappers produce.
 
 `env: kuberl.envs:make_recall` — RecallEnv, a memory task that feed-forward policies cannot solve
@@ -35,7 +37,7 @@ QMIX's GRU agents on it (docs/algorithms/qmix.md, "Recurrent agents").
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any, Protocol, SupportsFloat
 
 import gymnasium as gym
 import numpy as np
@@ -54,6 +56,9 @@ def make(config: dict[str, Any]) -> gym.Env[Any, Any]:
     grayscale = bool(cfg.pop("grayscale", False))
     resize = cfg.pop("resize", None)
     frame_stack = int(cfg.pop("frameStack", cfg.pop("frame_stack", 1)))
+    fire_reset = cfg.pop("fireReset", cfg.pop("fire_reset", None))
+    if fire_reset is not None and not isinstance(fire_reset, bool):
+        raise ValueError(f"envConfig.fireReset: {fire_reset!r} is not true or false")
     if cfg:
         raise ValueError(f"envConfig: unknown keys {sorted(cfg)} for kuberl.envs:make")
     if atari:
@@ -61,6 +66,8 @@ def make(config: dict[str, Any]) -> gym.Env[Any, Any]:
     env = env_creator(env_id, kwargs)()
     if atari:
         env = gym.wrappers.AtariPreprocessing(env)
+    if fire_reset or (fire_reset is None and atari and "FIRE" in _action_meanings(env)):
+        env = FireReset(env)
     if grayscale:
         env = gym.wrappers.GrayscaleObservation(env, keep_dim=True)
     if resize is not None:
@@ -69,6 +76,48 @@ def make(config: dict[str, Any]) -> gym.Env[Any, Any]:
     if frame_stack > 1:
         env = gym.wrappers.FrameStackObservation(env, frame_stack)
     return env
+
+
+def _action_meanings(env: gym.Env[Any, Any]) -> list[str]:
+    meanings = getattr(env.unwrapped, "get_action_meanings", None)
+    return list(meanings()) if callable(meanings) else []
+
+
+class FireReset(gym.Wrapper[Any, Any, Any, Any]):
+    """Press FIRE after every reset and every lost life, for games that wait for it to serve (Breakout).
+
+    Without it a policy that has not learnt to press FIRE stands still until the time limit (27,000
+    agent steps in the v5 games: a greedy evaluation of an early checkpoint took minutes). The
+    standard Atari setups do the same: SB3's AtariWrapper and CleanRL press FIRE at reset and, through
+    their per-life episodes (EpisodicLifeEnv), after each life; here the game stays one episode, so the
+    returns reported are whole games'. The FIRE step's reward counts toward the step that lost the life.
+    """
+
+    def __init__(self, env: gym.Env[Any, Any]) -> None:
+        super().__init__(env)
+        meanings = _action_meanings(env)
+        if "FIRE" not in meanings:
+            raise ValueError(f"envConfig.fireReset: {env.spec.id if env.spec else env} has no FIRE action")
+        self._fire = meanings.index("FIRE")
+        self._lives = 0
+
+    def reset(self, **kwargs: Any) -> tuple[Any, dict[str, Any]]:
+        obs, info = self.env.reset(**kwargs)
+        obs, _, terminated, truncated, info = self.env.step(self._fire)
+        if terminated or truncated:  # a game over on the serve itself: start again, as SB3 does
+            obs, info = self.env.reset(**kwargs)
+        self._lives = int(info.get("lives", 0))
+        return obs, info
+
+    def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        lives = int(info.get("lives", 0))
+        if lives < self._lives and not (terminated or truncated):
+            obs, fire_reward, terminated, truncated, info = self.env.step(self._fire)
+            reward = float(reward) + float(fire_reward)
+            lives = int(info.get("lives", lives))
+        self._lives = lives
+        return obs, reward, terminated, truncated, info
 
 
 class RecallEnv(gym.Env[np.ndarray, np.int64]):
