@@ -98,3 +98,31 @@ def test_targets_follow_the_documented_formula() -> None:
 def test_rejects_n_below_one() -> None:
     with pytest.raises(ValueError, match="at least 1"):
         nstep_transitions(rollout([1.0]), n=0, gamma=G)
+
+
+@pytest.mark.parametrize("reward_dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("gamma", [0.99, 0.5, 1.0])
+def test_one_step_shortcut_equals_the_general_path(reward_dtype: type, gamma: float) -> None:
+    """n = 1 skips the n-step bookkeeping (kuberl.core.returns._one_step_transitions): every column,
+    dtype and value equals what the general path computes, on several envs with episode ends."""
+    from kuberl.core.returns import _nstep_transitions
+
+    rng = np.random.default_rng(7)
+    T, N = 9, 4
+    obs = rng.normal(size=(T, N, 3)).astype(np.float32)
+    batch = SampleBatch(
+        {
+            Columns.OBS: obs,
+            Columns.ACTIONS: rng.normal(size=(T, N, 2)).astype(np.float32),
+            Columns.REWARDS: rng.normal(size=(T, N)).astype(reward_dtype),
+            Columns.TERMINATEDS: rng.random((T, N)) < 0.2,
+            Columns.TRUNCATEDS: rng.random((T, N)) < 0.2,
+            Columns.NEXT_OBS: obs + 1,
+        }
+    )
+    fast = nstep_transitions(batch, n=1, gamma=gamma)
+    general = _nstep_transitions(batch, n=1, gamma=gamma)
+    assert fast.keys() == general.keys()
+    for key in general:
+        assert fast[key].dtype == general[key].dtype, key
+        np.testing.assert_array_equal(fast[key], general[key], err_msg=key)

@@ -65,6 +65,20 @@ class ReplayAlgorithm(Algorithm[ReplayConfigT]):
         return {}
 
     # -- the step ---------------------------------------------------------------------------------
+    def sync_weights(self) -> None:
+        super().sync_weights()
+        self._synced_options = self.runner_options()
+
+    def _runner_state_changed(self) -> bool:
+        """Whether a sync now would send the runners anything new, with no gradient step taken: the
+        weights are the ones sent last, so only the runner options (an epsilon, a noise scale, the
+        end of random warm-up) can differ. Skipping the copy saved ~0.2 ms of a one-step iteration
+        (weights to numpy and back into the runner's module) during SAC/TD3's 10,000 random steps.
+        Filters are refused for replay algorithms; should one exist, it is sent every time."""
+        if self.obs_filter is not None or self.reward_filter is not None:
+            return True
+        return self.runner_options() != getattr(self, "_synced_options", object())
+
     def learning_started(self) -> bool:
         cfg = self.config
         return self.timesteps >= cfg.num_steps_sampled_before_learning_starts and len(self.buffer) > 0
@@ -101,7 +115,8 @@ class ReplayAlgorithm(Algorithm[ReplayConfigT]):
             stats = self.learn(updates)
         stats.update(self.progress_stats(updates))
         t3 = time.perf_counter()
-        self.sync_weights()
+        if updates or self._runner_state_changed():
+            self.sync_weights()
         t4 = time.perf_counter()
         return StepOutcome(
             rollouts=rollouts,
