@@ -228,6 +228,23 @@ class TrainingRun:
         self.lengths.extend(state["episodes"]["lengths"])
         self._window_stats = None
 
+    def window_stats(self) -> dict[str, float | None]:
+        """Return mean/min/max and mean length over the episode window, recomputed only when episodes
+        have ended since (record_experience counts them): SAC/TD3 iterate once per env step during
+        their random warm-up, and four numpy reductions per iteration cost a tenth of such a step."""
+        cached = self._window_stats
+        if cached is not None and cached[0] == self.episodes_total:
+            return cached[1]
+        returns = list(self.returns)
+        stats: dict[str, float | None] = {
+            "episode_return_mean": float(np.mean(returns)) if returns else None,
+            "episode_return_min": float(np.min(returns)) if returns else None,
+            "episode_return_max": float(np.max(returns)) if returns else None,
+            "episode_len_mean": float(np.mean(self.lengths)) if returns else None,
+        }
+        self._window_stats = (self.episodes_total, stats)
+        return stats
+
     def add_episode_metrics(self, result: TrainResult) -> None:
         """custom_metrics (name_mean/_min/_max over this iteration's ended episodes) and hist_stats."""
         result["custom_metrics"] = summarize(self.iter_metrics.custom_metrics)
@@ -288,7 +305,7 @@ class TrainingRun:
             "training_iteration": self.iteration,
             "timesteps_total": self.timesteps,
             "time_total_s": self.time_total,
-            "episode_return_mean": float(np.mean(self.returns)) if self.returns else None,
+            "episode_return_mean": self.window_stats()["episode_return_mean"],
         }
 
     def checkpoint_metadata(self) -> dict[str, Any]:
@@ -297,7 +314,7 @@ class TrainingRun:
             "iteration": self.iteration,
             "timesteps": self.timesteps,
             "algorithm": self.name,
-            "episode_return_mean": float(np.mean(self.returns)) if self.returns else None,
+            "episode_return_mean": self.window_stats()["episode_return_mean"],
             "run": self.run_id,
         }
 
@@ -614,23 +631,6 @@ class Algorithm(TrainingRun, Generic[ConfigT]):
         view.obs_filter = copy.deepcopy(self.obs_filter)
         view._inference = ((self.weights_version, self.timesteps), self.inference_policy())
         return view
-
-    def window_stats(self) -> dict[str, float | None]:
-        """Return mean/min/max and mean length over the episode window, recomputed only when episodes
-        have ended since (record_experience counts them): SAC/TD3 iterate once per env step during
-        their random warm-up, and four numpy reductions per iteration cost a tenth of such a step."""
-        cached = self._window_stats
-        if cached is not None and cached[0] == self.episodes_total:
-            return cached[1]
-        returns = list(self.returns)
-        stats: dict[str, float | None] = {
-            "episode_return_mean": float(np.mean(returns)) if returns else None,
-            "episode_return_min": float(np.min(returns)) if returns else None,
-            "episode_return_max": float(np.max(returns)) if returns else None,
-            "episode_len_mean": float(np.mean(self.lengths)) if returns else None,
-        }
-        self._window_stats = (self.episodes_total, stats)
-        return stats
 
     def _result(self, outcome: StepOutcome, elapsed: float, sampled: int, episodes: int) -> TrainResult:
         window = self.window_stats()

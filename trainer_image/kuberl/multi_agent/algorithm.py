@@ -342,8 +342,7 @@ class MultiAgentAlgorithm(TrainingRun):
     def _ma_result(
         self, results: Mapping[str, TrainResult], elapsed: float, sampled: int, episodes: int, trained: int
     ) -> TrainResult:
-        returns = list(self.returns)
-        overall = _stats(returns)
+        overall = self.window_stats()
         policies: dict[str, Any] = {}
         for pid, window in self.policy_returns.items():
             policies[pid] = {
@@ -365,7 +364,7 @@ class MultiAgentAlgorithm(TrainingRun):
             "episode_return_mean": overall["episode_return_mean"],
             "episode_return_min": overall["episode_return_min"],
             "episode_return_max": overall["episode_return_max"],
-            "episode_len_mean": float(np.mean(self.lengths)) if returns else None,
+            "episode_len_mean": overall["episode_len_mean"],
             "time_this_iter_s": elapsed,
             "time_total_s": self.time_total,
             "timers": {f"{pid}/{k}": v for pid, r in results.items() for k, v in r["timers"].items()},
