@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from kuberl.core.learner import Learner, make_adam
-from kuberl.core.optim import OptimizerStep
+from kuberl.core.optim import OptimizerStep, clip_grad_norm
 
 
 def _net() -> nn.Module:
@@ -25,7 +25,8 @@ def _grads(net: nn.Module, seed: int, *, skip_last: bool) -> None:
     gen = torch.Generator().manual_seed(seed)
     params = list(net.parameters())
     for i, p in enumerate(params):
-        p.grad = None if skip_last and i >= len(params) - 2 else torch.randn(p.shape, generator=gen)
+        grad = torch.randn(p.shape, generator=gen).to(p.dtype)
+        p.grad = None if skip_last and i >= len(params) - 2 else grad
 
 
 def _same(a: nn.Module, b: nn.Module, opt_a: torch.optim.Optimizer, opt_b: torch.optim.Optimizer) -> None:
@@ -124,3 +125,33 @@ def test_learner_step_matches_the_plain_torch_loop() -> None:
         norm = learner.step(mine(x).pow(2).mean())
         assert torch.equal(norm, norm_ref)
     _same(ref, mine, opt_ref, learner.optimizer)
+
+
+@pytest.mark.parametrize("max_norm", [None, 0.5, 1e6], ids=["norm only", "clipping", "under the limit"])
+@pytest.mark.parametrize("dtypes", ["float32", "mixed"], ids=["one group", "mixed dtypes (torch's path)"])
+def test_clip_grad_norm_is_torchs_bit_for_bit(max_norm: float | None, dtypes: str) -> None:
+    ref, fast = _net(), _net()
+    if dtypes == "mixed":  # two device/dtype groups: kuberl's function hands over to torch's
+        for net in (ref, fast):
+            net[2].double()
+    _grads(ref, 3, skip_last=False)
+    _grads(fast, 3, skip_last=False)
+    params = list(ref.parameters())
+    if max_norm is None:
+        want = torch.nn.utils.get_total_norm([p.grad for p in params])  # type: ignore[misc]
+    else:
+        want = torch.nn.utils.clip_grad_norm_(params, max_norm)
+    got = clip_grad_norm(list(fast.parameters()), max_norm)
+    assert torch.equal(got, want)
+    assert got.dtype == want.dtype
+    for a, b in zip(ref.parameters(), fast.parameters(), strict=True):
+        assert a.grad is not None
+        assert b.grad is not None
+        assert torch.equal(a.grad, b.grad)
+    if max_norm == 0.5:  # the clipping did happen
+        assert float(torch.nn.utils.get_total_norm([p.grad for p in fast.parameters()])) == pytest.approx(0.5)
+
+
+def test_clip_grad_norm_of_no_gradients_is_zero() -> None:
+    assert float(clip_grad_norm([], 0.5)) == 0.0
+    assert float(clip_grad_norm([], None)) == 0.0

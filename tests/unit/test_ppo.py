@@ -1,9 +1,13 @@
-"""PPO's loss terms against values computed by hand, value clipping, KL early stop, lr schedule."""
+"""PPO's loss terms against values computed by hand, value clipping, KL early stop, lr schedule, and the
+statistics computed per epoch equal to those computed per minibatch."""
 
 from __future__ import annotations
 
+import copy
 import math
+from collections.abc import Mapping
 
+import gymnasium as gym
 import numpy as np
 import pytest
 import torch
@@ -11,6 +15,7 @@ from torch import nn
 
 from kuberl.algorithms.ppo import PPOLearner, explained_variance, ppo_loss
 from kuberl.core.distributions import Categorical
+from kuberl.core.models import build_model
 from kuberl.core.sample_batch import Columns, SampleBatch
 from kuberl.spec import PPOConfig
 
@@ -124,3 +129,38 @@ def test_explained_variance() -> None:
     y = np.array([1.0, 2.0, 3.0])
     assert explained_variance(y, y) == pytest.approx(1.0)
     assert explained_variance(np.zeros(3), y) == pytest.approx(1.0 - np.var(y) / np.var(y) + 0.0)
+
+
+class PerMinibatchStatistics(PPOLearner):
+    """PPO's learner as it was: every statistic computed inside each minibatch's loss."""
+
+    def loss(self, mb: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return ppo_loss(self.train_module, self.dist, mb, config=self.config, kl_coeff=self.kl_coeff)
+
+
+@pytest.mark.parametrize(
+    "weights",
+    [{}, {"entropy_coeff": 0.01, "kl_coeff": 0.2}, {"kl_early_stop": True, "kl_target": 1e-3}],
+    ids=["statistics only", "entropy and kl in the loss", "kl early stop"],
+)
+def test_epoch_statistics_equal_per_minibatch_ones(weights: dict[str, float]) -> None:
+    cfg = PPOConfig(
+        train_batch_size=64,
+        minibatch_size=16,
+        num_epochs=6,
+        lr=0.05,
+        model={"fcnet_hiddens": [8], "vf_share_layers": False},
+        **weights,
+    )
+    torch.manual_seed(0)
+    module = build_model(gym.spaces.Box(-1, 1, (1,)), gym.spaces.Discrete(2), cfg.model)
+    batched = PPOLearner(copy.deepcopy(module), Categorical(), cfg, torch.device("cpu"))
+    inline = PerMinibatchStatistics(copy.deepcopy(module), Categorical(), cfg, torch.device("cpu"))
+    for i in range(2):
+        got = batched.update(_batch(), timesteps=i, generator=torch.Generator().manual_seed(i))
+        want = inline.update(_batch(), timesteps=i, generator=torch.Generator().manual_seed(i))
+        assert got == want
+        assert {"entropy", "kl", "clip_frac"} <= got.keys()
+    assert got["clip_frac"] > 0.0  # the policy moved: the statistics are not trivially zero
+    for a, b in zip(batched.module.parameters(), inline.module.parameters(), strict=True):
+        assert torch.equal(a, b)

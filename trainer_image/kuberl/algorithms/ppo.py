@@ -16,7 +16,8 @@ single steps) are shuffled. GAE is computed on the full rollouts first, exactly 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
@@ -52,8 +53,13 @@ def ppo_loss(
     config: PPOConfig,
     kl_coeff: float,
     world_size: int = 1,
+    deferred: list[StatisticInputs] | None = None,
 ) -> dict[str, torch.Tensor]:
     """The PPO objective on one minibatch, as named terms; `total_loss` is what gets minimised.
+
+    Entropy and KL at weight 0 and the clip fraction are statistics only. With `deferred` (a learner's
+    list) they are not computed here: what they are computed from is appended to it, and
+    `ppo_statistics` computes them for a whole epoch at once (the same values; see there).
 
     A recurrent minibatch holds time-major sequences [L, S, …] (see PPO.training_step): `module` is then
     the network's `SequenceForward` (or DDP around it), unrolled over them by its `forward()`, and the loss
@@ -86,26 +92,51 @@ def ppo_loss(
         vf_err = torch.max(vf_err, (clipped - targets).pow(2))
     vf_loss = 0.5 * vf_err.mean()
 
-    # Entropy and KL enter the graph only when weighted; otherwise they are statistics (no backward cost).
-    with torch.set_grad_enabled(config.entropy_coeff > 0.0 and torch.is_grad_enabled()):
-        entropy = dist.entropy(dist_in).mean()
-    with torch.set_grad_enabled(kl_coeff > 0.0 and torch.is_grad_enabled()):
-        kl = dist.kl(mb[Columns.ACTION_DIST_INPUTS], dist_in).mean()
     total = policy_loss + config.vf_loss_coeff * vf_loss
+    terms = {"total_loss": total, "policy_loss": policy_loss, "vf_loss": vf_loss}
+    # Entropy and KL enter the graph only when weighted; otherwise they are statistics (no backward cost).
     if config.entropy_coeff > 0.0:
-        total = total - config.entropy_coeff * entropy
+        terms["entropy"] = entropy = dist.entropy(dist_in).mean()
+        terms["total_loss"] = total = total - config.entropy_coeff * entropy
     if kl_coeff > 0.0:
-        total = total + kl_coeff * kl
+        terms["kl"] = kl = dist.kl(mb[Columns.ACTION_DIST_INPUTS], dist_in).mean()
+        terms["total_loss"] = total + kl_coeff * kl
+    inputs = StatisticInputs(dist_in.detach(), mb[Columns.ACTION_DIST_INPUTS], ratio.detach())
+    if deferred is not None:
+        deferred.append(inputs)
+        return terms
+    stats = ppo_statistics(dist, [inputs], clip_param=config.clip_param, skip=terms.keys())
+    return {**terms, **{k: v[0] for k, v in stats.items()}}
+
+
+@dataclass(frozen=True)
+class StatisticInputs:
+    """What one minibatch's statistics-only terms are computed from."""
+
+    dist_inputs: torch.Tensor  # the policy's distribution inputs now (detached)
+    old_dist_inputs: torch.Tensor  # the sampling policy's
+    ratio: torch.Tensor  # π(a|s) / π_old(a|s) (detached)
+
+
+def ppo_statistics(
+    dist: ActionDistribution,
+    minibatches: Sequence[StatisticInputs],
+    *,
+    clip_param: float,
+    skip: Collection[str] = (),
+) -> dict[str, torch.Tensor]:
+    """Entropy, KL (from the sampling policy) and clip fraction of each of equal-sized minibatches, as
+    tensors [number of minibatches], from one batched pass instead of a dozen small ops per minibatch
+    (~12% of a minibatch-64 gradient step). The reductions run along the last axis, row by row, so each
+    minibatch's mean is the one it would have alone. `skip`: terms already computed (in the loss)."""
     with torch.no_grad():
-        clip_frac = ((ratio - 1.0).abs() > config.clip_param).float().mean()
-    return {
-        "total_loss": total,
-        "policy_loss": policy_loss,
-        "vf_loss": vf_loss,
-        "entropy": entropy,
-        "kl": kl,
-        "clip_frac": clip_frac,
-    }
+        new = torch.stack([m.dist_inputs for m in minibatches])
+        stats = {"clip_frac": (torch.stack([m.ratio for m in minibatches]) - 1.0).abs().gt(clip_param)}
+        if "entropy" not in skip:
+            stats["entropy"] = dist.entropy(new)
+        if "kl" not in skip:
+            stats["kl"] = dist.kl(torch.stack([m.old_dist_inputs for m in minibatches]), new)
+        return {k: v.float().mean(-1) for k, v in stats.items()}
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -133,6 +164,8 @@ class PPOLearner(Learner):
         self.kl_coeff = config.kl_coeff
         self.recurrent = is_recurrent(module)
         self.shard_axis = 1 if self.recurrent else 0
+        # Inputs of the statistics ppo_loss defers while an epoch runs (see _add_epoch_statistics).
+        self._deferred: list[StatisticInputs] | None = None
         if self.recurrent:
             self.train_module = SequenceForward(self.module)  # type: ignore[arg-type]
 
@@ -147,6 +180,7 @@ class PPOLearner(Learner):
             config=self.config,
             kl_coeff=self.kl_coeff,
             world_size=self.world_size,
+            deferred=self._deferred,
         )
 
     def update(self, batch: SampleBatch, *, timesteps: int, generator: torch.Generator) -> dict[str, float]:
@@ -164,11 +198,13 @@ class PPOLearner(Learner):
             perm = torch.randperm(n, generator=generator).to(self.device)
             shuffled = {k: v.index_select(axis, perm) for k, v in data.items()}
             epoch_start = len(history)
+            self._deferred = []
             for start in range(0, n - size + 1, size):
                 mb = {k: v.narrow(axis, start, size) for k, v in shuffled.items()}
                 terms = self.loss(mb)
                 grad_norm = self.step(terms["total_loss"])
                 history.append({**{k: v.detach() for k, v in terms.items()}, "grad_norm": grad_norm})
+            self._add_epoch_statistics(history[epoch_start:])
             epochs_done += 1
             if cfg.kl_early_stop:
                 epoch_kl = float(
@@ -193,6 +229,15 @@ class PPOLearner(Learner):
                 self.kl_coeff *= 0.5
             stats["kl_coeff"] = self.kl_coeff
         return stats
+
+    def _add_epoch_statistics(self, steps: list[dict[str, torch.Tensor]]) -> None:
+        """Each step's statistics-only terms, from what `ppo_loss` deferred during the epoch."""
+        deferred, self._deferred = self._deferred, None
+        if not deferred or len(deferred) != len(steps):  # a custom loss() that did not go through ppo_loss
+            return
+        stats = ppo_statistics(self.dist, deferred, clip_param=self.config.clip_param, skip=steps[0].keys())
+        for i, step in enumerate(steps):
+            step.update({k: v[i] for k, v in stats.items()})
 
     def get_state(self) -> dict[str, Any]:
         return {**super().get_state(), "kl_coeff": self.kl_coeff}

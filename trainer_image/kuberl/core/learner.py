@@ -19,7 +19,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from kuberl.core.models import weights_to_numpy
-from kuberl.core.optim import Adam, OptimizerStep
+from kuberl.core.optim import Adam, OptimizerStep, clip_grad_norm
 from kuberl.core.schedules import piecewise_linear
 from kuberl.spec.common import ResourcesSpec
 
@@ -201,13 +201,9 @@ class Learner:
         """Clip the gradients of `params` (default: `module`'s) to `grad_clip`, then step `optimizer`.
         Returns their global norm before clipping, as a tensor (no host sync)."""
         trained = self.trained_params() if params is None else params
-        with_grad = [p for p in trained if p.grad is not None]
-        if self.grad_clip is not None:
-            norm = nn.utils.clip_grad_norm_(with_grad, self.grad_clip)
-        else:  # the same reduction clip_grad_norm_ makes (norm of the per-tensor norms)
-            norm = nn.utils.get_total_norm([p.grad for p in with_grad])  # type: ignore[misc]
+        norm = clip_grad_norm([p for p in trained if p.grad is not None], self.grad_clip)
         self.stepper(optimizer).step()
-        return norm.detach()
+        return norm
 
     def step(
         self,

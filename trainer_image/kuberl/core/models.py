@@ -137,10 +137,10 @@ class ActorCritic(nn.Module):
         if self.encoder is not None:
             obs = self.encoder(obs)
         if self.shared:
-            h = self.trunk(obs)
-            dist_in, value = self.pi_head(h), self.vf_head(h)
+            h = _run_layers(self.trunk, obs)
+            dist_in, value = _run_layers(self.pi_head, h), _run_layers(self.vf_head, h)
         else:
-            dist_in, value = self.pi(obs), self.vf(obs)
+            dist_in, value = _run_layers(self.pi, obs), _run_layers(self.vf, obs)
         if self.free_log_std:
             dist_in = torch.cat([dist_in, self.log_std.expand_as(dist_in)], dim=-1)
         return dist_in, value.squeeze(-1)
@@ -178,6 +178,41 @@ def _layer_calls(seq: nn.Sequential) -> list[Layer]:
         partial(F.linear, weight=layer.weight, bias=layer.bias) if type(layer) is nn.Linear else layer.forward
         for layer in seq
     ]
+
+
+def _run_layers(seq: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
+    """`seq(x)` with each hook-free layer's forward called directly: nn.Module.__call__ costs about as much
+    per layer as a 64x64 tanh layer's arithmetic at minibatch 64 (15% of the MLP's training forward). A
+    layer with hooks, or any layer while global module hooks are registered, goes through its __call__."""
+    if _global_module_hooks() or _has_hooks(seq):
+        return seq(x)
+    for layer in seq._modules.values():
+        if _has_hooks(layer):
+            x = layer(x)
+        elif type(layer) is nn.Linear:
+            x = F.linear(x, layer.weight, layer.bias)
+        else:
+            x = layer.forward(x)
+    return x
+
+
+def _has_hooks(module: nn.Module | None) -> bool:
+    return module is not None and bool(
+        module._forward_hooks
+        or module._forward_pre_hooks
+        or module._backward_hooks
+        or module._backward_pre_hooks
+    )
+
+
+def _global_module_hooks() -> bool:
+    hooks = nn.modules.module
+    return bool(
+        hooks._global_forward_hooks
+        or hooks._global_forward_pre_hooks
+        or hooks._global_backward_hooks
+        or hooks._global_backward_pre_hooks
+    )
 
 
 def _chain(layers: list[Layer], x: torch.Tensor) -> torch.Tensor:

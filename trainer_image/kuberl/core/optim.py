@@ -20,9 +20,11 @@ its first sample), only to keep a `torch.compile` trace out of them; kuberl neve
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
+from torch.optim import optimizer as optim_module  # where the global step hooks live
 from torch.optim.adam import adam
 
 
@@ -49,8 +51,6 @@ class Adam(torch.optim.Adam):
 
 
 def _has_step_hooks(optimizer: torch.optim.Optimizer) -> bool:
-    from torch.optim import optimizer as optim_module  # the module-level (global) hooks live there
-
     return bool(
         getattr(optimizer, "_optimizer_step_pre_hooks", None)
         or getattr(optimizer, "_optimizer_step_post_hooks", None)
@@ -80,6 +80,27 @@ class _GroupLists:
         self.has_complex = bool(
             optimizer._init_group(group, self.params, grads, self.exp_avgs, self.exp_avg_sqs, [], self.steps)
         )
+        self.step_counts = self._pack_steps(optimizer, group) if group["fused"] else None
+
+    def _pack_steps(self, optimizer: torch.optim.Adam, group: dict[str, Any]) -> torch.Tensor | None:
+        """Fused Adam on one device and dtype: each parameter's step count becomes a view of one
+        tensor, so that the increment every step makes is one op instead of one per parameter (the
+        counts are always equal; checkpoints store the same values). None where that does not hold."""
+        tensors = [*self.params, *self.exp_avgs, *self.exp_avg_sqs]
+        if not self.params or self.has_complex or group["lr"].__class__ is not float:
+            return None
+        if any(t.device != self.params[0].device or t.dtype != self.params[0].dtype for t in tensors):
+            return None
+        if any(
+            s.dim() != 0 or s.device != self.steps[0].device or s.dtype != self.steps[0].dtype
+            for s in self.steps
+        ):
+            return None
+        counts = torch.stack(self.steps)
+        self.steps = list(counts.unbind())
+        for param, count in zip(self.params, self.steps, strict=True):
+            optimizer.state[param]["step"] = count
+        return counts
 
     def grads(self, group: dict[str, Any]) -> list[torch.Tensor] | None:
         """The current gradients, or None when the parameters with gradients are not the collected ones."""
@@ -127,6 +148,7 @@ class OptimizerStep:
 
     def _update(self, opt: torch.optim.Adam) -> None:
         assert self._lists is not None
+        grad_scale, found_inf = getattr(opt, "grad_scale", None), getattr(opt, "found_inf", None)
         for i, group in enumerate(opt.param_groups):
             lists = self._lists[i]
             grads = lists.grads(group)
@@ -134,6 +156,29 @@ class OptimizerStep:
                 lists = self._lists[i] = _GroupLists(opt, group)
                 grads = [p.grad for p in lists.params]  # type: ignore[misc]
             beta1, beta2 = group["betas"]
+            if lists.step_counts is not None and grad_scale is None and found_inf is None:
+                # What adam() runs for fused Adam on one device (torch.optim.adam._fused_adam), minus
+                # its grouping by device and dtype, and with the step counts incremented in one op.
+                lists.step_counts.add_(1)
+                fused = torch._fused_adamw_ if group["decoupled_weight_decay"] else torch._fused_adam_
+                fused(
+                    lists.params,
+                    grads,
+                    lists.exp_avgs,
+                    lists.exp_avg_sqs,
+                    [],
+                    lists.steps,
+                    amsgrad=False,
+                    lr=group["lr"],
+                    beta1=float(beta1),
+                    beta2=float(beta2),
+                    weight_decay=group["weight_decay"],
+                    eps=group["eps"],
+                    maximize=group["maximize"],
+                    grad_scale=None,
+                    found_inf=None,
+                )
+                continue
             adam(
                 lists.params,
                 grads,
@@ -153,7 +198,40 @@ class OptimizerStep:
                 capturable=False,
                 differentiable=False,
                 fused=group["fused"],
-                grad_scale=getattr(opt, "grad_scale", None),
-                found_inf=getattr(opt, "found_inf", None),
+                grad_scale=grad_scale,
+                found_inf=found_inf,
                 decoupled_weight_decay=group["decoupled_weight_decay"],
             )
+
+
+_FOREACH_DEVICES = ("cpu", "cuda")
+
+
+def clip_grad_norm(params: Sequence[torch.Tensor], max_norm: float | None) -> torch.Tensor:
+    """The global L2 norm of the gradients of `params` (all of which have one), returned as a tensor,
+    and with `max_norm` their in-place clipping to it: `torch.nn.utils.clip_grad_norm_` (or, without
+    `max_norm`, `get_total_norm`), bit for bit (tests/unit/test_optim_step.py). Where every gradient is a
+    plain tensor of one dtype on one CPU or CUDA device it runs the four ops torch's foreach path runs
+    there, without its wrappers (a no-grad decorator per function, grouping the tensors by device and
+    dtype twice, a `.to()` per norm), which cost twice the ops themselves for a minibatch-64 PPO
+    step's twelve small tensors. Anything else goes through torch's functions."""
+    grads = [p.grad for p in params]
+    first = grads[0] if grads else None
+    if first is None or not _one_foreach_group(grads, first):
+        if max_norm is None:
+            return torch.nn.utils.get_total_norm([g for g in grads if g is not None]).detach()
+        return torch.nn.utils.clip_grad_norm_(params, max_norm).detach()
+    with torch.no_grad():
+        total = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads, 2.0)), 2.0)  # type: ignore[arg-type]
+        if max_norm is not None:
+            coef = torch.clamp(float(max_norm) / (total + 1e-6), max=1.0)
+            torch._foreach_mul_(grads, coef)  # type: ignore[arg-type]
+    return total
+
+
+def _one_foreach_group(grads: list[torch.Tensor | None], first: torch.Tensor) -> bool:
+    device, dtype = first.device, first.dtype
+    return device.type in _FOREACH_DEVICES and all(
+        type(g) is torch.Tensor and g.device == device and g.dtype == dtype and g.layout == torch.strided
+        for g in grads
+    )
