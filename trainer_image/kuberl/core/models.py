@@ -137,10 +137,10 @@ class ActorCritic(nn.Module):
         if self.encoder is not None:
             obs = self.encoder(obs)
         if self.shared:
-            h = _run_layers(self.trunk, obs)
-            dist_in, value = _run_layers(self.pi_head, h), _run_layers(self.vf_head, h)
+            h = run_layers(self.trunk, obs)
+            dist_in, value = run_layers(self.pi_head, h), run_layers(self.vf_head, h)
         else:
-            dist_in, value = _run_layers(self.pi, obs), _run_layers(self.vf, obs)
+            dist_in, value = run_layers(self.pi, obs), run_layers(self.vf, obs)
         if self.free_log_std:
             dist_in = torch.cat([dist_in, self.log_std.expand_as(dist_in)], dim=-1)
         return dist_in, value.squeeze(-1)
@@ -180,11 +180,12 @@ def _layer_calls(seq: nn.Sequential) -> list[Layer]:
     ]
 
 
-def _run_layers(seq: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
-    """`seq(x)` with each hook-free layer's forward called directly: nn.Module.__call__ costs about as much
-    per layer as a 64x64 tanh layer's arithmetic at minibatch 64 (15% of the MLP's training forward). A
-    layer with hooks, or any layer while global module hooks are registered, goes through its __call__."""
-    if _global_module_hooks() or _has_hooks(seq):
+def run_layers(seq: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """`seq(x)`, for an nn.Sequential with each hook-free layer's forward called directly: nn.Module.__call__
+    costs about as much per layer as a 64x64 tanh layer's arithmetic at minibatch 64 (15% of the MLP's
+    training forward). Any other module, a layer with hooks, or any layer while global module hooks are
+    registered, goes through its __call__."""
+    if type(seq) is not nn.Sequential or _global_module_hooks() or _has_hooks(seq):
         return seq(x)
     for layer in seq._modules.values():
         if _has_hooks(layer):

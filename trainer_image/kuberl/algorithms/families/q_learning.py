@@ -23,7 +23,7 @@ from torch import nn
 from kuberl.core.distributional import categorical_projection, categorical_support
 from kuberl.core.env_factory import import_object
 from kuberl.core.learner import Learner
-from kuberl.core.models import mlp, obs_dim
+from kuberl.core.models import mlp, obs_dim, run_layers
 from kuberl.core.multi_agent.masking import legal_actions, mask_slice, mask_values, random_legal_actions
 from kuberl.core.networks import NoisyLinear, reset_noise, set_noisy
 from kuberl.core.policy import PolicyBase
@@ -151,17 +151,17 @@ class QNetwork(nn.Module):
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         if self.num_atoms > 1:
             return self.distribution(obs)[0]
-        h = self.trunk(obs)
-        adv = self.advantage(h)
-        q = adv if self.value is None else self.value(h) + adv - adv.mean(dim=-1, keepdim=True)
+        h = run_layers(self.trunk, obs)
+        adv = run_layers(self.advantage, h)
+        q = adv if self.value is None else run_layers(self.value, h) + adv - adv.mean(dim=-1, keepdim=True)
         return mask_values(q, obs, self.mask)
 
     def distribution(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(Q [B, actions], masked; log-probabilities [B, actions, atoms]) of a distributional network."""
-        h = self.trunk(obs)
-        adv = self.advantage(h).view(-1, self.n_actions, self.num_atoms)
+        h = run_layers(self.trunk, obs)
+        adv = run_layers(self.advantage, h).view(-1, self.n_actions, self.num_atoms)
         if self.value is not None:
-            adv = self.value(h).unsqueeze(1) + adv - adv.mean(dim=1, keepdim=True)
+            adv = run_layers(self.value, h).unsqueeze(1) + adv - adv.mean(dim=1, keepdim=True)
         log_p = adv.log_softmax(dim=-1)
         q = (log_p.exp() * self.support).sum(dim=-1)
         return mask_values(q, obs, self.mask), log_p
