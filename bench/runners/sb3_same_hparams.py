@@ -1,9 +1,8 @@
 """Stable-Baselines3 with rl-baselines3-zoo's published settings, as translated for the
 same-hyperparameter comparison (one seed): PPO, A2C and DQN on Acrobot-v1, SAC and TD3 on Hopper-v5 (the
 zoo's MuJoCo defaults). The kuberl side is bench/jobs/<algo>-<env>-zoo.yaml, whose comments give the
-field-by-field translation; PPO and A2C drop the zoo's `normalize: true` on both sides (kuberl has no
-reward normalisation) and A2C uses Adam (eps 1e-5) instead of SB3's default RMSprop (kuberl has Adam
-only). Stops when the mean return of the last 100 training episodes reaches the threshold.
+field-by-field translation; PPO and A2C drop the zoo's `normalize: true` on both sides (VecNormalize's
+arithmetic is not kuberl's filters'), and A2C runs SB3's default RMSprop on both sides. Stops when the mean return of the last 100 training episodes reaches the threshold.
 """
 
 from __future__ import annotations
@@ -58,7 +57,9 @@ def on_policy(algo: str) -> BaseAlgorithm:
         ent_coef=0.0,
         max_grad_norm=0.5,
         normalize_advantage=False,
-        policy_kwargs={**NET, "optimizer_class": torch.optim.Adam, "optimizer_kwargs": {"eps": 1e-5}},
+        use_rms_prop=True,  # SB3's default, spelled out: torch's RMSprop(alpha 0.99, eps 1e-5)
+        rms_prop_eps=1e-5,
+        policy_kwargs=NET,
         seed=args.seed,
         device="cpu",
         verbose=0,
