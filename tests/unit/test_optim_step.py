@@ -1,18 +1,21 @@
-"""kuberl.core.optim.OptimizerStep: Adam's update without Optimizer.step()'s wrapper is bit-identical to
-`Adam.step()` — through state creation, lr changes, a checkpoint restore mid-run and steps where a
+"""kuberl.core.optim.OptimizerStep: Adam's and RMSprop's updates without Optimizer.step()'s wrapper are
+bit-identical to their `step()` — through state creation, lr changes, a checkpoint restore mid-run and steps where a
 parameter has no gradient — and falls back to the optimizer's own step() where it does not apply."""
 
 from __future__ import annotations
 
 import copy
+import subprocess
+import sys
 from collections.abc import Callable
 
 import pytest
 import torch
 from torch import nn
 
+from kuberl.algorithms.families.actor_critic import make_optimizer
 from kuberl.core.learner import Learner, make_adam
-from kuberl.core.optim import OptimizerStep, clip_grad_norm
+from kuberl.core.optim import OptimizerStep, RMSprop, clip_grad_norm
 
 
 def _net() -> nn.Module:
@@ -45,7 +48,11 @@ OPTIMIZERS: dict[str, Callable[[nn.Module], torch.optim.Optimizer]] = {
     "default adam": lambda m: torch.optim.Adam(m.parameters(), lr=7e-4, eps=1e-5),
     "adam with weight decay": lambda m: torch.optim.Adam(m.parameters(), lr=1e-3, weight_decay=0.1),
     "amsgrad (falls back)": lambda m: torch.optim.Adam(m.parameters(), lr=1e-3, amsgrad=True),
-    "rmsprop (falls back)": lambda m: torch.optim.RMSprop(m.parameters(), lr=1e-3, alpha=0.99, eps=1e-5),
+    "rmsprop": lambda m: torch.optim.RMSprop(m.parameters(), lr=1e-3, alpha=0.99, eps=1e-5),
+    "rmsprop centered with momentum": lambda m: torch.optim.RMSprop(
+        m.parameters(), lr=1e-3, momentum=0.9, centered=True, weight_decay=0.01
+    ),
+    "sgd (falls back)": lambda m: torch.optim.SGD(m.parameters(), lr=1e-2, momentum=0.9),
 }
 
 
@@ -99,6 +106,60 @@ def test_kuberl_adam_steps_and_checkpoints_as_torch_adam() -> None:
         assert all(p.grad is None for p in mine.parameters())
     assert opt_ref.state_dict()["param_groups"] == opt_mine.state_dict()["param_groups"]
     assert opt_ref.state_dict()["state"].keys() == opt_mine.state_dict()["state"].keys()
+
+
+@pytest.mark.parametrize("centered", [False, True], ids=["plain", "centered with momentum"])
+def test_a2c_rmsprop_is_torchs_per_tensor_rmsprop_bit_for_bit(centered: bool) -> None:
+    """A2C's RMSprop (kuberl.core.optim.RMSprop with torch's foreach update, stepped by OptimizerStep)
+    gives exactly the parameters and state of torch's default RMSprop (its per-tensor loop on CPU),
+    and their checkpoints restore into each other."""
+    extra = {"momentum": 0.9, "centered": True} if centered else {}
+    ref, mine = _net(), _net()
+    opt_ref = torch.optim.RMSprop(ref.parameters(), lr=7e-4, alpha=0.99, eps=1e-5, **extra)  # type: ignore[arg-type]
+    opt_mine = make_optimizer(mine.parameters(), name="rmsprop", lr=7e-4, eps=1e-5, rmsprop_alpha=0.99)
+    if centered:
+        for g in opt_mine.param_groups:
+            g.update(extra)
+    assert isinstance(opt_mine, RMSprop)
+    assert opt_mine.param_groups[0]["foreach"] is True
+    assert opt_ref.param_groups[0]["foreach"] is None  # torch's per-tensor loop
+    stepper = OptimizerStep(opt_mine)
+    for i in range(10):
+        if i == 6:  # each restores the other's checkpoint (foreach is a param-group flag: keep each own)
+            saved_ref, saved_mine = copy.deepcopy(opt_ref.state_dict()), copy.deepcopy(opt_mine.state_dict())
+            opt_ref.load_state_dict(saved_mine)
+            opt_mine.load_state_dict(saved_ref)
+            opt_ref.param_groups[0]["foreach"], opt_mine.param_groups[0]["foreach"] = None, True
+        _grads(ref, i, skip_last=i == 3)
+        _grads(mine, i, skip_last=i == 3)
+        opt_ref.step()
+        stepper.step()
+        _same(ref, mine, opt_ref, opt_mine)
+        stepper.zero_grad()
+
+
+def test_learner_optimizers_do_not_import_torch_dynamo() -> None:
+    """Constructing, stepping, zeroing and checkpointing the learners' optimizers does not import
+    torch._dynamo (torch's own classes do, on first use: over a second of every run's start-up)."""
+    code = (
+        "import sys, torch\n"
+        "from torch import nn\n"
+        "from kuberl.algorithms.families.actor_critic import make_optimizer\n"
+        "from kuberl.core.learner import make_adam\n"
+        "from kuberl.core.optim import Adam, OptimizerStep\n"
+        "net = nn.Linear(3, 2)\n"
+        "opts = [make_optimizer(net.parameters(), name=n, lr=1e-3, eps=1e-5, rmsprop_alpha=0.99)\n"
+        "        for n in ('rmsprop', 'adam')]\n"
+        "opts += [make_adam(net.parameters(), lr=1e-3), Adam(net.parameters(), lr=1e-3, fused=True)]\n"
+        "for opt in opts:\n"
+        "    step = OptimizerStep(opt)\n"
+        "    net(torch.ones(4, 3)).sum().backward()\n"
+        "    step.step(); step.zero_grad(); opt.zero_grad()\n"
+        "    opt.load_state_dict(opt.state_dict())\n"
+        "print('torch._dynamo' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False", out.stderr
 
 
 def test_a_registered_step_hook_still_runs() -> None:

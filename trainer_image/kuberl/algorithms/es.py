@@ -17,6 +17,7 @@ import torch
 
 from kuberl.algorithms.families.evolution import EvolutionAlgorithm, antithetic_gradient, centered_ranks
 from kuberl.core.learner import load_optimizer_state
+from kuberl.core.optim import Adam, OptimizerStep
 from kuberl.spec.algorithms.es import ESConfig
 
 
@@ -24,9 +25,11 @@ class ES(EvolutionAlgorithm[ESConfig]):
     name = "ES"
 
     def setup_optimizer(self) -> None:
-        # Adam over the flat parameter vector: the driver is the only place θ changes.
+        # Adam over the flat parameter vector: the driver is the only place θ changes. kuberl.core.optim's
+        # Adam and step: torch's, without importing torch._dynamo (over a second of start-up).
         self.theta.requires_grad_(True)
-        self.optimizer = torch.optim.Adam([self.theta], lr=self.config.stepsize)
+        self.optimizer = Adam([self.theta], lr=self.config.stepsize)
+        self.optimizer_step = OptimizerStep(self.optimizer)
 
     def extra_candidates(self) -> list[tuple[int, float]]:
         # Sign 0: the unperturbed θ (RLlib's eval_prob), drawn from the driver's checkpointed generator.
@@ -40,8 +43,8 @@ class ES(EvolutionAlgorithm[ESConfig]):
         with torch.no_grad():
             # Adam minimises: ascend the fitness, and decay the weights (the paper's L2 regularisation).
             self.theta.grad = -torch.from_numpy(grad) + self.config.l2_coeff * self.theta.detach()
-        self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
+        self.optimizer_step.step()
+        self.optimizer_step.zero_grad()
         return {"grad_norm": float(np.linalg.norm(grad)), "stepsize": self.config.stepsize}
 
     def algorithm_state(self) -> dict[str, Any]:

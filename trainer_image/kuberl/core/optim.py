@@ -7,25 +7,28 @@ about three times the fused update kernel itself.
 
 `OptimizerStep` calls the same `adam()` with the same arguments `Adam.step()` passes, on state lists it
 collects once (through Adam's own `_init_group`, so the state is created exactly as torch creates it)
-and again only when the optimizer's state or the set of parameters with gradients changes. The result
-is bit-identical to `Adam.step()` (tests/unit/test_optim_step.py). Anything else (RMSprop, amsgrad,
-capturable or differentiable Adam, registered step hooks, a torch whose private `_init_group` no longer
-fits) takes the optimizer's own `step()`.
+and again only when the optimizer's state or the set of parameters with gradients changes; RMSprop
+(A2C's and A3C's default) likewise through `rmsprop()`. The result is bit-identical to the optimizer's
+`step()` (tests/unit/test_optim_step.py). Anything else (another optimizer, amsgrad, capturable or
+differentiable, registered step hooks, a torch whose private `_init_group` no longer fits) takes the
+optimizer's own `step()`. `step()`'s wrapper also imports `torch._dynamo` (below) on its first call.
 
-`Adam` is `torch.optim.Adam` without the `torch._disable_dynamo` wrappers on its bookkeeping methods
-(`add_param_group`, `zero_grad`, `state_dict`, `load_state_dict`): each such wrapper imports
-`torch._dynamo` on its first call (1.7 s on a quiet 2-core machine, a third of the quick start before
-its first sample), only to keep a `torch.compile` trace out of them; kuberl never compiles its learners.
+`Adam` and `RMSprop` are torch's classes without the `torch._disable_dynamo` wrappers on their
+bookkeeping methods (`add_param_group`, `zero_grad`, `state_dict`, `load_state_dict`): each such wrapper
+imports `torch._dynamo` on its first call (1.2–1.7 s on a quiet 2-core machine, a third of the quick
+start before its first sample), only to keep a `torch.compile` trace out of them; kuberl never compiles
+its learners.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 from torch.optim import optimizer as optim_module  # where the global step hooks live
 from torch.optim.adam import adam
+from torch.optim.rmsprop import rmsprop
 
 
 def _eager(method: Any) -> Any:
@@ -50,6 +53,15 @@ class Adam(torch.optim.Adam):
     load_state_dict = _eager(torch.optim.Optimizer.load_state_dict)
 
 
+class RMSprop(torch.optim.RMSprop):
+    """`torch.optim.RMSprop` minus the same wrappers as `Adam` above; state and checkpoints are torch's."""
+
+    add_param_group = _eager(torch.optim.Optimizer.add_param_group)
+    zero_grad = _eager(torch.optim.Optimizer.zero_grad)
+    state_dict = _eager(torch.optim.Optimizer.state_dict)
+    load_state_dict = _eager(torch.optim.Optimizer.load_state_dict)
+
+
 def _has_step_hooks(optimizer: torch.optim.Optimizer) -> bool:
     return bool(
         getattr(optimizer, "_optimizer_step_pre_hooks", None)
@@ -59,23 +71,50 @@ def _has_step_hooks(optimizer: torch.optim.Optimizer) -> bool:
     )
 
 
-def _plain_adam(optimizer: torch.optim.Optimizer) -> bool:
-    """An Adam whose step() is exactly `adam(...)` over its parameters with gradients."""
-    return type(optimizer) in (torch.optim.Adam, Adam) and all(
-        not g["amsgrad"] and not g["capturable"] and not g["differentiable"] for g in optimizer.param_groups
-    )
+def _collector(optimizer: torch.optim.Optimizer) -> Callable[[Any, dict[str, Any]], _Collected] | None:
+    """How `optimizer`'s step() can be taken without its wrapper: an Adam or RMSprop whose step() is
+    exactly torch's functional update over its parameters with gradients. None otherwise."""
+    kind = type(optimizer)
+    if any(g.get("capturable") or g.get("differentiable") for g in optimizer.param_groups):
+        return None
+    if kind in (torch.optim.Adam, Adam) and not any(g["amsgrad"] for g in optimizer.param_groups):
+        return _AdamLists
+    if kind in (torch.optim.RMSprop, RMSprop):
+        return _RMSpropLists
+    return None
 
 
-class _GroupLists:
-    """One param group's arguments to adam(): the parameters that had gradients when collected, and
-    their state tensors (the optimizer's own, updated in place)."""
+class _Collected:
+    """One param group's parameters that had gradients when collected and their state tensors (the
+    optimizer's own, updated in place), collected by the optimizer's own `_init_group`, so the state is
+    created exactly as torch creates it."""
+
+    def __init__(self) -> None:
+        self.params: list[torch.Tensor] = []
+        self.steps: list[torch.Tensor] = []
+
+    def grads(self, group: dict[str, Any]) -> list[torch.Tensor] | None:
+        """The current gradients, or None when the parameters with gradients are not the collected ones."""
+        grads = [p.grad for p in self.params]
+        n_with_grad = sum(p.grad is not None for p in group["params"])
+        if n_with_grad != len(grads) or any(g is None for g in grads):
+            return None
+        return grads  # type: ignore[return-value]
+
+    def update(
+        self, optimizer: torch.optim.Optimizer, group: dict[str, Any], grads: list[torch.Tensor]
+    ) -> None:
+        raise NotImplementedError
+
+
+class _AdamLists(_Collected):
+    """The arguments of `adam()` that `Adam.step()` passes, for one param group."""
 
     def __init__(self, optimizer: torch.optim.Adam, group: dict[str, Any]) -> None:
-        self.params: list[torch.Tensor] = []
+        super().__init__()
         grads: list[torch.Tensor] = []
         self.exp_avgs: list[torch.Tensor] = []
         self.exp_avg_sqs: list[torch.Tensor] = []
-        self.steps: list[torch.Tensor] = []
         # Adam's own collection and lazy state initialisation (step's dtype and device depend on fused).
         self.has_complex = bool(
             optimizer._init_group(group, self.params, grads, self.exp_avgs, self.exp_avg_sqs, [], self.steps)
@@ -102,13 +141,96 @@ class _GroupLists:
             optimizer.state[param]["step"] = count
         return counts
 
-    def grads(self, group: dict[str, Any]) -> list[torch.Tensor] | None:
-        """The current gradients, or None when the parameters with gradients are not the collected ones."""
-        grads = [p.grad for p in self.params]
-        n_with_grad = sum(p.grad is not None for p in group["params"])
-        if n_with_grad != len(grads) or any(g is None for g in grads):
-            return None
-        return grads  # type: ignore[return-value]
+    def update(
+        self, optimizer: torch.optim.Optimizer, group: dict[str, Any], grads: list[torch.Tensor]
+    ) -> None:
+        grad_scale, found_inf = getattr(optimizer, "grad_scale", None), getattr(optimizer, "found_inf", None)
+        beta1, beta2 = group["betas"]
+        if self.step_counts is not None and grad_scale is None and found_inf is None:
+            # What adam() runs for fused Adam on one device (torch.optim.adam._fused_adam), minus
+            # its grouping by device and dtype, and with the step counts incremented in one op.
+            self.step_counts.add_(1)
+            fused = torch._fused_adamw_ if group["decoupled_weight_decay"] else torch._fused_adam_
+            fused(
+                self.params,
+                grads,
+                self.exp_avgs,
+                self.exp_avg_sqs,
+                [],
+                self.steps,
+                amsgrad=False,
+                lr=group["lr"],
+                beta1=float(beta1),
+                beta2=float(beta2),
+                weight_decay=group["weight_decay"],
+                eps=group["eps"],
+                maximize=group["maximize"],
+                grad_scale=None,
+                found_inf=None,
+            )
+            return
+        adam(
+            self.params,
+            grads,
+            self.exp_avgs,
+            self.exp_avg_sqs,
+            [],
+            self.steps,
+            amsgrad=False,
+            has_complex=self.has_complex,
+            beta1=beta1,
+            beta2=beta2,
+            lr=group["lr"],
+            weight_decay=group["weight_decay"],
+            eps=group["eps"],
+            maximize=group["maximize"],
+            foreach=group["foreach"],
+            capturable=False,
+            differentiable=False,
+            fused=group["fused"],
+            grad_scale=grad_scale,
+            found_inf=found_inf,
+            decoupled_weight_decay=group["decoupled_weight_decay"],
+        )
+
+
+class _RMSpropLists(_Collected):
+    """The arguments of `rmsprop()` that `RMSprop.step()` passes, for one param group."""
+
+    def __init__(self, optimizer: torch.optim.RMSprop, group: dict[str, Any]) -> None:
+        super().__init__()
+        grads: list[torch.Tensor] = []
+        self.square_avgs: list[torch.Tensor] = []
+        self.momentum_buffers: list[torch.Tensor] = []
+        self.grad_avgs: list[torch.Tensor] = []
+        self.has_complex = bool(
+            optimizer._init_group(
+                group, self.params, grads, self.square_avgs, self.momentum_buffers, self.grad_avgs, self.steps
+            )
+        )
+
+    def update(
+        self, optimizer: torch.optim.Optimizer, group: dict[str, Any], grads: list[torch.Tensor]
+    ) -> None:
+        rmsprop(
+            self.params,
+            grads,
+            self.square_avgs,
+            self.grad_avgs,
+            self.momentum_buffers,
+            self.steps,
+            lr=group["lr"],
+            alpha=group["alpha"],
+            eps=group["eps"],
+            weight_decay=group["weight_decay"],
+            momentum=group["momentum"],
+            centered=group["centered"],
+            foreach=group["foreach"],
+            maximize=group["maximize"],
+            differentiable=False,
+            capturable=False,
+            has_complex=self.has_complex,
+        )
 
 
 class OptimizerStep:
@@ -116,8 +238,8 @@ class OptimizerStep:
 
     def __init__(self, optimizer: torch.optim.Optimizer) -> None:
         self.optimizer = optimizer
-        self._lists: list[_GroupLists] | None = None
-        self._plain = True  # False once this torch's Adam internals turned out not to fit
+        self._lists: list[_Collected] | None = None
+        self._plain = True  # False once this torch's optimizer internals turned out not to fit
         # load_state_dict() (a checkpoint restore, Learner.to_device) replaces the state tensors.
         optimizer.register_load_state_dict_post_hook(self._forget)
 
@@ -132,76 +254,25 @@ class OptimizerStep:
 
     def step(self) -> None:
         opt = self.optimizer
-        if not self._plain or not _plain_adam(opt) or _has_step_hooks(opt):
+        kind = _collector(opt) if self._plain else None
+        if kind is None or _has_step_hooks(opt):
             opt.step()
             return
-        assert isinstance(opt, torch.optim.Adam)
         if self._lists is None or len(self._lists) != len(opt.param_groups):
             try:
-                self._lists = [_GroupLists(opt, g) for g in opt.param_groups]
+                self._lists = [kind(opt, g) for g in opt.param_groups]
             except (AttributeError, TypeError):  # a torch whose _init_group differs: its own step()
                 self._plain = False
                 opt.step()
                 return
-        with torch.no_grad():  # as Adam.step(): the update is not part of any graph
-            self._update(opt)
-
-    def _update(self, opt: torch.optim.Adam) -> None:
-        assert self._lists is not None
-        grad_scale, found_inf = getattr(opt, "grad_scale", None), getattr(opt, "found_inf", None)
-        for i, group in enumerate(opt.param_groups):
-            lists = self._lists[i]
-            grads = lists.grads(group)
-            if grads is None:  # another set of parameters has gradients this time: collect again
-                lists = self._lists[i] = _GroupLists(opt, group)
-                grads = [p.grad for p in lists.params]  # type: ignore[misc]
-            beta1, beta2 = group["betas"]
-            if lists.step_counts is not None and grad_scale is None and found_inf is None:
-                # What adam() runs for fused Adam on one device (torch.optim.adam._fused_adam), minus
-                # its grouping by device and dtype, and with the step counts incremented in one op.
-                lists.step_counts.add_(1)
-                fused = torch._fused_adamw_ if group["decoupled_weight_decay"] else torch._fused_adam_
-                fused(
-                    lists.params,
-                    grads,
-                    lists.exp_avgs,
-                    lists.exp_avg_sqs,
-                    [],
-                    lists.steps,
-                    amsgrad=False,
-                    lr=group["lr"],
-                    beta1=float(beta1),
-                    beta2=float(beta2),
-                    weight_decay=group["weight_decay"],
-                    eps=group["eps"],
-                    maximize=group["maximize"],
-                    grad_scale=None,
-                    found_inf=None,
-                )
-                continue
-            adam(
-                lists.params,
-                grads,
-                lists.exp_avgs,
-                lists.exp_avg_sqs,
-                [],
-                lists.steps,
-                amsgrad=False,
-                has_complex=lists.has_complex,
-                beta1=beta1,
-                beta2=beta2,
-                lr=group["lr"],
-                weight_decay=group["weight_decay"],
-                eps=group["eps"],
-                maximize=group["maximize"],
-                foreach=group["foreach"],
-                capturable=False,
-                differentiable=False,
-                fused=group["fused"],
-                grad_scale=grad_scale,
-                found_inf=found_inf,
-                decoupled_weight_decay=group["decoupled_weight_decay"],
-            )
+        with torch.no_grad():  # as the optimizer's step(): the update is not part of any graph
+            for i, group in enumerate(opt.param_groups):
+                lists = self._lists[i]
+                grads = lists.grads(group)
+                if grads is None:  # another set of parameters has gradients this time: collect again
+                    lists = self._lists[i] = kind(opt, group)
+                    grads = [p.grad for p in lists.params]  # type: ignore[misc]
+                lists.update(opt, group, grads)
 
 
 _FOREACH_DEVICES = ("cpu", "cuda")

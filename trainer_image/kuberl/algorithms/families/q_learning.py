@@ -26,6 +26,7 @@ from kuberl.core.learner import Learner
 from kuberl.core.models import mlp, obs_dim, run_layers
 from kuberl.core.multi_agent.masking import legal_actions, mask_slice, mask_values, random_legal_actions
 from kuberl.core.networks import NoisyLinear, reset_noise, set_noisy
+from kuberl.core.optim import Adam
 from kuberl.core.policy import PolicyBase
 from kuberl.core.replay import WEIGHTS
 from kuberl.core.returns import DISCOUNTS
@@ -419,7 +420,7 @@ class QLearner(Learner):
         self.target = build_target(module).to(device)
         # Thousands of small steps per iteration: the fused (CPU and CUDA) Adam kernel cuts the
         # per-step overhead of the default per-parameter loop. Same hyperparameters as the base class.
-        self.optimizer = torch.optim.Adam(self.module.parameters(), lr=config.lr, eps=1e-5, fused=True)
+        self.optimizer = Adam(self.module.parameters(), lr=config.lr, eps=1e-5, fused=True)
         if isinstance(module, QNetwork) and module.num_atoms > 1:
             self.train_module = DistributionPass(module)
 
