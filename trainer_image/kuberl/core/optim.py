@@ -42,24 +42,24 @@ def _eager(method: Any) -> Any:
 _DISABLE_DYNAMO_CODE = torch._disable_dynamo(lambda: None).__code__
 
 
-class Adam(torch.optim.Adam):
+class _EagerBookkeeping:
+    """Torch's optimizer bookkeeping methods minus the wrapper that imports torch._dynamo (see the module
+    docstring); listed first in a subclass's bases, so they replace `torch.optim.Optimizer`'s."""
+
+    add_param_group = _eager(torch.optim.Optimizer.add_param_group)
+    zero_grad = _eager(torch.optim.Optimizer.zero_grad)
+    state_dict = _eager(torch.optim.Optimizer.state_dict)
+    load_state_dict = _eager(torch.optim.Optimizer.load_state_dict)
+
+
+class Adam(_EagerBookkeeping, torch.optim.Adam):
     """`torch.optim.Adam` whose construction, `zero_grad`, `state_dict` and `load_state_dict` are torch's
-    own methods minus the wrapper that imports `torch._dynamo` (see the module docstring). The state
-    and its `state_dict` are torch's: checkpoints load into either class."""
-
-    add_param_group = _eager(torch.optim.Optimizer.add_param_group)
-    zero_grad = _eager(torch.optim.Optimizer.zero_grad)
-    state_dict = _eager(torch.optim.Optimizer.state_dict)
-    load_state_dict = _eager(torch.optim.Optimizer.load_state_dict)
+    own methods minus the wrapper that imports `torch._dynamo`. The state and its `state_dict` are
+    torch's: checkpoints load into either class."""
 
 
-class RMSprop(torch.optim.RMSprop):
-    """`torch.optim.RMSprop` minus the same wrappers as `Adam` above; state and checkpoints are torch's."""
-
-    add_param_group = _eager(torch.optim.Optimizer.add_param_group)
-    zero_grad = _eager(torch.optim.Optimizer.zero_grad)
-    state_dict = _eager(torch.optim.Optimizer.state_dict)
-    load_state_dict = _eager(torch.optim.Optimizer.load_state_dict)
+class RMSprop(_EagerBookkeeping, torch.optim.RMSprop):
+    """`torch.optim.RMSprop`, likewise; state and checkpoints are torch's."""
 
 
 def _has_step_hooks(optimizer: torch.optim.Optimizer) -> bool:

@@ -22,11 +22,10 @@ from torch import nn
 
 from kuberl.core.distributional import categorical_projection, categorical_support
 from kuberl.core.env_factory import import_object
-from kuberl.core.learner import Learner
+from kuberl.core.learner import Learner, make_adam
 from kuberl.core.models import mlp, obs_dim, run_layers
 from kuberl.core.multi_agent.masking import legal_actions, mask_slice, mask_values, random_legal_actions
 from kuberl.core.networks import NoisyLinear, reset_noise, set_noisy
-from kuberl.core.optim import Adam
 from kuberl.core.policy import PolicyBase
 from kuberl.core.replay import WEIGHTS
 from kuberl.core.returns import DISCOUNTS
@@ -418,9 +417,9 @@ class QLearner(Learner):
         )
         self.config = config
         self.target = build_target(module).to(device)
-        # Thousands of small steps per iteration: the fused (CPU and CUDA) Adam kernel cuts the
-        # per-step overhead of the default per-parameter loop. Same hyperparameters as the base class.
-        self.optimizer = Adam(self.module.parameters(), lr=config.lr, eps=1e-5, fused=True)
+        # Thousands of small steps per iteration: make_adam's fused kernel cuts the per-step overhead of
+        # the default per-parameter loop. Same hyperparameters as the base class.
+        self.optimizer = make_adam(self.module.parameters(), lr=config.lr, eps=1e-5)
         if isinstance(module, QNetwork) and module.num_atoms > 1:
             self.train_module = DistributionPass(module)
 
